@@ -1,0 +1,13 @@
+//! The kernel bridge of mptcp-pmd.
+//!
+//! Owns everything that touches the kernel's netlink interfaces: pure codecs for the `mptcp_pm`
+//! generic netlink family ([`mptcp_pm`]), `NETLINK_SOCK_DIAG` ([`sock_diag`]) and rtnetlink
+//! ([`rtnl`]) over shared framing ([`nlmsg`]), plus the sockets (opened with neli) and the small
+//! actors that turn them into streams of domain types from `mptcp-pmd-policies`. No neli type
+//! leaves this crate. It does not own decisions: what to do with an event is the daemon's and the
+//! policies' business.
+
+pub mod error;
+pub mod nlmsg;
+
+pub use error::DecodeError;
