@@ -1,0 +1,386 @@
+//! A client / router / server topology in three namespaces:
+//!
+//! ```text
+//!  client c0 198.18.0.2 ---- 198.18.0.1 rc0 \
+//!         c1 198.18.1.2 ---- 198.18.1.1 rc1  router  rs0 198.19.0.1 ---- 198.19.0.2 s0 server
+//!         ..                                 /        rs1 198.19.1.1 ---- 198.19.1.2 s1
+//! ```
+//! (IPv6 too: `2001:db8:<i>::2` on client links, `2001:db8:1<j>::2` on server links.)
+//! The client and the server route by source address (one table per link), so a subflow leaves
+//! through the link of its source address. Addresses come from the benchmarking (198.18/15) and
+//! documentation (2001:db8::/32) ranges and exist only inside these namespaces.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::netns::{HarnessError, Netns};
+
+/// Which path manager a namespace uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pm {
+    /// The in-kernel path manager.
+    #[default]
+    Kernel,
+    /// The userspace path manager (`net.mptcp.path_manager=userspace`).
+    Userspace,
+}
+
+/// Token bucket shaping of one link (`tc qdisc ... tbf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tbf {
+    /// Rate in kbit/s.
+    pub rate_kbit: u32,
+    /// Bucket size in bytes.
+    pub burst_bytes: u32,
+    /// Maximum queueing latency in ms (queue length).
+    pub latency_ms: u32,
+}
+
+/// Options of a [`Topology`].
+#[derive(Debug, Clone)]
+pub struct TopoOpts {
+    /// Client links (1..=4).
+    pub client_links: usize,
+    /// Server links (1..=2).
+    pub server_links: usize,
+    /// Path manager of the client namespace.
+    pub client_pm: Pm,
+    /// Path manager of the server namespace.
+    pub server_pm: Pm,
+    /// Optional shaping per client link (index = link).
+    pub shaping: Vec<Option<Tbf>>,
+}
+
+impl Default for TopoOpts {
+    fn default() -> Self {
+        TopoOpts {
+            client_links: 2,
+            server_links: 1,
+            client_pm: Pm::Userspace,
+            server_pm: Pm::Kernel,
+            shaping: Vec::new(),
+        }
+    }
+}
+
+/// Three namespaces wired as described in the module docs; torn down on drop.
+#[derive(Debug)]
+pub struct Topology {
+    /// The multihomed client.
+    pub client: Netns,
+    /// The router between them.
+    pub router: Netns,
+    /// The server.
+    pub server: Netns,
+    opts: TopoOpts,
+}
+
+/// Client IPv4 address of link `i`.
+pub fn client_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, i as u8, 2)
+}
+/// Client IPv6 address of link `i`.
+pub fn client_v6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 2)
+}
+/// Server IPv4 address of link `j`.
+pub fn server_v4(j: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, j as u8, 2)
+}
+/// Server IPv6 address of link `j`.
+pub fn server_v6(j: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0x10 + j as u16, 0, 0, 0, 0, 2)
+}
+
+impl Topology {
+    /// Build the topology.
+    pub fn build(opts: TopoOpts) -> Result<Topology, HarnessError> {
+        let client = Netns::new("cli")?;
+        let router = Netns::new("rtr")?;
+        let server = Netns::new("srv")?;
+        let t = Topology {
+            client,
+            router,
+            server,
+            opts,
+        };
+        t.wire()?;
+        Ok(t)
+    }
+
+    fn wire(&self) -> Result<(), HarnessError> {
+        let (c, r, s) = (&self.client, &self.router, &self.server);
+        for ns in [c, r, s] {
+            for k in [
+                "net.ipv4.conf.all.rp_filter",
+                "net.ipv4.conf.default.rp_filter",
+            ] {
+                ns.sysctl(k, "0")?;
+            }
+            ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+            ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+            ns.sysctl("net.mptcp.enabled", "1")?;
+        }
+        r.sysctl("net.ipv4.ip_forward", "1")?;
+        r.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        for i in 0..self.opts.client_links {
+            self.veth(c, &format!("c{i}"), r, &format!("rc{i}"))?;
+            let (cv4, cv6) = (client_v4(i), client_v6(i));
+            let (rv4, rv6) = (
+                Ipv4Addr::new(198, 18, i as u8, 1),
+                Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 1),
+            );
+            c.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{cv4}/24"),
+                "dev",
+                &format!("c{i}"),
+            ])?;
+            c.run(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{cv6}/64"),
+                "dev",
+                &format!("c{i}"),
+                "nodad",
+            ])?;
+            r.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{rv4}/24"),
+                "dev",
+                &format!("rc{i}"),
+            ])?;
+            r.run(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{rv6}/64"),
+                "dev",
+                &format!("rc{i}"),
+                "nodad",
+            ])?;
+            self.source_route(
+                c,
+                i,
+                &cv4.to_string(),
+                &rv4.to_string(),
+                &cv6.to_string(),
+                &rv6.to_string(),
+                &format!("c{i}"),
+            )?;
+        }
+        for j in 0..self.opts.server_links {
+            self.veth(s, &format!("s{j}"), r, &format!("rs{j}"))?;
+            let (sv4, sv6) = (server_v4(j), server_v6(j));
+            let (rv4, rv6) = (
+                Ipv4Addr::new(198, 19, j as u8, 1),
+                Ipv6Addr::new(0x2001, 0xdb8, 0x10 + j as u16, 0, 0, 0, 0, 1),
+            );
+            s.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{sv4}/24"),
+                "dev",
+                &format!("s{j}"),
+            ])?;
+            s.run(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{sv6}/64"),
+                "dev",
+                &format!("s{j}"),
+                "nodad",
+            ])?;
+            r.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{rv4}/24"),
+                "dev",
+                &format!("rs{j}"),
+            ])?;
+            r.run(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{rv6}/64"),
+                "dev",
+                &format!("rs{j}"),
+                "nodad",
+            ])?;
+            self.source_route(
+                s,
+                j,
+                &sv4.to_string(),
+                &rv4.to_string(),
+                &sv6.to_string(),
+                &rv6.to_string(),
+                &format!("s{j}"),
+            )?;
+        }
+        for (ns, pm) in [(c, self.opts.client_pm), (s, self.opts.server_pm)] {
+            let v = match pm {
+                Pm::Kernel => "kernel",
+                Pm::Userspace => "userspace",
+            };
+            ns.sysctl("net.mptcp.path_manager", v)?;
+            ns.run(&[
+                "ip",
+                "mptcp",
+                "limits",
+                "set",
+                "subflows",
+                "8",
+                "add_addr_accepted",
+                "8",
+            ])?;
+        }
+        for (i, shape) in self.opts.shaping.iter().enumerate() {
+            if let Some(tbf) = shape {
+                self.shape(i, *tbf)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn veth(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<(), HarnessError> {
+        a.run(&[
+            "ip",
+            "link",
+            "add",
+            a_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
+            b.name(),
+        ])?;
+        a.run(&["ip", "link", "set", a_if, "up"])?;
+        b.run(&["ip", "link", "set", b_if, "up"])?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn source_route(
+        &self,
+        ns: &Netns,
+        i: usize,
+        v4: &str,
+        gw4: &str,
+        v6: &str,
+        gw6: &str,
+        dev: &str,
+    ) -> Result<(), HarnessError> {
+        let table = (100 + i).to_string();
+        ns.run(&["ip", "rule", "add", "from", v4, "table", &table])?;
+        ns.run(&[
+            "ip", "route", "add", "default", "via", gw4, "dev", dev, "table", &table,
+        ])?;
+        ns.run(&["ip", "-6", "rule", "add", "from", v6, "table", &table])?;
+        ns.run(&[
+            "ip", "-6", "route", "add", "default", "via", gw6, "dev", dev, "table", &table,
+        ])?;
+        if i == 0 {
+            ns.run(&["ip", "route", "add", "default", "via", gw4, "dev", dev])?;
+            ns.run(&[
+                "ip", "-6", "route", "add", "default", "via", gw6, "dev", dev,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// The options this topology was built with.
+    pub fn opts(&self) -> &TopoOpts {
+        &self.opts
+    }
+    /// Client IPv4 address of link `i`.
+    pub fn client_addr(&self, i: usize) -> IpAddr {
+        IpAddr::V4(client_v4(i))
+    }
+    /// Client IPv6 address of link `i`.
+    pub fn client_addr6(&self, i: usize) -> IpAddr {
+        IpAddr::V6(client_v6(i))
+    }
+    /// Server IPv4 address of link `j`.
+    pub fn server_addr(&self, j: usize) -> IpAddr {
+        IpAddr::V4(server_v4(j))
+    }
+    /// Server IPv6 address of link `j`.
+    pub fn server_addr6(&self, j: usize) -> IpAddr {
+        IpAddr::V6(server_v6(j))
+    }
+    /// Client interface name of link `i`.
+    pub fn client_if(&self, i: usize) -> String {
+        format!("c{i}")
+    }
+
+    /// Shape client link `i` in both directions with tbf.
+    pub fn shape(&self, i: usize, tbf: Tbf) -> Result<(), HarnessError> {
+        let rate = format!("{}kbit", tbf.rate_kbit);
+        let burst = tbf.burst_bytes.to_string();
+        let lat = format!("{}ms", tbf.latency_ms);
+        for (ns, dev) in [
+            (&self.client, format!("c{i}")),
+            (&self.router, format!("rc{i}")),
+        ] {
+            ns.run(&[
+                "tc", "qdisc", "replace", "dev", &dev, "root", "tbf", "rate", &rate, "burst",
+                &burst, "latency", &lat,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Remove the shaping of client link `i`.
+    pub fn unshape(&self, i: usize) -> Result<(), HarnessError> {
+        for (ns, dev) in [
+            (&self.client, format!("c{i}")),
+            (&self.router, format!("rc{i}")),
+        ] {
+            ns.run(&["tc", "qdisc", "del", "dev", &dev, "root"])?;
+        }
+        Ok(())
+    }
+
+    /// Take client link `i` down (both ends) or up again.
+    pub fn set_link(&self, i: usize, up: bool) -> Result<(), HarnessError> {
+        let state = if up { "up" } else { "down" };
+        self.client
+            .run(&["ip", "link", "set", &format!("c{i}"), state])?;
+        // Routes in per-link tables vanish with the link; restore them when it comes back.
+        if up {
+            let table = (100 + i).to_string();
+            let gw4 = Ipv4Addr::new(198, 18, i as u8, 1).to_string();
+            let gw6 = Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 1).to_string();
+            let dev = format!("c{i}");
+            let _ = self.client.run(&[
+                "ip", "route", "replace", "default", "via", &gw4, "dev", &dev, "table", &table,
+            ]);
+            let _ = self.client.run(&[
+                "ip", "-6", "route", "replace", "default", "via", &gw6, "dev", &dev, "table",
+                &table,
+            ]);
+            if i == 0 {
+                let _ = self.client.run(&[
+                    "ip", "route", "replace", "default", "via", &gw4, "dev", &dev,
+                ]);
+                let _ = self.client.run(&[
+                    "ip", "-6", "route", "replace", "default", "via", &gw6, "dev", &dev,
+                ]);
+            }
+        }
+        Ok(())
+    }
+}
