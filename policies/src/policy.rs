@@ -91,4 +91,10 @@ pub trait Policy: Send + std::fmt::Debug {
 
     /// The connection is gone: forget anything kept for it.
     fn on_closed(&mut self, _token: Token) {}
+
+    /// Explanations of the decisions just returned (with the numbers that caused them), for the
+    /// daemon's log. Drained after every hook call.
+    fn drain_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
