@@ -1,0 +1,1095 @@
+//! The `rtt-based` policy: a full mesh of subflows whose members are demoted to backup while their
+//! smoothed RTT is far worse than the best path's, restored when they catch up again, and
+//! (optionally) closed while they lose packets and re-opened after a cooldown.
+//!
+//! The measurement logic lives in [`RttJudge`], a pure per-connection core that sees nothing but
+//! `(key, backup flag, sample)` triples and the time: every rule is a unit test over a synthetic
+//! sample series. [`RttBased`] is the [`Policy`] around it; it delegates subflow creation to the
+//! fullmesh policy and turns the judge's [`Verdict`]s into [`Decision`]s.
+//!
+//! Rules (all thresholds in [`RttParams`]):
+//! - `best` is the lowest srtt among *active* (non-backup, not being closed) subflows that have
+//!   a measurement (`srtt_us > 0`).
+//! - **Demote**: an active subflow whose srtt is above `backup_ratio x best` *and* at least
+//!   `min_gap` above `best`, on every sample for `hold`, is marked backup. The gap rule keeps
+//!   sub-millisecond LAN paths (0.02 ms vs 0.05 ms) from being judged by ratio alone. The last
+//!   active subflow is never demoted.
+//! - **Restore**: a subflow *this judge demoted* whose srtt stays below `restore_ratio x best` for
+//!   `hold` gets its backup flag cleared. `restore_ratio < backup_ratio` is the hysteresis band in
+//!   which nothing changes, so a path hovering around one threshold cannot flap. A subflow that is
+//!   backup for any other reason (a backup interface in the config, the peer, an operator) is
+//!   never restored: the judge only undoes its own decisions. If no active subflow is left, the
+//!   fastest subflow the judge demoted is restored at once.
+//! - **Close on loss** (off by default): the retransmission rate between two consecutive samples,
+//!   `delta(total_retrans) / delta(segs_out)`, above `loss_threshold` on every sample for `hold` closes the subflow (a window in which nothing was sent counts as lossy only while
+//!   the subflow sits in retransmission timeout, i.e. `tcpi_retransmits > 0`; an idle window or a
+//!   counter that went backwards breaks the streak); its path is then kept in a cooldown and re-opened after
+//!   `cooldown`. The last active subflow is never closed.
+//!
+//! "On every sample" is literal: one sample that breaks a condition restarts its timer. A sample
+//! without a measurement (`srtt_us == 0`) breaks the RTT conditions.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::model::{SubflowKey, SubflowSample};
+
+/// A backup-flag change the judge asked for is assumed lost (failed command, or a flag the kernel
+/// refused) when the observed flag still disagrees after this long (at least `hold`).
+const MIN_PENDING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Tunables of the rtt-based policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RttParams {
+    /// Maximum number of subflows per connection (passed to the fullmesh part).
+    pub max_subflows: usize,
+    /// Demote when `srtt > backup_ratio x best` (and the gap rule holds). Default 2.0.
+    pub backup_ratio: f64,
+    /// Demote only when `srtt - best >= min_gap`. Default 20 ms.
+    pub min_gap: Duration,
+    /// Restore when `srtt < restore_ratio x best`. Must be below `backup_ratio`. Default 1.5.
+    pub restore_ratio: f64,
+    /// How long a condition must hold on every sample before the judge acts. Default 5 s.
+    pub hold: Duration,
+    /// Close subflows that keep losing packets. Default false.
+    pub close_on_loss: bool,
+    /// Retransmission rate (0..=1) above which a subflow counts as lossy. Default 0.05.
+    pub loss_threshold: f64,
+    /// How long a path closed for loss stays closed before it is re-opened. Default 30 s.
+    pub cooldown: Duration,
+}
+
+impl Default for RttParams {
+    fn default() -> Self {
+        RttParams {
+            max_subflows: 8,
+            backup_ratio: 2.0,
+            min_gap: Duration::from_millis(20),
+            restore_ratio: 1.5,
+            hold: Duration::from_secs(5),
+            close_on_loss: false,
+            loss_threshold: 0.05,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a set of [`RttParams`] was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RttParamsError {
+    /// `max_subflows` is 0.
+    #[error("max_subflows must be at least 1")]
+    NoSubflows,
+    /// `backup_ratio` is below 1 or not a finite number.
+    #[error("backup_ratio must be a finite number >= 1.0, got {0}")]
+    BackupRatio(f64),
+    /// `restore_ratio` is not positive, not finite, or not below `backup_ratio`.
+    #[error(
+        "restore_ratio must be a finite number in (0, backup_ratio = {backup}), got {restore}"
+    )]
+    RestoreRatio {
+        /// The configured restore ratio.
+        restore: f64,
+        /// The configured backup ratio.
+        backup: f64,
+    },
+    /// `loss_threshold` is outside `(0, 1]`.
+    #[error("loss_threshold must be in (0, 1], got {0}")]
+    LossThreshold(f64),
+}
+
+impl RttParams {
+    /// Check the invariants the judge relies on (hysteresis needs `restore_ratio < backup_ratio`).
+    pub fn validate(&self) -> Result<(), RttParamsError> {
+        if self.max_subflows == 0 {
+            return Err(RttParamsError::NoSubflows);
+        }
+        if !self.backup_ratio.is_finite() || self.backup_ratio < 1.0 {
+            return Err(RttParamsError::BackupRatio(self.backup_ratio));
+        }
+        if !self.restore_ratio.is_finite()
+            || self.restore_ratio <= 0.0
+            || self.restore_ratio >= self.backup_ratio
+        {
+            return Err(RttParamsError::RestoreRatio {
+                restore: self.restore_ratio,
+                backup: self.backup_ratio,
+            });
+        }
+        if !(self.loss_threshold > 0.0 && self.loss_threshold <= 1.0) {
+            return Err(RttParamsError::LossThreshold(self.loss_threshold));
+        }
+        Ok(())
+    }
+}
+
+/// A path to re-open: where a subflow closed for loss used to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubflowPath {
+    /// Local address (the port is left to the kernel).
+    pub local: IpAddr,
+    /// Remote address and port.
+    pub remote: SocketAddr,
+    /// The subflow was backup for a reason other than this judge (e.g. a backup interface).
+    pub backup: bool,
+}
+
+/// What the judge wants done to one subflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerdictKind {
+    /// Set (`true`: demote) or clear (`false`: restore) the backup flag.
+    SetBackup(bool),
+    /// Close the subflow (too lossy).
+    Close,
+    /// Open a subflow on this path again (its cooldown is over).
+    Reopen(SubflowPath),
+}
+
+/// One decision of the judge, with the numbers that led to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The subflow concerned (for [`VerdictKind::Reopen`]: the one that was closed).
+    pub key: SubflowKey,
+    /// What to do.
+    pub kind: VerdictKind,
+    /// Human-readable reason with the measured values, for the daemon's log.
+    pub reason: String,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            VerdictKind::SetBackup(true) => "set backup",
+            VerdictKind::SetBackup(false) => "clear backup",
+            VerdictKind::Close => "close",
+            VerdictKind::Reopen(_) => "reopen",
+        };
+        write!(f, "{what} {}: {}", self.key, self.reason)
+    }
+}
+
+/// The loss evidence carried by one sample, relative to the previous one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LossObs {
+    /// No baseline yet, a counter went backwards (a reset, or a new socket on the same
+    /// 4-tuple), or nothing was sent: neither evidence for nor against loss.
+    NoInfo,
+    /// Nothing new was sent but the subflow sits in retransmission timeout (a dead path backs
+    /// off exponentially, so whole sampling intervals pass without a segment).
+    Stalled,
+    /// `retrans` of `segs` segments sent since the previous sample were retransmissions.
+    Rate {
+        /// Retransmitted segments in the window.
+        retrans: u32,
+        /// Segments sent in the window (retransmissions included).
+        segs: u32,
+    },
+}
+
+impl LossObs {
+    fn between(prev: Option<(u32, u32)>, sample: &SubflowSample) -> LossObs {
+        let Some((prev_retrans, prev_segs)) = prev else {
+            return LossObs::NoInfo;
+        };
+        let (Some(retrans), Some(segs)) = (
+            sample.total_retrans.checked_sub(prev_retrans),
+            sample.segs_out.checked_sub(prev_segs),
+        ) else {
+            return LossObs::NoInfo;
+        };
+        if segs == 0 {
+            if sample.retransmits > 0 || retrans > 0 {
+                LossObs::Stalled
+            } else {
+                LossObs::NoInfo
+            }
+        } else {
+            LossObs::Rate { retrans, segs }
+        }
+    }
+
+    /// The rate in `0..=1`, when the sample says anything.
+    fn rate(self) -> Option<f64> {
+        match self {
+            LossObs::NoInfo => None,
+            LossObs::Stalled => Some(1.0),
+            LossObs::Rate { retrans, segs } => {
+                Some((f64::from(retrans) / f64::from(segs)).min(1.0))
+            }
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            LossObs::NoInfo => "no data".to_string(),
+            LossObs::Stalled => "stalled in retransmission timeout".to_string(),
+            LossObs::Rate { retrans, segs } => format!(
+                "{retrans}/{segs} segments retransmitted ({:.1}%)",
+                f64::from(retrans) * 100.0 / f64::from(segs)
+            ),
+        }
+    }
+}
+
+/// Per-subflow memory of the judge.
+#[derive(Debug, Clone, Default)]
+struct SubState {
+    /// This judge set the backup flag (and so may clear it).
+    demoted_by_us: bool,
+    /// A backup-flag change was requested and not yet observed: (wanted, when).
+    pending: Option<(bool, Instant)>,
+    /// Since when the demote condition holds.
+    slow_since: Option<Instant>,
+    /// Since when the restore condition holds.
+    fast_since: Option<Instant>,
+    /// Since when the loss condition holds.
+    lossy_since: Option<Instant>,
+    /// (total_retrans, segs_out) of the previous sample.
+    counters: Option<(u32, u32)>,
+    /// A close was requested at this time (the subflow may linger until SUB_CLOSED).
+    closing: Option<Instant>,
+}
+
+/// A closed path waiting for its cooldown to end.
+#[derive(Debug, Clone, Copy)]
+struct Cooldown {
+    key: SubflowKey,
+    path: SubflowPath,
+    closed_at: Instant,
+}
+
+/// The pure RTT/loss judge of one connection. Feed it every sample round with
+/// [`RttJudge::evaluate`]; it answers with the [`Verdict`]s to carry out.
+#[derive(Debug, Clone)]
+pub struct RttJudge {
+    params: RttParams,
+    subflows: HashMap<SubflowKey, SubState>,
+    /// Paths closed for loss, by (local address, remote): ordered for reproducible output.
+    cooldowns: BTreeMap<(IpAddr, SocketAddr), Cooldown>,
+}
+
+/// Format microseconds as milliseconds for reasons.
+fn ms(us: u32) -> String {
+    format!("{:.1}ms", f64::from(us) / 1000.0)
+}
+
+/// Format a duration in seconds for reasons.
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+impl RttJudge {
+    /// A judge with no memory yet. `params` should have passed [`RttParams::validate`].
+    pub fn new(params: RttParams) -> Self {
+        RttJudge {
+            params,
+            subflows: HashMap::new(),
+            cooldowns: BTreeMap::new(),
+        }
+    }
+
+    /// The parameters in use.
+    pub fn params(&self) -> &RttParams {
+        &self.params
+    }
+
+    /// Whether this judge demoted `key` (and so may restore it).
+    pub fn demoted_by_us(&self, key: &SubflowKey) -> bool {
+        self.subflows.get(key).is_some_and(|s| s.demoted_by_us)
+    }
+
+    /// Whether the path from `local` to `remote` was closed for loss and is still cooling down:
+    /// nobody should open it again before the judge says [`VerdictKind::Reopen`].
+    pub fn in_cooldown(&self, local: IpAddr, remote: SocketAddr) -> bool {
+        self.cooldowns.contains_key(&(local, remote))
+    }
+
+    fn pending_timeout(&self) -> Duration {
+        self.params.hold.max(MIN_PENDING_TIMEOUT)
+    }
+
+    /// Judge one round of samples.
+    ///
+    /// `subflows` lists the connection's established subflows as `(key, backup flag as observed,
+    /// latest sample)`; a subflow without a measurement yet is passed with a default sample
+    /// (`srtt_us == 0`) so that it still counts as active. Subflows missing from the list are
+    /// forgotten. The verdicts come in input order, re-opens last.
+    pub fn evaluate(
+        &mut self,
+        now: Instant,
+        subflows: &[(SubflowKey, bool, SubflowSample)],
+    ) -> Vec<Verdict> {
+        let present: HashSet<SubflowKey> = subflows.iter().map(|(k, _, _)| *k).collect();
+        self.subflows.retain(|k, _| present.contains(k));
+        let pending_timeout = self.pending_timeout();
+        let cooldown = self.params.cooldown;
+
+        // Sync every subflow's memory with what is observed, and read the loss window.
+        let mut loss = Vec::with_capacity(subflows.len());
+        for (key, observed_backup, sample) in subflows {
+            let st = self.subflows.entry(*key).or_default();
+            if let Some((want, at)) = st.pending {
+                if want == *observed_backup {
+                    st.pending = None;
+                } else if now.saturating_duration_since(at) >= pending_timeout {
+                    // The change never showed up: the flag is still what it was before, and so
+                    // is its ownership (a failed restore leaves the subflow ours to restore).
+                    st.pending = None;
+                    st.demoted_by_us = *observed_backup;
+                }
+            }
+            if st.pending.is_none() && !observed_backup {
+                // Active as observed: whatever we did before, there is nothing of ours to undo.
+                st.demoted_by_us = false;
+            }
+            if st
+                .closing
+                .is_some_and(|at| now.saturating_duration_since(at) >= cooldown)
+            {
+                // The close did not take (the subflow is still here): judge it afresh.
+                st.closing = None;
+            }
+            loss.push(LossObs::between(st.counters, sample));
+            st.counters = Some((sample.total_retrans, sample.segs_out));
+        }
+
+        let mut out = Vec::new();
+        self.rescue_zero_active(now, subflows, &mut out);
+        if self.params.close_on_loss {
+            self.judge_loss(now, subflows, &loss, &mut out);
+        } else {
+            for st in self.subflows.values_mut() {
+                st.lossy_since = None;
+            }
+        }
+        self.judge_rtt(now, subflows, &mut out);
+        out.extend(self.reopens(now, &present));
+        out
+    }
+
+    /// The backup flag the judge should reason with: a requested change counts as done.
+    fn effective_backup(&self, key: &SubflowKey, observed: bool) -> bool {
+        match self.subflows.get(key).and_then(|s| s.pending) {
+            Some((want, _)) => want,
+            None => observed,
+        }
+    }
+
+    fn is_closing(&self, key: &SubflowKey) -> bool {
+        self.subflows.get(key).is_some_and(|s| s.closing.is_some())
+    }
+
+    fn is_active(&self, key: &SubflowKey, observed: bool) -> bool {
+        !self.effective_backup(key, observed) && !self.is_closing(key)
+    }
+
+    fn active_count(&self, subflows: &[(SubflowKey, bool, SubflowSample)]) -> usize {
+        subflows
+            .iter()
+            .filter(|(k, b, _)| self.is_active(k, *b))
+            .count()
+    }
+
+    /// Lowest srtt among active subflows with a measurement.
+    fn best(&self, subflows: &[(SubflowKey, bool, SubflowSample)]) -> Option<u32> {
+        subflows
+            .iter()
+            .filter(|(k, b, s)| s.srtt_us > 0 && self.is_active(k, *b))
+            .map(|(_, _, s)| s.srtt_us)
+            .min()
+    }
+
+    /// Never leave a connection without an active subflow because of us: if none is active,
+    /// restore the fastest subflow we demoted, without waiting for `hold`.
+    fn rescue_zero_active(
+        &mut self,
+        now: Instant,
+        subflows: &[(SubflowKey, bool, SubflowSample)],
+        out: &mut Vec<Verdict>,
+    ) {
+        if self.active_count(subflows) > 0 {
+            return;
+        }
+        let candidate = subflows
+            .iter()
+            .filter(|(k, b, _)| {
+                self.effective_backup(k, *b)
+                    && !self.is_closing(k)
+                    && self.subflows.get(k).is_some_and(|s| s.demoted_by_us)
+            })
+            // Unmeasured subflows sort last.
+            .min_by_key(|(k, _, s)| (s.srtt_us == 0, s.srtt_us, *k));
+        let Some((key, _, sample)) = candidate else {
+            return;
+        };
+        if let Some(st) = self.subflows.get_mut(key) {
+            st.demoted_by_us = false;
+            st.pending = Some((false, now));
+            st.slow_since = None;
+            st.fast_since = None;
+        }
+        out.push(Verdict {
+            key: *key,
+            kind: VerdictKind::SetBackup(false),
+            reason: format!(
+                "no active subflow left; restoring the fastest one we demoted (srtt {})",
+                ms(sample.srtt_us)
+            ),
+        });
+    }
+
+    fn judge_loss(
+        &mut self,
+        now: Instant,
+        subflows: &[(SubflowKey, bool, SubflowSample)],
+        loss: &[LossObs],
+        out: &mut Vec<Verdict>,
+    ) {
+        let hold = self.params.hold;
+        let threshold = self.params.loss_threshold;
+        let mut active = self.active_count(subflows);
+        for ((key, observed_backup, _), obs) in subflows.iter().zip(loss) {
+            let is_active = self.is_active(key, *observed_backup);
+            let Some(st) = self.subflows.get_mut(key) else {
+                continue;
+            };
+            if st.closing.is_some() {
+                continue;
+            }
+            // No evidence (idle, no baseline, counter reset) breaks the streak like a clean
+            // window: a dead path is `Stalled`, never silent, so it keeps its streak.
+            if obs.rate().is_none_or(|rate| rate <= threshold) {
+                st.lossy_since = None;
+                continue;
+            }
+            let since = *st.lossy_since.get_or_insert(now);
+            let held = now.saturating_duration_since(since);
+            // Closing a backup subflow keeps the active count; closing an active one lowers it.
+            let remaining = active - usize::from(is_active);
+            if held < hold || remaining == 0 {
+                continue;
+            }
+            let path = SubflowPath {
+                local: key.local.ip(),
+                remote: key.remote,
+                backup: *observed_backup && !st.demoted_by_us,
+            };
+            st.closing = Some(now);
+            st.lossy_since = None;
+            st.slow_since = None;
+            st.fast_since = None;
+            active = remaining;
+            self.cooldowns.insert(
+                (path.local, path.remote),
+                Cooldown {
+                    key: *key,
+                    path,
+                    closed_at: now,
+                },
+            );
+            out.push(Verdict {
+                key: *key,
+                kind: VerdictKind::Close,
+                reason: format!(
+                    "{} > loss threshold {:.1}% for {} (hold {}); reopen after {}",
+                    obs.describe(),
+                    threshold * 100.0,
+                    secs(held),
+                    secs(hold),
+                    secs(self.params.cooldown)
+                ),
+            });
+        }
+    }
+
+    fn judge_rtt(
+        &mut self,
+        now: Instant,
+        subflows: &[(SubflowKey, bool, SubflowSample)],
+        out: &mut Vec<Verdict>,
+    ) {
+        let p = self.params;
+        let best = self.best(subflows);
+        let mut active = self.active_count(subflows);
+        for (key, observed_backup, sample) in subflows {
+            let effective_backup = self.effective_backup(key, *observed_backup);
+            let Some(st) = self.subflows.get_mut(key) else {
+                continue;
+            };
+            if st.closing.is_some() || st.pending.is_some() {
+                // Wait until the last change is observed (or given up) before judging again.
+                st.slow_since = None;
+                st.fast_since = None;
+                continue;
+            }
+            let srtt = sample.srtt_us;
+            let Some(best) = best.filter(|_| srtt > 0) else {
+                st.slow_since = None;
+                st.fast_since = None;
+                continue;
+            };
+            let ratio = f64::from(srtt) / f64::from(best);
+            if !effective_backup {
+                st.fast_since = None;
+                let gap = Duration::from_micros(u64::from(srtt.saturating_sub(best)));
+                if !(ratio > p.backup_ratio && gap >= p.min_gap) {
+                    st.slow_since = None;
+                    continue;
+                }
+                let since = *st.slow_since.get_or_insert(now);
+                let held = now.saturating_duration_since(since);
+                // `active >= 2` keeps at least one active subflow; the timer keeps running so
+                // that the demotion happens as soon as another path becomes active.
+                if held < p.hold || active < 2 {
+                    continue;
+                }
+                st.slow_since = None;
+                st.demoted_by_us = true;
+                st.pending = Some((true, now));
+                active -= 1;
+                out.push(Verdict {
+                    key: *key,
+                    kind: VerdictKind::SetBackup(true),
+                    reason: format!(
+                        "srtt {} vs best {}: ratio {:.2} > {:.2} and gap {} >= {} for {} \
+                         (hold {})",
+                        ms(srtt),
+                        ms(best),
+                        ratio,
+                        p.backup_ratio,
+                        ms(srtt - best),
+                        ms_dur(p.min_gap),
+                        secs(held),
+                        secs(p.hold)
+                    ),
+                });
+            } else {
+                st.slow_since = None;
+                if !st.demoted_by_us {
+                    // Backup by configuration, the peer or an operator: not ours to undo.
+                    st.fast_since = None;
+                    continue;
+                }
+                if ratio >= p.restore_ratio {
+                    st.fast_since = None;
+                    continue;
+                }
+                let since = *st.fast_since.get_or_insert(now);
+                let held = now.saturating_duration_since(since);
+                if held < p.hold {
+                    continue;
+                }
+                st.fast_since = None;
+                st.demoted_by_us = false;
+                st.pending = Some((false, now));
+                active += 1;
+                out.push(Verdict {
+                    key: *key,
+                    kind: VerdictKind::SetBackup(false),
+                    reason: format!(
+                        "srtt {} vs best {}: ratio {:.2} < restore ratio {:.2} for {} (hold {})",
+                        ms(srtt),
+                        ms(best),
+                        ratio,
+                        p.restore_ratio,
+                        secs(held),
+                        secs(p.hold)
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Paths whose cooldown is over: re-open them, unless a subflow on the same path is already
+    /// back (then the cooldown entry is simply dropped). Also usable from a timer tick, with the
+    /// keys of the connection's current subflows.
+    pub fn reopens(&mut self, now: Instant, present: &HashSet<SubflowKey>) -> Vec<Verdict> {
+        let cooldown = self.params.cooldown;
+        let due: Vec<(IpAddr, SocketAddr)> = self
+            .cooldowns
+            .iter()
+            .filter(|(_, c)| now.saturating_duration_since(c.closed_at) >= cooldown)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::new();
+        for path_key in due {
+            let Some(c) = self.cooldowns.remove(&path_key) else {
+                continue;
+            };
+            let live = present
+                .iter()
+                .any(|k| k.local.ip() == c.path.local && k.remote == c.path.remote);
+            if live {
+                continue;
+            }
+            out.push(Verdict {
+                key: c.key,
+                kind: VerdictKind::Reopen(c.path),
+                reason: format!(
+                    "closed for loss {} ago (cooldown {})",
+                    secs(now.saturating_duration_since(c.closed_at)),
+                    secs(cooldown)
+                ),
+            });
+        }
+        out
+    }
+}
+
+/// Format a duration as milliseconds for reasons.
+fn ms_dur(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(net: u8, port: u16) -> SubflowKey {
+        SubflowKey {
+            local: SocketAddr::from(([10, 0, net, 1], port)),
+            remote: SocketAddr::from(([10, 0, 0, 2], 80)),
+        }
+    }
+
+    fn rtt(ms: u32) -> SubflowSample {
+        SubflowSample {
+            srtt_us: ms * 1000,
+            ..SubflowSample::default()
+        }
+    }
+
+    fn params() -> RttParams {
+        RttParams::default()
+    }
+
+    /// Drives a judge over simulated seconds, playing the kernel: a requested flag change shows
+    /// up in the next round (when `apply`), closed subflows vanish, re-opened paths come back on
+    /// a new source port.
+    struct Sim {
+        judge: RttJudge,
+        t0: Instant,
+        subs: Vec<(SubflowKey, bool)>,
+        apply: bool,
+        next_port: u16,
+        log: Vec<(u64, Verdict)>,
+    }
+
+    impl Sim {
+        fn new(params: RttParams, subs: &[(SubflowKey, bool)]) -> Self {
+            Sim {
+                judge: RttJudge::new(params),
+                t0: Instant::now(),
+                subs: subs.to_vec(),
+                apply: true,
+                next_port: 50000,
+                log: Vec::new(),
+            }
+        }
+
+        /// One round per second for t in `from..to`; `f(t, key)` gives the sample.
+        fn run(
+            &mut self,
+            from: u64,
+            to: u64,
+            mut f: impl FnMut(u64, &SubflowKey) -> SubflowSample,
+        ) {
+            for t in from..to {
+                let input: Vec<_> = self.subs.iter().map(|(k, b)| (*k, *b, f(t, k))).collect();
+                let verdicts = self
+                    .judge
+                    .evaluate(self.t0 + Duration::from_secs(t), &input);
+                for v in verdicts {
+                    if self.apply {
+                        match v.kind {
+                            VerdictKind::SetBackup(b) => {
+                                for s in self.subs.iter_mut().filter(|s| s.0 == v.key) {
+                                    s.1 = b;
+                                }
+                            }
+                            VerdictKind::Close => self.subs.retain(|s| s.0 != v.key),
+                            VerdictKind::Reopen(p) => {
+                                self.next_port += 1;
+                                let k = SubflowKey {
+                                    local: SocketAddr::new(p.local, self.next_port),
+                                    remote: p.remote,
+                                };
+                                self.subs.push((k, p.backup));
+                            }
+                        }
+                    }
+                    self.log.push((t, v));
+                }
+            }
+        }
+
+        /// (second, third octet of the local address, kind) of every verdict so far.
+        fn decisions(&self) -> Vec<(u64, u8, VerdictKind)> {
+            self.log
+                .iter()
+                .map(|(t, v)| {
+                    let net = match v.key.local.ip() {
+                        IpAddr::V4(a) => a.octets()[2],
+                        IpAddr::V6(_) => 0,
+                    };
+                    (*t, net, v.kind)
+                })
+                .collect()
+        }
+    }
+
+    fn net(k: &SubflowKey) -> u8 {
+        match k.local.ip() {
+            IpAddr::V4(a) => a.octets()[2],
+            IpAddr::V6(_) => 0,
+        }
+    }
+
+    #[test]
+    fn defaults_validate_and_bad_params_are_refused() {
+        assert_eq!(params().validate(), Ok(()));
+        let p = RttParams {
+            restore_ratio: 2.0,
+            ..params()
+        };
+        assert!(matches!(
+            p.validate(),
+            Err(RttParamsError::RestoreRatio { .. })
+        ));
+        let p = RttParams {
+            backup_ratio: f64::NAN,
+            ..params()
+        };
+        assert!(matches!(p.validate(), Err(RttParamsError::BackupRatio(_))));
+        let p = RttParams {
+            loss_threshold: 0.0,
+            ..params()
+        };
+        assert!(matches!(
+            p.validate(),
+            Err(RttParamsError::LossThreshold(_))
+        ));
+        let p = RttParams {
+            max_subflows: 0,
+            ..params()
+        };
+        assert_eq!(p.validate(), Err(RttParamsError::NoSubflows));
+    }
+
+    #[test]
+    fn steady_paths_give_no_decisions() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.run(0, 120, |t, k| {
+            rtt(if net(k) == 1 { 10 } else { 12 + (t % 3) as u32 })
+        });
+        assert_eq!(sim.decisions(), vec![]);
+    }
+
+    #[test]
+    fn spike_shorter_than_hold_gives_nothing() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // 4 samples at 100 ms (t = 10..=13): 3 s of condition, hold is 5 s.
+        sim.run(0, 60, |t, k| {
+            rtt(if net(k) == 2 && (10..14).contains(&t) {
+                100
+            } else {
+                10
+            })
+        });
+        assert_eq!(sim.decisions(), vec![]);
+    }
+
+    #[test]
+    fn slow_drift_demotes_exactly_at_hold() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // B drifts up 5 ms per second from 10 ms; it crosses 2 x 10 ms with a gap >= 20 ms
+        // first at 30 ms (t = 4: ratio 3.0, gap 20 ms) and stays above.
+        sim.run(0, 40, |t, k| {
+            rtt(if net(k) == 2 { 10 + 5 * t as u32 } else { 10 })
+        });
+        assert_eq!(sim.decisions(), vec![(9, 2, VerdictKind::SetBackup(true))]);
+        let reason = &sim.log[0].1.reason;
+        assert!(reason.contains("srtt 55.0ms"), "{reason}");
+        assert!(reason.contains("best 10.0ms"), "{reason}");
+        assert!(reason.contains("for 5.0s"), "{reason}");
+        assert!(sim.judge.demoted_by_us(&key(2, 1001)));
+    }
+
+    #[test]
+    fn ratio_exceeded_but_gap_too_small_gives_nothing() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // 1 ms vs 15 ms: ratio 15, gap 14 ms < 20 ms.
+        sim.run(0, 60, |_, k| rtt(if net(k) == 2 { 15 } else { 1 }));
+        assert_eq!(sim.decisions(), vec![]);
+        // One more millisecond of gap would do it.
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.run(0, 60, |_, k| rtt(if net(k) == 2 { 21 } else { 1 }));
+        assert_eq!(sim.decisions(), vec![(5, 2, VerdictKind::SetBackup(true))]);
+    }
+
+    #[test]
+    fn flapping_around_the_backup_threshold_never_changes_anything() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // best 30 ms; B alternates 65 ms (ratio 2.17) and 55 ms (1.83) every second.
+        sim.run(0, 200, |t, k| {
+            rtt(if net(k) == 1 {
+                30
+            } else if t % 2 == 0 {
+                65
+            } else {
+                55
+            })
+        });
+        assert_eq!(sim.decisions(), vec![]);
+    }
+
+    #[test]
+    fn hysteresis_band_after_demotion_never_restores() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // B at 70 ms for 10 s (demoted at t = 5), then oscillates between 50 and 65 ms: above
+        // 1.5 x 30 = 45 ms all the time, so it stays backup.
+        sim.run(0, 200, |t, k| {
+            rtt(match (net(k), t) {
+                (1, _) => 30,
+                (_, 0..10) => 70,
+                (_, t) if t % 2 == 0 => 65,
+                _ => 50,
+            })
+        });
+        assert_eq!(sim.decisions(), vec![(5, 2, VerdictKind::SetBackup(true))]);
+    }
+
+    #[test]
+    fn recovery_below_restore_ratio_for_hold_restores() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // B at 80 ms until t = 20, then 40 ms (< 1.5 x 30 ms), with one 50 ms sample at t = 23
+        // that restarts the restore timer.
+        sim.run(0, 60, |t, k| {
+            rtt(match (net(k), t) {
+                (1, _) => 30,
+                (_, 0..20) => 80,
+                (_, 23) => 50,
+                _ => 40,
+            })
+        });
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (29, 2, VerdictKind::SetBackup(false)),
+            ]
+        );
+        assert!(sim.log[1]
+            .1
+            .reason
+            .contains("ratio 1.33 < restore ratio 1.50"));
+        assert!(!sim.judge.demoted_by_us(&key(2, 1001)));
+    }
+
+    #[test]
+    fn configured_backup_is_never_restored() {
+        // B is backup from the start (a backup interface) and much faster than A.
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), true)]);
+        sim.run(0, 100, |_, k| rtt(if net(k) == 1 { 50 } else { 10 }));
+        assert_eq!(sim.decisions(), vec![]);
+        assert!(!sim.judge.demoted_by_us(&key(2, 1001)));
+    }
+
+    #[test]
+    fn demotion_is_retried_when_the_kernel_never_applies_it() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.apply = false;
+        sim.run(0, 22, |_, k| rtt(if net(k) == 1 { 10 } else { 100 }));
+        // Requested at 5; given up at 10 (pending timeout = hold); condition held again 10..=15.
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (15, 2, VerdictKind::SetBackup(true)),
+            ]
+        );
+    }
+
+    #[test]
+    fn last_active_subflow_is_never_closed_and_zero_active_is_rescued() {
+        let p = RttParams {
+            close_on_loss: true,
+            ..params()
+        };
+        // A is the only active subflow (B is a configured backup) and loses 50 %.
+        let mut sim = Sim::new(p, &[(key(1, 1000), false), (key(2, 1001), true)]);
+        sim.run(0, 60, |t, k| SubflowSample {
+            segs_out: 100 * t as u32,
+            total_retrans: if net(k) == 1 { 50 * t as u32 } else { 0 },
+            ..rtt(10)
+        });
+        assert_eq!(sim.decisions(), vec![]);
+
+        // We demoted B; then A vanishes (closed by the peer): B comes back at once.
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.run(0, 10, |_, k| rtt(if net(k) == 1 { 10 } else { 100 }));
+        sim.subs.retain(|s| net(&s.0) != 1);
+        sim.run(10, 20, |_, _| rtt(100));
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (10, 2, VerdictKind::SetBackup(false)),
+            ]
+        );
+        assert!(sim.log[1].1.reason.contains("no active subflow left"));
+    }
+
+    #[test]
+    fn two_lossy_active_subflows_only_one_is_closed() {
+        let p = RttParams {
+            close_on_loss: true,
+            ..params()
+        };
+        let mut sim = Sim::new(p, &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.run(0, 20, |t, _| SubflowSample {
+            segs_out: 100 * t as u32,
+            total_retrans: 10 * t as u32,
+            ..rtt(10)
+        });
+        // First informative sample at t = 1, closed at t = 6; B stays (last active).
+        assert_eq!(sim.decisions(), vec![(6, 1, VerdictKind::Close)]);
+    }
+
+    /// A path that starts losing 20 % at t = 10 and is fine again from t = 30.
+    fn dying_path(t: u64, k: &SubflowKey) -> SubflowSample {
+        let lossy = net(k) == 2 && (10..30).contains(&t);
+        let retrans = if net(k) == 2 && t >= 10 {
+            20 * (t.min(29) - 9)
+        } else {
+            0
+        };
+        SubflowSample {
+            segs_out: 100 * t as u32,
+            total_retrans: retrans as u32,
+            retransmits: u8::from(lossy),
+            ..rtt(10)
+        }
+    }
+
+    #[test]
+    fn dying_path_is_closed_after_hold_and_reopened_after_cooldown() {
+        let p = RttParams {
+            close_on_loss: true,
+            ..params()
+        };
+        let mut sim = Sim::new(p, &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.run(0, 100, dying_path);
+        let d = sim.decisions();
+        assert_eq!(
+            d.iter()
+                .map(|(t, n, k)| (*t, *n, matches!(k, VerdictKind::Close)))
+                .collect::<Vec<_>>(),
+            vec![(15, 2, true), (45, 2, false)]
+        );
+        assert_eq!(
+            d[1].2,
+            VerdictKind::Reopen(SubflowPath {
+                local: IpAddr::from([10, 0, 2, 1]),
+                remote: SocketAddr::from(([10, 0, 0, 2], 80)),
+                backup: false,
+            })
+        );
+        assert!(sim.log[0]
+            .1
+            .reason
+            .contains("20/100 segments retransmitted (20.0%)"));
+        // During the cooldown the path is blocked for whoever opens subflows.
+        let mut judge = RttJudge::new(p);
+        let now = Instant::now();
+        let input = |t: u64| {
+            vec![
+                (key(1, 1000), false, dying_path(t, &key(1, 1000))),
+                (key(2, 1001), false, dying_path(t, &key(2, 1001))),
+            ]
+        };
+        for t in 0..=15 {
+            judge.evaluate(now + Duration::from_secs(t), &input(t));
+        }
+        assert!(judge.in_cooldown(IpAddr::from([10, 0, 2, 1]), key(2, 1001).remote));
+        assert!(!judge.in_cooldown(IpAddr::from([10, 0, 1, 1]), key(1, 1000).remote));
+    }
+
+    #[test]
+    fn dying_path_is_left_alone_without_close_on_loss() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.run(0, 100, dying_path);
+        assert_eq!(sim.decisions(), vec![]);
+    }
+
+    #[test]
+    fn idle_windows_and_counter_resets_are_no_evidence() {
+        let p = RttParams {
+            close_on_loss: true,
+            ..params()
+        };
+        let mut sim = Sim::new(p, &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // B: a loss burst at t = 1, then idle (no segments, not in RTO), a counter reset at
+        // t = 20, and lossy again from t = 25: closed 5 s after that, not at once.
+        sim.run(0, 40, |t, k| {
+            let (segs, retrans) = match (net(k), t) {
+                (1, t) => (100 * t as u32, 0),
+                (_, 0) => (100, 0),
+                (_, 1..20) => (200, 50),
+                (_, 20..25) => (10, 0),
+                (_, t) => (10 + 100 * (t as u32 - 24), 50 * (t as u32 - 24)),
+            };
+            SubflowSample {
+                segs_out: segs,
+                total_retrans: retrans,
+                ..rtt(10)
+            }
+        });
+        assert_eq!(sim.decisions(), vec![(30, 2, VerdictKind::Close)]);
+    }
+
+    #[test]
+    fn missing_measurement_restarts_the_timer() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.run(0, 30, |t, k| {
+            rtt(if net(k) == 1 {
+                10
+            } else if t == 4 {
+                0
+            } else {
+                100
+            })
+        });
+        // Slow from 0, broken at 4, slow again from 5: demoted at 10.
+        assert_eq!(sim.decisions(), vec![(10, 2, VerdictKind::SetBackup(true))]);
+    }
+
+    #[test]
+    fn forgotten_subflows_and_verdict_display() {
+        let mut judge = RttJudge::new(params());
+        let now = Instant::now();
+        for t in 0..6 {
+            judge.evaluate(
+                now + Duration::from_secs(t),
+                &[
+                    (key(1, 1000), false, rtt(10)),
+                    (key(2, 1001), false, rtt(100)),
+                ],
+            );
+        }
+        assert!(judge.demoted_by_us(&key(2, 1001)));
+        judge.evaluate(
+            now + Duration::from_secs(6),
+            &[(key(1, 1000), false, rtt(10))],
+        );
+        assert!(!judge.demoted_by_us(&key(2, 1001)));
+        let v = Verdict {
+            key: key(2, 1001),
+            kind: VerdictKind::SetBackup(true),
+            reason: "x".into(),
+        };
+        assert_eq!(v.to_string(), "set backup 10.0.2.1:1001 -> 10.0.0.2:80: x");
+    }
+}
