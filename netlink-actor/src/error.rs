@@ -54,4 +54,12 @@ pub enum DecodeError {
         /// Its value.
         value: u64,
     },
+    /// An inner decoding error, with the message it happened in (e.g. the event name).
+    #[error("{context}: {source}")]
+    Context {
+        /// The message being decoded (e.g. `MPTCP_EVENT_SUB_ESTABLISHED`).
+        context: &'static str,
+        /// What went wrong inside it.
+        source: Box<DecodeError>,
+    },
 }

@@ -8,6 +8,8 @@
 //! policies' business.
 
 pub mod error;
+pub mod genl;
+pub mod mptcp_pm;
 pub mod nlmsg;
 
 pub use error::DecodeError;
