@@ -34,7 +34,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::model::{SubflowKey, SubflowSample};
+use crate::conn::Connection;
+use crate::fullmesh::Fullmesh;
+use crate::model::{PmEvent, SubflowKey, SubflowSample, Token};
+use crate::policy::{Ctx, Decision, Policy};
 
 /// A backup-flag change the judge asked for is assumed lost (failed command, or a flag the kernel
 /// refused) when the observed flag still disagrees after this long (at least `hold`).
@@ -304,6 +307,16 @@ impl RttJudge {
     /// nobody should open it again before the judge says [`VerdictKind::Reopen`].
     pub fn in_cooldown(&self, local: IpAddr, remote: SocketAddr) -> bool {
         self.cooldowns.contains_key(&(local, remote))
+    }
+
+    /// Forget that this judge demoted `key`: its backup flag is someone else's now (e.g. its
+    /// interface became a backup interface), so the judge will not restore it.
+    pub fn disown(&mut self, key: &SubflowKey) {
+        if let Some(st) = self.subflows.get_mut(key) {
+            st.demoted_by_us = false;
+            st.pending = None;
+            st.fast_since = None;
+        }
     }
 
     fn pending_timeout(&self) -> Duration {
@@ -641,6 +654,218 @@ impl RttJudge {
 /// Format a duration as milliseconds for reasons.
 fn ms_dur(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The `rtt-based` policy: fullmesh's subflows, judged by RTT and loss. See the module docs.
+///
+/// Subflow creation, the closing of subflows whose addresses went away and the backup flag of
+/// backup interfaces are the embedded [`Fullmesh`]'s; its decisions pass through two filters:
+/// no `Open` on a path cooling down after a loss close (its re-open is this policy's), and no
+/// clearing of a backup flag this policy set for RTT (fullmesh would undo every demotion on its
+/// next tick). A subflow whose interface is (or becomes) a backup interface is the
+/// configuration's: the judge lets go of it and never restores it.
+///
+/// The judge works on both sides of a connection (the backup flag steers what this host sends),
+/// but closes for loss only on the client side: a server does not open subflows, so it could not
+/// re-open the path.
+#[derive(Debug)]
+pub struct RttBased {
+    params: RttParams,
+    mesh: Fullmesh,
+    judges: HashMap<Token, RttJudge>,
+    notes: Vec<String>,
+}
+
+impl RttBased {
+    /// The policy with these parameters (check them with [`RttParams::validate`] first).
+    pub fn new(params: RttParams) -> Self {
+        RttBased {
+            params,
+            mesh: Fullmesh::new(params.max_subflows),
+            judges: HashMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The parameters in use.
+    pub fn params(&self) -> &RttParams {
+        &self.params
+    }
+
+    /// The judge of one connection, if it has seen samples.
+    pub fn judge(&self, token: Token) -> Option<&RttJudge> {
+        self.judges.get(&token)
+    }
+
+    fn judge_mut(&mut self, conn: &Connection) -> &mut RttJudge {
+        let params = RttParams {
+            close_on_loss: self.params.close_on_loss && !conn.is_server_side(),
+            ..self.params
+        };
+        self.judges
+            .entry(conn.token())
+            .or_insert_with(|| RttJudge::new(params))
+    }
+
+    /// Applies the two filters (see the type docs) to fullmesh's decisions.
+    fn filter_mesh(&mut self, ctx: &Ctx<'_>, decisions: Vec<Decision>) -> Vec<Decision> {
+        let token = ctx.conn.token();
+        let Some(judge) = self.judges.get_mut(&token) else {
+            return decisions;
+        };
+        decisions
+            .into_iter()
+            .filter(|d| match *d {
+                Decision::Open { local, remote, .. } => !judge.in_cooldown(local, remote),
+                Decision::SetBackup { key, backup } => {
+                    if !judge.demoted_by_us(&key) {
+                        true
+                    } else if backup {
+                        judge.disown(&key);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// Turns verdicts into decisions, noting each with its reason. A re-open is dropped (with a
+    /// note) when the path is live again, its local address is no longer usable, the peer
+    /// removed the remote, or the subflow budget is spent: fullmesh owns the path again then.
+    fn decide(&mut self, ctx: &Ctx<'_>, verdicts: Vec<Verdict>) -> Vec<Decision> {
+        let conn = ctx.conn;
+        let token = conn.token();
+        let mut out = Vec::new();
+        let mut opened = 0;
+        for v in verdicts {
+            let decision = match v.kind {
+                VerdictKind::SetBackup(backup) => Decision::SetBackup { key: v.key, backup },
+                VerdictKind::Close => Decision::Close { key: v.key },
+                VerdictKind::Reopen(path) => {
+                    let local = ctx.locals.iter().find(|l| l.addr == path.local);
+                    let remote_known = conn.remotes().iter().any(|(_, r)| *r == path.remote);
+                    let skip = if conn.is_closed() || !conn.is_established() {
+                        Some("the connection cannot take joins")
+                    } else if conn.live_on(path.local, path.remote) > 0 {
+                        Some("the path is live again")
+                    } else if local.is_none() {
+                        Some("its local address is no longer usable")
+                    } else if !remote_known {
+                        Some("the peer removed the remote address")
+                    } else if conn.live_count() + opened >= self.params.max_subflows {
+                        Some("the subflow budget is spent")
+                    } else {
+                        None
+                    };
+                    match (skip, local) {
+                        (None, Some(local)) => {
+                            opened += 1;
+                            Decision::Open {
+                                local: path.local,
+                                if_index: Some(local.if_index),
+                                remote: path.remote,
+                                backup: local.backup,
+                            }
+                        }
+                        (why, _) => {
+                            self.notes.push(format!(
+                                "{token} not reopening {} -> {}: {}",
+                                path.local,
+                                path.remote,
+                                why.unwrap_or("its local address is no longer usable")
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.notes.push(format!("{token} {v}"));
+            out.push(decision);
+        }
+        out
+    }
+}
+
+impl Policy for RttBased {
+    fn name(&self) -> &'static str {
+        "rtt-based"
+    }
+
+    fn on_event(&mut self, ctx: &Ctx<'_>, event: &PmEvent) -> Vec<Decision> {
+        let mesh = self.mesh.on_event(ctx, event);
+        self.filter_mesh(ctx, mesh)
+    }
+
+    fn on_locals_changed(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
+        let mesh = self.mesh.on_locals_changed(ctx);
+        self.filter_mesh(ctx, mesh)
+    }
+
+    /// Runs the judge over the connection's established subflows that are not being closed. The
+    /// backup flag it sees is `want_backup || backup`: our own wish counts as soon as the state
+    /// machine took it, a flag the kernel or the peer reported counts too.
+    fn on_samples(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
+        let conn = ctx.conn;
+        if conn.is_closed() {
+            return Vec::new();
+        }
+        let input: Vec<(SubflowKey, bool, SubflowSample)> = conn
+            .subflows()
+            .iter()
+            .filter(|sf| sf.is_established() && !sf.closing)
+            .filter_map(|sf| {
+                let key = sf.key()?;
+                Some((
+                    key,
+                    sf.want_backup || sf.backup,
+                    sf.sample.unwrap_or_default(),
+                ))
+            })
+            .collect();
+        let judge = self.judge_mut(conn);
+        // A subflow on a backup interface is the configuration's, whoever flagged it first.
+        for (key, _, _) in &input {
+            if ctx
+                .locals
+                .iter()
+                .any(|l| l.backup && l.addr == key.local.ip())
+            {
+                judge.disown(key);
+            }
+        }
+        let verdicts = judge.evaluate(ctx.now, &input);
+        self.decide(ctx, verdicts)
+    }
+
+    /// Fullmesh's reconcile (filtered), then the re-opens whose cooldown ended.
+    fn on_tick(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
+        let mesh = self.mesh.on_tick(ctx);
+        let mut out = self.filter_mesh(ctx, mesh);
+        let present: HashSet<SubflowKey> = ctx
+            .conn
+            .subflows()
+            .iter()
+            .filter(|sf| sf.is_established() && !sf.closing)
+            .filter_map(|sf| sf.key())
+            .collect();
+        if let Some(judge) = self.judges.get_mut(&ctx.conn.token()) {
+            let verdicts = judge.reopens(ctx.now, &present);
+            out.extend(self.decide(ctx, verdicts));
+        }
+        out
+    }
+
+    fn on_closed(&mut self, token: Token) {
+        self.mesh.on_closed(token);
+        self.judges.remove(&token);
+    }
+
+    fn drain_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
 }
 
 #[cfg(test)]
@@ -1091,5 +1316,271 @@ mod tests {
             reason: "x".into(),
         };
         assert_eq!(v.to_string(), "set backup 10.0.2.1:1001 -> 10.0.0.2:80: x");
+    }
+
+    // ---- the policy around the judge, driven through a real `Connection` ----
+
+    use crate::conn::Connection;
+    use crate::model::{LocalAddr, SubflowInfo};
+
+    const REMOTE: ([u8; 4], u16) = ([10, 0, 0, 2], 80);
+
+    fn locals(b_backup: bool) -> Vec<LocalAddr> {
+        vec![
+            LocalAddr {
+                addr: IpAddr::from([10, 0, 1, 1]),
+                if_index: 2,
+                if_name: "a".into(),
+                backup: false,
+            },
+            LocalAddr {
+                addr: IpAddr::from([10, 0, 2, 1]),
+                if_index: 3,
+                if_name: "b".into(),
+                backup: b_backup,
+            },
+        ]
+    }
+
+    /// A client connection with A (initial, 10.0.1.1:1000) and B (10.0.2.1:1001) established.
+    fn conn(now: Instant, b_backup: bool) -> Connection {
+        Connection::adopt(
+            now,
+            Token(7),
+            key(1, 1000).local,
+            SocketAddr::from(REMOTE),
+            [
+                (key(1, 1000), 0, 0, false, rtt(10)),
+                (key(2, 1001), 1, 0, b_backup, rtt(10)),
+            ],
+        )
+    }
+
+    /// Feeds one sample round at `now` and hands the decisions to the connection.
+    fn round(
+        policy: &mut RttBased,
+        conn: &mut Connection,
+        locals: &[LocalAddr],
+        now: Instant,
+        a: SubflowSample,
+        b: SubflowSample,
+    ) -> Vec<Decision> {
+        conn.handle_samples(now, &[(key(1, 1000), a), (key(2, 1001), b)]);
+        let ctx = Ctx { now, conn, locals };
+        let d = policy.on_samples(&ctx);
+        conn.handle_decisions(now, d.clone());
+        d
+    }
+
+    fn sub_closed(k: SubflowKey) -> PmEvent {
+        PmEvent::SubClosed(SubflowInfo {
+            token: Token(7),
+            local: k.local,
+            remote: k.remote,
+            loc_id: 1,
+            rem_id: 0,
+            backup: false,
+            if_idx: None,
+            error: None,
+            reset_reason: None,
+            reset_flags: None,
+        })
+    }
+
+    #[test]
+    fn policy_demotes_and_keeps_fullmesh_from_undoing_it() {
+        let t0 = Instant::now();
+        let at = |t: u64| t0 + Duration::from_secs(t);
+        let locals = locals(false);
+        let mut c = conn(t0, false);
+        let mut policy = RttBased::new(params());
+        assert_eq!(policy.name(), "rtt-based");
+        let mut all = Vec::new();
+        for t in 0..=5 {
+            all.extend(round(
+                &mut policy,
+                &mut c,
+                &locals,
+                at(t),
+                rtt(10),
+                rtt(100),
+            ));
+        }
+        assert_eq!(
+            all,
+            vec![Decision::SetBackup {
+                key: key(2, 1001),
+                backup: true
+            }]
+        );
+        let notes = policy.drain_notes();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("0x00000007 set backup 10.0.2.1:1001"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[0].contains("srtt 100.0ms vs best 10.0ms"),
+            "{}",
+            notes[0]
+        );
+        assert!(policy.drain_notes().is_empty());
+
+        // Plain fullmesh would clear the flag again on its next tick; rtt-based does not.
+        let ctx = Ctx {
+            now: at(6),
+            conn: &c,
+            locals: &locals,
+        };
+        let undo = Decision::SetBackup {
+            key: key(2, 1001),
+            backup: false,
+        };
+        assert!(Fullmesh::new(8).reconcile(&ctx).contains(&undo));
+        assert_eq!(policy.on_tick(&ctx), vec![]);
+
+        // B recovers (10 ms < 1.5 x 10 ms) for hold: restored.
+        let mut all = Vec::new();
+        for t in 6..=11 {
+            all.extend(round(&mut policy, &mut c, &locals, at(t), rtt(10), rtt(10)));
+        }
+        assert_eq!(all, vec![undo]);
+    }
+
+    #[test]
+    fn policy_leaves_backup_interfaces_alone() {
+        let t0 = Instant::now();
+        let at = |t: u64| t0 + Duration::from_secs(t);
+        let mut c = conn(t0, false);
+        let mut policy = RttBased::new(params());
+        for t in 0..=5 {
+            round(
+                &mut policy,
+                &mut c,
+                &locals(false),
+                at(t),
+                rtt(10),
+                rtt(100),
+            );
+        }
+        assert!(policy
+            .judge(Token(7))
+            .is_some_and(|j| j.demoted_by_us(&key(2, 1001))));
+        // B's interface becomes a backup interface; B gets fast again: it stays backup.
+        let mut all = Vec::new();
+        for t in 6..60 {
+            all.extend(round(
+                &mut policy,
+                &mut c,
+                &locals(true),
+                at(t),
+                rtt(10),
+                rtt(5),
+            ));
+        }
+        assert_eq!(all, vec![]);
+        assert!(!policy
+            .judge(Token(7))
+            .is_some_and(|j| j.demoted_by_us(&key(2, 1001))));
+    }
+
+    fn lossy(t: u64, rate_pct: u32) -> SubflowSample {
+        SubflowSample {
+            segs_out: 100 * t as u32,
+            total_retrans: rate_pct * t as u32,
+            ..rtt(10)
+        }
+    }
+
+    #[test]
+    fn policy_closes_a_lossy_path_and_reopens_it_after_cooldown() {
+        let t0 = Instant::now();
+        let at = |t: u64| t0 + Duration::from_secs(t);
+        let locals = locals(false);
+        let mut c = conn(t0, false);
+        let p = RttParams {
+            close_on_loss: true,
+            ..params()
+        };
+        let mut policy = RttBased::new(p);
+        let mut all = Vec::new();
+        for t in 0..=6 {
+            all.extend(round(
+                &mut policy,
+                &mut c,
+                &locals,
+                at(t),
+                lossy(t, 0),
+                lossy(t, 30),
+            ));
+        }
+        assert_eq!(all, vec![Decision::Close { key: key(2, 1001) }]);
+        assert!(policy.drain_notes()[0].contains("30/100 segments retransmitted"));
+
+        // The kernel confirms; fullmesh alone would re-open at once, rtt-based waits.
+        let ev = sub_closed(key(2, 1001));
+        c.handle_event(at(7), &ev);
+        let ctx = Ctx {
+            now: at(7),
+            conn: &c,
+            locals: &locals,
+        };
+        assert!(Fullmesh::new(8)
+            .reconcile(&ctx)
+            .iter()
+            .any(|d| matches!(d, Decision::Open { .. })));
+        assert_eq!(policy.on_event(&ctx, &ev), vec![]);
+        for t in [8, 20, 35] {
+            let ctx = Ctx {
+                now: at(t),
+                conn: &c,
+                locals: &locals,
+            };
+            assert_eq!(policy.on_tick(&ctx), vec![], "t = {t}");
+        }
+        let ctx = Ctx {
+            now: at(36),
+            conn: &c,
+            locals: &locals,
+        };
+        assert_eq!(
+            policy.on_tick(&ctx),
+            vec![Decision::Open {
+                local: IpAddr::from([10, 0, 2, 1]),
+                if_index: Some(3),
+                remote: SocketAddr::from(REMOTE),
+                backup: false,
+            }]
+        );
+        assert!(policy.drain_notes()[0].contains("reopen 10.0.2.1:1001"));
+
+        policy.on_closed(Token(7));
+        assert!(policy.judge(Token(7)).is_none());
+    }
+
+    #[test]
+    fn policy_never_closes_for_loss_on_the_server_side() {
+        let t0 = Instant::now();
+        let at = |t: u64| t0 + Duration::from_secs(t);
+        let locals = locals(false);
+        let mut c = conn(t0, false).with_server_side(true);
+        let p = RttParams {
+            close_on_loss: true,
+            ..params()
+        };
+        let mut policy = RttBased::new(p);
+        let mut all = Vec::new();
+        for t in 0..30 {
+            all.extend(round(
+                &mut policy,
+                &mut c,
+                &locals,
+                at(t),
+                lossy(t, 0),
+                lossy(t, 30),
+            ));
+        }
+        assert_eq!(all, vec![]);
     }
 }
