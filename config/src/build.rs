@@ -1,0 +1,562 @@
+//! Raw (located) schema -> validated [`Config`]: defaults, ranges, cross-field checks,
+//! CIDRs, ports and globs. Every error carries the location of the value it is about.
+
+use std::path::PathBuf;
+
+use serde_saphyr::{Location, Spanned};
+
+use crate::error::ConfigError;
+use crate::glob::has_wildcard;
+use crate::net::{Cidr, PortRange};
+use crate::raw::{
+    Field, RawAddresses, RawConfig, RawControl, RawFullmesh, RawKernel, RawLog, RawNdiffports,
+    RawPoll, RawRttBased, RawRule, RawSubflow, Scalar, Text,
+};
+use crate::types::{
+    AddressFilter, Config, ControlConfig, FullmeshConfig, KernelConfig, LogConfig, LogFormat,
+    LogLevel, NdiffportsConfig, PolicyName, PolicySpec, PollConfig, RttBasedConfig, Rule,
+    SubflowConfig,
+};
+
+/// Longest path a unix socket address can hold (`sun_path` is 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Validation context: the source name to put in errors.
+pub(crate) struct Builder<'a> {
+    pub file: &'a str,
+}
+
+/// `"a.b"` for nested keys, `"b"` at the top.
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+impl Builder<'_> {
+    fn invalid(&self, at: &Location, key: &str, msg: String) -> ConfigError {
+        // Values built by serde buffering can lack a position; point at the file start
+        // rather than print an impossible 0:0.
+        let (line, col) = if at.line() == 0 {
+            (1, 1)
+        } else {
+            (at.line(), at.column())
+        };
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line,
+            col,
+            key: key.to_owned(),
+            msg,
+        }
+    }
+
+    fn int<T>(&self, v: &Field<Scalar>, key: &str, lo: T, hi: T, default: T) -> Result<T>
+    where
+        T: Copy + Into<i128> + TryFrom<i128> + std::fmt::Display,
+    {
+        let Some(v) = v else { return Ok(default) };
+        let bad = || {
+            self.invalid(
+                &v.referenced,
+                key,
+                format!(
+                    "{key} must be an integer between {lo} and {hi}, got {}",
+                    v.value
+                ),
+            )
+        };
+        match v.value {
+            Scalar::Int(n) if n >= lo.into() && n <= hi.into() => T::try_from(n).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+
+    fn float(
+        &self,
+        v: &Field<Scalar>,
+        key: &str,
+        ok: impl Fn(f64) -> bool,
+        expected: &str,
+        default: f64,
+    ) -> Result<f64> {
+        let Some(v) = v else { return Ok(default) };
+        let x = match v.value {
+            Scalar::Float(x) => x,
+            // Integers are fine where a ratio is expected (`backup_ratio: 2`).
+            Scalar::Int(n) => n as f64,
+            _ => f64::NAN,
+        };
+        if !x.is_finite() || !ok(x) {
+            return Err(self.invalid(
+                &v.referenced,
+                key,
+                format!("{key} must be a number {expected}, got {}", v.value),
+            ));
+        }
+        Ok(x)
+    }
+
+    fn boolean(&self, v: &Field<Scalar>, key: &str, default: bool) -> Result<bool> {
+        match v {
+            None => Ok(default),
+            Some(Spanned {
+                value: Scalar::Bool(b),
+                ..
+            }) => Ok(*b),
+            Some(v) => Err(self.invalid(
+                &v.referenced,
+                key,
+                format!("{key} must be true or false, got {}", v.value),
+            )),
+        }
+    }
+
+    fn policy_name(&self, v: &Spanned<Text>, key: &str) -> Result<PolicyName> {
+        v.value.0.parse().map_err(|e: crate::types::UnknownPolicy| {
+            self.invalid(&v.referenced, key, e.to_string())
+        })
+    }
+
+    /// A glob for interface names: must be able to match a valid Linux interface name.
+    fn glob(&self, v: &Spanned<Text>, key: &str) -> Result<String> {
+        let p = &v.value.0;
+        let bad = |why: &str| {
+            self.invalid(
+                &v.referenced,
+                key,
+                format!("invalid interface pattern {p:?}: {why}"),
+            )
+        };
+        if p.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if p.chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return Err(bad("interface names cannot contain '/', ':' or whitespace"));
+        }
+        if !has_wildcard(p) && p.len() > MAX_IFNAME {
+            return Err(bad("interface names are at most 15 bytes long"));
+        }
+        Ok(p.clone())
+    }
+
+    fn globs(&self, v: &Option<Vec<Spanned<Text>>>, key: &str) -> Result<Vec<String>> {
+        v.iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, g)| self.glob(g, &format!("{key}[{i}]")))
+            .collect()
+    }
+
+    pub(crate) fn config(&self, raw: RawConfig) -> Result<Config> {
+        let policy = match &raw.policy {
+            Some(p) => self.policy_name(p, "policy")?,
+            None => PolicyName::default(),
+        };
+        let fullmesh = match &raw.fullmesh {
+            Some(s) => self.fullmesh(FullmeshConfig::default(), &s.value, "fullmesh")?,
+            None => FullmeshConfig::default(),
+        };
+        let ndiffports = match &raw.ndiffports {
+            Some(s) => self.ndiffports(NdiffportsConfig::default(), &s.value, "ndiffports")?,
+            None => NdiffportsConfig::default(),
+        };
+        let rtt_based = match &raw.rtt_based {
+            Some(s) => self.rtt_based(RttBasedConfig::default(), s, "rtt_based")?,
+            None => RttBasedConfig::default(),
+        };
+        let mut config = Config {
+            policy,
+            fullmesh,
+            ndiffports,
+            rtt_based,
+            addresses: match &raw.addresses {
+                Some(s) => self.addresses(&s.value)?,
+                None => AddressFilter::default(),
+            },
+            kernel: match &raw.kernel {
+                Some(s) => self.kernel(&s.value)?,
+                None => KernelConfig::default(),
+            },
+            poll: match &raw.poll {
+                Some(s) => self.poll(&s.value)?,
+                None => PollConfig::default(),
+            },
+            subflow: match &raw.subflow {
+                Some(s) => self.subflow(&s.value)?,
+                None => SubflowConfig::default(),
+            },
+            log: match &raw.log {
+                Some(s) => self.log(&s.value)?,
+                None => LogConfig::default(),
+            },
+            control: match &raw.control {
+                Some(s) => self.control(&s.value)?,
+                None => ControlConfig::default(),
+            },
+            rules: Vec::new(),
+        };
+        for (i, rule) in raw.rules.iter().flatten().enumerate() {
+            let rule = self.rule(&config, rule, &format!("rules[{i}]"))?;
+            config.rules.push(rule);
+        }
+        Ok(config)
+    }
+
+    fn fullmesh(
+        &self,
+        base: FullmeshConfig,
+        raw: &RawFullmesh,
+        path: &str,
+    ) -> Result<FullmeshConfig> {
+        Ok(FullmeshConfig {
+            max_subflows: self.int(
+                &raw.max_subflows,
+                &join(path, "max_subflows"),
+                1,
+                64,
+                base.max_subflows,
+            )?,
+        })
+    }
+
+    fn ndiffports(
+        &self,
+        base: NdiffportsConfig,
+        raw: &RawNdiffports,
+        path: &str,
+    ) -> Result<NdiffportsConfig> {
+        Ok(NdiffportsConfig {
+            subflows: self.int(&raw.subflows, &join(path, "subflows"), 1, 64, base.subflows)?,
+        })
+    }
+
+    fn rtt_based(
+        &self,
+        base: RttBasedConfig,
+        section: &Spanned<RawRttBased>,
+        path: &str,
+    ) -> Result<RttBasedConfig> {
+        let raw = &section.value;
+        let key = |k: &str| join(path, k);
+        let c = RttBasedConfig {
+            max_subflows: self.int(
+                &raw.max_subflows,
+                &key("max_subflows"),
+                1,
+                64,
+                base.max_subflows,
+            )?,
+            backup_ratio: self.float(
+                &raw.backup_ratio,
+                &key("backup_ratio"),
+                |x| x > 1.0 && x <= 100.0,
+                "greater than 1 and at most 100",
+                base.backup_ratio,
+            )?,
+            min_gap_ms: self.int(
+                &raw.min_gap_ms,
+                &key("min_gap_ms"),
+                0,
+                60_000,
+                base.min_gap_ms,
+            )?,
+            restore_ratio: self.float(
+                &raw.restore_ratio,
+                &key("restore_ratio"),
+                |x| x > 0.0,
+                "greater than 0",
+                base.restore_ratio,
+            )?,
+            hold_s: self.int(&raw.hold_s, &key("hold_s"), 0, 3600, base.hold_s)?,
+            close_on_loss: self.boolean(
+                &raw.close_on_loss,
+                &key("close_on_loss"),
+                base.close_on_loss,
+            )?,
+            loss_threshold: self.float(
+                &raw.loss_threshold,
+                &key("loss_threshold"),
+                |x| x > 0.0 && x <= 1.0,
+                "greater than 0 and at most 1",
+                base.loss_threshold,
+            )?,
+            cooldown_s: self.int(
+                &raw.cooldown_s,
+                &key("cooldown_s"),
+                0,
+                86_400,
+                base.cooldown_s,
+            )?,
+        };
+        if c.restore_ratio >= c.backup_ratio {
+            // Point at whichever of the two this section sets (one of them must be set,
+            // since the defaults and the inherited base are already consistent).
+            let (k, at) = match (&raw.restore_ratio, &raw.backup_ratio) {
+                (Some(r), _) => ("restore_ratio", &r.referenced),
+                (None, Some(b)) => ("backup_ratio", &b.referenced),
+                (None, None) => ("restore_ratio", &section.referenced),
+            };
+            return Err(self.invalid(
+                at,
+                &key(k),
+                format!(
+                    "{} ({}) must be less than {} ({}), or subflows would flap between backup and active",
+                    key("restore_ratio"),
+                    c.restore_ratio,
+                    key("backup_ratio"),
+                    c.backup_ratio
+                ),
+            ));
+        }
+        Ok(c)
+    }
+
+    fn addresses(&self, raw: &RawAddresses) -> Result<AddressFilter> {
+        let d = AddressFilter::default();
+        Ok(AddressFilter {
+            skip_loopback: self.boolean(
+                &raw.skip_loopback,
+                "addresses.skip_loopback",
+                d.skip_loopback,
+            )?,
+            skip_link_local: self.boolean(
+                &raw.skip_link_local,
+                "addresses.skip_link_local",
+                d.skip_link_local,
+            )?,
+            include_interfaces: self
+                .globs(&raw.include_interfaces, "addresses.include_interfaces")?,
+            exclude_interfaces: self
+                .globs(&raw.exclude_interfaces, "addresses.exclude_interfaces")?,
+            backup_interfaces: self.globs(&raw.backup_interfaces, "addresses.backup_interfaces")?,
+        })
+    }
+
+    fn kernel(&self, raw: &RawKernel) -> Result<KernelConfig> {
+        let d = KernelConfig::default();
+        Ok(KernelConfig {
+            set_userspace_pm: self.boolean(
+                &raw.set_userspace_pm,
+                "kernel.set_userspace_pm",
+                d.set_userspace_pm,
+            )?,
+            // SO_RCVBUF takes an int.
+            events_rcvbuf: self.int(
+                &raw.events_rcvbuf,
+                "kernel.events_rcvbuf",
+                4096,
+                i32::MAX as u32,
+                d.events_rcvbuf,
+            )?,
+        })
+    }
+
+    fn poll(&self, raw: &RawPoll) -> Result<PollConfig> {
+        let d = PollConfig::default();
+        Ok(PollConfig {
+            interval_ms: self.int(
+                &raw.interval_ms,
+                "poll.interval_ms",
+                10,
+                3_600_000,
+                d.interval_ms,
+            )?,
+        })
+    }
+
+    fn subflow(&self, raw: &RawSubflow) -> Result<SubflowConfig> {
+        let d = SubflowConfig::default();
+        let c = SubflowConfig {
+            request_timeout_ms: self.int(
+                &raw.request_timeout_ms,
+                "subflow.request_timeout_ms",
+                100,
+                600_000,
+                d.request_timeout_ms,
+            )?,
+            backoff_initial_ms: self.int(
+                &raw.backoff_initial_ms,
+                "subflow.backoff_initial_ms",
+                1,
+                3_600_000,
+                d.backoff_initial_ms,
+            )?,
+            backoff_max_ms: self.int(
+                &raw.backoff_max_ms,
+                "subflow.backoff_max_ms",
+                1,
+                3_600_000,
+                d.backoff_max_ms,
+            )?,
+            max_retries: self.int(
+                &raw.max_retries,
+                "subflow.max_retries",
+                0,
+                1000,
+                d.max_retries,
+            )?,
+        };
+        if c.backoff_max_ms < c.backoff_initial_ms {
+            let (k, at) = match (&raw.backoff_max_ms, &raw.backoff_initial_ms) {
+                (Some(m), _) => ("subflow.backoff_max_ms", m.referenced),
+                (None, Some(i)) => ("subflow.backoff_initial_ms", i.referenced),
+                (None, None) => ("subflow.backoff_max_ms", Location::UNKNOWN),
+            };
+            return Err(self.invalid(
+                &at,
+                k,
+                format!(
+                    "subflow.backoff_max_ms ({}) must not be less than subflow.backoff_initial_ms ({})",
+                    c.backoff_max_ms, c.backoff_initial_ms
+                ),
+            ));
+        }
+        Ok(c)
+    }
+
+    fn log(&self, raw: &RawLog) -> Result<LogConfig> {
+        let level = match &raw.level {
+            Some(v) => v
+                .value
+                .0
+                .parse::<LogLevel>()
+                .map_err(|m| self.invalid(&v.referenced, "log.level", m))?,
+            None => LogLevel::default(),
+        };
+        let format = match &raw.format {
+            Some(v) => v
+                .value
+                .0
+                .parse::<LogFormat>()
+                .map_err(|m| self.invalid(&v.referenced, "log.format", m))?,
+            None => LogFormat::default(),
+        };
+        Ok(LogConfig { level, format })
+    }
+
+    fn control(&self, raw: &RawControl) -> Result<ControlConfig> {
+        let Some(v) = &raw.socket else {
+            return Ok(ControlConfig::default());
+        };
+        let p = &v.value.0;
+        let bad = |why: String| {
+            self.invalid(
+                &v.referenced,
+                "control.socket",
+                format!("invalid control.socket {p:?}: {why}"),
+            )
+        };
+        if !p.starts_with('/') {
+            return Err(bad("expected an absolute path".into()));
+        }
+        if p.contains('\0') {
+            return Err(bad("it contains a NUL byte".into()));
+        }
+        if p.len() > MAX_SOCKET_PATH {
+            return Err(bad(format!(
+                "unix socket paths are at most {MAX_SOCKET_PATH} bytes"
+            )));
+        }
+        Ok(ControlConfig {
+            socket: PathBuf::from(p),
+        })
+    }
+
+    fn rule(&self, config: &Config, rule: &Spanned<RawRule>, path: &str) -> Result<Rule> {
+        let raw = &rule.value;
+        let remote =
+            match &raw.remote {
+                Some(v) => Some(v.value.0.parse::<Cidr>().map_err(|e| {
+                    self.invalid(&v.referenced, &join(path, "remote"), e.to_string())
+                })?),
+                None => None,
+            };
+        let port =
+            match &raw.port {
+                Some(v) => Some(v.value.0.parse::<PortRange>().map_err(|e| {
+                    self.invalid(&v.referenced, &join(path, "port"), e.to_string())
+                })?),
+                None => None,
+            };
+        let interface = match &raw.interface {
+            Some(v) => Some(self.glob(v, &join(path, "interface"))?),
+            None => None,
+        };
+        if remote.is_none() && port.is_none() && interface.is_none() {
+            return Err(self.invalid(
+                &rule.referenced,
+                path,
+                format!("{path} matches every connection: give at least one of remote, port, interface (or set the top-level policy instead)"),
+            ));
+        }
+        let Some(policy_text) = &raw.policy else {
+            return Err(self.invalid(
+                &rule.referenced,
+                &join(path, "policy"),
+                format!("{path} has no policy, expected policy: fullmesh, ndiffports or rtt-based"),
+            ));
+        };
+        let policy = self.policy_name(policy_text, &join(path, "policy"))?;
+
+        // An override section must belong to the rule's own policy.
+        let sections: [(PolicyName, Option<&Location>); 3] = [
+            (
+                PolicyName::Fullmesh,
+                raw.fullmesh.as_ref().map(|s| &s.referenced),
+            ),
+            (
+                PolicyName::Ndiffports,
+                raw.ndiffports.as_ref().map(|s| &s.referenced),
+            ),
+            (
+                PolicyName::RttBased,
+                raw.rtt_based.as_ref().map(|s| &s.referenced),
+            ),
+        ];
+        for (name, at) in sections {
+            if let (true, Some(at)) = (name != policy, at) {
+                return Err(self.invalid(
+                    at,
+                    &join(path, name.section()),
+                    format!(
+                        "{path} sets {}: parameters but its policy is {policy}; use {}: or change the policy",
+                        name.section(),
+                        policy.section()
+                    ),
+                ));
+            }
+        }
+
+        let spec = match policy {
+            PolicyName::Fullmesh => PolicySpec::Fullmesh(match &raw.fullmesh {
+                Some(s) => self.fullmesh(config.fullmesh, &s.value, &join(path, "fullmesh"))?,
+                None => config.fullmesh,
+            }),
+            PolicyName::Ndiffports => PolicySpec::Ndiffports(match &raw.ndiffports {
+                Some(s) => {
+                    self.ndiffports(config.ndiffports, &s.value, &join(path, "ndiffports"))?
+                }
+                None => config.ndiffports,
+            }),
+            PolicyName::RttBased => PolicySpec::RttBased(match &raw.rtt_based {
+                Some(s) => self.rtt_based(config.rtt_based, s, &join(path, "rtt_based"))?,
+                None => config.rtt_based,
+            }),
+        };
+        Ok(Rule {
+            remote,
+            port,
+            interface,
+            spec,
+        })
+    }
+}
