@@ -278,33 +278,52 @@ impl PmEventSocket {
         }
     }
 
-    fn decode_into(&self, n: usize, out: &mut Vec<Result<DecodedEvent, DecodeError>>) {
-        for m in messages(self.buf.get(..n).unwrap_or(&[])) {
+    /// Frame one received datagram: every message of our family is decoded, the others
+    /// (NOOP, ERROR) skipped. `keep_raw` also keeps each event's wire bytes.
+    fn decode_into(&self, n: usize, keep_raw: bool, out: &mut Vec<RawEvent>) {
+        let dgram = self.buf.get(..n).unwrap_or(&[]);
+        let mut offset = 0;
+        for m in messages(dgram) {
             match m {
-                Ok(m) if m.header.ty == self.family.id => out.push(decode_event(&m)),
-                // NOOP / ERROR / other families on this socket are not events.
-                Ok(_) => {}
-                Err(e) => out.push(Err(e)),
+                Ok(m) => {
+                    let len = m.header.len as usize;
+                    let start = offset;
+                    offset += crate::nlmsg::align(len);
+                    if m.header.ty != self.family.id {
+                        continue;
+                    }
+                    let bytes = if keep_raw {
+                        dgram.get(start..start + len).unwrap_or(&[]).to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    out.push(RawEvent {
+                        bytes,
+                        decoded: decode_event(&m),
+                    });
+                }
+                Err(e) => out.push(RawEvent {
+                    bytes: if keep_raw {
+                        dgram.get(offset..).unwrap_or(&[]).to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                    decoded: Err(e),
+                }),
             }
         }
     }
 
-    /// Receive the events that are ready: blocks for the first datagram (unless non-blocking),
-    /// then drains what is queued without blocking. Each event decodes independently.
-    ///
-    /// Errors: [`GenlError::Overrun`] (events lost: resync; if some events were read first they
-    /// are returned and the overrun is reported by the next call), [`GenlError::WouldBlock`]
-    /// (non-blocking and nothing queued), [`GenlError::Io`].
-    pub fn recv_batch(&mut self) -> Result<Vec<Result<DecodedEvent, DecodeError>>, GenlError> {
+    fn recv_batch_inner(&mut self, keep_raw: bool) -> Result<Vec<RawEvent>, GenlError> {
         if std::mem::take(&mut self.overrun_pending) {
             return Err(GenlError::Overrun);
         }
         let mut out = Vec::new();
         let n = self.recv_one(Msg::empty())?;
-        self.decode_into(n, &mut out);
+        self.decode_into(n, keep_raw, &mut out);
         for _ in 1..MAX_BATCH {
             match self.recv_one(Msg::DONTWAIT) {
-                Ok(n) => self.decode_into(n, &mut out),
+                Ok(n) => self.decode_into(n, keep_raw, &mut out),
                 Err(GenlError::WouldBlock) => break,
                 Err(GenlError::Overrun) => {
                     self.overrun_pending = true;
@@ -315,6 +334,35 @@ impl PmEventSocket {
         }
         Ok(out)
     }
+
+    /// Receive the events that are ready: blocks for the first datagram (unless non-blocking),
+    /// then drains what is queued without blocking. Each event decodes independently.
+    ///
+    /// Errors: [`GenlError::Overrun`] (events lost: resync; if some events were read first they
+    /// are returned and the overrun is reported by the next call), [`GenlError::WouldBlock`]
+    /// (non-blocking and nothing queued), [`GenlError::Io`].
+    pub fn recv_batch(&mut self) -> Result<Vec<Result<DecodedEvent, DecodeError>>, GenlError> {
+        Ok(self
+            .recv_batch_inner(false)?
+            .into_iter()
+            .map(|r| r.decoded)
+            .collect())
+    }
+
+    /// Like [`PmEventSocket::recv_batch`], also returning each event's netlink message bytes
+    /// (for captures, fixtures and debugging).
+    pub fn recv_batch_raw(&mut self) -> Result<Vec<RawEvent>, GenlError> {
+        self.recv_batch_inner(true)
+    }
+}
+
+/// One received event with its wire bytes.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    /// The complete netlink message (header included) as received.
+    pub bytes: Vec<u8>,
+    /// Its decoding.
+    pub decoded: Result<DecodedEvent, DecodeError>,
 }
 
 impl AsRawFd for PmEventSocket {
@@ -329,6 +377,16 @@ pub struct PmClient {
     family: PmFamily,
     seq: u32,
     buf: Vec<u8>,
+    trace: Option<Vec<Traced>>,
+}
+
+/// One message recorded by [`PmClient::set_trace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Traced {
+    /// A request as sent.
+    Sent(Vec<u8>),
+    /// A reply message (header included) with the request's sequence number.
+    Received(Vec<u8>),
 }
 
 impl PmClient {
@@ -354,12 +412,24 @@ impl PmClient {
             family,
             seq: 0,
             buf: vec![0; RECV_BUF],
+            trace: None,
         })
     }
 
     /// The resolved family and group ids.
     pub fn family(&self) -> PmFamily {
         self.family
+    }
+
+    /// Record (or stop recording) the raw bytes of requests and replies, for captures and
+    /// debugging; see [`PmClient::take_trace`].
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// The messages recorded since the last call (empty when tracing is off).
+    pub fn take_trace(&mut self) -> Vec<Traced> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -379,6 +449,9 @@ impl PmClient {
         self.sock
             .send(req, Msg::empty())
             .map_err(GenlError::io("send"))?;
+        if let Some(t) = self.trace.as_mut() {
+            t.push(Traced::Sent(req.to_vec()));
+        }
         loop {
             let n = match self.sock.recv(&mut self.buf[..], Msg::empty()) {
                 Ok((n, _)) => n,
@@ -392,11 +465,21 @@ impl PmClient {
                 Err(e) => return Err(GenlError::Io { step: "recv", source: e }),
             };
             let decode = |source| GenlError::Decode { command, source };
-            for m in messages(self.buf.get(..n).unwrap_or(&[])) {
+            let dgram = self.buf.get(..n).unwrap_or(&[]);
+            let mut offset = 0;
+            for m in messages(dgram) {
                 let m = m.map_err(decode)?;
+                let start = offset;
+                offset += crate::nlmsg::align(m.header.len as usize);
                 if m.header.seq != seq {
                     // A late reply to an earlier request that timed out.
                     continue;
+                }
+                if let Some(t) = self.trace.as_mut() {
+                    let end = start + m.header.len as usize;
+                    t.push(Traced::Received(
+                        dgram.get(start..end).unwrap_or(&[]).to_vec(),
+                    ));
                 }
                 match m.header.ty {
                     NLMSG_ERROR => {

@@ -333,21 +333,38 @@ impl<'a> EvAttrs<'a> {
         }
     }
 
-    /// The address of one side, chosen by FAMILY.
+    /// The address of one side. FAMILY decides between the v4 and v6 attribute when present;
+    /// ANNOUNCED carries no FAMILY (verified on 6.18), then whichever address attribute exists
+    /// decides.
     fn addr(&self, msg: &'static str, side: Side) -> Result<IpAddr, DecodeError> {
-        let family = self.family(msg)?;
-        let (attr, what) = match (family, side) {
-            (AF_INET, Side::Src) => (self.saddr4, "MPTCP_ATTR_SADDR4"),
-            (AF_INET, Side::Dst) => (self.daddr4, "MPTCP_ATTR_DADDR4"),
-            (_, Side::Src) => (self.saddr6, "MPTCP_ATTR_SADDR6"),
-            (_, Side::Dst) => (self.daddr6, "MPTCP_ATTR_DADDR6"),
+        let (a4, a6, what4, what6, either) = match side {
+            Side::Src => (
+                self.saddr4,
+                self.saddr6,
+                "MPTCP_ATTR_SADDR4",
+                "MPTCP_ATTR_SADDR6",
+                "MPTCP_ATTR_SADDR4/SADDR6",
+            ),
+            Side::Dst => (
+                self.daddr4,
+                self.daddr6,
+                "MPTCP_ATTR_DADDR4",
+                "MPTCP_ATTR_DADDR6",
+                "MPTCP_ATTR_DADDR4/DADDR6",
+            ),
         };
-        let a = attr.ok_or(DecodeError::Missing { msg, what })?;
-        Ok(if family == AF_INET {
-            IpAddr::V4(a.ipv4(what)?)
+        let family = if self.family.is_some() {
+            Some(self.family(msg)?)
         } else {
-            IpAddr::V6(a.ipv6(what)?)
-        })
+            None
+        };
+        match (family, a4, a6) {
+            (Some(AF_INET), Some(a), _) | (None, Some(a), _) => Ok(IpAddr::V4(a.ipv4(what4)?)),
+            (Some(AF_INET), None, _) => Err(DecodeError::Missing { msg, what: what4 }),
+            (_, _, Some(a)) => Ok(IpAddr::V6(a.ipv6(what6)?)),
+            (Some(_), _, None) => Err(DecodeError::Missing { msg, what: what6 }),
+            (None, None, None) => Err(DecodeError::Missing { msg, what: either }),
+        }
     }
 
     /// A port attribute: big-endian in events.
@@ -436,7 +453,8 @@ pub fn decode_event(msg: &NlMsg<'_>) -> Result<DecodedEvent, DecodeError> {
                 token: ev.token(name)?,
                 rem_id: EvAttrs::req_u8(ev.rem_id, name, "MPTCP_ATTR_REM_ID")?,
                 addr: ev.addr(name, Side::Dst)?,
-                // The kernel only adds DPORT when the ADD_ADDR carried a port.
+                // 6.18 always adds DPORT (the connection's port when the ADD_ADDR had none);
+                // 0 means "no port".
                 port: ev
                     .dport
                     .map(|a| a.u16_be("MPTCP_ATTR_DPORT"))

@@ -1,0 +1,592 @@
+//! The `mptcp_pm` codec and sockets of `netlink-actor` against the real kernel, in namespaces
+//! with the userspace path manager on both ends: every event the scenarios provoke decodes with
+//! the right fields, and every command does what it says.
+//!
+//! Fixture capture: `MPTCP_PM_FIXTURE_DIR=$PWD/netlink-actor/tests/fixtures/mptcp_pm cargo test
+//! -p integration --test kernel_pm -- --test-threads=1` writes the first wire message of every
+//! (event, family, side), the kernel-accepted command requests and the GET_ADDR / GET_LIMITS
+//! replies there, plus `ip mptcp monitor` output of the same run as an independent decoding.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use integration::{kernel_tests_enabled, mptcp, Netns, Pm, TopoOpts, Topology};
+use mptcp_pmd_policies::{ConnInfo, PmCommand, PmEvent, SubflowInfo, Token};
+use netlink_actor::genl::{GenlError, PmClient, PmEventSocket, RawEvent, Traced};
+use netlink_actor::mptcp_pm::Limits;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn fixture_dir() -> Option<PathBuf> {
+    std::env::var_os("MPTCP_PM_FIXTURE_DIR").map(PathBuf::from)
+}
+
+fn fam(a: &IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "v4"
+    } else {
+        "v6"
+    }
+}
+
+/// The events of one namespace, read without blocking and kept until a test claims them.
+struct Monitor {
+    side: &'static str,
+    sock: PmEventSocket,
+    pending: Vec<RawEvent>,
+    saved: HashSet<String>,
+}
+
+impl Monitor {
+    fn open(ns: &Netns, side: &'static str) -> Monitor {
+        let sock = ns.exec(|| PmEventSocket::open(1 << 20)).unwrap().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        Monitor {
+            side,
+            sock,
+            pending: Vec::new(),
+            saved: HashSet::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.sock.recv_batch_raw() {
+                Ok(batch) => {
+                    for ev in batch {
+                        let d = match &ev.decoded {
+                            Ok(d) => d,
+                            Err(e) => {
+                                panic!("{}: undecodable event {e}: {:02x?}", self.side, ev.bytes)
+                            }
+                        };
+                        assert!(
+                            d.unknown_attrs.is_empty(),
+                            "{}: attributes unknown to the codec {:?} in {:?}",
+                            self.side,
+                            d.unknown_attrs,
+                            d.event
+                        );
+                        self.save(&ev);
+                        self.pending.push(ev);
+                    }
+                }
+                Err(GenlError::WouldBlock) => return,
+                Err(e) => panic!("{}: {e}", self.side),
+            }
+        }
+    }
+
+    fn save(&mut self, ev: &RawEvent) {
+        let (Some(dir), Ok(d)) = (fixture_dir(), &ev.decoded) else {
+            return;
+        };
+        let family = match &d.event {
+            PmEvent::Created(c) | PmEvent::Established(c) => fam(&c.local.ip()),
+            PmEvent::SubEstablished(s) | PmEvent::SubClosed(s) | PmEvent::SubPriority(s) => {
+                fam(&s.local.ip())
+            }
+            PmEvent::Announced { addr, .. } => fam(addr),
+            PmEvent::ListenerCreated { addr } | PmEvent::ListenerClosed { addr } => fam(&addr.ip()),
+            // CLOSED / REMOVED carry no address: one file per side is enough.
+            _ => "any",
+        };
+        let name = format!("ev_{}_{family}_{}.bin", d.event.name(), self.side);
+        if self.saved.insert(name.clone()) {
+            std::fs::write(dir.join(name), &ev.bytes).unwrap();
+        }
+    }
+
+    /// Wait for (and consume) the first event matching `pred`.
+    fn wait(&mut self, what: &str, pred: impl Fn(&PmEvent) -> bool) -> PmEvent {
+        let end = Instant::now() + WAIT;
+        loop {
+            self.drain();
+            if let Some(i) = self
+                .pending
+                .iter()
+                .position(|e| e.decoded.as_ref().is_ok_and(|d| pred(&d.event)))
+            {
+                let ev = self.pending.remove(i);
+                return ev.decoded.unwrap().event;
+            }
+            if Instant::now() > end {
+                let seen: Vec<_> = self
+                    .pending
+                    .iter()
+                    .filter_map(|e| e.decoded.as_ref().ok().map(|d| &d.event))
+                    .collect();
+                panic!(
+                    "{}: no {what} within {WAIT:?}; unclaimed: {seen:#?}",
+                    self.side
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Assert that nothing matching `pred` arrives within `quiet`.
+    fn expect_none(&mut self, what: &str, quiet: Duration, pred: impl Fn(&PmEvent) -> bool) {
+        std::thread::sleep(quiet);
+        self.drain();
+        let hits: Vec<_> = self
+            .pending
+            .iter()
+            .filter_map(|e| e.decoded.as_ref().ok().map(|d| &d.event))
+            .filter(|e| pred(e))
+            .collect();
+        assert!(
+            hits.is_empty(),
+            "{}: unexpected {what}: {hits:#?}",
+            self.side
+        );
+    }
+}
+
+fn client(ns: &Netns) -> PmClient {
+    let mut c = ns.exec(PmClient::open).unwrap().unwrap();
+    c.set_trace(fixture_dir().is_some());
+    c
+}
+
+/// Save the traced requests/replies of `c` as `<prefix>_<n>.bin` in the fixture directory.
+fn save_trace(c: &mut PmClient, sent: &str, received: Option<&str>) {
+    let trace = c.take_trace();
+    let Some(dir) = fixture_dir() else { return };
+    for t in trace {
+        match t {
+            Traced::Sent(b) => std::fs::write(dir.join(format!("{sent}.bin")), b).unwrap(),
+            Traced::Received(b) => {
+                if let Some(r) = received {
+                    // A dump ends with NLMSG_DONE (type 3): keep the data message only.
+                    if b.get(4..6) != Some(&[3, 0]) {
+                        std::fs::write(dir.join(format!("{r}.bin")), b).unwrap();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One accepted connection, echoed on a plain thread. The listener is returned so the test
+/// decides when it closes.
+fn serve_one(ns: &Netns, addr: SocketAddr) -> TcpListener {
+    let l = ns.exec(move || mptcp::listen(addr)).unwrap().unwrap();
+    let l2 = l.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l2.accept() else { return };
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    l
+}
+
+fn connect(ns: &Netns, remote: SocketAddr, local: IpAddr) -> TcpStream {
+    let mut s = ns
+        .exec(move || mptcp::connect(remote, Some(local)))
+        .unwrap()
+        .unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    // Data makes the connection fully established (ESTABLISHED), which joins need.
+    mptcp::ping(&mut s, b"hello").unwrap();
+    s
+}
+
+fn topo(client_links: usize, server_links: usize) -> Topology {
+    Topology::build(TopoOpts {
+        client_links,
+        server_links,
+        client_pm: Pm::Userspace,
+        server_pm: Pm::Userspace,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn is_conn(e: &PmEvent, est: bool, token: Option<Token>) -> Option<ConnInfo> {
+    match (e, est) {
+        (PmEvent::Created(c), false) | (PmEvent::Established(c), true)
+            if token.is_none_or(|t| t == c.token) =>
+        {
+            Some(*c)
+        }
+        _ => None,
+    }
+}
+
+fn sub_established(e: &PmEvent) -> Option<SubflowInfo> {
+    match e {
+        PmEvent::SubEstablished(s) => Some(*s),
+        _ => None,
+    }
+}
+
+fn monitor_cmd(ns: &Netns) -> Option<Child> {
+    fixture_dir().and_then(|_| ns.spawn(&["ip", "mptcp", "monitor"]).ok())
+}
+
+fn save_monitor(child: Option<Child>, name: &str) {
+    let (Some(mut child), Some(dir)) = (child, fixture_dir()) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    if let Ok(out) = child.wait_with_output() {
+        std::fs::write(dir.join(name), out.stdout).unwrap();
+    }
+}
+
+/// The whole lifecycle on one address family: listener, connection, join, backup, announce,
+/// remove, destroy, close - checking every field of every event on both ends.
+fn lifecycle(v6: bool) {
+    let t = topo(2, 2);
+    let (caddr0, caddr1, saddr0, saddr1) = if v6 {
+        (
+            t.client_addr6(0),
+            t.client_addr6(1),
+            t.server_addr6(0),
+            t.server_addr6(1),
+        )
+    } else {
+        (
+            t.client_addr(0),
+            t.client_addr(1),
+            t.server_addr(0),
+            t.server_addr(1),
+        )
+    };
+    let tag = if v6 { "v6" } else { "v4" };
+    let mon_c = monitor_cmd(&t.client);
+    let mon_s = monitor_cmd(&t.server);
+    let mut cev = Monitor::open(&t.client, "client");
+    let mut sev = Monitor::open(&t.server, "server");
+    let mut cpm = client(&t.client);
+    let mut spm = client(&t.server);
+
+    let srv = SocketAddr::new(saddr0, 4242);
+    let listener = serve_one(&t.server, srv);
+    let ev = sev.wait("LISTENER_CREATED", |e| {
+        matches!(e, PmEvent::ListenerCreated { .. })
+    });
+    assert_eq!(ev, PmEvent::ListenerCreated { addr: srv });
+
+    let mut stream = connect(&t.client, srv, caddr0);
+    let local0 = stream.local_addr().unwrap();
+    assert_eq!(local0.ip(), caddr0);
+
+    // Client side: CREATED then ESTABLISHED, same token, client's view of the 4-tuple.
+    let created = cev.wait("CREATED", |e| is_conn(e, false, None).is_some());
+    let c = is_conn(&created, false, None).unwrap();
+    assert_eq!((c.local, c.remote), (local0, srv));
+    assert_eq!((c.loc_id, c.rem_id), (0, 0));
+    assert!(!c.flags.server_side);
+    let est = cev.wait("ESTABLISHED", |e| is_conn(e, true, Some(c.token)).is_some());
+    assert_eq!(is_conn(&est, true, None).unwrap(), c);
+    let ctok = c.token;
+
+    // Server side: mirrored 4-tuple, server_side set.
+    let screated = sev.wait("server CREATED", |e| is_conn(e, false, None).is_some());
+    let s = is_conn(&screated, false, None).unwrap();
+    assert_eq!((s.local, s.remote), (srv, local0));
+    assert!(s.flags.server_side, "{s:?}");
+    let sest = sev.wait("server ESTABLISHED", |e| {
+        is_conn(e, true, Some(s.token)).is_some()
+    });
+    assert_eq!(is_conn(&sest, true, None).unwrap(), s);
+    let stok = s.token;
+
+    // SUBFLOW_CREATE from the second client address -> SUB_ESTABLISHED on both ends.
+    let create = PmCommand::CreateSubflow {
+        token: ctok,
+        local: caddr1,
+        local_id: 1,
+        if_index: None,
+        remote: srv,
+        backup: false,
+    };
+    cpm.execute(&create).unwrap();
+    save_trace(&mut cpm, &format!("cmd_subflow_create_{tag}"), None);
+    let sub = sub_established(&cev.wait("SUB_ESTABLISHED", |e| {
+        sub_established(e).is_some_and(|s| s.local.ip() == caddr1)
+    }))
+    .unwrap();
+    assert_eq!(sub.token, ctok);
+    assert_eq!(sub.remote, srv);
+    assert_eq!((sub.loc_id, sub.rem_id), (1, 0));
+    assert!(!sub.backup);
+    assert_ne!(sub.local.port(), 0);
+    let ssub = sub_established(&sev.wait("server SUB_ESTABLISHED", |e| {
+        sub_established(e).is_some_and(|s| s.remote == sub.local)
+    }))
+    .unwrap();
+    assert_eq!((ssub.token, ssub.local), (stok, srv));
+    assert_eq!((ssub.loc_id, ssub.rem_id), (0, 1));
+
+    // SET_FLAGS backup -> SUB_PRIORITY with backup=1.
+    let set = PmCommand::SetBackup {
+        token: ctok,
+        key: sub.key(),
+        backup: true,
+    };
+    cpm.execute(&set).unwrap();
+    save_trace(&mut cpm, &format!("cmd_set_flags_{tag}"), None);
+    let prio = sev.wait(
+        "server SUB_PRIORITY",
+        |e| matches!(e, PmEvent::SubPriority(s) if s.remote == sub.local),
+    );
+    let PmEvent::SubPriority(p) = prio else {
+        unreachable!()
+    };
+    assert!(p.backup, "{p:?}");
+    assert_eq!((p.token, p.local), (stok, srv));
+
+    // ANNOUNCE on the server -> ANNOUNCED on the client; REMOVE -> REMOVED.
+    let announce = PmCommand::Announce {
+        token: stok,
+        id: 5,
+        addr: saddr1,
+        port: None,
+    };
+    spm.execute(&announce).unwrap();
+    save_trace(&mut spm, &format!("cmd_announce_{tag}"), None);
+    let ann = cev.wait("ANNOUNCED", |e| matches!(e, PmEvent::Announced { .. }));
+    assert_eq!(
+        ann,
+        PmEvent::Announced {
+            token: ctok,
+            rem_id: 5,
+            addr: saddr1,
+            // Verified on 6.18: without a port in the ADD_ADDR the event still carries DPORT,
+            // the connection's port.
+            port: Some(srv.port())
+        }
+    );
+    let remove = PmCommand::Remove { token: stok, id: 5 };
+    spm.execute(&remove).unwrap();
+    save_trace(&mut spm, &format!("cmd_remove_{tag}"), None);
+    let rem = cev.wait("REMOVED", |e| matches!(e, PmEvent::Removed { .. }));
+    assert_eq!(
+        rem,
+        PmEvent::Removed {
+            token: ctok,
+            rem_id: 5
+        }
+    );
+
+    // SUBFLOW_DESTROY -> SUB_CLOSED for exactly that subflow.
+    let destroy = PmCommand::DestroySubflow {
+        token: ctok,
+        key: sub.key(),
+    };
+    cpm.execute(&destroy).unwrap();
+    save_trace(&mut cpm, &format!("cmd_subflow_destroy_{tag}"), None);
+    let closed = cev.wait("SUB_CLOSED", |e| matches!(e, PmEvent::SubClosed(_)));
+    let PmEvent::SubClosed(cl) = closed else {
+        unreachable!()
+    };
+    assert_eq!((cl.token, cl.key()), (ctok, sub.key()));
+    assert_eq!((cl.loc_id, cl.rem_id), (1, 0));
+    sev.wait(
+        "server SUB_CLOSED",
+        |e| matches!(e, PmEvent::SubClosed(s) if s.remote == sub.local),
+    );
+    // The connection still works over the initial subflow.
+    mptcp::ping(&mut stream, b"still there").unwrap();
+
+    // Close everything: CLOSED on both ends, LISTENER_CLOSED on the server.
+    drop(stream);
+    cev.wait("CLOSED", |e| *e == PmEvent::Closed { token: ctok });
+    sev.wait("server CLOSED", |e| *e == PmEvent::Closed { token: stok });
+    drop(listener);
+    let lc = sev.wait("LISTENER_CLOSED", |e| {
+        matches!(e, PmEvent::ListenerClosed { .. })
+    });
+    assert_eq!(lc, PmEvent::ListenerClosed { addr: srv });
+
+    save_monitor(mon_c, &format!("monitor_client_{tag}.txt"));
+    save_monitor(mon_s, &format!("monitor_server_{tag}.txt"));
+}
+
+#[test]
+fn lifecycle_events_ipv4() {
+    if !kernel_tests_enabled("lifecycle_events_ipv4") {
+        return;
+    }
+    lifecycle(false);
+}
+
+#[test]
+fn lifecycle_events_ipv6() {
+    if !kernel_tests_enabled("lifecycle_events_ipv6") {
+        return;
+    }
+    lifecycle(true);
+}
+
+/// ndiffports' mechanism: the same (local, remote) pair created three times gives three
+/// subflows with distinct source ports; GET_ADDR then lists the local address once.
+#[test]
+fn same_pair_three_times_gives_three_subflows() {
+    if !kernel_tests_enabled("same_pair_three_times_gives_three_subflows") {
+        return;
+    }
+    let t = topo(2, 1);
+    let mut cev = Monitor::open(&t.client, "client");
+    let mut cpm = client(&t.client);
+    let srv = SocketAddr::new(t.server_addr(0), 4243);
+    let _l = serve_one(&t.server, srv);
+    let mut stream = connect(&t.client, srv, t.client_addr(0));
+    let c = is_conn(
+        &cev.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
+        true,
+        None,
+    )
+    .unwrap();
+    let mut ports = HashSet::new();
+    for _ in 0..3 {
+        cpm.execute(&PmCommand::CreateSubflow {
+            token: c.token,
+            local: t.client_addr(1),
+            local_id: 7,
+            if_index: None,
+            remote: srv,
+            backup: false,
+        })
+        .unwrap();
+        let s = sub_established(&cev.wait("SUB_ESTABLISHED", |e| {
+            sub_established(e).is_some_and(|s| s.local.ip() == t.client_addr(1))
+        }))
+        .unwrap();
+        assert_eq!(s.loc_id, 7);
+        assert!(ports.insert(s.local.port()), "port reused: {s:?}");
+    }
+    assert_eq!(ports.len(), 3);
+    mptcp::ping(&mut stream, b"x").unwrap();
+
+    // GET_ADDR for the token: the userspace PM's local address list.
+    let addrs = cpm.get_addrs(Some(c.token)).unwrap();
+    save_trace(&mut cpm, "cmd_get_addr", Some("reply_get_addr_v4"));
+    let joined: Vec<_> = addrs.iter().filter(|a| a.id == 7).collect();
+    assert_eq!(joined.len(), 1, "{addrs:?}");
+    assert_eq!(joined[0].addr, t.client_addr(1));
+    assert!(cev.pending.is_empty() || cev.pending.iter().all(|e| e.decoded.is_ok()));
+}
+
+/// SUBFLOW_CREATE from the address the connection already uses (ndiffports on a single-homed
+/// host). The kernel accepts it with address id 0 for the initial address.
+#[test]
+fn subflow_from_initial_address_with_id0() {
+    if !kernel_tests_enabled("subflow_from_initial_address_with_id0") {
+        return;
+    }
+    let t = topo(1, 1);
+    let mut cev = Monitor::open(&t.client, "client");
+    let mut cpm = client(&t.client);
+    let srv = SocketAddr::new(t.server_addr(0), 4244);
+    let _l = serve_one(&t.server, srv);
+    let _stream = connect(&t.client, srv, t.client_addr(0));
+    let c = is_conn(
+        &cev.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
+        true,
+        None,
+    )
+    .unwrap();
+    let r = cpm.execute(&PmCommand::CreateSubflow {
+        token: c.token,
+        local: t.client_addr(0),
+        local_id: 0,
+        if_index: None,
+        remote: srv,
+        backup: false,
+    });
+    r.unwrap();
+    let s =
+        sub_established(&cev.wait("SUB_ESTABLISHED", |e| sub_established(e).is_some())).unwrap();
+    assert_eq!(s.local.ip(), t.client_addr(0));
+    assert_ne!(s.local.port(), c.local.port());
+    assert_eq!(s.loc_id, 0);
+}
+
+/// Commands for a token that does not exist fail with the kernel's errno and its text.
+#[test]
+fn unknown_token_is_a_kernel_error_with_message() {
+    if !kernel_tests_enabled("unknown_token_is_a_kernel_error_with_message") {
+        return;
+    }
+    let t = topo(1, 1);
+    let mut cpm = client(&t.client);
+    let err = cpm
+        .execute(&PmCommand::Remove {
+            token: Token(0x0bad_cafe),
+            id: 1,
+        })
+        .unwrap_err();
+    eprintln!("kernel said: {err}");
+    match &err {
+        GenlError::Kernel {
+            errno,
+            message,
+            command,
+        } => {
+            assert_eq!(*command, "remove");
+            assert_eq!(*errno, libc::EINVAL, "{err}");
+            let m = message.as_deref().unwrap_or("");
+            assert!(m.contains("token"), "kernel message: {m:?}");
+        }
+        other => panic!("expected a kernel error, got {other}"),
+    }
+    // The client stays usable after an error (no stale reply confuses the next command).
+    let limits = cpm.get_limits().unwrap();
+    assert_eq!(limits.subflows, 8);
+}
+
+/// GET_LIMITS / SET_LIMITS round trip.
+#[test]
+fn limits_roundtrip() {
+    if !kernel_tests_enabled("limits_roundtrip") {
+        return;
+    }
+    let t = topo(1, 1);
+    let mut cpm = client(&t.client);
+    let before = cpm.get_limits().unwrap();
+    save_trace(&mut cpm, "cmd_get_limits", Some("reply_get_limits"));
+    assert_eq!(
+        before,
+        Limits {
+            subflows: 8,
+            add_addr_accepted: 8
+        }
+    );
+    let want = Limits {
+        subflows: 3,
+        add_addr_accepted: 2,
+    };
+    cpm.set_limits(&want).unwrap();
+    save_trace(&mut cpm, "cmd_set_limits", None);
+    assert_eq!(cpm.get_limits().unwrap(), want);
+    let out = t.client.run(&["ip", "mptcp", "limits", "show"]).unwrap();
+    assert!(out.contains("subflows 3"), "{out}");
+    assert!(out.contains("add_addr_accepted 2"), "{out}");
+    // Out of range: the kernel refuses and says why.
+    let err = cpm
+        .set_limits(&Limits {
+            subflows: 1000,
+            add_addr_accepted: 1,
+        })
+        .unwrap_err();
+    assert!(matches!(err, GenlError::Kernel { .. }), "{err}");
+    eprintln!("kernel said: {err}");
+}
