@@ -10,8 +10,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod daemon;
 pub mod mptcp;
 pub mod netns;
+pub mod observe;
 pub mod topo;
 
 pub use netns::{HarnessError, Netns};

@@ -1,0 +1,235 @@
+//! End to end: the real `mptcp-pmd` binary with the fullmesh policy, in a client namespace on
+//! the userspace PM, against the real kernel. What counts is what the kernel reports (`ss`).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use integration::daemon::Daemon;
+use integration::observe::subflows;
+use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, TopoOpts, Topology};
+
+const PORT: u16 = 5201;
+
+fn topo(client_links: usize, server_links: usize) -> Topology {
+    let t = Topology::build(TopoOpts {
+        client_links,
+        server_links,
+        client_pm: Pm::Userspace,
+        server_pm: Pm::Kernel,
+        ..Default::default()
+    })
+    .expect("topology");
+    let addr = SocketAddr::new(t.server_addr(0), PORT);
+    let l = t.server.exec(move || mptcp::listen(addr)).unwrap().unwrap();
+    t.server.exec_bg(move || mptcp::echo_server(l)).unwrap();
+    t
+}
+
+fn connect(t: &Topology, n: usize) -> Vec<TcpStream> {
+    let dst = SocketAddr::new(t.server_addr(0), PORT);
+    (0..n)
+        .map(|_| {
+            let mut s = t
+                .client
+                .exec(move || mptcp::connect(dst, None))
+                .unwrap()
+                .expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            mptcp::ping(&mut s, b"establish").expect("ping");
+            s
+        })
+        .collect()
+}
+
+/// Wait until every connection towards PORT has exactly one subflow per address in `want`
+/// (and `conns` connections exist); return the last observation on failure.
+fn wait_mesh(t: &Topology, conns: usize, want: &[IpAddr], timeout: Duration) -> Result<(), String> {
+    let want: BTreeSet<IpAddr> = want.iter().copied().collect();
+    let mut last = String::new();
+    let ok = wait_for(timeout, || {
+        let m = subflows(&t.client, PORT);
+        last = format!("{m:#?}");
+        let good = m.len() == conns
+            && m.values().all(|v| {
+                let locals: Vec<IpAddr> = v.iter().map(|s| s.local.ip()).collect();
+                let set: BTreeSet<IpAddr> = locals.iter().copied().collect();
+                set == want && locals.len() == want.len()
+            });
+        good.then_some(())
+    });
+    ok.ok_or(last)
+}
+
+const FULLMESH: &str =
+    "policy: fullmesh\nsubflow:\n  backoff_initial_ms: 200\n  backoff_max_ms: 1000\n";
+
+#[test]
+fn two_and_three_links_are_meshed_on_every_connection() {
+    if !kernel_tests_enabled("two_and_three_links_are_meshed_on_every_connection") {
+        return;
+    }
+    for links in [2usize, 3] {
+        let t = topo(links, 1);
+        let d = Daemon::start(&t.client, FULLMESH);
+        d.wait_ready();
+        let _conns = connect(&t, 10);
+        let want: Vec<IpAddr> = (0..links).map(|i| t.client_addr(i)).collect();
+        if let Err(seen) = wait_mesh(&t, 10, &want, Duration::from_secs(15)) {
+            panic!(
+                "{links} links: not meshed; kernel shows {seen}\nlog:\n{}",
+                d.log()
+            );
+        }
+    }
+}
+
+#[test]
+fn address_added_gets_subflow_and_removed_loses_it() {
+    if !kernel_tests_enabled("address_added_gets_subflow_and_removed_loses_it") {
+        return;
+    }
+    let t = topo(2, 1);
+    let a1 = t.client_addr(1);
+    t.client
+        .run(&["ip", "addr", "del", &format!("{a1}/24"), "dev", "c1"])
+        .unwrap();
+    let d = Daemon::start(&t.client, FULLMESH);
+    d.wait_ready();
+    let _conns = connect(&t, 3);
+    wait_mesh(&t, 3, &[t.client_addr(0)], Duration::from_secs(5))
+        .unwrap_or_else(|s| panic!("single path expected: {s}"));
+    t.client
+        .run(&["ip", "addr", "add", &format!("{a1}/24"), "dev", "c1"])
+        .unwrap();
+    // The per-link rule survives; the table-101 route went with the address: restore it.
+    let _ = t.client.run(&[
+        "ip",
+        "route",
+        "replace",
+        "default",
+        "via",
+        "198.18.1.1",
+        "dev",
+        "c1",
+        "table",
+        "101",
+    ]);
+    wait_mesh(&t, 3, &[t.client_addr(0), a1], Duration::from_secs(15))
+        .unwrap_or_else(|s| panic!("added address not meshed: {s}\nlog:\n{}", d.log()));
+    t.client
+        .run(&["ip", "addr", "del", &format!("{a1}/24"), "dev", "c1"])
+        .unwrap();
+    wait_mesh(&t, 3, &[t.client_addr(0)], Duration::from_secs(15))
+        .unwrap_or_else(|s| panic!("removed address kept its subflow: {s}\nlog:\n{}", d.log()));
+}
+
+#[test]
+fn server_announced_address_is_meshed_from_both_client_addresses() {
+    if !kernel_tests_enabled("server_announced_address_is_meshed_from_both_client_addresses") {
+        return;
+    }
+    let t = topo(2, 2);
+    // The server (in-kernel PM) announces its second address on every connection.
+    t.server
+        .run(&[
+            "ip",
+            "mptcp",
+            "endpoint",
+            "add",
+            &t.server_addr(1).to_string(),
+            "dev",
+            "s1",
+            "signal",
+        ])
+        .unwrap();
+    let d = Daemon::start(&t.client, FULLMESH);
+    d.wait_ready();
+    let _conns = connect(&t, 4);
+    let ok = wait_for(Duration::from_secs(15), || {
+        let m = subflows(&t.client, PORT);
+        (m.len() == 4
+            && m.values().all(|v| {
+                let pairs: BTreeSet<(IpAddr, IpAddr)> =
+                    v.iter().map(|s| (s.local.ip(), s.remote.ip())).collect();
+                v.len() == 4 && pairs.len() == 4
+            }))
+        .then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "not meshed 2x2: {:#?}\nlog:\n{}",
+        subflows(&t.client, PORT),
+        d.log()
+    );
+}
+
+#[test]
+fn link_down_and_up_gets_its_subflow_back() {
+    if !kernel_tests_enabled("link_down_and_up_gets_its_subflow_back") {
+        return;
+    }
+    let t = topo(2, 1);
+    let d = Daemon::start(&t.client, FULLMESH);
+    d.wait_ready();
+    let _conns = connect(&t, 2);
+    let both = [t.client_addr(0), t.client_addr(1)];
+    wait_mesh(&t, 2, &both, Duration::from_secs(15))
+        .unwrap_or_else(|s| panic!("not meshed: {s}\n{}", d.log()));
+    t.set_link(1, false).unwrap();
+    wait_mesh(&t, 2, &both[..1], Duration::from_secs(15))
+        .unwrap_or_else(|s| panic!("subflow on the dead link stayed: {s}\n{}", d.log()));
+    t.set_link(1, true).unwrap();
+    wait_mesh(&t, 2, &both, Duration::from_secs(20))
+        .unwrap_or_else(|s| panic!("subflow not re-created after link up: {s}\n{}", d.log()));
+}
+
+#[test]
+fn restarted_daemon_adopts_and_completes_the_mesh() {
+    if !kernel_tests_enabled("restarted_daemon_adopts_and_completes_the_mesh") {
+        return;
+    }
+    let t = topo(3, 1);
+    let all: Vec<IpAddr> = (0..3).map(|i| t.client_addr(i)).collect();
+    // Connections opened while no daemon runs: only their initial subflow.
+    let _early = connect(&t, 3);
+    wait_mesh(&t, 3, &all[..1], Duration::from_secs(5)).unwrap();
+    let mut d = Daemon::start(&t.client, FULLMESH);
+    d.wait_ready();
+    wait_mesh(&t, 3, &all, Duration::from_secs(15))
+        .unwrap_or_else(|s| panic!("adopted connections not meshed: {s}\n{}", d.log()));
+    // Kill -9 mid-connection, lose a subflow meanwhile, restart: it is adopted and re-meshed,
+    // and the existing subflows are not duplicated.
+    d.kill();
+    t.set_link(2, false).unwrap();
+    wait_mesh(&t, 3, &all[..2], Duration::from_secs(15)).unwrap();
+    t.set_link(2, true).unwrap();
+    let d2 = Daemon::start(&t.client, FULLMESH);
+    d2.wait_ready();
+    assert!(d2.log().contains("adopting connection"), "{}", d2.log());
+    wait_mesh(&t, 3, &all, Duration::from_secs(20))
+        .unwrap_or_else(|s| panic!("restart did not complete the mesh: {s}\n{}", d2.log()));
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_sighup_with_bad_config_keeps_running() {
+    if !kernel_tests_enabled("sigterm_stops_cleanly_and_sighup_with_bad_config_keeps_running") {
+        return;
+    }
+    let t = topo(1, 1);
+    let mut d = Daemon::start(&t.client, FULLMESH);
+    d.wait_ready();
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log("configuration reloaded", Duration::from_secs(5)),
+        "{}",
+        d.log()
+    );
+    assert!(d.running());
+    std::fs::write(d.config_path(), "policy: fulmesh\n").unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(d.wait_log("new configuration rejected", Duration::from_secs(5)), "{}", d.log());
+    assert!(d.log().contains(":1:9"), "the rejection names line:col: {}", d.log());
+    assert!(d.running(), "a bad reload must not stop the daemon");
+    assert_eq!(d.stop(Duration::from_secs(5)), Some(0), "{}", d.log());
+}
