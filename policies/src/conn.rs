@@ -1,0 +1,1095 @@
+//! [`Connection`]: the per-connection subflow state machine, the heart of the daemon.
+//!
+//! It owns one MPTCP connection's view of the world: the connection's description (from CREATED /
+//! ESTABLISHED), the peer's addresses, every subflow we asked for or saw (pending, requested,
+//! established, closed, failed), the local address ids it handed to the kernel, per-path failure
+//! counts with exponential backoff, and the queue of kernel commands still to send.
+//!
+//! It is sans-IO, in the style of quinn-proto: inputs arrive through `handle_*` methods, each with
+//! the current time; outputs leave through [`Connection::poll_command`] (commands to send, in
+//! order) and [`Connection::poll_timeout`] (the next instant [`Connection::handle_timeout`] must be
+//! called). It never reads the clock and never touches a socket, so every transition is testable.
+//!
+//! Decisions worth knowing (documented once here):
+//! - CREATED already records the initial subflow as `Established`: the kernel emits CREATED once
+//!   the initial subflow's TCP handshake completed. What ESTABLISHED adds is MPTCP-level full
+//!   establishment, which gates joins: [`Connection::is_established`] turns true only then, and
+//!   `Open` decisions before it are ignored.
+//! - `Close` marks the subflow `closing` at once (it stops counting as live, so a policy does not
+//!   ask twice) and queues SUBFLOW_DESTROY; the entry becomes `Closed` when SUB_CLOSED arrives, or
+//!   when the kernel answers ESRCH (the subflow was already gone).
+//! - A request that got no SUB_ESTABLISHED within `request_timeout` is retried by the state machine
+//!   itself (the entry goes back to `Pending` with backoff). A refused create or a join that ended
+//!   in SUB_CLOSED becomes `Failed`/`Closed`: the policy decides whether to open again, and the
+//!   backoff applies to that new attempt.
+//! - The kernel's SUB_ESTABLISHED for a path we asked for is matched to the *oldest* waiting
+//!   request on that path (ndiffports has several per path).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::model::{
+    AddrId, ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, SubflowSample, Token,
+};
+use crate::policy::Decision;
+
+/// Linux ETIMEDOUT: recorded in `Failed` when the state machine itself gives up on a request.
+const ETIMEDOUT: i32 = 110;
+/// Linux ESRCH: SUBFLOW_DESTROY's answer when the subflow is already gone.
+const ESRCH: i32 = 3;
+
+/// Which local address id a SUBFLOW_CREATE from the connection's *initial* local address carries.
+///
+/// The kernel accepts both: `pm_userspace.c` appends the (address, id) pair to the connection's
+/// userspace address list unless the address or the id is already listed with a different partner
+/// ("did not match address and id"); id 0 has been allowed since "mptcp: userspace pm allow creating
+/// id 0 subflow". The initial address is not in that list on the client (the kernel answers 0 for
+/// it without a list entry), so a fresh id works and keeps id 0 meaning "the initial subflow" on
+/// the wire. Flip this to reuse id 0 instead; it is the only place that decides.
+const INITIAL_LOCAL_ADDR_USES_ID0: bool = false;
+
+/// The timing knobs of the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTimers {
+    /// How long a requested subflow may take to establish before it counts as failed.
+    pub request_timeout: Duration,
+    /// Backoff after the first failure of a path; doubles with each further failure.
+    pub backoff_initial: Duration,
+    /// Upper bound of the backoff.
+    pub backoff_max: Duration,
+    /// Consecutive failures after which a path is given up (0: never give up).
+    pub max_retries: u32,
+    /// An established subflow older than this proves its path works: the path's failure count
+    /// resets. A subflow that closes younger than this counts as a failure of its path.
+    pub stable_after: Duration,
+    /// How many `Closed`/`Failed` entries are kept for status output (the oldest go first).
+    pub keep_closed: usize,
+}
+
+impl Default for ConnTimers {
+    fn default() -> Self {
+        ConnTimers {
+            request_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            max_retries: 6,
+            stable_after: Duration::from_secs(10),
+            keep_closed: 16,
+        }
+    }
+}
+
+impl ConnTimers {
+    /// The delay before the next attempt on a path that failed `failures` times in a row:
+    /// `min(backoff_initial * 2^(failures-1), backoff_max)`, zero without failures.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32 << (failures - 1).min(31);
+        self.backoff_initial
+            .checked_mul(factor)
+            .unwrap_or(self.backoff_max)
+            .min(self.backoff_max)
+    }
+
+    fn gives_up_at(&self, failures: u32) -> bool {
+        self.max_retries > 0 && failures >= self.max_retries
+    }
+}
+
+/// What a subflow runs over. The local port is not part of it: it is unknown until the subflow
+/// establishes, and several subflows may share one path (ndiffports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Path {
+    /// Local address.
+    pub local: IpAddr,
+    /// Remote address and port.
+    pub remote: SocketAddr,
+}
+
+/// Where one subflow is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubflowState {
+    /// A policy asked for it, but its path is in backoff: the create is sent at `due`.
+    Pending {
+        /// When the create may be sent.
+        due: Instant,
+    },
+    /// SUBFLOW_CREATE was queued; waiting for SUB_ESTABLISHED.
+    Requested {
+        /// When the create was queued.
+        since: Instant,
+        /// Which attempt on this path this is (1 = first).
+        attempt: u32,
+    },
+    /// The kernel reported it established.
+    Established {
+        /// When it established (or was first seen).
+        since: Instant,
+    },
+    /// It was established and closed.
+    Closed {
+        /// When it closed.
+        at: Instant,
+        /// The socket error the kernel reported, if any.
+        error: Option<u8>,
+    },
+    /// It never established.
+    Failed {
+        /// When it failed.
+        at: Instant,
+        /// The errno (positive) from the kernel's refusal or join failure; ETIMEDOUT when the
+        /// state machine gave up waiting.
+        errno: i32,
+        /// The kernel's extended-ack message or our own explanation.
+        message: Option<String>,
+    },
+}
+
+/// One subflow of a connection, as the state machine sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subflow {
+    /// The path it runs over.
+    pub path: Path,
+    /// Local port, known once established.
+    pub local_port: Option<u16>,
+    /// Where it is in its life.
+    pub state: SubflowState,
+    /// Backup flag as the kernel last reported it.
+    pub backup: bool,
+    /// Backup flag we want (from the decision that opened it, or the last SetBackup).
+    pub want_backup: bool,
+    /// Local address id (ours when requested, the kernel's once established).
+    pub loc_id: AddrId,
+    /// Remote address id (0 until the kernel reports it, unless the remote was announced).
+    pub rem_id: AddrId,
+    /// Interface index, if known.
+    pub if_index: Option<u32>,
+    /// The last health sample, for established subflows.
+    pub sample: Option<SubflowSample>,
+    /// This is the connection's initial subflow.
+    pub initial: bool,
+    /// SUBFLOW_DESTROY was queued for it: it no longer counts as live and waits for SUB_CLOSED.
+    pub closing: bool,
+    /// The kernel acknowledged the SUBFLOW_CREATE (matches answers to ndiffports' several
+    /// requests per path).
+    acked: bool,
+}
+
+impl Subflow {
+    /// The subflow's 4-tuple, once its local port is known.
+    pub fn key(&self) -> Option<SubflowKey> {
+        self.local_port.map(|port| SubflowKey {
+            local: SocketAddr::new(self.path.local, port),
+            remote: self.path.remote,
+        })
+    }
+
+    /// Pending, requested or established, and not being closed by us.
+    pub fn is_live(&self) -> bool {
+        !self.closing
+            && matches!(
+                self.state,
+                SubflowState::Pending { .. }
+                    | SubflowState::Requested { .. }
+                    | SubflowState::Established { .. }
+            )
+    }
+
+    /// Established (possibly closing).
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, SubflowState::Established { .. })
+    }
+
+    /// Closed or failed: kept for status only.
+    pub fn is_dead(&self) -> bool {
+        matches!(
+            self.state,
+            SubflowState::Closed { .. } | SubflowState::Failed { .. }
+        )
+    }
+
+    fn dead_at(&self) -> Option<Instant> {
+        match self.state {
+            SubflowState::Closed { at, .. } | SubflowState::Failed { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    fn new(path: Path, state: SubflowState) -> Self {
+        Subflow {
+            path,
+            local_port: None,
+            state,
+            backup: false,
+            want_backup: false,
+            loc_id: 0,
+            rem_id: 0,
+            if_index: None,
+            sample: None,
+            initial: false,
+            closing: false,
+            acked: false,
+        }
+    }
+}
+
+/// The kernel refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("kernel refused with errno {errno}: {}", .message.as_deref().unwrap_or("no message"))]
+pub struct KernelRefusal {
+    /// The errno, positive (a negative one is accepted and treated the same).
+    pub errno: i32,
+    /// The extended-ack message, when the kernel sent one.
+    pub message: Option<String>,
+}
+
+/// Failure bookkeeping of one path.
+#[derive(Debug, Clone, Copy, Default)]
+struct PathHealth {
+    /// Consecutive failures.
+    failures: u32,
+    /// When the last one happened.
+    last_failure: Option<Instant>,
+}
+
+/// One MPTCP connection's subflow state machine. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    token: Token,
+    timers: ConnTimers,
+    info: Option<ConnInfo>,
+    established: bool,
+    server_side: bool,
+    closed: bool,
+    /// The peer removed its initial address (REMOVED with id 0).
+    initial_remote_removed: bool,
+    /// The peer's announced addresses by its id; the port, when absent, is the initial one.
+    announced_remotes: BTreeMap<AddrId, (IpAddr, Option<u16>)>,
+    subflows: Vec<Subflow>,
+    /// Local address ids handed to the kernel (or learnt from it), stable per address.
+    local_ids: BTreeMap<IpAddr, AddrId>,
+    /// Local addresses we announced, with their ids.
+    announced: BTreeMap<IpAddr, AddrId>,
+    health: BTreeMap<Path, PathHealth>,
+    commands: VecDeque<PmCommand>,
+    /// The latest `now` any input carried.
+    last_now: Option<Instant>,
+    ignored: u64,
+    refusals: u64,
+    last_refusal: Option<(&'static str, KernelRefusal)>,
+}
+
+impl Connection {
+    /// A connection known only by its token (its events will fill it in).
+    pub fn new(token: Token, timers: ConnTimers) -> Self {
+        Connection {
+            token,
+            timers,
+            info: None,
+            established: false,
+            server_side: false,
+            closed: false,
+            initial_remote_removed: false,
+            announced_remotes: BTreeMap::new(),
+            subflows: Vec::new(),
+            local_ids: BTreeMap::new(),
+            announced: BTreeMap::new(),
+            health: BTreeMap::new(),
+            commands: VecDeque::new(),
+            last_now: None,
+            ignored: 0,
+            refusals: 0,
+            last_refusal: None,
+        }
+    }
+
+    /// A connection found by sock_diag at start-up: established, with its live subflows. The
+    /// subflow whose key is (`local`, `remote`) is the initial one. Each item is
+    /// (key, local id, remote id, backup, sample). Remote ids other than 0 become known remotes.
+    /// Default timers and client side: see [`Connection::with_timers`] and
+    /// [`Connection::with_server_side`].
+    pub fn adopt(
+        now: Instant,
+        token: Token,
+        local: SocketAddr,
+        remote: SocketAddr,
+        subflows: impl IntoIterator<Item = (SubflowKey, AddrId, AddrId, bool, SubflowSample)>,
+    ) -> Self {
+        let mut conn = Connection::new(token, ConnTimers::default());
+        conn.touch(now);
+        let initial_key = SubflowKey { local, remote };
+        conn.info = Some(ConnInfo {
+            token,
+            local,
+            remote,
+            loc_id: 0,
+            rem_id: 0,
+            flags: Default::default(),
+        });
+        conn.established = true;
+        for (key, loc_id, rem_id, backup, sample) in subflows {
+            if conn.subflows.iter().any(|s| s.key() == Some(key)) {
+                continue;
+            }
+            let path = Path {
+                local: key.local.ip(),
+                remote: key.remote,
+            };
+            let mut sf = Subflow::new(path, SubflowState::Established { since: now });
+            sf.local_port = Some(key.local.port());
+            sf.loc_id = loc_id;
+            sf.rem_id = rem_id;
+            sf.backup = backup;
+            sf.want_backup = backup;
+            sf.sample = Some(sample);
+            sf.initial = key == initial_key;
+            sf.acked = true;
+            conn.subflows.push(sf);
+            conn.learn_local_id(key.local.ip(), loc_id);
+            if rem_id != 0 && key.remote != remote {
+                conn.announced_remotes
+                    .entry(rem_id)
+                    .or_insert((key.remote.ip(), Some(key.remote.port())));
+            }
+        }
+        conn
+    }
+
+    /// Replaces the timers (for adopted connections).
+    pub fn with_timers(mut self, timers: ConnTimers) -> Self {
+        self.timers = timers;
+        self
+    }
+
+    /// Marks an adopted connection as accepted by this host (sock_diag tells, events do not).
+    pub fn with_server_side(mut self, server_side: bool) -> Self {
+        self.server_side = server_side;
+        self
+    }
+
+    /// The connection's token.
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
+    /// The timers in use.
+    pub fn timers(&self) -> &ConnTimers {
+        &self.timers
+    }
+
+    /// The description from CREATED/ESTABLISHED (or adoption).
+    pub fn info(&self) -> Option<&ConnInfo> {
+        self.info.as_ref()
+    }
+
+    /// ESTABLISHED was seen (joins are possible).
+    pub fn is_established(&self) -> bool {
+        self.established
+    }
+
+    /// This host accepted the connection.
+    pub fn is_server_side(&self) -> bool {
+        self.server_side
+    }
+
+    /// CLOSED was seen: no more commands, no more timers.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The peer's addresses: id 0 is the initial remote (unless the peer removed it), then the
+    /// announced ones by id (port: the announced one or the initial one). Duplicates dropped.
+    pub fn remotes(&self) -> Vec<(AddrId, SocketAddr)> {
+        let mut out: Vec<(AddrId, SocketAddr)> = Vec::new();
+        let initial = self.info.map(|i| i.remote);
+        if let Some(remote) = initial {
+            if !self.initial_remote_removed {
+                out.push((0, remote));
+            }
+        }
+        for (&id, &(addr, port)) in &self.announced_remotes {
+            let Some(port) = port.or(initial.map(|r| r.port())) else {
+                continue;
+            };
+            let sa = SocketAddr::new(addr, port);
+            if !out.iter().any(|(_, known)| *known == sa) {
+                out.push((id, sa));
+            }
+        }
+        out
+    }
+
+    /// Every subflow entry, live and dead, in creation order.
+    pub fn subflows(&self) -> &[Subflow] {
+        &self.subflows
+    }
+
+    /// How many live subflows (pending, requested, established and not closing) run from `local`
+    /// to `remote`.
+    pub fn live_on(&self, local: IpAddr, remote: SocketAddr) -> usize {
+        self.subflows
+            .iter()
+            .filter(|s| s.is_live() && s.path.local == local && s.path.remote == remote)
+            .count()
+    }
+
+    /// How many live subflows the connection has.
+    pub fn live_count(&self) -> usize {
+        self.subflows.iter().filter(|s| s.is_live()).count()
+    }
+
+    /// The path failed `max_retries` times in a row: no more creates on it until its local
+    /// address returns or a subflow on it establishes.
+    pub fn given_up(&self, path: &Path) -> bool {
+        self.timers.gives_up_at(self.failures(path))
+    }
+
+    /// Consecutive failures of a path.
+    pub fn failures(&self, path: &Path) -> u32 {
+        self.health.get(path).map_or(0, |h| h.failures)
+    }
+
+    /// The local address id this connection uses for `addr`, if it assigned or learnt one.
+    pub fn local_id(&self, addr: IpAddr) -> Option<AddrId> {
+        self.local_ids.get(&addr).copied()
+    }
+
+    /// The local addresses we announced, with their ids.
+    pub fn announced_locals(&self) -> impl Iterator<Item = (IpAddr, AddrId)> + '_ {
+        self.announced.iter().map(|(a, i)| (*a, *i))
+    }
+
+    /// Inputs ignored because they did not fit (other token, unknown subflow, after CLOSED...).
+    pub fn ignored(&self) -> u64 {
+        self.ignored
+    }
+
+    /// Commands the kernel refused, and the last refusal (command name and error).
+    pub fn refusals(&self) -> (u64, Option<(&'static str, &KernelRefusal)>) {
+        (
+            self.refusals,
+            self.last_refusal.as_ref().map(|(n, r)| (*n, r)),
+        )
+    }
+
+    /// A kernel event for this connection.
+    pub fn handle_event(&mut self, now: Instant, ev: &PmEvent) {
+        if self.closed || ev.token() != Some(self.token) {
+            self.ignored += 1;
+            return;
+        }
+        self.touch(now);
+        match ev {
+            PmEvent::Created(info) => self.on_conn_info(now, info, false),
+            PmEvent::Established(info) => self.on_conn_info(now, info, true),
+            PmEvent::Closed { .. } => self.on_closed(now),
+            PmEvent::Announced {
+                rem_id, addr, port, ..
+            } => {
+                if *rem_id == 0 {
+                    self.ignored += 1;
+                } else {
+                    self.announced_remotes.insert(*rem_id, (*addr, *port));
+                }
+            }
+            PmEvent::Removed { rem_id, .. } => self.on_removed(now, *rem_id),
+            PmEvent::SubEstablished(s) => self.on_sub_established(now, s),
+            PmEvent::SubClosed(s) => self.on_sub_closed(now, s),
+            PmEvent::SubPriority(s) => {
+                let key = s.key();
+                match self.established_mut(key) {
+                    Some(sf) => sf.backup = s.backup,
+                    None => self.ignored += 1,
+                }
+            }
+            PmEvent::ListenerCreated { .. }
+            | PmEvent::ListenerClosed { .. }
+            | PmEvent::Unknown { .. } => self.ignored += 1,
+        }
+        self.prune();
+    }
+
+    /// A policy's decisions for this connection: turned into entries and queued commands.
+    pub fn handle_decisions(&mut self, now: Instant, decisions: Vec<Decision>) {
+        if self.closed {
+            self.ignored += decisions.len() as u64;
+            return;
+        }
+        self.touch(now);
+        for decision in decisions {
+            match decision {
+                Decision::Open {
+                    local,
+                    if_index,
+                    remote,
+                    backup,
+                } => self.open(now, local, if_index, remote, backup),
+                Decision::Close { key } => {
+                    let token = self.token;
+                    match self.established_mut(key) {
+                        Some(sf) if !sf.closing => {
+                            sf.closing = true;
+                            self.commands
+                                .push_back(PmCommand::DestroySubflow { token, key });
+                        }
+                        _ => self.ignored += 1,
+                    }
+                }
+                Decision::SetBackup { key, backup } => {
+                    let token = self.token;
+                    match self.established_mut(key) {
+                        Some(sf) if !sf.closing => {
+                            // Only a changed wish is sent: a refused or peer-overridden flag is
+                            // not fought over.
+                            if sf.want_backup != backup {
+                                sf.want_backup = backup;
+                                self.commands.push_back(PmCommand::SetBackup {
+                                    token,
+                                    key,
+                                    backup,
+                                });
+                            }
+                        }
+                        _ => self.ignored += 1,
+                    }
+                }
+                Decision::Announce { addr, port } => {
+                    if self.announced.contains_key(&addr) {
+                        continue;
+                    }
+                    // The kernel refuses ANNOUNCE with id 0.
+                    match self.id_for(addr) {
+                        Some(id) if id != 0 => {
+                            self.announced.insert(addr, id);
+                            self.commands.push_back(PmCommand::Announce {
+                                token: self.token,
+                                id,
+                                addr,
+                                port,
+                            });
+                        }
+                        _ => self.ignored += 1,
+                    }
+                }
+                Decision::Remove { addr } => match self.announced.remove(&addr) {
+                    Some(id) => self.commands.push_back(PmCommand::Remove {
+                        token: self.token,
+                        id,
+                    }),
+                    None => self.ignored += 1,
+                },
+            }
+        }
+    }
+
+    /// The kernel's answer to a command this connection queued.
+    pub fn handle_command_result(
+        &mut self,
+        now: Instant,
+        cmd: &PmCommand,
+        result: Result<(), KernelRefusal>,
+    ) {
+        if self.closed || cmd.token() != self.token {
+            self.ignored += 1;
+            return;
+        }
+        self.touch(now);
+        let refusal = match result {
+            Ok(()) => {
+                if let PmCommand::CreateSubflow { local, remote, .. } = cmd {
+                    let path = Path {
+                        local: *local,
+                        remote: *remote,
+                    };
+                    if let Some(i) = self.oldest_requested(path, true) {
+                        self.subflows[i].acked = true;
+                    }
+                }
+                return;
+            }
+            Err(refusal) => refusal,
+        };
+        self.refusals += 1;
+        match cmd {
+            PmCommand::CreateSubflow { local, remote, .. } => {
+                let path = Path {
+                    local: *local,
+                    remote: *remote,
+                };
+                let found = self
+                    .oldest_requested(path, true)
+                    .or_else(|| self.oldest_requested(path, false));
+                match found {
+                    Some(i) => {
+                        self.subflows[i].state = SubflowState::Failed {
+                            at: now,
+                            errno: refusal.errno.saturating_abs(),
+                            message: refusal.message.clone(),
+                        };
+                        self.record_failure(path, now);
+                    }
+                    None => self.ignored += 1,
+                }
+            }
+            PmCommand::DestroySubflow { key, .. } => {
+                // ESRCH: already gone, so it is closed. Anything else: keep waiting for
+                // SUB_CLOSED rather than retrying a command the kernel does not want.
+                if refusal.errno.saturating_abs() == ESRCH {
+                    if let Some(sf) = self.established_mut(*key) {
+                        sf.closing = false;
+                        sf.state = SubflowState::Closed {
+                            at: now,
+                            error: None,
+                        };
+                    }
+                }
+            }
+            PmCommand::Announce { addr, .. } => {
+                self.announced.remove(addr);
+            }
+            // Recorded only: the wish stays, so the policy does not ask again and again.
+            PmCommand::SetBackup { .. } | PmCommand::Remove { .. } => {}
+        }
+        self.last_refusal = Some((cmd.name(), refusal));
+        self.prune();
+    }
+
+    /// Fresh health samples from sock_diag; each is stored on the established subflow it names.
+    pub fn handle_samples(&mut self, now: Instant, samples: &[(SubflowKey, SubflowSample)]) {
+        if self.closed {
+            return;
+        }
+        self.touch(now);
+        for (key, sample) in samples {
+            match self.established_mut(*key) {
+                Some(sf) => sf.sample = Some(*sample),
+                None => self.ignored += 1,
+            }
+        }
+    }
+
+    /// Time passed: sends due pending creates, times out requests (retry with backoff, or
+    /// `Failed` once the path is given up) and resets the failure count of paths whose subflow
+    /// proved stable.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.touch(now);
+        for i in 0..self.subflows.len() {
+            let path = self.subflows[i].path;
+            match self.subflows[i].state {
+                SubflowState::Pending { due } if due <= now => {
+                    if self.given_up(&path) {
+                        self.subflows[i].state = SubflowState::Failed {
+                            at: now,
+                            errno: ETIMEDOUT,
+                            message: Some("path given up".to_owned()),
+                        };
+                    } else {
+                        self.request(i, now);
+                    }
+                }
+                SubflowState::Requested { since, attempt }
+                    if now.saturating_duration_since(since) >= self.timers.request_timeout =>
+                {
+                    let failures = self.record_failure(path, now);
+                    self.subflows[i].state = if self.timers.gives_up_at(failures) {
+                        SubflowState::Failed {
+                            at: now,
+                            errno: ETIMEDOUT,
+                            message: Some(format!("no subflow after {attempt} attempts")),
+                        }
+                    } else {
+                        SubflowState::Pending {
+                            due: now + self.timers.backoff(failures),
+                        }
+                    };
+                }
+                SubflowState::Established { .. } => {
+                    if let Some(at) = self.stable_deadline(i) {
+                        if at <= now {
+                            self.health.remove(&path);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.prune();
+    }
+
+    /// A local address came back (link up): its paths start afresh, and pending creates on them
+    /// are due at once.
+    pub fn local_addr_returned(&mut self, addr: IpAddr) {
+        self.health.retain(|path, _| path.local != addr);
+        let Some(now) = self.last_now else { return };
+        for sf in &mut self.subflows {
+            if let SubflowState::Pending { due } = &mut sf.state {
+                if sf.path.local == addr && *due > now {
+                    *due = now;
+                }
+            }
+        }
+    }
+
+    /// The next command to send to the kernel, in the order they were decided.
+    pub fn poll_command(&mut self) -> Option<PmCommand> {
+        self.commands.pop_front()
+    }
+
+    /// The next instant [`Connection::handle_timeout`] must be called, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        (0..self.subflows.len())
+            .filter_map(|i| match self.subflows[i].state {
+                SubflowState::Pending { due } => Some(due),
+                SubflowState::Requested { since, .. } => Some(since + self.timers.request_timeout),
+                SubflowState::Established { .. } => self.stable_deadline(i),
+                _ => None,
+            })
+            .min()
+    }
+
+    // ---- internals ----
+
+    fn touch(&mut self, now: Instant) {
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
+    }
+
+    /// When an established subflow resets its path's failures: only one that established after
+    /// the path's last failure proves the path works again.
+    fn stable_deadline(&self, i: usize) -> Option<Instant> {
+        let sf = &self.subflows[i];
+        let SubflowState::Established { since } = sf.state else {
+            return None;
+        };
+        if sf.closing {
+            return None;
+        }
+        let health = self.health.get(&sf.path)?;
+        if health.failures == 0 || health.last_failure.is_some_and(|t| since < t) {
+            return None;
+        }
+        Some(since + self.timers.stable_after)
+    }
+
+    fn record_failure(&mut self, path: Path, now: Instant) -> u32 {
+        let h = self.health.entry(path).or_default();
+        h.failures = h.failures.saturating_add(1);
+        h.last_failure = Some(now);
+        h.failures
+    }
+
+    /// The local address id for `addr`: reused if assigned, else the lowest free one in 1..=255.
+    fn id_for(&mut self, addr: IpAddr) -> Option<AddrId> {
+        if let Some(id) = self.local_ids.get(&addr) {
+            return Some(*id);
+        }
+        if INITIAL_LOCAL_ADDR_USES_ID0 && self.info.map(|i| i.local.ip()) == Some(addr) {
+            self.local_ids.insert(addr, 0);
+            return Some(0);
+        }
+        let used: BTreeSet<AddrId> = self.local_ids.values().copied().collect();
+        let id = (1..=AddrId::MAX).find(|id| !used.contains(id))?;
+        self.local_ids.insert(addr, id);
+        Some(id)
+    }
+
+    /// Remembers an id the kernel uses for `addr`, so our creates agree with its address list.
+    fn learn_local_id(&mut self, addr: IpAddr, id: AddrId) {
+        if id == 0 || self.local_ids.contains_key(&addr) {
+            return;
+        }
+        if self.local_ids.values().any(|known| *known == id) {
+            return;
+        }
+        self.local_ids.insert(addr, id);
+    }
+
+    fn established_mut(&mut self, key: SubflowKey) -> Option<&mut Subflow> {
+        self.subflows
+            .iter_mut()
+            .find(|s| s.is_established() && s.key() == Some(key))
+    }
+
+    /// The oldest `Requested` entry on `path` (only unacknowledged ones if `unacked_only`).
+    fn oldest_requested(&self, path: Path, unacked_only: bool) -> Option<usize> {
+        self.subflows
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.path == path && !(unacked_only && s.acked))
+            .filter_map(|(i, s)| match s.state {
+                SubflowState::Requested { since, .. } => Some((since, i)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, i)| i)
+    }
+
+    fn oldest_pending(&self, path: Path) -> Option<usize> {
+        self.subflows
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.path == path)
+            .filter_map(|(i, s)| match s.state {
+                SubflowState::Pending { due } => Some((due, i)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, i)| i)
+    }
+
+    /// Turns entry `i` into a `Requested` one and queues its create.
+    fn request(&mut self, i: usize, now: Instant) {
+        let attempt = self.failures(&self.subflows[i].path).saturating_add(1);
+        let sf = &mut self.subflows[i];
+        sf.state = SubflowState::Requested {
+            since: now,
+            attempt,
+        };
+        sf.acked = false;
+        self.commands.push_back(PmCommand::CreateSubflow {
+            token: self.token,
+            local: sf.path.local,
+            local_id: sf.loc_id,
+            if_index: sf.if_index,
+            remote: sf.path.remote,
+            backup: sf.want_backup,
+        });
+    }
+
+    fn open(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        if_index: Option<u32>,
+        remote: SocketAddr,
+        backup: bool,
+    ) {
+        let path = Path { local, remote };
+        if !self.established || local.is_ipv4() != remote.is_ipv4() || self.given_up(&path) {
+            self.ignored += 1;
+            return;
+        }
+        let Some(loc_id) = self.id_for(local) else {
+            self.ignored += 1;
+            return;
+        };
+        let rem_id = self
+            .remotes()
+            .into_iter()
+            .find(|(_, r)| *r == remote)
+            .map_or(0, |(id, _)| id);
+        let due = self.health.get(&path).and_then(|h| {
+            h.last_failure
+                .filter(|_| h.failures > 0)
+                .map(|t| t + self.timers.backoff(h.failures))
+        });
+        let mut sf = Subflow::new(path, SubflowState::Pending { due: now });
+        sf.want_backup = backup;
+        sf.loc_id = loc_id;
+        sf.rem_id = rem_id;
+        sf.if_index = if_index;
+        self.subflows.push(sf);
+        let i = self.subflows.len() - 1;
+        match due {
+            Some(due) if due > now => self.subflows[i].state = SubflowState::Pending { due },
+            _ => self.request(i, now),
+        }
+    }
+
+    fn on_conn_info(&mut self, now: Instant, info: &ConnInfo, established: bool) {
+        self.info = Some(*info);
+        self.server_side = info.flags.server_side;
+        if established {
+            self.established = true;
+        }
+        let key = SubflowKey {
+            local: info.local,
+            remote: info.remote,
+        };
+        if let Some(sf) = self.subflows.iter_mut().find(|s| s.key() == Some(key)) {
+            sf.initial = true;
+            return;
+        }
+        let path = Path {
+            local: info.local.ip(),
+            remote: info.remote,
+        };
+        let mut sf = Subflow::new(path, SubflowState::Established { since: now });
+        sf.local_port = Some(info.local.port());
+        sf.loc_id = info.loc_id;
+        sf.rem_id = info.rem_id;
+        sf.initial = true;
+        sf.acked = true;
+        self.subflows.push(sf);
+    }
+
+    fn on_closed(&mut self, now: Instant) {
+        self.closed = true;
+        self.commands.clear();
+        for sf in &mut self.subflows {
+            if !sf.is_dead() {
+                sf.closing = false;
+                sf.state = SubflowState::Closed {
+                    at: now,
+                    error: None,
+                };
+            }
+        }
+    }
+
+    fn on_removed(&mut self, now: Instant, rem_id: AddrId) {
+        let gone = self
+            .remotes()
+            .into_iter()
+            .find(|(id, _)| *id == rem_id)
+            .map(|(_, sa)| sa);
+        if rem_id == 0 {
+            self.initial_remote_removed = true;
+        } else if self.announced_remotes.remove(&rem_id).is_none() {
+            self.ignored += 1;
+        }
+        // Creates not sent yet towards a withdrawn address are pointless.
+        if let Some(gone) = gone {
+            for sf in &mut self.subflows {
+                if sf.path.remote == gone && matches!(sf.state, SubflowState::Pending { .. }) {
+                    sf.state = SubflowState::Closed {
+                        at: now,
+                        error: None,
+                    };
+                }
+            }
+        }
+    }
+
+    fn on_sub_established(&mut self, now: Instant, s: &SubflowInfo) {
+        let key = s.key();
+        let if_index = s.if_idx.and_then(|i| u32::try_from(i).ok());
+        if let Some(sf) = self.established_mut(key) {
+            // A repeated report: refresh what the kernel says.
+            sf.backup = s.backup;
+            sf.loc_id = s.loc_id;
+            sf.rem_id = s.rem_id;
+            sf.if_index = if_index.or(sf.if_index);
+            return;
+        }
+        let path = Path {
+            local: key.local.ip(),
+            remote: key.remote,
+        };
+        let waiting = self
+            .oldest_requested(path, false)
+            .or_else(|| self.oldest_pending(path));
+        let initial_key = self.info.map(|i| SubflowKey {
+            local: i.local,
+            remote: i.remote,
+        });
+        let i = match waiting {
+            Some(i) => i,
+            None => {
+                // Not ours: peer-initiated, or one we lost track of.
+                let mut sf = Subflow::new(path, SubflowState::Established { since: now });
+                sf.want_backup = s.backup;
+                sf.initial = initial_key == Some(key);
+                self.subflows.push(sf);
+                self.subflows.len() - 1
+            }
+        };
+        let token = self.token;
+        let sf = &mut self.subflows[i];
+        sf.state = SubflowState::Established { since: now };
+        sf.local_port = Some(key.local.port());
+        sf.loc_id = s.loc_id;
+        sf.rem_id = s.rem_id;
+        sf.backup = s.backup;
+        sf.if_index = if_index.or(sf.if_index);
+        sf.acked = true;
+        if sf.want_backup != sf.backup {
+            self.commands.push_back(PmCommand::SetBackup {
+                token,
+                key,
+                backup: sf.want_backup,
+            });
+        }
+        self.learn_local_id(path.local, s.loc_id);
+        // A path that works is no longer given up (its backoff stays until it proves stable).
+        let cap = self.timers.max_retries.saturating_sub(1);
+        if let Some(h) = self.health.get_mut(&path) {
+            if self.timers.gives_up_at(h.failures) {
+                h.failures = cap;
+            }
+        }
+    }
+
+    fn on_sub_closed(&mut self, now: Instant, s: &SubflowInfo) {
+        let key = s.key();
+        let error = s.error.filter(|e| *e != 0);
+        let path = Path {
+            local: key.local.ip(),
+            remote: key.remote,
+        };
+        if let Some(sf) = self.established_mut(key) {
+            let since = match sf.state {
+                SubflowState::Established { since } => since,
+                _ => now,
+            };
+            let intentional = sf.closing;
+            sf.closing = false;
+            sf.state = SubflowState::Closed { at: now, error };
+            if !intentional && now.saturating_duration_since(since) < self.timers.stable_after {
+                self.record_failure(path, now);
+            }
+            return;
+        }
+        if self.subflows.iter().any(|sf| sf.key() == Some(key)) {
+            // Already closed (repeated event, or ESRCH answered first).
+            return;
+        }
+        // A join that never established: the kernel reports it closed with the port it used.
+        match self.oldest_requested(path, false) {
+            Some(i) => {
+                let reason = s
+                    .reset_reason
+                    .map(|r| format!(" (reset reason {r})"))
+                    .unwrap_or_default();
+                self.subflows[i].state = SubflowState::Failed {
+                    at: now,
+                    errno: error.map_or(0, i32::from),
+                    message: Some(format!("join failed before establishing{reason}")),
+                };
+                self.record_failure(path, now);
+            }
+            None => self.ignored += 1,
+        }
+    }
+
+    /// Drops the oldest dead entries beyond `keep_closed`.
+    fn prune(&mut self) {
+        loop {
+            let dead = self.subflows.iter().filter(|s| s.is_dead()).count();
+            if dead <= self.timers.keep_closed {
+                return;
+            }
+            let oldest = self
+                .subflows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.dead_at().map(|at| (at, i)))
+                .min()
+                .map(|(_, i)| i);
+            match oldest {
+                Some(i) => {
+                    self.subflows.remove(i);
+                }
+                None => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,888 @@
+//! The connection state machine, transition by transition, through its public API only.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mptcp_pmd_policies::{
+    ConnTimers, Connection, Decision, KernelRefusal, Path, PmCommand, PmEvent, SubflowSample,
+    SubflowState, Token,
+};
+
+fn open(local: &str, remote: &str, backup: bool) -> Decision {
+    Decision::Open {
+        local: ip(local),
+        if_index: Some(3),
+        remote: sa(remote),
+        backup,
+    }
+}
+
+fn path(local: &str, remote: &str) -> Path {
+    Path {
+        local: ip(local),
+        remote: sa(remote),
+    }
+}
+
+fn state_of(c: &Connection, i: usize) -> SubflowState {
+    c.subflows()[i].state.clone()
+}
+
+#[test]
+fn created_records_the_initial_subflow_but_joins_wait_for_established() {
+    let t0 = Instant::now();
+    let mut c = Connection::new(T, ConnTimers::default());
+    c.handle_event(t0, &PmEvent::Created(info(INIT_LOCAL, INIT_REMOTE, false)));
+    assert_eq!(c.info().map(|i| i.remote), Some(sa(INIT_REMOTE)));
+    assert!(!c.is_established());
+    assert_eq!(c.subflows().len(), 1);
+    let sf = &c.subflows()[0];
+    assert!(sf.initial);
+    assert_eq!(sf.key(), Some(key(INIT_LOCAL, INIT_REMOTE)));
+    assert_eq!(sf.state, SubflowState::Established { since: t0 });
+
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert!(drain(&mut c).is_empty(), "no join before ESTABLISHED");
+
+    let t1 = t0 + ms(3);
+    c.handle_event(
+        t1,
+        &PmEvent::Established(info(INIT_LOCAL, INIT_REMOTE, false)),
+    );
+    assert!(c.is_established());
+    assert_eq!(
+        c.subflows().len(),
+        1,
+        "ESTABLISHED does not duplicate the initial subflow"
+    );
+    assert_eq!(c.remotes(), vec![(0, sa(INIT_REMOTE))]);
+}
+
+#[test]
+fn server_side_is_recorded() {
+    let t0 = Instant::now();
+    let mut c = Connection::new(T, ConnTimers::default());
+    c.handle_event(t0, &PmEvent::Created(info(INIT_LOCAL, INIT_REMOTE, true)));
+    assert!(c.is_server_side());
+}
+
+#[test]
+fn open_queues_a_create_with_stable_fresh_ids() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(
+        t0,
+        vec![
+            open("10.0.2.1", INIT_REMOTE, false),
+            open("10.0.3.1", INIT_REMOTE, true),
+            open("10.0.2.1", "10.0.8.1:80", false),
+            open("10.0.1.1", "10.0.8.1:80", false),
+        ],
+    );
+    let cmds = drain(&mut c);
+    let ids: Vec<_> = cmds
+        .iter()
+        .map(|cmd| match cmd {
+            PmCommand::CreateSubflow {
+                token,
+                local,
+                local_id,
+                if_index,
+                backup,
+                ..
+            } => {
+                assert_eq!(*token, T);
+                assert_eq!(*if_index, Some(3));
+                (*local, *local_id, *backup)
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            (ip("10.0.2.1"), 1, false),
+            (ip("10.0.3.1"), 2, true),
+            (ip("10.0.2.1"), 1, false),
+            // The initial local address gets a fresh non-zero id too.
+            (ip("10.0.1.1"), 3, false),
+        ]
+    );
+    assert_eq!(c.local_id(ip("10.0.2.1")), Some(1));
+    assert_eq!(c.local_id(ip("10.0.3.1")), Some(2));
+    assert_eq!(c.local_id(ip("10.0.4.1")), None);
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 1);
+    assert!(matches!(
+        state_of(&c, 1),
+        SubflowState::Requested { since, attempt: 1 } if since == t0
+    ));
+}
+
+#[test]
+fn mixed_families_and_unknown_keys_are_ignored() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let before = c.ignored();
+    c.handle_decisions(
+        t0,
+        vec![
+            open("fd00::1", INIT_REMOTE, false),
+            Decision::Close {
+                key: key("10.0.5.1:1", INIT_REMOTE),
+            },
+            Decision::SetBackup {
+                key: key("10.0.5.1:1", INIT_REMOTE),
+                backup: true,
+            },
+        ],
+    );
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.ignored(), before + 3);
+    c.handle_event(t0, &PmEvent::Closed { token: Token(7) });
+    assert!(!c.is_closed(), "another token's CLOSED is not ours");
+    assert_eq!(c.ignored(), before + 4);
+}
+
+#[test]
+fn sub_established_fills_the_requested_entry() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    let cmd = drain(&mut c).remove(0);
+    c.handle_command_result(t0, &cmd, Ok(()));
+    let t1 = t0 + ms(20);
+    let mut s = sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false);
+    s.if_idx = Some(3);
+    c.handle_event(t1, &PmEvent::SubEstablished(s));
+    assert_eq!(c.subflows().len(), 2);
+    let sf = &c.subflows()[1];
+    assert_eq!(sf.state, SubflowState::Established { since: t1 });
+    assert_eq!(sf.key(), Some(key("10.0.2.1:50000", INIT_REMOTE)));
+    assert_eq!((sf.loc_id, sf.rem_id, sf.if_index), (1, 0, Some(3)));
+    assert!(!sf.initial);
+    assert!(drain(&mut c).is_empty(), "backup already as wanted");
+    assert_eq!(c.poll_timeout(), None, "nothing to wait for");
+}
+
+#[test]
+fn backup_not_applied_by_create_is_corrected_with_set_backup() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(
+        t0,
+        vec![
+            open("10.0.2.1", INIT_REMOTE, true),
+            open("10.0.3.1", INIT_REMOTE, true),
+        ],
+    );
+    drain(&mut c);
+    // The kernel honoured the flag on one and not on the other.
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, true)),
+    );
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.3.1:50001", INIT_REMOTE, 2, 0, false)),
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![PmCommand::SetBackup {
+            token: T,
+            key: key("10.0.3.1:50001", INIT_REMOTE),
+            backup: true
+        }]
+    );
+    c.handle_event(
+        t0,
+        &PmEvent::SubPriority(sub("10.0.3.1:50001", INIT_REMOTE, 2, 0, true)),
+    );
+    assert!(c.subflows()[2].backup);
+}
+
+#[test]
+fn several_requests_on_one_path_are_matched_oldest_first() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    for i in 0..3 {
+        c.handle_decisions(t0 + ms(i), vec![open("10.0.1.1", INIT_REMOTE, false)]);
+    }
+    assert_eq!(drain(&mut c).len(), 3);
+    assert_eq!(c.live_on(ip("10.0.1.1"), sa(INIT_REMOTE)), 4);
+    let t1 = t0 + ms(50);
+    c.handle_event(
+        t1,
+        &PmEvent::SubEstablished(sub("10.0.1.1:50007", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.subflows()[1].local_port, Some(50007));
+    assert_eq!(
+        c.subflows()[1].state,
+        SubflowState::Established { since: t1 }
+    );
+    assert!(
+        matches!(state_of(&c, 2), SubflowState::Requested { since, .. } if since == t0 + ms(1))
+    );
+    assert!(
+        matches!(state_of(&c, 3), SubflowState::Requested { since, .. } if since == t0 + ms(2))
+    );
+    c.handle_event(
+        t1,
+        &PmEvent::SubEstablished(sub("10.0.1.1:50003", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.subflows()[2].local_port, Some(50003));
+    assert!(matches!(state_of(&c, 3), SubflowState::Requested { .. }));
+}
+
+#[test]
+fn request_timeouts_retry_with_exact_backoff_then_give_up() {
+    let t0 = Instant::now();
+    let timers = ConnTimers::default();
+    let mut c = established(t0, timers);
+    let p = path("10.0.2.1", INIT_REMOTE);
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert_eq!(drain(&mut c).len(), 1);
+
+    let mut now = t0;
+    let mut delays = Vec::new();
+    for attempt in 1..=6u32 {
+        assert!(matches!(
+            state_of(&c, 1),
+            SubflowState::Requested { attempt: a, .. } if a == attempt
+        ));
+        let deadline = c.poll_timeout().unwrap();
+        assert_eq!(deadline, now + Duration::from_secs(5));
+        // Not a moment early.
+        c.handle_timeout(deadline - ms(1));
+        assert!(matches!(state_of(&c, 1), SubflowState::Requested { .. }));
+        now = deadline;
+        c.handle_timeout(now);
+        assert_eq!(c.failures(&p), attempt);
+        if attempt == 6 {
+            break;
+        }
+        let SubflowState::Pending { due } = state_of(&c, 1) else {
+            panic!("expected pending after timeout {attempt}");
+        };
+        assert_eq!(c.poll_timeout(), Some(due));
+        delays.push(due - now);
+        assert!(drain(&mut c).is_empty(), "nothing sent during backoff");
+        now = due;
+        c.handle_timeout(now);
+        assert_eq!(drain(&mut c).len(), 1, "retry sent when due");
+    }
+    assert_eq!(
+        delays,
+        vec![ms(500), ms(1000), ms(2000), ms(4000), ms(8000)]
+    );
+    assert!(matches!(
+        state_of(&c, 1),
+        SubflowState::Failed { errno: 110, .. }
+    ));
+    assert!(c.given_up(&p));
+    assert_eq!(c.poll_timeout(), None);
+    c.handle_decisions(now, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert!(drain(&mut c).is_empty(), "given-up path gets no create");
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 0);
+}
+
+#[test]
+fn backoff_is_capped() {
+    let timers = ConnTimers {
+        backoff_max: ms(1500),
+        ..ConnTimers::default()
+    };
+    let got: Vec<_> = (0..=6).map(|f| timers.backoff(f)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ms(0),
+            ms(500),
+            ms(1000),
+            ms(1500),
+            ms(1500),
+            ms(1500),
+            ms(1500)
+        ]
+    );
+    // No overflow for absurd counts.
+    assert_eq!(ConnTimers::default().backoff(400), Duration::from_secs(30));
+}
+
+#[test]
+fn local_addr_returned_forgives_the_path_and_hurries_pending_creates() {
+    let t0 = Instant::now();
+    let timers = ConnTimers {
+        max_retries: 2,
+        ..ConnTimers::default()
+    };
+    let mut c = established(t0, timers);
+    let p = path("10.0.2.1", INIT_REMOTE);
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    let refused = KernelRefusal {
+        errno: 99,
+        message: None,
+    };
+    let cmd = drain(&mut c).remove(0);
+    c.handle_command_result(t0, &cmd, Err(refused.clone()));
+    // A second try is pending (backoff 500ms).
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert!(matches!(state_of(&c, 2), SubflowState::Pending { due } if due == t0 + ms(500)));
+    let t1 = t0 + ms(100);
+    c.handle_timeout(t1);
+    c.local_addr_returned(ip("10.0.2.1"));
+    assert_eq!(c.failures(&p), 0);
+    assert_eq!(c.poll_timeout(), Some(t1), "pending create due at once");
+    c.handle_timeout(t1);
+    let cmd = drain(&mut c).remove(0);
+    assert!(matches!(
+        state_of(&c, 2),
+        SubflowState::Requested { attempt: 1, .. }
+    ));
+
+    // Refusals until given up, then the address returns.
+    c.handle_command_result(t1, &cmd, Err(refused.clone()));
+    c.handle_decisions(t1 + ms(600), vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    let cmd = drain(&mut c).remove(0);
+    c.handle_command_result(t1 + ms(600), &cmd, Err(refused));
+    assert!(c.given_up(&p));
+    c.local_addr_returned(ip("10.0.2.1"));
+    assert!(!c.given_up(&p));
+    c.handle_decisions(t1 + ms(700), vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert_eq!(drain(&mut c).len(), 1, "opens immediately again");
+}
+
+#[test]
+fn refused_create_fails_with_errno_and_message_and_backs_off() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(
+        t0,
+        vec![
+            open("10.0.2.1", INIT_REMOTE, false),
+            open("10.0.2.1", INIT_REMOTE, false),
+        ],
+    );
+    let cmds = drain(&mut c);
+    c.handle_command_result(t0, &cmds[0], Ok(()));
+    c.handle_command_result(
+        t0,
+        &cmds[1],
+        Err(KernelRefusal {
+            errno: -22,
+            message: Some("did not match address and id".into()),
+        }),
+    );
+    assert!(
+        matches!(state_of(&c, 1), SubflowState::Requested { .. }),
+        "the acked one"
+    );
+    assert_eq!(
+        state_of(&c, 2),
+        SubflowState::Failed {
+            at: t0,
+            errno: 22,
+            message: Some("did not match address and id".into())
+        }
+    );
+    let (n, last) = c.refusals();
+    assert_eq!(n, 1);
+    assert_eq!(
+        last.map(|(name, r)| (name, r.errno)),
+        Some(("subflow_create", -22))
+    );
+    assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 1);
+    let t1 = t0 + ms(100);
+    c.handle_decisions(t1, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert!(drain(&mut c).is_empty());
+    assert!(matches!(state_of(&c, 3), SubflowState::Pending { due } if due == t0 + ms(500)));
+}
+
+#[test]
+fn failed_join_reported_by_sub_closed_fails_the_request() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    drain(&mut c);
+    let mut s = sub("10.0.2.1:51000", INIT_REMOTE, 1, 0, false);
+    s.error = Some(111);
+    s.reset_reason = Some(1);
+    c.handle_event(t0 + ms(30), &PmEvent::SubClosed(s));
+    let SubflowState::Failed { errno, message, .. } = state_of(&c, 1) else {
+        panic!("expected failed");
+    };
+    assert_eq!(errno, 111);
+    assert!(message.unwrap().contains("reset reason 1"));
+    assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 1);
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 0);
+}
+
+#[test]
+fn short_lived_subflows_count_as_failures_and_stable_ones_reset() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let p = path("10.0.2.1", INIT_REMOTE);
+    let mut port = 50000;
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    kernel_runs(&mut c, t0, &mut port);
+    // Dies after 2s: a failure.
+    let t1 = t0 + Duration::from_secs(2);
+    let mut s = sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false);
+    s.error = Some(104);
+    c.handle_event(t1, &PmEvent::SubClosed(s));
+    assert_eq!(
+        state_of(&c, 1),
+        SubflowState::Closed {
+            at: t1,
+            error: Some(104)
+        }
+    );
+    assert_eq!(c.failures(&p), 1);
+
+    // Re-opened after the backoff; once it lived stable_after, the path is forgiven.
+    c.handle_decisions(t1, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert_eq!(c.poll_timeout(), Some(t1 + ms(500)));
+    let t2 = t1 + ms(500);
+    c.handle_timeout(t2);
+    kernel_runs(&mut c, t2, &mut port);
+    assert_eq!(c.poll_timeout(), Some(t2 + Duration::from_secs(10)));
+    c.handle_timeout(t2 + Duration::from_secs(10));
+    assert_eq!(c.failures(&p), 0);
+    assert_eq!(c.poll_timeout(), None);
+
+    // A long-lived subflow that closes is not a failure.
+    c.handle_event(
+        t2 + Duration::from_secs(60),
+        &PmEvent::SubClosed(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.failures(&p), 0);
+}
+
+#[test]
+fn an_older_subflow_does_not_forgive_a_newer_failure() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let p = path("10.0.1.1", INIT_REMOTE);
+    let mut port = 50000;
+    c.handle_decisions(t0, vec![open("10.0.1.1", INIT_REMOTE, false)]);
+    kernel_runs(&mut c, t0, &mut port);
+    let t1 = t0 + Duration::from_secs(30);
+    c.handle_event(
+        t1,
+        &PmEvent::SubClosed(sub("10.0.1.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.failures(&p), 0, "lived long");
+    c.handle_decisions(t1, vec![open("10.0.1.1", INIT_REMOTE, false)]);
+    kernel_runs(&mut c, t1, &mut port);
+    c.handle_event(
+        t1 + ms(10),
+        &PmEvent::SubClosed(sub("10.0.1.1:50001", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.failures(&p), 1);
+    // The initial subflow on that path is old: it gives no timer and forgives nothing.
+    assert_eq!(c.poll_timeout(), None);
+    c.handle_timeout(t1 + Duration::from_secs(60));
+    assert_eq!(c.failures(&p), 1);
+}
+
+#[test]
+fn establishing_un_gives_up_a_path() {
+    let t0 = Instant::now();
+    let timers = ConnTimers {
+        max_retries: 1,
+        ..ConnTimers::default()
+    };
+    let mut c = established(t0, timers);
+    let p = path("10.0.2.1", INIT_REMOTE);
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    drain(&mut c);
+    c.handle_timeout(t0 + Duration::from_secs(5));
+    assert!(c.given_up(&p));
+    // The slow SYN made it after all.
+    c.handle_event(
+        t0 + Duration::from_secs(6),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    assert!(!c.given_up(&p));
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 1);
+}
+
+#[test]
+fn close_marks_closing_once_and_closes_on_sub_closed_without_a_failure() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let mut port = 50000;
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    kernel_runs(&mut c, t0, &mut port);
+    let k = key("10.0.2.1:50000", INIT_REMOTE);
+    c.handle_decisions(
+        t0,
+        vec![Decision::Close { key: k }, Decision::Close { key: k }],
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![PmCommand::DestroySubflow { token: T, key: k }],
+        "one destroy only"
+    );
+    assert!(c.subflows()[1].closing);
+    assert!(!c.subflows()[1].is_live());
+    c.handle_event(
+        t0 + ms(1),
+        &PmEvent::SubClosed(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(
+        state_of(&c, 1),
+        SubflowState::Closed {
+            at: t0 + ms(1),
+            error: None
+        }
+    );
+    assert!(!c.subflows()[1].closing);
+    assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 0);
+}
+
+#[test]
+fn destroy_answered_esrch_closes_the_entry() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let k = key(INIT_LOCAL, INIT_REMOTE);
+    c.handle_decisions(t0, vec![Decision::Close { key: k }]);
+    let cmd = drain(&mut c).remove(0);
+    c.handle_command_result(
+        t0,
+        &cmd,
+        Err(KernelRefusal {
+            errno: 3,
+            message: Some("subflow not found".into()),
+        }),
+    );
+    assert!(matches!(state_of(&c, 0), SubflowState::Closed { .. }));
+    // A late SUB_CLOSED for it fails nothing else.
+    c.handle_event(
+        t0,
+        &PmEvent::SubClosed(sub(INIT_LOCAL, INIT_REMOTE, 0, 0, false)),
+    );
+    assert_eq!(c.subflows().len(), 1);
+}
+
+#[test]
+fn set_backup_is_sent_once_per_change() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let k = key(INIT_LOCAL, INIT_REMOTE);
+    let d = Decision::SetBackup {
+        key: k,
+        backup: true,
+    };
+    c.handle_decisions(t0, vec![d.clone(), d.clone()]);
+    let cmds = drain(&mut c);
+    assert_eq!(
+        cmds,
+        vec![PmCommand::SetBackup {
+            token: T,
+            key: k,
+            backup: true
+        }]
+    );
+    // A refusal is recorded, and the same wish is not re-sent.
+    c.handle_command_result(
+        t0,
+        &cmds[0],
+        Err(KernelRefusal {
+            errno: 22,
+            message: None,
+        }),
+    );
+    c.handle_decisions(t0, vec![d]);
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.refusals().0, 1);
+    c.handle_decisions(
+        t0,
+        vec![Decision::SetBackup {
+            key: k,
+            backup: false,
+        }],
+    );
+    assert_eq!(drain(&mut c).len(), 1);
+}
+
+#[test]
+fn announce_and_remove_use_the_address_id() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    drain(&mut c);
+    let announce = |a: &str| Decision::Announce {
+        addr: ip(a),
+        port: None,
+    };
+    c.handle_decisions(
+        t0,
+        vec![
+            announce("10.0.3.1"),
+            announce("10.0.2.1"),
+            announce("10.0.2.1"),
+        ],
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![
+            PmCommand::Announce {
+                token: T,
+                id: 2,
+                addr: ip("10.0.3.1"),
+                port: None
+            },
+            PmCommand::Announce {
+                token: T,
+                id: 1,
+                addr: ip("10.0.2.1"),
+                port: None
+            },
+        ]
+    );
+    c.handle_decisions(
+        t0,
+        vec![
+            Decision::Remove {
+                addr: ip("10.0.3.1"),
+            },
+            Decision::Remove {
+                addr: ip("10.0.3.1"),
+            },
+        ],
+    );
+    assert_eq!(drain(&mut c), vec![PmCommand::Remove { token: T, id: 2 }]);
+    // A refused announce can be tried again.
+    let cmd = PmCommand::Announce {
+        token: T,
+        id: 1,
+        addr: ip("10.0.2.1"),
+        port: None,
+    };
+    c.handle_command_result(
+        t0,
+        &cmd,
+        Err(KernelRefusal {
+            errno: 22,
+            message: None,
+        }),
+    );
+    c.handle_decisions(t0, vec![announce("10.0.2.1")]);
+    assert_eq!(drain(&mut c), vec![cmd]);
+    assert_eq!(
+        c.announced_locals().collect::<Vec<_>>(),
+        vec![(ip("10.0.2.1"), 1)]
+    );
+}
+
+#[test]
+fn announced_and_removed_update_the_remotes() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_event(
+        t0,
+        &PmEvent::Announced {
+            token: T,
+            rem_id: 5,
+            addr: ip("10.0.8.1"),
+            port: None,
+        },
+    );
+    c.handle_event(
+        t0,
+        &PmEvent::Announced {
+            token: T,
+            rem_id: 2,
+            addr: ip("10.0.7.1"),
+            port: Some(8080),
+        },
+    );
+    assert_eq!(
+        c.remotes(),
+        vec![
+            (0, sa(INIT_REMOTE)),
+            (2, sa("10.0.7.1:8080")),
+            (5, sa("10.0.8.1:80"))
+        ]
+    );
+    // A create towards 5 waiting in backoff is dropped when 5 is removed.
+    let p = path("10.0.2.1", "10.0.8.1:80");
+    c.handle_decisions(t0, vec![open("10.0.2.1", "10.0.8.1:80", false)]);
+    let cmd = drain(&mut c).remove(0);
+    c.handle_command_result(
+        t0,
+        &cmd,
+        Err(KernelRefusal {
+            errno: 113,
+            message: None,
+        }),
+    );
+    assert_eq!(c.failures(&p), 1);
+    c.handle_decisions(t0, vec![open("10.0.2.1", "10.0.8.1:80", false)]);
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa("10.0.8.1:80")), 1);
+    c.handle_event(
+        t0 + ms(1),
+        &PmEvent::Removed {
+            token: T,
+            rem_id: 5,
+        },
+    );
+    assert_eq!(
+        c.remotes(),
+        vec![(0, sa(INIT_REMOTE)), (2, sa("10.0.7.1:8080"))]
+    );
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa("10.0.8.1:80")), 0);
+    c.handle_event(
+        t0,
+        &PmEvent::Removed {
+            token: T,
+            rem_id: 0,
+        },
+    );
+    assert_eq!(c.remotes(), vec![(2, sa("10.0.7.1:8080"))]);
+}
+
+#[test]
+fn unmatched_sub_established_is_a_new_entry_and_teaches_the_id() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.4.1:443", "10.0.9.9:5000", 7, 3, false)),
+    );
+    assert_eq!(c.subflows().len(), 2);
+    assert!(c.subflows()[1].is_established());
+    assert_eq!(c.local_id(ip("10.0.4.1")), Some(7));
+    c.handle_decisions(t0, vec![open("10.0.4.1", INIT_REMOTE, false)]);
+    assert!(matches!(
+        drain(&mut c).as_slice(),
+        [PmCommand::CreateSubflow { local_id: 7, .. }]
+    ));
+}
+
+#[test]
+fn adopt_rebuilds_an_established_connection() {
+    let t0 = Instant::now();
+    let sample = SubflowSample {
+        srtt_us: 1234,
+        ..SubflowSample::default()
+    };
+    let mut c = Connection::adopt(
+        t0,
+        T,
+        sa(INIT_LOCAL),
+        sa(INIT_REMOTE),
+        vec![
+            (key(INIT_LOCAL, INIT_REMOTE), 0, 0, false, sample),
+            (key("10.0.2.1:50000", "10.0.8.1:80"), 4, 2, true, sample),
+        ],
+    )
+    .with_timers(ConnTimers {
+        keep_closed: 1,
+        ..ConnTimers::default()
+    });
+    assert!(c.is_established());
+    assert!(!c.is_server_side());
+    assert_eq!(c.timers().keep_closed, 1);
+    assert_eq!(c.subflows().len(), 2);
+    assert!(c.subflows()[0].initial);
+    assert!(!c.subflows()[1].initial);
+    assert!(c.subflows()[1].backup);
+    assert_eq!(c.subflows()[1].sample.map(|s| s.srtt_us), Some(1234));
+    assert_eq!(
+        c.remotes(),
+        vec![(0, sa(INIT_REMOTE)), (2, sa("10.0.8.1:80"))]
+    );
+    assert_eq!(c.local_id(ip("10.0.2.1")), Some(4));
+    c.handle_decisions(t0, vec![open("10.0.3.1", INIT_REMOTE, false)]);
+    // Id 4 is taken: the next fresh one is 1.
+    assert!(matches!(
+        drain(&mut c).as_slice(),
+        [PmCommand::CreateSubflow { local_id: 1, .. }]
+    ));
+    let server = Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), Vec::new())
+        .with_server_side(true);
+    assert!(server.is_server_side());
+}
+
+#[test]
+fn samples_land_on_established_subflows_only() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let s = SubflowSample {
+        srtt_us: 777,
+        ..SubflowSample::default()
+    };
+    let before = c.ignored();
+    c.handle_samples(
+        t0,
+        &[
+            (key(INIT_LOCAL, INIT_REMOTE), s),
+            (key("10.0.5.5:1", INIT_REMOTE), s),
+        ],
+    );
+    assert_eq!(c.subflows()[0].sample.map(|s| s.srtt_us), Some(777));
+    assert_eq!(c.ignored(), before + 1);
+}
+
+#[test]
+fn dead_entries_are_bounded() {
+    let t0 = Instant::now();
+    let timers = ConnTimers {
+        keep_closed: 3,
+        ..ConnTimers::default()
+    };
+    let mut c = established(t0, timers);
+    let mut port = 50000;
+    for i in 0..10u64 {
+        let now = t0 + Duration::from_secs(100 * i);
+        c.handle_decisions(now, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+        kernel_runs(&mut c, now, &mut port);
+        let k = c
+            .subflows()
+            .iter()
+            .rev()
+            .find(|s| s.is_live())
+            .and_then(|s| s.key())
+            .unwrap();
+        c.handle_decisions(now, vec![Decision::Close { key: k }]);
+        kernel_runs(&mut c, now + ms(1), &mut port);
+    }
+    let dead: Vec<_> = c.subflows().iter().filter(|s| s.is_dead()).collect();
+    assert_eq!(dead.len(), 3);
+    // The newest three stay.
+    let ports: Vec<_> = dead.iter().map(|s| s.local_port.unwrap()).collect();
+    assert_eq!(ports, vec![50007, 50008, 50009]);
+    assert!(c.subflows()[0].initial, "live entries are never dropped");
+}
+
+#[test]
+fn closed_connection_sends_and_waits_for_nothing() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(
+        t0,
+        vec![
+            open("10.0.2.1", INIT_REMOTE, false),
+            open("10.0.3.1", INIT_REMOTE, false),
+        ],
+    );
+    assert!(c.poll_timeout().is_some());
+    c.handle_event(t0, &PmEvent::Closed { token: T });
+    assert!(c.is_closed());
+    assert_eq!(c.poll_command(), None, "queued commands are dropped");
+    assert_eq!(c.poll_timeout(), None);
+    assert!(c.subflows().iter().all(|s| s.is_dead()));
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    c.handle_timeout(t0 + Duration::from_secs(60));
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.poll_command(), None);
+    assert_eq!(c.poll_timeout(), None);
+    assert!(c.subflows().iter().all(|s| !s.is_live()));
+}
