@@ -34,7 +34,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::conn::Connection;
+use crate::conn::{Connection, Path};
 use crate::fullmesh::Fullmesh;
 use crate::model::{PmEvent, SubflowKey, SubflowSample, Token};
 use crate::policy::{Ctx, Decision, Policy};
@@ -744,48 +744,65 @@ impl RttBased {
             let decision = match v.kind {
                 VerdictKind::SetBackup(backup) => Decision::SetBackup { key: v.key, backup },
                 VerdictKind::Close => Decision::Close { key: v.key },
-                VerdictKind::Reopen(path) => {
-                    let local = ctx.locals.iter().find(|l| l.addr == path.local);
-                    let remote_known = conn.remotes().iter().any(|(_, r)| *r == path.remote);
-                    let skip = if conn.is_closed() || !conn.is_established() {
-                        Some("the connection cannot take joins")
-                    } else if conn.live_on(path.local, path.remote) > 0 {
-                        Some("the path is live again")
-                    } else if local.is_none() {
-                        Some("its local address is no longer usable")
-                    } else if !remote_known {
-                        Some("the peer removed the remote address")
-                    } else if conn.live_count() + opened >= self.params.max_subflows {
-                        Some("the subflow budget is spent")
-                    } else {
-                        None
-                    };
-                    match (skip, local) {
-                        (None, Some(local)) => {
-                            opened += 1;
-                            Decision::Open {
-                                local: path.local,
-                                if_index: Some(local.if_index),
-                                remote: path.remote,
-                                backup: local.backup,
-                            }
-                        }
-                        (why, _) => {
-                            self.notes.push(format!(
-                                "{token} not reopening {} -> {}: {}",
-                                path.local,
-                                path.remote,
-                                why.unwrap_or("its local address is no longer usable")
-                            ));
-                            continue;
-                        }
+                VerdictKind::Reopen(path) => match self.reopen(ctx, path, opened) {
+                    Ok(decision) => {
+                        opened += 1;
+                        decision
                     }
-                }
+                    Err(why) => {
+                        self.notes.push(format!(
+                            "{token} not reopening {} -> {}: {why}",
+                            path.local, path.remote
+                        ));
+                        continue;
+                    }
+                },
             };
             self.notes.push(format!("{token} {v}"));
             out.push(decision);
         }
         out
+    }
+}
+
+impl RttBased {
+    /// The `Open` that re-opens `path`, or why not. `opened`: re-opens already decided in this
+    /// round (they count against the budget).
+    fn reopen(
+        &self,
+        ctx: &Ctx<'_>,
+        path: SubflowPath,
+        opened: usize,
+    ) -> Result<Decision, &'static str> {
+        let conn = ctx.conn;
+        if conn.is_closed() || !conn.is_established() {
+            return Err("the connection cannot take joins");
+        }
+        if conn.live_on(path.local, path.remote) > 0 {
+            return Err("the path is live again");
+        }
+        let Some(local) = ctx.locals.iter().find(|l| l.addr == path.local) else {
+            return Err("its local address is no longer usable");
+        };
+        if !conn.remotes().iter().any(|(_, r)| *r == path.remote) {
+            return Err("the peer removed the remote address");
+        }
+        let conn_path = Path {
+            local: path.local,
+            remote: path.remote,
+        };
+        if conn.given_up(&conn_path) {
+            return Err("the connection gave the path up");
+        }
+        if conn.live_count() + opened >= self.params.max_subflows {
+            return Err("the subflow budget is spent");
+        }
+        Ok(Decision::Open {
+            local: path.local,
+            if_index: Some(local.if_index),
+            remote: path.remote,
+            backup: local.backup,
+        })
     }
 }
 
@@ -1557,6 +1574,51 @@ mod tests {
 
         policy.on_closed(Token(7));
         assert!(policy.judge(Token(7)).is_none());
+    }
+
+    #[test]
+    fn policy_does_not_reopen_from_an_address_that_went_away() {
+        let t0 = Instant::now();
+        let at = |t: u64| t0 + Duration::from_secs(t);
+        let all_locals = locals(false);
+        let mut c = conn(t0, false);
+        let p = RttParams {
+            close_on_loss: true,
+            ..params()
+        };
+        let mut policy = RttBased::new(p);
+        for t in 0..=6 {
+            round(
+                &mut policy,
+                &mut c,
+                &all_locals,
+                at(t),
+                lossy(t, 0),
+                lossy(t, 30),
+            );
+        }
+        c.handle_event(at(7), &sub_closed(key(2, 1001)));
+        policy.drain_notes();
+        let only_a = &all_locals[..1];
+        let ctx = Ctx {
+            now: at(40),
+            conn: &c,
+            locals: only_a,
+        };
+        assert_eq!(policy.on_tick(&ctx), vec![]);
+        let notes = policy.drain_notes();
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("not reopening 10.0.2.1 -> 10.0.0.2:80: its local address"));
+        // The cooldown is over: when the address returns, fullmesh opens the path again.
+        let ctx = Ctx {
+            now: at(41),
+            conn: &c,
+            locals: &all_locals,
+        };
+        assert!(policy
+            .on_locals_changed(&ctx)
+            .iter()
+            .any(|d| matches!(d, Decision::Open { remote, .. } if *remote == key(2, 1001).remote)));
     }
 
     #[test]
