@@ -11,6 +11,7 @@ pub mod model;
 pub mod ndiffports;
 pub mod policy;
 pub mod registry;
+pub mod rtt_based;
 
 pub use conn::{ConnTimers, Connection, KernelRefusal, Path, Subflow, SubflowState};
 pub use fullmesh::Fullmesh;
@@ -18,3 +19,4 @@ pub use model::*;
 pub use ndiffports::Ndiffports;
 pub use policy::{Ctx, Decision, Policy};
 pub use registry::{build, PolicyParams, NAMES};
+pub use rtt_based::{RttBased, RttParams};

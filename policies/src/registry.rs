@@ -7,6 +7,7 @@
 use crate::fullmesh::Fullmesh;
 use crate::ndiffports::Ndiffports;
 use crate::policy::Policy;
+use crate::rtt_based::{RttBased, RttParams};
 
 /// Every policy name the daemon knows, as written in the config.
 pub const NAMES: &[&str] = &["fullmesh", "ndiffports", "rtt-based"];
@@ -24,6 +25,9 @@ pub enum PolicyParams {
         /// Subflows wanted, the initial one included.
         subflows: usize,
     },
+    /// `rtt-based`: fullmesh whose subflows are demoted to backup (or closed) by measured RTT
+    /// and loss. Check the parameters with [`RttParams::validate`] before building.
+    RttBased(RttParams),
 }
 
 impl PolicyParams {
@@ -32,6 +36,7 @@ impl PolicyParams {
         match self {
             PolicyParams::Fullmesh { .. } => "fullmesh",
             PolicyParams::Ndiffports { .. } => "ndiffports",
+            PolicyParams::RttBased(_) => "rtt-based",
         }
     }
 }
@@ -41,6 +46,7 @@ pub fn build(params: &PolicyParams) -> Box<dyn Policy> {
     match params {
         PolicyParams::Fullmesh { max_subflows } => Box::new(Fullmesh::new(*max_subflows)),
         PolicyParams::Ndiffports { subflows } => Box::new(Ndiffports::new(*subflows)),
+        PolicyParams::RttBased(params) => Box::new(RttBased::new(*params)),
     }
 }
 
@@ -53,11 +59,15 @@ mod tests {
         let all = [
             PolicyParams::Fullmesh { max_subflows: 8 },
             PolicyParams::Ndiffports { subflows: 2 },
+            PolicyParams::RttBased(RttParams::default()),
         ];
         for p in &all {
             let policy = build(p);
             assert_eq!(policy.name(), p.name());
             assert!(NAMES.contains(&policy.name()));
         }
+        // Every registered name is buildable.
+        let built: Vec<_> = all.iter().map(|p| p.name()).collect();
+        assert_eq!(built, NAMES);
     }
 }
