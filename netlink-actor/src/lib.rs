@@ -11,5 +11,7 @@ pub mod error;
 pub mod genl;
 pub mod mptcp_pm;
 pub mod nlmsg;
+pub mod rtnl;
+pub mod sock_diag;
 
 pub use error::DecodeError;
