@@ -1,0 +1,390 @@
+//! Every class of malformed configuration, with the exact error (and location) it gives.
+//!
+//! The same table generates `docs/CONFIG-ERRORS.md`: `MPTCP_PMD_BLESS=1 cargo test -p
+//! mptcp-pmd-config --test errors` rewrites it from the actual outputs; without the
+//! variable the test fails if the document is out of date.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+use mptcp_pmd_config::{parse, ConfigError};
+
+const FILE: &str = "/etc/mptcp-pm.yaml";
+
+/// (what is wrong, YAML, expected `Display` of the error, expected kind and key).
+struct Case {
+    what: &'static str,
+    yaml: &'static str,
+    want: &'static str,
+    /// `None` for `Parse` errors, `Some(key)` for `Invalid`.
+    key: Option<&'static str>,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        what: "unknown policy",
+        yaml: "policy: fulmesh\n",
+        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "fulmesh", expected one of fullmesh, ndiffports, rtt-based"#,
+        key: Some("policy"),
+    },
+    Case {
+        what: "unknown top-level key",
+        yaml: "policy: fullmesh\npolcy: fullmesh\n",
+        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, addresses, kernel, poll, subflow, log, control, rules",
+        key: None,
+    },
+    Case {
+        what: "unknown nested key",
+        yaml: "fullmesh:\n  max_subflow: 4\n",
+        want: "/etc/mptcp-pm.yaml:2:3: unknown field `max_subflow`, expected one of max_subflows",
+        key: None,
+    },
+    Case {
+        what: "unknown key in a rule's override",
+        yaml: "rules:\n  - port: 443\n    policy: ndiffports\n    ndiffports: {subflow: 3}\n",
+        want: "/etc/mptcp-pm.yaml:4:18: unknown field `subflow`, expected one of subflows",
+        key: None,
+    },
+    Case {
+        what: "integer out of range",
+        yaml: "fullmesh:\n  max_subflows: 0\n",
+        want: "/etc/mptcp-pm.yaml:2:17: fullmesh.max_subflows must be an integer between 1 and 64, got 0",
+        key: Some("fullmesh.max_subflows"),
+    },
+    Case {
+        what: "integer too large",
+        yaml: "ndiffports:\n  subflows: 65\n",
+        want: "/etc/mptcp-pm.yaml:2:13: ndiffports.subflows must be an integer between 1 and 64, got 65",
+        key: Some("ndiffports.subflows"),
+    },
+    Case {
+        what: "negative integer",
+        yaml: "poll:\n  interval_ms: -5\n",
+        want: "/etc/mptcp-pm.yaml:2:16: poll.interval_ms must be an integer between 10 and 3600000, got -5",
+        key: Some("poll.interval_ms"),
+    },
+    Case {
+        what: "string where an integer is expected",
+        yaml: "fullmesh:\n  max_subflows: eight\n",
+        want: r#"/etc/mptcp-pm.yaml:2:17: fullmesh.max_subflows must be an integer between 1 and 64, got "eight""#,
+        key: Some("fullmesh.max_subflows"),
+    },
+    Case {
+        what: "fraction where an integer is expected",
+        yaml: "subflow:\n  max_retries: 1.5\n",
+        want: "/etc/mptcp-pm.yaml:2:16: subflow.max_retries must be an integer between 0 and 1000, got 1.5",
+        key: Some("subflow.max_retries"),
+    },
+    Case {
+        what: "huge integer",
+        yaml: "kernel:\n  events_rcvbuf: 99999999999\n",
+        want: "/etc/mptcp-pm.yaml:2:18: kernel.events_rcvbuf must be an integer between 4096 and 2147483647, got 99999999999",
+        key: Some("kernel.events_rcvbuf"),
+    },
+    Case {
+        what: "list where a single value is expected",
+        yaml: "fullmesh:\n  max_subflows: [1]\n",
+        want: "/etc/mptcp-pm.yaml:2:3: invalid type: sequence, expected a single value (number, true/false or string)",
+        key: None,
+    },
+    Case {
+        what: "list where a policy name is expected",
+        yaml: "policy: [fullmesh]\n",
+        want: "/etc/mptcp-pm.yaml:1:9: expected a single value, not a list or mapping",
+        key: None,
+    },
+    Case {
+        what: "scalar where a section is expected",
+        yaml: "fullmesh: 3\n",
+        want: "/etc/mptcp-pm.yaml:1:11: expected a mapping (indented `key: value` lines or `{key: value}`)",
+        key: None,
+    },
+    Case {
+        what: "scalar where a list is expected",
+        yaml: "addresses:\n  exclude_interfaces: docker*\n",
+        want: "/etc/mptcp-pm.yaml:2:23: expected a list (`[a, b]` or `- a` lines)",
+        key: None,
+    },
+    Case {
+        what: "not a mapping at all",
+        yaml: "- policy: fullmesh\n",
+        want: "/etc/mptcp-pm.yaml:1:1: expected a mapping (indented `key: value` lines or `{key: value}`)",
+        key: None,
+    },
+    Case {
+        what: "yes/no are not booleans",
+        yaml: "rtt_based:\n  close_on_loss: yes\n",
+        want: r#"/etc/mptcp-pm.yaml:2:18: rtt_based.close_on_loss must be true or false, got "yes""#,
+        key: Some("rtt_based.close_on_loss"),
+    },
+    Case {
+        what: "number where a boolean is expected",
+        yaml: "addresses:\n  skip_loopback: 0\n",
+        want: "/etc/mptcp-pm.yaml:2:18: addresses.skip_loopback must be true or false, got 0",
+        key: Some("addresses.skip_loopback"),
+    },
+    Case {
+        what: "ratio out of range",
+        yaml: "rtt_based:\n  backup_ratio: 0.5\n",
+        want: "/etc/mptcp-pm.yaml:2:17: rtt_based.backup_ratio must be a number greater than 1 and at most 100, got 0.5",
+        key: Some("rtt_based.backup_ratio"),
+    },
+    Case {
+        what: "threshold out of range",
+        yaml: "rtt_based:\n  loss_threshold: 1.5\n",
+        want: "/etc/mptcp-pm.yaml:2:19: rtt_based.loss_threshold must be a number greater than 0 and at most 1, got 1.5",
+        key: Some("rtt_based.loss_threshold"),
+    },
+    Case {
+        what: "not-a-number float",
+        yaml: "rtt_based:\n  backup_ratio: .nan\n",
+        want: "/etc/mptcp-pm.yaml:2:17: value `.nan` is not a finite number",
+        key: None,
+    },
+    Case {
+        what: "restore_ratio >= backup_ratio",
+        yaml: "rtt_based:\n  backup_ratio: 2.0\n  restore_ratio: 2.5\n",
+        want: "/etc/mptcp-pm.yaml:3:18: rtt_based.restore_ratio (2.5) must be less than rtt_based.backup_ratio (2), or subflows would flap between backup and active",
+        key: Some("rtt_based.restore_ratio"),
+    },
+    Case {
+        what: "rule override breaks restore_ratio < backup_ratio",
+        yaml: "rules:\n  - port: 443\n    policy: rtt-based\n    rtt_based:\n      backup_ratio: 1.2\n",
+        want: "/etc/mptcp-pm.yaml:5:21: rules[0].rtt_based.restore_ratio (1.5) must be less than rules[0].rtt_based.backup_ratio (1.2), or subflows would flap between backup and active",
+        key: Some("rules[0].rtt_based.backup_ratio"),
+    },
+    Case {
+        what: "backoff_max_ms < backoff_initial_ms",
+        yaml: "subflow:\n  backoff_max_ms: 100\n",
+        want: "/etc/mptcp-pm.yaml:2:19: subflow.backoff_max_ms (100) must not be less than subflow.backoff_initial_ms (500)",
+        key: Some("subflow.backoff_max_ms"),
+    },
+    Case {
+        what: "unknown log level",
+        yaml: "log:\n  level: verbose\n",
+        want: r#"/etc/mptcp-pm.yaml:2:10: unknown log level "verbose", expected one of critical, error, warning, info, debug, trace"#,
+        key: Some("log.level"),
+    },
+    Case {
+        what: "unknown log format",
+        yaml: "log:\n  format: xml\n",
+        want: r#"/etc/mptcp-pm.yaml:2:11: unknown log format "xml", expected one of term, json"#,
+        key: Some("log.format"),
+    },
+    Case {
+        what: "relative control socket path",
+        yaml: "control:\n  socket: run/mptcp-pmd.sock\n",
+        want: r#"/etc/mptcp-pm.yaml:2:11: invalid control.socket "run/mptcp-pmd.sock": expected an absolute path"#,
+        key: Some("control.socket"),
+    },
+    Case {
+        what: "bad interface glob",
+        yaml: "addresses:\n  exclude_interfaces:\n    - docker*\n    - \"eth 0\"\n",
+        want: r#"/etc/mptcp-pm.yaml:4:7: invalid interface pattern "eth 0": interface names cannot contain '/', ':' or whitespace"#,
+        key: Some("addresses.exclude_interfaces[1]"),
+    },
+    Case {
+        what: "interface name too long",
+        yaml: "addresses:\n  backup_interfaces: [averyveryverylongname0]\n",
+        want: r#"/etc/mptcp-pm.yaml:2:23: invalid interface pattern "averyveryverylongname0": interface names are at most 15 bytes long"#,
+        key: Some("addresses.backup_interfaces[0]"),
+    },
+    Case {
+        what: "bad CIDR",
+        yaml: "rules:\n  - remote: 198.51.100/24\n    policy: ndiffports\n",
+        want: r#"/etc/mptcp-pm.yaml:2:13: invalid CIDR "198.51.100/24", expected an address with an optional prefix length, e.g. 198.51.100.0/24 or 2001:db8::/32"#,
+        key: Some("rules[0].remote"),
+    },
+    Case {
+        what: "bad prefix length (IPv4)",
+        yaml: "rules:\n  - remote: 198.51.100.0/33\n    policy: ndiffports\n",
+        want: r#"/etc/mptcp-pm.yaml:2:13: invalid prefix length in "198.51.100.0/33", expected 0..=32"#,
+        key: Some("rules[0].remote"),
+    },
+    Case {
+        what: "bad prefix length (IPv6)",
+        yaml: "rules:\n  - remote: 2001:db8::/129\n    policy: ndiffports\n",
+        want: r#"/etc/mptcp-pm.yaml:2:13: invalid prefix length in "2001:db8::/129", expected 0..=128"#,
+        key: Some("rules[0].remote"),
+    },
+    Case {
+        what: "CIDR with host bits set",
+        yaml: "rules:\n  - remote: 198.51.100.7/24\n    policy: ndiffports\n",
+        want: r#"/etc/mptcp-pm.yaml:2:13: "198.51.100.7/24" has host bits set, did you mean 198.51.100.0/24?"#,
+        key: Some("rules[0].remote"),
+    },
+    Case {
+        what: "reversed port range",
+        yaml: "rules:\n  - port: \"9000-8000\"\n    policy: ndiffports\n",
+        want: r#"/etc/mptcp-pm.yaml:2:11: invalid port range "9000-8000": the first port must not be greater than the second"#,
+        key: Some("rules[0].port"),
+    },
+    Case {
+        what: "port out of range",
+        yaml: "rules:\n  - port: 70000\n    policy: ndiffports\n",
+        want: r#"/etc/mptcp-pm.yaml:2:11: invalid port "70000", expected a port 1-65535 or a range "LO-HI" such as "8000-8100""#,
+        key: Some("rules[0].port"),
+    },
+    Case {
+        what: "rule without a matcher",
+        yaml: "rules:\n  - port: 443\n    policy: fullmesh\n  - policy: ndiffports\n",
+        want: "/etc/mptcp-pm.yaml:4:5: rules[1] matches every connection: give at least one of remote, port, interface (or set the top-level policy instead)",
+        key: Some("rules[1]"),
+    },
+    Case {
+        what: "rule without a policy",
+        yaml: "rules:\n  - remote: 10.0.0.0/8\n",
+        want: "/etc/mptcp-pm.yaml:2:5: rules[0] has no policy, expected policy: fullmesh, ndiffports or rtt-based",
+        key: Some("rules[0].policy"),
+    },
+    Case {
+        what: "rule with an unknown policy",
+        yaml: "rules:\n  - remote: 10.0.0.0/8\n    policy: rtt\n",
+        want: r#"/etc/mptcp-pm.yaml:3:13: unknown policy "rtt", expected one of fullmesh, ndiffports, rtt-based"#,
+        key: Some("rules[0].policy"),
+    },
+    Case {
+        what: "rule override for another policy",
+        yaml: "rules:\n  - port: 443\n    policy: fullmesh\n    ndiffports: {subflows: 4}\n",
+        want: "/etc/mptcp-pm.yaml:4:17: rules[0] sets ndiffports: parameters but its policy is fullmesh; use fullmesh: or change the policy",
+        key: Some("rules[0].ndiffports"),
+    },
+    Case {
+        what: "rule override out of range",
+        yaml: "rules:\n  - port: 443\n    policy: ndiffports\n    ndiffports:\n      subflows: 0\n",
+        want: "/etc/mptcp-pm.yaml:5:17: rules[0].ndiffports.subflows must be an integer between 1 and 64, got 0",
+        key: Some("rules[0].ndiffports.subflows"),
+    },
+    Case {
+        what: "duplicate key",
+        yaml: "policy: fullmesh\npolicy: ndiffports\n",
+        want: "/etc/mptcp-pm.yaml:2:1: duplicate mapping key `policy` is not allowed here",
+        key: None,
+    },
+    Case {
+        what: "malformed YAML: unclosed flow mapping",
+        yaml: "fullmesh: {max_subflows: 4\npoll: {}\n",
+        want: "/etc/mptcp-pm.yaml:2:5: while parsing a flow mapping, did not find expected ',' or '}'",
+        key: None,
+    },
+    Case {
+        what: "malformed YAML: tab indentation",
+        yaml: "fullmesh:\n\tmax_subflows: 4\n",
+        want: "/etc/mptcp-pm.yaml:2:2: tabs disallowed within this context (block indentation)",
+        key: None,
+    },
+    Case {
+        what: "malformed YAML: bad indentation",
+        yaml: "fullmesh:\n    max_subflows: 4\n  poll: {}\n",
+        want: "/etc/mptcp-pm.yaml:3:3: while parsing a block mapping, did not find expected key",
+        key: None,
+    },
+    Case {
+        what: "two documents",
+        yaml: "policy: fullmesh\n---\npolicy: ndiffports\n",
+        want: "/etc/mptcp-pm.yaml:3:1: only single YAML document expected but multiple found",
+        key: None,
+    },
+    Case {
+        what: "YAML tag",
+        yaml: "policy: !custom fullmesh\n",
+        want: "/etc/mptcp-pm.yaml:1:17: unsupported tag `!custom`",
+        key: None,
+    },
+    Case {
+        what: "control characters are escaped in messages",
+        yaml: "policy: \"\\e[31mred\"\n",
+        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "\u{1b}[31mred", expected one of fullmesh, ndiffports, rtt-based"#,
+        key: Some("policy"),
+    },
+];
+
+fn error_of(yaml: &str) -> ConfigError {
+    match parse(yaml, FILE) {
+        Ok(c) => panic!("{yaml:?} parsed: {c:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn every_error_has_its_exact_message_and_location() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        let err = error_of(case.yaml);
+        let got = err.to_string();
+        if got != case.want {
+            failures.push(format!(
+                "{}:\n   want {}\n    got {}",
+                case.what, case.want, got
+            ));
+        }
+        let key = match &err {
+            ConfigError::Invalid { key, .. } => Some(key.as_str()),
+            ConfigError::Parse { .. } => None,
+            ConfigError::Io { .. } => panic!("parse() returned an I/O error"),
+        };
+        if key != case.key {
+            failures.push(format!(
+                "{}: key want {:?} got {:?}",
+                case.what, case.key, key
+            ));
+        }
+        // The `file:line:col:` prefix agrees with the structured location.
+        let (line, col) = err.location().unwrap_or((0, 0));
+        assert!(got.starts_with(&format!("{FILE}:{line}:{col}: ")), "{got}");
+        assert!(line >= 1 && col >= 1, "{}: unlocated: {got}", case.what);
+        assert!(
+            !got.contains('\n'),
+            "{}: multi-line message: {got:?}",
+            case.what
+        );
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+fn markdown() -> String {
+    let mut out = String::from(
+        "# Configuration errors\n\n\
+         What `mptcp-pmd --check-config` (and start-up) prints for malformed configurations.\n\
+         Every error is one line, `file:line:col: message`; lines and columns are 1-based and\n\
+         columns count characters.\n\n\
+         Generated from `config/tests/errors.rs` by\n\
+         `MPTCP_PMD_BLESS=1 cargo test -p mptcp-pmd-config --test errors`; the test fails when\n\
+         this file and the actual outputs differ. Two kinds of error exist: *parse* errors\n\
+         (YAML syntax, unknown keys, structure; located by the YAML parser) and *invalid*\n\
+         errors (values checked after parsing; they also carry the dotted key, shown here).\n\n\
+         Decisions worth knowing: an empty file, a comments-only file, or an empty section\n\
+         (`fullmesh:` with nothing under it) means the defaults; booleans are only\n\
+         `true`/`false`; a list or mapping given where a single value belongs is located at\n\
+         its key rather than at the value.\n\n\
+         Each case shows the configuration, then the error.\n",
+    );
+    for case in CASES {
+        let err = error_of(case.yaml);
+        let kind = match &err {
+            ConfigError::Invalid { key, .. } => format!("invalid value, key `{key}`"),
+            _ => "parse error".to_owned(),
+        };
+        out.push_str(&format!(
+            "\n## {}\n\n```yaml\n{}\n```\n\n```text\n{}\n```\n\n({kind})\n",
+            case.what,
+            case.yaml.trim_end(),
+            err
+        ));
+    }
+    out
+}
+
+#[test]
+fn config_errors_doc_is_up_to_date() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CONFIG-ERRORS.md");
+    let want = markdown();
+    if std::env::var_os("MPTCP_PMD_BLESS").is_some() {
+        std::fs::write(path, &want).unwrap();
+        return;
+    }
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/CONFIG-ERRORS.md is stale: run MPTCP_PMD_BLESS=1 cargo test -p mptcp-pmd-config --test errors"
+    );
+}
