@@ -20,9 +20,8 @@ use mptcp_pmd_policies::{PmCommand, Token};
 
 use crate::error::DecodeError;
 use crate::mptcp_pm::{
-    decode_addr, decode_event, decode_limits, encode_command, encode_get_addrs,
-    encode_get_limits, encode_set_limits, DecodedEvent, Limits, PmAddr, MPTCP_PM_EV_GRP_NAME,
-    MPTCP_PM_NAME,
+    decode_addr, decode_event, decode_limits, encode_command, encode_get_addrs, encode_get_limits,
+    encode_set_limits, DecodedEvent, Limits, PmAddr, MPTCP_PM_EV_GRP_NAME, MPTCP_PM_NAME,
 };
 use crate::nlmsg::{messages, parse_error, NlMsg, NLMSG_DONE, NLMSG_ERROR};
 
@@ -147,12 +146,10 @@ pub struct PmFamily {
 
 /// Ask the genl controller for the `mptcp_pm` family and events group ids.
 pub fn resolve_family() -> Result<PmFamily, GenlError> {
-    let (router, _multicast) =
-        NlRouter::connect(NlFamily::Generic, None, Groups::empty()).map_err(|e| {
-            GenlError::Resolve {
-                what: "controller socket",
-                message: e.to_string(),
-            }
+    let (router, _multicast) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
+        .map_err(|e| GenlError::Resolve {
+            what: "controller socket",
+            message: e.to_string(),
         })?;
     let id = router
         .resolve_genl_family(MPTCP_PM_NAME)
@@ -211,7 +208,8 @@ fn set_rcvtimeo(fd: RawFd, after: Duration) -> io::Result<()> {
 }
 
 fn open_socket() -> Result<NlSocket, GenlError> {
-    NlSocket::connect(NlFamily::Generic, None, Groups::empty()).map_err(GenlError::io("socket/bind"))
+    NlSocket::connect(NlFamily::Generic, None, Groups::empty())
+        .map_err(GenlError::io("socket/bind"))
 }
 
 /// The `mptcp_pm_events` multicast subscriber.
@@ -272,7 +270,12 @@ impl PmEventSocket {
                     _ if e.kind() == io::ErrorKind::WouldBlock => {
                         return Err(GenlError::WouldBlock)
                     }
-                    _ => return Err(GenlError::Io { step: "recv", source: e }),
+                    _ => {
+                        return Err(GenlError::Io {
+                            step: "recv",
+                            source: e,
+                        })
+                    }
                 },
             }
         }
@@ -462,7 +465,12 @@ impl PmClient {
                         after: REPLY_TIMEOUT,
                     })
                 }
-                Err(e) => return Err(GenlError::Io { step: "recv", source: e }),
+                Err(e) => {
+                    return Err(GenlError::Io {
+                        step: "recv",
+                        source: e,
+                    })
+                }
             };
             let decode = |source| GenlError::Decode { command, source };
             let dgram = self.buf.get(..n).unwrap_or(&[]);

@@ -9,9 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use mptcp_pmd_policies::{
-    AddrId, ConnFlags, ConnInfo, PmCommand, PmEvent, SubflowInfo, Token,
-};
+use mptcp_pmd_policies::{AddrId, ConnFlags, ConnInfo, PmCommand, PmEvent, SubflowInfo, Token};
 
 use crate::error::DecodeError;
 use crate::nlmsg::{
@@ -476,7 +474,10 @@ pub fn decode_event(msg: &NlMsg<'_>) -> Result<DecodedEvent, DecodeError> {
             },
             kind => PmEvent::Unknown {
                 kind,
-                token: ev.token.and_then(|a| a.u32("MPTCP_ATTR_TOKEN").ok()).map(Token),
+                token: ev
+                    .token
+                    .and_then(|a| a.u32("MPTCP_ATTR_TOKEN").ok())
+                    .map(Token),
             },
         })
     })()
@@ -719,9 +720,7 @@ pub fn decode_limits(msg: &NlMsg<'_>) -> Result<Limits, DecodeError> {
         let a = a?;
         match a.ty {
             MPTCP_PM_ATTR_SUBFLOWS => subflows = Some(a.u32("MPTCP_PM_ATTR_SUBFLOWS")?),
-            MPTCP_PM_ATTR_RCV_ADD_ADDRS => {
-                accepted = Some(a.u32("MPTCP_PM_ATTR_RCV_ADD_ADDRS")?)
-            }
+            MPTCP_PM_ATTR_RCV_ADD_ADDRS => accepted = Some(a.u32("MPTCP_PM_ATTR_RCV_ADD_ADDRS")?),
             _ => {}
         }
     }
