@@ -285,7 +285,16 @@ fn policy_for_first_match_wins() {
 
 #[test]
 fn effective_yaml_round_trips() {
-    for yaml in ["", SHIPPED, FULL, "policy: rtt-based\nrtt_based: {backup_ratio: 1.1, restore_ratio: 0.3, loss_threshold: 0.0001}\n"] {
+    let tricky = [
+        "",
+        SHIPPED,
+        FULL,
+        "policy: rtt-based\nrtt_based: {backup_ratio: 1.1, restore_ratio: 0.3, loss_threshold: 0.0001}\n",
+        // Names YAML would read as something else unless the emitter quotes them.
+        r##"addresses: {include_interfaces: ["*", "?x", "null", "yes", "1", "-", "#a", "&b", "!c", "'", "\"", "[", "~", "%", "@", "0x1", "1e3", ".inf", "a#b", "true", "no", "off"]}"##,
+        r#"rules: [{interface: "*", policy: fullmesh}, {remote: "::/0", policy: fullmesh}]"#,
+    ];
+    for yaml in tricky {
         let c = ok(yaml);
         let out = c.effective_yaml();
         let back = match parse(&out, "effective") {
@@ -534,8 +543,9 @@ fn garbage_does_not_panic() {
         ));
     }
     survives(&bomb);
-    // Every prefix of the shipped file (truncated mid-token, mid-comment, mid-line).
-    for (i, _) in SHIPPED.char_indices() {
+    // Prefixes of the shipped file (truncated mid-token, mid-comment, mid-line); every
+    // third one keeps the debug-build test fast.
+    for (i, _) in SHIPPED.char_indices().step_by(3) {
         survives(&SHIPPED[..i]);
     }
     // Pseudo-random printable soup, deterministic (xorshift), biased toward YAML syntax.
