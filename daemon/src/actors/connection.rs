@@ -1,0 +1,197 @@
+//! The connection actor: one per MPTCP connection (token). A thin driver around the pure
+//! [`Connection`] state machine: it feeds inputs (events, samples, address changes, command
+//! results, timers), then drains outputs in a fixed order — kernel commands first, then at most
+//! one outstanding policy request, then the next timer. One policy request at a time per
+//! connection means a decision is never computed from a snapshot that misses our own requests.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use actix::prelude::*;
+use mptcp_pmd_policies::conn::{Connection, KernelRefusal};
+use mptcp_pmd_policies::PmEvent;
+use slog::{debug, info, Logger};
+
+use super::commands::CommandActor;
+use super::messages::{
+    ConnectionGone, Decide, Decided, Execute, Hook, KernelEvent, LocalsChanged, Samples,
+};
+use super::policy::PolicyActor;
+
+/// Drives one connection.
+pub struct ConnectionActor {
+    conn: Connection,
+    policy: Addr<PolicyActor>,
+    cmds: Addr<CommandActor>,
+    gone: Recipient<ConnectionGone>,
+    hooks: VecDeque<Hook>,
+    deciding: bool,
+    timer: Option<(Instant, SpawnHandle)>,
+    log: Logger,
+}
+
+impl ConnectionActor {
+    /// A driver for `conn`; `initial` is the first policy hook to run (e.g. Tick for an adopted
+    /// connection).
+    pub fn new(
+        conn: Connection,
+        policy: Addr<PolicyActor>,
+        cmds: Addr<CommandActor>,
+        gone: Recipient<ConnectionGone>,
+        initial: Option<Hook>,
+        log: Logger,
+    ) -> Self {
+        ConnectionActor {
+            conn,
+            policy,
+            cmds,
+            gone,
+            hooks: initial.into_iter().collect(),
+            deciding: false,
+            timer: None,
+            log,
+        }
+    }
+
+    fn push_hook(&mut self, hook: Hook) {
+        // Samples, locals and ticks carry no payload: one queued is as good as many.
+        let dup = matches!(
+            (&hook, self.hooks.back()),
+            (Hook::Samples, Some(Hook::Samples))
+                | (Hook::Locals, Some(Hook::Locals))
+                | (Hook::Tick, Some(Hook::Tick))
+        );
+        if !dup {
+            self.hooks.push_back(hook);
+        }
+    }
+
+    /// Drain the state machine's outputs: commands, then a policy request, then the timer.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while let Some(cmd) = self.conn.poll_command() {
+            debug!(self.log, "command"; "cmd" => ?cmd);
+            let sent = cmd.clone();
+            ctx.spawn(
+                self.cmds
+                    .send(Execute(cmd))
+                    .into_actor(self)
+                    .map(move |res, act, ctx| {
+                        let res = res.unwrap_or_else(|e| {
+                            Err(KernelRefusal {
+                                errno: libc::EIO,
+                                message: Some(format!("command actor unavailable: {e}")),
+                            })
+                        });
+                        let refused = res.is_err();
+                        act.conn.handle_command_result(Instant::now(), &sent, res);
+                        if refused {
+                            // A refused request is Failed and not retried by the state machine: let the
+                            // policy decide again (the path's backoff delays the new attempt).
+                            act.push_hook(Hook::Tick);
+                        }
+                        act.pump(ctx);
+                    }),
+            );
+        }
+        if !self.deciding && !self.conn.is_closed() {
+            if let Some(hook) = self.hooks.pop_front() {
+                self.deciding = true;
+                self.policy.do_send(Decide {
+                    hook,
+                    conn: Box::new(self.conn.clone()),
+                    reply: ctx.address().recipient(),
+                });
+            }
+        }
+        self.arm_timer(ctx);
+    }
+
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let next = self.conn.poll_timeout();
+        if self.timer.as_ref().map(|(t, _)| *t) == next {
+            return;
+        }
+        if let Some((_, h)) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = next {
+            let delay = at.saturating_duration_since(Instant::now());
+            let h = ctx.run_later(delay, |act, ctx| {
+                act.timer = None;
+                act.conn.handle_timeout(Instant::now());
+                act.push_hook(Hook::Tick);
+                act.pump(ctx);
+            });
+            self.timer = Some((at, h));
+        }
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.pump(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        let token = self.conn.token();
+        self.policy.do_send(ConnectionGone(token));
+        self.gone.do_send(ConnectionGone(token));
+    }
+}
+
+impl Handler<KernelEvent> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: KernelEvent, ctx: &mut Self::Context) {
+        let ev = msg.0;
+        self.conn.handle_event(Instant::now(), &ev);
+        if matches!(ev, PmEvent::Closed { .. }) {
+            info!(self.log, "connection closed");
+            ctx.stop();
+            return;
+        }
+        if let PmEvent::SubEstablished(s) | PmEvent::SubClosed(s) = &ev {
+            info!(self.log, "subflow {}", ev.name(); "local" => %s.local, "remote" => %s.remote, "backup" => s.backup,
+                "error" => s.error.unwrap_or(0));
+        }
+        self.push_hook(Hook::Event(ev));
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Samples> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Samples, ctx: &mut Self::Context) {
+        self.conn.handle_samples(Instant::now(), &msg.0);
+        self.push_hook(Hook::Samples);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<LocalsChanged> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LocalsChanged, ctx: &mut Self::Context) {
+        for a in &msg.added {
+            self.conn.local_addr_returned(*a);
+        }
+        self.push_hook(Hook::Locals);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Decided> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Decided, ctx: &mut Self::Context) {
+        self.deciding = false;
+        if !msg.0.is_empty() {
+            debug!(self.log, "policy decided"; "decisions" => ?msg.0);
+        }
+        self.conn.handle_decisions(Instant::now(), msg.0);
+        self.pump(ctx);
+    }
+}

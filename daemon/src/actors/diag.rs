@@ -1,0 +1,88 @@
+//! The sock_diag poller: owns the NETLINK_SOCK_DIAG socket. While connections exist it takes one
+//! snapshot per period (two dumps joined by token) and hands it to the registry, which routes
+//! per-subflow samples to the connection actors. With no connections it does not wake up at all.
+//! It runs on its own arbiter thread so a large dump never stalls the event loop.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use netlink_actor::sock_diag::{DiagSocket, Snapshot};
+use slog::{debug, warn, Logger};
+
+use super::messages::{DiagSnapshot, SetPolling, TakeSnapshot};
+
+/// Owner of the sock_diag socket.
+pub struct DiagPoller {
+    sock: DiagSocket,
+    sink: Recipient<DiagSnapshot>,
+    interval: Duration,
+    handle: Option<SpawnHandle>,
+    log: Logger,
+}
+
+impl DiagPoller {
+    /// A poller sending snapshots to `sink` every `interval` while enabled.
+    pub fn new(
+        sock: DiagSocket,
+        sink: Recipient<DiagSnapshot>,
+        interval: Duration,
+        log: Logger,
+    ) -> Self {
+        DiagPoller {
+            sock,
+            sink,
+            interval,
+            handle: None,
+            log,
+        }
+    }
+
+    fn poll(&mut self) -> Option<Snapshot> {
+        let t0 = Instant::now();
+        match self.sock.snapshot() {
+            Ok(s) => {
+                debug!(self.log, "sock_diag poll"; "conns" => s.conns.len(), "us" => t0.elapsed().as_micros() as u64);
+                Some(s)
+            }
+            Err(e) => {
+                warn!(self.log, "sock_diag poll failed"; "error" => %e);
+                None
+            }
+        }
+    }
+}
+
+impl Actor for DiagPoller {
+    type Context = Context<Self>;
+}
+
+impl Handler<SetPolling> for DiagPoller {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetPolling, ctx: &mut Self::Context) {
+        match (msg.0, self.handle.is_some()) {
+            (true, false) => {
+                let h = ctx.run_interval(self.interval, |act, _ctx| {
+                    if let Some(s) = act.poll() {
+                        act.sink.do_send(DiagSnapshot(s));
+                    }
+                });
+                self.handle = Some(h);
+            }
+            (false, true) => {
+                if let Some(h) = self.handle.take() {
+                    ctx.cancel_future(h);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Handler<TakeSnapshot> for DiagPoller {
+    type Result = Result<Snapshot, String>;
+
+    fn handle(&mut self, _msg: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+        self.sock.snapshot().map_err(|e| e.to_string())
+    }
+}

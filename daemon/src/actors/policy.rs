@@ -1,0 +1,89 @@
+//! The policy actor: holds the configured policy as a `Box<dyn Policy>` and the current usable
+//! local addresses, and answers each connection's [`Decide`] with [`Decided`]. All decisions of
+//! the daemon pass through here, one at a time, so a policy needs no locking.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use mptcp_pmd_policies::policy::Ctx;
+use mptcp_pmd_policies::LocalAddr;
+use slog::{info, Logger};
+
+use super::messages::{ConnectionGone, Decide, Decided, Hook, LocalsChanged};
+use crate::rules::PolicyBook;
+
+/// Replace the policies (SIGHUP reload).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPolicy(pub PolicyBook);
+
+/// Holder of the policy.
+pub struct PolicyActor {
+    book: PolicyBook,
+    locals: Arc<Vec<LocalAddr>>,
+    log: Logger,
+}
+
+impl PolicyActor {
+    /// A policy actor starting with `locals` as the usable addresses.
+    pub fn new(book: PolicyBook, locals: Arc<Vec<LocalAddr>>, log: Logger) -> Self {
+        PolicyActor { book, locals, log }
+    }
+}
+
+impl Actor for PolicyActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Decide> for PolicyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) {
+        let ctx = Ctx {
+            now: Instant::now(),
+            conn: &msg.conn,
+            locals: &self.locals,
+        };
+        let (policy, label) = self.book.policy_for(&msg.conn, &self.locals);
+        let decisions = match &msg.hook {
+            Hook::Event(ev) => policy.on_event(&ctx, ev),
+            Hook::Locals => policy.on_locals_changed(&ctx),
+            Hook::Samples => policy.on_samples(&ctx),
+            Hook::Tick => policy.on_tick(&ctx),
+        };
+        let name = policy.name();
+        for d in &decisions {
+            info!(self.log, "decision"; "policy" => name, "rule" => &label, "token" => %msg.conn.token(), "decision" => ?d);
+        }
+        for note in policy.drain_notes() {
+            info!(self.log, "policy note"; "policy" => name, "token" => %msg.conn.token(), "note" => note);
+        }
+        msg.reply.do_send(Decided(decisions));
+    }
+}
+
+impl Handler<LocalsChanged> for PolicyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LocalsChanged, _ctx: &mut Self::Context) {
+        self.locals = msg.locals;
+    }
+}
+
+impl Handler<ConnectionGone> for PolicyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionGone, _ctx: &mut Self::Context) {
+        self.book.closed(msg.0);
+    }
+}
+
+impl Handler<SetPolicy> for PolicyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetPolicy, _ctx: &mut Self::Context) {
+        info!(self.log, "policies replaced"; "old_default" => self.book.default_name(), "new_default" => msg.0.default_name());
+        self.book = msg.0;
+    }
+}

@@ -1,0 +1,14 @@
+//! Exit codes (sysexits.h), documented in README.md.
+
+/// Clean stop.
+pub const OK: i32 = 0;
+/// Bad command-line usage.
+pub const USAGE: i32 = 64;
+/// The kernel lacks MPTCP or the userspace path manager.
+pub const UNAVAILABLE: i32 = 69;
+/// Internal error (a socket or the event loop failed).
+pub const SOFTWARE: i32 = 70;
+/// Missing CAP_NET_ADMIN.
+pub const NOPERM: i32 = 77;
+/// Bad configuration file.
+pub const CONFIG: i32 = 78;

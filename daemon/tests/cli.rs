@@ -1,0 +1,125 @@
+//! The binary's command line and exit codes (no kernel state touched: every case stops before
+//! opening a socket).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mptcp-pmd");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run mptcp-pmd")
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mptcp-pmd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn shipped() -> String {
+    format!("{}/../packaging/mptcp-pm.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let o = run(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("--check-config") && help.contains("--log-level"),
+        "{help}"
+    );
+    let o = run(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_usage_exits_64() {
+    assert_eq!(run(&["--no-such-flag"]).status.code(), Some(64));
+    assert_eq!(run(&["--log-level", "loud"]).status.code(), Some(64));
+}
+
+#[test]
+fn check_config_prints_effective_config() {
+    let p = write("min.yaml", "policy: ndiffports\n");
+    let o = run(&["-c", p.to_str().unwrap(), "--check-config"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("ndiffports") && out.contains("max_subflows") && out.contains("skip_loopback"),
+        "{out}"
+    );
+    let o = run(&["-c", &shipped(), "--check-config"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn bad_config_exits_78_with_location() {
+    let p = write(
+        "bad.yaml",
+        "policy: fullmesh\naddresses:\n  skip_lopback: true\n",
+    );
+    let o = run(&["-c", p.to_str().unwrap(), "--check-config"]);
+    assert_eq!(o.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{}:3:3", p.display())), "{err}");
+    let p = write("badpol.yaml", "policy: fulmesh\n");
+    let o = run(&["-c", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(":1:9"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&["-c", "/nonexistent/mptcp-pm.yaml"]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/mptcp-pm.yaml"));
+}
+
+#[test]
+fn missing_net_admin_exits_77() {
+    // setpriv drops CAP_NET_ADMIN from the bounding set, so even root lacks it after exec.
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        let msg = "setpriv (util-linux) is missing";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        eprintln!("SKIPPED missing_net_admin_exits_77: {msg}");
+        return;
+    }
+    let o = Command::new("setpriv")
+        .args([
+            "--inh-caps=-net_admin",
+            "--bounding-set=-net_admin",
+            BIN,
+            "-c",
+            &shipped(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(77),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("CAP_NET_ADMIN") && err.contains("setcap"),
+        "{err}"
+    );
+}
