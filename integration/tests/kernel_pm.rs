@@ -18,7 +18,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use integration::{kernel_tests_enabled, mptcp, Netns, Pm, TopoOpts, Topology};
-use mptcp_pmd_policies::{ConnInfo, PmCommand, PmEvent, SubflowInfo, Token};
+use mptcp_pmd_policies::{ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, Token};
 use netlink_actor::genl::{GenlError, PmClient, PmEventSocket, RawEvent, Traced};
 use netlink_actor::mptcp_pm::Limits;
 
@@ -406,6 +406,16 @@ fn lifecycle(v6: bool) {
     });
     assert_eq!(lc, PmEvent::ListenerClosed { addr: srv });
 
+    // SET_FLAGS produces SUB_PRIORITY only on the peer that received MP_PRIO, never locally.
+    cev.drain();
+    assert!(
+        !cev.pending.iter().any(|e| matches!(
+            e.decoded.as_ref().map(|d| &d.event),
+            Ok(PmEvent::SubPriority(_))
+        )),
+        "unexpected local SUB_PRIORITY"
+    );
+
     save_monitor(mon_c, &format!("monitor_client_{tag}.txt"));
     save_monitor(mon_s, &format!("monitor_server_{tag}.txt"));
 }
@@ -476,10 +486,12 @@ fn same_pair_three_times_gives_three_subflows() {
 }
 
 /// SUBFLOW_CREATE from the address the connection already uses (ndiffports on a single-homed
-/// host). The kernel accepts it with address id 0 for the initial address.
+/// host), and the kernel's refusals, each with its errno and text (verified on 6.18):
+/// the first id used for an address sticks to it for the connection (id 0 works for the
+/// initial address); another id for the same address is EINVAL "did not match address and id".
 #[test]
-fn subflow_from_initial_address_with_id0() {
-    if !kernel_tests_enabled("subflow_from_initial_address_with_id0") {
+fn subflow_create_id_rules_and_refusals() {
+    if !kernel_tests_enabled("subflow_create_id_rules_and_refusals") {
         return;
     }
     let t = topo(1, 1);
@@ -494,20 +506,67 @@ fn subflow_from_initial_address_with_id0() {
         None,
     )
     .unwrap();
-    let r = cpm.execute(&PmCommand::CreateSubflow {
+    let create = |id| PmCommand::CreateSubflow {
         token: c.token,
         local: t.client_addr(0),
-        local_id: 0,
+        local_id: id,
         if_index: None,
         remote: srv,
         backup: false,
-    });
-    r.unwrap();
+    };
+    cpm.execute(&create(0)).unwrap();
     let s =
         sub_established(&cev.wait("SUB_ESTABLISHED", |e| sub_established(e).is_some())).unwrap();
     assert_eq!(s.local.ip(), t.client_addr(0));
     assert_ne!(s.local.port(), c.local.port());
     assert_eq!(s.loc_id, 0);
+
+    let kernel_err = |r: Result<(), GenlError>| match r {
+        Err(GenlError::Kernel { errno, message, .. }) => (errno, message.unwrap_or_default()),
+        other => panic!("expected a kernel refusal, got {other:?}"),
+    };
+    let (errno, msg) = kernel_err(cpm.execute(&create(9)));
+    assert_eq!(errno, libc::EINVAL);
+    assert!(msg.contains("did not match address and id"), "{msg}");
+
+    // GET_ADDR now lists the initial address under id 0.
+    let addrs = cpm.get_addrs(Some(c.token)).unwrap();
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a.id == 0 && a.addr == t.client_addr(0)),
+        "{addrs:?}"
+    );
+
+    // SUBFLOW_DESTROY needs both ports.
+    let (errno, msg) = kernel_err(cpm.execute(&PmCommand::DestroySubflow {
+        token: c.token,
+        key: SubflowKey {
+            local: SocketAddr::new(t.client_addr(0), 0),
+            remote: srv,
+        },
+    }));
+    assert_eq!(errno, libc::EINVAL);
+    assert!(msg.contains("missing local port"), "{msg}");
+
+    // REMOVE of an id never announced.
+    let (errno, msg) = kernel_err(cpm.execute(&PmCommand::Remove {
+        token: c.token,
+        id: 77,
+    }));
+    assert_eq!(errno, libc::EINVAL);
+    assert!(msg.contains("not found"), "{msg}");
+
+    // A local address the host does not have: the connect fails inside the kernel.
+    let (errno, _) = kernel_err(cpm.execute(&PmCommand::CreateSubflow {
+        token: c.token,
+        local: "198.18.0.99".parse().unwrap(),
+        local_id: 4,
+        if_index: None,
+        remote: srv,
+        backup: false,
+    }));
+    assert_eq!(errno, libc::EADDRNOTAVAIL);
 }
 
 /// Commands for a token that does not exist fail with the kernel's errno and its text.
@@ -579,4 +638,57 @@ fn limits_roundtrip() {
         .unwrap_err();
     assert!(matches!(err, GenlError::Kernel { .. }), "{err}");
     eprintln!("kernel said: {err}");
+}
+
+/// A flood of events into a tiny receive buffer: the socket reports the loss as
+/// `GenlError::Overrun` (ENOBUFS), distinct from an empty queue, and keeps working afterwards.
+#[test]
+fn overrun_is_reported_and_recoverable() {
+    if !kernel_tests_enabled("overrun_is_reported_and_recoverable") {
+        return;
+    }
+    let t = topo(1, 1);
+    // The kernel rounds a tiny SO_RCVBUF up to its minimum (a few KiB): a handful of events.
+    let mut sock = t.server.exec(|| PmEventSocket::open(1)).unwrap().unwrap();
+    sock.set_nonblocking(true).unwrap();
+    assert!(matches!(sock.recv_batch(), Err(GenlError::WouldBlock)));
+    // Each listen() emits LISTENER_CREATED, each close LISTENER_CLOSED.
+    let base = t.server_addr(0);
+    t.server
+        .exec(move || {
+            for port in 0..200u16 {
+                drop(mptcp::listen(SocketAddr::new(base, 20000 + port)).unwrap());
+            }
+        })
+        .unwrap();
+    let mut got = 0usize;
+    let mut overrun = false;
+    loop {
+        match sock.recv_batch() {
+            Ok(b) => got += b.len(),
+            Err(GenlError::Overrun) => overrun = true,
+            Err(GenlError::WouldBlock) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(overrun, "no overrun after 400 events, read {got}");
+    assert!(got < 400, "read {got} events despite the overrun");
+    // After the overrun the socket still delivers new events.
+    let _l = t
+        .server
+        .exec(move || mptcp::listen(SocketAddr::new(base, 30000)))
+        .unwrap()
+        .unwrap();
+    // (Late events of the flood may still trickle in first: look for ours.)
+    let want = PmEvent::ListenerCreated {
+        addr: SocketAddr::new(base, 30000),
+    };
+    let found = integration::wait_for(WAIT, || match sock.recv_batch() {
+        Ok(b) => b
+            .into_iter()
+            .any(|e| e.as_ref().is_ok_and(|d| d.event == want))
+            .then_some(()),
+        _ => None,
+    });
+    assert!(found.is_some(), "no event after the overrun");
 }
