@@ -597,6 +597,16 @@ fn unknown_token_is_a_kernel_error_with_message() {
         }
         other => panic!("expected a kernel error, got {other}"),
     }
+    // The GET_ADDR dump for an unknown token fails too (in NLMSG_DONE, with extack text).
+    let err = cpm.get_addrs(Some(Token(0x0bad_cafe))).unwrap_err();
+    eprintln!("kernel said: {err}");
+    match &err {
+        GenlError::Kernel { errno, message, .. } => {
+            assert_eq!(*errno, libc::EINVAL);
+            assert_eq!(message.as_deref(), Some("invalid token"));
+        }
+        other => panic!("expected a kernel error, got {other}"),
+    }
     // The client stays usable after an error (no stale reply confuses the next command).
     let limits = cpm.get_limits().unwrap();
     assert_eq!(limits.subflows, 8);
