@@ -445,6 +445,7 @@ fn same_pair_three_times_gives_three_subflows() {
     }
     let t = topo(2, 1);
     let mut cev = Monitor::open(&t.client, "client", false);
+    let mut sev = Monitor::open(&t.server, "server", false);
     let mut cpm = client(&t.client);
     let srv = SocketAddr::new(t.server_addr(0), 4243);
     let _l = serve_one(&t.server, srv);
@@ -474,6 +475,29 @@ fn same_pair_three_times_gives_three_subflows() {
         assert!(ports.insert(s.local.port()), "port reused: {s:?}");
     }
     assert_eq!(ports.len(), 3);
+    // The BACKUP flag in SUBFLOW_CREATE's local address makes the join a backup subflow: the
+    // peer sees backup=1. Verified on 6.18: the creating side's own SUB_ESTABLISHED still says
+    // backup=0 (the event's BACKUP is what the peer asked for, not our request).
+    cpm.execute(&PmCommand::CreateSubflow {
+        token: c.token,
+        local: t.client_addr(1),
+        local_id: 7,
+        if_index: None,
+        remote: srv,
+        backup: true,
+    })
+    .unwrap();
+    let b = sub_established(&cev.wait("backup SUB_ESTABLISHED", |e| {
+        sub_established(e).is_some_and(|s| !ports.contains(&s.local.port()))
+    }))
+    .unwrap();
+    assert_eq!(b.loc_id, 7);
+    assert!(!b.backup, "local view: {b:?}");
+    let sb = sub_established(&sev.wait("server backup SUB_ESTABLISHED", |e| {
+        sub_established(e).is_some_and(|s| s.remote == b.local)
+    }))
+    .unwrap();
+    assert!(sb.backup, "peer view: {sb:?}");
     mptcp::ping(&mut stream, b"x").unwrap();
 
     // GET_ADDR for the token: the userspace PM's local address list.
