@@ -390,6 +390,14 @@ pub enum RtnlError {
         /// The OS error.
         source: io::Error,
     },
+    /// Setting a socket option failed.
+    #[error("setting {what} on the NETLINK_ROUTE socket: {source}")]
+    SockOpt {
+        /// Which option.
+        what: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
     /// Joining the link / address multicast groups failed.
     #[error("cannot join rtnetlink groups (link, IPv4/IPv6 addresses): {source}")]
     Membership {
@@ -515,6 +523,17 @@ impl RtnlSocket {
         Ok(s)
     }
 
+    /// Ask for a receive buffer of `bytes` (SO_RCVBUF; the kernel doubles it and caps it at
+    /// net.core.rmem_max). The monitor asks for 4 MiB by itself.
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> Result<(), RtnlError> {
+        self.sock
+            .set_recv_buffer_size(bytes)
+            .map_err(|source| RtnlError::SockOpt {
+                what: "SO_RCVBUF",
+                source,
+            })
+    }
+
     /// Switch the socket between blocking (default) and non-blocking mode.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), RtnlError> {
         let r = if nonblocking {
@@ -522,7 +541,10 @@ impl RtnlSocket {
         } else {
             self.sock.block()
         };
-        r.map_err(|source| RtnlError::Open { source })
+        r.map_err(|source| RtnlError::SockOpt {
+            what: "O_NONBLOCK",
+            source,
+        })
     }
 
     fn recv_datagram(&mut self, what: &'static str) -> Result<usize, RtnlError> {

@@ -1,0 +1,232 @@
+//! `netlink_actor::sock_diag` against the real kernel: in a client/router/server topology with
+//! the in-kernel path manager (the client has a `subflow` endpoint on its second link, so the
+//! kernel opens a join by itself), the snapshot shows each MPTCP connection with all its
+//! subflows, their tokens agree across both dumps and both hosts, and the RTTs are plausible.
+
+// Test helpers outside #[test] functions may unwrap/panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, TopoOpts, Topology};
+use mptcp_pmd_policies::Token;
+use netlink_actor::sock_diag::{tcpf, ConnSnapshot, DiagSocket, Snapshot, TcpState};
+
+const WAIT: Duration = Duration::from_secs(10);
+const PORT: u16 = 5201;
+
+/// A two-link client whose kernel PM joins from link 1, and a server with an echo listener.
+fn topology(v6: bool) -> (Topology, SocketAddr) {
+    let topo = Topology::build(TopoOpts {
+        client_links: 2,
+        server_links: 1,
+        client_pm: Pm::Kernel,
+        server_pm: Pm::Kernel,
+        ..Default::default()
+    })
+    .unwrap();
+    let (extra, srv_ip) = if v6 {
+        (topo.client_addr6(1), topo.server_addr6(0))
+    } else {
+        (topo.client_addr(1), topo.server_addr(0))
+    };
+    topo.client
+        .run(&[
+            "ip",
+            "mptcp",
+            "endpoint",
+            "add",
+            &extra.to_string(),
+            "dev",
+            &topo.client_if(1),
+            "subflow",
+        ])
+        .unwrap();
+    let srv = SocketAddr::new(srv_ip, PORT);
+    let l = topo
+        .server
+        .exec(move || mptcp::listen(srv))
+        .unwrap()
+        .unwrap();
+    topo.server.exec_bg(move || mptcp::echo_server(l)).unwrap();
+    (topo, srv)
+}
+
+fn connect(topo: &Topology, srv: SocketAddr, local: IpAddr) -> TcpStream {
+    let mut s = topo
+        .client
+        .exec(move || mptcp::connect(srv, Some(local)))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("connect {local} -> {srv}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Data makes the connection fully established, which is when the kernel PM joins.
+    mptcp::ping(&mut s, b"hello").unwrap();
+    s
+}
+
+fn find(snap: &Snapshot, local: SocketAddr) -> Option<&ConnSnapshot> {
+    snap.conns.iter().find(|c| c.conn.local == local)
+}
+
+fn snapshot_shows_connection_with_all_subflows(v6: bool) {
+    let (topo, srv) = topology(v6);
+    let (first, extra) = if v6 {
+        (topo.client_addr6(0), topo.client_addr6(1))
+    } else {
+        (topo.client_addr(0), topo.client_addr(1))
+    };
+    let mut stream = connect(&topo, srv, first);
+    let local = stream.local_addr().unwrap();
+
+    let mut cdiag = topo.client.exec(DiagSocket::open).unwrap().unwrap();
+    let mut sdiag = topo.server.exec(DiagSocket::open).unwrap().unwrap();
+
+    let conn = wait_for(WAIT, || {
+        // Keep traffic flowing so every subflow has RTT samples.
+        mptcp::ping(&mut stream, b"rtt").unwrap();
+        let snap = cdiag.snapshot().unwrap();
+        find(&snap, local)
+            .filter(|c| c.subflows.len() == 2 && c.subflows.iter().all(|s| s.sample.srtt_us > 0))
+            .cloned()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no connection with 2 measured subflows: {:#?}",
+            cdiag.snapshot().unwrap()
+        )
+    });
+
+    let c = &conn.conn;
+    assert_ne!(c.token, Token(0));
+    assert_eq!(c.state, TcpState::Established);
+    assert_eq!(c.remote, srv);
+    assert_eq!(c.subflows, 1);
+    assert_eq!(c.subflows_total, Some(2));
+    assert!(!c.flags.fallback());
+    assert!(c.bytes_sent.unwrap() >= 8);
+    let locals: BTreeSet<IpAddr> = conn.subflows.iter().map(|s| s.key.local.ip()).collect();
+    assert_eq!(locals, BTreeSet::from([first, extra]));
+    for s in &conn.subflows {
+        assert_eq!(s.token, c.token, "subflow {} token", s.key);
+        assert_eq!(s.key.remote, srv);
+        assert_eq!(s.state, 1, "established");
+        assert!(s.sample.fully_established);
+        assert!(
+            s.sample.srtt_us > 0 && s.sample.srtt_us < 1_000_000,
+            "implausible srtt {} us on {}",
+            s.sample.srtt_us,
+            s.key
+        );
+        assert!(s.sample.min_rtt_us > 0 && s.sample.min_rtt_us < 1_000_000);
+        assert!(s.sample.snd_cwnd > 0);
+    }
+    let initial = conn.subflows.iter().find(|s| s.key.local == local).unwrap();
+    let join = conn
+        .subflows
+        .iter()
+        .find(|s| s.key.local.ip() == extra)
+        .unwrap();
+    assert!(!initial.flags.is_join() && join.flags.is_join());
+    assert_eq!(initial.loc_id, 0);
+    assert_ne!(join.loc_id, 0, "the join uses the endpoint's id");
+
+    // The server sees the same connection from the other side: same 4-tuples reversed, its own
+    // local token, which is what the client's join learnt as the remote token.
+    let snap = sdiag.snapshot().unwrap();
+    let listener = snap
+        .conns
+        .iter()
+        .find(|c| c.conn.is_listener())
+        .expect("the listener is in the dump");
+    assert_eq!(listener.conn.local, srv);
+    assert!(listener.subflows.is_empty());
+    let server_conn = snap
+        .conns
+        .iter()
+        .find(|c| c.conn.remote == local)
+        .expect("server side of the connection");
+    assert_eq!(server_conn.subflows.len(), 2);
+    assert_eq!(join.remote_token, server_conn.conn.token);
+    let mut theirs: Vec<_> = server_conn
+        .subflows
+        .iter()
+        .map(|s| (s.key.remote, s.key.local))
+        .collect();
+    let mut ours: Vec<_> = conn
+        .subflows
+        .iter()
+        .map(|s| (s.key.local, s.key.remote))
+        .collect();
+    theirs.sort();
+    ours.sort();
+    assert_eq!(theirs, ours);
+    assert!(snap.orphans.is_empty(), "{:?}", snap.orphans);
+
+    // Gone once closed (the MPTCP socket leaves the connected states).
+    drop(stream);
+    cdiag.set_mptcp_states(tcpf::ESTABLISHED);
+    let gone = wait_for(WAIT, || {
+        let snap = cdiag.snapshot().unwrap();
+        find(&snap, local).is_none().then_some(())
+    });
+    assert!(gone.is_some(), "connection still established after close");
+}
+
+#[test]
+fn snapshot_ipv4_connection_with_kernel_join() {
+    if !kernel_tests_enabled("snapshot_ipv4_connection_with_kernel_join") {
+        return;
+    }
+    snapshot_shows_connection_with_all_subflows(false);
+}
+
+#[test]
+fn snapshot_ipv6_connection_with_kernel_join() {
+    if !kernel_tests_enabled("snapshot_ipv6_connection_with_kernel_join") {
+        return;
+    }
+    snapshot_shows_connection_with_all_subflows(true);
+}
+
+/// Enough connections that every dump spans several datagrams: nothing is lost or duplicated
+/// between them.
+#[test]
+fn snapshot_of_many_connections_spans_datagrams() {
+    if !kernel_tests_enabled("snapshot_of_many_connections_spans_datagrams") {
+        return;
+    }
+    const N: usize = 200;
+    let (topo, srv) = topology(false);
+    let first = topo.client_addr(0);
+    let mut streams: Vec<TcpStream> = (0..N).map(|_| connect(&topo, srv, first)).collect();
+    let locals: BTreeSet<SocketAddr> = streams.iter().map(|s| s.local_addr().unwrap()).collect();
+    let mut diag = topo.client.exec(DiagSocket::open).unwrap().unwrap();
+    let snap = wait_for(WAIT, || {
+        for s in &mut streams {
+            mptcp::ping(s, b"x").unwrap();
+        }
+        let snap = diag.snapshot().unwrap();
+        let complete = snap
+            .conns
+            .iter()
+            .filter(|c| locals.contains(&c.conn.local) && c.subflows.len() == 2)
+            .count();
+        (complete == N).then_some(snap)
+    })
+    .unwrap_or_else(|| panic!("not all {N} connections reached 2 subflows"));
+    assert_eq!(snap.conns.len(), N, "no duplicates, no strangers");
+    assert_eq!(snap.skipped, 0, "{:?}", snap.last_error);
+    let tokens: BTreeSet<Token> = snap.conns.iter().map(|c| c.conn.token).collect();
+    assert_eq!(tokens.len(), N, "tokens are unique");
+    assert!(snap
+        .conns
+        .iter()
+        .all(|c| c.subflows.iter().all(|s| s.token == c.conn.token)));
+    // The raw dumps agree with the snapshot.
+    let subs = diag.subflows().unwrap();
+    assert_eq!(subs.items.len(), 2 * N);
+    let conns = diag.mptcp_connections().unwrap();
+    assert_eq!(conns.items.len(), N);
+}
