@@ -172,6 +172,25 @@ impl From<u8> for TcpState {
     }
 }
 
+impl From<TcpState> for u8 {
+    fn from(s: TcpState) -> u8 {
+        match s {
+            TcpState::Established => 1,
+            TcpState::SynSent => 2,
+            TcpState::SynRecv => 3,
+            TcpState::FinWait1 => 4,
+            TcpState::FinWait2 => 5,
+            TcpState::TimeWait => 6,
+            TcpState::Close => 7,
+            TcpState::CloseWait => 8,
+            TcpState::LastAck => 9,
+            TcpState::Listen => 10,
+            TcpState::Closing => 11,
+            TcpState::Other(v) => v,
+        }
+    }
+}
+
 /// The fixed header of every sock_diag reply (`struct inet_diag_msg`), decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InetDiagMsg {
@@ -582,10 +601,6 @@ pub fn parse_subflow(payload: &[u8]) -> Result<Option<SubflowDiag>, DecodeError>
     let mut sample = parse_tcp_info(tcp_info);
     sample.backup = flags.backup_local();
     sample.fully_established = flags.fully_established();
-    let state = match msg.state {
-        TcpState::Other(v) => v,
-        s => tcp_state_num(s),
-    };
     Ok(Some(SubflowDiag {
         token: Token(token),
         remote_token: Token(remote_token),
@@ -593,29 +608,12 @@ pub fn parse_subflow(payload: &[u8]) -> Result<Option<SubflowDiag>, DecodeError>
             local: msg.local,
             remote: msg.remote,
         },
-        state,
+        state: u8::from(msg.state),
         loc_id,
         rem_id,
         flags,
         sample,
     }))
-}
-
-fn tcp_state_num(s: TcpState) -> u8 {
-    match s {
-        TcpState::Established => 1,
-        TcpState::SynSent => 2,
-        TcpState::SynRecv => 3,
-        TcpState::FinWait1 => 4,
-        TcpState::FinWait2 => 5,
-        TcpState::TimeWait => 6,
-        TcpState::Close => 7,
-        TcpState::CloseWait => 8,
-        TcpState::LastAck => 9,
-        TcpState::Listen => 10,
-        TcpState::Closing => 11,
-        TcpState::Other(v) => v,
-    }
 }
 
 /// One connection and its subflows.
@@ -1287,6 +1285,15 @@ mod tests {
             .unwrap();
         assert_eq!(none.sample.srtt_us, 0);
         assert!(none.sample.fully_established);
+    }
+
+    #[test]
+    fn tcp_state_roundtrips() {
+        for v in 0..=255u8 {
+            assert_eq!(u8::from(TcpState::from(v)), v);
+        }
+        assert_eq!(TcpState::from(10), TcpState::Listen);
+        assert_eq!(TcpState::from(12), TcpState::Other(12));
     }
 
     #[test]
