@@ -98,12 +98,13 @@ pub fn run(
         let reg_log = log.new(slog::o!("actor" => "registry"));
         let diag_log = log.new(slog::o!("actor" => "diag"));
         let reg_metrics = metrics.clone();
+        let reg_policy = policy.clone();
         let registry = Registry::create(move |ctx| {
             let sink = ctx.address().recipient();
             let diag_addr = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
                 DiagPoller::new(diag, sink, interval, diag_log)
             });
-            Registry::new(policy.clone(), cmds, diag_addr, timers, reg_metrics, reg_log)
+            Registry::new(reg_policy, cmds, diag_addr, timers, reg_metrics, reg_log)
         });
         let sinks: Vec<Recipient<LocalsChanged>> = vec![policy.clone().recipient(), registry.clone().recipient()];
         let monitor = AddressMonitor::new(rtnl_monitor, rtnl_dumper, addrs, config.addresses.clone(), sinks, log.new(slog::o!("actor" => "addresses"))).start();
@@ -114,7 +115,10 @@ pub fn run(
             Err(e) => warn!(log, "start-up adoption failed"; "error" => %e),
         }
 
-        wait_for_signals(path, policy, monitor, level, log.clone()).await
+        let code = wait_for_signals(path, policy, monitor, level, log.clone()).await;
+        let c = metrics.snapshot();
+        info!(log, "stopped"; "events" => ?c.events, "commands" => ?c.commands, "overruns" => c.overruns, "resyncs" => c.resyncs);
+        code
     });
     Ok(code)
 }

@@ -608,6 +608,13 @@ impl Connection {
                         self.subflows[i].acked = true;
                     }
                 }
+                // The kernel sends SUB_PRIORITY only to the peer, never to the side that asked:
+                // the ACK is our confirmation.
+                if let PmCommand::SetBackup { key, backup, .. } = cmd {
+                    if let Some(sf) = self.established_mut(*key) {
+                        sf.backup = *backup;
+                    }
+                }
                 return;
             }
             Err(refusal) => refusal,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use mptcp_pmd_config::AddressFilter;
 use mptcp_pmd_policies::LocalAddr;
-use netlink_actor::rtnl::{RtnlError, RtnlEvent, RtnlSocket};
+use netlink_actor::rtnl::{AddrInfo, LinkInfo, RtnlError, RtnlEvent, RtnlSocket};
+use netlink_actor::DecodeError;
 use slog::{info, warn, Logger};
 
 use super::messages::LocalsChanged;
@@ -29,35 +30,47 @@ pub struct GetAddresses;
 /// A batch of rtnetlink events (reader task -> actor).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct RtnlBatch(Result<Vec<RtnlEvent>, RtnlError>);
+struct RtnlBatch(Result<Vec<Result<RtnlEvent, DecodeError>>, RtnlError>);
 
 /// Apply one rtnetlink event to the set.
 pub fn apply(set: &mut AddrSet, ev: &RtnlEvent) {
     match ev {
-        RtnlEvent::AddrAdded(a) => set.addr_added(a.if_index, a.addr),
+        RtnlEvent::AddrAdded(a) => add_addr(set, a),
         RtnlEvent::AddrRemoved(a) => set.addr_removed(a.if_index, a.addr),
-        RtnlEvent::LinkChanged(l) => set.link_changed(
-            l.index,
-            Link {
-                name: l.name.clone(),
-                up: l.up,
-                running: l.running,
-                loopback: l.loopback,
-            },
-        ),
+        RtnlEvent::LinkChanged(l) => add_link(set, l),
         RtnlEvent::LinkRemoved { index, .. } => set.link_removed(*index),
-        _ => {}
+        RtnlEvent::Other { .. } => {}
     }
+}
+
+fn add_addr(set: &mut AddrSet, a: &AddrInfo) {
+    // An address still in duplicate address detection cannot carry a subflow yet; the
+    // RTM_NEWADDR that ends DAD adds it.
+    if a.is_tentative() {
+        set.addr_removed(a.if_index, a.addr);
+    } else {
+        set.addr_added(a.if_index, a.addr);
+    }
+}
+
+fn add_link(set: &mut AddrSet, l: &LinkInfo) {
+    let link = Link {
+        name: l.name.clone(),
+        up: l.up,
+        running: l.running,
+        loopback: l.loopback,
+    };
+    set.link_changed(l.index, link);
 }
 
 /// Dump links and addresses into a fresh set.
 pub fn dump(sock: &mut RtnlSocket) -> Result<AddrSet, RtnlError> {
     let mut set = AddrSet::default();
-    for ev in sock.dump_links()? {
-        apply(&mut set, &ev);
+    for l in &sock.dump_links()?.items {
+        add_link(&mut set, l);
     }
-    for ev in sock.dump_addrs()? {
-        apply(&mut set, &ev);
+    for a in &sock.dump_addrs()?.items {
+        add_addr(&mut set, a);
     }
     Ok(set)
 }
@@ -143,7 +156,7 @@ impl Actor for AddressMonitor {
                 loop {
                     let Ok(mut guard) = afd.readable_mut().await else { return };
                     match guard.get_inner_mut().recv_batch() {
-                        Err(RtnlError::WouldBlock) => guard.clear_ready(),
+                        Err(e) if e.is_would_block() => guard.clear_ready(),
                         other => me.do_send(RtnlBatch(other)),
                     }
                 }
@@ -160,7 +173,12 @@ impl Handler<RtnlBatch> for AddressMonitor {
         match msg.0 {
             Ok(events) => {
                 for ev in &events {
-                    apply(&mut self.set, ev);
+                    match ev {
+                        Ok(ev) => apply(&mut self.set, ev),
+                        Err(e) => {
+                            warn!(self.log, "dropping malformed rtnetlink message"; "error" => %e)
+                        }
+                    }
                 }
             }
             Err(RtnlError::Overrun) => {

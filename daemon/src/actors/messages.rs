@@ -91,8 +91,3 @@ pub struct ConnectionGone(pub Token);
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), KernelRefusal>")]
 pub struct Execute(pub PmCommand);
-
-/// Stop (SIGTERM/SIGINT).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct Shutdown;
