@@ -150,7 +150,7 @@ async fn wait_for_signals(
                         info!(log, "SIGHUP: configuration reloaded"; "file" => %path.display(), "policy" => new.policy.to_string());
                         policy.do_send(SetPolicy(wiring::build_book(&new)));
                         monitor.do_send(SetFilter(new.addresses.clone()));
-                        if let Some(l) = crate::logging::parse_level(&new.log.level.as_str()) {
+                        if let Some(l) = crate::logging::parse_level(new.log.level.as_str()) {
                             level.set(l);
                         }
                     }

@@ -1,6 +1,8 @@
 //! The binary's command line and exit codes (no kernel state touched: every case stops before
 //! opening a socket).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

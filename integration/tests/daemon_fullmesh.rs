@@ -1,6 +1,8 @@
 //! End to end: the real `mptcp-pmd` binary with the fullmesh policy, in a client namespace on
 //! the userspace PM, against the real kernel. What counts is what the kernel reports (`ss`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;

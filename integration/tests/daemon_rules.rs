@@ -1,13 +1,15 @@
 //! End to end: ndiffports, and per-destination rules choosing different policies for different
 //! destinations on one host.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use integration::daemon::Daemon;
 use integration::observe::subflows;
-use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, TopoOpts, Topology};
+use integration::{kernel_tests_enabled, mptcp, wait_for, TopoOpts, Topology};
 
 fn serve(t: &Topology, port: u16) {
     let addr = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);

@@ -1,6 +1,8 @@
 //! The harness itself against the real kernel: a topology forwards traffic over every client
 //! link, MPTCP sockets connect through it, and the namespaces are gone after drop.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
