@@ -365,6 +365,11 @@ impl Topology {
             let gw4 = Ipv4Addr::new(198, 18, i as u8, 1).to_string();
             let gw6 = Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 1).to_string();
             let dev = format!("c{i}");
+            // A link going down drops its global IPv6 address (keep_addr_on_down=0): restore it.
+            let v6 = format!("{}/64", client_v6(i));
+            let _ = self
+                .client
+                .run(&["ip", "-6", "addr", "replace", &v6, "dev", &dev, "nodad"]);
             let _ = self.client.run(&[
                 "ip", "route", "replace", "default", "via", &gw4, "dev", &dev, "table", &table,
             ]);
