@@ -9,13 +9,13 @@ use crate::error::ConfigError;
 use crate::glob::has_wildcard;
 use crate::net::{Cidr, PortRange};
 use crate::raw::{
-    Field, RawAddresses, RawConfig, RawControl, RawFullmesh, RawKernel, RawLog, RawNdiffports,
-    RawPoll, RawRttBased, RawRule, RawSubflow, Scalar, Text,
+    Field, RawAddresses, RawConfig, RawControl, RawFullmesh, RawKernel, RawLog, RawMetrics,
+    RawNdiffports, RawPoll, RawRttBased, RawRule, RawSubflow, Scalar, Text,
 };
 use crate::types::{
     AddressFilter, Config, ControlConfig, FullmeshConfig, KernelConfig, LogConfig, LogFormat,
-    LogLevel, NdiffportsConfig, PolicyName, PolicySpec, PollConfig, RttBasedConfig, Rule,
-    SubflowConfig,
+    LogLevel, MetricsConfig, NdiffportsConfig, PolicyName, PolicySpec, PollConfig, RttBasedConfig,
+    Rule, SubflowConfig,
 };
 
 /// Longest path a unix socket address can hold (`sun_path` is 108 bytes with the NUL).
@@ -202,6 +202,10 @@ impl Builder<'_> {
                 Some(s) => self.control(&s.value)?,
                 None => ControlConfig::default(),
             },
+            metrics: match &raw.metrics {
+                Some(s) => self.metrics(&s.value)?,
+                None => MetricsConfig::default(),
+            },
             rules: Vec::new(),
         };
         for (i, rule) in raw.rules.iter().flatten().enumerate() {
@@ -296,6 +300,7 @@ impl Builder<'_> {
                 86_400,
                 base.cooldown_s,
             )?,
+            probe_s: self.int(&raw.probe_s, &key("probe_s"), 0, 86_400, base.probe_s)?,
         };
         if c.restore_ratio >= c.backup_ratio {
             // Point at whichever of the two this section sets (one of them must be set,
@@ -468,6 +473,25 @@ impl Builder<'_> {
         }
         Ok(ControlConfig {
             socket: PathBuf::from(p),
+        })
+    }
+
+    fn metrics(&self, raw: &RawMetrics) -> Result<MetricsConfig> {
+        let Some(v) = &raw.listen else {
+            return Ok(MetricsConfig::default());
+        };
+        let listen = v.value.0.parse::<std::net::SocketAddr>().map_err(|_| {
+            self.invalid(
+                &v.referenced,
+                "metrics.listen",
+                format!(
+                    "invalid metrics.listen {:?}: expected an address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
+                    v.value.0
+                ),
+            )
+        })?;
+        Ok(MetricsConfig {
+            listen: Some(listen),
         })
     }
 

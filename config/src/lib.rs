@@ -37,8 +37,8 @@ pub use glob::glob_match;
 pub use net::{Cidr, CidrError, PortRange, PortRangeError};
 pub use types::{
     AddressFilter, Config, ControlConfig, FullmeshConfig, KernelConfig, LogConfig, LogFormat,
-    LogLevel, NdiffportsConfig, PolicyName, PolicySpec, PollConfig, RttBasedConfig, Rule,
-    SubflowConfig, UnknownPolicy,
+    LogLevel, MetricsConfig, NdiffportsConfig, PolicyName, PolicySpec, PollConfig, RttBasedConfig,
+    Rule, SubflowConfig, UnknownPolicy,
 };
 
 /// Where the daemon looks for its configuration when `-c` is not given.

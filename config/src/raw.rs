@@ -101,6 +101,7 @@ pub(crate) struct RawConfig {
     pub subflow: Field<RawSubflow>,
     pub log: Field<RawLog>,
     pub control: Field<RawControl>,
+    pub metrics: Field<RawMetrics>,
     pub rules: Option<Vec<Spanned<RawRule>>>,
 }
 
@@ -127,6 +128,7 @@ pub(crate) struct RawRttBased {
     pub close_on_loss: Field<Scalar>,
     pub loss_threshold: Field<Scalar>,
     pub cooldown_s: Field<Scalar>,
+    pub probe_s: Field<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +174,12 @@ pub(crate) struct RawLog {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawControl {
     pub socket: Field<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Field<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -136,6 +136,10 @@ pub struct RttBasedConfig {
     pub loss_threshold: f64,
     /// Seconds before re-opening a closed lossy subflow. 0..=86400, default 30.
     pub cooldown_s: u32,
+    /// A subflow this policy made backup carries no data, so its RTT is not measured again;
+    /// after this many seconds in backup it is made active again to re-measure (and demoted
+    /// again after `hold_s` if still slow). 0 = never probe. 0..=86400, default 30.
+    pub probe_s: u32,
 }
 
 impl Default for RttBasedConfig {
@@ -149,6 +153,7 @@ impl Default for RttBasedConfig {
             close_on_loss: false,
             loss_threshold: 0.05,
             cooldown_s: 30,
+            probe_s: 30,
         }
     }
 }
@@ -165,6 +170,10 @@ impl RttBasedConfig {
     /// `cooldown_s` as a duration.
     pub fn cooldown(&self) -> Duration {
         Duration::from_secs(self.cooldown_s.into())
+    }
+    /// `probe_s` as a duration (`None`: never probe).
+    pub fn probe(&self) -> Option<Duration> {
+        (self.probe_s > 0).then(|| Duration::from_secs(self.probe_s.into()))
     }
 }
 
@@ -467,6 +476,14 @@ impl Default for ControlConfig {
     }
 }
 
+/// `metrics:` section: the optional Prometheus text endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct MetricsConfig {
+    /// Address and port to serve `/metrics` on (HTTP). Default: none (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// One entry of `rules:`: a per-destination policy. At least one matcher is set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
@@ -555,6 +572,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Control socket.
     pub control: ControlConfig,
+    /// Prometheus endpoint (off by default).
+    pub metrics: MetricsConfig,
     /// Per-destination policies; the first matching rule wins. Default [].
     pub rules: Vec<Rule>,
 }

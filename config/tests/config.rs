@@ -54,6 +54,7 @@ fn documented_defaults() {
     assert_eq!(c.log.level, LogLevel::Info);
     assert_eq!(c.log.format, LogFormat::Term);
     assert_eq!(c.control.socket, PathBuf::from("/run/mptcp-pmd.sock"));
+    assert_eq!(c.metrics.listen, None);
     assert!(c.rules.is_empty());
 }
 
@@ -154,6 +155,7 @@ rtt_based:
   close_on_loss: true
   loss_threshold: 0.1
   cooldown_s: 60
+  probe_s: 20
 addresses:
   skip_loopback: false
   skip_link_local: true
@@ -166,6 +168,7 @@ poll: {interval_ms: 250}
 subflow: {request_timeout_ms: 2000, backoff_initial_ms: 100, backoff_max_ms: 100, max_retries: 0}
 log: {level: trace, format: json}
 control: {socket: /tmp/pmd.sock}
+metrics: {listen: "127.0.0.1:9464"}
 rules:
   - remote: 198.51.100.0/24
     port: 443
@@ -200,6 +203,7 @@ fn every_key_is_read() {
             close_on_loss: true,
             loss_threshold: 0.1,
             cooldown_s: 60,
+            probe_s: 20,
         }
     );
     assert_eq!(
@@ -222,6 +226,7 @@ fn every_key_is_read() {
     assert_eq!(c.log.level, LogLevel::Trace);
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.control.socket, PathBuf::from("/tmp/pmd.sock"));
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
     assert_eq!(c.rules.len(), 4);
     // Overrides merge over the top-level section of the same policy.
     assert_eq!(
@@ -319,6 +324,7 @@ fn effective_yaml_fills_every_key() {
         "close_on_loss:",
         "loss_threshold:",
         "cooldown_s:",
+        "probe_s:",
         "skip_loopback:",
         "skip_link_local:",
         "include_interfaces:",

@@ -29,7 +29,7 @@ const CASES: &[Case] = &[
     Case {
         what: "unknown top-level key",
         yaml: "policy: fullmesh\npolcy: fullmesh\n",
-        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, addresses, kernel, poll, subflow, log, control, rules",
+        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, addresses, kernel, poll, subflow, log, control, metrics, rules",
         key: None,
     },
     Case {
@@ -175,6 +175,18 @@ const CASES: &[Case] = &[
         yaml: "control:\n  socket: run/mptcp-pmd.sock\n",
         want: r#"/etc/mptcp-pm.yaml:2:11: invalid control.socket "run/mptcp-pmd.sock": expected an absolute path"#,
         key: Some("control.socket"),
+    },
+    Case {
+        what: "metrics listen address without a port",
+        yaml: "metrics:\n  listen: 127.0.0.1\n",
+        want: r#"/etc/mptcp-pm.yaml:2:11: invalid metrics.listen "127.0.0.1": expected an address and port such as "127.0.0.1:9464" or "[::1]:9464""#,
+        key: Some("metrics.listen"),
+    },
+    Case {
+        what: "probe interval out of range",
+        yaml: "rtt_based:\n  probe_s: 100000\n",
+        want: "/etc/mptcp-pm.yaml:2:12: rtt_based.probe_s must be an integer between 0 and 86400, got 100000",
+        key: Some("rtt_based.probe_s"),
     },
     Case {
         what: "bad interface glob",
