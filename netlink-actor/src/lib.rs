@@ -7,6 +7,7 @@
 //! leaves this crate. It does not own decisions: what to do with an event is the daemon's and the
 //! policies' business.
 
+pub mod dump;
 pub mod error;
 pub mod genl;
 pub mod mptcp_pm;

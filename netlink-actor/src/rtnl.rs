@@ -24,12 +24,9 @@ use neli::socket::NlSocket;
 use neli::utils::Groups;
 use thiserror::Error;
 
+use crate::dump::{Dump, DumpFault, DumpProgress};
 use crate::error::DecodeError;
-use crate::nlmsg::{
-    attrs, messages, parse_error, MsgBuilder, NlMsg, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP,
-    NLM_F_REQUEST,
-};
-use crate::sock_diag::Dump;
+use crate::nlmsg::{attrs, messages, MsgBuilder, NlMsg, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// RTM_NEWLINK.
 pub const RTM_NEWLINK: u16 = 16;
@@ -648,7 +645,7 @@ pub fn decode_events(datagram: &[u8]) -> Vec<Result<RtnlEvent, DecodeError>> {
 }
 
 /// Feed one datagram of the dump with sequence number `seq`; `Ok(true)` once NLMSG_DONE is
-/// seen. Messages of other sequence numbers are ignored.
+/// seen (see [`crate::dump::feed`]). Messages of other sequence numbers are ignored.
 pub fn feed_dump<T>(
     datagram: &[u8],
     seq: u32,
@@ -656,35 +653,15 @@ pub fn feed_dump<T>(
     parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
     out: &mut Dump<T>,
 ) -> Result<bool, RtnlError> {
-    for m in messages(datagram) {
-        let m = m.map_err(|source| RtnlError::Framing { what, source })?;
-        if m.header.seq != seq {
-            continue;
-        }
-        match m.header.ty {
-            NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let e = parse_error(&m.header, m.payload)
-                    .map_err(|source| RtnlError::Framing { what, source })?;
-                if e.errno != 0 {
-                    return Err(RtnlError::Kernel {
-                        what,
-                        errno: e.errno,
-                        message: e.message,
-                    });
-                }
-            }
-            _ => match parse(&m) {
-                Ok(Some(item)) => out.items.push(item),
-                Ok(None) => {}
-                Err(e) => {
-                    out.skipped += 1;
-                    out.last_error = Some(e);
-                }
-            },
-        }
+    match crate::dump::feed(datagram, seq, parse, out) {
+        Ok(p) => Ok(p == DumpProgress::Done),
+        Err(DumpFault::Framing(source)) => Err(RtnlError::Framing { what, source }),
+        Err(DumpFault::Kernel { errno, message }) => Err(RtnlError::Kernel {
+            what,
+            errno,
+            message,
+        }),
     }
-    Ok(false)
 }
 
 #[cfg(test)]
@@ -694,6 +671,7 @@ mod tests {
     //! 10.78.0.1/24 and 2001:db8:78::1/64 added to and removed from v0; v0 set down; v0 deleted;
     //! dumps taken while both addresses were present; dump requests with sequence number 1).
     use super::*;
+    use crate::nlmsg::NLMSG_ERROR;
     use crate::nlmsg::NLMSG_HDRLEN;
 
     const ADDR4_ADD: &[u8] = include_bytes!("../tests/fixtures/rtnl/addr4_add.bin");

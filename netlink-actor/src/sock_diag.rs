@@ -26,11 +26,9 @@ use neli::socket::NlSocket;
 use neli::utils::Groups;
 use thiserror::Error;
 
+use crate::dump::DumpFault;
 use crate::error::DecodeError;
-use crate::nlmsg::{
-    attrs, messages, parse_error, MsgBuilder, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
-    NLM_F_DUMP, NLM_F_REQUEST,
-};
+use crate::nlmsg::{attrs, MsgBuilder, NlMsg, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// Netlink protocol number of sock_diag.
 pub const NETLINK_SOCK_DIAG: i32 = 4;
@@ -670,40 +668,11 @@ pub fn join(conns: Vec<MptcpConnDiag>, subflows: Vec<SubflowDiag>) -> Snapshot {
     out
 }
 
-/// The decoded items of one dump and what could not be decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dump<T> {
-    /// Decoded items.
-    pub items: Vec<T>,
-    /// Replies left out because they could not be decoded.
-    pub skipped: usize,
-    /// The last such decode error.
-    pub last_error: Option<DecodeError>,
-}
-
-impl<T> Default for Dump<T> {
-    fn default() -> Self {
-        Dump {
-            items: Vec::new(),
-            skipped: 0,
-            last_error: None,
-        }
-    }
-}
-
-/// Whether a dump needs more datagrams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DumpProgress {
-    /// NLMSG_DONE not seen yet.
-    More,
-    /// NLMSG_DONE seen: the dump is complete.
-    Done,
-}
+pub use crate::dump::{Dump, DumpProgress};
 
 /// Feed one received datagram (or several concatenated) of the dump with sequence number `seq`
-/// into `out`. Messages of other sequence numbers (leftovers of an aborted dump) are ignored;
-/// a reply `parse` cannot decode is counted in `out.skipped`; NLMSG_ERROR is the kernel
-/// refusing the dump and ends it with [`DiagError::Kernel`].
+/// into `out` (see [`crate::dump::feed`]); only SOCK_DIAG_BY_FAMILY replies reach `parse`. An
+/// NLMSG_ERROR is the kernel refusing the dump and ends it with [`DiagError::Kernel`].
 pub fn feed_dump<T>(
     datagram: &[u8],
     seq: u32,
@@ -711,38 +680,18 @@ pub fn feed_dump<T>(
     parse: impl Fn(&[u8]) -> Result<Option<T>, DecodeError>,
     out: &mut Dump<T>,
 ) -> Result<DumpProgress, DiagError> {
-    for m in messages(datagram) {
-        let m = m.map_err(|source| DiagError::Framing { what, source })?;
-        if m.header.seq != seq {
-            continue;
-        }
-        match m.header.ty {
-            NLMSG_DONE => return Ok(DumpProgress::Done),
-            NLMSG_ERROR => {
-                let e = parse_error(&m.header, m.payload)
-                    .map_err(|source| DiagError::Framing { what, source })?;
-                if e.errno == 0 {
-                    continue;
-                }
-                return Err(DiagError::Kernel {
-                    what,
-                    errno: e.errno,
-                    message: e.message,
-                });
-            }
-            NLMSG_NOOP | NLMSG_OVERRUN => {}
-            SOCK_DIAG_BY_FAMILY => match parse(m.payload) {
-                Ok(Some(item)) => out.items.push(item),
-                Ok(None) => {}
-                Err(e) => {
-                    out.skipped += 1;
-                    out.last_error = Some(e);
-                }
-            },
-            _ => {}
-        }
-    }
-    Ok(DumpProgress::More)
+    let parse = |m: &NlMsg<'_>| match m.header.ty {
+        SOCK_DIAG_BY_FAMILY => parse(m.payload),
+        _ => Ok(None),
+    };
+    crate::dump::feed(datagram, seq, parse, out).map_err(|f| match f {
+        DumpFault::Framing(source) => DiagError::Framing { what, source },
+        DumpFault::Kernel { errno, message } => DiagError::Kernel {
+            what,
+            errno,
+            message,
+        },
+    })
 }
 
 /// Errors of the sock_diag socket.
@@ -949,6 +898,7 @@ mod tests {
     //! client 10.77.{1,2}.1 / fd77:{1,2}::1, server 10.77.{1,2}.2 / fd77:{1,2}::2, port 5201).
     use super::*;
     use crate::nlmsg::NLMSG_HDRLEN;
+    use crate::nlmsg::{messages, NLMSG_ERROR};
 
     const CLIENT_MPTCP_V4: &[u8] =
         include_bytes!("../tests/fixtures/sock_diag/client_mptcp_v4.bin");
