@@ -28,6 +28,7 @@ pub fn params(spec: &PolicySpec) -> PolicyParams {
             close_on_loss: c.close_on_loss,
             loss_threshold: c.loss_threshold,
             cooldown: c.cooldown(),
+            probe: c.probe(),
         }),
     }
 }

@@ -26,6 +26,18 @@
 //!   counter that went backwards breaks the streak); its path is then kept in a cooldown and re-opened after
 //!   `cooldown`. The last active subflow is never closed.
 //!
+//! - **Probe** (`probe`, default 30 s): a subflow the judge demoted carries no data any more (the
+//!   kernel's scheduler only uses backup subflows when nothing else is left), so its srtt is never
+//!   measured again and the restore rule could never fire. Once the subflow has been backup-by-us
+//!   for `probe` *and* its samples are stale, i.e. `bytes_acked` did not move for `probe` either,
+//!   the judge clears its backup flag as a probe. A backup subflow that still carries data is
+//!   measured and needs no probe. The probed subflow is then judged afresh: its demote timer
+//!   starts only at the first sample showing newly acknowledged data (until then its stale srtt
+//!   does not count as `best` either), so it is demoted again after `hold` if it is still slow,
+//!   and stays active if it is fast. Every flag change the judge requests restarts the probe
+//!   clock, so a slow path changes its flag at most twice per `probe + hold`, and two probes of
+//!   one subflow are always at least `probe` apart.
+//!
 //! "On every sample" is literal: one sample that breaks a condition restarts its timer. A sample
 //! without a measurement (`srtt_us == 0`) breaks the RTT conditions.
 
@@ -62,6 +74,9 @@ pub struct RttParams {
     pub loss_threshold: f64,
     /// How long a path closed for loss stays closed before it is re-opened. Default 30 s.
     pub cooldown: Duration,
+    /// A subflow this judge demoted whose samples stayed stale (no `bytes_acked` progress) for
+    /// this long is made active again to be re-measured. `None`: never probe. Default 30 s.
+    pub probe: Option<Duration>,
 }
 
 impl Default for RttParams {
@@ -75,6 +90,7 @@ impl Default for RttParams {
             close_on_loss: false,
             loss_threshold: 0.05,
             cooldown: Duration::from_secs(30),
+            probe: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -101,6 +117,9 @@ pub enum RttParamsError {
     /// `loss_threshold` is outside `(0, 1]`.
     #[error("loss_threshold must be in (0, 1], got {0}")]
     LossThreshold(f64),
+    /// `probe` is `Some(0)`: a demoted subflow would be restored at once (use `None` for never).
+    #[error("probe must be longer than 0 (use no probe to never probe)")]
+    ZeroProbe,
 }
 
 impl RttParams {
@@ -123,6 +142,9 @@ impl RttParams {
         }
         if !(self.loss_threshold > 0.0 && self.loss_threshold <= 1.0) {
             return Err(RttParamsError::LossThreshold(self.loss_threshold));
+        }
+        if self.probe.is_some_and(|p| p.is_zero()) {
+            return Err(RttParamsError::ZeroProbe);
         }
         Ok(())
     }
@@ -253,6 +275,31 @@ struct SubState {
     counters: Option<(u32, u32)>,
     /// A close was requested at this time (the subflow may linger until SUB_CLOSED).
     closing: Option<Instant>,
+    /// When the judge last asked for a backup-flag change: the probe clock.
+    flag_changed: Option<Instant>,
+    /// `bytes_acked` of the previous sample.
+    acked: Option<u64>,
+    /// When `bytes_acked` last grew.
+    acked_moved: Option<Instant>,
+    /// Set by a probe: `bytes_acked` at that time. Until a sample shows more, the subflow's
+    /// srtt is the stale one from before its demotion and is not judged.
+    probe_acked: Option<u64>,
+}
+
+impl SubState {
+    /// Record a backup-flag change requested now.
+    fn request(&mut self, backup: bool, now: Instant) {
+        self.pending = Some((backup, now));
+        self.flag_changed = Some(now);
+        self.slow_since = None;
+        self.fast_since = None;
+    }
+
+    /// Whether this sample is still the stale one a probe started from.
+    fn awaiting_fresh(&self, sample: &SubflowSample) -> bool {
+        self.probe_acked
+            .is_some_and(|acked| sample.bytes_acked <= acked)
+    }
 }
 
 /// A closed path waiting for its cooldown to end.
@@ -364,6 +411,10 @@ impl RttJudge {
                 // The close did not take (the subflow is still here): judge it afresh.
                 st.closing = None;
             }
+            if st.acked.is_some_and(|prev| sample.bytes_acked > prev) {
+                st.acked_moved = Some(now);
+            }
+            st.acked = Some(sample.bytes_acked);
             loss.push(LossObs::between(st.counters, sample));
             st.counters = Some((sample.total_retrans, sample.segs_out));
         }
@@ -409,7 +460,11 @@ impl RttJudge {
     fn best(&self, subflows: &[(SubflowKey, bool, SubflowSample)]) -> Option<u32> {
         subflows
             .iter()
-            .filter(|(k, b, s)| s.srtt_us > 0 && self.is_active(k, *b))
+            .filter(|(k, b, s)| {
+                s.srtt_us > 0
+                    && self.is_active(k, *b)
+                    && !self.subflows.get(k).is_some_and(|st| st.awaiting_fresh(s))
+            })
             .map(|(_, _, s)| s.srtt_us)
             .min()
     }
@@ -439,9 +494,7 @@ impl RttJudge {
         };
         if let Some(st) = self.subflows.get_mut(key) {
             st.demoted_by_us = false;
-            st.pending = Some((false, now));
-            st.slow_since = None;
-            st.fast_since = None;
+            st.request(false, now);
         }
         out.push(Verdict {
             key: *key,
@@ -537,6 +590,34 @@ impl RttJudge {
                 st.fast_since = None;
                 continue;
             }
+            if effective_backup && st.demoted_by_us {
+                if let Some(probe) = p.probe {
+                    // Stale since the later of our last flag change and the last acked data.
+                    let changed = *st.flag_changed.get_or_insert(now);
+                    let base = st.acked_moved.map_or(changed, |moved| moved.max(changed));
+                    let stale = now.saturating_duration_since(base);
+                    if stale >= probe {
+                        st.demoted_by_us = false;
+                        st.probe_acked = Some(sample.bytes_acked);
+                        st.request(false, now);
+                        active += 1;
+                        out.push(Verdict {
+                            key: *key,
+                            kind: VerdictKind::SetBackup(false),
+                            reason: format!(
+                                "probe: backup for {} with no data acked (srtt {} is stale, \
+                                 probe {}); active again to re-measure, demoted again after \
+                                 hold {} if still slow",
+                                secs(stale),
+                                ms(sample.srtt_us),
+                                secs(probe),
+                                secs(p.hold)
+                            ),
+                        });
+                        continue;
+                    }
+                }
+            }
             let srtt = sample.srtt_us;
             let Some(best) = best.filter(|_| srtt > 0) else {
                 st.slow_since = None;
@@ -546,6 +627,12 @@ impl RttJudge {
             let ratio = f64::from(srtt) / f64::from(best);
             if !effective_backup {
                 st.fast_since = None;
+                if st.awaiting_fresh(sample) {
+                    // Probed and not measured since: the srtt is the stale one.
+                    st.slow_since = None;
+                    continue;
+                }
+                st.probe_acked = None;
                 let gap = Duration::from_micros(u64::from(srtt.saturating_sub(best)));
                 if !(ratio > p.backup_ratio && gap >= p.min_gap) {
                     st.slow_since = None;
@@ -558,9 +645,8 @@ impl RttJudge {
                 if held < p.hold || active < 2 {
                     continue;
                 }
-                st.slow_since = None;
                 st.demoted_by_us = true;
-                st.pending = Some((true, now));
+                st.request(true, now);
                 active -= 1;
                 out.push(Verdict {
                     key: *key,
@@ -594,9 +680,8 @@ impl RttJudge {
                 if held < p.hold {
                     continue;
                 }
-                st.fast_since = None;
                 st.demoted_by_us = false;
-                st.pending = Some((false, now));
+                st.request(false, now);
                 active += 1;
                 out.push(Verdict {
                     key: *key,
@@ -903,8 +988,13 @@ mod tests {
         }
     }
 
+    /// The defaults without probing: most tests are about the other rules and run past the
+    /// default probe interval. The probe tests set `probe` themselves.
     fn params() -> RttParams {
-        RttParams::default()
+        RttParams {
+            probe: None,
+            ..RttParams::default()
+        }
     }
 
     /// Drives a judge over simulated seconds, playing the kernel: a requested flag change shows
@@ -938,8 +1028,22 @@ mod tests {
             to: u64,
             mut f: impl FnMut(u64, &SubflowKey) -> SubflowSample,
         ) {
+            self.run_flagged(from, to, |t, k, _| f(t, k));
+        }
+
+        /// Like [`Sim::run`], but `f(t, key, backup)` also sees the subflow's current flag.
+        fn run_flagged(
+            &mut self,
+            from: u64,
+            to: u64,
+            mut f: impl FnMut(u64, &SubflowKey, bool) -> SubflowSample,
+        ) {
             for t in from..to {
-                let input: Vec<_> = self.subs.iter().map(|(k, b)| (*k, *b, f(t, k))).collect();
+                let input: Vec<_> = self
+                    .subs
+                    .iter()
+                    .map(|(k, b)| (*k, *b, f(t, k, *b)))
+                    .collect();
                 let verdicts = self
                     .judge
                     .evaluate(self.t0 + Duration::from_secs(t), &input);
@@ -1150,6 +1254,198 @@ mod tests {
             vec![
                 (5, 2, VerdictKind::SetBackup(true)),
                 (15, 2, VerdictKind::SetBackup(true)),
+            ]
+        );
+    }
+
+    // ---- probing ----
+
+    fn probing(probe_s: u64) -> RttParams {
+        RttParams {
+            probe: Some(Duration::from_secs(probe_s)),
+            ..RttParams::default()
+        }
+    }
+
+    /// A bulk sender as the kernel's scheduler runs it: every active subflow gets 1000 more
+    /// bytes acknowledged per second, a backup one none. `srtt(t, key)` is the measured srtt.
+    struct Bulk {
+        acked: HashMap<SubflowKey, u64>,
+    }
+
+    impl Bulk {
+        fn new() -> Self {
+            Bulk {
+                acked: HashMap::new(),
+            }
+        }
+
+        fn sample(&mut self, k: &SubflowKey, backup: bool, srtt_ms: u32) -> SubflowSample {
+            let acked = self.acked.entry(*k).or_insert(0);
+            if !backup {
+                *acked += 1000;
+            }
+            SubflowSample {
+                bytes_acked: *acked,
+                ..rtt(srtt_ms)
+            }
+        }
+    }
+
+    #[test]
+    fn default_probe_is_30s_and_zero_is_refused() {
+        assert_eq!(RttParams::default().probe, Some(Duration::from_secs(30)));
+        let p = RttParams {
+            probe: Some(Duration::ZERO),
+            ..RttParams::default()
+        };
+        assert_eq!(p.validate(), Err(RttParamsError::ZeroProbe));
+        assert_eq!(probing(1).validate(), Ok(()));
+    }
+
+    #[test]
+    fn still_slow_path_is_probed_every_probe_interval_and_demoted_again_after_hold() {
+        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        let mut bulk = Bulk::new();
+        sim.run_flagged(0, 110, |_, k, b| {
+            bulk.sample(k, b, if net(k) == 1 { 10 } else { 100 })
+        });
+        // Demoted at 5 (hold); probed exactly 30 s later; measured again from 36 (the first
+        // round with fresh data), so demoted again at 41; the next probe 30 s after that, etc.
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (35, 2, VerdictKind::SetBackup(false)),
+                (41, 2, VerdictKind::SetBackup(true)),
+                (71, 2, VerdictKind::SetBackup(false)),
+                (77, 2, VerdictKind::SetBackup(true)),
+                (107, 2, VerdictKind::SetBackup(false)),
+            ]
+        );
+        let probe = &sim.log[1].1.reason;
+        assert!(
+            probe.starts_with("probe: backup for 30.0s with no data acked (srtt 100.0ms is stale"),
+            "{probe}"
+        );
+        assert!(sim.log[2].1.reason.contains("for 5.0s (hold 5.0s)"));
+        // Never faster than once per probe interval: probes are probe + hold + 1 round apart.
+        let probes: Vec<u64> = sim
+            .decisions()
+            .iter()
+            .filter(|d| d.2 == VerdictKind::SetBackup(false))
+            .map(|d| d.0)
+            .collect();
+        assert!(probes.windows(2).all(|w| w[1] - w[0] >= 30), "{probes:?}");
+    }
+
+    #[test]
+    fn probed_path_that_got_fast_stays_active() {
+        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        let mut bulk = Bulk::new();
+        // B is slow until t = 20, then as fast as A: while backup it carries nothing, so its
+        // srtt stays at the stale 100 ms until the probe lets it carry data again.
+        sim.run_flagged(0, 200, |t, k, b| {
+            let srtt = match (net(k), b, t) {
+                (1, _, _) => 10,
+                (_, false, 21..) => 12,
+                _ => 100,
+            };
+            bulk.sample(k, b, srtt)
+        });
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (35, 2, VerdictKind::SetBackup(false)),
+            ]
+        );
+        assert!(!sim.judge.demoted_by_us(&key(2, 1001)));
+    }
+
+    #[test]
+    fn without_probe_a_stale_backup_is_never_restored() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        let mut bulk = Bulk::new();
+        sim.run_flagged(0, 200, |t, k, b| {
+            let srtt = match (net(k), b, t) {
+                (1, _, _) => 10,
+                (_, false, 21..) => 12,
+                _ => 100,
+            };
+            bulk.sample(k, b, srtt)
+        });
+        assert_eq!(sim.decisions(), vec![(5, 2, VerdictKind::SetBackup(true))]);
+    }
+
+    #[test]
+    fn backup_that_still_carries_data_is_measured_not_probed() {
+        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // B keeps getting data acknowledged while backup until t = 50 (and stays slow): its
+        // samples are fresh, so no probe until 30 s after the last progress.
+        sim.run(0, 100, |t, k| SubflowSample {
+            bytes_acked: if net(k) == 1 {
+                1000 * t
+            } else {
+                1000 * t.min(50)
+            },
+            ..rtt(if net(k) == 1 { 10 } else { 100 })
+        });
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (80, 2, VerdictKind::SetBackup(false)),
+            ]
+        );
+    }
+
+    #[test]
+    fn probed_path_on_an_idle_connection_is_not_judged_on_its_stale_srtt() {
+        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        let mut bulk = Bulk::new();
+        // Bulk until t = 30, then idle: after the probe B has no fresh measurement, so it is
+        // neither demoted again nor probed again (and its stale srtt is not anyone's best).
+        sim.run_flagged(0, 200, |t, k, b| {
+            let srtt = if net(k) == 1 { 10 } else { 100 };
+            if t < 30 {
+                bulk.sample(k, b, srtt)
+            } else {
+                SubflowSample {
+                    bytes_acked: bulk.acked.get(k).copied().unwrap_or(0),
+                    ..rtt(srtt)
+                }
+            }
+        });
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (35, 2, VerdictKind::SetBackup(false)),
+            ]
+        );
+    }
+
+    #[test]
+    fn probe_the_kernel_never_applies_is_retried_once_per_probe_interval() {
+        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        let mut bulk = Bulk::new();
+        sim.run_flagged(0, 35, |_, k, b| {
+            bulk.sample(k, b, if net(k) == 1 { 10 } else { 100 })
+        });
+        sim.apply = false;
+        sim.run_flagged(35, 100, |_, k, b| {
+            bulk.sample(k, b, if net(k) == 1 { 10 } else { 100 })
+        });
+        // The probe at 35 never shows up; given up at 40; the next probe is due 30 s after the
+        // last request, not 30 s after the demotion.
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (35, 2, VerdictKind::SetBackup(false)),
+                (65, 2, VerdictKind::SetBackup(false)),
+                (95, 2, VerdictKind::SetBackup(false)),
             ]
         );
     }
@@ -1463,6 +1759,59 @@ mod tests {
             all.extend(round(&mut policy, &mut c, &locals, at(t), rtt(10), rtt(10)));
         }
         assert_eq!(all, vec![undo]);
+    }
+
+    #[test]
+    fn policy_probes_a_stale_demoted_subflow_with_a_note() {
+        let t0 = Instant::now();
+        let at = |t: u64| t0 + Duration::from_secs(t);
+        let locals = locals(false);
+        let mut c = conn(t0, false);
+        let mut policy = RttBased::new(probing(10));
+        let sample = |ms: u32, acked: u64| SubflowSample {
+            bytes_acked: acked,
+            ..rtt(ms)
+        };
+        let mut all = Vec::new();
+        for t in 0..=15 {
+            // B carries data until its demotion at t = 5, none after.
+            let b_acked = 1000 * t.min(5);
+            all.extend(round(
+                &mut policy,
+                &mut c,
+                &locals,
+                at(t),
+                sample(10, 1000 * t),
+                sample(100, b_acked),
+            ));
+        }
+        let flag = |backup| Decision::SetBackup {
+            key: key(2, 1001),
+            backup,
+        };
+        assert_eq!(all, vec![flag(true), flag(false)]);
+        let notes = policy.drain_notes();
+        assert_eq!(notes.len(), 2);
+        assert!(
+            notes[1].starts_with(
+                "0x00000007 clear backup 10.0.2.1:1001 -> 10.0.0.2:80: probe: backup for 10.0s"
+            ),
+            "{}",
+            notes[1]
+        );
+        // Judged afresh: still slow on fresh data, so demoted again after hold.
+        let mut all = Vec::new();
+        for t in 16..=21 {
+            all.extend(round(
+                &mut policy,
+                &mut c,
+                &locals,
+                at(t),
+                sample(10, 1000 * t),
+                sample(100, 1000 * t),
+            ));
+        }
+        assert_eq!(all, vec![flag(true)]);
     }
 
     #[test]
