@@ -1,8 +1,10 @@
-//! The command line (clap 4 derive).
+//! The command line (clap 4 derive). Without a subcommand the daemon runs (`mptcp-pmd -c FILE`);
+//! the subcommands are clients of a running daemon (`status`, `addresses`) or print generated
+//! files (`completions`, `manpage`).
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Multipath TCP userspace path manager.
 #[derive(Debug, Parser)]
@@ -13,7 +15,8 @@ pub struct Cli {
         short = 'c',
         long = "config",
         value_name = "FILE",
-        default_value = "/etc/mptcp-pm.yaml"
+        default_value = "/etc/mptcp-pm.yaml",
+        global = true
     )]
     pub config: PathBuf,
 
@@ -24,4 +27,39 @@ pub struct Cli {
     /// Log level, overriding `log.level` from the file (critical, error, warning, info, debug, trace).
     #[arg(long, value_name = "LEVEL", value_parser = ["critical", "error", "warning", "info", "debug", "trace"])]
     pub log_level: Option<String>,
+
+    /// What to do instead of running the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every tracked connection of the running daemon: its policy and its subflows.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's control socket (default: `control.socket` from the configuration).
+        #[arg(short = 's', long = "socket", value_name = "SOCKET")]
+        socket: Option<PathBuf>,
+    },
+    /// Show the local addresses the running daemon uses, and those it skips with the reason.
+    Addresses {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's control socket (default: `control.socket` from the configuration).
+        #[arg(short = 's', long = "socket", value_name = "SOCKET")]
+        socket: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Manpage,
 }

@@ -12,3 +12,6 @@ pub const SOFTWARE: i32 = 70;
 pub const NOPERM: i32 = 77;
 /// Bad configuration file.
 pub const CONFIG: i32 = 78;
+/// The control socket or the metrics endpoint cannot be created — notably because another
+/// mptcp-pmd already serves the control socket (EX_CANTCREAT).
+pub const CANTCREAT: i32 = 73;

@@ -1,16 +1,43 @@
-//! In-process counters (events by type, commands by type and errno, overruns, resyncs). Cheap to
-//! clone and update from any actor; read by the status/metrics front ends.
+//! In-process metrics: events by type, commands by type and errno, kernel refusals, overruns,
+//! resyncs, the sock_diag poll duration, and the gauges (connections tracked, subflows by state)
+//! that the front ends refresh from the actors just before they render. Cheap to clone and update
+//! from any actor or thread; rendered as Prometheus/OpenMetrics text by [`Metrics::encode`] for
+//! the `metrics.listen` endpoint (see `crate::http`), and summarised in the stop log line.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Shared counters.
-#[derive(Debug, Clone, Default)]
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Shared metrics.
+#[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Mutex<Counters>>,
+    registry: Arc<Registry>,
+    events: Family<Labels, Counter>,
+    commands: Family<Labels, Counter>,
+    refusals: Family<Labels, Counter>,
+    overruns: Counter,
+    resyncs: Counter,
+    connections: Gauge,
+    subflows: Family<Labels, Gauge>,
+    poll: Histogram,
 }
 
-/// A copy of the counters.
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// A copy of the counters (for the stop log line and tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Events received, by type name.
@@ -21,6 +48,84 @@ pub struct Counters {
     pub overruns: u64,
     /// Resyncs from sock_diag.
     pub resyncs: u64,
+}
+
+/// The subflow states reported by the `subflows` gauge (every state always present).
+pub const SUBFLOW_STATES: [&str; 5] = ["pending", "requested", "established", "closed", "failed"];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mptcp_pmd");
+        let events = Family::<Labels, Counter>::default();
+        registry.register(
+            "events",
+            "mptcp_pm events received, by type",
+            events.clone(),
+        );
+        let commands = Family::<Labels, Counter>::default();
+        registry.register(
+            "commands",
+            "PM commands executed, by command and result (ok or the errno name/number)",
+            commands.clone(),
+        );
+        let refusals = Family::<Labels, Counter>::default();
+        registry.register(
+            "kernel_refusals",
+            "PM commands the kernel refused, by command and errno",
+            refusals.clone(),
+        );
+        let overruns = Counter::default();
+        registry.register(
+            "event_overruns",
+            "Overruns (ENOBUFS) of the mptcp_pm events socket",
+            overruns.clone(),
+        );
+        let resyncs = Counter::default();
+        registry.register(
+            "resyncs",
+            "Full resyncs of the connection table from sock_diag",
+            resyncs.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "MPTCP connections tracked",
+            connections.clone(),
+        );
+        let subflows = Family::<Labels, Gauge>::default();
+        registry.register(
+            "subflows",
+            "Subflows of the tracked connections, by state",
+            subflows.clone(),
+        );
+        // 50 µs .. ~0.8 s.
+        let poll = Histogram::new(exponential_buckets(0.000_05, 2.0, 15));
+        registry.register(
+            "sock_diag_poll_seconds",
+            "Duration of one sock_diag snapshot (two dumps)",
+            poll.clone(),
+        );
+        Metrics {
+            inner: Arc::default(),
+            registry: Arc::new(registry),
+            events,
+            commands,
+            refusals,
+            overruns,
+            resyncs,
+            connections,
+            subflows,
+            poll,
+        }
+    }
+}
+
+fn errno_label(errno: i32) -> String {
+    if errno == 0 {
+        "ok".to_string()
+    } else {
+        errno.to_string()
+    }
 }
 
 impl Metrics {
@@ -34,24 +139,101 @@ impl Metrics {
     }
     /// Count an event.
     pub fn event(&self, name: &str) {
+        self.events
+            .get_or_create(&vec![("event", name.to_string())])
+            .inc();
         self.with(|c| *c.events.entry(name.to_string()).or_default() += 1);
     }
-    /// Count a command result.
+    /// Count a command result (errno 0 = success; negative errnos are not used).
     pub fn command(&self, name: &str, errno: i32) {
+        self.commands
+            .get_or_create(&vec![
+                ("command", name.to_string()),
+                ("result", errno_label(errno)),
+            ])
+            .inc();
         self.with(|c| *c.commands.entry((name.to_string(), errno)).or_default() += 1);
+    }
+    /// Count a command the kernel itself refused (as opposed to a local I/O failure).
+    pub fn refusal(&self, name: &str, errno: i32) {
+        self.refusals
+            .get_or_create(&vec![
+                ("command", name.to_string()),
+                ("errno", errno.to_string()),
+            ])
+            .inc();
     }
     /// Count an overrun.
     pub fn overrun(&self) {
+        self.overruns.inc();
         self.with(|c| c.overruns += 1);
     }
     /// Count a resync.
     pub fn resync(&self) {
+        self.resyncs.inc();
         self.with(|c| c.resyncs += 1);
+    }
+    /// Record how long one sock_diag snapshot took.
+    pub fn poll_duration(&self, d: Duration) {
+        self.poll.observe(d.as_secs_f64());
+    }
+    /// Set the gauges from a fresh view: connections tracked and subflows per state name.
+    pub fn set_gauges(&self, connections: usize, subflows: &BTreeMap<&'static str, usize>) {
+        self.connections
+            .set(i64::try_from(connections).unwrap_or(i64::MAX));
+        for state in SUBFLOW_STATES {
+            let n = subflows.get(state).copied().unwrap_or(0);
+            self.subflows
+                .get_or_create(&vec![("state", state.to_string())])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
     /// A copy of the counters.
     pub fn snapshot(&self) -> Counters {
         let mut out = Counters::default();
         self.with(|c| out = c.clone());
         out
+    }
+    /// The OpenMetrics text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut buf = String::new();
+        prometheus_client::encoding::text::encode(&mut buf, &self.registry)?;
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_has_every_family_and_counts() {
+        let m = Metrics::default();
+        m.event("created");
+        m.event("created");
+        m.command("subflow_create", 0);
+        m.command("subflow_create", 110);
+        m.refusal("subflow_create", 110);
+        m.overrun();
+        m.poll_duration(Duration::from_millis(2));
+        let mut subs = BTreeMap::new();
+        subs.insert("established", 3);
+        m.set_gauges(2, &subs);
+        let t = m.encode().unwrap();
+        for line in [
+            "mptcp_pmd_events_total{event=\"created\"} 2",
+            "mptcp_pmd_commands_total{command=\"subflow_create\",result=\"ok\"} 1",
+            "mptcp_pmd_commands_total{command=\"subflow_create\",result=\"110\"} 1",
+            "mptcp_pmd_kernel_refusals_total{command=\"subflow_create\",errno=\"110\"} 1",
+            "mptcp_pmd_event_overruns_total 1",
+            "mptcp_pmd_resyncs_total 0",
+            "mptcp_pmd_connections 2",
+            "mptcp_pmd_subflows{state=\"established\"} 3",
+            "mptcp_pmd_subflows{state=\"failed\"} 0",
+            "mptcp_pmd_sock_diag_poll_seconds_count 1",
+        ] {
+            assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
+        }
+        assert_eq!(m.snapshot().events["created"], 2);
     }
 }

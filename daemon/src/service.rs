@@ -1,5 +1,7 @@
-//! `run(config)`: opens the kernel sockets in the documented order, starts the actors, adopts
-//! existing connections, then serves until SIGTERM/SIGINT; SIGHUP reloads the config file.
+//! `run(config)`: claims the control socket, opens the kernel sockets in the documented order
+//! (and the metrics listener), drops every capability but CAP_NET_ADMIN, starts the actors,
+//! serves the control socket and metrics, adopts existing connections, tells systemd it is ready,
+//! then serves until SIGTERM/SIGINT; SIGHUP reloads the config file.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use mptcp_pmd_config::Config;
 use netlink_actor::genl::{PmClient, PmEventSocket};
 use netlink_actor::rtnl::RtnlSocket;
 use netlink_actor::sock_diag::DiagSocket;
-use slog::{error, info, warn, Logger};
+use slog::{debug, error, info, warn, Logger};
 
 use crate::actors::addresses::{self, AddressMonitor, SetFilter};
 use crate::actors::commands::CommandActor;
@@ -18,9 +20,10 @@ use crate::actors::events::EventActor;
 use crate::actors::messages::LocalsChanged;
 use crate::actors::policy::{PolicyActor, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
+use crate::control::{ControlSocket, Views};
 use crate::logging::LevelHandle;
 use crate::metrics::Metrics;
-use crate::{exit, startup, wiring};
+use crate::{control, exit, http, notify, privs, startup, wiring};
 
 /// A failure to start, with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,20 @@ pub fn run(
     log: Logger,
     level: LevelHandle,
 ) -> Result<i32, RunError> {
+    // First, so a second daemon refuses before touching any kernel state.
+    let mut control_sock = ControlSocket::claim(&config.control.socket)
+        .map_err(|e| fail(exit::CANTCREAT, "control socket", e))?;
+    let control_listener = control_sock.take_listener();
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+            fail(
+                exit::CANTCREAT,
+                &format!("cannot listen on metrics.listen {addr}"),
+                e,
+            )
+        })?),
+        None => None,
+    };
     let pm = startup::check_kernel(config.kernel.set_userspace_pm).map_err(|e| RunError {
         code: e.code,
         message: e.message,
@@ -84,6 +101,15 @@ pub fn run(
     }
     let locals = Arc::new(usable);
 
+    // Every socket is open and the sysctl written: keep only CAP_NET_ADMIN. Capabilities are
+    // per thread, so this runs before the actix arbiters start their threads.
+    match privs::drop_to_net_admin() {
+        Ok(d) => {
+            info!(log, "capabilities dropped"; "kept" => "CAP_NET_ADMIN", "bounding_reduced" => d.bounding_reduced)
+        }
+        Err(e) => return Err(fail(exit::SOFTWARE, "privilege drop", e)),
+    }
+
     let metrics = Metrics::default();
     let sys = System::new();
     let code = sys.block_on(async move {
@@ -98,11 +124,12 @@ pub fn run(
         let reg_log = log.new(slog::o!("actor" => "registry"));
         let diag_log = log.new(slog::o!("actor" => "diag"));
         let reg_metrics = metrics.clone();
+        let diag_metrics = metrics.clone();
         let reg_policy = policy.clone();
         let registry = Registry::create(move |ctx| {
             let sink = ctx.address().recipient();
             let diag_addr = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
-                DiagPoller::new(diag, sink, interval, diag_log)
+                DiagPoller::new(diag, sink, interval, diag_metrics, diag_log)
             });
             Registry::new(reg_policy, cmds, diag_addr, timers, reg_metrics, reg_log)
         });
@@ -110,16 +137,40 @@ pub fn run(
         let monitor = AddressMonitor::new(rtnl_monitor, rtnl_dumper, addrs, config.addresses.clone(), sinks, log.new(slog::o!("actor" => "addresses"))).start();
         EventActor::new(events, registry.clone(), metrics.clone(), log.new(slog::o!("actor" => "events"))).start();
 
+        let views = Views { registry: registry.clone(), policy: policy.clone(), monitor: monitor.clone(), metrics: metrics.clone() };
+        if let Some(l) = control_listener {
+            if let Err(e) = control::serve(l, views.clone(), log.new(slog::o!("actor" => "control"))) {
+                error!(log, "cannot serve the control socket"; "error" => %e);
+                return exit::SOFTWARE;
+            }
+        }
+        if let Some(l) = metrics_listener {
+            if let Err(e) = http::serve(l, views, log.new(slog::o!("actor" => "metrics"))) {
+                error!(log, "cannot serve metrics"; "error" => %e);
+                return exit::SOFTWARE;
+            }
+        }
+
         match registry.send(AdoptExisting).await {
-            Ok(n) => info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string()),
+            Ok(n) => info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string(),
+                "control" => %config.control.socket.display(), "metrics" => config.metrics.listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into())),
             Err(e) => warn!(log, "start-up adoption failed"; "error" => %e),
+        }
+        match notify::notify("READY=1\nSTATUS=managing MPTCP subflows") {
+            Ok(true) => debug!(log, "told systemd we are ready"),
+            Ok(false) => {}
+            Err(e) => warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e),
         }
 
         let code = wait_for_signals(path, policy, monitor, level, log.clone()).await;
+        if let Err(e) = notify::notify("STOPPING=1") {
+            warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e);
+        }
         let c = metrics.snapshot();
         info!(log, "stopped"; "events" => ?c.events, "commands" => ?c.commands, "overruns" => c.overruns, "resyncs" => c.resyncs);
         code
     });
+    drop(control_sock);
     Ok(code)
 }
 

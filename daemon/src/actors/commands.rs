@@ -46,6 +46,7 @@ impl Handler<Execute> for CommandActor {
             }
             Err(GenlError::Kernel { errno, message, .. }) => {
                 self.metrics.command(cmd.name(), errno);
+                self.metrics.refusal(cmd.name(), errno);
                 warn!(self.log, "kernel refused command"; "cmd" => cmd.name(), "token" => %cmd.token(),
                     "errno" => errno, "kernel_msg" => message.as_deref().unwrap_or("-"), "detail" => ?cmd);
                 Err(KernelRefusal { errno, message })

@@ -18,6 +18,11 @@ use super::messages::{
 };
 use super::policy::PolicyActor;
 
+/// Ask a connection actor for a copy of its state machine (status).
+#[derive(Message)]
+#[rtype(result = "Box<Connection>")]
+pub struct GetConnection;
+
 /// Drives one connection.
 pub struct ConnectionActor {
     conn: Connection,
@@ -193,5 +198,13 @@ impl Handler<Decided> for ConnectionActor {
         }
         self.conn.handle_decisions(Instant::now(), msg.0);
         self.pump(ctx);
+    }
+}
+
+impl Handler<GetConnection> for ConnectionActor {
+    type Result = MessageResult<GetConnection>;
+
+    fn handle(&mut self, _msg: GetConnection, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(Box::new(self.conn.clone()))
     }
 }

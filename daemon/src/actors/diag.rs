@@ -10,6 +10,7 @@ use netlink_actor::sock_diag::{DiagSocket, Snapshot};
 use slog::{debug, warn, Logger};
 
 use super::messages::{DiagSnapshot, SetPolling, TakeSnapshot};
+use crate::metrics::Metrics;
 
 /// Owner of the sock_diag socket.
 pub struct DiagPoller {
@@ -17,6 +18,7 @@ pub struct DiagPoller {
     sink: Recipient<DiagSnapshot>,
     interval: Duration,
     handle: Option<SpawnHandle>,
+    metrics: Metrics,
     log: Logger,
 }
 
@@ -26,6 +28,7 @@ impl DiagPoller {
         sock: DiagSocket,
         sink: Recipient<DiagSnapshot>,
         interval: Duration,
+        metrics: Metrics,
         log: Logger,
     ) -> Self {
         DiagPoller {
@@ -33,13 +36,16 @@ impl DiagPoller {
             sink,
             interval,
             handle: None,
+            metrics,
             log,
         }
     }
 
     fn poll(&mut self) -> Option<Snapshot> {
         let t0 = Instant::now();
-        match self.sock.snapshot() {
+        let res = self.sock.snapshot();
+        self.metrics.poll_duration(t0.elapsed());
+        match res {
             Ok(s) => {
                 debug!(self.log, "sock_diag poll"; "conns" => s.conns.len(), "us" => t0.elapsed().as_micros() as u64);
                 Some(s)
@@ -83,6 +89,9 @@ impl Handler<TakeSnapshot> for DiagPoller {
     type Result = Result<Snapshot, String>;
 
     fn handle(&mut self, _msg: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
-        self.sock.snapshot().map_err(|e| e.to_string())
+        let t0 = Instant::now();
+        let res = self.sock.snapshot().map_err(|e| e.to_string());
+        self.metrics.poll_duration(t0.elapsed());
+        res
     }
 }

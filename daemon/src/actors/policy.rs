@@ -18,6 +18,12 @@ use crate::rules::PolicyBook;
 #[rtype(result = "()")]
 pub struct SetPolicy(pub PolicyBook);
 
+/// Which policy serves each of these connections: (policy name, "default" or "rule N"),
+/// in the same order (status).
+#[derive(Message)]
+#[rtype(result = "Vec<(&'static str, String)>")]
+pub struct Describe(pub Vec<mptcp_pmd_policies::conn::Connection>);
+
 /// Holder of the policy.
 pub struct PolicyActor {
     book: PolicyBook,
@@ -85,5 +91,21 @@ impl Handler<SetPolicy> for PolicyActor {
     fn handle(&mut self, msg: SetPolicy, _ctx: &mut Self::Context) {
         info!(self.log, "policies replaced"; "old_default" => self.book.default_name(), "new_default" => msg.0.default_name());
         self.book = msg.0;
+    }
+}
+
+impl Handler<Describe> for PolicyActor {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, msg: Describe, _ctx: &mut Self::Context) -> Self::Result {
+        let out = msg
+            .0
+            .iter()
+            .map(|c| {
+                let (p, label) = self.book.policy_for(c, &self.locals);
+                (p.name(), label)
+            })
+            .collect();
+        MessageResult(out)
     }
 }

@@ -30,6 +30,11 @@ const MISSING_POLLS: u32 = 3;
 #[rtype(result = "Vec<Token>")]
 pub struct ListTokens;
 
+/// Ask the registry for the tracked connection actors, ordered by token (status).
+#[derive(Message)]
+#[rtype(result = "Vec<(Token, Addr<ConnectionActor>)>")]
+pub struct ListConnections;
+
 /// Adopt the connections of a fresh sock_diag snapshot now (start-up).
 #[derive(Message)]
 #[rtype(result = "usize")]
@@ -272,5 +277,16 @@ impl Handler<ListTokens> for Registry {
         let mut v: Vec<Token> = self.conns.keys().copied().collect();
         v.sort();
         v
+    }
+}
+
+impl Handler<ListConnections> for Registry {
+    type Result = MessageResult<ListConnections>;
+
+    fn handle(&mut self, _msg: ListConnections, _ctx: &mut Self::Context) -> Self::Result {
+        let mut v: Vec<(Token, Addr<ConnectionActor>)> =
+            self.conns.iter().map(|(t, a)| (*t, a.clone())).collect();
+        v.sort_by_key(|(t, _)| *t);
+        MessageResult(v)
     }
 }

@@ -1,0 +1,46 @@
+//! Dropping privileges after start-up: once the sysctl is written and every socket is open,
+//! the process keeps only CAP_NET_ADMIN (needed for each mptcp_pm command) in its effective and
+//! permitted sets, empties the inheritable and ambient sets, reduces the bounding set to
+//! CAP_NET_ADMIN when it may (CAP_SETPCAP; under the systemd unit it already is), and sets
+//! no_new_privs. Capabilities are per thread: this must run before any other thread starts.
+
+use caps::{CapSet, Capability, CapsHashSet};
+
+/// Dropping failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot drop capabilities ({what}): {source}")]
+pub struct DropError {
+    what: &'static str,
+    source: caps::errors::CapsError,
+}
+
+/// What was done, for the log.
+#[derive(Debug)]
+pub struct Dropped {
+    /// Whether the bounding set was reduced (false: no CAP_SETPCAP and it held more).
+    pub bounding_reduced: bool,
+}
+
+/// Keep only CAP_NET_ADMIN. See the module docs.
+pub fn drop_to_net_admin() -> Result<Dropped, DropError> {
+    let err = |what| move |source| DropError { what, source };
+    let keep = Capability::CAP_NET_ADMIN;
+    caps::clear(None, CapSet::Ambient).map_err(err("ambient"))?;
+    let bounding = caps::read(None, CapSet::Bounding).map_err(err("read bounding"))?;
+    let extra: Vec<Capability> = bounding.into_iter().filter(|c| *c != keep).collect();
+    let can = caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)
+        .map_err(err("read effective"))?;
+    let bounding_reduced = extra.is_empty() || can;
+    if can {
+        for c in extra {
+            caps::drop(None, CapSet::Bounding, c).map_err(err("bounding"))?;
+        }
+    }
+    caps::clear(None, CapSet::Inheritable).map_err(err("inheritable"))?;
+    let only: CapsHashSet = [keep].into_iter().collect();
+    caps::set(None, CapSet::Effective, &only).map_err(err("effective"))?;
+    caps::set(None, CapSet::Permitted, &only).map_err(err("permitted"))?;
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only.
+    let _ = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    Ok(Dropped { bounding_reduced })
+}

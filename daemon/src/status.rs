@@ -1,0 +1,354 @@
+//! What `mptcp-pmd status` and `mptcp-pmd addresses` show: the serialisable views built from
+//! the connection state machines and the address monitor, and their table rendering. Pure: the
+//! daemon builds these from actor snapshots; the client deserialises and prints them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use mptcp_pmd_policies::conn::{Connection, Subflow, SubflowState};
+use mptcp_pmd_policies::LocalAddr;
+use serde::{Deserialize, Serialize};
+
+use crate::addrset::Skipped;
+
+/// Every tracked connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Daemon version.
+    pub version: String,
+    /// Daemon process id.
+    pub pid: u32,
+    /// Tracked connections, by token.
+    pub connections: Vec<ConnStatus>,
+}
+
+/// One connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnStatus {
+    /// Local token, 8 hex digits (as `ss` prints it).
+    pub token: String,
+    /// Local address of the initial subflow, if known.
+    pub local: Option<String>,
+    /// Remote address of the initial subflow, if known.
+    pub remote: Option<String>,
+    /// MPTCP-level established.
+    pub established: bool,
+    /// We are the server side (accepted connection).
+    pub server_side: bool,
+    /// The policy serving it.
+    pub policy: String,
+    /// Which entry chose it: "default" or "rule N" (N = index in `rules:`).
+    pub rule: String,
+    /// Its subflows, as the state machine knows them (dead ones kept for a while).
+    pub subflows: Vec<SubflowStatus>,
+}
+
+/// One subflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubflowStatus {
+    /// Local address and port (`addr:*` while the port is unknown).
+    pub local: String,
+    /// Remote address and port.
+    pub remote: String,
+    /// pending, requested, established, closed or failed.
+    pub state: String,
+    /// Backup flag as the kernel last reported it.
+    pub backup: bool,
+    /// The connection's initial subflow.
+    pub initial: bool,
+    /// Smoothed RTT in microseconds (established subflows with a sample).
+    pub srtt_us: Option<u32>,
+    /// Congestion window in segments.
+    pub cwnd: Option<u32>,
+    /// Total retransmitted segments.
+    pub retransmits: Option<u32>,
+    /// Seconds since the subflow entered its state (none while pending).
+    pub age_s: Option<f64>,
+    /// Why it closed or failed.
+    pub error: Option<String>,
+}
+
+/// The state name of a subflow.
+pub fn state_name(s: &SubflowState) -> &'static str {
+    match s {
+        SubflowState::Pending { .. } => "pending",
+        SubflowState::Requested { .. } => "requested",
+        SubflowState::Established { .. } => "established",
+        SubflowState::Closed { .. } => "closed",
+        SubflowState::Failed { .. } => "failed",
+    }
+}
+
+fn subflow(now: Instant, s: &Subflow) -> SubflowStatus {
+    let since = match &s.state {
+        SubflowState::Pending { .. } => None,
+        SubflowState::Requested { since, .. } | SubflowState::Established { since } => Some(*since),
+        SubflowState::Closed { at, .. } | SubflowState::Failed { at, .. } => Some(*at),
+    };
+    let error = match &s.state {
+        SubflowState::Closed { error: Some(e), .. } => Some(format!("socket error {e}")),
+        SubflowState::Failed { errno, message, .. } => Some(match message {
+            Some(m) => format!("errno {errno}: {m}"),
+            None => format!("errno {errno}"),
+        }),
+        _ => None,
+    };
+    let sample = s.sample.filter(|_| s.is_established());
+    SubflowStatus {
+        local: match s.local_port {
+            Some(p) => std::net::SocketAddr::new(s.path.local, p).to_string(),
+            None => match s.path.local {
+                std::net::IpAddr::V4(a) => format!("{a}:*"),
+                std::net::IpAddr::V6(a) => format!("[{a}]:*"),
+            },
+        },
+        remote: s.path.remote.to_string(),
+        state: state_name(&s.state).to_string(),
+        backup: s.backup,
+        initial: s.initial,
+        srtt_us: sample.map(|x| x.srtt_us),
+        cwnd: sample.map(|x| x.snd_cwnd),
+        retransmits: sample.map(|x| x.total_retrans),
+        age_s: since.map(|t| {
+            let d = now.saturating_duration_since(t).as_secs_f64();
+            (d * 10.0).round() / 10.0
+        }),
+        error,
+    }
+}
+
+/// The status view of one connection served by `policy` chosen by `rule`.
+pub fn connection(now: Instant, conn: &Connection, policy: &str, rule: &str) -> ConnStatus {
+    let info = conn.info();
+    ConnStatus {
+        token: format!("{:08x}", conn.token().0),
+        local: info.map(|i| i.local.to_string()),
+        remote: info.map(|i| i.remote.to_string()),
+        established: conn.is_established(),
+        server_side: conn.is_server_side(),
+        policy: policy.to_string(),
+        rule: rule.to_string(),
+        subflows: conn.subflows().iter().map(|s| subflow(now, s)).collect(),
+    }
+}
+
+/// Subflows per state name over all connections (for the metrics gauges).
+pub fn subflows_by_state(conns: &[ConnStatus]) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for s in conns.iter().flat_map(|c| &c.subflows) {
+        let k = crate::metrics::SUBFLOW_STATES
+            .iter()
+            .find(|n| **n == s.state)
+            .copied()
+            .unwrap_or("failed");
+        *m.entry(k).or_default() += 1;
+    }
+    m
+}
+
+/// Local addresses, usable and skipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Addresses {
+    /// Addresses subflows may use.
+    pub usable: Vec<UsableAddr>,
+    /// Addresses left out, with the reason.
+    pub skipped: Vec<SkippedAddr>,
+}
+
+/// A usable local address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsableAddr {
+    /// The address.
+    pub addr: String,
+    /// Its interface.
+    pub interface: String,
+    /// Its interface index.
+    pub if_index: u32,
+    /// Subflows over it are opened as backup.
+    pub backup: bool,
+}
+
+/// A skipped local address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedAddr {
+    /// The address.
+    pub addr: String,
+    /// Its interface.
+    pub interface: String,
+    /// Why it is not used.
+    pub reason: String,
+}
+
+/// The addresses view.
+pub fn addresses(usable: &[LocalAddr], skipped: &[Skipped]) -> Addresses {
+    Addresses {
+        usable: usable
+            .iter()
+            .map(|l| UsableAddr {
+                addr: l.addr.to_string(),
+                interface: l.if_name.clone(),
+                if_index: l.if_index,
+                backup: l.backup,
+            })
+            .collect(),
+        skipped: skipped
+            .iter()
+            .map(|s| SkippedAddr {
+                addr: s.addr.to_string(),
+                interface: s.if_name.clone(),
+                reason: s.reason.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>], indent: &str) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(x) = w.get_mut(i) {
+                *x = (*x).max(c.len());
+            }
+        }
+    }
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::from(indent);
+        for (i, c) in cells.enumerate() {
+            let width = w.get(i).copied().unwrap_or(0);
+            let _ = write!(s, "{c:<width$}  ");
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(out, &mut header.iter().copied());
+    for r in rows {
+        line(out, &mut r.iter().map(String::as_str));
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |x| x.to_string())
+}
+
+/// The human-readable status.
+pub fn render_status(s: &Status) -> String {
+    let mut out = format!(
+        "mptcp-pmd {} (pid {}): {} connection(s)\n",
+        s.version,
+        s.pid,
+        s.connections.len()
+    );
+    for c in &s.connections {
+        let _ = writeln!(
+            out,
+            "\nconnection {}  {} -> {}  policy {} ({}){}{}",
+            c.token,
+            c.local.as_deref().unwrap_or("?"),
+            c.remote.as_deref().unwrap_or("?"),
+            c.policy,
+            c.rule,
+            if c.established {
+                ""
+            } else {
+                "  not established"
+            },
+            if c.server_side { "  server side" } else { "" },
+        );
+        let rows: Vec<Vec<String>> = c
+            .subflows
+            .iter()
+            .map(|f| {
+                vec![
+                    f.local.clone(),
+                    f.remote.clone(),
+                    f.state.clone(),
+                    if f.backup { "yes" } else { "no" }.to_string(),
+                    f.srtt_us
+                        .map_or_else(|| "-".into(), |u| format!("{:.1}ms", f64::from(u) / 1000.0)),
+                    opt(f.cwnd),
+                    opt(f.retransmits),
+                    f.age_s.map_or_else(|| "-".into(), |a| format!("{a:.1}s")),
+                    f.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                "LOCAL", "REMOTE", "STATE", "BACKUP", "SRTT", "CWND", "RETRANS", "AGE", "ERROR",
+            ],
+            &rows,
+            "  ",
+        );
+    }
+    out
+}
+
+/// The human-readable address list.
+pub fn render_addresses(a: &Addresses) -> String {
+    let mut out = String::from("usable:\n");
+    let rows: Vec<Vec<String>> = a
+        .usable
+        .iter()
+        .map(|u| {
+            vec![
+                u.addr.clone(),
+                u.interface.clone(),
+                u.if_index.to_string(),
+                if u.backup { "backup" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &["ADDRESS", "INTERFACE", "INDEX", "FLAGS"],
+        &rows,
+        "  ",
+    );
+    out.push_str("skipped:\n");
+    let rows: Vec<Vec<String>> = a
+        .skipped
+        .iter()
+        .map(|s| vec![s.addr.clone(), s.interface.clone(), s.reason.clone()])
+        .collect();
+    table(&mut out, &["ADDRESS", "INTERFACE", "REASON"], &rows, "  ");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mptcp_pmd_policies::conn::ConnTimers;
+    use mptcp_pmd_policies::{ConnFlags, ConnInfo, PmEvent, Token};
+
+    #[test]
+    fn connection_view_and_table() {
+        let mut c = Connection::new(Token(0xab), ConnTimers::default());
+        let info = ConnInfo {
+            token: Token(0xab),
+            local: "192.0.2.1:40000".parse().unwrap(),
+            remote: "198.51.100.7:443".parse().unwrap(),
+            loc_id: 0,
+            rem_id: 0,
+            flags: ConnFlags::default(),
+        };
+        c.handle_event(Instant::now(), &PmEvent::Established(info));
+        let v = connection(Instant::now(), &c, "fullmesh", "default");
+        assert_eq!(v.token, "000000ab");
+        assert_eq!(v.remote.as_deref(), Some("198.51.100.7:443"));
+        let s = Status {
+            version: "0".into(),
+            pid: 1,
+            connections: vec![v.clone()],
+        };
+        let text = render_status(&s);
+        assert!(text.contains("connection 000000ab"), "{text}");
+        assert!(text.contains("policy fullmesh (default)"), "{text}");
+        let back: Status = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        for f in &v.subflows {
+            assert!(text.contains(&f.local), "{text}");
+        }
+    }
+}
