@@ -14,9 +14,12 @@
 //!   `min_gap` above `best`, on every sample for `hold`, is marked backup. The gap rule keeps
 //!   sub-millisecond LAN paths (0.02 ms vs 0.05 ms) from being judged by ratio alone. The last
 //!   active subflow is never demoted.
-//! - **Restore**: a subflow *this judge demoted* whose srtt stays below `restore_ratio x best` for
-//!   `hold` gets its backup flag cleared. `restore_ratio < backup_ratio` is the hysteresis band in
-//!   which nothing changes, so a path hovering around one threshold cannot flap. A subflow that is
+//! - **Restore**: a subflow *this judge demoted* whose srtt stays below `restore_ratio x best`,
+//!   *or* less than `min_gap / 2` above `best`, for `hold` gets its backup flag cleared. The two
+//!   restore thresholds sit below the two demote thresholds (`restore_ratio < backup_ratio`,
+//!   `min_gap / 2 < min_gap`): that is the hysteresis band in which nothing changes, so a path
+//!   hovering around one threshold cannot flap. The gap half matters on fast paths, where a
+//!   recovered subflow at 0.05 ms next to a best of 0.02 ms is still at ratio 2.5. A subflow that is
 //!   backup for any other reason (a backup interface in the config, the peer, an operator) is
 //!   never restored: the judge only undoes its own decisions. If no active subflow is left, the
 //!   fastest subflow the judge demoted is restored at once.
@@ -320,9 +323,18 @@ pub struct RttJudge {
     cooldowns: BTreeMap<(IpAddr, SocketAddr), Cooldown>,
 }
 
-/// Format microseconds as milliseconds for reasons.
+/// Format microseconds as milliseconds for reasons (sub-millisecond values with 3 decimals,
+/// LAN paths are in the tens of microseconds).
 fn ms(us: u32) -> String {
-    format!("{:.1}ms", f64::from(us) / 1000.0)
+    fmt_ms(f64::from(us) / 1000.0)
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.3}ms")
+    } else {
+        format!("{ms:.1}ms")
+    }
 }
 
 /// Format a duration in seconds for reasons.
@@ -671,7 +683,9 @@ impl RttJudge {
                     st.fast_since = None;
                     continue;
                 }
-                if ratio >= p.restore_ratio {
+                let gap = Duration::from_micros(u64::from(srtt.saturating_sub(best)));
+                let by_ratio = ratio < p.restore_ratio;
+                if !by_ratio && gap >= p.min_gap / 2 {
                     st.fast_since = None;
                     continue;
                 }
@@ -687,11 +701,14 @@ impl RttJudge {
                     key: *key,
                     kind: VerdictKind::SetBackup(false),
                     reason: format!(
-                        "srtt {} vs best {}: ratio {:.2} < restore ratio {:.2} for {} (hold {})",
+                        "srtt {} vs best {}: {} for {} (hold {})",
                         ms(srtt),
                         ms(best),
-                        ratio,
-                        p.restore_ratio,
+                        if by_ratio {
+                            format!("ratio {ratio:.2} < restore ratio {:.2}", p.restore_ratio)
+                        } else {
+                            format!("gap {} < min_gap/2 {}", ms_dur(gap), ms_dur(p.min_gap / 2))
+                        },
                         secs(held),
                         secs(p.hold)
                     ),
@@ -738,7 +755,7 @@ impl RttJudge {
 
 /// Format a duration as milliseconds for reasons.
 fn ms_dur(d: Duration) -> String {
-    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+    fmt_ms(d.as_secs_f64() * 1000.0)
 }
 
 /// The `rtt-based` policy: fullmesh's subflows, judged by RTT and loss. See the module docs.
@@ -1232,6 +1249,46 @@ mod tests {
             .reason
             .contains("ratio 1.33 < restore ratio 1.50"));
         assert!(!sim.judge.demoted_by_us(&key(2, 1001)));
+    }
+
+    #[test]
+    fn recovered_fast_path_is_restored_by_the_gap_rule() {
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        // Sub-millisecond paths: A at 0.02 ms; B queued at 100 ms until t = 20, then 0.05 ms:
+        // ratio 2.5 (above even backup_ratio), but only 0.03 ms above best.
+        sim.run(0, 60, |t, k| SubflowSample {
+            srtt_us: match (net(k), t) {
+                (1, _) => 20,
+                (_, 0..20) => 100_000,
+                _ => 50,
+            },
+            ..SubflowSample::default()
+        });
+        assert_eq!(
+            sim.decisions(),
+            vec![
+                (5, 2, VerdictKind::SetBackup(true)),
+                (25, 2, VerdictKind::SetBackup(false)),
+            ]
+        );
+        assert!(
+            sim.log[1]
+                .1
+                .reason
+                .contains("srtt 0.050ms vs best 0.020ms: gap 0.030ms < min_gap/2 10.0ms"),
+            "{}",
+            sim.log[1].1.reason
+        );
+        // 15 ms above a 1 ms best: in the band (not demoted, but not restored either).
+        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
+        sim.run(0, 60, |t, k| {
+            rtt(match (net(k), t) {
+                (1, _) => 1,
+                (_, 0..20) => 100,
+                _ => 16,
+            })
+        });
+        assert_eq!(sim.decisions(), vec![(5, 2, VerdictKind::SetBackup(true))]);
     }
 
     #[test]
