@@ -125,3 +125,66 @@ fn missing_net_admin_exits_77() {
         "{err}"
     );
 }
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = run(&["--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for sub in ["status", "addresses", "completions", "manpage"] {
+        assert!(help.contains(sub), "{sub} missing from\n{help}");
+    }
+    let o = run(&["status", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("--json") && help.contains("--socket"),
+        "{help}"
+    );
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef mptcp-pmd"),
+        ("fish", "complete -c mptcp-pmd"),
+    ] {
+        let o = run(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(marker), "{shell}: no {marker:?} in\n{out}");
+        assert!(
+            out.contains("status") && out.contains("check-config"),
+            "{shell}: subcommands/flags missing"
+        );
+    }
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(64));
+}
+
+#[test]
+fn manpage_is_roff() {
+    let o = run(&["manpage"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH mptcp-pmd"),
+        "{out}"
+    );
+    assert!(out.contains(".TH mptcp-pmd 1"), "{out}");
+    for s in ["check\\-config", "status", "addresses"] {
+        assert!(out.contains(s), "{s} missing from the man page");
+    }
+}
+
+#[test]
+fn client_without_daemon_exits_69() {
+    let o = run(&["status", "-s", "/nonexistent/mptcp-pmd.sock"]);
+    assert_eq!(o.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/nonexistent/mptcp-pmd.sock") && err.contains("is mptcp-pmd running"),
+        "{err}"
+    );
+    let o = run(&["addresses", "--json", "-s", "/nonexistent/x.sock"]);
+    assert_eq!(o.status.code(), Some(69));
+}
