@@ -50,7 +50,16 @@ impl Daemon {
     pub fn start(ns: &Netns, config_yaml: &str) -> Daemon {
         let dir = tmpdir("daemon");
         let cfg = dir.join("mptcp-pm.yaml");
-        std::fs::write(&cfg, config_yaml).expect("write config");
+        // The control socket lives in the (shared) filesystem, not in the namespace: give each
+        // test daemon its own unless the test chose one.
+        let mut yaml = config_yaml.to_string();
+        if !yaml.lines().any(|l| l.starts_with("control:")) {
+            yaml.push_str(&format!(
+                "\ncontrol:\n  socket: {}\n",
+                dir.join("control.sock").display()
+            ));
+        }
+        std::fs::write(&cfg, yaml).expect("write config");
         let log = std::fs::File::create(dir.join("log")).expect("log file");
         let bin = daemon_bin();
         let child = ns
@@ -70,6 +79,11 @@ impl Daemon {
             child: Some(child),
             dir,
         }
+    }
+
+    /// The control socket path given to this daemon (unless the test's config set its own).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
     }
 
     /// The config file the daemon was started with (rewrite it, then SIGHUP, to test reloads).
@@ -93,11 +107,15 @@ impl Daemon {
 
     /// Wait until the daemon finished start-up (adoption done).
     pub fn wait_ready(&self) {
-        assert!(
-            self.wait_log("started", Duration::from_secs(10)),
-            "daemon did not start:\n{}",
-            self.log()
-        );
+        // A start-up failure is logged at CRIT before the process exits: stop waiting then.
+        let ready = crate::wait_for(Duration::from_secs(30), || {
+            let log = self.log();
+            if log.contains(" CRIT ") {
+                return Some(false);
+            }
+            log.contains("started").then_some(true)
+        });
+        assert_eq!(ready, Some(true), "daemon did not start:\n{}", self.log());
     }
 
     /// Send a signal to the daemon process (`ip netns exec` execs it, so the pid is the daemon's).

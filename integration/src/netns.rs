@@ -126,25 +126,10 @@ impl Netns {
         &self,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, HarnessError> {
-        let path = format!("/var/run/netns/{}", self.name);
-        let ns = self.name.clone();
-        let file = File::open(&path).map_err(|source| HarnessError::Setns {
-            ns: ns.clone(),
-            source,
-        })?;
-        let handle = std::thread::spawn(move || {
-            // SAFETY: setns on a valid fd of a netns file; affects only this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(f())
-        });
-        match handle.join() {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(source)) => Err(HarnessError::Setns { ns, source }),
-            Err(p) => std::panic::resume_unwind(p),
-        }
+        let handle = self.exec_bg(f)?;
+        Ok(handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p)))
     }
 
     /// Like [`Netns::exec`] but leaves the thread running (e.g. a server loop).
@@ -152,15 +137,15 @@ impl Netns {
         &self,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<std::thread::JoinHandle<R>, HarnessError> {
-        let path = format!("/var/run/netns/{}", self.name);
         let ns = self.name.clone();
-        let file = File::open(&path).map_err(|source| HarnessError::Setns {
-            ns: ns.clone(),
-            source,
-        })?;
+        let file =
+            File::open(format!("/var/run/netns/{ns}")).map_err(|source| HarnessError::Setns {
+                ns: ns.clone(),
+                source,
+            })?;
         let (tx, rx) = std::sync::mpsc::channel();
         let h = std::thread::spawn(move || {
-            // SAFETY: as in exec.
+            // SAFETY: setns on a valid fd of a netns file; affects only this thread.
             let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             let ok = rc == 0;
             let _ = tx.send(if ok {

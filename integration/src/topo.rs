@@ -389,3 +389,47 @@ impl Topology {
         Ok(())
     }
 }
+
+impl Topology {
+    /// Serve an MPTCP echo server on every server address (`0.0.0.0:port`: joins towards any
+    /// server address reach it).
+    pub fn serve_echo(&self, port: u16) -> Result<(), HarnessError> {
+        let addr = std::net::SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
+        let listener = self
+            .server
+            .exec(move || crate::mptcp::listen(addr))?
+            .map_err(|source| HarnessError::Spawn {
+                cmd: format!("mptcp listen {addr}"),
+                source,
+            })?;
+        self.server
+            .exec_bg(move || crate::mptcp::echo_server(listener))?;
+        Ok(())
+    }
+
+    /// Open `n` MPTCP connections from the client to `server_addr(0):port` and ping each, so
+    /// every one is fully established (joins become possible) when this returns.
+    pub fn connect_many(
+        &self,
+        port: u16,
+        n: usize,
+    ) -> Result<Vec<std::net::TcpStream>, HarnessError> {
+        let dst = std::net::SocketAddr::new(self.server_addr(0), port);
+        let fail = |source| HarnessError::Spawn {
+            cmd: format!("mptcp connect {dst}"),
+            source,
+        };
+        (0..n)
+            .map(|_| {
+                let mut s = self
+                    .client
+                    .exec(move || crate::mptcp::connect(dst, None))?
+                    .map_err(fail)?;
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .map_err(fail)?;
+                crate::mptcp::ping(&mut s, b"establish").map_err(fail)?;
+                Ok(s)
+            })
+            .collect()
+    }
+}

@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::time::Duration;
 
 use integration::daemon::Daemon;
 use integration::observe::subflows;
-use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, TopoOpts, Topology};
+use integration::{kernel_tests_enabled, wait_for, Pm, TopoOpts, Topology};
 
 const PORT: u16 = 5201;
 
@@ -22,26 +22,12 @@ fn topo(client_links: usize, server_links: usize) -> Topology {
         ..Default::default()
     })
     .expect("topology");
-    let addr = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), PORT);
-    let l = t.server.exec(move || mptcp::listen(addr)).unwrap().unwrap();
-    t.server.exec_bg(move || mptcp::echo_server(l)).unwrap();
+    t.serve_echo(PORT).expect("echo server");
     t
 }
 
 fn connect(t: &Topology, n: usize) -> Vec<TcpStream> {
-    let dst = SocketAddr::new(t.server_addr(0), PORT);
-    (0..n)
-        .map(|_| {
-            let mut s = t
-                .client
-                .exec(move || mptcp::connect(dst, None))
-                .unwrap()
-                .expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            mptcp::ping(&mut s, b"establish").expect("ping");
-            s
-        })
-        .collect()
+    t.connect_many(PORT, n).expect("connect")
 }
 
 /// Wait until every connection towards PORT has exactly one subflow per address in `want`

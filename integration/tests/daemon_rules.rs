@@ -4,33 +4,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::time::Duration;
 
 use integration::daemon::Daemon;
 use integration::observe::subflows;
-use integration::{kernel_tests_enabled, mptcp, wait_for, TopoOpts, Topology};
+use integration::{kernel_tests_enabled, wait_for, TopoOpts, Topology};
 
 fn serve(t: &Topology, port: u16) {
-    let addr = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);
-    let l = t.server.exec(move || mptcp::listen(addr)).unwrap().unwrap();
-    t.server.exec_bg(move || mptcp::echo_server(l)).unwrap();
+    t.serve_echo(port).expect("echo server");
 }
 
 fn connect(t: &Topology, port: u16, n: usize) -> Vec<TcpStream> {
-    let dst = SocketAddr::new(t.server_addr(0), port);
-    (0..n)
-        .map(|_| {
-            let mut s = t
-                .client
-                .exec(move || mptcp::connect(dst, None))
-                .unwrap()
-                .expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            mptcp::ping(&mut s, b"establish").expect("ping");
-            s
-        })
-        .collect()
+    t.connect_many(port, n).expect("connect")
 }
 
 /// Every connection towards `port` has exactly `n` subflows, all from `local`, with distinct
