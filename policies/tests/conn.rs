@@ -609,6 +609,33 @@ fn set_backup_is_sent_once_per_change() {
 }
 
 #[test]
+fn set_backup_ack_confirms_the_flag_without_sub_priority() {
+    // The kernel sends SUB_PRIORITY only to the peer: the ACK must update our view.
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let k = key(INIT_LOCAL, INIT_REMOTE);
+    c.handle_decisions(
+        t0,
+        vec![Decision::SetBackup {
+            key: k,
+            backup: true,
+        }],
+    );
+    let cmds = drain(&mut c);
+    assert_eq!(cmds.len(), 1);
+    let sf = |c: &Connection| {
+        c.subflows()
+            .iter()
+            .find(|s| s.key() == Some(k))
+            .map(|s| s.backup)
+    };
+    assert_eq!(sf(&c), Some(false), "not backup before the kernel said yes");
+    c.handle_command_result(t0, &cmds[0], Ok(()));
+    assert_eq!(sf(&c), Some(true));
+    assert!(drain(&mut c).is_empty());
+}
+
+#[test]
 fn announce_and_remove_use_the_address_id() {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
