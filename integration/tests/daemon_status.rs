@@ -380,3 +380,32 @@ fn notifies_systemd_when_ready_and_logs_json() {
     assert!(lines >= 3, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn demo_aggregates_two_links() {
+    if !kernel_tests_enabled("demo_aggregates_two_links") {
+        return;
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mptcp-pm-demo"))
+        .args(["--seconds", "3"])
+        .env("MPTCP_PMD_BIN", daemon_bin())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let result = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    let kv: BTreeMap<&str, f64> = result
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k, v.parse().unwrap()))
+        .collect();
+    assert!(kv["ratio"] > 1.5, "ratio too low:\n{out}\n{err}");
+    assert!(kv["tcp_mbit"] > 5.0 && kv["tcp_mbit"] < 25.0, "{out}");
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    // The demo printed the daemon's status with both subflows established.
+    assert!(out.contains("$ mptcp-pmd status"), "{out}");
+    assert_eq!(out.matches("established").count(), 2, "{out}");
+}
