@@ -530,6 +530,16 @@ fn kernel_refusals_are_logged_bounded_and_not_fatal() {
         .lines()
         .filter(|l| l.contains("kernel refused command"))
         .collect();
+    eprintln!(
+        "{} refusals, e.g.:\n{}",
+        refusals.len(),
+        refusals
+            .iter()
+            .take(4)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     for r in &refusals {
         assert!(
             r.contains("errno") && r.contains("kernel_msg") && !r.contains("kernel_msg: -"),
