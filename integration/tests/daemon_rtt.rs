@@ -3,23 +3,25 @@
 //! One MPTCP connection from a two-link client (userspace PM, the daemon) to a sink server
 //! carries a continuous bulk upload. Delay is made the only way this kernel allows (no netem):
 //! a 2 mbit/s tbf on client link 1 queues the upload, which lifts that subflow's srtt from
-//! ~0.05 ms to ~100 ms. What counts is what the kernel reports: the local backup flag (`b` in
+//! ~0.05 ms to ~100-300 ms. What counts is what the kernel reports: the local backup flag (`b` in
 //! `ss -tni`'s tcp-ulp-mptcp `flags:`) and the subflows' `rtt:`.
 //!
-//! What the kernel (6.18) does with a backup subflow decides how it is restored. Under a bulk
-//! upload a subflow whose local backup flag is set keeps carrying data: the scheduler does not
-//! pick it, but when its own ACKs free send space it pushes the next chunk on itself, so it
-//! keeps running at its link's rate and its srtt stays *measured*. Without traffic on it (the
-//! connection paused), its srtt is *stale* and only the probe can bring it back. The timeline
-//! checked, with `hold_s: 2`, `probe_s: 4`, `poll.interval_ms: 200`:
+//! What the kernel (6.18) does with a backup subflow varies, and decides how it comes back.
+//! Under a bulk upload a subflow whose local backup flag is set sometimes keeps carrying data
+//! (the scheduler does not pick it, but when its own ACKs free send space it pushes the next
+//! chunk on itself), so its srtt stays *measured*; sometimes it stops, and its srtt goes
+//! *stale*: then only the probe can bring it back. The test does not assume either: it checks
+//! the daemon against what `ss` shows. With `hold_s: 2`, `probe_s: 4`, `poll.interval_ms: 200`:
 //! 1. bulk on, shape link 1: its subflow gets the backup flag within hold + a margin;
-//! 2. still shaped, bulk on: it keeps carrying data, measured slow, so it stays backup and is
-//!    not probed (for longer than probe + hold);
-//! 3. pause the upload, unshape: nothing measures the subflow any more; the probe clears its
-//!    flag about `probe_s` after its last acknowledged data;
-//! 4. resume: it carries data again with a low srtt and stays active;
-//! 5. shape again (demoted again), unshape with the upload running: the fresh low srtt restores
-//!    it by the restore rule, no probe needed.
+//! 2. still shaped, bulk on, for probe + hold + 2 s: whenever it is active again (a probe), it
+//!    is demoted again within hold + a margin, and it ends backup;
+//! 3. pause the upload, let link 1 drain, unshape: restored within probe + a margin (by the
+//!    probe if the drain's last samples were slow, by the restore rule if they were fast);
+//! 4. resume: it carries data with a low srtt and stays active for 3 x (probe + hold);
+//! 5. shape again: demoted again; unshape with the upload running: restored within probe + a
+//!    margin (by measurement if it kept carrying data, else by the probe), stays active;
+//! 6. every restore note of the daemon matches one flag change seen by `ss`, and every probe
+//!    hit a subflow on which `ss` had seen no acknowledged data for about `probe_s`.
 //!
 //! The link-0 subflow never gets the flag. The measured numbers are printed (`--nocapture`).
 
@@ -28,7 +30,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration::daemon::Daemon;
@@ -89,6 +91,10 @@ fn ss_field(out: &str, local: IpAddr, key: &str) -> Option<String> {
     None
 }
 
+/// Every look taken, in order: the kernel's side of the story, checked against the daemon's
+/// notes at the end.
+static TIMELINE: Mutex<Vec<(Instant, Obs)>> = Mutex::new(Vec::new());
+
 fn observe(t: &Topology) -> Obs {
     let out = t
         .client
@@ -113,7 +119,30 @@ fn observe(t: &Topology) -> Obs {
             }
         }
     }
+    TIMELINE.lock().unwrap().push((Instant::now(), obs));
     obs
+}
+
+/// Every backup -> active transition of the link-1 subflow seen so far, with how long `ss` had
+/// shown no `bytes_acked` progress on it at that moment.
+fn restores() -> Vec<(Instant, Duration)> {
+    let tl = TIMELINE.lock().unwrap();
+    let mut out = Vec::new();
+    let mut last_move: Option<Instant> = None;
+    let mut prev: Option<&Obs> = None;
+    for (at, o) in tl.iter() {
+        if let Some(p) = prev {
+            if p.acked[1] != o.acked[1] {
+                last_move = Some(*at);
+            }
+            if p.backup[1] == Some(true) && o.backup[1] == Some(false) {
+                let since = last_move.unwrap_or(tl[0].0);
+                out.push((*at, at.saturating_duration_since(since)));
+            }
+        }
+        prev = Some(o);
+    }
+    out
 }
 
 /// Polls until `cond` holds on an observation, checking on every one that the link-0 subflow
@@ -303,63 +332,75 @@ fn slow_link_is_demoted_then_restored_by_probe_or_fresh_measurement() {
         "{n:#?}"
     );
 
-    // 2. Still slow and still carrying data: measured, so neither restored nor probed.
-    let phase2 = hold_steady(
+    // 2. Still slow. Under the upload the kernel may keep sending on the backup subflow
+    //    (then it is measured slow and stays backup), or stop (then it goes stale, is probed,
+    //    measured slow again and demoted again within hold). Either way it is never active for
+    //    longer than a probe needs, and never restored for being fast.
+    let p2_end = Instant::now() + Duration::from_secs(PROBE_S + HOLD_S + 2);
+    let mut phase2 = Vec::new();
+    let mut active_since: Option<Instant> = None;
+    let mut probes2 = 0;
+    while Instant::now() < p2_end {
+        let o = observe(&t);
+        assert_eq!(o.backup[0], Some(false), "2: link 0: {o:?}\n{}", d.log());
+        match (o.backup[1], active_since) {
+            (Some(false), None) => {
+                active_since = Some(Instant::now());
+                probes2 += 1;
+            }
+            (Some(false), Some(since)) => assert!(
+                since.elapsed() <= Duration::from_secs(HOLD_S + 3),
+                "2: probed subflow not demoted again although still slow: {o:?}\n{}",
+                d.log()
+            ),
+            (Some(true), _) => active_since = None,
+            (None, _) => panic!("2: link-1 subflow gone: {o:?}\n{}", d.log()),
+        }
+        phase2.push(o);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (backup_bytes, backup_kbps) = acked_span(&phase2);
+    until(
         &t,
         &d,
-        "2: shaped backup subflow under the upload",
-        Duration::from_secs(PROBE_S + HOLD_S + 2),
-        true,
-    );
-    let (backup_bytes, backup_kbps) = acked_span(&phase2);
-    assert!(
-        !notes(&d).iter().any(|n| n.contains("probe:")),
-        "probed although measured: {:#?}",
-        notes(&d)
+        "2: backup at the end of the slow phase",
+        Duration::from_secs(HOLD_S + 3),
+        &mut scratch,
+        |o| o.backup[1] == Some(true),
     );
 
-    // 3. Pause the upload; once the subflow's queue drained (still shaped, so its last srtt is
-    //    slow), unshape: nothing measures it any more and only the probe can restore it.
+    // 3. Pause the upload and let link 1 drain (still shaped), then unshape. If the drain's
+    //    last samples were slow, nothing measures the subflow any more and the probe restores
+    //    it about probe_s after its last acknowledged data. If they were fast (once the queue
+    //    is empty a lone packet passes the refilled tbf bucket unqueued), the restore rule
+    //    rightly restores it from that measurement. Which one happens is the kernel's timing;
+    //    both are checked against what ss saw at the end.
+    let probes_before3 = notes(&d).iter().filter(|n| n.contains("probe:")).count();
     mode.store(PAUSE, Ordering::Relaxed);
     let mut last_acked = None;
     let mut last_move = Instant::now();
-    let drained = wait_for(Duration::from_secs(20), || {
+    wait_for(Duration::from_secs(20), || {
         let o = observe(&t);
-        assert_eq!(
-            o.backup[1],
-            Some(true),
-            "3: restored while draining: {o:?}\n{}",
-            d.log()
-        );
         if o.acked[1] != last_acked {
             last_acked = o.acked[1];
             last_move = Instant::now();
         }
-        (last_move.elapsed() >= Duration::from_secs(1)).then_some(())
+        (o.backup[1] == Some(false) || last_move.elapsed() >= Duration::from_millis(1500))
+            .then_some(())
     });
-    assert!(
-        drained.is_some(),
-        "3: the paused upload never drained from link 1"
-    );
     t.unshape(1).unwrap();
     let mut stale_rtts = Vec::new();
-    let (_, at_probe) = until(
+    let (_, at_restore3) = until(
         &t,
         &d,
-        "3: probe of the stale backup subflow",
+        "3: restore of the paused, unshaped subflow",
         Duration::from_secs(PROBE_S + 3),
         &mut stale_rtts,
         |o| o.backup[1] == Some(false),
     );
-    // From the last acknowledged data on link 1 (as seen by polling ss every ~20 ms).
-    let to_probe = last_move.elapsed();
-    let n = notes(&d);
-    let probe_note = n.iter().find(|n| n.contains("probe: backup for")).cloned();
-    assert!(probe_note.is_some(), "restored without a probe: {n:#?}");
-    assert!(
-        to_probe >= Duration::from_secs(PROBE_S) - Duration::from_secs(1),
-        "probed {to_probe:?} after the last data, before probe_s = {PROBE_S} s"
-    );
+    let probed3 = notes(&d).iter().filter(|n| n.contains("probe:")).count() > probes_before3;
+    // Since the last acknowledged data on link 1 (as seen by polling ss).
+    let stale3 = restores().last().map(|r| r.1).unwrap_or_default();
 
     // 4. Resume: carries data again with a low srtt and stays active.
     mode.store(RUN, Ordering::Relaxed);
@@ -377,7 +418,7 @@ fn slow_link_is_demoted_then_restored_by_probe_or_fresh_measurement() {
         summary(&fast)
     );
 
-    // 5. Demoted again, then fast again with the upload running: restored by measurement.
+    // 5. Demoted again, then fast again with the upload running: restored (measured or probed).
     t.shape(1, SLOW).unwrap();
     let (to_backup2, _) = until(
         &t,
@@ -393,26 +434,10 @@ fn slow_link_is_demoted_then_restored_by_probe_or_fresh_measurement() {
     let (to_restore, _) = until(
         &t,
         &d,
-        "5: restore by fresh measurement",
-        Duration::from_secs(HOLD_S + 3),
+        "5: restore after unshaping under the upload",
+        Duration::from_secs(PROBE_S + 3),
         &mut restore_rtts,
         |o| o.backup[1] == Some(false),
-    );
-    let n = notes(&d);
-    assert_eq!(
-        n.iter().filter(|n| n.contains("probe:")).count(),
-        probes_before,
-        "restored by a probe, not by measurement: {n:#?}"
-    );
-    let restore_note = n
-        .iter()
-        .rev()
-        .find(|n| n.contains("clear backup 198.18.1.2"))
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        restore_note.contains("min_gap/2") || restore_note.contains("restore ratio"),
-        "{restore_note}"
     );
     hold_steady(
         &t,
@@ -421,6 +446,35 @@ fn slow_link_is_demoted_then_restored_by_probe_or_fresh_measurement() {
         Duration::from_secs(HOLD_S + 2),
         false,
     );
+    let n = notes(&d);
+    let how5 = if n.iter().filter(|n| n.contains("probe:")).count() > probes_before {
+        "probe (the kernel had stopped sending on it)"
+    } else {
+        "measurement (it kept carrying data)"
+    };
+
+    // 6. The daemon's restores match the kernel's flag changes one to one, and every probe hit a
+    // subflow on which `ss` had seen no acknowledged data for about probe_s.
+    let clears: Vec<&String> = n.iter().filter(|n| n.contains("clear backup")).collect();
+    let seen = restores();
+    assert_eq!(
+        clears.len(),
+        seen.len(),
+        "notes {clears:#?} vs kernel flag changes {seen:?}"
+    );
+    for (note, (_, stale)) in clears.iter().zip(&seen) {
+        if note.contains("probe:") {
+            assert!(
+                *stale >= Duration::from_secs(PROBE_S) - Duration::from_millis(500),
+                "probe of a subflow that carried data {stale:?} before: {note}"
+            );
+        } else {
+            assert!(
+                note.contains("min_gap/2") || note.contains("restore ratio"),
+                "{note}"
+            );
+        }
+    }
 
     let before = sent.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
@@ -442,15 +496,16 @@ fn slow_link_is_demoted_then_restored_by_probe_or_fresh_measurement() {
         at_backup.rtt_ms[0]
     );
     println!(
-        "  2. backup + shaped + upload for {} s: still carried {:.0} kB ({backup_kbps:.0} kB/s), srtt {}; not probed",
+        "  2. backup + shaped + upload for {} s: link 1 carried {:.0} kB ({backup_kbps:.0} kB/s), srtt {}; probes: {probes2}",
         PROBE_S + HOLD_S + 2,
         backup_bytes as f64 / 1000.0,
         summary(&rtts(&phase2))
     );
     println!(
-        "  3. paused, drained, unshaped -> probe cleared the flag {:.2} s after the last acked data (stale srtt {:?} ms)",
-        to_probe.as_secs_f64(),
-        at_probe.rtt_ms[1]
+        "  3. paused, drained, unshaped -> restored by {} {:.2} s after the last acked data on link 1 (its srtt then {:?} ms)",
+        if probed3 { "probe" } else { "measurement" },
+        stale3.as_secs_f64(),
+        at_restore3.rtt_ms[1]
     );
     println!(
         "  4. resumed: active for {} s, carried {:.0} kB ({active_kbps:.0} kB/s), srtt {}",
@@ -459,10 +514,16 @@ fn slow_link_is_demoted_then_restored_by_probe_or_fresh_measurement() {
         summary(&fast)
     );
     println!(
-        "  5. shape -> backup again: {:.2} s; unshape under upload -> restored by measurement: {:.2} s (srtt {})",
+        "  5. shape -> backup again: {:.2} s; unshape under upload -> restored by {how5}: {:.2} s (srtt {})",
         to_backup2.as_secs_f64(),
         to_restore.as_secs_f64(),
         summary(&restore_rtts)
+    );
+    println!(
+        "  kernel flag clears (time since ss last saw link-1 data acked): {:?}",
+        seen.iter()
+            .map(|(_, s)| s.as_secs_f64())
+            .collect::<Vec<_>>()
     );
     println!(
         "  link1 srtt between shaping and demotion (climbing): {}",
