@@ -132,12 +132,14 @@ fn restores() -> Vec<(Instant, Duration)> {
     let mut prev: Option<&Obs> = None;
     for (at, o) in tl.iter() {
         if let Some(p) = prev {
-            if p.acked[1] != o.acked[1] {
-                last_move = Some(*at);
-            }
+            // Data acknowledged in the very look that shows the flag cleared may have been sent
+            // after the clear: only earlier progress counts against staleness.
             if p.backup[1] == Some(true) && o.backup[1] == Some(false) {
                 let since = last_move.unwrap_or(tl[0].0);
                 out.push((*at, at.saturating_duration_since(since)));
+            }
+            if p.acked[1] != o.acked[1] {
+                last_move = Some(*at);
             }
         }
         prev = Some(o);
