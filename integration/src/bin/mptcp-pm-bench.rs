@@ -57,9 +57,15 @@ impl Pmd {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("log")).unwrap();
+        // BENCH_DAEMON_WRAPPER (e.g. "heaptrack -o /tmp/ht"): run the daemon under a tool.
+        let bin = daemon_bin().to_str().unwrap().to_string();
+        let wrapper = std::env::var("BENCH_DAEMON_WRAPPER").unwrap_or_default();
+        let mut argv: Vec<String> = wrapper.split_whitespace().map(String::from).collect();
+        argv.push(bin);
+        argv.extend(["-c", cfg.to_str().unwrap(), "--log-level", "info"].map(String::from));
         let child = ns
-            .command(daemon_bin().to_str().unwrap())
-            .args(["-c", cfg.to_str().unwrap(), "--log-level", "info"])
+            .command(&argv[0])
+            .args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -78,8 +84,23 @@ impl Pmd {
         p
     }
 
+    /// The daemon's pid (a descendant named mptcp-pmd when it runs under a wrapper).
     fn pid(&self) -> u32 {
-        self.child.id()
+        fn find(pid: u32, depth: u32) -> Option<u32> {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "mptcp-pmd" {
+                return Some(pid);
+            }
+            if depth == 0 {
+                return None;
+            }
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            kids.split_whitespace()
+                .filter_map(|k| k.parse().ok())
+                .find_map(|k| find(k, depth - 1))
+        }
+        find(self.child.id(), 3).unwrap_or(self.child.id())
     }
 
     fn log(&self) -> String {
@@ -92,15 +113,21 @@ impl Pmd {
 
     /// utime + stime in seconds.
     fn cpu_s(&self) -> f64 {
+        let (u, s) = self.cpu_split();
+        u + s
+    }
+
+    /// (utime, stime) in seconds: user space vs. the kernel working on the daemon's behalf
+    /// (its netlink commands run the kernel's subflow connect in its context).
+    fn cpu_split(&self) -> (f64, f64) {
         let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
         let f: Vec<&str> = rest.split_whitespace().collect();
         // After the comm: state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12.
-        let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        ticks as f64 / hz
+        (field(11) as f64 / hz, field(12) as f64 / hz)
     }
 
     fn status_kb(&self, key: &str) -> u64 {
@@ -137,8 +164,8 @@ impl Pmd {
 
 impl Drop for Pmd {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        // SAFETY: kill(2) on our own child (or the daemon under its wrapper).
+        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
         let c = &mut self.child;
         if wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten()).is_none() {
             let _ = c.kill();
@@ -497,6 +524,7 @@ struct ChurnRow {
     failed: usize,
     lat: Lat,
     cpu_s: f64,
+    user_s: f64,
     overruns: usize,
     resyncs: usize,
     tracker_overruns: u64,
@@ -509,6 +537,7 @@ fn churn(b: &Bed, clients: usize, total: usize, stop: Option<Arc<AtomicBool>>) -
     let next = Arc::new(AtomicUsize::new(0));
     let res = Arc::new(Mutex::new(ChurnRow::default()));
     let cpu0 = b.pmd.as_ref().map(Pmd::cpu_s).unwrap_or(0.0);
+    let user0 = b.pmd.as_ref().map(|p| p.cpu_split().0).unwrap_or(0.0);
     let started = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
@@ -559,6 +588,7 @@ fn churn(b: &Bed, clients: usize, total: usize, stop: Option<Arc<AtomicBool>>) -
     r.wall_s = started.elapsed().as_secs_f64();
     r.mode = Some(b.mode);
     r.cpu_s = b.pmd.as_ref().map(Pmd::cpu_s).unwrap_or(0.0) - cpu0;
+    r.user_s = b.pmd.as_ref().map(|p| p.cpu_split().0).unwrap_or(0.0) - user0;
     r
 }
 
@@ -588,6 +618,7 @@ fn bench_churn(quick: bool) -> Vec<ChurnRow> {
                     acc.lat.samples.extend(r.lat.samples);
                     acc.lat.timeouts += r.lat.timeouts;
                     acc.cpu_s += r.cpu_s;
+                    acc.user_s += r.user_s;
                     acc.wall_s += r.wall_s;
                 }
             }
@@ -699,6 +730,8 @@ fn bench_scale(quick: bool) -> ScaleRow {
         row.poll_ms.push(count_meshed(&b.t.client, 2).2);
     }
     row.poll_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    diag_breakdown(&b.t.client);
+    smaps_summary(p.pid());
     // The daemon's own cost with n connections open and idle (its sock_diag polling).
     let c0 = p.cpu_s();
     std::thread::sleep(Duration::from_secs(5));
@@ -721,6 +754,73 @@ fn bench_scale(quick: bool) -> ScaleRow {
     row.idle_cpu_s = p.cpu_s() - c0;
     eprintln!("scale: done");
     row
+}
+
+/// Where the time of one snapshot goes: each dump alone, and user vs system CPU of the thread
+/// (printed to stderr; for the analysis in BENCHMARKS.md).
+fn diag_breakdown(ns: &Netns) {
+    let lines = ns
+        .exec(|| {
+            fn cpu() -> (f64, f64) {
+                // SAFETY: getrusage on the calling thread.
+                let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+                unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+                let t = |v: libc::timeval| v.tv_sec as f64 * 1e3 + v.tv_usec as f64 / 1e3;
+                (t(u.ru_utime), t(u.ru_stime))
+            }
+            let mut d = DiagSocket::open().expect("sock_diag");
+            let mut out = Vec::new();
+            for what in ["mptcp (v4+v6)", "tcp subflows (v4+v6)", "snapshot"] {
+                let (u0, s0) = cpu();
+                let t0 = Instant::now();
+                let n = match what {
+                    "mptcp (v4+v6)" => d.mptcp_connections().map(|x| x.items.len()).unwrap_or(0),
+                    "tcp subflows (v4+v6)" => d.subflows().map(|x| x.items.len()).unwrap_or(0),
+                    _ => d.snapshot().map(|x| x.conns.len()).unwrap_or(0),
+                };
+                let wall = ms(t0.elapsed());
+                let (u1, s1) = cpu();
+                out.push(format!(
+                    "diag {what}: {n} items, {wall:.1} ms wall, {:.1} ms user, {:.1} ms sys",
+                    u1 - u0,
+                    s1 - s0
+                ));
+            }
+            out
+        })
+        .unwrap();
+    for l in lines {
+        eprintln!("{l}");
+    }
+}
+
+/// The daemon's largest memory mappings by RSS, its thread count (stderr).
+fn smaps_summary(pid: u32) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    let mut cur = String::new();
+    for l in s.lines() {
+        if l.split_whitespace().next().is_some_and(|w| {
+            w.contains('-') && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        }) {
+            cur = l.to_string();
+        } else if let Some(v) = l.strip_prefix("Rss:") {
+            let kb: u64 = v
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            maps.push((kb, cur.clone()));
+        }
+    }
+    maps.sort_by_key(|m| std::cmp::Reverse(m.0));
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    eprintln!("daemon threads: {threads}; largest mappings by RSS:");
+    for (kb, m) in maps.iter().take(8) {
+        eprintln!("  {kb} kB  {m}");
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -812,21 +912,22 @@ fn soak(minutes: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| t (s) | daemon RSS (KiB) | live MPTCP conns (sock_diag) | of them meshed | daemon CPU (s, cumulative) | overruns | resyncs |"
+        "| t (s) | daemon RSS (KiB) | live MPTCP conns (sock_diag) | of them meshed | daemon CPU user s | daemon CPU sys s | overruns | resyncs |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     let started = Instant::now();
     let end = started + Duration::from_secs(minutes * 60);
     while Instant::now() < end {
         std::thread::sleep(Duration::from_secs(10));
         let (live, meshed, _) = count_meshed(&b.t.client, 2);
         let line = format!(
-            "| {} | {} | {} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
             started.elapsed().as_secs(),
             p.status_kb("VmRSS"),
             live,
             meshed,
-            p.cpu_s(),
+            p.cpu_split().0,
+            p.cpu_split().1,
             p.count("events socket overrun"),
             p.count("resync from sock_diag")
         );
@@ -1019,7 +1120,7 @@ fn main() {
     }
     if !churn_rows.is_empty() {
         let _ = writeln!(md, "## b. Churn\n\nShort connections from 32 concurrent clients (2 links): connect, one echo, wait up to 2 s for the join, close.\n");
-        let _ = writeln!(md, "| path manager | connections | fully meshed | not meshed in 2 s | failed | join p50 ms | join p99 ms | conn/s | daemon CPU us/conn | overruns | resyncs | bench listener overruns |");
+        let _ = writeln!(md, "| path manager | connections | fully meshed | not meshed in 2 s | failed | join p50 ms | join p99 ms | conn/s | daemon CPU us/conn (of it user space) | overruns | resyncs | bench listener overruns |");
         let _ = writeln!(
             md,
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -1039,7 +1140,11 @@ fn main() {
                 pct(&s, 0.99),
                 r.conns as f64 / r.wall_s.max(1e-9),
                 if is_pmd {
-                    format!("{:.1}", r.cpu_s / r.conns.max(1) as f64 * 1e6)
+                    format!(
+                        "{:.1} (user {:.1})",
+                        r.cpu_s / r.conns.max(1) as f64 * 1e6,
+                        r.user_s / r.conns.max(1) as f64 * 1e6
+                    )
                 } else {
                     "n/a (in kernel)".into()
                 },
@@ -1145,6 +1250,14 @@ fn main() {
             verdict(ker >= 1.8 * tcp)
         );
         let _ = writeln!(md);
+    }
+    // A hand-written analysis after the marker survives regeneration.
+    const MARKER: &str = "<!-- analysis: kept by mptcp-pm-bench -->";
+    if let Some(i) = std::fs::read_to_string(&out_path)
+        .ok()
+        .and_then(|old| old.find(MARKER).map(|i| old[i..].to_string()))
+    {
+        md.push_str(&i);
     }
     println!("{md}");
     std::fs::write(&out_path, &md).unwrap();
