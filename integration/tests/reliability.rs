@@ -122,6 +122,14 @@ fn wait_mesh(t: &Topology, conns: usize, want: &[IpAddr], timeout: Duration) -> 
     .ok_or(last)
 }
 
+/// Seconds since midnight of a slog term line ("Nov 28 04:19:08.389 ...").
+fn log_time_s(line: &str) -> f64 {
+    let t = line.split_whitespace().nth(2).unwrap_or("0:0:0");
+    t.split(':')
+        .map(|x| x.parse::<f64>().unwrap_or(0.0))
+        .fold(0.0, |acc, x| acc * 60.0 + x)
+}
+
 /// `count` of `needle` in the log.
 fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
@@ -554,6 +562,35 @@ fn kernel_refusals_are_logged_bounded_and_not_fatal() {
         refusals.len(),
         conns.len()
     );
+    // Per connection: retried (with at least the initial backoff between the first two
+    // attempts), and given up after at most 1 + max_retries attempts.
+    let mut per_token: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for r in &refusals {
+        let token = r
+            .split("token: 0x")
+            .nth(1)
+            .and_then(|t| t.split(',').next())
+            .unwrap_or("?");
+        per_token.entry(token).or_default().push(log_time_s(r));
+    }
+    assert_eq!(
+        per_token.len(),
+        conns.len(),
+        "every connection is tried: {per_token:?}"
+    );
+    for (token, times) in &per_token {
+        assert!(
+            (2..=1 + max_retries).contains(&times.len()),
+            "token {token}: {} attempts, want 2..={} (retried, then given up)",
+            times.len(),
+            1 + max_retries
+        );
+        let gap = times[1] - times[0];
+        assert!(
+            gap >= 0.09,
+            "token {token}: retried after {gap:.3} s, before backoff_initial_ms (100 ms)"
+        );
+    }
     std::thread::sleep(Duration::from_secs(3));
     let later = count(&d.log(), "kernel refused command");
     assert_eq!(

@@ -695,12 +695,18 @@ fn bench_scale(quick: bool) -> ScaleRow {
                 .exec_bg(move || {
                     let mut v = Vec::with_capacity(per);
                     for _ in 0..per {
-                        let mut s = mptcp::connect(dst, None).expect("connect");
-                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                        s.write_all(b"x").unwrap();
-                        let mut k = [0u8; 1];
-                        s.read_exact(&mut k).unwrap();
-                        v.push(s);
+                        let one = || -> std::io::Result<TcpStream> {
+                            let mut s = mptcp::connect(dst, None)?;
+                            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+                            s.write_all(b"x")?;
+                            let mut k = [0u8; 1];
+                            s.read_exact(&mut k)?;
+                            Ok(s)
+                        };
+                        match one() {
+                            Ok(s) => v.push(s),
+                            Err(e) => eprintln!("scale: a connection failed: {e}"),
+                        }
                     }
                     v
                 })
@@ -712,6 +718,8 @@ fn bench_scale(quick: bool) -> ScaleRow {
         .flat_map(|h| h.join().unwrap())
         .collect();
     row.opened_s = started.elapsed().as_secs_f64();
+    let n = conns.len();
+    row.conns = n;
     let mut last = (0, 0, 0.0);
     let ok = wait_for(Duration::from_secs(180), || {
         last = count_meshed(&b.t.client, 2);
