@@ -358,6 +358,82 @@ impl Connection {
         conn
     }
 
+    /// Bring a tracked connection in line with a sock_diag snapshot taken at `taken_at`
+    /// (after events were lost): it is established if the kernel lists it, every kernel
+    /// subflow is established here (a request it answers is matched, an unknown one learnt),
+    /// and an established subflow the kernel no longer lists is closed, unless it established
+    /// after the snapshot was taken. Returns whether anything changed.
+    pub fn reconcile(
+        &mut self,
+        now: Instant,
+        taken_at: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        kernel: &[(SubflowKey, AddrId, AddrId, bool, SubflowSample)],
+    ) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.touch(now);
+        let before = (self.established, self.subflows.clone());
+        if !self.established {
+            let mut info = self.info.unwrap_or(ConnInfo {
+                token: self.token,
+                local,
+                remote,
+                loc_id: 0,
+                rem_id: 0,
+                flags: Default::default(),
+            });
+            info.flags.server_side = self.server_side;
+            self.on_conn_info(now, &info, true);
+        }
+        for (key, loc_id, rem_id, backup, sample) in kernel {
+            let report = SubflowInfo {
+                token: self.token,
+                local: key.local,
+                remote: key.remote,
+                loc_id: *loc_id,
+                rem_id: *rem_id,
+                backup: *backup,
+                if_idx: None,
+                error: None,
+                reset_reason: None,
+                reset_flags: None,
+            };
+            self.on_sub_established(now, &report);
+            if let Some(sf) = self.established_mut(*key) {
+                sf.sample = Some(*sample);
+            }
+        }
+        let gone: Vec<SubflowKey> = self
+            .subflows
+            .iter()
+            .filter(
+                |sf| matches!(sf.state, SubflowState::Established { since } if since < taken_at),
+            )
+            .filter_map(Subflow::key)
+            .filter(|k| !kernel.iter().any(|(kk, ..)| kk == k))
+            .collect();
+        for key in gone {
+            let report = SubflowInfo {
+                token: self.token,
+                local: key.local,
+                remote: key.remote,
+                loc_id: 0,
+                rem_id: 0,
+                backup: false,
+                if_idx: None,
+                error: None,
+                reset_reason: None,
+                reset_flags: None,
+            };
+            self.on_sub_closed(now, &report);
+        }
+        self.prune();
+        (self.established, &self.subflows) != (before.0, &before.1)
+    }
+
     /// Replaces the timers (for adopted connections).
     pub fn with_timers(mut self, timers: ConnTimers) -> Self {
         self.timers = timers;

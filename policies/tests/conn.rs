@@ -913,3 +913,110 @@ fn closed_connection_sends_and_waits_for_nothing() {
     assert_eq!(c.poll_timeout(), None);
     assert!(c.subflows().iter().all(|s| !s.is_live()));
 }
+
+fn kernel_sub(
+    local: &str,
+    remote: &str,
+    loc_id: u8,
+) -> (mptcp_pmd_policies::SubflowKey, u8, u8, bool, SubflowSample) {
+    (
+        key(local, remote),
+        loc_id,
+        0,
+        false,
+        SubflowSample::default(),
+    )
+}
+
+#[test]
+fn reconcile_establishes_a_connection_whose_established_event_was_lost() {
+    let t0 = Instant::now();
+    let mut c = Connection::new(T, ConnTimers::default());
+    c.handle_event(t0, &PmEvent::Created(info(INIT_LOCAL, INIT_REMOTE, false)));
+    assert!(!c.is_established());
+    let t1 = t0 + ms(100);
+    let changed = c.reconcile(
+        t1,
+        t1,
+        sa(INIT_LOCAL),
+        sa(INIT_REMOTE),
+        &[kernel_sub(INIT_LOCAL, INIT_REMOTE, 0)],
+    );
+    assert!(changed);
+    assert!(c.is_established());
+    assert_eq!(
+        c.subflows().iter().filter(|s| s.is_established()).count(),
+        1,
+        "no duplicate initial subflow"
+    );
+    // Now joins are possible.
+    c.handle_decisions(t1, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert_eq!(drain(&mut c).len(), 1);
+}
+
+#[test]
+fn reconcile_answers_a_request_whose_sub_established_was_lost() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    let cmd = drain(&mut c).remove(0);
+    c.handle_command_result(t0, &cmd, Ok(()));
+    let t1 = t0 + ms(50);
+    let kernel = [
+        kernel_sub(INIT_LOCAL, INIT_REMOTE, 0),
+        kernel_sub("10.0.2.1:50000", INIT_REMOTE, 1),
+    ];
+    assert!(c.reconcile(t1, t1, sa(INIT_LOCAL), sa(INIT_REMOTE), &kernel));
+    assert_eq!(c.subflows().len(), 2, "matched the request, no new entry");
+    assert!(c.subflows().iter().all(|s| s.is_established()));
+    assert_eq!(
+        c.poll_timeout(),
+        None,
+        "no request left to time out (and so no duplicate retry)"
+    );
+    // A second identical snapshot changes nothing but the samples.
+    c.reconcile(t1, t1, sa(INIT_LOCAL), sa(INIT_REMOTE), &kernel);
+    assert_eq!(c.subflows().len(), 2);
+    assert!(drain(&mut c).is_empty());
+}
+
+#[test]
+fn reconcile_closes_subflows_the_kernel_no_longer_lists_but_not_newer_ones() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    let taken_at = t0 + ms(100);
+    // Established after the snapshot was taken: the snapshot cannot know it.
+    c.handle_event(
+        taken_at + ms(1),
+        &PmEvent::SubEstablished(sub("10.0.3.1:50001", INIT_REMOTE, 2, 0, false)),
+    );
+    let now = taken_at + ms(5);
+    assert!(c.reconcile(
+        now,
+        taken_at,
+        sa(INIT_LOCAL),
+        sa(INIT_REMOTE),
+        &[kernel_sub(INIT_LOCAL, INIT_REMOTE, 0)]
+    ));
+    let state = |k: &str| {
+        c.subflows()
+            .iter()
+            .find(|s| s.key() == Some(key(k, INIT_REMOTE)))
+            .map(|s| s.is_established())
+    };
+    assert_eq!(
+        state("10.0.2.1:50000"),
+        Some(false),
+        "lost SUB_CLOSED applied"
+    );
+    assert_eq!(
+        state("10.0.3.1:50001"),
+        Some(true),
+        "newer than the snapshot: kept"
+    );
+    assert_eq!(state(INIT_LOCAL), Some(true));
+}

@@ -14,7 +14,7 @@ use slog::{debug, info, Logger};
 
 use super::commands::CommandActor;
 use super::messages::{
-    ConnectionGone, Decide, Decided, Execute, Hook, KernelEvent, LocalsChanged, Samples,
+    ConnectionGone, Decide, Decided, Execute, Hook, KernelEvent, LocalsChanged, Reconcile, Samples,
 };
 use super::policy::PolicyActor;
 
@@ -162,6 +162,25 @@ impl Handler<KernelEvent> for ConnectionActor {
                 "error" => s.error.unwrap_or(0));
         }
         self.push_hook(Hook::Event(ev));
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Reconcile> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconcile, ctx: &mut Self::Context) {
+        let changed = self.conn.reconcile(
+            Instant::now(),
+            msg.taken_at,
+            msg.local,
+            msg.remote,
+            &msg.subflows,
+        );
+        if changed {
+            info!(self.log, "reconciled with sock_diag"; "subflows" => msg.subflows.len());
+            self.push_hook(Hook::Tick);
+        }
         self.pump(ctx);
     }
 }

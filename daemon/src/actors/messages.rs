@@ -91,3 +91,24 @@ pub struct ConnectionGone(pub Token);
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), KernelRefusal>")]
 pub struct Execute(pub PmCommand);
+
+/// Bring a tracked connection in line with a sock_diag snapshot (registry -> connection actor,
+/// after events were lost).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Reconcile {
+    /// When the snapshot was requested.
+    pub taken_at: std::time::Instant,
+    /// The MPTCP socket's local address.
+    pub local: std::net::SocketAddr,
+    /// The MPTCP socket's remote address.
+    pub remote: std::net::SocketAddr,
+    /// The kernel's subflows: (key, local id, remote id, backup, sample).
+    pub subflows: Vec<(
+        SubflowKey,
+        mptcp_pmd_policies::AddrId,
+        mptcp_pmd_policies::AddrId,
+        bool,
+        SubflowSample,
+    )>,
+}

@@ -16,8 +16,8 @@ use super::commands::CommandActor;
 use super::connection::ConnectionActor;
 use super::diag::DiagPoller;
 use super::messages::{
-    ConnectionGone, DiagSnapshot, Hook, KernelEvent, LocalsChanged, Resync, Samples, SetPolling,
-    TakeSnapshot,
+    ConnectionGone, DiagSnapshot, Hook, KernelEvent, LocalsChanged, Reconcile, Resync, Samples,
+    SetPolling, TakeSnapshot,
 };
 use super::policy::PolicyActor;
 use crate::metrics::Metrics;
@@ -49,6 +49,7 @@ pub struct Registry {
     diag: Addr<DiagPoller>,
     timers: ConnTimers,
     resyncing: bool,
+    resync_again: bool,
     metrics: Metrics,
     log: Logger,
 }
@@ -71,6 +72,7 @@ impl Registry {
             diag,
             timers,
             resyncing: false,
+            resync_again: false,
             metrics,
             log,
         }
@@ -101,11 +103,19 @@ impl Registry {
     }
 
     /// Adopt every MPTCP connection of `snap` we do not track; returns how many.
-    fn adopt(&mut self, snap: &Snapshot, ctx: &mut Context<Self>) -> usize {
+    /// Adopt the connections of `snap` (taken at `taken_at`) we do not track, and reconcile
+    /// those we do (their events may have been lost). Returns how many were adopted.
+    fn adopt(&mut self, snap: &Snapshot, taken_at: Instant, ctx: &mut Context<Self>) -> usize {
         let now = Instant::now();
         let mut adopted = 0;
         for c in crate::adopt::adoptable(snap) {
-            if self.conns.contains_key(&c.token) {
+            if let Some(actor) = self.conns.get(&c.token) {
+                actor.do_send(Reconcile {
+                    taken_at,
+                    local: c.local,
+                    remote: c.remote,
+                    subflows: c.subflows,
+                });
                 continue;
             }
             info!(self.log, "adopting connection"; "token" => %c.token, "local" => %c.local, "remote" => %c.remote,
@@ -197,16 +207,22 @@ impl Handler<Resync> for Registry {
 
     fn handle(&mut self, msg: Resync, ctx: &mut Self::Context) {
         if self.resyncing {
+            // The snapshot in flight may predate what was just lost: take one more after it.
+            self.resync_again = true;
             return;
         }
         self.resyncing = true;
         self.metrics.resync();
         info!(self.log, "resync from sock_diag"; "reason" => msg.reason);
-        ctx.spawn(self.diag.send(TakeSnapshot).into_actor(self).map(|res, act, ctx| {
+        let taken_at = Instant::now();
+        ctx.spawn(self.diag.send(TakeSnapshot).into_actor(self).map(move |res, act, ctx| {
             act.resyncing = false;
+            if std::mem::take(&mut act.resync_again) {
+                ctx.notify(Resync { reason: "events lost during a resync" });
+            }
             match res {
                 Ok(Ok(snap)) => {
-                    let n = act.adopt(&snap, ctx);
+                    let n = act.adopt(&snap, taken_at, ctx);
                     act.route_samples(&snap);
                     info!(act.log, "resync done"; "adopted" => n, "tracked" => act.conns.len());
                 }
@@ -221,12 +237,13 @@ impl Handler<AdoptExisting> for Registry {
     type Result = ResponseActFuture<Self, usize>;
 
     fn handle(&mut self, _msg: AdoptExisting, _ctx: &mut Self::Context) -> Self::Result {
+        let taken_at = Instant::now();
         Box::pin(
             self.diag
                 .send(TakeSnapshot)
                 .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Ok(Ok(snap)) => act.adopt(&snap, ctx),
+                .map(move |res, act, ctx| match res {
+                    Ok(Ok(snap)) => act.adopt(&snap, taken_at, ctx),
                     Ok(Err(e)) => {
                         warn!(act.log, "start-up adoption: sock_diag failed"; "error" => e);
                         0
