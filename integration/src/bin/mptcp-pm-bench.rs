@@ -107,6 +107,31 @@ impl Pmd {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
+    /// Connections the daemon tracks, from `mptcp-pmd status` over its control socket
+    /// ("?" when the daemon has no control socket).
+    fn tracked(&self, ns: &Netns) -> String {
+        let sock = self.dir.join("ctl.sock");
+        ns.run(&[
+            daemon_bin().to_str().unwrap(),
+            "status",
+            "-s",
+            sock.to_str().unwrap(),
+        ])
+        .ok()
+        .and_then(|out| {
+            // "mptcp-pmd 0.1.0 (pid N): K connection(s)"
+            let first = out.lines().next()?.to_string();
+            let n = first
+                .rsplit_once("): ")?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(n)
+        })
+        .unwrap_or_else(|| "?".into())
+    }
+
     fn count(&self, needle: &str) -> usize {
         self.log().lines().filter(|l| l.contains(needle)).count()
     }
@@ -920,18 +945,20 @@ fn soak(minutes: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| t (s) | daemon RSS (KiB) | live MPTCP conns (sock_diag) | of them meshed | daemon CPU user s | daemon CPU sys s | overruns | resyncs |"
+        "| t (s) | daemon RSS (KiB) | tracked by the daemon (`status`) | live MPTCP conns (sock_diag) | of them meshed | daemon CPU user s | daemon CPU sys s | overruns | resyncs |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let started = Instant::now();
     let end = started + Duration::from_secs(minutes * 60);
     while Instant::now() < end {
         std::thread::sleep(Duration::from_secs(10));
         let (live, meshed, _) = count_meshed(&b.t.client, 2);
+        let tracked = p.tracked(&b.t.client);
         let line = format!(
-            "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
             started.elapsed().as_secs(),
             p.status_kb("VmRSS"),
+            tracked,
             live,
             meshed,
             p.cpu_split().0,
@@ -970,13 +997,13 @@ fn raise_nofile() {
     unsafe {
         let mut r: libc::rlimit = std::mem::zeroed();
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur = r.rlim_cur.max(want);
-        r.rlim_max = r.rlim_max.max(want);
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
-            eprintln!(
-                "warning: cannot raise RLIMIT_NOFILE: {}",
-                std::io::Error::last_os_error()
-            );
+        let mut up = r;
+        up.rlim_max = r.rlim_max.max(want);
+        up.rlim_cur = up.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &up) != 0 {
+            // Not allowed to raise the hard limit (no CAP_SYS_RESOURCE): use all of it.
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
         }
     }
 }
