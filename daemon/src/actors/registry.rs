@@ -238,22 +238,19 @@ impl Handler<AdoptExisting> for Registry {
 
     fn handle(&mut self, _msg: AdoptExisting, _ctx: &mut Self::Context) -> Self::Result {
         let taken_at = Instant::now();
-        Box::pin(
-            self.diag
-                .send(TakeSnapshot)
-                .into_actor(self)
-                .map(move |res, act, ctx| match res {
-                    Ok(Ok(snap)) => act.adopt(&snap, taken_at, ctx),
-                    Ok(Err(e)) => {
-                        warn!(act.log, "start-up adoption: sock_diag failed"; "error" => e);
-                        0
-                    }
-                    Err(e) => {
-                        warn!(act.log, "start-up adoption: diag poller unavailable"; "error" => %e);
-                        0
-                    }
-                }),
-        )
+        Box::pin(self.diag.send(TakeSnapshot).into_actor(self).map(
+            move |res, act, ctx| match res {
+                Ok(Ok(snap)) => act.adopt(&snap, taken_at, ctx),
+                Ok(Err(e)) => {
+                    warn!(act.log, "start-up adoption: sock_diag failed"; "error" => e);
+                    0
+                }
+                Err(e) => {
+                    warn!(act.log, "start-up adoption: diag poller unavailable"; "error" => %e);
+                    0
+                }
+            },
+        ))
     }
 }
 
