@@ -135,11 +135,8 @@ fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
-// Fails on the daemon as of 3facb9c+: a resync does not reconcile connections it already
-// tracks (lost ESTABLISHED -> never meshed; lost SUB_ESTABLISHED -> duplicate join after the
-// request timeout). See docs/RELIABILITY.md "Findings". Remove the ignore with the fix.
+// Found the resync bug fixed in 3044b01 (docs/RELIABILITY.md "Findings").
 #[test]
-#[ignore = "known bug: resync does not reconcile tracked connections (docs/RELIABILITY.md)"]
 fn event_overrun_triggers_resync_and_every_connection_is_meshed() {
     if !kernel_tests_enabled("event_overrun_triggers_resync_and_every_connection_is_meshed") {
         return;
