@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use slog::{debug, warn, Logger};
+use slog::Logger;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::actors::addresses::{AddressMonitor, GetAddresses};
@@ -197,33 +197,18 @@ impl Views {
 }
 
 const REQUEST_LIMIT: u64 = 4096;
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serve the control socket on the current actix/tokio loop until the process stops.
 pub fn serve(listener: UnixListener, views: Views, log: Logger) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
-    actix::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!(log, "control socket: accept failed"; "error" => %e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let views = views.clone();
-            let log = log.clone();
-            actix::spawn(async move {
-                match tokio::time::timeout(CLIENT_TIMEOUT, serve_one(stream, &views)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => debug!(log, "control client failed"; "error" => %e),
-                    Err(_) => debug!(log, "control client timed out"),
-                }
-            });
-        }
-    });
+    crate::server::spawn(
+        listener,
+        "control socket",
+        views,
+        log,
+        |stream, views| async move { serve_one(stream, &views).await },
+    );
     Ok(())
 }
 

@@ -3,42 +3,25 @@
 //! refreshed from the actors first), 404 for other paths and 405 for other methods. One request
 //! per connection (`Connection: close`), headers capped at 8 KiB, 5 s per client.
 
-use std::time::Duration;
-
-use slog::{debug, warn, Logger};
+use slog::Logger;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::control::Views;
 
 const HEADER_LIMIT: usize = 8192;
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Serve `listener` on the current actix/tokio loop until the process stops.
 pub fn serve(listener: std::net::TcpListener, views: Views, log: Logger) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    actix::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!(log, "metrics endpoint: accept failed"; "error" => %e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let views = views.clone();
-            let log = log.clone();
-            actix::spawn(async move {
-                match tokio::time::timeout(CLIENT_TIMEOUT, serve_one(stream, &views)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => debug!(log, "metrics client failed"; "error" => %e),
-                    Err(_) => debug!(log, "metrics client timed out"),
-                }
-            });
-        }
-    });
+    crate::server::spawn(
+        listener,
+        "metrics endpoint",
+        views,
+        log,
+        |stream, views| async move { serve_one(stream, &views).await },
+    );
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod metrics;
 mod notify;
 mod privs;
 mod rules;
+mod server;
 mod service;
 mod startup;
 mod status;
