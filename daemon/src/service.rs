@@ -151,6 +151,15 @@ pub fn run(
             }
         }
 
+        // Signal handlers go in before anyone can be told we are up ("started", READY=1): a
+        // SIGTERM or SIGHUP sent right after would otherwise hit the default action and kill us.
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                error!(log, "cannot install signal handlers"; "error" => %e);
+                return exit::SOFTWARE;
+            }
+        };
         match registry.send(AdoptExisting).await {
             Ok(n) => info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string(),
                 "control" => %config.control.socket.display(), "metrics" => config.metrics.listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into())),
@@ -162,7 +171,7 @@ pub fn run(
             Err(e) => warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e),
         }
 
-        let code = wait_for_signals(path, policy, monitor, level, log.clone()).await;
+        let code = wait_for_signals(signals, path, policy, monitor, level, log.clone()).await;
         if let Err(e) = notify::notify("STOPPING=1") {
             warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e);
         }
@@ -174,23 +183,38 @@ pub fn run(
     Ok(code)
 }
 
+/// The stop and reload signals, installed (their default actions replaced) once created.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Serve signals: SIGHUP reloads, SIGTERM/SIGINT stop. Returns the exit code.
 async fn wait_for_signals(
+    signals: Signals,
     path: PathBuf,
     policy: Addr<PolicyActor>,
     monitor: Addr<AddressMonitor>,
     level: LevelHandle,
     log: Logger,
 ) -> i32 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        error!(log, "cannot install signal handlers");
-        return exit::SOFTWARE;
-    };
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => { info!(log, "SIGTERM: stopping"); return exit::OK; }
