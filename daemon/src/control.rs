@@ -19,6 +19,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::actors::addresses::{AddressMonitor, GetAddresses};
 use crate::actors::connection::GetConnection;
+use crate::actors::diag::DiagPoller;
+use crate::actors::messages::TakeSnapshot;
 use crate::actors::policy::{Describe, PolicyActor};
 use crate::actors::registry::{ListConnections, Registry};
 use crate::metrics::Metrics;
@@ -132,12 +134,16 @@ pub struct Views {
     pub policy: Addr<PolicyActor>,
     /// The address monitor.
     pub monitor: Addr<AddressMonitor>,
+    /// The sock_diag poller (fresh subflow samples for the status).
+    pub diag: Addr<DiagPoller>,
     /// Metrics, whose gauges a status refreshes.
     pub metrics: Metrics,
 }
 
 impl Views {
-    /// Every tracked connection with its policy and subflows; also refreshes the gauges.
+    /// Every tracked connection with its policy and subflows; also refreshes the gauges. The
+    /// subflows' srtt/cwnd/retransmits come from a sock_diag snapshot taken for this request
+    /// (the periodic poll only dumps subflows while a policy reads them).
     pub async fn status(&self) -> Result<Status, MailboxError> {
         let actors = self.registry.send(ListConnections).await?;
         let mut conns = Vec::with_capacity(actors.len());
@@ -145,6 +151,19 @@ impl Views {
             // A connection that stopped meanwhile is simply not listed.
             if let Ok(c) = a.send(GetConnection).await {
                 conns.push(*c);
+            }
+        }
+        // Without a snapshot (sock_diag failed) the status still lists every connection, with
+        // the samples the connections last received.
+        if let Ok(snap) = self.diag.send(TakeSnapshot).await? {
+            let now = Instant::now();
+            let by_token: std::collections::HashMap<_, _> =
+                snap.conns.iter().map(|c| (c.conn.token, c)).collect();
+            for conn in &mut conns {
+                if let Some(c) = by_token.get(&conn.token()) {
+                    let samples: Vec<_> = c.subflows.iter().map(|s| (s.key, s.sample)).collect();
+                    conn.handle_samples(now, &samples);
+                }
             }
         }
         let labels = self.policy.send(Describe(conns.clone())).await?;

@@ -30,6 +30,11 @@ impl PolicyBook {
         }
     }
 
+    /// Whether any policy of the book (default or rule) reads subflow samples.
+    pub fn wants_samples(&self) -> bool {
+        self.default.wants_samples() || self.rules.iter().any(|(_, p)| p.wants_samples())
+    }
+
     /// Which entry serves `conn` (0 = default, i + 1 = rule i). The choice is made once the
     /// connection's initial subflow is known and kept for the connection's life.
     pub fn choose(&mut self, conn: &Connection, locals: &[LocalAddr]) -> usize {
@@ -158,5 +163,18 @@ mod tests {
         let c = Connection::new(Token(9), ConnTimers::default());
         assert_eq!(b.choose(&c, &locals()), 0);
         assert!(b.chosen.is_empty());
+    }
+
+    #[test]
+    fn samples_wanted_only_if_some_policy_reads_them() {
+        assert!(!book("policy: fullmesh\n").wants_samples());
+        assert!(!book("policy: ndiffports\n").wants_samples());
+        assert!(book("policy: rtt-based\n").wants_samples());
+        // A rule's rtt-based counts as much as the default's.
+        assert!(book(RULES).wants_samples());
+        assert!(
+            !book("policy: fullmesh\nrules:\n  - port: 443\n    policy: ndiffports\n")
+                .wants_samples()
+        );
     }
 }

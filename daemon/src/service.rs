@@ -17,7 +17,7 @@ use crate::actors::addresses::{self, AddressMonitor, SetFilter};
 use crate::actors::commands::CommandActor;
 use crate::actors::diag::DiagPoller;
 use crate::actors::events::EventActor;
-use crate::actors::messages::LocalsChanged;
+use crate::actors::messages::{LocalsChanged, SetSampling};
 use crate::actors::policy::{PolicyActor, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
 use crate::control::{ControlSocket, Views};
@@ -113,7 +113,9 @@ pub fn run(
     let metrics = Metrics::default();
     let sys = System::new();
     let code = sys.block_on(async move {
-        let policy = PolicyActor::new(wiring::build_book(&config), locals.clone(), log.new(slog::o!("actor" => "policy"))).start();
+        let book = wiring::build_book(&config);
+        let sampling = book.wants_samples();
+        let policy = PolicyActor::new(book, locals.clone(), log.new(slog::o!("actor" => "policy"))).start();
         let cmd_arbiter = Arbiter::new();
         let cmd_log = log.new(slog::o!("actor" => "commands"));
         let cmd_metrics = metrics.clone();
@@ -126,18 +128,26 @@ pub fn run(
         let reg_metrics = metrics.clone();
         let diag_metrics = metrics.clone();
         let reg_policy = policy.clone();
-        let registry = Registry::create(move |ctx| {
+        info!(log, "sock_diag polling"; "interval_ms" => interval.as_millis() as u64,
+            "subflow_samples" => if sampling { "on (a policy reads them)" } else { "off (no policy reads them)" });
+        let mut diag_out = None;
+        let registry = Registry::create(|ctx| {
             let sink = ctx.address().recipient();
             let diag_addr = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
-                DiagPoller::new(diag, sink, interval, diag_metrics, diag_log)
+                DiagPoller::new(diag, sink, interval, sampling, diag_metrics, diag_log)
             });
+            diag_out = Some(diag_addr.clone());
             Registry::new(reg_policy, cmds, diag_addr, timers, reg_metrics, reg_log)
         });
+        let Some(diag) = diag_out else {
+            error!(log, "the sock_diag poller did not start");
+            return exit::SOFTWARE;
+        };
         let sinks: Vec<Recipient<LocalsChanged>> = vec![policy.clone().recipient(), registry.clone().recipient()];
         let monitor = AddressMonitor::new(rtnl_monitor, rtnl_dumper, addrs, config.addresses.clone(), sinks, log.new(slog::o!("actor" => "addresses"))).start();
         EventActor::new(events, registry.clone(), metrics.clone(), log.new(slog::o!("actor" => "events"))).start();
 
-        let views = Views { registry: registry.clone(), policy: policy.clone(), monitor: monitor.clone(), metrics: metrics.clone() };
+        let views = Views { registry: registry.clone(), policy: policy.clone(), monitor: monitor.clone(), diag: diag.clone(), metrics: metrics.clone() };
         if let Some(l) = control_listener {
             if let Err(e) = control::serve(l, views.clone(), log.new(slog::o!("actor" => "control"))) {
                 error!(log, "cannot serve the control socket"; "error" => %e);
@@ -171,7 +181,8 @@ pub fn run(
             Err(e) => warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e),
         }
 
-        let code = wait_for_signals(signals, path, policy, monitor, level, log.clone()).await;
+        let peers = Reloadable { policy, monitor, diag, level };
+        let code = wait_for_signals(signals, path, peers, log.clone()).await;
         if let Err(e) = notify::notify("STOPPING=1") {
             warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e);
         }
@@ -201,15 +212,22 @@ impl Signals {
     }
 }
 
-/// Serve signals: SIGHUP reloads, SIGTERM/SIGINT stop. Returns the exit code.
-async fn wait_for_signals(
-    signals: Signals,
-    path: PathBuf,
+/// What a SIGHUP reload updates.
+struct Reloadable {
     policy: Addr<PolicyActor>,
     monitor: Addr<AddressMonitor>,
+    diag: Addr<DiagPoller>,
     level: LevelHandle,
-    log: Logger,
-) -> i32 {
+}
+
+/// Serve signals: SIGHUP reloads, SIGTERM/SIGINT stop. Returns the exit code.
+async fn wait_for_signals(signals: Signals, path: PathBuf, peers: Reloadable, log: Logger) -> i32 {
+    let Reloadable {
+        policy,
+        monitor,
+        diag,
+        level,
+    } = peers;
     let Signals {
         mut term,
         mut int,
@@ -223,7 +241,9 @@ async fn wait_for_signals(
                 match mptcp_pmd_config::load(&path) {
                     Ok(new) => {
                         info!(log, "SIGHUP: configuration reloaded"; "file" => %path.display(), "policy" => new.policy.to_string());
-                        policy.do_send(SetPolicy(wiring::build_book(&new)));
+                        let book = wiring::build_book(&new);
+                        diag.do_send(SetSampling(book.wants_samples()));
+                        policy.do_send(SetPolicy(book));
                         monitor.do_send(SetFilter(new.addresses.clone()));
                         if let Some(l) = crate::logging::parse_level(new.log.level.as_str()) {
                             level.set(l);

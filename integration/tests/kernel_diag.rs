@@ -229,4 +229,12 @@ fn snapshot_of_many_connections_spans_datagrams() {
     assert_eq!(subs.items.len(), 2 * N);
     let conns = diag.mptcp_connections().unwrap();
     assert_eq!(conns.items.len(), N);
+    // The connections-only snapshot (the daemon's poll when no policy reads samples): the same
+    // connections and tokens, no subflows, and it says so.
+    let light = diag.connections_snapshot().unwrap();
+    assert!(snap.has_subflows && !light.has_subflows);
+    let light_tokens: BTreeSet<Token> = light.conns.iter().map(|c| c.conn.token).collect();
+    assert_eq!(light_tokens, tokens);
+    assert!(light.conns.iter().all(|c| c.subflows.is_empty()));
+    assert!(light.orphans.is_empty());
 }

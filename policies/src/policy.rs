@@ -68,6 +68,13 @@ pub trait Policy: Send + std::fmt::Debug {
     /// The policy's name as written in the config.
     fn name(&self) -> &'static str;
 
+    /// Whether the policy reads subflow health samples ([`Policy::on_samples`],
+    /// `Subflow::sample`). The daemon dumps every subflow's `tcp_info` each poll only while some
+    /// configured policy says yes; otherwise it polls the (much cheaper) connection list alone.
+    fn wants_samples(&self) -> bool {
+        false
+    }
+
     /// A kernel event for this connection, after the connection state machine applied it.
     fn on_event(&mut self, _ctx: &Ctx<'_>, _event: &PmEvent) -> Vec<Decision> {
         Vec::new()

@@ -909,6 +909,10 @@ impl RttBased {
 }
 
 impl Policy for RttBased {
+    fn wants_samples(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "rtt-based"
     }

@@ -1,7 +1,11 @@
 //! The sock_diag poller: owns the NETLINK_SOCK_DIAG socket. While connections exist it takes one
-//! snapshot per period (two dumps joined by token) and hands it to the registry, which routes
-//! per-subflow samples to the connection actors. With no connections it does not wake up at all.
-//! It runs on its own arbiter thread so a large dump never stalls the event loop.
+//! snapshot per period and hands it to the registry, which notices connections that vanished and
+//! routes per-subflow samples to the connection actors. The periodic snapshot includes the
+//! subflows (`tcp_info` of every subflow socket, the expensive part) only while sampling is on,
+//! i.e. while some configured policy reads samples; otherwise it lists the connections alone.
+//! On-demand snapshots ([`TakeSnapshot`]: adoption, resync, status) are always complete. With no
+//! connections it does not wake up at all. It runs on its own arbiter thread so a large dump
+//! never stalls the event loop.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +13,7 @@ use actix::prelude::*;
 use netlink_actor::sock_diag::{DiagSocket, Snapshot};
 use slog::{debug, warn, Logger};
 
-use super::messages::{DiagSnapshot, SetPolling, TakeSnapshot};
+use super::messages::{DiagSnapshot, SetPolling, SetSampling, TakeSnapshot};
 use crate::metrics::Metrics;
 
 /// Owner of the sock_diag socket.
@@ -17,17 +21,20 @@ pub struct DiagPoller {
     sock: DiagSocket,
     sink: Recipient<DiagSnapshot>,
     interval: Duration,
+    sampling: bool,
     handle: Option<SpawnHandle>,
     metrics: Metrics,
     log: Logger,
 }
 
 impl DiagPoller {
-    /// A poller sending snapshots to `sink` every `interval` while enabled.
+    /// A poller sending snapshots to `sink` every `interval` while enabled, with the subflows'
+    /// samples if `sampling`.
     pub fn new(
         sock: DiagSocket,
         sink: Recipient<DiagSnapshot>,
         interval: Duration,
+        sampling: bool,
         metrics: Metrics,
         log: Logger,
     ) -> Self {
@@ -35,6 +42,7 @@ impl DiagPoller {
             sock,
             sink,
             interval,
+            sampling,
             handle: None,
             metrics,
             log,
@@ -43,11 +51,16 @@ impl DiagPoller {
 
     fn poll(&mut self) -> Option<Snapshot> {
         let t0 = Instant::now();
-        let res = self.sock.snapshot();
+        let res = if self.sampling {
+            self.sock.snapshot()
+        } else {
+            self.sock.connections_snapshot()
+        };
         self.metrics.poll_duration(t0.elapsed());
         match res {
             Ok(s) => {
-                debug!(self.log, "sock_diag poll"; "conns" => s.conns.len(), "us" => t0.elapsed().as_micros() as u64);
+                debug!(self.log, "sock_diag poll"; "conns" => s.conns.len(), "subflows" => s.has_subflows,
+                    "us" => t0.elapsed().as_micros() as u64);
                 Some(s)
             }
             Err(e) => {
@@ -82,6 +95,17 @@ impl Handler<SetPolling> for DiagPoller {
             }
             _ => {}
         }
+    }
+}
+
+impl Handler<SetSampling> for DiagPoller {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetSampling, _ctx: &mut Self::Context) {
+        if self.sampling != msg.0 {
+            debug!(self.log, "subflow sampling"; "on" => msg.0);
+        }
+        self.sampling = msg.0;
     }
 }
 

@@ -37,6 +37,11 @@ pub struct TakeSnapshot;
 #[rtype(result = "()")]
 pub struct SetPolling(pub bool);
 
+/// Include the subflows' samples in the periodic snapshots, or not (a policy reads them).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSampling(pub bool);
+
 /// Health samples of one connection's subflows (registry -> connection actor).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -134,6 +134,9 @@ impl Registry {
         for c in &snap.conns {
             let token = c.conn.token;
             seen.insert(token);
+            if !snap.has_subflows {
+                continue;
+            }
             if let Some(actor) = self.conns.get(&token) {
                 let samples = c
                     .subflows

@@ -672,6 +672,7 @@ struct ScaleRow {
     rss_kb: u64,
     hwm_kb: u64,
     poll_ms: Vec<f64>,
+    light_poll_ms: Vec<f64>,
     busy_cpu_pct: f64,
     rss_after_kb: u64,
     idle_switches: u64,
@@ -693,6 +694,19 @@ fn count_meshed(ns: &Netns, links: usize) -> (usize, usize, f64) {
             .collect();
         let meshed = conns.iter().filter(|c| c.subflows.len() >= links).count();
         (conns.len(), meshed, took)
+    })
+    .unwrap()
+}
+
+/// Time of the daemon's periodic poll when no policy reads samples (fullmesh, ndiffports): the
+/// MPTCP dumps alone, as `DiagSocket::connections_snapshot` runs them.
+fn light_poll(ns: &Netns) -> f64 {
+    ns.exec(|| {
+        let mut d = DiagSocket::open().expect("sock_diag");
+        let t0 = Instant::now();
+        let snap = d.connections_snapshot().expect("connections snapshot");
+        std::hint::black_box(snap.conns.len());
+        ms(t0.elapsed())
     })
     .unwrap()
 }
@@ -763,6 +777,10 @@ fn bench_scale(quick: bool) -> ScaleRow {
         row.poll_ms.push(count_meshed(&b.t.client, 2).2);
     }
     row.poll_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    for _ in 0..7 {
+        row.light_poll_ms.push(light_poll(&b.t.client));
+    }
+    row.light_poll_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     diag_breakdown(&b.t.client);
     smaps_summary(p.pid());
     // The daemon's own cost with n connections open and idle (its sock_diag polling).
@@ -1227,15 +1245,17 @@ fn main() {
             s.hwm_kb as f64 / 1024.0,
             verdict(s.rss_kb <= 32 * 1024)
         );
-        let _ = writeln!(md, "| one sock_diag snapshot (4 dumps), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | <= 25 ms | {} |", poll, s.poll_ms.first().unwrap_or(&f64::NAN), s.poll_ms.last().unwrap_or(&f64::NAN), verdict(poll <= 25.0));
+        let light = pct(&s.light_poll_ms, 0.5);
+        let _ = writeln!(md, "| one periodic poll, fullmesh/ndiffports (MPTCP dumps only), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | <= 25 ms | {} |", light, s.light_poll_ms.first().unwrap_or(&f64::NAN), s.light_poll_ms.last().unwrap_or(&f64::NAN), verdict(light <= 25.0));
+        let _ = writeln!(md, "| one full snapshot (4 dumps: periodic poll with rtt-based; adoption, resync, status), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | <= 25 ms | {} |", poll, s.poll_ms.first().unwrap_or(&f64::NAN), s.poll_ms.last().unwrap_or(&f64::NAN), verdict(poll <= 25.0));
         let _ = writeln!(
             md,
-            "| same snapshot with no connection in the namespace, median of 7 | {:.1} ms | | |",
+            "| full snapshot with no connection in the namespace, median of 7 | {:.1} ms | | |",
             pct(&s.empty_poll_ms, 0.5)
         );
         let _ = writeln!(
             md,
-            "| daemon CPU with {} idle connections (1 s poll) | {:.1} % | | |",
+            "| daemon CPU with {} idle connections (fullmesh, 1 s poll) | {:.1} % | | |",
             s.conns, s.busy_cpu_pct
         );
         let _ = writeln!(
