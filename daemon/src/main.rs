@@ -18,6 +18,7 @@ mod server;
 mod service;
 mod startup;
 mod status;
+mod trim;
 mod wiring;
 
 use std::path::PathBuf;

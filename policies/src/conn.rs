@@ -25,7 +25,7 @@
 //! - The kernel's SUB_ESTABLISHED for a path we asked for is matched to the *oldest* waiting
 //!   request on that path (ndiffports has several per path).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -269,8 +269,10 @@ pub struct Connection {
     /// The peer's announced addresses by its id; the port, when absent, is the initial one.
     announced_remotes: BTreeMap<AddrId, (IpAddr, Option<u16>)>,
     subflows: Vec<Subflow>,
-    /// Local address ids handed to the kernel (or learnt from it), stable per address.
-    local_ids: BTreeMap<IpAddr, AddrId>,
+    /// Local address ids handed to the kernel (or learnt from it), stable per address. A few
+    /// entries at most (one per local address): a vector, searched linearly, is smaller and
+    /// faster than a map.
+    local_ids: Vec<(IpAddr, AddrId)>,
     /// Local addresses we announced, with their ids.
     announced: BTreeMap<IpAddr, AddrId>,
     health: BTreeMap<Path, PathHealth>,
@@ -295,7 +297,7 @@ impl Connection {
             initial_remote_removed: false,
             announced_remotes: BTreeMap::new(),
             subflows: Vec::new(),
-            local_ids: BTreeMap::new(),
+            local_ids: Vec::new(),
             announced: BTreeMap::new(),
             health: BTreeMap::new(),
             commands: VecDeque::new(),
@@ -347,7 +349,7 @@ impl Connection {
             sf.sample = Some(sample);
             sf.initial = key == initial_key;
             sf.acked = true;
-            conn.subflows.push(sf);
+            conn.push_subflow(sf);
             conn.learn_local_id(key.local.ip(), loc_id);
             if rem_id != 0 && key.remote != remote {
                 conn.announced_remotes
@@ -530,7 +532,7 @@ impl Connection {
 
     /// The local address id this connection uses for `addr`, if it assigned or learnt one.
     pub fn local_id(&self, addr: IpAddr) -> Option<AddrId> {
-        self.local_ids.get(&addr).copied()
+        self.known_local_id(addr)
     }
 
     /// The local addresses we announced, with their ids.
@@ -821,7 +823,12 @@ impl Connection {
 
     /// The next command to send to the kernel, in the order they were decided.
     pub fn poll_command(&mut self) -> Option<PmCommand> {
-        self.commands.pop_front()
+        let cmd = self.commands.pop_front();
+        if self.commands.is_empty() && self.commands.capacity() > 0 {
+            // Commands come in short bursts; an idle connection keeps no queue allocated.
+            self.commands = VecDeque::new();
+        }
+        cmd
     }
 
     /// The next instant [`Connection::handle_timeout`] must be called, if any.
@@ -840,6 +847,15 @@ impl Connection {
     }
 
     // ---- internals ----
+
+    /// Append a subflow, growing the list by exactly one: a connection typically keeps a
+    /// handful of subflows for its whole life, and tens of thousands of connections are
+    /// tracked at once, so doubling the capacity would mostly hold empty slots.
+    fn push_subflow(&mut self, sf: Subflow) -> usize {
+        self.subflows.reserve_exact(1);
+        self.subflows.push(sf);
+        self.subflows.len() - 1
+    }
 
     fn touch(&mut self, now: Instant) {
         self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
@@ -871,28 +887,40 @@ impl Connection {
 
     /// The local address id for `addr`: reused if assigned, else the lowest free one in 1..=255.
     fn id_for(&mut self, addr: IpAddr) -> Option<AddrId> {
-        if let Some(id) = self.local_ids.get(&addr) {
-            return Some(*id);
+        if let Some(id) = self.known_local_id(addr) {
+            return Some(id);
         }
         if INITIAL_LOCAL_ADDR_USES_ID0 && self.info.map(|i| i.local.ip()) == Some(addr) {
-            self.local_ids.insert(addr, 0);
+            self.remember_local_id(addr, 0);
             return Some(0);
         }
-        let used: BTreeSet<AddrId> = self.local_ids.values().copied().collect();
-        let id = (1..=AddrId::MAX).find(|id| !used.contains(id))?;
-        self.local_ids.insert(addr, id);
+        let id = (1..=AddrId::MAX).find(|id| self.local_ids.iter().all(|(_, used)| used != id))?;
+        self.remember_local_id(addr, id);
         Some(id)
+    }
+
+    fn known_local_id(&self, addr: IpAddr) -> Option<AddrId> {
+        self.local_ids
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, id)| *id)
+    }
+
+    /// Record a new (address, id) pair; callers checked the address has none yet.
+    fn remember_local_id(&mut self, addr: IpAddr, id: AddrId) {
+        self.local_ids.reserve_exact(1);
+        self.local_ids.push((addr, id));
     }
 
     /// Remembers an id the kernel uses for `addr`, so our creates agree with its address list.
     fn learn_local_id(&mut self, addr: IpAddr, id: AddrId) {
-        if id == 0 || self.local_ids.contains_key(&addr) {
+        if id == 0 || self.known_local_id(addr).is_some() {
             return;
         }
-        if self.local_ids.values().any(|known| *known == id) {
+        if self.local_ids.iter().any(|(_, known)| *known == id) {
             return;
         }
-        self.local_ids.insert(addr, id);
+        self.remember_local_id(addr, id);
     }
 
     fn established_mut(&mut self, key: SubflowKey) -> Option<&mut Subflow> {
@@ -979,8 +1007,7 @@ impl Connection {
         sf.loc_id = loc_id;
         sf.rem_id = rem_id;
         sf.if_index = if_index;
-        self.subflows.push(sf);
-        let i = self.subflows.len() - 1;
+        let i = self.push_subflow(sf);
         match due {
             Some(due) if due > now => self.subflows[i].state = SubflowState::Pending { due },
             _ => self.request(i, now),
@@ -1011,7 +1038,7 @@ impl Connection {
         sf.rem_id = info.rem_id;
         sf.initial = true;
         sf.acked = true;
-        self.subflows.push(sf);
+        self.push_subflow(sf);
     }
 
     fn on_closed(&mut self, now: Instant) {
@@ -1081,8 +1108,7 @@ impl Connection {
                 let mut sf = Subflow::new(path, SubflowState::Established { since: now });
                 sf.want_backup = s.backup;
                 sf.initial = initial_key == Some(key);
-                self.subflows.push(sf);
-                self.subflows.len() - 1
+                self.push_subflow(sf)
             }
         };
         let token = self.token;

@@ -5,6 +5,7 @@
 //! connection means a decision is never computed from a snapshot that misses our own requests.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -23,39 +24,45 @@ use super::policy::PolicyActor;
 #[rtype(result = "Box<Connection>")]
 pub struct GetConnection;
 
+/// The actors every connection actor talks to, shared by all of them: an actix `Addr` clone
+/// allocates, and tens of thousands of connection actors each holding their own would cost
+/// ~150 bytes apiece. They all live on the registry's arbiter thread, hence `Rc`.
+pub struct Peers {
+    /// The policy actor.
+    pub policy: Addr<PolicyActor>,
+    /// The command actor.
+    pub cmds: Addr<CommandActor>,
+    /// Told when a connection actor stops (the registry).
+    pub gone: Recipient<ConnectionGone>,
+    /// The registry's logger; connection log lines add the token themselves (a logger per
+    /// connection would allocate).
+    pub log: Logger,
+}
+
 /// Drives one connection.
 pub struct ConnectionActor {
     conn: Connection,
-    policy: Addr<PolicyActor>,
-    cmds: Addr<CommandActor>,
-    gone: Recipient<ConnectionGone>,
+    peers: Rc<Peers>,
     hooks: VecDeque<Hook>,
     deciding: bool,
     timer: Option<(Instant, SpawnHandle)>,
-    log: Logger,
 }
 
 impl ConnectionActor {
     /// A driver for `conn`; `initial` is the first policy hook to run (e.g. Tick for an adopted
     /// connection).
-    pub fn new(
-        conn: Connection,
-        policy: Addr<PolicyActor>,
-        cmds: Addr<CommandActor>,
-        gone: Recipient<ConnectionGone>,
-        initial: Option<Hook>,
-        log: Logger,
-    ) -> Self {
+    pub fn new(conn: Connection, peers: Rc<Peers>, initial: Option<Hook>) -> Self {
         ConnectionActor {
             conn,
-            policy,
-            cmds,
-            gone,
+            peers,
             hooks: initial.into_iter().collect(),
             deciding: false,
             timer: None,
-            log,
         }
+    }
+
+    fn log(&self) -> &Logger {
+        &self.peers.log
     }
 
     fn push_hook(&mut self, hook: Hook) {
@@ -74,34 +81,35 @@ impl ConnectionActor {
     /// Drain the state machine's outputs: commands, then a policy request, then the timer.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         while let Some(cmd) = self.conn.poll_command() {
-            debug!(self.log, "command"; "cmd" => ?cmd);
+            debug!(self.log(), "command"; "token" => %self.conn.token(), "cmd" => ?cmd);
             let sent = cmd.clone();
-            ctx.spawn(
-                self.cmds
-                    .send(Execute(cmd))
-                    .into_actor(self)
-                    .map(move |res, act, ctx| {
-                        let res = res.unwrap_or_else(|e| {
-                            Err(KernelRefusal {
-                                errno: libc::EIO,
-                                message: Some(format!("command actor unavailable: {e}")),
-                            })
-                        });
-                        let refused = res.is_err();
-                        act.conn.handle_command_result(Instant::now(), &sent, res);
-                        if refused {
-                            // A refused request is Failed and not retried by the state machine: let the
-                            // policy decide again (the path's backoff delays the new attempt).
-                            act.push_hook(Hook::Tick);
-                        }
-                        act.pump(ctx);
-                    }),
-            );
+            ctx.spawn(self.peers.cmds.send(Execute(cmd)).into_actor(self).map(
+                move |res, act, ctx| {
+                    let res = res.unwrap_or_else(|e| {
+                        Err(KernelRefusal {
+                            errno: libc::EIO,
+                            message: Some(format!("command actor unavailable: {e}")),
+                        })
+                    });
+                    let refused = res.is_err();
+                    act.conn.handle_command_result(Instant::now(), &sent, res);
+                    if refused {
+                        // A refused request is Failed and not retried by the state machine: let the
+                        // policy decide again (the path's backoff delays the new attempt).
+                        act.push_hook(Hook::Tick);
+                    }
+                    act.pump(ctx);
+                },
+            ));
         }
         if !self.deciding && !self.conn.is_closed() {
             if let Some(hook) = self.hooks.pop_front() {
+                if self.hooks.is_empty() {
+                    // Keep no queue allocated while idle (see `Peers`).
+                    self.hooks = VecDeque::new();
+                }
                 self.deciding = true;
-                self.policy.do_send(Decide {
+                self.peers.policy.do_send(Decide {
                     hook,
                     conn: Box::new(self.conn.clone()),
                     reply: ctx.address().recipient(),
@@ -141,8 +149,8 @@ impl Actor for ConnectionActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         let token = self.conn.token();
-        self.policy.do_send(ConnectionGone(token));
-        self.gone.do_send(ConnectionGone(token));
+        self.peers.policy.do_send(ConnectionGone(token));
+        self.peers.gone.do_send(ConnectionGone(token));
     }
 }
 
@@ -153,12 +161,12 @@ impl Handler<KernelEvent> for ConnectionActor {
         let ev = msg.0;
         self.conn.handle_event(Instant::now(), &ev);
         if matches!(ev, PmEvent::Closed { .. }) {
-            info!(self.log, "connection closed");
+            info!(self.log(), "connection closed"; "token" => %self.conn.token());
             ctx.stop();
             return;
         }
         if let PmEvent::SubEstablished(s) | PmEvent::SubClosed(s) = &ev {
-            info!(self.log, "subflow {}", ev.name(); "local" => %s.local, "remote" => %s.remote, "backup" => s.backup,
+            info!(self.log(), "subflow {}", ev.name(); "token" => %self.conn.token(), "local" => %s.local, "remote" => %s.remote, "backup" => s.backup,
                 "error" => s.error.unwrap_or(0));
         }
         self.push_hook(Hook::Event(ev));
@@ -178,7 +186,7 @@ impl Handler<Reconcile> for ConnectionActor {
             &msg.subflows,
         );
         if changed {
-            info!(self.log, "reconciled with sock_diag"; "subflows" => msg.subflows.len());
+            info!(self.log(), "reconciled with sock_diag"; "token" => %self.conn.token(), "subflows" => msg.subflows.len());
             self.push_hook(Hook::Tick);
         }
         self.pump(ctx);
@@ -213,7 +221,7 @@ impl Handler<Decided> for ConnectionActor {
     fn handle(&mut self, msg: Decided, ctx: &mut Self::Context) {
         self.deciding = false;
         if !msg.0.is_empty() {
-            debug!(self.log, "policy decided"; "decisions" => ?msg.0);
+            debug!(self.log(), "policy decided"; "token" => %self.conn.token(), "decisions" => ?msg.0);
         }
         self.conn.handle_decisions(Instant::now(), msg.0);
         self.pump(ctx);

@@ -4,16 +4,17 @@
 //! after an event overrun) and retires connections that vanished without a CLOSED event.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::{ConnTimers, Connection};
 use mptcp_pmd_policies::{PmEvent, Token};
 use netlink_actor::sock_diag::Snapshot;
-use slog::{debug, info, o, warn, Logger};
+use slog::{debug, info, warn, Logger};
 
 use super::commands::CommandActor;
-use super::connection::ConnectionActor;
+use super::connection::{ConnectionActor, Peers};
 use super::diag::DiagPoller;
 use super::messages::{
     ConnectionGone, DiagSnapshot, Hook, KernelEvent, LocalsChanged, Reconcile, Resync, Samples,
@@ -21,6 +22,7 @@ use super::messages::{
 };
 use super::policy::PolicyActor;
 use crate::metrics::Metrics;
+use crate::trim::TrimGate;
 
 /// Polls a tracked connection may be missing from sock_diag before it is dropped.
 const MISSING_POLLS: u32 = 3;
@@ -47,9 +49,12 @@ pub struct Registry {
     policy: Addr<PolicyActor>,
     cmds: Addr<CommandActor>,
     diag: Addr<DiagPoller>,
+    /// Shared by every connection actor; made on the first spawn (it needs our address).
+    peers: Option<Rc<Peers>>,
     timers: ConnTimers,
     resyncing: bool,
     resync_again: bool,
+    trim: TrimGate,
     metrics: Metrics,
     log: Logger,
 }
@@ -70,9 +75,11 @@ impl Registry {
             policy,
             cmds,
             diag,
+            peers: None,
             timers,
             resyncing: false,
             resync_again: false,
+            trim: TrimGate::default(),
             metrics,
             log,
         }
@@ -85,20 +92,23 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) -> Addr<ConnectionActor> {
         let token = conn.token();
-        let log = self.log.new(o!("token" => token.to_string()));
-        let actor = ConnectionActor::new(
-            conn,
-            self.policy.clone(),
-            self.cmds.clone(),
-            ctx.address().recipient(),
-            initial,
-            log,
-        )
-        .start();
+        let peers = self
+            .peers
+            .get_or_insert_with(|| {
+                Rc::new(Peers {
+                    policy: self.policy.clone(),
+                    cmds: self.cmds.clone(),
+                    gone: ctx.address().recipient(),
+                    log: self.log.clone(),
+                })
+            })
+            .clone();
+        let actor = ConnectionActor::new(conn, peers, initial).start();
         if self.conns.is_empty() {
             self.diag.do_send(SetPolling(true));
         }
         self.conns.insert(token, actor.clone());
+        self.trim.observe(self.conns.len());
         actor
     }
 
@@ -281,6 +291,10 @@ impl Handler<ConnectionGone> for Registry {
     fn handle(&mut self, msg: ConnectionGone, _ctx: &mut Self::Context) {
         self.conns.remove(&msg.0);
         self.missing.remove(&msg.0);
+        if self.trim.observe(self.conns.len()) {
+            debug!(self.log, "returning freed heap to the kernel"; "tracked" => self.conns.len());
+            crate::trim::release_free_memory();
+        }
         if self.conns.is_empty() {
             self.diag.do_send(SetPolling(false));
         }
