@@ -362,6 +362,7 @@ impl Builder<'_> {
                 i32::MAX as u32,
                 d.events_rcvbuf,
             )?,
+            nice: self.int(&raw.nice, "kernel.nice", -20, 19, d.nice)?,
         })
     }
 

@@ -146,6 +146,7 @@ pub(crate) struct RawAddresses {
 pub(crate) struct RawKernel {
     pub set_userspace_pm: Field<Scalar>,
     pub events_rcvbuf: Field<Scalar>,
+    pub nice: Field<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

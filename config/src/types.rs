@@ -267,6 +267,12 @@ pub struct KernelConfig {
     pub set_userspace_pm: bool,
     /// Receive buffer (bytes) for the genl events socket. 4096..=2147483647, default 4 MiB.
     pub events_rcvbuf: u32,
+    /// Scheduling priority (nice value) the daemon gives itself at start, while it still may
+    /// (CAP_SYS_NICE). -20..=19, default -10: joins are created from the daemon's thread, so
+    /// on a host whose CPUs are busy with the applications the path manager serves, a
+    /// normal-priority daemon waits for a time slice before each connection gets its subflows.
+    /// 0 leaves the priority alone.
+    pub nice: i8,
 }
 
 impl Default for KernelConfig {
@@ -274,6 +280,7 @@ impl Default for KernelConfig {
         KernelConfig {
             set_userspace_pm: true,
             events_rcvbuf: 4 * 1024 * 1024,
+            nice: -10,
         }
     }
 }

@@ -81,6 +81,12 @@ const CASES: &[Case] = &[
         key: Some("kernel.events_rcvbuf"),
     },
     Case {
+        what: "nice value out of range",
+        yaml: "kernel:\n  nice: -21\n",
+        want: "/etc/mptcp-pm.yaml:2:9: kernel.nice must be an integer between -20 and 19, got -21",
+        key: Some("kernel.nice"),
+    },
+    Case {
         what: "list where a single value is expected",
         yaml: "fullmesh:\n  max_subflows: [1]\n",
         want: "/etc/mptcp-pm.yaml:2:3: invalid type: sequence, expected a single value (number, true/false or string)",

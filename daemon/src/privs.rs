@@ -3,6 +3,8 @@
 //! permitted sets, empties the inheritable and ambient sets, reduces the bounding set to
 //! CAP_NET_ADMIN when it may (CAP_SETPCAP; under the systemd unit it already is), and sets
 //! no_new_privs. Capabilities are per thread: this must run before any other thread starts.
+//! Also the scheduling priority (`kernel.nice`), set while CAP_SYS_NICE is still held and
+//! before any thread starts, so every thread inherits it.
 
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -43,4 +45,19 @@ pub fn drop_to_net_admin() -> Result<Dropped, DropError> {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only.
     let _ = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     Ok(Dropped { bounding_reduced })
+}
+
+/// Set the calling thread's nice value (threads started later inherit it). `nice == 0` does
+/// nothing.
+pub fn set_nice(nice: i8) -> std::io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    // SAFETY: setpriority on our own thread (who = 0).
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

@@ -101,6 +101,16 @@ pub fn run(
     }
     let locals = Arc::new(usable);
 
+    // Raise our priority while we may (CAP_SYS_NICE); threads started later inherit it.
+    match privs::set_nice(config.kernel.nice) {
+        Ok(()) if config.kernel.nice != 0 => {
+            info!(log, "scheduling priority set"; "nice" => config.kernel.nice)
+        }
+        Ok(()) => {}
+        Err(e) => {
+            warn!(log, "cannot set the scheduling priority, keeping the current one"; "nice" => config.kernel.nice, "error" => %e)
+        }
+    }
     // Every socket is open and the sysctl written: keep only CAP_NET_ADMIN. Capabilities are
     // per thread, so this runs before the actix arbiters start their threads.
     match privs::drop_to_net_admin() {
