@@ -7,6 +7,9 @@
 //! Run as root, after `cargo build --release -p mptcp-pmd`:
 //! `cargo run --release -p integration --bin mptcp-pm-bench -- [--quick] [--soak MINUTES]
 //! [--out FILE] [--only join,churn,scale,tput]`
+//!
+//! Environment: `BENCH_DAEMON_WRAPPER` runs the daemon under a tool (e.g. `heaptrack -o F`);
+//! `BENCH_PMD_CONFIG` appends YAML to the daemon's config (A/B runs, e.g. `kernel: {nice: 0}`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test tool
 
@@ -48,10 +51,12 @@ impl Pmd {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("mptcp-pm.yaml");
+        // BENCH_PMD_CONFIG (e.g. "kernel: {nice: 0}"): more top-level config for an A/B run.
+        let more = std::env::var("BENCH_PMD_CONFIG").unwrap_or_default();
         std::fs::write(
             &cfg,
             format!(
-                "policy: fullmesh\ncontrol:\n  socket: {}\n{extra}",
+                "policy: fullmesh\ncontrol:\n  socket: {}\n{extra}\n{more}\n",
                 dir.join("ctl.sock").display()
             ),
         )
@@ -247,6 +252,19 @@ impl Tracker {
                     libc::SO_RCVTIMEO,
                     &tv as *const _ as *const libc::c_void,
                     std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                );
+            }
+            // The tracker is the stopwatch: it timestamps events on receipt, so it must read them
+            // the moment they arrive, not when the scheduler gets to it among 32 busy client
+            // threads (which would compress or stretch both path managers' numbers at random).
+            // SCHED_FIFO makes it run as soon as an event wakes it; its work per wake is tiny.
+            let param = libc::sched_param { sched_priority: 50 };
+            // SAFETY: sched_setscheduler on the calling thread with a valid parameter.
+            let rt = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            if rt != 0 {
+                eprintln!(
+                    "bench: event tracker not real-time ({}); timestamps may lag under load",
+                    std::io::Error::last_os_error()
                 );
             }
             let _ = tx.send(());
@@ -502,6 +520,8 @@ struct JoinRow {
     links: usize,
     mode: Mode,
     lat: Lat,
+    /// p50 of each interleaved batch, to show the spread between batches.
+    batch_p50: Vec<f64>,
 }
 
 fn bench_join(quick: bool, out: &mut Vec<JoinRow>) {
@@ -513,25 +533,31 @@ fn bench_join(quick: bool, out: &mut Vec<JoinRow>) {
             bed(Mode::Kernel, links, None, ""),
         ];
         let mut lats = [Lat::default(), Lat::default()];
+        let mut p50s: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         // Warm-up (ARP/ND, first-connection costs), not measured.
         for b in &beds {
             let _ = one_join(b);
         }
         for _ in 0..total / batch {
-            for (b, l) in beds.iter().zip(lats.iter_mut()) {
+            for ((b, l), p) in beds.iter().zip(lats.iter_mut()).zip(p50s.iter_mut()) {
+                let mut this = Lat::default();
                 for _ in 0..batch {
                     match one_join(b) {
-                        Some(d) => l.samples.push(ms(d)),
-                        None => l.timeouts += 1,
+                        Some(d) => this.samples.push(ms(d)),
+                        None => this.timeouts += 1,
                     }
                 }
+                p.push(pct(&this.sorted(), 0.5));
+                l.samples.extend(this.samples);
+                l.timeouts += this.timeouts;
             }
         }
-        for (b, l) in beds.iter().zip(lats) {
+        for ((b, l), p) in beds.iter().zip(lats).zip(p50s) {
             out.push(JoinRow {
                 links,
                 mode: b.mode,
                 lat: l,
+                batch_p50: p,
             });
         }
         eprintln!("join latency, {links} links: done");
@@ -554,6 +580,8 @@ struct ChurnRow {
     resyncs: usize,
     tracker_overruns: u64,
     wall_s: f64,
+    /// p50 of each interleaved round.
+    round_p50: Vec<f64>,
 }
 
 /// `total` short connections from `clients` threads: connect, ping, wait (<= 2 s) for the
@@ -617,6 +645,9 @@ fn churn(b: &Bed, clients: usize, total: usize, stop: Option<Arc<AtomicBool>>) -
     r
 }
 
+/// Interleaved churn rounds per path manager.
+const CHURN_ROUNDS: usize = 5;
+
 fn bench_churn(quick: bool) -> Vec<ChurnRow> {
     let total = if quick { 1000 } else { 5000 };
     let beds = [bed(Mode::Pmd, 2, None, ""), bed(Mode::Kernel, 2, None, "")];
@@ -630,13 +661,18 @@ fn bench_churn(quick: bool) -> Vec<ChurnRow> {
             );
         }
     }
-    // Two interleaved halves per path manager.
-    for _ in 0..2 {
+    // Interleaved rounds per path manager: a busy VM's noise then hits both alike.
+    for _ in 0..CHURN_ROUNDS {
         for (i, b) in beds.iter().enumerate() {
-            let r = churn(b, 32, total / 2, None);
+            let mut r = churn(b, 32, total / CHURN_ROUNDS, None);
+            let p50 = pct(&r.lat.sorted(), 0.5);
             match rows.get_mut(i) {
-                None => rows.push(r),
+                None => {
+                    r.round_p50.push(p50);
+                    rows.push(r)
+                }
                 Some(acc) => {
+                    acc.round_p50.push(p50);
                     acc.conns += r.conns;
                     acc.meshed += r.meshed;
                     acc.failed += r.failed;
@@ -1170,6 +1206,41 @@ fn main() {
             );
         }
         let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "p50 of each batch of 20, in run order (the spread is the VM's noise):\n"
+        );
+        for r in &joins {
+            let v: Vec<String> = r.batch_p50.iter().map(|x| format!("{x:.3}")).collect();
+            let _ = writeln!(
+                md,
+                "- {} links, {}: {}",
+                r.links,
+                r.mode.name(),
+                v.join(", ")
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n| links | p50 mptcp-pmd / in-kernel | target | verdict |\n|---:|---:|---:|---|"
+        );
+        for links in [2usize, 4] {
+            let p = |m: Mode| {
+                joins
+                    .iter()
+                    .find(|r| r.links == links && r.mode == m)
+                    .map(|r| pct(&r.lat.sorted(), 0.5))
+            };
+            if let (Some(a), Some(k)) = (p(Mode::Pmd), p(Mode::Kernel)) {
+                let ratio = a / k;
+                let _ = writeln!(
+                    md,
+                    "| {links} | {ratio:.2} x | <= 1.10 x | {} |",
+                    verdict(ratio <= 1.10)
+                );
+            }
+        }
+        let _ = writeln!(md);
     }
     if !churn_rows.is_empty() {
         let _ = writeln!(md, "## b. Churn\n\nShort connections from 32 concurrent clients (2 links): connect, one echo, wait up to 2 s for the join, close.\n");
@@ -1212,6 +1283,42 @@ fn main() {
                     "n/a".into()
                 },
                 r.tracker_overruns
+            );
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "Join p50 of each of the {CHURN_ROUNDS} interleaved rounds, in run order:\n"
+        );
+        for r in &churn_rows {
+            let v: Vec<String> = r.round_p50.iter().map(|x| format!("{x:.3}")).collect();
+            let _ = writeln!(
+                md,
+                "- {}: {}",
+                r.mode.map(Mode::name).unwrap_or("?"),
+                v.join(", ")
+            );
+        }
+        let p = |m: Mode| {
+            churn_rows
+                .iter()
+                .find(|r| r.mode == Some(m))
+                .map(|r| pct(&r.lat.sorted(), 0.5))
+        };
+        if let (Some(a), Some(k)) = (p(Mode::Pmd), p(Mode::Kernel)) {
+            let ratio = a / k;
+            let ok = churn_rows.iter().all(|r| r.meshed == r.conns);
+            let _ = writeln!(md, "\n| target | value | verdict |\n|---|---:|---|");
+            let _ = writeln!(
+                md,
+                "| every connection fully meshed | {} | {} |",
+                if ok { "yes" } else { "no" },
+                verdict(ok)
+            );
+            let _ = writeln!(
+                md,
+                "| join p50 mptcp-pmd <= 2 x in-kernel | {ratio:.2} x | {} |",
+                verdict(ratio <= 2.0)
             );
         }
         let _ = writeln!(md);
