@@ -363,6 +363,13 @@ impl Builder<'_> {
                 d.events_rcvbuf,
             )?,
             nice: self.int(&raw.nice, "kernel.nice", -20, 19, d.nice)?,
+            realtime_priority: self.int(
+                &raw.realtime_priority,
+                "kernel.realtime_priority",
+                0,
+                99,
+                d.realtime_priority,
+            )?,
         })
     }
 

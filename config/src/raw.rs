@@ -147,6 +147,7 @@ pub(crate) struct RawKernel {
     pub set_userspace_pm: Field<Scalar>,
     pub events_rcvbuf: Field<Scalar>,
     pub nice: Field<Scalar>,
+    pub realtime_priority: Field<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -273,6 +273,11 @@ pub struct KernelConfig {
     /// normal-priority daemon waits for a time slice before each connection gets its subflows.
     /// 0 leaves the priority alone.
     pub nice: i8,
+    /// SCHED_FIFO priority (1..=99) for the threads that handle events and send commands; 0
+    /// (default) keeps the normal scheduler. Under heavy CPU contention it brings join latency
+    /// close to the in-kernel PM's (whose joins run in kernel context). The sock_diag thread
+    /// stays on the normal scheduler.
+    pub realtime_priority: u8,
 }
 
 impl Default for KernelConfig {
@@ -281,6 +286,7 @@ impl Default for KernelConfig {
             set_userspace_pm: true,
             events_rcvbuf: 4 * 1024 * 1024,
             nice: -10,
+            realtime_priority: 0,
         }
     }
 }

@@ -46,6 +46,7 @@ fn documented_defaults() {
     assert!(c.kernel.set_userspace_pm);
     assert_eq!(c.kernel.events_rcvbuf, 4_194_304);
     assert_eq!(c.kernel.nice, -10);
+    assert_eq!(c.kernel.realtime_priority, 0);
     assert_eq!(c.poll.interval_ms, 1000);
     assert_eq!(c.poll.interval(), std::time::Duration::from_secs(1));
     assert_eq!(c.subflow.request_timeout_ms, 5000);
@@ -164,7 +165,7 @@ addresses:
   exclude_interfaces:
     - docker*
   backup_interfaces: [wwan0]
-kernel: {set_userspace_pm: false, events_rcvbuf: 65536, nice: 5}
+kernel: {set_userspace_pm: false, events_rcvbuf: 65536, nice: 5, realtime_priority: 20}
 poll: {interval_ms: 250}
 subflow: {request_timeout_ms: 2000, backoff_initial_ms: 100, backoff_max_ms: 100, max_retries: 0}
 log: {level: trace, format: json}
@@ -220,6 +221,7 @@ fn every_key_is_read() {
     assert!(!c.kernel.set_userspace_pm);
     assert_eq!(c.kernel.events_rcvbuf, 65536);
     assert_eq!(c.kernel.nice, 5);
+    assert_eq!(c.kernel.realtime_priority, 20);
     assert_eq!(c.poll.interval_ms, 250);
     assert_eq!(c.subflow.request_timeout_ms, 2000);
     assert_eq!(c.subflow.backoff_initial_ms, 100);
@@ -335,6 +337,7 @@ fn effective_yaml_fills_every_key() {
         "set_userspace_pm:",
         "events_rcvbuf:",
         "nice:",
+        "realtime_priority:",
         "interval_ms:",
         "request_timeout_ms:",
         "backoff_initial_ms:",

@@ -87,6 +87,12 @@ const CASES: &[Case] = &[
         key: Some("kernel.nice"),
     },
     Case {
+        what: "real-time priority out of range",
+        yaml: "kernel:\n  realtime_priority: 100\n",
+        want: "/etc/mptcp-pm.yaml:2:22: kernel.realtime_priority must be an integer between 0 and 99, got 100",
+        key: Some("kernel.realtime_priority"),
+    },
+    Case {
         what: "list where a single value is expected",
         yaml: "fullmesh:\n  max_subflows: [1]\n",
         want: "/etc/mptcp-pm.yaml:2:3: invalid type: sequence, expected a single value (number, true/false or string)",

@@ -3,8 +3,8 @@
 //! permitted sets, empties the inheritable and ambient sets, reduces the bounding set to
 //! CAP_NET_ADMIN when it may (CAP_SETPCAP; under the systemd unit it already is), and sets
 //! no_new_privs. Capabilities are per thread: this must run before any other thread starts.
-//! Also the scheduling priority (`kernel.nice`), set while CAP_SYS_NICE is still held and
-//! before any thread starts, so every thread inherits it.
+//! Also the scheduling priority (`kernel.nice`, `kernel.realtime_priority`), set while
+//! CAP_SYS_NICE is still held and before any thread starts, so every thread inherits it.
 
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -55,6 +55,32 @@ pub fn set_nice(nice: i8) -> std::io::Result<()> {
     }
     // SAFETY: setpriority on our own thread (who = 0).
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Put the calling thread (and threads it starts later) on SCHED_FIFO at `priority` (1..=99).
+pub fn set_realtime(priority: u8) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: libc::c_int::from(priority),
+    };
+    // SAFETY: sched_setscheduler on our own thread (pid 0) with a valid parameter.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Put the calling thread back on the normal scheduler (its nice value is kept).
+pub fn set_normal_scheduler() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as in `set_realtime`.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
     if rc == 0 {
         Ok(())
     } else {
