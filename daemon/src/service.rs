@@ -14,7 +14,7 @@ use netlink_actor::sock_diag::DiagSocket;
 use slog::{debug, error, info, warn, Logger};
 
 use crate::actors::addresses::{self, AddressMonitor, SetFilter};
-use crate::actors::commands::CommandActor;
+use crate::actors::commands::CommandPath;
 use crate::actors::diag::DiagPoller;
 use crate::actors::events::EventActor;
 use crate::actors::messages::{LocalsChanged, SetSampling};
@@ -141,7 +141,7 @@ pub fn run(
         // Commands run on this (the event loop's) thread: a SUBFLOW_CREATE is one sendmsg the
         // kernel completes synchronously, and a hop to another thread cost a wake-up per join
         // (join p50 0.176 -> 0.142 ms with 2 links, daemon CPU per churned connection 126 -> 92 us).
-        let cmds = CommandActor::new(client, metrics.clone(), log.new(slog::o!("actor" => "commands"))).start();
+        let cmds = CommandPath::new(client, metrics.clone(), log.new(slog::o!("actor" => "commands")));
         let diag_arbiter = Arbiter::new();
         if realtime > 0 {
             // A full sock_diag dump can take 100 ms of kernel time: not at real-time priority.
@@ -168,7 +168,7 @@ pub fn run(
                 DiagPoller::new(diag, sink, interval, sampling, diag_metrics, diag_log)
             });
             diag_out = Some(diag_addr.clone());
-            Registry::new(reg_policy, cmds, diag_addr, timers, reg_metrics, reg_log)
+            Registry::new(reg_policy, cmds, diag_addr, timers, reg_metrics, reg_log, ctx)
         });
         let Some(diag) = diag_out else {
             error!(log, "the sock_diag poller did not start");

@@ -9,13 +9,13 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use mptcp_pmd_policies::conn::{Connection, KernelRefusal};
+use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::PmEvent;
 use slog::{debug, info, Logger};
 
-use super::commands::CommandActor;
+use super::commands::CommandPath;
 use super::messages::{
-    ConnectionGone, Decide, Decided, Execute, Hook, KernelEvent, LocalsChanged, Reconcile, Samples,
+    ConnectionGone, Decide, Decided, Hook, KernelEvent, LocalsChanged, Reconcile, Samples,
 };
 use super::policy::PolicyActor;
 
@@ -30,8 +30,8 @@ pub struct GetConnection;
 pub struct Peers {
     /// The policy actor.
     pub policy: Addr<PolicyActor>,
-    /// The command actor.
-    pub cmds: Addr<CommandActor>,
+    /// The command path (the command socket).
+    pub cmds: CommandPath,
     /// Told when a connection actor stops (the registry).
     pub gone: Recipient<ConnectionGone>,
     /// The registry's logger; connection log lines add the token themselves (a logger per
@@ -82,25 +82,14 @@ impl ConnectionActor {
     fn pump(&mut self, ctx: &mut Context<Self>) {
         while let Some(cmd) = self.conn.poll_command() {
             debug!(self.log(), "command"; "token" => %self.conn.token(), "cmd" => ?cmd);
-            let sent = cmd.clone();
-            ctx.spawn(self.peers.cmds.send(Execute(cmd)).into_actor(self).map(
-                move |res, act, ctx| {
-                    let res = res.unwrap_or_else(|e| {
-                        Err(KernelRefusal {
-                            errno: libc::EIO,
-                            message: Some(format!("command actor unavailable: {e}")),
-                        })
-                    });
-                    let refused = res.is_err();
-                    act.conn.handle_command_result(Instant::now(), &sent, res);
-                    if refused {
-                        // A refused request is Failed and not retried by the state machine: let the
-                        // policy decide again (the path's backoff delays the new attempt).
-                        act.push_hook(Hook::Tick);
-                    }
-                    act.pump(ctx);
-                },
-            ));
+            let res = self.peers.cmds.execute(&cmd);
+            let refused = res.is_err();
+            self.conn.handle_command_result(Instant::now(), &cmd, res);
+            if refused {
+                // A refused request is Failed and not retried by the state machine: let the
+                // policy decide again (the path's backoff delays the new attempt).
+                self.push_hook(Hook::Tick);
+            }
         }
         if !self.deciding && !self.conn.is_closed() {
             if let Some(hook) = self.hooks.pop_front() {

@@ -4,9 +4,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use mptcp_pmd_policies::conn::{Connection, KernelRefusal};
+use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Decision;
-use mptcp_pmd_policies::{LocalAddr, PmCommand, PmEvent, SubflowKey, SubflowSample, Token};
+use mptcp_pmd_policies::{LocalAddr, PmEvent, SubflowKey, SubflowSample, Token};
 use netlink_actor::sock_diag::Snapshot;
 
 /// A kernel PM event (events actor -> registry -> connection actor).
@@ -91,11 +91,6 @@ pub struct Decided(pub Vec<Decision>);
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct ConnectionGone(pub Token);
-
-/// Execute one PM command (connection actor -> command actor).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), KernelRefusal>")]
-pub struct Execute(pub PmCommand);
 
 /// Bring a tracked connection in line with a sock_diag snapshot (registry -> connection actor,
 /// after events were lost).

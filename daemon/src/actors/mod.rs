@@ -1,7 +1,8 @@
 //! The daemon's actors and the messages between them (see docs/ARCHITECTURE.md):
 //!
 //! - [`events::EventActor`] owns the `mptcp_pm_events` socket and forwards decoded events;
-//! - [`commands::CommandActor`] owns the command socket and executes PM commands, one at a time;
+//! - [`commands::CommandPath`] owns the command socket; connection actors execute PM commands
+//!   through it directly (synchronous, on the event loop's thread);
 //! - [`addresses::AddressMonitor`] owns the rtnetlink socket and keeps the usable local addresses;
 //! - [`diag::DiagPoller`] owns the sock_diag socket and polls subflow health while connections exist;
 //! - [`registry::Registry`] maps tokens to [`connection::ConnectionActor`]s and routes to them;

@@ -13,7 +13,7 @@ use mptcp_pmd_policies::{PmEvent, Token};
 use netlink_actor::sock_diag::Snapshot;
 use slog::{debug, info, warn, Logger};
 
-use super::commands::CommandActor;
+use super::commands::CommandPath;
 use super::connection::{ConnectionActor, Peers};
 use super::diag::DiagPoller;
 use super::messages::{
@@ -46,11 +46,9 @@ pub struct AdoptExisting;
 pub struct Registry {
     conns: HashMap<Token, Addr<ConnectionActor>>,
     missing: HashMap<Token, u32>,
-    policy: Addr<PolicyActor>,
-    cmds: Addr<CommandActor>,
     diag: Addr<DiagPoller>,
-    /// Shared by every connection actor; made on the first spawn (it needs our address).
-    peers: Option<Rc<Peers>>,
+    /// Shared by every connection actor.
+    peers: Rc<Peers>,
     timers: ConnTimers,
     resyncing: bool,
     resync_again: bool,
@@ -60,22 +58,28 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry wired to its peers.
+    /// A registry wired to its peers; `ctx` is the registry's own context (from
+    /// `Registry::create`): connection actors report to it when they stop.
     pub fn new(
         policy: Addr<PolicyActor>,
-        cmds: Addr<CommandActor>,
+        cmds: CommandPath,
         diag: Addr<DiagPoller>,
         timers: ConnTimers,
         metrics: Metrics,
         log: Logger,
+        ctx: &mut Context<Self>,
     ) -> Self {
+        let peers = Rc::new(Peers {
+            policy,
+            cmds,
+            gone: ctx.address().recipient(),
+            log: log.clone(),
+        });
         Registry {
             conns: HashMap::new(),
             missing: HashMap::new(),
-            policy,
-            cmds,
             diag,
-            peers: None,
+            peers,
             timers,
             resyncing: false,
             resync_again: false,
@@ -85,25 +89,9 @@ impl Registry {
         }
     }
 
-    fn spawn(
-        &mut self,
-        conn: Connection,
-        initial: Option<Hook>,
-        ctx: &mut Context<Self>,
-    ) -> Addr<ConnectionActor> {
+    fn spawn(&mut self, conn: Connection, initial: Option<Hook>) -> Addr<ConnectionActor> {
         let token = conn.token();
-        let peers = self
-            .peers
-            .get_or_insert_with(|| {
-                Rc::new(Peers {
-                    policy: self.policy.clone(),
-                    cmds: self.cmds.clone(),
-                    gone: ctx.address().recipient(),
-                    log: self.log.clone(),
-                })
-            })
-            .clone();
-        let actor = ConnectionActor::new(conn, peers, initial).start();
+        let actor = ConnectionActor::new(conn, self.peers.clone(), initial).start();
         if self.conns.is_empty() {
             self.diag.do_send(SetPolling(true));
         }
@@ -115,7 +103,7 @@ impl Registry {
     /// Adopt every MPTCP connection of `snap` we do not track; returns how many.
     /// Adopt the connections of `snap` (taken at `taken_at`) we do not track, and reconcile
     /// those we do (their events may have been lost). Returns how many were adopted.
-    fn adopt(&mut self, snap: &Snapshot, taken_at: Instant, ctx: &mut Context<Self>) -> usize {
+    fn adopt(&mut self, snap: &Snapshot, taken_at: Instant) -> usize {
         let now = Instant::now();
         let mut adopted = 0;
         for c in crate::adopt::adoptable(snap) {
@@ -133,7 +121,7 @@ impl Registry {
             let conn = Connection::adopt(now, c.token, c.local, c.remote, c.subflows)
                 .with_timers(self.timers)
                 .with_server_side(c.server_side);
-            self.spawn(conn, Some(Hook::Tick), ctx);
+            self.spawn(conn, Some(Hook::Tick));
             adopted += 1;
         }
         adopted
@@ -200,7 +188,7 @@ impl Handler<KernelEvent> for Registry {
             PmEvent::Created(_) | PmEvent::Established(_) => {
                 let mut conn = Connection::new(token, self.timers);
                 conn.handle_event(Instant::now(), &ev);
-                let actor = self.spawn(conn, Some(Hook::Event(ev)), ctx);
+                let actor = self.spawn(conn, Some(Hook::Event(ev)));
                 let _ = actor;
             }
             _ => {
@@ -235,7 +223,7 @@ impl Handler<Resync> for Registry {
             }
             match res {
                 Ok(Ok(snap)) => {
-                    let n = act.adopt(&snap, taken_at, ctx);
+                    let n = act.adopt(&snap, taken_at);
                     act.route_samples(&snap);
                     info!(act.log, "resync done"; "adopted" => n, "tracked" => act.conns.len());
                 }
@@ -252,8 +240,8 @@ impl Handler<AdoptExisting> for Registry {
     fn handle(&mut self, _msg: AdoptExisting, _ctx: &mut Self::Context) -> Self::Result {
         let taken_at = Instant::now();
         Box::pin(self.diag.send(TakeSnapshot).into_actor(self).map(
-            move |res, act, ctx| match res {
-                Ok(Ok(snap)) => act.adopt(&snap, taken_at, ctx),
+            move |res, act, _ctx| match res {
+                Ok(Ok(snap)) => act.adopt(&snap, taken_at),
                 Ok(Err(e)) => {
                     warn!(act.log, "start-up adoption: sock_diag failed"; "error" => e);
                     0
