@@ -725,4 +725,22 @@ fn overrun_is_reported_and_recoverable() {
         _ => None,
     });
     assert!(found.is_some(), "no event after the overrun");
+
+    // A batch that ends at EAGAIN says the socket is drained; the next call finds it empty.
+    let l2 = t
+        .server
+        .exec(move || mptcp::listen(SocketAddr::new(base, 30001)))
+        .unwrap()
+        .unwrap();
+    drop(l2);
+    let two = integration::wait_for(WAIT, || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        match sock.recv_batch() {
+            Ok(b) if !b.is_empty() => Some(b.len()),
+            _ => None,
+        }
+    });
+    assert!(two.is_some(), "no LISTENER events for port 30001");
+    assert!(sock.drained(), "the batch read everything queued");
+    assert!(matches!(sock.recv_batch(), Err(GenlError::WouldBlock)));
 }

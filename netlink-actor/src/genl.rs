@@ -243,6 +243,8 @@ pub struct PmEventSocket {
     buf: Vec<u8>,
     /// An ENOBUFS seen after some events were already read: reported on the next call.
     overrun_pending: bool,
+    /// The last batch ended because the socket had nothing more queued.
+    drained: bool,
 }
 
 impl PmEventSocket {
@@ -265,6 +267,7 @@ impl PmEventSocket {
             family,
             buf: vec![0; RECV_BUF],
             overrun_pending: false,
+            drained: false,
         })
     }
 
@@ -346,12 +349,16 @@ impl PmEventSocket {
             return Err(GenlError::Overrun);
         }
         let mut out = Vec::new();
+        self.drained = false;
         let n = self.recv_one(Msg::empty())?;
         self.decode_into(n, keep_raw, &mut out);
         for _ in 1..MAX_BATCH {
             match self.recv_one(Msg::DONTWAIT) {
                 Ok(n) => self.decode_into(n, keep_raw, &mut out),
-                Err(GenlError::WouldBlock) => break,
+                Err(GenlError::WouldBlock) => {
+                    self.drained = true;
+                    break;
+                }
                 Err(GenlError::Overrun) => {
                     self.overrun_pending = true;
                     break;
@@ -374,6 +381,13 @@ impl PmEventSocket {
             .into_iter()
             .map(|r| r.decoded)
             .collect())
+    }
+
+    /// Whether the last successful [`PmEventSocket::recv_batch`] emptied the socket (it stopped
+    /// at EAGAIN, not at its batch limit or an overrun): a readiness-driven caller can wait for
+    /// the next wake-up without another `recv` that would only find nothing.
+    pub fn drained(&self) -> bool {
+        self.drained
     }
 
     /// Like [`PmEventSocket::recv_batch`], also returning each event's netlink message bytes

@@ -69,7 +69,13 @@ impl Actor for EventActor {
                             return;
                         }
                     };
-                    match guard.get_inner_mut().recv_batch() {
+                    let res = guard.get_inner_mut().recv_batch();
+                    if res.is_ok() && guard.get_inner().drained() {
+                        // The batch ended at EAGAIN: wait for the next wake-up instead of a
+                        // recv that would only find the socket empty.
+                        guard.clear_ready();
+                    }
+                    match res {
                         Ok(batch) => {
                             for item in batch {
                                 match item {
