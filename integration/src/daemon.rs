@@ -108,7 +108,11 @@ impl Daemon {
     /// Wait until the daemon finished start-up (adoption done).
     pub fn wait_ready(&self) {
         // A start-up failure is logged at CRIT before the process exits: stop waiting then.
-        let ready = crate::wait_for(Duration::from_secs(30), || {
+        // The daemon itself starts in milliseconds; the generous limit is for the machine: while
+        // the kernel tears down namespaces full of MPTCP sockets (parallel tests), this 2-CPU VM
+        // has stalled for up to a minute ("BUG: workqueue lockup ... stuck for 58s" in dmesg),
+        // and once a restarted daemon's `ip netns exec` took 30 s to reach its first log line.
+        let ready = crate::wait_for(Duration::from_secs(90), || {
             let log = self.log();
             if log.contains(" CRIT ") {
                 return Some(false);
