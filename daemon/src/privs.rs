@@ -64,23 +64,28 @@ pub fn set_nice(nice: i8) -> std::io::Result<()> {
 
 /// Put the calling thread (and threads it starts later) on SCHED_FIFO at `priority` (1..=99).
 pub fn set_realtime(priority: u8) -> std::io::Result<()> {
-    let param = libc::sched_param {
-        sched_priority: libc::c_int::from(priority),
-    };
-    // SAFETY: sched_setscheduler on our own thread (pid 0) with a valid parameter.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    set_scheduler(libc::SCHED_FIFO, libc::c_int::from(priority))
 }
 
 /// Put the calling thread back on the normal scheduler (its nice value is kept).
 pub fn set_normal_scheduler() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: as in `set_realtime`.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    set_scheduler(libc::SCHED_OTHER, 0)
+}
+
+/// The kernel's `sched_setscheduler` for the calling thread. Called as a raw system call: musl's
+/// wrapper (the static build) always fails with ENOSYS, and its `sched_param` has extra fields,
+/// while the kernel reads only the leading `int` priority.
+fn set_scheduler(policy: libc::c_int, priority: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: the kernel reads one int through the pointer, which outlives the call; pid 0 is
+    // the calling thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0 as libc::pid_t,
+            policy,
+            &priority as *const libc::c_int,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {
