@@ -161,8 +161,7 @@ impl Views {
                 snap.conns.iter().map(|c| (c.conn.token, c)).collect();
             for conn in &mut conns {
                 if let Some(c) = by_token.get(&conn.token()) {
-                    let samples: Vec<_> = c.subflows.iter().map(|s| (s.key, s.sample)).collect();
-                    conn.handle_samples(now, &samples);
+                    conn.handle_samples(now, &c.samples());
                 }
             }
         }

@@ -55,11 +55,7 @@ pub fn set_nice(nice: i8) -> std::io::Result<()> {
     }
     // SAFETY: setpriority on our own thread (who = 0).
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    os_result(i64::from(rc))
 }
 
 /// Put the calling thread (and threads it starts later) on SCHED_FIFO at `priority` (1..=99).
@@ -86,6 +82,11 @@ fn set_scheduler(policy: libc::c_int, priority: libc::c_int) -> std::io::Result<
             &priority as *const libc::c_int,
         )
     };
+    os_result(rc)
+}
+
+/// A libc return value: 0 is success, anything else means `errno` holds the reason.
+fn os_result(rc: i64) -> std::io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {

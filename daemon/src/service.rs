@@ -138,9 +138,8 @@ pub fn run(
         let book = wiring::build_book(&config);
         let sampling = book.wants_samples();
         let policy = PolicyActor::new(book, locals.clone(), log.new(slog::o!("actor" => "policy"))).start();
-        // Commands run on this (the event loop's) thread: a SUBFLOW_CREATE is one sendmsg the
-        // kernel completes synchronously, and a hop to another thread cost a wake-up per join
-        // (join p50 0.176 -> 0.142 ms with 2 links, daemon CPU per churned connection 126 -> 92 us).
+        // Commands are a direct call from the connection actors on this thread (see
+        // actors/commands.rs for why not an actor).
         let cmds = CommandPath::new(client, metrics.clone(), log.new(slog::o!("actor" => "commands")));
         let diag_arbiter = Arbiter::new();
         if realtime > 0 {

@@ -623,6 +623,14 @@ pub struct ConnSnapshot {
     pub subflows: Vec<SubflowDiag>,
 }
 
+impl ConnSnapshot {
+    /// Each subflow's 4-tuple with its health sample, as the connection state machine takes
+    /// them (`Connection::handle_samples`).
+    pub fn samples(&self) -> Vec<(SubflowKey, SubflowSample)> {
+        self.subflows.iter().map(|s| (s.key, s.sample)).collect()
+    }
+}
+
 /// The host's MPTCP connections with their subflows at one moment.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {

@@ -136,12 +136,7 @@ impl Registry {
                 continue;
             }
             if let Some(actor) = self.conns.get(&token) {
-                let samples = c
-                    .subflows
-                    .iter()
-                    .map(|s| (s.key, s.sample))
-                    .collect::<Vec<_>>();
-                actor.do_send(Samples(samples));
+                actor.do_send(Samples(c.samples()));
             }
         }
         // Connections that vanished without a CLOSED event (e.g. lost in an overrun).
