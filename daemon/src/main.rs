@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod notify;
 mod privs;
+mod registry_core;
 mod rules;
 mod server;
 mod service;

@@ -167,7 +167,8 @@ pub fn run(
                 DiagPoller::new(diag, sink, interval, sampling, diag_metrics, diag_log)
             });
             diag_out = Some(diag_addr.clone());
-            Registry::new(reg_policy, cmds, diag_addr, timers, reg_metrics, reg_log, ctx)
+            let gone = ctx.address().recipient();
+            Registry::new(reg_policy, cmds, diag_addr, timers, reg_metrics, reg_log, gone)
         });
         let Some(diag) = diag_out else {
             error!(log, "the sock_diag poller did not start");

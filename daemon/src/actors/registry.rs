@@ -1,16 +1,15 @@
-//! The registry: the map from connection token to its [`ConnectionActor`]. It creates a
-//! connection actor on the first event of a new token, routes events and sock_diag samples by
-//! token, broadcasts local address changes, adopts connections found by sock_diag (at start-up and
-//! after an event overrun) and retires connections that vanished without a CLOSED event.
+//! The registry actor: a thin driver around [`RegistryCore`] (token -> [`ConnectionActor`],
+//! routing, retirement of connections that vanished from sock_diag, resync coalescing). It feeds
+//! the core events, snapshots, adoptions and stopped connections, and carries out its outputs in
+//! order: messages to connection actors, sock_diag requests, the poll switch, heap trims.
+//! Local address changes are broadcast to every connection actor.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::{ConnTimers, Connection};
 use mptcp_pmd_policies::{PmEvent, Token};
-use netlink_actor::sock_diag::Snapshot;
 use slog::{debug, info, warn, Logger};
 
 use super::commands::CommandPath;
@@ -21,16 +20,9 @@ use super::messages::{
     SetPolling, TakeSnapshot,
 };
 use super::policy::PolicyActor;
+use crate::adopt::Adoptable;
 use crate::metrics::Metrics;
-use crate::trim::TrimGate;
-
-/// Polls a tracked connection may be missing from sock_diag before it is dropped.
-const MISSING_POLLS: u32 = 3;
-
-/// Ask the registry for the tracked tokens (status, tests).
-#[derive(Message)]
-#[rtype(result = "Vec<Token>")]
-pub struct ListTokens;
+use crate::registry_core::{EventRoute, Output, RegistryCore};
 
 /// Ask the registry for the tracked connection actors, ordered by token (status).
 #[derive(Message)]
@@ -42,24 +34,36 @@ pub struct ListConnections;
 #[rtype(result = "usize")]
 pub struct AdoptExisting;
 
-/// Token -> connection actor.
+/// Drives the registry core.
 pub struct Registry {
-    conns: HashMap<Token, Addr<ConnectionActor>>,
-    missing: HashMap<Token, u32>,
+    core: RegistryCore<Addr<ConnectionActor>>,
     diag: Addr<DiagPoller>,
     /// Shared by every connection actor.
     peers: Rc<Peers>,
-    timers: ConnTimers,
-    resyncing: bool,
-    resync_again: bool,
-    trim: TrimGate,
     metrics: Metrics,
     log: Logger,
 }
 
+/// Start a connection actor (the core's `start` function).
+fn start_connection(peers: &Rc<Peers>, conn: Connection, first: Hook) -> Addr<ConnectionActor> {
+    ConnectionActor::new(conn, peers.clone(), Some(first)).start()
+}
+
+/// Start an adopted connection's actor; its first policy hook is a tick.
+fn start_adopted(
+    peers: &Rc<Peers>,
+    log: &Logger,
+    conn: Connection,
+    c: &Adoptable,
+) -> Addr<ConnectionActor> {
+    info!(log, "adopting connection"; "token" => %c.token, "local" => %c.local, "remote" => %c.remote,
+        "subflows" => c.subflows.len(), "server_side" => c.server_side);
+    start_connection(peers, conn, Hook::Tick)
+}
+
 impl Registry {
-    /// A registry wired to its peers; `ctx` is the registry's own context (from
-    /// `Registry::create`): connection actors report to it when they stop.
+    /// A registry wired to its peers; `gone` is the registry's own address (connection actors
+    /// report to it when they stop).
     pub fn new(
         policy: Addr<PolicyActor>,
         cmds: CommandPath,
@@ -67,96 +71,114 @@ impl Registry {
         timers: ConnTimers,
         metrics: Metrics,
         log: Logger,
-        ctx: &mut Context<Self>,
+        gone: Recipient<ConnectionGone>,
     ) -> Self {
         let peers = Rc::new(Peers {
             policy,
             cmds,
-            gone: ctx.address().recipient(),
+            gone,
             log: log.clone(),
         });
         Registry {
-            conns: HashMap::new(),
-            missing: HashMap::new(),
+            core: RegistryCore::new(timers),
             diag,
             peers,
-            timers,
-            resyncing: false,
-            resync_again: false,
-            trim: TrimGate::default(),
             metrics,
             log,
         }
     }
 
-    fn spawn(&mut self, conn: Connection, initial: Option<Hook>) -> Addr<ConnectionActor> {
-        let token = conn.token();
-        let actor = ConnectionActor::new(conn, self.peers.clone(), initial).start();
-        if self.conns.is_empty() {
-            self.diag.do_send(SetPolling(true));
-        }
-        self.conns.insert(token, actor.clone());
-        self.trim.observe(self.conns.len());
-        actor
+    /// Adopt from `snap` (asked for at `taken_at`); returns how many were adopted.
+    fn adopt(&mut self, snap: &netlink_actor::sock_diag::Snapshot, taken_at: Instant) -> usize {
+        let (peers, log) = (&self.peers, &self.log);
+        self.core.adopt(Instant::now(), snap, taken_at, |conn, c| {
+            start_adopted(peers, log, conn, c)
+        })
     }
 
-    /// Adopt every MPTCP connection of `snap` we do not track; returns how many.
-    /// Adopt the connections of `snap` (taken at `taken_at`) we do not track, and reconcile
-    /// those we do (their events may have been lost). Returns how many were adopted.
-    fn adopt(&mut self, snap: &Snapshot, taken_at: Instant) -> usize {
-        let now = Instant::now();
-        let mut adopted = 0;
-        for c in crate::adopt::adoptable(snap) {
-            if let Some(actor) = self.conns.get(&c.token) {
-                actor.do_send(Reconcile {
-                    taken_at,
-                    local: c.local,
-                    remote: c.remote,
-                    subflows: c.subflows,
-                });
-                continue;
-            }
-            info!(self.log, "adopting connection"; "token" => %c.token, "local" => %c.local, "remote" => %c.remote,
-                "subflows" => c.subflows.len(), "server_side" => c.server_side);
-            let conn = Connection::adopt(now, c.token, c.local, c.remote, c.subflows)
-                .with_timers(self.timers)
-                .with_server_side(c.server_side);
-            self.spawn(conn, Some(Hook::Tick));
-            adopted += 1;
-        }
-        adopted
-    }
-
-    fn route_samples(&mut self, snap: &Snapshot) {
-        let mut seen = std::collections::HashSet::new();
-        for c in &snap.conns {
-            let token = c.conn.token;
-            seen.insert(token);
-            if !snap.has_subflows {
-                continue;
-            }
-            if let Some(actor) = self.conns.get(&token) {
-                actor.do_send(Samples(c.samples()));
-            }
-        }
-        // Connections that vanished without a CLOSED event (e.g. lost in an overrun).
-        let tracked: Vec<Token> = self.conns.keys().copied().collect();
-        for token in tracked {
-            if seen.contains(&token) {
-                self.missing.remove(&token);
-                continue;
-            }
-            let n = self.missing.entry(token).or_default();
-            *n += 1;
-            if *n >= MISSING_POLLS {
-                info!(self.log, "connection gone from sock_diag, dropping it"; "token" => %token);
-                if let Some(actor) = self.conns.get(&token) {
-                    actor.do_send(KernelEvent(PmEvent::Closed { token }));
+    /// Carry out the core's outputs, in order.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Deliver { token, event } => {
+                    if let Some(a) = self.core.get(token) {
+                        a.do_send(KernelEvent(event));
+                    }
                 }
-                self.missing.remove(&token);
+                Output::Samples { token, samples } => {
+                    if let Some(a) = self.core.get(token) {
+                        a.do_send(Samples(samples));
+                    }
+                }
+                Output::Reconcile { taken_at, conn } => {
+                    if let Some(a) = self.core.get(conn.token) {
+                        a.do_send(Reconcile {
+                            taken_at,
+                            local: conn.local,
+                            remote: conn.remote,
+                            subflows: conn.subflows,
+                        });
+                    }
+                }
+                Output::Retire { token } => {
+                    info!(self.log, "connection gone from sock_diag, dropping it"; "token" => %token);
+                    if let Some(a) = self.core.get(token) {
+                        a.do_send(KernelEvent(PmEvent::Closed { token }));
+                    }
+                }
+                Output::TakeSnapshot { reason } => self.take_resync_snapshot(reason, ctx),
+                Output::ResyncAfter(after) => {
+                    ctx.run_later(after, |_act, ctx| {
+                        ctx.notify(Resync {
+                            reason: "retry after a failed resync",
+                        });
+                    });
+                }
+                Output::Polling(on) => self.diag.do_send(SetPolling(on)),
+                Output::Trim => {
+                    debug!(self.log, "returning freed heap to the kernel"; "tracked" => self.core.len());
+                    crate::trim::release_free_memory();
+                }
             }
         }
     }
+
+    fn take_resync_snapshot(&mut self, reason: &'static str, ctx: &mut Context<Self>) {
+        self.metrics.resync();
+        info!(self.log, "resync from sock_diag"; "reason" => reason);
+        ctx.spawn(
+            self.diag
+                .send(TakeSnapshot)
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    let snap = match res {
+                        Ok(Ok(snap)) => Some(snap),
+                        Ok(Err(e)) => {
+                            warn!(act.log, "resync: sock_diag failed"; "error" => e);
+                            None
+                        }
+                        Err(e) => {
+                            warn!(act.log, "resync: diag poller unavailable"; "error" => %e);
+                            None
+                        }
+                    };
+                    let (peers, log) = (&act.peers, &act.log);
+                    let adopted = act
+                        .core
+                        .resync_done(Instant::now(), snap.as_ref(), |conn, c| {
+                            start_adopted(peers, log, conn, c)
+                        });
+                    if let Some(n) = adopted {
+                        info!(act.log, "resync done"; "adopted" => n, "tracked" => act.core.len());
+                    }
+                    act.drain(ctx);
+                }),
+        );
+    }
+}
+
+fn token_text(token: Option<Token>) -> String {
+    token.map(|t| t.to_string()).unwrap_or_default()
 }
 
 impl Actor for Registry {
@@ -168,33 +190,26 @@ impl Handler<KernelEvent> for Registry {
 
     fn handle(&mut self, msg: KernelEvent, ctx: &mut Self::Context) {
         let ev = msg.0;
-        let Some(token) = ev.token() else {
-            debug!(self.log, "event without connection"; "event" => ev.name(), "detail" => ?ev);
-            return;
-        };
-        if let Some(actor) = self.conns.get(&token) {
-            actor.do_send(KernelEvent(ev));
-            return;
-        }
-        match ev {
-            PmEvent::Closed { .. } | PmEvent::Unknown { .. } => {
-                debug!(self.log, "event for an untracked connection"; "event" => ev.name(), "token" => %token);
+        let (name, token) = (ev.name(), ev.token());
+        let peers = &self.peers;
+        let route = self.core.handle_event(Instant::now(), ev, |conn, first| {
+            start_connection(peers, conn, first)
+        });
+        match route {
+            EventRoute::Delivered | EventRoute::Started => {}
+            EventRoute::NoConnection => {
+                debug!(self.log, "event without connection"; "event" => name)
             }
-            PmEvent::Created(_) | PmEvent::Established(_) => {
-                let mut conn = Connection::new(token, self.timers);
-                conn.handle_event(Instant::now(), &ev);
-                let actor = self.spawn(conn, Some(Hook::Event(ev)));
-                let _ = actor;
+            EventRoute::Untracked => {
+                debug!(self.log, "event for an untracked connection"; "event" => name, "token" => token_text(token))
             }
-            _ => {
+            EventRoute::Unknown => {
                 // We missed this connection's start (it predates us, or events were lost):
                 // learn it from sock_diag.
-                debug!(self.log, "event for an unknown connection, resyncing"; "event" => ev.name(), "token" => %token);
-                ctx.notify(Resync {
-                    reason: "event for an unknown connection",
-                });
+                debug!(self.log, "event for an unknown connection, resyncing"; "event" => name, "token" => token_text(token))
             }
         }
+        self.drain(ctx);
     }
 }
 
@@ -202,30 +217,8 @@ impl Handler<Resync> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Resync, ctx: &mut Self::Context) {
-        if self.resyncing {
-            // The snapshot in flight may predate what was just lost: take one more after it.
-            self.resync_again = true;
-            return;
-        }
-        self.resyncing = true;
-        self.metrics.resync();
-        info!(self.log, "resync from sock_diag"; "reason" => msg.reason);
-        let taken_at = Instant::now();
-        ctx.spawn(self.diag.send(TakeSnapshot).into_actor(self).map(move |res, act, ctx| {
-            act.resyncing = false;
-            if std::mem::take(&mut act.resync_again) {
-                ctx.notify(Resync { reason: "events lost during a resync" });
-            }
-            match res {
-                Ok(Ok(snap)) => {
-                    let n = act.adopt(&snap, taken_at);
-                    act.route_samples(&snap);
-                    info!(act.log, "resync done"; "adopted" => n, "tracked" => act.conns.len());
-                }
-                Ok(Err(e)) => warn!(act.log, "resync: sock_diag failed"; "error" => e),
-                Err(e) => warn!(act.log, "resync: diag poller unavailable"; "error" => %e),
-            }
-        }));
+        self.core.request_resync(Instant::now(), msg.reason);
+        self.drain(ctx);
     }
 }
 
@@ -234,27 +227,35 @@ impl Handler<AdoptExisting> for Registry {
 
     fn handle(&mut self, _msg: AdoptExisting, _ctx: &mut Self::Context) -> Self::Result {
         let taken_at = Instant::now();
-        Box::pin(self.diag.send(TakeSnapshot).into_actor(self).map(
-            move |res, act, _ctx| match res {
-                Ok(Ok(snap)) => act.adopt(&snap, taken_at),
-                Ok(Err(e)) => {
-                    warn!(act.log, "start-up adoption: sock_diag failed"; "error" => e);
-                    0
-                }
-                Err(e) => {
-                    warn!(act.log, "start-up adoption: diag poller unavailable"; "error" => %e);
-                    0
-                }
-            },
-        ))
+        Box::pin(
+            self.diag
+                .send(TakeSnapshot)
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let n = match res {
+                        Ok(Ok(snap)) => act.adopt(&snap, taken_at),
+                        Ok(Err(e)) => {
+                            warn!(act.log, "start-up adoption: sock_diag failed"; "error" => e);
+                            0
+                        }
+                        Err(e) => {
+                            warn!(act.log, "start-up adoption: diag poller unavailable"; "error" => %e);
+                            0
+                        }
+                    };
+                    act.drain(ctx);
+                    n
+                }),
+        )
     }
 }
 
 impl Handler<DiagSnapshot> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: DiagSnapshot, _ctx: &mut Self::Context) {
-        self.route_samples(&msg.0);
+    fn handle(&mut self, msg: DiagSnapshot, ctx: &mut Self::Context) {
+        self.core.handle_snapshot(&msg.0);
+        self.drain(ctx);
     }
 }
 
@@ -262,7 +263,7 @@ impl Handler<LocalsChanged> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: LocalsChanged, _ctx: &mut Self::Context) {
-        for actor in self.conns.values() {
+        for actor in self.core.handles() {
             actor.do_send(msg.clone());
         }
     }
@@ -271,26 +272,9 @@ impl Handler<LocalsChanged> for Registry {
 impl Handler<ConnectionGone> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: ConnectionGone, _ctx: &mut Self::Context) {
-        self.conns.remove(&msg.0);
-        self.missing.remove(&msg.0);
-        if self.trim.observe(self.conns.len()) {
-            debug!(self.log, "returning freed heap to the kernel"; "tracked" => self.conns.len());
-            crate::trim::release_free_memory();
-        }
-        if self.conns.is_empty() {
-            self.diag.do_send(SetPolling(false));
-        }
-    }
-}
-
-impl Handler<ListTokens> for Registry {
-    type Result = Vec<Token>;
-
-    fn handle(&mut self, _msg: ListTokens, _ctx: &mut Self::Context) -> Vec<Token> {
-        let mut v: Vec<Token> = self.conns.keys().copied().collect();
-        v.sort();
-        v
+    fn handle(&mut self, msg: ConnectionGone, ctx: &mut Self::Context) {
+        self.core.gone(msg.0);
+        self.drain(ctx);
     }
 }
 
@@ -298,9 +282,12 @@ impl Handler<ListConnections> for Registry {
     type Result = MessageResult<ListConnections>;
 
     fn handle(&mut self, _msg: ListConnections, _ctx: &mut Self::Context) -> Self::Result {
-        let mut v: Vec<(Token, Addr<ConnectionActor>)> =
-            self.conns.iter().map(|(t, a)| (*t, a.clone())).collect();
-        v.sort_by_key(|(t, _)| *t);
-        MessageResult(v)
+        MessageResult(
+            self.core
+                .sorted()
+                .into_iter()
+                .map(|(t, a)| (t, a.clone()))
+                .collect(),
+        )
     }
 }
