@@ -1,19 +1,32 @@
-//! `run(config)`: claims the control socket, opens the kernel sockets in the documented order
-//! (and the metrics listener), drops every capability but CAP_NET_ADMIN, starts the actors,
-//! serves the control socket and metrics, adopts existing connections, tells systemd it is ready,
-//! then serves until SIGTERM/SIGINT; SIGHUP reloads the config file.
+//! [`run`]`(config, env, shutdown)`: the daemon from start-up to stop, in the documented order
+//! (docs/ARCHITECTURE.md, "Start-up order"), as four named steps:
+//!
+//! 1. [`claim_endpoints`]: the control socket (a second daemon refuses here, before touching any
+//!    kernel state) and the metrics listener;
+//! 2. [`open_kernel`]: the MPTCP checks, the events subscription *before* any state is read,
+//!    the command, sock_diag and rtnetlink sockets, and the dump of links and addresses;
+//! 3. [`drop_privileges`]: the scheduling priority, then every capability but CAP_NET_ADMIN —
+//!    before any actix thread exists, as both are per thread;
+//! 4. [`start_actors`] and [`serve`]: the actors, the control and metrics servers, adoption of
+//!    the existing connections, `started` and READY=1, then configuration reloads until
+//!    `shutdown` resolves (exit 0) or a kernel socket fails for good (exit 70, see
+//!    [`crate::failure`]).
+//!
+//! Where reloads and the stop come from is the caller's business: signals in `main`, a channel
+//! in the in-process tests.
 
-use std::path::PathBuf;
+use std::future::Future;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use mptcp_pmd_config::Config;
+use mptcp_pmd_config::{Config, KernelConfig};
 use netlink_actor::genl::{PmClient, PmEventSocket};
 use netlink_actor::rtnl::RtnlSocket;
 use netlink_actor::sock_diag::DiagSocket;
-use slog::{debug, error, info, warn, Logger};
+use slog::{debug, info, warn, Logger};
+use tokio::sync::mpsc;
 
-use crate::actors::addresses::{self, AddressMonitor, SetFilter};
+use crate::actors::addresses::{self, AddressMonitor, RtnlSockets, SetFilter};
 use crate::actors::commands::CommandPath;
 use crate::actors::diag::DiagPoller;
 use crate::actors::events::EventActor;
@@ -21,18 +34,27 @@ use crate::actors::messages::{LocalsChanged, SetSampling};
 use crate::actors::policy::{PolicyActor, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
 use crate::control::{ControlSocket, Views};
-use crate::logging::LevelHandle;
+use crate::failure::{FailureWatch, Failures, SocketFailure};
 use crate::metrics::Metrics;
-use crate::{control, exit, http, notify, privs, startup, wiring};
+use crate::{control, exit, failure, http, notify, privs, startup, wiring};
 
-/// A failure to start, with its exit code.
-#[derive(Debug, thiserror::Error)]
+/// Why the daemon did not run or stopped on its own, with its exit code (README.md).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct RunError {
     /// Exit code.
     pub code: i32,
     /// What failed.
     pub message: String,
+}
+
+impl From<SocketFailure> for RunError {
+    fn from(f: SocketFailure) -> Self {
+        RunError {
+            code: exit::SOFTWARE,
+            message: f.to_string(),
+        }
+    }
 }
 
 fn fail(code: i32, what: &str, e: impl std::fmt::Display) -> RunError {
@@ -42,18 +64,50 @@ fn fail(code: i32, what: &str, e: impl std::fmt::Display) -> RunError {
     }
 }
 
-/// Run the daemon until a stop signal. Returns the exit code.
-pub fn run(
+/// What the daemon runs with besides its configuration.
+#[derive(Debug)]
+pub struct Env {
+    /// Where log lines go.
+    pub log: Logger,
+    /// New configurations to apply while running (SIGHUP in `main`): the policies, the
+    /// address filters and whether subflows are sampled. A closed channel means no more.
+    pub reloads: mpsc::UnboundedReceiver<Config>,
+}
+
+/// Run the daemon until `shutdown` resolves (`Ok`: a clean stop) or it cannot go on (`Err`
+/// with the exit code). Must be awaited inside an actix `System`
+/// (`actix::System::new().block_on(run(..))`) on a thread that has started no other thread
+/// yet, because the privilege drop applies to the calling thread and the threads it starts.
+pub async fn run(
     config: Config,
-    path: PathBuf,
-    log: Logger,
-    level: LevelHandle,
-) -> Result<i32, RunError> {
-    // First, so a second daemon refuses before touching any kernel state.
-    let mut control_sock = ControlSocket::claim(&config.control.socket)
+    env: Env,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let endpoints = claim_endpoints(&config)?;
+    let kernel = open_kernel(&config, &env.log)?;
+    drop_privileges(&config.kernel, &env.log)?;
+    let metrics = Metrics::default();
+    let (failures, failed) = failure::channel();
+    let actors = start_actors(&config, kernel, &metrics, failures, &env.log);
+    let res = serve(&config, endpoints, &actors, &metrics, env, failed, shutdown).await;
+    actors.stop();
+    res
+}
+
+/// The control socket (claimed) and the metrics listener (bound), before any kernel state is
+/// touched.
+struct Endpoints {
+    /// Removes the control socket file when dropped.
+    control: ControlSocket,
+    metrics: Option<std::net::TcpListener>,
+}
+
+/// Step 1: claim the control socket (exit 73 if another daemon serves it) and bind the metrics
+/// listener (exit 73).
+fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
+    let control = ControlSocket::claim(&config.control.socket)
         .map_err(|e| fail(exit::CANTCREAT, "control socket", e))?;
-    let control_listener = control_sock.take_listener();
-    let metrics_listener = match config.metrics.listen {
+    let metrics = match config.metrics.listen {
         Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
             fail(
                 exit::CANTCREAT,
@@ -63,13 +117,26 @@ pub fn run(
         })?),
         None => None,
     };
+    Ok(Endpoints { control, metrics })
+}
+
+/// The kernel sockets, opened in order, and the addresses dumped through them.
+struct KernelSockets {
+    events: PmEventSocket,
+    commands: PmClient,
+    diag: DiagSocket,
+    rtnl: RtnlSockets,
+}
+
+/// Step 2: check MPTCP and the userspace PM (exit 69; selected when configured), subscribe to
+/// `mptcp_pm_events` before reading any state so nothing falls in between, open the command,
+/// sock_diag and rtnetlink sockets and dump links and addresses.
+fn open_kernel(config: &Config, log: &Logger) -> Result<KernelSockets, RunError> {
     let pm = startup::check_kernel(config.kernel.set_userspace_pm).map_err(|e| RunError {
         code: e.code,
         message: e.message,
     })?;
     info!(log, "kernel ready"; "path_manager" => pm);
-
-    // Subscribe to events before reading any state, so nothing falls in between.
     let events = PmEventSocket::open(config.kernel.events_rcvbuf as usize).map_err(|e| {
         fail(
             exit::UNAVAILABLE,
@@ -77,7 +144,7 @@ pub fn run(
             e,
         )
     })?;
-    let client = PmClient::open().map_err(|e| {
+    let commands = PmClient::open().map_err(|e| {
         fail(
             exit::UNAVAILABLE,
             "cannot open the mptcp_pm command socket",
@@ -86,32 +153,45 @@ pub fn run(
     })?;
     let diag = DiagSocket::open()
         .map_err(|e| fail(exit::SOFTWARE, "cannot open the sock_diag socket", e))?;
-    let rtnl_monitor = RtnlSocket::open_monitor()
+    let monitor = RtnlSocket::open_monitor()
         .map_err(|e| fail(exit::SOFTWARE, "cannot subscribe to rtnetlink", e))?;
-    let mut rtnl_dumper =
+    let mut dumper =
         RtnlSocket::open().map_err(|e| fail(exit::SOFTWARE, "cannot open rtnetlink", e))?;
-    let addrs = addresses::dump(&mut rtnl_dumper)
+    let set = addresses::dump(&mut dumper)
         .map_err(|e| fail(exit::SOFTWARE, "cannot read local addresses", e))?;
-    let (usable, skipped) = addrs.evaluate(&config.addresses);
+    let (usable, skipped) = set.evaluate(&config.addresses);
     for l in &usable {
         info!(log, "usable local address"; "addr" => %l.addr, "if" => &l.if_name, "backup" => l.backup);
     }
     for s in &skipped {
         info!(log, "skipping local address"; "addr" => %s.addr, "if" => &s.if_name, "reason" => s.reason);
     }
-    let locals = Arc::new(usable);
+    Ok(KernelSockets {
+        events,
+        commands,
+        diag,
+        rtnl: RtnlSockets {
+            monitor,
+            dumper,
+            set,
+        },
+    })
+}
 
-    // Raise our priority while we may (CAP_SYS_NICE); threads started later inherit it.
-    match privs::set_nice(config.kernel.nice) {
-        Ok(()) if config.kernel.nice != 0 => {
-            info!(log, "scheduling priority set"; "nice" => config.kernel.nice)
+/// Step 3: raise the scheduling priority while we may (CAP_SYS_NICE; a warning if not), then
+/// keep only CAP_NET_ADMIN (exit 70 if that fails). Both are per thread and inherited, hence
+/// before any actix arbiter starts its thread.
+fn drop_privileges(kernel: &KernelConfig, log: &Logger) -> Result<(), RunError> {
+    match privs::set_nice(kernel.nice) {
+        Ok(()) if kernel.nice != 0 => {
+            info!(log, "scheduling priority set"; "nice" => kernel.nice)
         }
         Ok(()) => {}
         Err(e) => {
-            warn!(log, "cannot set the scheduling priority, keeping the current one"; "nice" => config.kernel.nice, "error" => %e)
+            warn!(log, "cannot set the scheduling priority, keeping the current one"; "nice" => kernel.nice, "error" => %e)
         }
     }
-    let realtime = config.kernel.realtime_priority;
+    let realtime = kernel.realtime_priority;
     if realtime > 0 {
         match privs::set_realtime(realtime) {
             Ok(()) => {
@@ -123,166 +203,198 @@ pub fn run(
             }
         }
     }
-    // Every socket is open and the sysctl written: keep only CAP_NET_ADMIN. Capabilities are
-    // per thread, so this runs before the actix arbiters start their threads.
-    match privs::drop_to_net_admin() {
-        Ok(d) => {
-            info!(log, "capabilities dropped"; "kept" => "CAP_NET_ADMIN", "bounding_reduced" => d.bounding_reduced)
-        }
-        Err(e) => return Err(fail(exit::SOFTWARE, "privilege drop", e)),
-    }
-
-    let metrics = Metrics::default();
-    let sys = System::new();
-    let code = sys.block_on(async move {
-        let book = wiring::build_book(&config);
-        let sampling = book.wants_samples();
-        let policy = PolicyActor::new(book, locals.clone(), log.new(slog::o!("actor" => "policy"))).start();
-        // Commands are a direct call from the connection actors on this thread (see
-        // actors/commands.rs for why not an actor).
-        let cmds = CommandPath::new(client, metrics.clone(), log.new(slog::o!("actor" => "commands")));
-        let diag_arbiter = Arbiter::new();
-        if realtime > 0 {
-            // A full sock_diag dump can take 100 ms of kernel time: not at real-time priority.
-            let diag_sched_log = log.clone();
-            diag_arbiter.spawn_fn(move || {
-                if let Err(e) = privs::set_normal_scheduler() {
-                    warn!(diag_sched_log, "sock_diag thread: cannot leave real-time scheduling"; "error" => %e);
-                }
-            });
-        }
-        let timers = wiring::timers(&config);
-        let interval = wiring::poll_interval(&config);
-        let reg_log = log.new(slog::o!("actor" => "registry"));
-        let diag_log = log.new(slog::o!("actor" => "diag"));
-        let reg_metrics = metrics.clone();
-        let diag_metrics = metrics.clone();
-        let reg_policy = policy.clone();
-        info!(log, "sock_diag polling"; "interval_ms" => interval.as_millis() as u64,
-            "subflow_samples" => if sampling { "on (a policy reads them)" } else { "off (no policy reads them)" });
-        let mut diag_out = None;
-        let registry = Registry::create(|ctx| {
-            let sink = ctx.address().recipient();
-            let diag_addr = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
-                DiagPoller::new(diag, sink, interval, sampling, diag_metrics, diag_log)
-            });
-            diag_out = Some(diag_addr.clone());
-            let gone = ctx.address().recipient();
-            Registry::new(reg_policy, cmds, diag_addr, timers, reg_metrics, reg_log, gone)
-        });
-        let Some(diag) = diag_out else {
-            error!(log, "the sock_diag poller did not start");
-            return exit::SOFTWARE;
-        };
-        let sinks: Vec<Recipient<LocalsChanged>> = vec![policy.clone().recipient(), registry.clone().recipient()];
-        let monitor = AddressMonitor::new(rtnl_monitor, rtnl_dumper, addrs, config.addresses.clone(), sinks, log.new(slog::o!("actor" => "addresses"))).start();
-        EventActor::new(events, registry.clone(), metrics.clone(), log.new(slog::o!("actor" => "events"))).start();
-
-        let views = Views { registry: registry.clone(), policy: policy.clone(), monitor: monitor.clone(), diag: diag.clone(), metrics: metrics.clone() };
-        if let Some(l) = control_listener {
-            if let Err(e) = control::serve(l, views.clone(), log.new(slog::o!("actor" => "control"))) {
-                error!(log, "cannot serve the control socket"; "error" => %e);
-                return exit::SOFTWARE;
-            }
-        }
-        if let Some(l) = metrics_listener {
-            if let Err(e) = http::serve(l, views, log.new(slog::o!("actor" => "metrics"))) {
-                error!(log, "cannot serve metrics"; "error" => %e);
-                return exit::SOFTWARE;
-            }
-        }
-
-        // Signal handlers go in before anyone can be told we are up ("started", READY=1): a
-        // SIGTERM or SIGHUP sent right after would otherwise hit the default action and kill us.
-        let signals = match Signals::install() {
-            Ok(s) => s,
-            Err(e) => {
-                error!(log, "cannot install signal handlers"; "error" => %e);
-                return exit::SOFTWARE;
-            }
-        };
-        match registry.send(AdoptExisting).await {
-            Ok(n) => info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string(),
-                "control" => %config.control.socket.display(), "metrics" => config.metrics.listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into())),
-            Err(e) => warn!(log, "start-up adoption failed"; "error" => %e),
-        }
-        match notify::notify("READY=1\nSTATUS=managing MPTCP subflows") {
-            Ok(true) => debug!(log, "told systemd we are ready"),
-            Ok(false) => {}
-            Err(e) => warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e),
-        }
-
-        let peers = Reloadable { policy, monitor, diag, level };
-        let code = wait_for_signals(signals, path, peers, log.clone()).await;
-        if let Err(e) = notify::notify("STOPPING=1") {
-            warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e);
-        }
-        let c = metrics.snapshot();
-        info!(log, "stopped"; "events" => ?c.events, "commands" => ?c.commands, "overruns" => c.overruns, "resyncs" => c.resyncs);
-        code
-    });
-    drop(control_sock);
-    Ok(code)
+    let d = privs::drop_to_net_admin().map_err(|e| fail(exit::SOFTWARE, "privilege drop", e))?;
+    info!(log, "capabilities dropped"; "kept" => "CAP_NET_ADMIN", "bounding_reduced" => d.bounding_reduced);
+    Ok(())
 }
 
-/// The stop and reload signals, installed (their default actions replaced) once created.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-}
-
-/// What a SIGHUP reload updates.
-struct Reloadable {
+/// The running actors.
+struct Actors {
     policy: Addr<PolicyActor>,
+    registry: Addr<Registry>,
     monitor: Addr<AddressMonitor>,
     diag: Addr<DiagPoller>,
-    level: LevelHandle,
+    /// The sock_diag poller's own thread.
+    diag_arbiter: Arbiter,
 }
 
-/// Serve signals: SIGHUP reloads, SIGTERM/SIGINT stop. Returns the exit code.
-async fn wait_for_signals(signals: Signals, path: PathBuf, peers: Reloadable, log: Logger) -> i32 {
-    let Reloadable {
-        policy,
-        monitor,
-        diag,
-        level,
-    } = peers;
-    let Signals {
-        mut term,
-        mut int,
-        mut hup,
-    } = signals;
-    loop {
-        tokio::select! {
-            _ = term.recv() => { info!(log, "SIGTERM: stopping"); return exit::OK; }
-            _ = int.recv() => { info!(log, "SIGINT: stopping"); return exit::OK; }
-            _ = hup.recv() => {
-                match mptcp_pmd_config::load(&path) {
-                    Ok(new) => {
-                        info!(log, "SIGHUP: configuration reloaded"; "file" => %path.display(), "policy" => new.policy.to_string());
-                        let book = wiring::build_book(&new);
-                        diag.do_send(SetSampling(book.wants_samples()));
-                        policy.do_send(SetPolicy(book));
-                        monitor.do_send(SetFilter(new.addresses.clone()));
-                        if let Some(l) = crate::logging::parse_level(new.log.level.as_str()) {
-                            level.set(l);
-                        }
-                    }
-                    Err(e) => error!(log, "SIGHUP: new configuration rejected, keeping the old one"; "error" => %e),
-                }
-            }
+impl Actors {
+    /// Stop the sock_diag poller's thread and wait for it; the actors on the calling thread
+    /// end with its actix `System`.
+    fn stop(self) {
+        if self.diag_arbiter.stop() {
+            self.diag_arbiter.join().ok();
         }
     }
+}
+
+/// Step 4a: start the actors (policy, registry and its sock_diag poller on its own thread,
+/// address monitor, events) on the sockets of [`open_kernel`]. A socket that fails for good is
+/// reported to `failures`.
+fn start_actors(
+    config: &Config,
+    kernel: KernelSockets,
+    metrics: &Metrics,
+    failures: Failures,
+    log: &Logger,
+) -> Actors {
+    let KernelSockets {
+        events,
+        commands,
+        diag,
+        rtnl,
+    } = kernel;
+    let book = wiring::build_book(config);
+    let sampling = book.wants_samples();
+    let locals = Arc::new(rtnl.set.evaluate(&config.addresses).0);
+    let policy = PolicyActor::new(book, locals, log.new(slog::o!("actor" => "policy"))).start();
+    // Commands are a direct call from the connection actors on this thread (see
+    // actors/commands.rs for why not an actor).
+    let cmds = CommandPath::new(
+        commands,
+        metrics.clone(),
+        failures.clone(),
+        log.new(slog::o!("actor" => "commands")),
+    );
+    let diag_arbiter = Arbiter::new();
+    if config.kernel.realtime_priority > 0 {
+        // A full sock_diag dump can take 100 ms of kernel time: not at real-time priority.
+        let diag_sched_log = log.clone();
+        diag_arbiter.spawn_fn(move || {
+            if let Err(e) = privs::set_normal_scheduler() {
+                warn!(diag_sched_log, "sock_diag thread: cannot leave real-time scheduling"; "error" => %e);
+            }
+        });
+    }
+    let timers = wiring::timers(config);
+    let interval = wiring::poll_interval(config);
+    info!(log, "sock_diag polling"; "interval_ms" => interval.as_millis() as u64,
+        "subflow_samples" => if sampling { "on (a policy reads them)" } else { "off (no policy reads them)" });
+    // The registry and the poller need each other's address: make the registry's mailbox
+    // first, start the poller on its own thread with it, then run the registry.
+    let reg_ctx = Context::<Registry>::new();
+    let reg_addr = reg_ctx.address();
+    let sink = reg_addr.clone().recipient();
+    let (diag_metrics, diag_failures) = (metrics.clone(), failures.clone());
+    let diag_log = log.new(slog::o!("actor" => "diag"));
+    let diag = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
+        DiagPoller::new(
+            diag,
+            sink,
+            interval,
+            sampling,
+            diag_metrics,
+            diag_failures,
+            diag_log,
+        )
+    });
+    let registry = reg_ctx.run(Registry::new(
+        policy.clone(),
+        cmds,
+        diag.clone(),
+        timers,
+        metrics.clone(),
+        log.new(slog::o!("actor" => "registry")),
+        reg_addr.recipient(),
+    ));
+    let sinks: Vec<Recipient<LocalsChanged>> =
+        vec![policy.clone().recipient(), registry.clone().recipient()];
+    let monitor = AddressMonitor::new(
+        rtnl,
+        config.addresses.clone(),
+        sinks,
+        failures.clone(),
+        log.new(slog::o!("actor" => "addresses")),
+    )
+    .start();
+    EventActor::new(
+        events,
+        registry.clone(),
+        metrics.clone(),
+        failures,
+        log.new(slog::o!("actor" => "events")),
+    )
+    .start();
+    Actors {
+        policy,
+        registry,
+        monitor,
+        diag,
+        diag_arbiter,
+    }
+}
+
+/// Step 4b: serve the control socket and metrics, adopt the existing connections, log
+/// `started` and tell systemd, then apply reloads until `shutdown` resolves or a kernel socket
+/// fails for good.
+async fn serve(
+    config: &Config,
+    endpoints: Endpoints,
+    actors: &Actors,
+    metrics: &Metrics,
+    env: Env,
+    mut failed: FailureWatch,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let Env { log, mut reloads } = env;
+    let Endpoints {
+        control: mut control_sock,
+        metrics: metrics_listener,
+    } = endpoints;
+    let views = Views {
+        registry: actors.registry.clone(),
+        policy: actors.policy.clone(),
+        monitor: actors.monitor.clone(),
+        diag: actors.diag.clone(),
+        metrics: metrics.clone(),
+    };
+    if let Some(l) = control_sock.take_listener() {
+        control::serve(l, views.clone(), log.new(slog::o!("actor" => "control")))
+            .map_err(|e| fail(exit::SOFTWARE, "cannot serve the control socket", e))?;
+    }
+    if let Some(l) = metrics_listener {
+        http::serve(l, views, log.new(slog::o!("actor" => "metrics")))
+            .map_err(|e| fail(exit::SOFTWARE, "cannot serve metrics", e))?;
+    }
+    match actors.registry.send(AdoptExisting).await {
+        Ok(n) => {
+            info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string(),
+            "control" => %config.control.socket.display(), "metrics" => config.metrics.listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into()))
+        }
+        Err(e) => warn!(log, "start-up adoption failed"; "error" => %e),
+    }
+    match notify::notify("READY=1\nSTATUS=managing MPTCP subflows") {
+        Ok(true) => debug!(log, "told systemd we are ready"),
+        Ok(false) => {}
+        Err(e) => warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e),
+    }
+
+    tokio::pin!(shutdown);
+    let mut reloading = true;
+    let res = loop {
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            f = failed.first() => break Err(RunError::from(f)),
+            new = reloads.recv(), if reloading => match new {
+                Some(new) => apply(&new, actors),
+                None => reloading = false,
+            },
+        }
+    };
+    if let Err(e) = notify::notify("STOPPING=1") {
+        warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e);
+    }
+    let c = metrics.snapshot();
+    info!(log, "stopped"; "events" => ?c.events, "commands" => ?c.commands, "overruns" => c.overruns, "resyncs" => c.resyncs);
+    drop(control_sock);
+    res
+}
+
+/// Apply a reloaded configuration: the policies, whether subflows are sampled, the address
+/// filters. (The log level is the caller's: it owns the logger.)
+fn apply(config: &Config, actors: &Actors) {
+    let book = wiring::build_book(config);
+    actors.diag.do_send(SetSampling(book.wants_samples()));
+    actors.policy.do_send(SetPolicy(book));
+    actors.monitor.do_send(SetFilter(config.addresses.clone()));
 }

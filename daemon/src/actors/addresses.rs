@@ -1,11 +1,15 @@
 //! The address monitor: owns the rtnetlink sockets. It keeps the links and addresses of this
 //! namespace ([`AddrSet`]), applies the `addresses:` filters and, whenever the usable set
 //! changes, tells the policy actor and the registry (which tells every connection). An overrun of
-//! the rtnetlink socket triggers a fresh dump.
+//! the monitor socket (ENOBUFS: changes were lost) triggers a fresh dump of links and addresses;
+//! a dump that fails for a transient reason is retried until it succeeds. Any other failure of
+//! either socket is fatal ([`crate::failure`]): the daemon stops rather than keep using an
+//! address set it can no longer update.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use mptcp_pmd_config::AddressFilter;
@@ -16,6 +20,10 @@ use slog::{info, warn, Logger};
 
 use super::messages::LocalsChanged;
 use crate::addrset::{AddrSet, Link, Skipped};
+use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
+
+/// How long to wait before retrying a re-dump that failed for a transient reason.
+const REDUMP_RETRY: Duration = Duration::from_millis(500);
 
 /// Replace the address filter (SIGHUP reload).
 #[derive(Message)]
@@ -27,10 +35,15 @@ pub struct SetFilter(pub AddressFilter);
 #[rtype(result = "(Vec<LocalAddr>, Vec<Skipped>)")]
 pub struct GetAddresses;
 
-/// A batch of rtnetlink events (reader task -> actor).
+/// What the reader task saw on the monitor socket (reader task -> actor).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct RtnlBatch(Result<Vec<Result<RtnlEvent, DecodeError>>, RtnlError>);
+enum RtnlBatch {
+    /// A datagram of events.
+    Events(Vec<Result<RtnlEvent, DecodeError>>),
+    /// Changes were lost (why): dump links and addresses again.
+    Lost(String),
+}
 
 /// Apply one rtnetlink event to the set.
 pub fn apply(set: &mut AddrSet, ev: &RtnlEvent) {
@@ -83,19 +96,37 @@ pub struct AddressMonitor {
     filter: AddressFilter,
     usable: Vec<LocalAddr>,
     sinks: Vec<Recipient<LocalsChanged>>,
+    failures: Failures,
+    /// A re-dump retry is scheduled.
+    redump_pending: bool,
     log: Logger,
 }
 
+/// The rtnetlink sockets and what was dumped through them at start-up.
+pub struct RtnlSockets {
+    /// Joined to the link and address groups before `set` was dumped.
+    pub monitor: RtnlSocket,
+    /// The socket the dumps go through.
+    pub dumper: RtnlSocket,
+    /// The links and addresses dumped at start-up.
+    pub set: AddrSet,
+}
+
 impl AddressMonitor {
-    /// `monitor` must have joined the groups before `set` was dumped through `dumper`.
+    /// A monitor applying `filter`, telling `sinks` about changes; a dead socket is reported to
+    /// `failures`.
     pub fn new(
-        monitor: RtnlSocket,
-        dumper: RtnlSocket,
-        set: AddrSet,
+        sockets: RtnlSockets,
         filter: AddressFilter,
         sinks: Vec<Recipient<LocalsChanged>>,
+        failures: Failures,
         log: Logger,
     ) -> Self {
+        let RtnlSockets {
+            monitor,
+            dumper,
+            set,
+        } = sockets;
         let usable = set.evaluate(&filter).0;
         AddressMonitor {
             monitor: Some(monitor),
@@ -104,7 +135,33 @@ impl AddressMonitor {
             filter,
             usable,
             sinks,
+            failures,
+            redump_pending: false,
             log,
+        }
+    }
+
+    /// Replace the set by a fresh dump. A transient failure is retried shortly (changes keep
+    /// being applied meanwhile); a dead dump socket is fatal.
+    fn redump(&mut self, ctx: &mut Context<Self>) {
+        match dump(&mut self.dumper) {
+            Ok(set) => self.set = set,
+            Err(e) => {
+                if failure::rtnl(&e) == Verdict::Fatal {
+                    self.failures
+                        .report(SocketFailure::new(KernelSocket::RtnlDump, &e));
+                    return;
+                }
+                warn!(self.log, "rtnetlink dump failed, retrying"; "error" => %e,
+                    "retry_ms" => REDUMP_RETRY.as_millis() as u64);
+                if !std::mem::replace(&mut self.redump_pending, true) {
+                    ctx.run_later(REDUMP_RETRY, |act, ctx| {
+                        act.redump_pending = false;
+                        act.redump(ctx);
+                        act.refresh();
+                    });
+                }
+            }
         }
     }
 
@@ -138,40 +195,50 @@ impl Actor for AddressMonitor {
         let Some(sock) = self.monitor.take() else {
             return;
         };
-        let me = ctx.address();
-        let log = self.log.clone();
-        ctx.spawn(
-            async move {
-                if let Err(e) = sock.set_nonblocking(true) {
-                    warn!(log, "rtnetlink: cannot set non-blocking; address changes will not be seen"; "error" => %e);
-                    return;
-                }
-                let mut afd = match super::readable_fd(sock) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!(log, "rtnetlink: cannot register socket; address changes will not be seen"; "error" => %e);
-                        return;
+        let reader = read_changes(sock, ctx.address(), self.log.clone());
+        let failures = self.failures.clone();
+        ctx.spawn(async move { failures.report(reader.await) }.into_actor(self));
+    }
+}
+
+/// Read the monitor socket until it fails for good; returns that failure.
+async fn read_changes(sock: RtnlSocket, me: Addr<AddressMonitor>, log: Logger) -> SocketFailure {
+    let fatal =
+        |e: &(dyn std::error::Error + 'static)| SocketFailure::new(KernelSocket::RtnlMonitor, e);
+    if let Err(e) = sock.set_nonblocking(true) {
+        return fatal(&e);
+    }
+    let mut afd = match super::readable_fd(sock) {
+        Ok(a) => a,
+        Err(e) => return fatal(&e),
+    };
+    loop {
+        let mut guard = match afd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => return fatal(&e),
+        };
+        match guard.get_inner_mut().recv_batch() {
+            Ok(events) => me.do_send(RtnlBatch::Events(events)),
+            Err(e) => match failure::rtnl(&e) {
+                Verdict::Transient => {
+                    if !e.is_would_block() {
+                        warn!(log, "rtnetlink receive failed, waiting for the next datagram"; "error" => %e);
                     }
-                };
-                loop {
-                    let Ok(mut guard) = afd.readable_mut().await else { return };
-                    match guard.get_inner_mut().recv_batch() {
-                        Err(e) if e.is_would_block() => guard.clear_ready(),
-                        other => me.do_send(RtnlBatch(other)),
-                    }
+                    guard.clear_ready();
                 }
-            }
-            .into_actor(self),
-        );
+                Verdict::Lost => me.do_send(RtnlBatch::Lost(e.to_string())),
+                Verdict::Fatal => return fatal(&e),
+            },
+        }
     }
 }
 
 impl Handler<RtnlBatch> for AddressMonitor {
     type Result = ();
 
-    fn handle(&mut self, msg: RtnlBatch, _ctx: &mut Self::Context) {
-        match msg.0 {
-            Ok(events) => {
+    fn handle(&mut self, msg: RtnlBatch, ctx: &mut Self::Context) {
+        match msg {
+            RtnlBatch::Events(events) => {
                 for ev in &events {
                     match ev {
                         Ok(ev) => apply(&mut self.set, ev),
@@ -181,17 +248,10 @@ impl Handler<RtnlBatch> for AddressMonitor {
                     }
                 }
             }
-            Err(RtnlError::Overrun) => {
-                warn!(
-                    self.log,
-                    "rtnetlink overrun: re-reading links and addresses"
-                );
-                match dump(&mut self.dumper) {
-                    Ok(set) => self.set = set,
-                    Err(e) => warn!(self.log, "rtnetlink dump failed"; "error" => %e),
-                }
+            RtnlBatch::Lost(why) => {
+                warn!(self.log, "rtnetlink overrun: re-reading links and addresses"; "error" => why);
+                self.redump(ctx);
             }
-            Err(e) => warn!(self.log, "rtnetlink receive failed"; "error" => %e),
         }
         self.refresh();
     }

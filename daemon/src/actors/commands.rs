@@ -6,6 +6,8 @@
 //! An actor of its own (on its own thread, or even on this one) cost a wake-up and a mailbox
 //! round trip per join (sequential join p50 with 2 links: 0.176 ms with its own thread, 0.142 ms
 //! on this thread as an actor; see BENCHMARKS.md for the direct call).
+//! A kernel refusal is the command's result, never fatal; a command socket that is itself
+//! unusable is ([`crate::failure`]).
 
 use std::cell::RefCell;
 
@@ -14,6 +16,7 @@ use mptcp_pmd_policies::PmCommand;
 use netlink_actor::genl::{GenlError, PmClient};
 use slog::{debug, warn, Logger};
 
+use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
 use crate::metrics::Metrics;
 
 /// Owner of the command socket. Lives on the event loop's thread (shared by the connection
@@ -21,15 +24,17 @@ use crate::metrics::Metrics;
 pub struct CommandPath {
     client: RefCell<PmClient>,
     metrics: Metrics,
+    failures: Failures,
     log: Logger,
 }
 
 impl CommandPath {
-    /// Wrap an opened client.
-    pub fn new(client: PmClient, metrics: Metrics, log: Logger) -> Self {
+    /// Wrap an opened client; a dead socket is reported to `failures`.
+    pub fn new(client: PmClient, metrics: Metrics, failures: Failures, log: Logger) -> Self {
         CommandPath {
             client: RefCell::new(client),
             metrics,
+            failures,
             log,
         }
     }
@@ -63,6 +68,10 @@ impl CommandPath {
             Err(e) => {
                 self.metrics.command(cmd.name(), libc::EIO);
                 warn!(self.log, "command failed"; "cmd" => cmd.name(), "token" => %cmd.token(), "error" => %e);
+                if failure::genl(&e) == Verdict::Fatal {
+                    self.failures
+                        .report(SocketFailure::new(KernelSocket::Commands, &e));
+                }
                 Err(KernelRefusal {
                     errno: libc::EIO,
                     message: Some(e.to_string()),

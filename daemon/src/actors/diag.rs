@@ -5,15 +5,17 @@
 //! i.e. while some configured policy reads samples; otherwise it lists the connections alone.
 //! On-demand snapshots ([`TakeSnapshot`]: adoption, resync, status) are always complete. With no
 //! connections it does not wake up at all. It runs on its own arbiter thread so a large dump
-//! never stalls the event loop.
+//! never stalls the event loop. A failed dump is dropped (the next poll or the caller tries
+//! again) unless the socket itself is unusable: that is reported as fatal ([`crate::failure`]).
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use netlink_actor::sock_diag::{DiagSocket, Snapshot};
+use netlink_actor::sock_diag::{DiagError, DiagSocket, Snapshot};
 use slog::{debug, warn, Logger};
 
 use super::messages::{DiagSnapshot, SetPolling, SetSampling, TakeSnapshot};
+use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
 use crate::metrics::Metrics;
 
 /// Owner of the sock_diag socket.
@@ -24,18 +26,20 @@ pub struct DiagPoller {
     sampling: bool,
     handle: Option<SpawnHandle>,
     metrics: Metrics,
+    failures: Failures,
     log: Logger,
 }
 
 impl DiagPoller {
     /// A poller sending snapshots to `sink` every `interval` while enabled, with the subflows'
-    /// samples if `sampling`.
+    /// samples if `sampling`. A dead socket is reported to `failures`.
     pub fn new(
         sock: DiagSocket,
         sink: Recipient<DiagSnapshot>,
         interval: Duration,
         sampling: bool,
         metrics: Metrics,
+        failures: Failures,
         log: Logger,
     ) -> Self {
         DiagPoller {
@@ -45,7 +49,16 @@ impl DiagPoller {
             sampling,
             handle: None,
             metrics,
+            failures,
             log,
+        }
+    }
+
+    /// Report a dump's failure as fatal if the socket is unusable (see [`crate::failure`]).
+    fn check(&self, e: &DiagError) {
+        if failure::diag(e) == Verdict::Fatal {
+            self.failures
+                .report(SocketFailure::new(KernelSocket::SockDiag, e));
         }
     }
 
@@ -65,6 +78,7 @@ impl DiagPoller {
             }
             Err(e) => {
                 warn!(self.log, "sock_diag poll failed"; "error" => %e);
+                self.check(&e);
                 None
             }
         }
@@ -114,8 +128,11 @@ impl Handler<TakeSnapshot> for DiagPoller {
 
     fn handle(&mut self, _msg: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
         let t0 = Instant::now();
-        let res = self.sock.snapshot().map_err(|e| e.to_string());
+        let res = self.sock.snapshot();
         self.metrics.poll_duration(t0.elapsed());
-        res
+        res.map_err(|e| {
+            self.check(&e);
+            e.to_string()
+        })
     }
 }

@@ -1,14 +1,17 @@
 //! The events actor: owns the `mptcp_pm_events` multicast socket. It reads every datagram as
 //! soon as the socket is readable (tokio `AsyncFd`, no extra thread), forwards each decoded event
 //! to the registry, logs and drops undecodable messages (the rest of the batch still counts),
-//! and turns a receive overrun (ENOBUFS: events were lost) into a [`Resync`] request.
+//! and turns a receive overrun (ENOBUFS: events were lost) into a [`Resync`] request. Any other
+//! failure of the socket, or of the event loop polling it, is fatal ([`crate::failure`]): the
+//! daemon stops rather than run without events.
 
 use actix::prelude::*;
 use netlink_actor::genl::{GenlError, PmEventSocket};
-use slog::{debug, error, warn, Logger};
+use slog::{debug, warn, Logger};
 
 use super::messages::{KernelEvent, Resync};
 use super::registry::Registry;
+use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
 use crate::metrics::Metrics;
 
 /// Owner of the events socket.
@@ -16,23 +19,94 @@ pub struct EventActor {
     sock: Option<PmEventSocket>,
     registry: Addr<Registry>,
     metrics: Metrics,
+    failures: Failures,
     log: Logger,
 }
 
 impl EventActor {
     /// An actor for an already-subscribed socket (subscribe before reading any kernel state, so
-    /// nothing falls between the start-up dump and the first event).
+    /// nothing falls between the start-up dump and the first event). A dead socket is reported
+    /// to `failures`.
     pub fn new(
         sock: PmEventSocket,
         registry: Addr<Registry>,
         metrics: Metrics,
+        failures: Failures,
         log: Logger,
     ) -> Self {
         EventActor {
             sock: Some(sock),
             registry,
             metrics,
+            failures,
             log,
+        }
+    }
+}
+
+/// Read events until the socket fails for good; returns that failure.
+async fn read_events(
+    sock: PmEventSocket,
+    registry: Addr<Registry>,
+    metrics: Metrics,
+    log: Logger,
+) -> SocketFailure {
+    let fatal = |e: &(dyn std::error::Error + 'static)| SocketFailure::new(KernelSocket::Events, e);
+    if let Err(e) = sock.set_nonblocking(true) {
+        return fatal(&e);
+    }
+    let mut afd = match super::readable_fd(sock) {
+        Ok(a) => a,
+        Err(e) => return fatal(&e),
+    };
+    loop {
+        let mut guard = match afd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => return fatal(&e),
+        };
+        let res = guard.get_inner_mut().recv_batch();
+        if res.is_ok() && guard.get_inner().drained() {
+            // The batch ended at EAGAIN: wait for the next wake-up instead of a recv that
+            // would only find the socket empty.
+            guard.clear_ready();
+        }
+        let batch = match res {
+            Ok(batch) => batch,
+            Err(e) => {
+                match failure::genl(&e) {
+                    Verdict::Lost => {
+                        metrics.overrun();
+                        warn!(log, "events socket overrun (ENOBUFS): events were lost, resyncing from sock_diag");
+                        registry.do_send(Resync {
+                            reason: "event overrun",
+                        });
+                    }
+                    Verdict::Transient => {
+                        if !matches!(e, GenlError::WouldBlock) {
+                            warn!(log, "events socket receive failed, waiting for the next datagram"; "error" => %e);
+                        }
+                        guard.clear_ready();
+                    }
+                    Verdict::Fatal => return fatal(&e),
+                }
+                continue;
+            }
+        };
+        for item in batch {
+            match item {
+                Ok(ev) => {
+                    if !ev.unknown_attrs.is_empty() {
+                        debug!(log, "event carries unknown attributes";
+                            "event" => ev.event.name(), "attrs" => ?ev.unknown_attrs);
+                    }
+                    metrics.event(ev.event.name());
+                    registry.do_send(KernelEvent(ev.event));
+                }
+                Err(e) => {
+                    metrics.event("malformed");
+                    warn!(log, "dropping malformed PM event"; "error" => %e);
+                }
+            }
         }
     }
 }
@@ -42,72 +116,13 @@ impl Actor for EventActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let Some(sock) = self.sock.take() else { return };
-        let registry = self.registry.clone();
-        let log = self.log.clone();
-        let metrics = self.metrics.clone();
-        ctx.spawn(
-            async move {
-                if let Err(e) = sock.set_nonblocking(true) {
-                    error!(log, "events socket: cannot set non-blocking"; "error" => %e);
-                    System::current().stop_with_code(crate::exit::SOFTWARE);
-                    return;
-                }
-                let mut afd = match super::readable_fd(sock) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        error!(log, "events socket: cannot register with the event loop"; "error" => %e);
-                        System::current().stop_with_code(crate::exit::SOFTWARE);
-                        return;
-                    }
-                };
-                loop {
-                    let mut guard = match afd.readable_mut().await {
-                        Ok(g) => g,
-                        Err(e) => {
-                            error!(log, "events socket: poll failed"; "error" => %e);
-                            System::current().stop_with_code(crate::exit::SOFTWARE);
-                            return;
-                        }
-                    };
-                    let res = guard.get_inner_mut().recv_batch();
-                    if res.is_ok() && guard.get_inner().drained() {
-                        // The batch ended at EAGAIN: wait for the next wake-up instead of a
-                        // recv that would only find the socket empty.
-                        guard.clear_ready();
-                    }
-                    match res {
-                        Ok(batch) => {
-                            for item in batch {
-                                match item {
-                                    Ok(ev) => {
-                                        if !ev.unknown_attrs.is_empty() {
-                                            debug!(log, "event carries unknown attributes";
-                                                "event" => ev.event.name(), "attrs" => ?ev.unknown_attrs);
-                                        }
-                                        metrics.event(ev.event.name());
-                                        registry.do_send(KernelEvent(ev.event));
-                                    }
-                                    Err(e) => {
-                                        metrics.event("malformed");
-                                        warn!(log, "dropping malformed PM event"; "error" => %e);
-                                    }
-                                }
-                            }
-                        }
-                        Err(GenlError::WouldBlock) => guard.clear_ready(),
-                        Err(GenlError::Overrun) => {
-                            metrics.overrun();
-                            warn!(log, "events socket overrun (ENOBUFS): events were lost, resyncing from sock_diag");
-                            registry.do_send(Resync { reason: "event overrun" });
-                        }
-                        Err(e) => {
-                            warn!(log, "events socket receive failed"; "error" => %e);
-                            guard.clear_ready();
-                        }
-                    }
-                }
-            }
-            .into_actor(self),
+        let reader = read_events(
+            sock,
+            self.registry.clone(),
+            self.metrics.clone(),
+            self.log.clone(),
         );
+        let failures = self.failures.clone();
+        ctx.spawn(async move { failures.report(reader.await) }.into_actor(self));
     }
 }
