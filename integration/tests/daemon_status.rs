@@ -18,234 +18,6 @@ use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, TopoOpts, Topology}
 
 const PORT: u16 = 5301;
 
-/// A minimal JSON reader for the daemon's replies and log lines (the integration crate has no
-/// JSON dependency). Only what these tests need: parse, index, compare, convert.
-mod json {
-    use std::collections::BTreeMap;
-
-    /// A JSON value.
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum Value {
-        Null,
-        Bool(bool),
-        Num(f64),
-        Str(String),
-        Arr(Vec<Value>),
-        Obj(BTreeMap<String, Value>),
-    }
-
-    static NULL: Value = Value::Null;
-
-    impl Value {
-        pub fn as_array(&self) -> Option<&Vec<Value>> {
-            match self {
-                Value::Arr(a) => Some(a),
-                _ => None,
-            }
-        }
-        pub fn as_str(&self) -> Option<&str> {
-            match self {
-                Value::Str(s) => Some(s),
-                _ => None,
-            }
-        }
-        pub fn as_f64(&self) -> Option<f64> {
-            match self {
-                Value::Num(n) => Some(*n),
-                _ => None,
-            }
-        }
-        pub fn as_u64(&self) -> Option<u64> {
-            self.as_f64()
-                .filter(|n| *n >= 0.0 && n.fract() == 0.0)
-                .map(|n| n as u64)
-        }
-        pub fn is_null(&self) -> bool {
-            matches!(self, Value::Null)
-        }
-        pub fn is_string(&self) -> bool {
-            matches!(self, Value::Str(_))
-        }
-    }
-
-    impl std::ops::Index<&str> for Value {
-        type Output = Value;
-        fn index(&self, k: &str) -> &Value {
-            match self {
-                Value::Obj(m) => m.get(k).unwrap_or(&NULL),
-                _ => &NULL,
-            }
-        }
-    }
-
-    impl PartialEq<&str> for Value {
-        fn eq(&self, other: &&str) -> bool {
-            self.as_str() == Some(*other)
-        }
-    }
-
-    impl PartialEq<bool> for Value {
-        fn eq(&self, other: &bool) -> bool {
-            *self == Value::Bool(*other)
-        }
-    }
-
-    struct P<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl P<'_> {
-        fn ws(&mut self) {
-            while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
-                self.i += 1;
-            }
-        }
-        fn eat(&mut self, c: u8) -> Result<(), String> {
-            self.ws();
-            if self.s.get(self.i) == Some(&c) {
-                self.i += 1;
-                Ok(())
-            } else {
-                Err(format!("expected {:?} at {}", c as char, self.i))
-            }
-        }
-        fn value(&mut self) -> Result<Value, String> {
-            self.ws();
-            match self.s.get(self.i).copied() {
-                Some(b'{') => {
-                    self.i += 1;
-                    let mut m = BTreeMap::new();
-                    self.ws();
-                    if self.s.get(self.i) == Some(&b'}') {
-                        self.i += 1;
-                        return Ok(Value::Obj(m));
-                    }
-                    loop {
-                        self.ws();
-                        let k = self.string()?;
-                        self.eat(b':')?;
-                        m.insert(k, self.value()?);
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b'}') => {
-                                self.i += 1;
-                                return Ok(Value::Obj(m));
-                            }
-                            _ => return Err(format!("bad object at {}", self.i)),
-                        }
-                    }
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    let mut v = Vec::new();
-                    self.ws();
-                    if self.s.get(self.i) == Some(&b']') {
-                        self.i += 1;
-                        return Ok(Value::Arr(v));
-                    }
-                    loop {
-                        v.push(self.value()?);
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b']') => {
-                                self.i += 1;
-                                return Ok(Value::Arr(v));
-                            }
-                            _ => return Err(format!("bad array at {}", self.i)),
-                        }
-                    }
-                }
-                Some(b'"') => self.string().map(Value::Str),
-                Some(b't') => self.word("true", Value::Bool(true)),
-                Some(b'f') => self.word("false", Value::Bool(false)),
-                Some(b'n') => self.word("null", Value::Null),
-                Some(_) => {
-                    let start = self.i;
-                    while self
-                        .s
-                        .get(self.i)
-                        .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
-                    {
-                        self.i += 1;
-                    }
-                    let t =
-                        std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-                    t.parse()
-                        .map(Value::Num)
-                        .map_err(|e| format!("number {t:?}: {e}"))
-                }
-                None => Err("unexpected end".into()),
-            }
-        }
-        fn word(&mut self, w: &str, v: Value) -> Result<Value, String> {
-            if self.s[self.i..].starts_with(w.as_bytes()) {
-                self.i += w.len();
-                Ok(v)
-            } else {
-                Err(format!("bad literal at {}", self.i))
-            }
-        }
-        fn string(&mut self) -> Result<String, String> {
-            self.eat(b'"')?;
-            let mut out = Vec::new();
-            loop {
-                let c = *self.s.get(self.i).ok_or("unterminated string")?;
-                self.i += 1;
-                match c {
-                    b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                    b'\\' => {
-                        let e = *self.s.get(self.i).ok_or("bad escape")?;
-                        self.i += 1;
-                        match e {
-                            b'n' => out.push(b'\n'),
-                            b't' => out.push(b'\t'),
-                            b'r' => out.push(b'\r'),
-                            b'b' => out.push(8),
-                            b'f' => out.push(12),
-                            b'u' => {
-                                let h = std::str::from_utf8(&self.s[self.i..self.i + 4])
-                                    .map_err(|e| e.to_string())?;
-                                let cp = u32::from_str_radix(h, 16).map_err(|e| e.to_string())?;
-                                self.i += 4;
-                                let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
-                                out.extend_from_slice(ch.to_string().as_bytes());
-                            }
-                            other => out.push(other),
-                        }
-                    }
-                    other => out.push(other),
-                }
-            }
-        }
-    }
-
-    /// Parse one JSON document (trailing whitespace allowed).
-    pub fn parse(s: &str) -> Result<Value, String> {
-        let mut p = P {
-            s: s.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != s.len() {
-            return Err(format!("trailing data at {}", p.i));
-        }
-        Ok(v)
-    }
-
-    #[test]
-    fn parses_what_the_daemon_writes() {
-        let v = parse(r#"{"a":[1,2.5,-3e2],"b":{"c":"x\"y\u00e9"},"d":true,"e":null}"#).unwrap();
-        assert_eq!(v["a"].as_array().unwrap()[2].as_f64(), Some(-300.0));
-        assert_eq!(v["b"]["c"], "x\"y\u{e9}");
-        assert_eq!(v["d"], true);
-        assert!(v["e"].is_null() && v["zz"].is_null());
-        assert!(parse("{\"a\":1} x").is_err());
-    }
-}
 const METRICS_PORT: u16 = 9464;
 
 fn topo() -> Topology {
@@ -305,7 +77,7 @@ fn connect(t: &Topology, n: usize) -> Vec<std::net::TcpStream> {
 }
 
 /// (token, sorted (local, remote) of established subflows) from the daemon's JSON status.
-fn daemon_view(v: &json::Value) -> BTreeMap<String, Vec<(SocketAddr, SocketAddr)>> {
+fn daemon_view(v: &serde_json::Value) -> BTreeMap<String, Vec<(SocketAddr, SocketAddr)>> {
     let mut m = BTreeMap::new();
     for c in v["connections"].as_array().unwrap() {
         let mut subs: Vec<(SocketAddr, SocketAddr)> = c["subflows"]
@@ -408,7 +180,7 @@ fn status_matches_ss_metrics_move_caps_dropped_second_daemon_refused() {
     let json = wait_for(Duration::from_secs(5), || {
         let (code, out, err) = cli(&["status", "--json", "-s", s]);
         assert_eq!(code, Some(0), "status --json failed: {err}");
-        let v: json::Value = json::parse(&out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         last = out;
         (daemon_view(&v) == ss_view).then_some(v)
     })
@@ -446,7 +218,7 @@ fn status_matches_ss_metrics_move_caps_dropped_second_daemon_refused() {
     // Addresses: both client addresses usable, loopback skipped with a reason.
     let (code, out, err) = cli(&["addresses", "--json", "-s", s]);
     assert_eq!(code, Some(0), "{err}");
-    let a: json::Value = json::parse(&out).unwrap();
+    let a: serde_json::Value = serde_json::from_str(&out).unwrap();
     let usable: BTreeSet<String> = a["usable"]
         .as_array()
         .unwrap()
@@ -645,7 +417,8 @@ fn notifies_systemd_when_ready_and_logs_json() {
     let text = std::fs::read_to_string(&log_path).unwrap();
     let mut lines = 0;
     for l in text.lines() {
-        let v: json::Value = json::parse(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
         assert!(v["level"].is_string() && v["msg"].is_string(), "{l}");
         lines += 1;
     }
