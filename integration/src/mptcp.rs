@@ -2,125 +2,38 @@
 //! traffic helpers. Call these inside [`crate::Netns::exec`] to place them in a namespace.
 
 use std::io::{self, Read, Write};
-use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// IPPROTO_MPTCP.
-pub const IPPROTO_MPTCP: libc::c_int = 262;
+pub const IPPROTO_MPTCP: libc::c_int = libc::IPPROTO_MPTCP;
 
-fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
-            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in, sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: as above.
-            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
-fn socket(v6: bool) -> io::Result<OwnedFd> {
-    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-    // SAFETY: plain socket(2) call.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            IPPROTO_MPTCP,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh, owned descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn bind(fd: &OwnedFd, addr: &SocketAddr) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let (ss, len) = sockaddr(addr);
-    // SAFETY: ss/len describe a valid sockaddr.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &ss as *const _ as *const libc::sockaddr,
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn socket(addr: &SocketAddr) -> io::Result<Socket> {
+    Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::MPTCP),
+    )
 }
 
 /// An MPTCP listener on `addr`.
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    use std::os::fd::AsRawFd;
-    let fd = socket(addr.is_ipv6())?;
-    let one: libc::c_int = 1;
-    // SAFETY: valid fd and option buffer.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            &one as *const _ as *const libc::c_void,
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    bind(&fd, &addr)?;
-    // SAFETY: valid fd.
-    if unsafe { libc::listen(fd.as_raw_fd(), 1024) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(TcpListener::from(fd))
+    let s = socket(&addr)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    s.listen(1024)?;
+    Ok(s.into())
 }
 
 /// An MPTCP connection to `remote`, optionally from `local` (port chosen by the kernel).
 pub fn connect(remote: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpStream> {
-    use std::os::fd::AsRawFd;
-    let fd = socket(remote.is_ipv6())?;
+    let s = socket(&remote)?;
     if let Some(l) = local {
-        bind(&fd, &SocketAddr::new(l, 0))?;
+        s.bind(&SockAddr::from(SocketAddr::new(l, 0)))?;
     }
-    let (ss, len) = sockaddr(&remote);
-    // SAFETY: valid fd and sockaddr.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            &ss as *const _ as *const libc::sockaddr,
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(TcpStream::from(fd))
+    s.connect(&SockAddr::from(remote))?;
+    Ok(s.into())
 }
 
 /// Serve connections on `listener`: each one is echoed back byte for byte on its own thread,
