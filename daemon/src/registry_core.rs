@@ -454,11 +454,24 @@ mod tests {
         }
     }
 
+    fn fresh() -> (RegistryCore<Id>, Starts) {
+        (RegistryCore::new(ConnTimers::default()), Starts::new())
+    }
+
+    /// A registry tracking connections `tokens`, started by their ESTABLISHED, outputs drained.
+    fn tracking(now: Instant, tokens: &[u32]) -> (RegistryCore<Id>, Starts) {
+        let (mut core, mut s) = fresh();
+        for t in tokens {
+            core.handle_event(now, PmEvent::Established(info(*t)), s.event());
+        }
+        drain(&mut core);
+        (core, s)
+    }
+
     #[test]
     fn routes_events_by_token_and_starts_new_connections() {
         let now = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
+        let (mut core, mut s) = fresh();
         let ev = PmEvent::Created(info(7));
         assert_eq!(
             core.handle_event(now, ev.clone(), s.event()),
@@ -506,8 +519,7 @@ mod tests {
     #[test]
     fn events_of_untracked_connections() {
         let now = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
+        let (mut core, mut s) = fresh();
         let listener = PmEvent::ListenerCreated {
             addr: addr("0.0.0.0:80"),
         };
@@ -549,10 +561,7 @@ mod tests {
     #[test]
     fn adoption_starts_unknown_and_reconciles_tracked_connections() {
         let t0 = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
-        core.handle_event(t0, PmEvent::Established(info(1)), s.event());
-        drain(&mut core);
+        let (mut core, mut s) = tracking(t0, &[1]);
 
         let mut sn = snap(&[1, 2, 3], true);
         // Listeners, fallback and not-yet-established connections are not adopted.
@@ -599,8 +608,7 @@ mod tests {
     #[test]
     fn adopting_into_an_empty_registry_starts_polling() {
         let now = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
+        let (mut core, mut s) = fresh();
         assert_eq!(core.adopt(now, &snap(&[], true), now, s.adopt()), 0);
         assert_eq!(drain(&mut core), vec![]);
         assert_eq!(core.adopt(now, &snap(&[4, 5], true), now, s.adopt()), 2);
@@ -610,11 +618,7 @@ mod tests {
     #[test]
     fn samples_go_to_tracked_connections_only_when_dumped() {
         let now = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
-        core.handle_event(now, PmEvent::Established(info(1)), s.event());
-        core.handle_event(now, PmEvent::Established(info(2)), s.event());
-        drain(&mut core);
+        let (mut core, _) = tracking(now, &[1, 2]);
 
         core.handle_snapshot(&snap(&[1, 2, 9], true));
         let mut out = drain(&mut core);
@@ -641,11 +645,7 @@ mod tests {
     #[test]
     fn a_connection_missing_from_three_polls_in_a_row_is_retired() {
         let now = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
-        core.handle_event(now, PmEvent::Established(info(1)), s.event());
-        core.handle_event(now, PmEvent::Established(info(2)), s.event());
-        drain(&mut core);
+        let (mut core, _) = tracking(now, &[1, 2]);
 
         // 2 is missing twice, seen once (the count restarts), then missing three times.
         let polls: [&[u32]; 6] = [&[1], &[1], &[1, 2], &[1], &[1], &[1]];
@@ -686,8 +686,7 @@ mod tests {
     #[test]
     fn resyncs_coalesce_and_one_more_follows_a_request_during_one() {
         let t0 = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
+        let (mut core, mut s) = fresh();
         core.request_resync(t0, "event overrun");
         assert_eq!(
             drain(&mut core),
@@ -739,8 +738,7 @@ mod tests {
     #[test]
     fn a_failed_resync_is_retried() {
         let t0 = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
+        let (mut core, mut s) = fresh();
         core.request_resync(t0, "event overrun");
         drain(&mut core);
         assert_eq!(core.resync_done(t0, None, s.adopt()), None);
@@ -761,8 +759,7 @@ mod tests {
     #[test]
     fn trims_after_many_connections_closed() {
         let now = Instant::now();
-        let mut core = RegistryCore::<Id>::new(ConnTimers::default());
-        let mut s = Starts::new();
+        let (mut core, mut s) = fresh();
         let tokens: Vec<u32> = (1..=2000).collect();
         core.adopt(now, &snap(&tokens, false), now, s.adopt());
         drain(&mut core);

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use integration::observe::subflows;
-use integration::{kernel_tests_enabled, wait_for, Netns, Pm, TopoOpts, Topology};
+use integration::{kernel_tests_enabled, wait_for, Netns, TopoOpts, Topology};
 use mptcp_pmd::service::{self, Env, RunError};
 use slog::Drain;
 use tokio::sync::{mpsc, oneshot};
@@ -198,14 +198,8 @@ impl Drop for InProcess {
 }
 
 fn topo() -> Topology {
-    let t = Topology::build(TopoOpts {
-        client_links: 2,
-        server_links: 1,
-        client_pm: Pm::Userspace,
-        server_pm: Pm::Kernel,
-        ..Default::default()
-    })
-    .expect("topology");
+    // Two client links, one server link, the userspace PM on the client.
+    let t = Topology::build(TopoOpts::default()).expect("topology");
     t.serve_echo(PORT).expect("echo server");
     t
 }

@@ -203,20 +203,8 @@ impl Actor for AddressMonitor {
 
 /// Read the monitor socket until it fails for good; returns that failure.
 async fn read_changes(sock: RtnlSocket, me: Addr<AddressMonitor>, log: Logger) -> SocketFailure {
-    let fatal =
-        |e: &(dyn std::error::Error + 'static)| SocketFailure::new(KernelSocket::RtnlMonitor, e);
-    if let Err(e) = sock.set_nonblocking(true) {
-        return fatal(&e);
-    }
-    let mut afd = match super::readable_fd(sock) {
-        Ok(a) => a,
-        Err(e) => return fatal(&e),
-    };
-    loop {
-        let mut guard = match afd.readable_mut().await {
-            Ok(g) => g,
-            Err(e) => return fatal(&e),
-        };
+    let set_nonblocking = |s: &RtnlSocket| s.set_nonblocking(true);
+    super::read_until_dead(sock, set_nonblocking, KernelSocket::RtnlMonitor, |guard| {
         match guard.get_inner_mut().recv_batch() {
             Ok(events) => me.do_send(RtnlBatch::Events(events)),
             Err(e) => match failure::rtnl(&e) {
@@ -227,10 +215,12 @@ async fn read_changes(sock: RtnlSocket, me: Addr<AddressMonitor>, log: Logger) -
                     guard.clear_ready();
                 }
                 Verdict::Lost => me.do_send(RtnlBatch::Lost(e.to_string())),
-                Verdict::Fatal => return fatal(&e),
+                Verdict::Fatal => return Err(e),
             },
         }
-    }
+        Ok(())
+    })
+    .await
 }
 
 impl Handler<RtnlBatch> for AddressMonitor {

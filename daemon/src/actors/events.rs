@@ -51,19 +51,8 @@ async fn read_events(
     metrics: Metrics,
     log: Logger,
 ) -> SocketFailure {
-    let fatal = |e: &(dyn std::error::Error + 'static)| SocketFailure::new(KernelSocket::Events, e);
-    if let Err(e) = sock.set_nonblocking(true) {
-        return fatal(&e);
-    }
-    let mut afd = match super::readable_fd(sock) {
-        Ok(a) => a,
-        Err(e) => return fatal(&e),
-    };
-    loop {
-        let mut guard = match afd.readable_mut().await {
-            Ok(g) => g,
-            Err(e) => return fatal(&e),
-        };
+    let set_nonblocking = |s: &PmEventSocket| s.set_nonblocking(true);
+    super::read_until_dead(sock, set_nonblocking, KernelSocket::Events, |guard| {
         let res = guard.get_inner_mut().recv_batch();
         if res.is_ok() && guard.get_inner().drained() {
             // The batch ended at EAGAIN: wait for the next wake-up instead of a recv that
@@ -87,9 +76,9 @@ async fn read_events(
                         }
                         guard.clear_ready();
                     }
-                    Verdict::Fatal => return fatal(&e),
+                    Verdict::Fatal => return Err(e),
                 }
-                continue;
+                return Ok(());
             }
         };
         for item in batch {
@@ -108,7 +97,9 @@ async fn read_events(
                 }
             }
         }
-    }
+        Ok(())
+    })
+    .await
 }
 
 impl Actor for EventActor {

@@ -18,10 +18,42 @@ pub mod messages;
 pub mod policy;
 pub mod registry;
 
-/// Register a netlink socket with the tokio reactor for readability.
-pub(crate) fn readable_fd<T: std::os::fd::AsRawFd>(
+/// Drive a socket from the event loop until it fails for good: switch it to non-blocking reads
+/// (`set_nonblocking`), register it, and call `on_ready` each time it is readable. `on_ready`
+/// reads, clears the readiness when the socket is drained, and returns `Err` for a fatal error.
+/// Any failure — setting up, polling or reading — is returned as a failure of socket `which`
+/// (see [`crate::failure`]).
+pub(crate) async fn read_until_dead<T, E>(
     sock: T,
-) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
+    set_nonblocking: impl FnOnce(&T) -> Result<(), E>,
+    which: crate::failure::KernelSocket,
+    mut on_ready: impl FnMut(&mut tokio::io::unix::AsyncFdReadyMutGuard<'_, T>) -> Result<(), E>,
+) -> crate::failure::SocketFailure
+where
+    T: std::os::fd::AsRawFd,
+    E: std::error::Error + 'static,
+{
+    use crate::failure::SocketFailure;
+    if let Err(e) = set_nonblocking(&sock) {
+        return SocketFailure::new(which, &e);
+    }
+    let mut afd = match readable_fd(sock) {
+        Ok(a) => a,
+        Err(e) => return SocketFailure::new(which, &e),
+    };
+    loop {
+        let mut guard = match afd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => return SocketFailure::new(which, &e),
+        };
+        if let Err(e) = on_ready(&mut guard) {
+            return SocketFailure::new(which, &e);
+        }
+    }
+}
+
+/// Register a netlink socket with the tokio reactor for readability.
+fn readable_fd<T: std::os::fd::AsRawFd>(sock: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
     // SAFETY: our socket types own their descriptor (closed only on drop) and always return the
     // same one, so it stays open and unchanged for the AsyncFd's whole life.
     let r = unsafe {
