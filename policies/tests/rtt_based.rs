@@ -520,6 +520,76 @@ fn probe_the_kernel_never_applies_is_retried_once_per_probe_interval() {
     );
 }
 
+/// Four paths on which probe, restore and demote all fall due in the same round (t = 15): A is
+/// the best at 10 ms; B and D are slow and demoted at 5; B recovers to 12 ms from 10 (restore
+/// due at 15) and carried data until 10 (so its probe is not due before 20); D never gets data
+/// acknowledged (probe due at 15); C turns slow at 10 (demote due at 15).
+fn three_rules_at_once(t: u64, k: &SubflowKey) -> SubflowSample {
+    let (srtt, acked) = match net(k) {
+        1 => (10, 1000 * t),
+        2 => (if t < 10 { 100 } else { 12 }, 1000 * t.min(10)),
+        3 => (if t < 10 { 10 } else { 100 }, 1000 * t),
+        _ => (100, 0),
+    };
+    SubflowSample {
+        bytes_acked: acked,
+        ..rtt(srtt)
+    }
+}
+
+#[test]
+fn verdicts_of_one_round_come_in_input_order_whatever_the_rule() {
+    let paths = [
+        (key(1, 1000), false),
+        (key(2, 1001), false),
+        (key(3, 1002), false),
+        (key(4, 1003), false),
+    ];
+    let mut sim = Sim::new(probing(10), &paths);
+    sim.run(0, 16, three_rules_at_once);
+    assert_eq!(
+        sim.decisions(),
+        vec![
+            (5, 2, VerdictKind::SetBackup(true)),
+            (5, 4, VerdictKind::SetBackup(true)),
+            (15, 2, VerdictKind::SetBackup(false)),
+            (15, 3, VerdictKind::SetBackup(true)),
+            (15, 4, VerdictKind::SetBackup(false)),
+        ]
+    );
+    let reasons: Vec<&str> = sim.log[2..]
+        .iter()
+        .map(|(_, v)| v.reason.as_str())
+        .collect();
+    assert!(
+        reasons[0].contains("ratio 1.20 < restore ratio 1.50"),
+        "{}",
+        reasons[0]
+    );
+    assert!(reasons[1].contains("ratio 10.00 > 2.00"), "{}", reasons[1]);
+    assert!(
+        reasons[2].starts_with("probe: backup for 10.0s"),
+        "{}",
+        reasons[2]
+    );
+
+    // The same paths listed the other way round: the same verdicts, in the new order.
+    let mut reversed = paths;
+    reversed.reverse();
+    let mut sim = Sim::new(probing(10), &reversed);
+    sim.run(0, 16, three_rules_at_once);
+    assert_eq!(
+        sim.decisions(),
+        vec![
+            (5, 4, VerdictKind::SetBackup(true)),
+            (5, 2, VerdictKind::SetBackup(true)),
+            (15, 4, VerdictKind::SetBackup(false)),
+            (15, 3, VerdictKind::SetBackup(true)),
+            (15, 2, VerdictKind::SetBackup(false)),
+        ]
+    );
+}
+
 #[test]
 fn last_active_subflow_is_never_closed_and_zero_active_is_rescued() {
     let p = RttParams {
