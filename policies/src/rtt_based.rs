@@ -4,8 +4,9 @@
 //!
 //! The measurement logic lives in [`RttJudge`], a pure per-connection core that sees nothing but
 //! `(key, backup flag, sample)` triples and the time: every rule is tested over a synthetic
-//! sample series (`policies/tests/rtt_based.rs`). [`RttBased`] is the [`Policy`] around it; it delegates subflow creation to the
-//! fullmesh policy and turns the judge's [`Verdict`]s into [`Decision`]s.
+//! sample series (`policies/tests/rtt_based.rs`). [`RttBased`] is the [`Policy`] around it; it
+//! delegates subflow creation to the fullmesh policy and turns the judge's [`Verdict`]s into
+//! [`Decision`]s.
 //!
 //! Rules (all thresholds in [`RttParams`]):
 //! - `best` is the lowest srtt among *active* (non-backup, not being closed) subflows that have
@@ -19,16 +20,16 @@
 //!   restore thresholds sit below the two demote thresholds (`restore_ratio < backup_ratio`,
 //!   `min_gap / 2 < min_gap`): that is the hysteresis band in which nothing changes, so a path
 //!   hovering around one threshold cannot flap. The gap half matters on fast paths, where a
-//!   recovered subflow at 0.05 ms next to a best of 0.02 ms is still at ratio 2.5. A subflow that is
-//!   backup for any other reason (a backup interface in the config, the peer, an operator) is
+//!   recovered subflow at 0.05 ms next to a best of 0.02 ms is still at ratio 2.5. A subflow that
+//!   is backup for any other reason (a backup interface in the config, the peer, an operator) is
 //!   never restored: the judge only undoes its own decisions. If no active subflow is left, the
 //!   fastest subflow the judge demoted is restored at once.
 //! - **Close on loss** (off by default): the retransmission rate between two consecutive samples,
-//!   `delta(total_retrans) / delta(segs_out)`, above `loss_threshold` on every sample for `hold` closes the subflow (a window in which nothing was sent counts as lossy only while
-//!   the subflow sits in retransmission timeout, i.e. `tcpi_retransmits > 0`; an idle window or a
-//!   counter that went backwards breaks the streak); its path is then kept in a cooldown and re-opened after
-//!   `cooldown`. The last active subflow is never closed.
-//!
+//!   `delta(total_retrans) / delta(segs_out)`, above `loss_threshold` on every sample for `hold`
+//!   closes the subflow (a window in which nothing was sent counts as lossy only while the
+//!   subflow sits in retransmission timeout, i.e. `tcpi_retransmits > 0`; an idle window or a
+//!   counter that went backwards breaks the streak); its path is then kept in a cooldown and
+//!   re-opened after `cooldown`. The last active subflow is never closed.
 //! - **Probe** (`probe`, default 30 s): a subflow the judge demoted carries no data any more (the
 //!   kernel's scheduler only uses backup subflows when nothing else is left), so its srtt is never
 //!   measured again and the restore rule could never fire. Once the subflow has been backup-by-us
@@ -43,6 +44,15 @@
 //!
 //! "On every sample" is literal: one sample that breaks a condition restarts its timer. A sample
 //! without a measurement (`srtt_us == 0`) breaks the RTT conditions.
+//!
+//! One round ([`RttJudge::evaluate`]) applies the rules in this order, and returns its verdicts
+//! in the same order: the zero-active restore; close on loss; the RTT rules, subflow by subflow
+//! in input order (a subflow the judge demoted is probed if that is due, else judged for
+//! restore; an active one is judged for demotion; so at most one of the three per subflow);
+//! re-opens last. `best` and the active count are taken once per round, and each flag change
+//! moves the active count before the next subflow is judged. The RTT rules skip a subflow whose
+//! flag change is still pending or whose close was requested, until that shows up (or the judge
+//! gives up on it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -294,6 +304,29 @@ impl SubState {
     fn request(&mut self, backup: bool, now: Instant) {
         self.pending = Some((backup, now));
         self.flag_changed = Some(now);
+        self.stop_rtt_timers();
+    }
+
+    /// Ask for a backup-flag change now. A demotion is this judge's to undo; a restore or a
+    /// probe gives the flag back.
+    fn set_backup(
+        &mut self,
+        key: SubflowKey,
+        backup: bool,
+        now: Instant,
+        reason: String,
+    ) -> Verdict {
+        self.demoted_by_us = backup;
+        self.request(backup, now);
+        Verdict {
+            key,
+            kind: VerdictKind::SetBackup(backup),
+            reason,
+        }
+    }
+
+    /// Restart the demote and restore conditions: something broke both.
+    fn stop_rtt_timers(&mut self) {
         self.slow_since = None;
         self.fast_since = None;
     }
@@ -302,6 +335,48 @@ impl SubState {
     fn awaiting_fresh(&self, sample: &SubflowSample) -> bool {
         self.probe_acked
             .is_some_and(|acked| sample.bytes_acked <= acked)
+    }
+}
+
+/// How long a condition has held on every sample, starting its timer now if it was not running.
+fn held(since: &mut Option<Instant>, now: Instant) -> Duration {
+    now.saturating_duration_since(*since.get_or_insert(now))
+}
+
+/// What the RTT rules share in one round, computed once by `RttJudge::judge_rtt`.
+#[derive(Debug, Clone, Copy)]
+struct RttRound {
+    params: RttParams,
+    now: Instant,
+    /// The lowest srtt among active subflows with a measurement.
+    best: Option<u32>,
+    /// Active subflows at this point of the round (each flag change moves it).
+    active: usize,
+}
+
+/// One subflow's srtt against the round's best, as the demote and restore rules compare them.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    /// The subflow's srtt in microseconds (> 0).
+    srtt: u32,
+    /// The round's best srtt in microseconds (> 0).
+    best: u32,
+    /// `srtt / best`.
+    ratio: f64,
+    /// How far `srtt` is above `best` (zero when below).
+    gap: Duration,
+}
+
+impl Measure {
+    /// `None` when the subflow or the round has no measurement: that breaks both conditions.
+    fn of(srtt: u32, best: Option<u32>) -> Option<Measure> {
+        let best = best.filter(|_| srtt > 0)?;
+        Some(Measure {
+            srtt,
+            best,
+            ratio: f64::from(srtt) / f64::from(best),
+            gap: Duration::from_micros(u64::from(srtt.saturating_sub(best))),
+        })
     }
 }
 
@@ -387,7 +462,8 @@ impl RttJudge {
     /// `subflows` lists the connection's established subflows as `(key, backup flag as observed,
     /// latest sample)`; a subflow without a measurement yet is passed with a default sample
     /// (`srtt_us == 0`) so that it still counts as active. Subflows missing from the list are
-    /// forgotten. The verdicts come in input order, re-opens last.
+    /// forgotten. The verdicts come in the order the module docs give (each rule in input order,
+    /// re-opens last).
     pub fn evaluate(
         &mut self,
         now: Instant,
@@ -542,8 +618,7 @@ impl RttJudge {
                 st.lossy_since = None;
                 continue;
             }
-            let since = *st.lossy_since.get_or_insert(now);
-            let held = now.saturating_duration_since(since);
+            let held = held(&mut st.lossy_since, now);
             // Closing a backup subflow keeps the active count; closing an active one lowers it.
             let remaining = active - usize::from(is_active);
             if held < hold || remaining == 0 {
@@ -556,8 +631,7 @@ impl RttJudge {
             };
             st.closing = Some(now);
             st.lossy_since = None;
-            st.slow_since = None;
-            st.fast_since = None;
+            st.stop_rtt_timers();
             active = remaining;
             self.cooldowns.insert(
                 (path.local, path.remote),
@@ -582,139 +656,185 @@ impl RttJudge {
         }
     }
 
+    /// The RTT rules, subflow by subflow in input order. A subflow the judge demoted is probed
+    /// if that is due, else judged for restore; an active one is judged for demotion. What the
+    /// rules share (the best srtt, the active count) is computed once for the round, and every
+    /// flag change moves the active count before the next subflow is judged.
     fn judge_rtt(
         &mut self,
         now: Instant,
         subflows: &[(SubflowKey, bool, SubflowSample)],
         out: &mut Vec<Verdict>,
     ) {
-        let p = self.params;
-        let best = self.best(subflows);
-        let mut active = self.active_count(subflows);
+        let mut round = RttRound {
+            params: self.params,
+            now,
+            best: self.best(subflows),
+            active: self.active_count(subflows),
+        };
         for (key, observed_backup, sample) in subflows {
-            let effective_backup = self.effective_backup(key, *observed_backup);
+            let backup = self.effective_backup(key, *observed_backup);
             let Some(st) = self.subflows.get_mut(key) else {
                 continue;
             };
             if st.closing.is_some() || st.pending.is_some() {
                 // Wait until the last change is observed (or given up) before judging again.
-                st.slow_since = None;
-                st.fast_since = None;
+                st.stop_rtt_timers();
                 continue;
             }
-            if effective_backup && st.demoted_by_us {
-                if let Some(probe) = p.probe {
-                    // Stale since the later of our last flag change and the last acked data.
-                    let changed = *st.flag_changed.get_or_insert(now);
-                    let base = st.acked_moved.map_or(changed, |moved| moved.max(changed));
-                    let stale = now.saturating_duration_since(base);
-                    if stale >= probe {
-                        st.demoted_by_us = false;
-                        st.probe_acked = Some(sample.bytes_acked);
-                        st.request(false, now);
-                        active += 1;
-                        out.push(Verdict {
-                            key: *key,
-                            kind: VerdictKind::SetBackup(false),
-                            reason: format!(
-                                "probe: backup for {} with no data acked (srtt {} is stale, \
-                                 probe {}); active again to re-measure, demoted again after \
-                                 hold {} if still slow",
-                                secs(stale),
-                                ms(sample.srtt_us),
-                                secs(probe),
-                                secs(p.hold)
-                            ),
-                        });
-                        continue;
-                    }
-                }
-            }
-            let srtt = sample.srtt_us;
-            let Some(best) = best.filter(|_| srtt > 0) else {
-                st.slow_since = None;
-                st.fast_since = None;
-                continue;
-            };
-            let ratio = f64::from(srtt) / f64::from(best);
-            if !effective_backup {
-                st.fast_since = None;
-                if st.awaiting_fresh(sample) {
-                    // Probed and not measured since: the srtt is the stale one.
-                    st.slow_since = None;
-                    continue;
-                }
-                st.probe_acked = None;
-                let gap = Duration::from_micros(u64::from(srtt.saturating_sub(best)));
-                if !(ratio > p.backup_ratio && gap >= p.min_gap) {
-                    st.slow_since = None;
-                    continue;
-                }
-                let since = *st.slow_since.get_or_insert(now);
-                let held = now.saturating_duration_since(since);
-                // `active >= 2` keeps at least one active subflow; the timer keeps running so
-                // that the demotion happens as soon as another path becomes active.
-                if held < p.hold || active < 2 {
-                    continue;
-                }
-                st.demoted_by_us = true;
-                st.request(true, now);
-                active -= 1;
-                out.push(Verdict {
-                    key: *key,
-                    kind: VerdictKind::SetBackup(true),
-                    reason: format!(
-                        "srtt {} vs best {}: ratio {:.2} > {:.2} and gap {} >= {} for {} \
-                         (hold {})",
-                        ms(srtt),
-                        ms(best),
-                        ratio,
-                        p.backup_ratio,
-                        ms(srtt - best),
-                        ms_dur(p.min_gap),
-                        secs(held),
-                        secs(p.hold)
-                    ),
-                });
+            let probed = if backup {
+                Self::probe(&round, key, st, sample)
             } else {
-                st.slow_since = None;
-                if !st.demoted_by_us {
-                    // Backup by configuration, the peer or an operator: not ours to undo.
-                    st.fast_since = None;
-                    continue;
+                None
+            };
+            let verdict = match (probed, Measure::of(sample.srtt_us, round.best)) {
+                (Some(probe), _) => Some(probe),
+                (None, None) => {
+                    st.stop_rtt_timers();
+                    None
                 }
-                let gap = Duration::from_micros(u64::from(srtt.saturating_sub(best)));
-                let by_ratio = ratio < p.restore_ratio;
-                if !by_ratio && gap >= p.min_gap / 2 {
-                    st.fast_since = None;
-                    continue;
+                (None, Some(m)) if backup => Self::restore(&round, key, st, m),
+                (None, Some(m)) => Self::demote(&round, key, st, sample, m),
+            };
+            if let Some(v) = verdict {
+                match v.kind {
+                    VerdictKind::SetBackup(true) => round.active = round.active.saturating_sub(1),
+                    VerdictKind::SetBackup(false) => round.active += 1,
+                    VerdictKind::Close | VerdictKind::Reopen(_) => {}
                 }
-                let since = *st.fast_since.get_or_insert(now);
-                let held = now.saturating_duration_since(since);
-                if held < p.hold {
-                    continue;
-                }
-                st.demoted_by_us = false;
-                st.request(false, now);
-                active += 1;
-                out.push(Verdict {
-                    key: *key,
-                    kind: VerdictKind::SetBackup(false),
-                    reason: format!(
-                        "srtt {} vs best {}: {} for {} (hold {})",
-                        ms(srtt),
-                        ms(best),
-                        if by_ratio {
-                            format!("ratio {ratio:.2} < restore ratio {:.2}", p.restore_ratio)
-                        } else {
-                            format!("gap {} < min_gap/2 {}", ms_dur(gap), ms_dur(p.min_gap / 2))
-                        },
-                        secs(held),
-                        secs(p.hold)
-                    ),
-                });
+                out.push(v);
             }
         }
+    }
+
+    /// **Probe** (module docs): a subflow this judge demoted whose samples stayed stale for
+    /// `probe` is made active again, to be re-measured.
+    fn probe(
+        round: &RttRound,
+        key: &SubflowKey,
+        st: &mut SubState,
+        sample: &SubflowSample,
+    ) -> Option<Verdict> {
+        let probe = round.params.probe?;
+        if !st.demoted_by_us {
+            return None;
+        }
+        // Stale since the later of our last flag change and the last acked data.
+        let changed = *st.flag_changed.get_or_insert(round.now);
+        let base = st.acked_moved.map_or(changed, |moved| moved.max(changed));
+        let stale = round.now.saturating_duration_since(base);
+        if stale < probe {
+            return None;
+        }
+        st.probe_acked = Some(sample.bytes_acked);
+        Some(st.set_backup(
+            *key,
+            false,
+            round.now,
+            format!(
+                "probe: backup for {} with no data acked (srtt {} is stale, probe {}); active \
+                 again to re-measure, demoted again after hold {} if still slow",
+                secs(stale),
+                ms(sample.srtt_us),
+                secs(probe),
+                secs(round.params.hold)
+            ),
+        ))
+    }
+
+    /// **Demote** (module docs): an active subflow above both demote thresholds on every sample
+    /// for `hold` is marked backup, unless it is the last active one.
+    fn demote(
+        round: &RttRound,
+        key: &SubflowKey,
+        st: &mut SubState,
+        sample: &SubflowSample,
+        m: Measure,
+    ) -> Option<Verdict> {
+        let p = &round.params;
+        st.fast_since = None;
+        if st.awaiting_fresh(sample) {
+            // Probed and not measured since: the srtt is the stale one.
+            st.slow_since = None;
+            return None;
+        }
+        st.probe_acked = None;
+        if !(m.ratio > p.backup_ratio && m.gap >= p.min_gap) {
+            st.slow_since = None;
+            return None;
+        }
+        let held = held(&mut st.slow_since, round.now);
+        // `active >= 2` keeps at least one active subflow; the timer keeps running so that the
+        // demotion happens as soon as another path becomes active.
+        if held < p.hold || round.active < 2 {
+            return None;
+        }
+        Some(st.set_backup(
+            *key,
+            true,
+            round.now,
+            format!(
+                "srtt {} vs best {}: ratio {:.2} > {:.2} and gap {} >= {} for {} (hold {})",
+                ms(m.srtt),
+                ms(m.best),
+                m.ratio,
+                p.backup_ratio,
+                ms(m.srtt.saturating_sub(m.best)),
+                ms_dur(p.min_gap),
+                secs(held),
+                secs(p.hold)
+            ),
+        ))
+    }
+
+    /// **Restore** (module docs): a subflow this judge demoted that stays below either restore
+    /// threshold on every sample for `hold` gets its backup flag cleared.
+    fn restore(
+        round: &RttRound,
+        key: &SubflowKey,
+        st: &mut SubState,
+        m: Measure,
+    ) -> Option<Verdict> {
+        let p = &round.params;
+        st.slow_since = None;
+        if !st.demoted_by_us {
+            // Backup by configuration, the peer or an operator: not ours to undo.
+            st.fast_since = None;
+            return None;
+        }
+        let by_ratio = m.ratio < p.restore_ratio;
+        if !by_ratio && m.gap >= p.min_gap / 2 {
+            st.fast_since = None;
+            return None;
+        }
+        let held = held(&mut st.fast_since, round.now);
+        if held < p.hold {
+            return None;
+        }
+        Some(st.set_backup(
+            *key,
+            false,
+            round.now,
+            format!(
+                "srtt {} vs best {}: {} for {} (hold {})",
+                ms(m.srtt),
+                ms(m.best),
+                if by_ratio {
+                    format!(
+                        "ratio {:.2} < restore ratio {:.2}",
+                        m.ratio, p.restore_ratio
+                    )
+                } else {
+                    format!(
+                        "gap {} < min_gap/2 {}",
+                        ms_dur(m.gap),
+                        ms_dur(p.min_gap / 2)
+                    )
+                },
+                secs(held),
+                secs(p.hold)
+            ),
+        ))
     }
 
     /// Paths whose cooldown is over: re-open them, unless a subflow on the same path is already
