@@ -137,7 +137,7 @@ pub fn run(
     let code = sys.block_on(async move {
         let book = wiring::build_book(&config);
         let sampling = book.wants_samples();
-        let policy = PolicyActor::new(book, locals.clone(), log.new(slog::o!("actor" => "policy"))).start();
+        let policy = PolicyActor::new(book, locals.clone(), metrics.clone(), log.new(slog::o!("actor" => "policy"))).start();
         // Commands are a direct call from the connection actors on this thread (see
         // actors/commands.rs for why not an actor).
         let cmds = CommandPath::new(client, metrics.clone(), log.new(slog::o!("actor" => "commands")));

@@ -5,7 +5,7 @@
 //! The measurement logic lives in [`RttJudge`], a pure per-connection core that sees nothing but
 //! `(key, backup flag, sample)` triples and the time: every rule is tested over a synthetic
 //! sample series (`policies/tests/rtt_based.rs`). [`RttBased`] is the [`Policy`] around it; it
-//! delegates subflow creation to the fullmesh policy and turns the judge's [`Verdict`]s into
+//! delegates subflow creation to the mesh ([`crate::mesh`]) and turns the judge's [`Verdict`]s into
 //! [`Decision`]s.
 //!
 //! Rules (all thresholds in [`RttParams`]):
@@ -53,25 +53,159 @@
 //! moves the active count before the next subflow is judged. The RTT rules skip a subflow whose
 //! flag change is still pending or whose close was requested, until that shows up (or the judge
 //! gives up on it).
+//!
+//! Every decision carries a reason code naming its rule (`slow`, `recovered`, `probe`,
+//! `last-active`, `lossy`, `cooldown-over`; the mesh's own decisions carry the mesh's codes) and
+//! the numbers behind it.
+//!
+//! Config section `rtt_based:` ([`RttBasedParams`]; defaults in brackets): `max_subflows`
+//! (1..=64) [8], `backup_ratio` (1 < x <= 100) [2.0], `min_gap_ms` (0..=60000) [20],
+//! `restore_ratio` (0 < x < `backup_ratio`) [1.5], `hold_s` (0..=3600) [5], `close_on_loss`
+//! [false], `loss_threshold` (0 < x <= 1) [0.05], `cooldown_s` (0..=86400) [30], `probe_s`
+//! (0..=86400, 0 = never) [30].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::conn::{Connection, Path};
-use crate::fullmesh::Fullmesh;
-use crate::model::{PmEvent, SubflowKey, SubflowSample, Token};
-use crate::policy::{Ctx, Decision, Policy};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::conn::Path;
+use crate::mesh;
+use crate::model::{PmEvent, SubflowKey, SubflowSample};
+use crate::params::{self, Keys, ParamError};
+use crate::plugin::{Plugin, PolicyParams};
+use crate::policy::{Action, Ctx, Decision, Policy, Reason};
+
+/// The registry entry.
+pub static PLUGIN: Plugin = Plugin::new::<RttBasedParams>(
+    "rtt-based",
+    "rtt_based",
+    "a mesh whose slow subflows become backup and (optionally) lossy ones are closed",
+);
+
+/// The `rtt_based:` section, as the configuration spells it (ms and s). The judge works on
+/// [`RttParams`], built from it by [`RttBasedParams::judge_params`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RttBasedParams {
+    /// Subflows per connection, counting the initial one. 1..=64, default 8.
+    #[serde(deserialize_with = "params::int::<_, _, 1, 64>")]
+    pub max_subflows: u8,
+    /// Mark backup when srtt > this x best active srtt. 1 < x <= 100, default 2.0.
+    #[serde(deserialize_with = "backup_ratio")]
+    pub backup_ratio: f64,
+    /// ... and srtt exceeds the best by at least this many ms. 0..=60000, default 20.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 60_000>")]
+    pub min_gap_ms: u32,
+    /// Clear backup when srtt < this x best. 0 < x < `backup_ratio`, default 1.5.
+    #[serde(deserialize_with = "restore_ratio")]
+    pub restore_ratio: f64,
+    /// Seconds a condition must hold before acting (hysteresis). 0..=3600, default 5.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 3600>")]
+    pub hold_s: u32,
+    /// Close subflows whose loss exceeds `loss_threshold`. Default false.
+    #[serde(deserialize_with = "params::boolean")]
+    pub close_on_loss: bool,
+    /// Retransmission rate (retrans / segs_out over the window), 0 < x <= 1, default 0.05.
+    #[serde(deserialize_with = "loss_threshold")]
+    pub loss_threshold: f64,
+    /// Seconds before re-opening a closed lossy subflow. 0..=86400, default 30.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 86_400>")]
+    pub cooldown_s: u32,
+    /// After this many seconds in backup with no data acked, a subflow this policy demoted is
+    /// made active again to re-measure. 0 = never probe. 0..=86400, default 30.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 86_400>")]
+    pub probe_s: u32,
+}
+
+fn backup_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    params::float(
+        d,
+        |x| x > 1.0 && x <= 100.0,
+        "greater than 1 and at most 100",
+    )
+}
+
+fn restore_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    params::float(d, |x| x > 0.0, "greater than 0")
+}
+
+fn loss_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    params::float(d, |x| x > 0.0 && x <= 1.0, "greater than 0 and at most 1")
+}
+
+impl Default for RttBasedParams {
+    fn default() -> Self {
+        RttBasedParams {
+            max_subflows: 8,
+            backup_ratio: 2.0,
+            min_gap_ms: 20,
+            restore_ratio: 1.5,
+            hold_s: 5,
+            close_on_loss: false,
+            loss_threshold: 0.05,
+            cooldown_s: 30,
+            probe_s: 30,
+        }
+    }
+}
+
+impl RttBasedParams {
+    /// The judge's tunables.
+    pub fn judge_params(&self) -> RttParams {
+        RttParams {
+            max_subflows: self.max_subflows.into(),
+            backup_ratio: self.backup_ratio,
+            min_gap: Duration::from_millis(self.min_gap_ms.into()),
+            restore_ratio: self.restore_ratio,
+            hold: Duration::from_secs(self.hold_s.into()),
+            close_on_loss: self.close_on_loss,
+            loss_threshold: self.loss_threshold,
+            cooldown: Duration::from_secs(self.cooldown_s.into()),
+            probe: (self.probe_s > 0).then(|| Duration::from_secs(self.probe_s.into())),
+        }
+    }
+}
+
+impl PolicyParams for RttBasedParams {
+    /// Every field was checked on its own while it was read; what is left is the hysteresis.
+    fn validate(&self, keys: &Keys) -> Result<(), ParamError> {
+        if self.restore_ratio >= self.backup_ratio {
+            return Err(ParamError::check(
+                &["restore_ratio", "backup_ratio"],
+                format!(
+                    "{} ({}) must be less than {} ({}), or subflows would flap between backup and active",
+                    keys.key("restore_ratio"),
+                    self.restore_ratio,
+                    keys.key("backup_ratio"),
+                    self.backup_ratio
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Box<dyn Policy> {
+        Box::new(RttBased::new(self.judge_params()))
+    }
+
+    fn wants_samples(&self) -> bool {
+        true
+    }
+}
 
 /// A backup-flag change the judge asked for is assumed lost (failed command, or a flag the kernel
 /// refused) when the observed flag still disagrees after this long (at least `hold`).
 const MIN_PENDING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Tunables of the rtt-based policy.
+/// Tunables of the judge, in the units it computes with. Built from the validated config
+/// section ([`RttBasedParams::judge_params`]), so `restore_ratio < backup_ratio`, both finite,
+/// and `probe` is never `Some(0)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RttParams {
-    /// Maximum number of subflows per connection (passed to the fullmesh part).
+    /// Maximum number of subflows per connection (for the mesh).
     pub max_subflows: usize,
     /// Demote when `srtt > backup_ratio x best` (and the gap rule holds). Default 2.0.
     pub backup_ratio: f64,
@@ -108,61 +242,6 @@ impl Default for RttParams {
     }
 }
 
-/// Why a set of [`RttParams`] was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RttParamsError {
-    /// `max_subflows` is 0.
-    #[error("max_subflows must be at least 1")]
-    NoSubflows,
-    /// `backup_ratio` is below 1 or not a finite number.
-    #[error("backup_ratio must be a finite number >= 1.0, got {0}")]
-    BackupRatio(f64),
-    /// `restore_ratio` is not positive, not finite, or not below `backup_ratio`.
-    #[error(
-        "restore_ratio must be a finite number in (0, backup_ratio = {backup}), got {restore}"
-    )]
-    RestoreRatio {
-        /// The configured restore ratio.
-        restore: f64,
-        /// The configured backup ratio.
-        backup: f64,
-    },
-    /// `loss_threshold` is outside `(0, 1]`.
-    #[error("loss_threshold must be in (0, 1], got {0}")]
-    LossThreshold(f64),
-    /// `probe` is `Some(0)`: a demoted subflow would be restored at once (use `None` for never).
-    #[error("probe must be longer than 0 (use no probe to never probe)")]
-    ZeroProbe,
-}
-
-impl RttParams {
-    /// Check the invariants the judge relies on (hysteresis needs `restore_ratio < backup_ratio`).
-    pub fn validate(&self) -> Result<(), RttParamsError> {
-        if self.max_subflows == 0 {
-            return Err(RttParamsError::NoSubflows);
-        }
-        if !self.backup_ratio.is_finite() || self.backup_ratio < 1.0 {
-            return Err(RttParamsError::BackupRatio(self.backup_ratio));
-        }
-        if !self.restore_ratio.is_finite()
-            || self.restore_ratio <= 0.0
-            || self.restore_ratio >= self.backup_ratio
-        {
-            return Err(RttParamsError::RestoreRatio {
-                restore: self.restore_ratio,
-                backup: self.backup_ratio,
-            });
-        }
-        if !(self.loss_threshold > 0.0 && self.loss_threshold <= 1.0) {
-            return Err(RttParamsError::LossThreshold(self.loss_threshold));
-        }
-        if self.probe.is_some_and(|p| p.is_zero()) {
-            return Err(RttParamsError::ZeroProbe);
-        }
-        Ok(())
-    }
-}
-
 /// A path to re-open: where a subflow closed for loss used to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubflowPath {
@@ -192,6 +271,9 @@ pub struct Verdict {
     pub key: SubflowKey,
     /// What to do.
     pub kind: VerdictKind,
+    /// Which rule decided (`slow`, `recovered`, `probe`, `last-active`, `lossy`,
+    /// `cooldown-over`): the decision's reason code.
+    pub code: &'static str,
     /// Human-readable reason with the measured values, for the daemon's log.
     pub reason: String,
 }
@@ -314,6 +396,7 @@ impl SubState {
         key: SubflowKey,
         backup: bool,
         now: Instant,
+        code: &'static str,
         reason: String,
     ) -> Verdict {
         self.demoted_by_us = backup;
@@ -321,6 +404,7 @@ impl SubState {
         Verdict {
             key,
             kind: VerdictKind::SetBackup(backup),
+            code,
             reason,
         }
     }
@@ -418,7 +502,7 @@ fn secs(d: Duration) -> String {
 }
 
 impl RttJudge {
-    /// A judge with no memory yet. `params` should have passed [`RttParams::validate`].
+    /// A judge with no memory yet.
     pub fn new(params: RttParams) -> Self {
         RttJudge {
             params,
@@ -587,6 +671,7 @@ impl RttJudge {
         out.push(Verdict {
             key: *key,
             kind: VerdictKind::SetBackup(false),
+            code: "last-active",
             reason: format!(
                 "no active subflow left; restoring the fastest one we demoted (srtt {})",
                 ms(sample.srtt_us)
@@ -644,6 +729,7 @@ impl RttJudge {
             out.push(Verdict {
                 key: *key,
                 kind: VerdictKind::Close,
+                code: "lossy",
                 reason: format!(
                     "{} > loss threshold {:.1}% for {} (hold {}); reopen after {}",
                     obs.describe(),
@@ -731,6 +817,7 @@ impl RttJudge {
             *key,
             false,
             round.now,
+            "probe",
             format!(
                 "probe: backup for {} with no data acked (srtt {} is stale, probe {}); active \
                  again to re-measure, demoted again after hold {} if still slow",
@@ -773,6 +860,7 @@ impl RttJudge {
             *key,
             true,
             round.now,
+            "slow",
             format!(
                 "srtt {} vs best {}: ratio {:.2} > {:.2} and gap {} >= {} for {} (hold {})",
                 ms(m.srtt),
@@ -815,6 +903,7 @@ impl RttJudge {
             *key,
             false,
             round.now,
+            "recovered",
             format!(
                 "srtt {} vs best {}: {} for {} (hold {})",
                 ms(m.srtt),
@@ -862,6 +951,7 @@ impl RttJudge {
             out.push(Verdict {
                 key: c.key,
                 kind: VerdictKind::Reopen(c.path),
+                code: "cooldown-over",
                 reason: format!(
                     "closed for loss {} ago (cooldown {})",
                     secs(now.saturating_duration_since(c.closed_at)),
@@ -878,12 +968,13 @@ fn ms_dur(d: Duration) -> String {
     fmt_ms(d.as_secs_f64() * 1000.0)
 }
 
-/// The `rtt-based` policy: fullmesh's subflows, judged by RTT and loss. See the module docs.
+/// The `rtt-based` policy for one connection: the mesh's subflows, judged by RTT and loss. See
+/// the module docs.
 ///
 /// Subflow creation, the closing of subflows whose addresses went away and the backup flag of
-/// backup interfaces are the embedded [`Fullmesh`]'s; its decisions pass through two filters:
+/// backup interfaces are the mesh's ([`crate::mesh`]); its decisions pass through two filters:
 /// no `Open` on a path cooling down after a loss close (its re-open is this policy's), and no
-/// clearing of a backup flag this policy set for RTT (fullmesh would undo every demotion on its
+/// clearing of a backup flag this policy set for RTT (the mesh would undo every demotion on its
 /// next tick). A subflow whose interface is (or becomes) a backup interface is the
 /// configuration's: the judge lets go of it and never restores it.
 ///
@@ -893,19 +984,16 @@ fn ms_dur(d: Duration) -> String {
 #[derive(Debug)]
 pub struct RttBased {
     params: RttParams,
-    mesh: Fullmesh,
-    judges: HashMap<Token, RttJudge>,
-    notes: Vec<String>,
+    /// Created with the first samples (it needs to know the connection's side).
+    judge: Option<RttJudge>,
 }
 
 impl RttBased {
-    /// The policy with these parameters (check them with [`RttParams::validate`] first).
+    /// The policy with these parameters.
     pub fn new(params: RttParams) -> Self {
         RttBased {
             params,
-            mesh: Fullmesh::new(params.max_subflows),
-            judges: HashMap::new(),
-            notes: Vec::new(),
+            judge: None,
         }
     }
 
@@ -914,32 +1002,34 @@ impl RttBased {
         &self.params
     }
 
-    /// The judge of one connection, if it has seen samples.
-    pub fn judge(&self, token: Token) -> Option<&RttJudge> {
-        self.judges.get(&token)
+    /// The connection's judge, once it has seen samples.
+    pub fn judge(&self) -> Option<&RttJudge> {
+        self.judge.as_ref()
     }
 
-    fn judge_mut(&mut self, conn: &Connection) -> &mut RttJudge {
+    fn judge_mut(&mut self, server_side: bool) -> &mut RttJudge {
         let params = RttParams {
-            close_on_loss: self.params.close_on_loss && !conn.is_server_side(),
+            close_on_loss: self.params.close_on_loss && !server_side,
             ..self.params
         };
-        self.judges
-            .entry(conn.token())
-            .or_insert_with(|| RttJudge::new(params))
+        self.judge.get_or_insert_with(|| RttJudge::new(params))
     }
 
-    /// Applies the two filters (see the type docs) to fullmesh's decisions.
-    fn filter_mesh(&mut self, ctx: &Ctx<'_>, decisions: Vec<Decision>) -> Vec<Decision> {
-        let token = ctx.conn.token();
-        let Some(judge) = self.judges.get_mut(&token) else {
+    fn mesh(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
+        let decisions = mesh::reconcile(ctx, self.params.max_subflows);
+        self.filter_mesh(decisions)
+    }
+
+    /// Applies the two filters (see the type docs) to the mesh's decisions.
+    fn filter_mesh(&mut self, decisions: Vec<Decision>) -> Vec<Decision> {
+        let Some(judge) = self.judge.as_mut() else {
             return decisions;
         };
         decisions
             .into_iter()
-            .filter(|d| match *d {
-                Decision::Open { local, remote, .. } => !judge.in_cooldown(local, remote),
-                Decision::SetBackup { key, backup } => {
+            .filter(|d| match d.action {
+                Action::Open { local, remote, .. } => !judge.in_cooldown(local, remote),
+                Action::SetBackup { key, backup } => {
                     if !judge.demoted_by_us(&key) {
                         true
                     } else if backup {
@@ -954,72 +1044,45 @@ impl RttBased {
             .collect()
     }
 
-    /// Turns verdicts into decisions, noting each with its reason. A re-open is dropped (with a
-    /// note) when the path is live again, its local address is no longer usable, the peer
-    /// removed the remote, or the subflow budget is spent: fullmesh owns the path again then.
-    fn decide(&mut self, ctx: &Ctx<'_>, verdicts: Vec<Verdict>) -> Vec<Decision> {
-        let conn = ctx.conn;
-        let token = conn.token();
+    /// Turns verdicts into decisions, each carrying the verdict's rule and numbers. A re-open
+    /// is dropped when the path is live again, its local address is no longer usable, the peer
+    /// removed the remote, or the subflow budget is spent: the mesh owns the path again then.
+    fn decide(&self, ctx: &Ctx<'_>, verdicts: Vec<Verdict>) -> Vec<Decision> {
         let mut out = Vec::new();
         let mut opened = 0;
         for v in verdicts {
-            let decision = match v.kind {
-                VerdictKind::SetBackup(backup) => Decision::SetBackup { key: v.key, backup },
-                VerdictKind::Close => Decision::Close { key: v.key },
+            let action = match v.kind {
+                VerdictKind::SetBackup(backup) => Action::SetBackup { key: v.key, backup },
+                VerdictKind::Close => Action::Close { key: v.key },
                 VerdictKind::Reopen(path) => match self.reopen(ctx, path, opened) {
-                    Ok(decision) => {
+                    Some(open) => {
                         opened += 1;
-                        decision
+                        open
                     }
-                    Err(why) => {
-                        self.notes.push(format!(
-                            "{token} not reopening {} -> {}: {why}",
-                            path.local, path.remote
-                        ));
-                        continue;
-                    }
+                    None => continue,
                 },
             };
-            self.notes.push(format!("{token} {v}"));
-            out.push(decision);
+            out.push(Decision::new(action, Reason::new(v.code, v.reason)));
         }
         out
     }
-}
 
-impl RttBased {
-    /// The `Open` that re-opens `path`, or why not. `opened`: re-opens already decided in this
-    /// round (they count against the budget).
-    fn reopen(
-        &self,
-        ctx: &Ctx<'_>,
-        path: SubflowPath,
-        opened: usize,
-    ) -> Result<Decision, &'static str> {
+    /// The `Open` that re-opens `path`, if it is still wanted. `opened`: re-opens already
+    /// decided in this round (they count against the budget).
+    fn reopen(&self, ctx: &Ctx<'_>, path: SubflowPath, opened: usize) -> Option<Action> {
         let conn = ctx.conn;
-        if conn.is_closed() || !conn.is_established() {
-            return Err("the connection cannot take joins");
-        }
-        if conn.live_on(path.local, path.remote) > 0 {
-            return Err("the path is live again");
-        }
-        let Some(local) = ctx.locals.iter().find(|l| l.addr == path.local) else {
-            return Err("its local address is no longer usable");
-        };
-        if !conn.remotes().iter().any(|(_, r)| *r == path.remote) {
-            return Err("the peer removed the remote address");
-        }
+        let local = ctx.locals.iter().find(|l| l.addr == path.local)?;
         let conn_path = Path {
             local: path.local,
             remote: path.remote,
         };
-        if conn.given_up(&conn_path) {
-            return Err("the connection gave the path up");
-        }
-        if conn.live_count() + opened >= self.params.max_subflows {
-            return Err("the subflow budget is spent");
-        }
-        Ok(Decision::Open {
+        let wanted = !conn.is_closed()
+            && conn.is_established()
+            && conn.live_on(path.local, path.remote) == 0
+            && conn.remotes().iter().any(|(_, r)| *r == path.remote)
+            && !conn.given_up(&conn_path)
+            && conn.live_count() + opened < self.params.max_subflows;
+        wanted.then_some(Action::Open {
             local: path.local,
             if_index: Some(local.if_index),
             remote: path.remote,
@@ -1029,22 +1092,18 @@ impl RttBased {
 }
 
 impl Policy for RttBased {
-    fn wants_samples(&self) -> bool {
-        true
-    }
-
-    fn name(&self) -> &'static str {
-        "rtt-based"
-    }
-
     fn on_event(&mut self, ctx: &Ctx<'_>, event: &PmEvent) -> Vec<Decision> {
-        let mesh = self.mesh.on_event(ctx, event);
-        self.filter_mesh(ctx, mesh)
+        match event {
+            PmEvent::Established(_)
+            | PmEvent::Announced { .. }
+            | PmEvent::Removed { .. }
+            | PmEvent::SubClosed(_) => self.mesh(ctx),
+            _ => Vec::new(),
+        }
     }
 
     fn on_locals_changed(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
-        let mesh = self.mesh.on_locals_changed(ctx);
-        self.filter_mesh(ctx, mesh)
+        self.mesh(ctx)
     }
 
     /// Runs the judge over the connection's established subflows that are not being closed. The
@@ -1068,7 +1127,7 @@ impl Policy for RttBased {
                 ))
             })
             .collect();
-        let judge = self.judge_mut(conn);
+        let judge = self.judge_mut(conn.is_server_side());
         // A subflow on a backup interface is the configuration's, whoever flagged it first.
         for (key, _, _) in &input {
             if ctx
@@ -1083,10 +1142,9 @@ impl Policy for RttBased {
         self.decide(ctx, verdicts)
     }
 
-    /// Fullmesh's reconcile (filtered), then the re-opens whose cooldown ended.
+    /// The mesh's reconcile (filtered), then the re-opens whose cooldown ended.
     fn on_tick(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
-        let mesh = self.mesh.on_tick(ctx);
-        let mut out = self.filter_mesh(ctx, mesh);
+        let mut out = self.mesh(ctx);
         let present: HashSet<SubflowKey> = ctx
             .conn
             .subflows()
@@ -1094,19 +1152,10 @@ impl Policy for RttBased {
             .filter(|sf| sf.is_established() && !sf.closing)
             .filter_map(|sf| sf.key())
             .collect();
-        if let Some(judge) = self.judges.get_mut(&ctx.conn.token()) {
+        if let Some(judge) = self.judge.as_mut() {
             let verdicts = judge.reopens(ctx.now, &present);
             out.extend(self.decide(ctx, verdicts));
         }
         out
-    }
-
-    fn on_closed(&mut self, token: Token) {
-        self.mesh.on_closed(token);
-        self.judges.remove(&token);
-    }
-
-    fn drain_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
     }
 }

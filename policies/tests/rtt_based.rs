@@ -8,11 +8,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{ctx, local, sub};
-use mptcp_pmd_policies::rtt_based::{RttJudge, RttParamsError, SubflowPath, Verdict, VerdictKind};
+use common::{actions, ctx, local, sub};
+use mptcp_pmd_policies::mesh;
+use mptcp_pmd_policies::params::{Key, Keys, Node, ParamError, Pos, Value};
+use mptcp_pmd_policies::rtt_based::{
+    RttBased, RttBasedParams, RttJudge, RttParams, SubflowPath, Verdict, VerdictKind, PLUGIN,
+};
 use mptcp_pmd_policies::{
-    Connection, Decision, Fullmesh, LocalAddr, PmEvent, Policy, RttBased, RttParams, SubflowKey,
-    SubflowSample, Token,
+    Action, Connection, Decision, KernelSubflow, LocalAddr, PmEvent, Policy, PolicyParams,
+    SubflowKey, SubflowSample, Token,
 };
 
 fn key(net: u8, port: u16) -> SubflowKey {
@@ -123,35 +127,63 @@ fn net(k: &SubflowKey) -> u8 {
     }
 }
 
+/// The `rtt_based:` section with these keys set, as the config hands it over.
+fn section(pairs: &[(&str, Value)]) -> Node {
+    let at = Pos { line: 1, col: 1 };
+    Node {
+        value: Value::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        Key {
+                            name: (*k).to_owned(),
+                            at,
+                        },
+                        Node {
+                            value: v.clone(),
+                            at,
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        at,
+    }
+}
+
+fn parse(pairs: &[(&str, Value)]) -> Result<RttBasedParams, ParamError> {
+    let spec = PLUGIN.parse(&section(pairs), &Keys::new("rtt_based"))?;
+    Ok(*spec.params::<RttBasedParams>().unwrap())
+}
+
 #[test]
 fn defaults_validate_and_bad_params_are_refused() {
-    assert_eq!(params().validate(), Ok(()));
-    let p = RttParams {
-        restore_ratio: 2.0,
-        ..params()
-    };
+    assert_eq!(parse(&[]), Ok(RttBasedParams::default()));
+    assert_eq!(
+        RttBasedParams::default().validate(&Keys::new("rtt_based")),
+        Ok(())
+    );
+    assert_eq!(
+        RttBasedParams::default().judge_params(),
+        RttParams::default()
+    );
     assert!(matches!(
-        p.validate(),
-        Err(RttParamsError::RestoreRatio { .. })
+        parse(&[("restore_ratio", Value::Float(2.0))]),
+        Err(ParamError::Check { .. })
     ));
-    let p = RttParams {
-        backup_ratio: f64::NAN,
-        ..params()
-    };
-    assert!(matches!(p.validate(), Err(RttParamsError::BackupRatio(_))));
-    let p = RttParams {
-        loss_threshold: 0.0,
-        ..params()
-    };
     assert!(matches!(
-        p.validate(),
-        Err(RttParamsError::LossThreshold(_))
+        parse(&[("backup_ratio", Value::Float(f64::NAN))]),
+        Err(ParamError::Value { .. })
     ));
-    let p = RttParams {
-        max_subflows: 0,
-        ..params()
-    };
-    assert_eq!(p.validate(), Err(RttParamsError::NoSubflows));
+    assert!(matches!(
+        parse(&[("loss_threshold", Value::Float(0.0))]),
+        Err(ParamError::Value { .. })
+    ));
+    assert!(matches!(
+        parse(&[("max_subflows", Value::Int(0))]),
+        Err(ParamError::Value { .. })
+    ));
 }
 
 #[test]
@@ -363,14 +395,12 @@ impl Bulk {
 }
 
 #[test]
-fn default_probe_is_30s_and_zero_is_refused() {
+fn default_probe_is_30s_and_zero_is_never() {
     assert_eq!(RttParams::default().probe, Some(Duration::from_secs(30)));
-    let p = RttParams {
-        probe: Some(Duration::ZERO),
-        ..RttParams::default()
-    };
-    assert_eq!(p.validate(), Err(RttParamsError::ZeroProbe));
-    assert_eq!(probing(1).validate(), Ok(()));
+    // A zero probe cannot reach the judge: `probe_s: 0` means "never probe".
+    let p = parse(&[("probe_s", Value::Int(0))]).unwrap();
+    assert_eq!(p.judge_params().probe, None);
+    assert_eq!(probing(1).probe, Some(Duration::from_secs(1)));
 }
 
 #[test]
@@ -766,6 +796,7 @@ fn forgotten_subflows_and_verdict_display() {
     let v = Verdict {
         key: key(2, 1001),
         kind: VerdictKind::SetBackup(true),
+        code: "slow",
         reason: "x".into(),
     };
     assert_eq!(v.to_string(), "set backup 10.0.2.1:1001 -> 10.0.0.2:80: x");
@@ -787,8 +818,20 @@ fn conn(now: Instant, b_backup: bool) -> Connection {
         key(1, 1000).local,
         SocketAddr::from(REMOTE),
         [
-            (key(1, 1000), 0, 0, false, rtt(10)),
-            (key(2, 1001), 1, 0, b_backup, rtt(10)),
+            KernelSubflow {
+                key: key(1, 1000),
+                loc_id: 0,
+                rem_id: 0,
+                backup: false,
+                sample: rtt(10),
+            },
+            KernelSubflow {
+                key: key(2, 1001),
+                loc_id: 1,
+                rem_id: 0,
+                backup: b_backup,
+                sample: rtt(10),
+            },
         ],
     )
 }
@@ -822,7 +865,7 @@ fn policy_demotes_and_keeps_fullmesh_from_undoing_it() {
     let locals = locals(false);
     let mut c = conn(t0, false);
     let mut policy = RttBased::new(params());
-    assert_eq!(policy.name(), "rtt-based");
+    assert_eq!(PLUGIN.name, "rtt-based");
     let mut all = Vec::new();
     for t in 0..=5 {
         all.extend(round(
@@ -835,33 +878,25 @@ fn policy_demotes_and_keeps_fullmesh_from_undoing_it() {
         ));
     }
     assert_eq!(
-        all,
-        vec![Decision::SetBackup {
+        actions(&all),
+        vec![Action::SetBackup {
             key: key(2, 1001),
             backup: true
         }]
     );
-    let notes = policy.drain_notes();
-    assert_eq!(notes.len(), 1);
-    assert!(
-        notes[0].starts_with("0x00000007 set backup 10.0.2.1:1001"),
-        "{}",
-        notes[0]
-    );
-    assert!(
-        notes[0].contains("srtt 100.0ms vs best 10.0ms"),
-        "{}",
-        notes[0]
-    );
-    assert!(policy.drain_notes().is_empty());
+    // The decision carries its reason, with the numbers.
+    let why = all[0].to_string();
+    assert!(why.starts_with("set backup 10.0.2.1:1001"), "{why}");
+    assert_eq!(all[0].reason.code, "slow");
+    assert!(why.contains("srtt 100.0ms vs best 10.0ms"), "{why}");
 
-    // Plain fullmesh would clear the flag again on its next tick; rtt-based does not.
+    // The plain mesh would clear the flag again on its next tick; rtt-based does not.
     let cx = ctx(at(6), &c, &locals);
-    let undo = Decision::SetBackup {
+    let undo = Action::SetBackup {
         key: key(2, 1001),
         backup: false,
     };
-    assert!(Fullmesh::new(8).reconcile(&cx).contains(&undo));
+    assert!(actions(&mesh::reconcile(&cx, 8)).contains(&undo));
     assert_eq!(policy.on_tick(&cx), vec![]);
 
     // B recovers (10 ms < 1.5 x 10 ms) for hold: restored.
@@ -869,7 +904,8 @@ fn policy_demotes_and_keeps_fullmesh_from_undoing_it() {
     for t in 6..=11 {
         all.extend(round(&mut policy, &mut c, &locals, at(t), rtt(10), rtt(10)));
     }
-    assert_eq!(all, vec![undo]);
+    assert_eq!(actions(&all), vec![undo]);
+    assert_eq!(all[0].reason.code, "recovered");
 }
 
 #[test]
@@ -896,19 +932,17 @@ fn policy_probes_a_stale_demoted_subflow_with_a_note() {
             sample(100, b_acked),
         ));
     }
-    let flag = |backup| Decision::SetBackup {
+    let flag = |backup| Action::SetBackup {
         key: key(2, 1001),
         backup,
     };
-    assert_eq!(all, vec![flag(true), flag(false)]);
-    let notes = policy.drain_notes();
-    assert_eq!(notes.len(), 2);
+    assert_eq!(actions(&all), vec![flag(true), flag(false)]);
+    let why = all[1].to_string();
     assert!(
-        notes[1].starts_with(
-            "0x00000007 clear backup 10.0.2.1:1001 -> 10.0.0.2:80: probe: backup for 10.0s"
+        why.starts_with(
+            "clear backup 10.0.2.1:1001 -> 10.0.0.2:80 (probe: probe: backup for 10.0s"
         ),
-        "{}",
-        notes[1]
+        "{why}"
     );
     // Judged afresh: still slow on fresh data, so demoted again after hold.
     let mut all = Vec::new();
@@ -922,7 +956,7 @@ fn policy_probes_a_stale_demoted_subflow_with_a_note() {
             sample(100, 1000 * t),
         ));
     }
-    assert_eq!(all, vec![flag(true)]);
+    assert_eq!(actions(&all), vec![flag(true)]);
 }
 
 #[test]
@@ -942,7 +976,7 @@ fn policy_leaves_backup_interfaces_alone() {
         );
     }
     assert!(policy
-        .judge(Token(7))
+        .judge()
         .is_some_and(|j| j.demoted_by_us(&key(2, 1001))));
     // B's interface becomes a backup interface; B gets fast again: it stays backup.
     let mut all = Vec::new();
@@ -958,7 +992,7 @@ fn policy_leaves_backup_interfaces_alone() {
     }
     assert_eq!(all, vec![]);
     assert!(!policy
-        .judge(Token(7))
+        .judge()
         .is_some_and(|j| j.demoted_by_us(&key(2, 1001))));
 }
 
@@ -992,36 +1026,37 @@ fn policy_closes_a_lossy_path_and_reopens_it_after_cooldown() {
             lossy(t, 30),
         ));
     }
-    assert_eq!(all, vec![Decision::Close { key: key(2, 1001) }]);
-    assert!(policy.drain_notes()[0].contains("30/100 segments retransmitted"));
+    assert_eq!(actions(&all), vec![Action::Close { key: key(2, 1001) }]);
+    assert!(all[0]
+        .reason
+        .detail
+        .contains("30/100 segments retransmitted"));
 
     // The kernel confirms; fullmesh alone would re-open at once, rtt-based waits.
     let ev = sub_closed(key(2, 1001));
     c.handle_event(at(7), &ev);
     let cx = ctx(at(7), &c, &locals);
-    assert!(Fullmesh::new(8)
-        .reconcile(&cx)
+    assert!(mesh::reconcile(&cx, 8)
         .iter()
-        .any(|d| matches!(d, Decision::Open { .. })));
+        .any(|d| matches!(d.action, Action::Open { .. })));
     assert_eq!(policy.on_event(&cx, &ev), vec![]);
     for t in [8, 20, 35] {
         let cx = ctx(at(t), &c, &locals);
         assert_eq!(policy.on_tick(&cx), vec![], "t = {t}");
     }
     let cx = ctx(at(36), &c, &locals);
+    let reopen = policy.on_tick(&cx);
     assert_eq!(
-        policy.on_tick(&cx),
-        vec![Decision::Open {
+        actions(&reopen),
+        vec![Action::Open {
             local: IpAddr::from([10, 0, 2, 1]),
             if_index: Some(3),
             remote: SocketAddr::from(REMOTE),
             backup: false,
         }]
     );
-    assert!(policy.drain_notes()[0].contains("reopen 10.0.2.1:1001"));
-
-    policy.on_closed(Token(7));
-    assert!(policy.judge(Token(7)).is_none());
+    assert_eq!(reopen[0].reason.code, "cooldown-over");
+    assert!(reopen[0].reason.detail.contains("closed for loss"));
 }
 
 #[test]
@@ -1046,19 +1081,19 @@ fn policy_does_not_reopen_from_an_address_that_went_away() {
         );
     }
     c.handle_event(at(7), &sub_closed(key(2, 1001)));
-    policy.drain_notes();
     let only_a = &all_locals[..1];
     let cx = ctx(at(40), &c, only_a);
+    // Nothing is decided, so nothing is logged: the path is the mesh's again.
     assert_eq!(policy.on_tick(&cx), vec![]);
-    let notes = policy.drain_notes();
-    assert_eq!(notes.len(), 1);
-    assert!(notes[0].contains("not reopening 10.0.2.1 -> 10.0.0.2:80: its local address"));
+    assert!(!policy
+        .judge()
+        .is_some_and(|j| j.in_cooldown(IpAddr::from([10, 0, 2, 1]), key(2, 1001).remote)));
     // The cooldown is over: when the address returns, fullmesh opens the path again.
     let cx = ctx(at(41), &c, &all_locals);
     assert!(policy
         .on_locals_changed(&cx)
         .iter()
-        .any(|d| matches!(d, Decision::Open { remote, .. } if *remote == key(2, 1001).remote)));
+        .any(|d| matches!(d.action, Action::Open { remote, .. } if remote == key(2, 1001).remote)));
 }
 
 #[test]
