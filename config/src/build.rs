@@ -9,14 +9,15 @@ use crate::error::ConfigError;
 use crate::glob::has_wildcard;
 use crate::net::{Cidr, PortRange};
 use crate::raw::{
-    Field, RawAddresses, RawConfig, RawControl, RawFullmesh, RawKernel, RawLog, RawMetrics,
-    RawNdiffports, RawPoll, RawRttBased, RawRule, RawSubflow, Scalar, Text,
+    Field, RawAddresses, RawConfig, RawControl, RawKernel, RawLog, RawMetrics, RawNode, RawPoll,
+    RawRule, RawSection, RawSubflow, Scalar, Text,
 };
 use crate::types::{
-    AddressFilter, Config, ControlConfig, FullmeshConfig, KernelConfig, LogConfig, LogFormat,
-    LogLevel, MetricsConfig, NdiffportsConfig, PolicyName, PolicySpec, PollConfig, RttBasedConfig,
-    Rule, SubflowConfig,
+    find_policy, AddressFilter, Config, ControlConfig, KernelConfig, LogConfig, LogFormat,
+    LogLevel, MetricsConfig, PollConfig, Rule, SubflowConfig, UnknownPolicy,
 };
+use mptcp_pmd_policies::params::{Keys, Node, ParamError, Pos};
+use mptcp_pmd_policies::plugin::{self, Plugin, PolicySpec};
 
 /// Longest path a unix socket address can hold (`sun_path` is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -78,31 +79,6 @@ impl Builder<'_> {
         }
     }
 
-    fn float(
-        &self,
-        v: &Field<Scalar>,
-        key: &str,
-        ok: impl Fn(f64) -> bool,
-        expected: &str,
-        default: f64,
-    ) -> Result<f64> {
-        let Some(v) = v else { return Ok(default) };
-        let x = match v.value {
-            Scalar::Float(x) => x,
-            // Integers are fine where a ratio is expected (`backup_ratio: 2`).
-            Scalar::Int(n) => n as f64,
-            _ => f64::NAN,
-        };
-        if !x.is_finite() || !ok(x) {
-            return Err(self.invalid(
-                &v.referenced,
-                key,
-                format!("{key} must be a number {expected}, got {}", v.value),
-            ));
-        }
-        Ok(x)
-    }
-
     fn boolean(&self, v: &Field<Scalar>, key: &str, default: bool) -> Result<bool> {
         match v {
             None => Ok(default),
@@ -118,10 +94,77 @@ impl Builder<'_> {
         }
     }
 
-    fn policy_name(&self, v: &Spanned<Text>, key: &str) -> Result<PolicyName> {
-        v.value.0.parse().map_err(|e: crate::types::UnknownPolicy| {
-            self.invalid(&v.referenced, key, e.to_string())
-        })
+    fn policy_name(&self, v: &Spanned<Text>, key: &str) -> Result<&'static Plugin> {
+        find_policy(&v.value.0)
+            .map_err(|e: UnknownPolicy| self.invalid(&v.referenced, key, e.to_string()))
+    }
+
+    fn at(&self, at: Option<Pos>) -> (u64, u64) {
+        match at {
+            Some(p) if p.line > 0 => (p.line, p.col),
+            _ => (1, 1),
+        }
+    }
+
+    /// A policy's error, located: shape errors are parse errors, value errors point at the
+    /// value, check errors at the first of their fields that `written` (the section as the
+    /// file has it) sets, else at the section.
+    fn param_error(&self, e: ParamError, keys: &Keys, written: &Node) -> ConfigError {
+        match e {
+            ParamError::Shape { at, msg } => {
+                let (line, col) = self.at(at);
+                ConfigError::Parse {
+                    file: self.file.to_owned(),
+                    line,
+                    col,
+                    msg,
+                }
+            }
+            ParamError::Value { key, at, msg } => {
+                let (line, col) = self.at(at);
+                ConfigError::Invalid {
+                    file: self.file.to_owned(),
+                    line,
+                    col,
+                    key,
+                    msg,
+                }
+            }
+            ParamError::Check { fields, msg } => {
+                let set = fields
+                    .iter()
+                    .find_map(|f| written.get(f).map(|(_, v)| (*f, v.at)));
+                let (field, at) = match (set, fields.first()) {
+                    (Some((f, at)), _) => (f, at),
+                    (None, Some(f)) => (*f, written.at),
+                    (None, None) => ("", written.at),
+                };
+                let (line, col) = self.at(Some(at));
+                ConfigError::Invalid {
+                    file: self.file.to_owned(),
+                    line,
+                    col,
+                    key: keys.key(field),
+                    msg,
+                }
+            }
+        }
+    }
+
+    /// The top-level section of every registered policy (defaults where absent).
+    fn policies(&self, sections: &[RawSection]) -> Result<Vec<PolicySpec>> {
+        plugin::all()
+            .iter()
+            .map(|p| match sections.iter().find(|(k, _)| k == p.section) {
+                Some((_, raw)) => {
+                    let node = RawNode::to_node(raw);
+                    let keys = Keys::new(p.section);
+                    p.parse(&node, &keys)
+                        .map_err(|e| self.param_error(e, &keys, &node))
+                }
+                None => Ok(p.default_spec()),
+            })
+            .collect()
     }
 
     /// A glob for interface names: must be able to match a valid Linux interface name.
@@ -159,25 +202,12 @@ impl Builder<'_> {
     pub(crate) fn config(&self, raw: RawConfig) -> Result<Config> {
         let policy = match &raw.policy {
             Some(p) => self.policy_name(p, "policy")?,
-            None => PolicyName::default(),
+            None => plugin::default_plugin(),
         };
-        let fullmesh = match &raw.fullmesh {
-            Some(s) => self.fullmesh(FullmeshConfig::default(), &s.value, "fullmesh")?,
-            None => FullmeshConfig::default(),
-        };
-        let ndiffports = match &raw.ndiffports {
-            Some(s) => self.ndiffports(NdiffportsConfig::default(), &s.value, "ndiffports")?,
-            None => NdiffportsConfig::default(),
-        };
-        let rtt_based = match &raw.rtt_based {
-            Some(s) => self.rtt_based(RttBasedConfig::default(), s, "rtt_based")?,
-            None => RttBasedConfig::default(),
-        };
+        let policies = self.policies(&raw.sections)?;
         let mut config = Config {
             policy,
-            fullmesh,
-            ndiffports,
-            rtt_based,
+            policies,
             addresses: match &raw.addresses {
                 Some(s) => self.addresses(&s.value)?,
                 None => AddressFilter::default(),
@@ -209,120 +239,10 @@ impl Builder<'_> {
             rules: Vec::new(),
         };
         for (i, rule) in raw.rules.iter().flatten().enumerate() {
-            let rule = self.rule(&config, rule, &format!("rules[{i}]"))?;
+            let rule = self.rule(&config, &raw.sections, rule, &format!("rules[{i}]"))?;
             config.rules.push(rule);
         }
         Ok(config)
-    }
-
-    fn fullmesh(
-        &self,
-        base: FullmeshConfig,
-        raw: &RawFullmesh,
-        path: &str,
-    ) -> Result<FullmeshConfig> {
-        Ok(FullmeshConfig {
-            max_subflows: self.int(
-                &raw.max_subflows,
-                &join(path, "max_subflows"),
-                1,
-                64,
-                base.max_subflows,
-            )?,
-        })
-    }
-
-    fn ndiffports(
-        &self,
-        base: NdiffportsConfig,
-        raw: &RawNdiffports,
-        path: &str,
-    ) -> Result<NdiffportsConfig> {
-        Ok(NdiffportsConfig {
-            subflows: self.int(&raw.subflows, &join(path, "subflows"), 1, 64, base.subflows)?,
-        })
-    }
-
-    fn rtt_based(
-        &self,
-        base: RttBasedConfig,
-        section: &Spanned<RawRttBased>,
-        path: &str,
-    ) -> Result<RttBasedConfig> {
-        let raw = &section.value;
-        let key = |k: &str| join(path, k);
-        let c = RttBasedConfig {
-            max_subflows: self.int(
-                &raw.max_subflows,
-                &key("max_subflows"),
-                1,
-                64,
-                base.max_subflows,
-            )?,
-            backup_ratio: self.float(
-                &raw.backup_ratio,
-                &key("backup_ratio"),
-                |x| x > 1.0 && x <= 100.0,
-                "greater than 1 and at most 100",
-                base.backup_ratio,
-            )?,
-            min_gap_ms: self.int(
-                &raw.min_gap_ms,
-                &key("min_gap_ms"),
-                0,
-                60_000,
-                base.min_gap_ms,
-            )?,
-            restore_ratio: self.float(
-                &raw.restore_ratio,
-                &key("restore_ratio"),
-                |x| x > 0.0,
-                "greater than 0",
-                base.restore_ratio,
-            )?,
-            hold_s: self.int(&raw.hold_s, &key("hold_s"), 0, 3600, base.hold_s)?,
-            close_on_loss: self.boolean(
-                &raw.close_on_loss,
-                &key("close_on_loss"),
-                base.close_on_loss,
-            )?,
-            loss_threshold: self.float(
-                &raw.loss_threshold,
-                &key("loss_threshold"),
-                |x| x > 0.0 && x <= 1.0,
-                "greater than 0 and at most 1",
-                base.loss_threshold,
-            )?,
-            cooldown_s: self.int(
-                &raw.cooldown_s,
-                &key("cooldown_s"),
-                0,
-                86_400,
-                base.cooldown_s,
-            )?,
-            probe_s: self.int(&raw.probe_s, &key("probe_s"), 0, 86_400, base.probe_s)?,
-        };
-        if c.restore_ratio >= c.backup_ratio {
-            // Point at whichever of the two this section sets (one of them must be set,
-            // since the defaults and the inherited base are already consistent).
-            let (k, at) = match (&raw.restore_ratio, &raw.backup_ratio) {
-                (Some(r), _) => ("restore_ratio", &r.referenced),
-                (None, Some(b)) => ("backup_ratio", &b.referenced),
-                (None, None) => ("restore_ratio", &section.referenced),
-            };
-            return Err(self.invalid(
-                at,
-                &key(k),
-                format!(
-                    "{} ({}) must be less than {} ({}), or subflows would flap between backup and active",
-                    key("restore_ratio"),
-                    c.restore_ratio,
-                    key("backup_ratio"),
-                    c.backup_ratio
-                ),
-            ));
-        }
-        Ok(c)
     }
 
     fn addresses(&self, raw: &RawAddresses) -> Result<AddressFilter> {
@@ -503,7 +423,13 @@ impl Builder<'_> {
         })
     }
 
-    fn rule(&self, config: &Config, rule: &Spanned<RawRule>, path: &str) -> Result<Rule> {
+    fn rule(
+        &self,
+        config: &Config,
+        top: &[RawSection],
+        rule: &Spanned<RawRule>,
+        path: &str,
+    ) -> Result<Rule> {
         let raw = &rule.value;
         let remote =
             match &raw.remote {
@@ -534,55 +460,45 @@ impl Builder<'_> {
             return Err(self.invalid(
                 &rule.referenced,
                 &join(path, "policy"),
-                format!("{path} has no policy, expected policy: fullmesh, ndiffports or rtt-based"),
+                format!("{path} has no policy, expected policy: {}", one_of()),
             ));
         };
         let policy = self.policy_name(policy_text, &join(path, "policy"))?;
 
         // An override section must belong to the rule's own policy.
-        let sections: [(PolicyName, Option<&Location>); 3] = [
-            (
-                PolicyName::Fullmesh,
-                raw.fullmesh.as_ref().map(|s| &s.referenced),
-            ),
-            (
-                PolicyName::Ndiffports,
-                raw.ndiffports.as_ref().map(|s| &s.referenced),
-            ),
-            (
-                PolicyName::RttBased,
-                raw.rtt_based.as_ref().map(|s| &s.referenced),
-            ),
-        ];
-        for (name, at) in sections {
-            if let (true, Some(at)) = (name != policy, at) {
+        for (section, value) in &raw.sections {
+            if section != policy.section {
                 return Err(self.invalid(
-                    at,
-                    &join(path, name.section()),
+                    &value.referenced,
+                    &join(path, section),
                     format!(
-                        "{path} sets {}: parameters but its policy is {policy}; use {}: or change the policy",
-                        name.section(),
-                        policy.section()
+                        "{path} sets {section}: parameters but its policy is {policy}; use {}: or change the policy",
+                        policy.section
                     ),
                 ));
             }
         }
 
-        let spec = match policy {
-            PolicyName::Fullmesh => PolicySpec::Fullmesh(match &raw.fullmesh {
-                Some(s) => self.fullmesh(config.fullmesh, &s.value, &join(path, "fullmesh"))?,
-                None => config.fullmesh,
-            }),
-            PolicyName::Ndiffports => PolicySpec::Ndiffports(match &raw.ndiffports {
-                Some(s) => {
-                    self.ndiffports(config.ndiffports, &s.value, &join(path, "ndiffports"))?
-                }
-                None => config.ndiffports,
-            }),
-            PolicyName::RttBased => PolicySpec::RttBased(match &raw.rtt_based {
-                Some(s) => self.rtt_based(config.rtt_based, s, &join(path, "rtt_based"))?,
-                None => config.rtt_based,
-            }),
+        // The rule's section over the top-level one, key by key; the policy parses the result.
+        let base = config
+            .policies
+            .iter()
+            .find(|s| s.plugin == policy)
+            .cloned()
+            .unwrap_or_else(|| policy.default_spec());
+        let spec = match raw.sections.iter().find(|(k, _)| k == policy.section) {
+            None => base,
+            Some((_, over)) => {
+                let written = RawNode::to_node(over);
+                let keys = Keys::new(join(path, policy.section));
+                let top = top
+                    .iter()
+                    .find(|(k, _)| k == policy.section)
+                    .map_or_else(Node::empty, |(_, n)| RawNode::to_node(n));
+                policy
+                    .parse(&top.merged(&written), &keys)
+                    .map_err(|e| self.param_error(e, &keys, &written))?
+            }
         };
         Ok(Rule {
             remote,
@@ -590,5 +506,15 @@ impl Builder<'_> {
             interface,
             spec,
         })
+    }
+}
+
+/// `a, b or c` of every policy name.
+fn one_of() -> String {
+    let names: Vec<&str> = plugin::all().iter().map(|p| p.name).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_owned(),
+        None => String::new(),
     }
 }

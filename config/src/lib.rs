@@ -7,9 +7,12 @@
 //! [`Rule`]s ([`Config::policy_for`]) and renders the effective configuration
 //! ([`Config::effective_yaml`]) for `mptcp-pmd --check-config`.
 //!
-//! What it does not own: building policies from their parameters (the `policies` crate)
-//! or anything else at runtime. The only I/O is [`load`] reading the file; [`parse`] is
-//! pure.
+//! What it does not own: the policies' parameter sections. Each compiled-in policy (the
+//! registry of `mptcp-pmd-policies`) declares its section's keys, defaults and checks; this
+//! crate reads the YAML with positions, hands each policy its section as a located tree, and
+//! turns the policy's error into `file:line:col: message`. So the config depends on the
+//! policies crate (which depends on nothing of ours), and adding a policy changes nothing
+//! here. The only I/O is [`load`] reading the file; [`parse`] is pure.
 //!
 //! How locations are kept: the YAML is first read into a private mirror of the schema
 //! whose leaves are `serde_saphyr::Spanned` (position-carrying) values and whose keys are
@@ -19,7 +22,7 @@
 //!
 //! Empty input: a file that is empty, holds only comments, or is an explicit empty
 //! document (`---` or `~`) gives [`Config::default()`]. So does a section left empty
-//! (`fullmesh:` with nothing under it) for that section.
+//! (`poll:` with nothing under it) for that section.
 
 mod build;
 mod error;
@@ -34,11 +37,11 @@ use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
 pub use error::ConfigError;
 pub use glob::glob_match;
+pub use mptcp_pmd_policies::plugin::{Plugin, PolicySpec};
 pub use net::{Cidr, CidrError, PortRange, PortRangeError};
 pub use types::{
-    AddressFilter, Config, ControlConfig, FullmeshConfig, KernelConfig, LogConfig, LogFormat,
-    LogLevel, MetricsConfig, NdiffportsConfig, PolicyName, PolicySpec, PollConfig, RttBasedConfig,
-    Rule, SubflowConfig, UnknownPolicy,
+    find_policy, AddressFilter, Config, ControlConfig, KernelConfig, LogConfig, LogFormat,
+    LogLevel, MetricsConfig, PollConfig, Rule, SubflowConfig, UnknownPolicy,
 };
 
 /// Where the daemon looks for its configuration when `-c` is not given.

@@ -11,192 +11,21 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use mptcp_pmd_policies::plugin::{self, Plugin, PolicyParams, PolicySpec};
+use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::glob::glob_match;
 use crate::net::{Cidr, PortRange};
 
-/// Which path-management algorithm to run for a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum PolicyName {
-    /// One subflow per usable (local address, remote address) pair, up to a limit.
-    #[default]
-    Fullmesh,
-    /// N subflows over the initial address pair, from different source ports.
-    Ndiffports,
-    /// Opens subflows like fullmesh, then marks slow subflows backup and closes lossy ones.
-    RttBased,
-}
-
-impl PolicyName {
-    /// Every policy, in documentation order.
-    pub const ALL: [PolicyName; 3] = [
-        PolicyName::Fullmesh,
-        PolicyName::Ndiffports,
-        PolicyName::RttBased,
-    ];
-
-    /// The name used in YAML and logs: `fullmesh`, `ndiffports` or `rtt-based`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyName::Fullmesh => "fullmesh",
-            PolicyName::Ndiffports => "ndiffports",
-            PolicyName::RttBased => "rtt-based",
-        }
-    }
-
-    /// The name of this policy's parameter section (`fullmesh`, `ndiffports`, `rtt_based`).
-    pub fn section(self) -> &'static str {
-        match self {
-            PolicyName::Fullmesh => "fullmesh",
-            PolicyName::Ndiffports => "ndiffports",
-            PolicyName::RttBased => "rtt_based",
-        }
-    }
-}
-
-impl fmt::Display for PolicyName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Error for an unknown policy name; lists the valid ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown policy {0:?}, expected one of fullmesh, ndiffports, rtt-based")]
+#[error("unknown policy {0:?}, expected one of {names}", names = plugin::names())]
 pub struct UnknownPolicy(pub String);
 
-impl FromStr for PolicyName {
-    type Err = UnknownPolicy;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PolicyName::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownPolicy(s.to_owned()))
-    }
-}
-
-impl Serialize for PolicyName {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-/// `fullmesh:` section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct FullmeshConfig {
-    /// Subflows per connection, counting the initial one. 1..=64, default 8.
-    /// (The kernel's own accept limit is 8 subflows per connection; see `ip mptcp limits`.)
-    pub max_subflows: u8,
-}
-
-impl Default for FullmeshConfig {
-    fn default() -> Self {
-        FullmeshConfig { max_subflows: 8 }
-    }
-}
-
-/// `ndiffports:` section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct NdiffportsConfig {
-    /// Subflows per connection over the initial address pair, counting the initial one.
-    /// 1..=64, default 2; 1 creates nothing.
-    pub subflows: u8,
-}
-
-impl Default for NdiffportsConfig {
-    fn default() -> Self {
-        NdiffportsConfig { subflows: 2 }
-    }
-}
-
-/// `rtt_based:` section (policy `rtt-based`).
-///
-/// Subflows are opened like fullmesh. A subflow whose smoothed RTT stays above
-/// `backup_ratio` x the best active subflow's srtt *and* at least `min_gap_ms` above it
-/// for `hold_s` seconds gets the backup flag; it is cleared when the srtt stays below
-/// `restore_ratio` x best for `hold_s`. With `close_on_loss`, a subflow whose retransmission
-/// rate over the poll window exceeds `loss_threshold` is closed and not re-opened for
-/// `cooldown_s` seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct RttBasedConfig {
-    /// Subflows per connection, counting the initial one. 1..=64, default 8.
-    pub max_subflows: u8,
-    /// Mark backup when srtt > this x best active srtt. 1.0 < x <= 100, default 2.0.
-    pub backup_ratio: f64,
-    /// ... and srtt exceeds the best by at least this many ms. 0..=60000, default 20.
-    pub min_gap_ms: u32,
-    /// Clear backup when srtt < this x best. 0 < x < `backup_ratio`, default 1.5.
-    pub restore_ratio: f64,
-    /// Seconds a condition must hold before acting (hysteresis). 0..=3600, default 5.
-    pub hold_s: u32,
-    /// Close subflows whose loss exceeds `loss_threshold`. Default false.
-    pub close_on_loss: bool,
-    /// Retransmission rate (retrans / segs_out over the window), 0 < x <= 1, default 0.05.
-    pub loss_threshold: f64,
-    /// Seconds before re-opening a closed lossy subflow. 0..=86400, default 30.
-    pub cooldown_s: u32,
-    /// A subflow this policy made backup carries no data, so its RTT is not measured again;
-    /// after this many seconds in backup it is made active again to re-measure (and demoted
-    /// again after `hold_s` if still slow). 0 = never probe. 0..=86400, default 30.
-    pub probe_s: u32,
-}
-
-impl Default for RttBasedConfig {
-    fn default() -> Self {
-        RttBasedConfig {
-            max_subflows: 8,
-            backup_ratio: 2.0,
-            min_gap_ms: 20,
-            restore_ratio: 1.5,
-            hold_s: 5,
-            close_on_loss: false,
-            loss_threshold: 0.05,
-            cooldown_s: 30,
-            probe_s: 30,
-        }
-    }
-}
-
-impl RttBasedConfig {
-    /// `min_gap_ms` as a duration.
-    pub fn min_gap(&self) -> Duration {
-        Duration::from_millis(self.min_gap_ms.into())
-    }
-    /// `hold_s` as a duration.
-    pub fn hold(&self) -> Duration {
-        Duration::from_secs(self.hold_s.into())
-    }
-    /// `cooldown_s` as a duration.
-    pub fn cooldown(&self) -> Duration {
-        Duration::from_secs(self.cooldown_s.into())
-    }
-    /// `probe_s` as a duration (`None`: never probe).
-    pub fn probe(&self) -> Option<Duration> {
-        (self.probe_s > 0).then(|| Duration::from_secs(self.probe_s.into()))
-    }
-}
-
-/// A policy together with its parameters, as resolved for one connection.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub enum PolicySpec {
-    /// `fullmesh`.
-    Fullmesh(FullmeshConfig),
-    /// `ndiffports`.
-    Ndiffports(NdiffportsConfig),
-    /// `rtt-based`.
-    RttBased(RttBasedConfig),
-}
-
-impl PolicySpec {
-    /// Which policy this is.
-    pub fn name(&self) -> PolicyName {
-        match self {
-            PolicySpec::Fullmesh(_) => PolicyName::Fullmesh,
-            PolicySpec::Ndiffports(_) => PolicyName::Ndiffports,
-            PolicySpec::RttBased(_) => PolicyName::RttBased,
-        }
-    }
+/// The compiled-in policy `policy:` names `name`.
+pub fn find_policy(name: &str) -> Result<&'static Plugin, UnknownPolicy> {
+    plugin::find(name).ok_or_else(|| UnknownPolicy(name.to_owned()))
 }
 
 /// `addresses:` section: which local addresses and interfaces subflows may use.
@@ -526,53 +355,33 @@ impl Rule {
     }
 }
 
+/// Matchers, `policy:` and the policy's section (always written, with the resolved values).
 impl Serialize for Rule {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            remote: Option<&'a Cidr>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            port: Option<&'a PortRange>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            interface: Option<&'a str>,
-            policy: PolicyName,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            fullmesh: Option<&'a FullmeshConfig>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            ndiffports: Option<&'a NdiffportsConfig>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            rtt_based: Option<&'a RttBasedConfig>,
+        let mut m = s.serialize_map(None)?;
+        if let Some(remote) = &self.remote {
+            m.serialize_entry("remote", remote)?;
         }
-        let mut out = Out {
-            remote: self.remote.as_ref(),
-            port: self.port.as_ref(),
-            interface: self.interface.as_deref(),
-            policy: self.spec.name(),
-            fullmesh: None,
-            ndiffports: None,
-            rtt_based: None,
-        };
-        match &self.spec {
-            PolicySpec::Fullmesh(c) => out.fullmesh = Some(c),
-            PolicySpec::Ndiffports(c) => out.ndiffports = Some(c),
-            PolicySpec::RttBased(c) => out.rtt_based = Some(c),
+        if let Some(port) = &self.port {
+            m.serialize_entry("port", port)?;
         }
-        out.serialize(s)
+        if let Some(interface) = &self.interface {
+            m.serialize_entry("interface", interface)?;
+        }
+        m.serialize_entry("policy", self.spec.plugin)?;
+        m.serialize_entry(self.spec.plugin.section, &self.spec)?;
+        m.end()
     }
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Default policy for connections no rule matches. Default `fullmesh`.
-    pub policy: PolicyName,
-    /// Parameters of `fullmesh`.
-    pub fullmesh: FullmeshConfig,
-    /// Parameters of `ndiffports`.
-    pub ndiffports: NdiffportsConfig,
-    /// Parameters of `rtt-based`.
-    pub rtt_based: RttBasedConfig,
+    /// Default policy for connections no rule matches. Default: the registry's first policy.
+    pub policy: &'static Plugin,
+    /// The top-level parameter section of every compiled-in policy, in registry order (its
+    /// defaults where the file has no section).
+    pub policies: Vec<PolicySpec>,
     /// Local address and interface selection.
     pub addresses: AddressFilter,
     /// Kernel set-up.
@@ -591,19 +400,59 @@ pub struct Config {
     pub rules: Vec<Rule>,
 }
 
-impl Config {
-    /// The top-level parameters of `policy`.
-    pub fn spec_of(&self, policy: PolicyName) -> PolicySpec {
-        match policy {
-            PolicyName::Fullmesh => PolicySpec::Fullmesh(self.fullmesh),
-            PolicyName::Ndiffports => PolicySpec::Ndiffports(self.ndiffports),
-            PolicyName::RttBased => PolicySpec::RttBased(self.rtt_based),
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policy: plugin::default_plugin(),
+            policies: plugin::all().iter().map(|p| p.default_spec()).collect(),
+            addresses: AddressFilter::default(),
+            kernel: KernelConfig::default(),
+            poll: PollConfig::default(),
+            subflow: SubflowConfig::default(),
+            log: LogConfig::default(),
+            control: ControlConfig::default(),
+            metrics: MetricsConfig::default(),
+            rules: Vec::new(),
         }
+    }
+}
+
+/// In the order of the shipped example: `policy`, the policies' sections, the rest.
+impl Serialize for Config {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("policy", self.policy)?;
+        for spec in &self.policies {
+            m.serialize_entry(spec.plugin.section, spec)?;
+        }
+        m.serialize_entry("addresses", &self.addresses)?;
+        m.serialize_entry("kernel", &self.kernel)?;
+        m.serialize_entry("poll", &self.poll)?;
+        m.serialize_entry("subflow", &self.subflow)?;
+        m.serialize_entry("log", &self.log)?;
+        m.serialize_entry("control", &self.control)?;
+        m.serialize_entry("metrics", &self.metrics)?;
+        m.serialize_entry("rules", &self.rules)?;
+        m.end()
+    }
+}
+
+impl Config {
+    /// The top-level parameters of the policy named `name`.
+    pub fn spec_of(&self, name: &str) -> Option<&PolicySpec> {
+        self.policies.iter().find(|s| s.name() == name)
+    }
+
+    /// The top-level parameters of the policy whose parameter type is `P` (typed access).
+    pub fn params<P: PolicyParams>(&self) -> Option<&P> {
+        self.policies.iter().find_map(|s| s.params::<P>())
     }
 
     /// The default policy with its top-level parameters.
     pub fn default_spec(&self) -> PolicySpec {
-        self.spec_of(self.policy)
+        self.spec_of(self.policy.name)
+            .cloned()
+            .unwrap_or_else(|| self.policy.default_spec())
     }
 
     /// The first rule matching the connection, with its index in `rules`.
@@ -623,7 +472,7 @@ impl Config {
     /// uses `interface`: the first matching rule's, else the default.
     pub fn policy_for(&self, remote: IpAddr, port: u16, interface: Option<&str>) -> PolicySpec {
         self.matching_rule(remote, port, interface)
-            .map_or_else(|| self.default_spec(), |(_, r)| r.spec)
+            .map_or_else(|| self.default_spec(), |(_, r)| r.spec.clone())
     }
 
     /// This configuration as YAML with every default filled in (for `--check-config`).

@@ -7,9 +7,18 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use mptcp_pmd_config::{
-    load, parse, AddressFilter, Cidr, Config, ConfigError, FullmeshConfig, LogFormat, LogLevel,
-    NdiffportsConfig, PolicyName, PolicySpec, PortRange, RttBasedConfig,
+    find_policy, load, parse, AddressFilter, Cidr, Config, ConfigError, LogFormat, LogLevel,
+    PolicySpec, PortRange,
 };
+use mptcp_pmd_policies::fullmesh::{FullmeshParams as FullmeshConfig, PLUGIN as FULLMESH};
+use mptcp_pmd_policies::ndiffports::{NdiffportsParams as NdiffportsConfig, PLUGIN as NDIFFPORTS};
+use mptcp_pmd_policies::plugin;
+use mptcp_pmd_policies::rtt_based::{RttBasedParams as RttBasedConfig, PLUGIN as RTT_BASED};
+
+/// The top-level section of the policy whose parameters are `P`.
+fn params<P: mptcp_pmd_policies::PolicyParams + Copy>(c: &Config) -> P {
+    *c.params::<P>().unwrap()
+}
 
 const SHIPPED: &str = include_str!("../../packaging/mptcp-pm.yaml");
 
@@ -27,10 +36,10 @@ fn ip(s: &str) -> IpAddr {
 #[test]
 fn documented_defaults() {
     let c = Config::default();
-    assert_eq!(c.policy, PolicyName::Fullmesh);
-    assert_eq!(c.fullmesh.max_subflows, 8);
-    assert_eq!(c.ndiffports.subflows, 2);
-    let r = c.rtt_based;
+    assert_eq!(c.policy, &FULLMESH);
+    assert_eq!(params::<FullmeshConfig>(&c).max_subflows, 8);
+    assert_eq!(params::<NdiffportsConfig>(&c).subflows, 2);
+    let r = params::<RttBasedConfig>(&c);
     assert_eq!(r.max_subflows, 8);
     assert_eq!(r.backup_ratio, 2.0);
     assert_eq!(r.min_gap_ms, 20);
@@ -65,15 +74,15 @@ fn only_policy_is_a_complete_config() {
     assert_eq!(ok("policy: fullmesh\n"), Config::default());
     assert_eq!(ok("policy: fullmesh"), Config::default());
     let c = ok("policy: rtt-based\n");
-    assert_eq!(c.policy, PolicyName::RttBased);
+    assert_eq!(c.policy, &RTT_BASED);
     assert_eq!(
         Config {
-            policy: PolicyName::Fullmesh,
+            policy: &FULLMESH,
             ..c
         },
         Config::default()
     );
-    assert_eq!(ok("policy: ndiffports").policy, PolicyName::Ndiffports);
+    assert_eq!(ok("policy: ndiffports").policy, &NDIFFPORTS);
 }
 
 #[test]
@@ -130,16 +139,19 @@ fn shipped_example_rules_parse_when_uncommented() {
     assert_eq!(r0.interface.as_deref(), Some("wwan0"));
     assert_eq!(
         r0.spec,
-        PolicySpec::Ndiffports(NdiffportsConfig { subflows: 4 })
+        PolicySpec::with(&NDIFFPORTS, NdiffportsConfig { subflows: 4 })
     );
     let r1 = &c.rules[1];
     assert_eq!(r1.port, Some(PortRange::new(8000, 8100).unwrap()));
     assert_eq!(
         r1.spec,
-        PolicySpec::RttBased(RttBasedConfig {
-            close_on_loss: true,
-            ..RttBasedConfig::default()
-        })
+        PolicySpec::with(
+            &RTT_BASED,
+            RttBasedConfig {
+                close_on_loss: true,
+                ..RttBasedConfig::default()
+            }
+        )
     );
 }
 
@@ -191,11 +203,17 @@ rules:
 #[test]
 fn every_key_is_read() {
     let c = ok(FULL);
-    assert_eq!(c.policy, PolicyName::Ndiffports);
-    assert_eq!(c.fullmesh, FullmeshConfig { max_subflows: 4 });
-    assert_eq!(c.ndiffports, NdiffportsConfig { subflows: 3 });
+    assert_eq!(c.policy, &NDIFFPORTS);
     assert_eq!(
-        c.rtt_based,
+        params::<FullmeshConfig>(&c),
+        FullmeshConfig { max_subflows: 4 }
+    );
+    assert_eq!(
+        params::<NdiffportsConfig>(&c),
+        NdiffportsConfig { subflows: 3 }
+    );
+    assert_eq!(
+        params::<RttBasedConfig>(&c),
         RttBasedConfig {
             max_subflows: 6,
             backup_ratio: 3.0,
@@ -235,27 +253,33 @@ fn every_key_is_read() {
     // Overrides merge over the top-level section of the same policy.
     assert_eq!(
         c.rules[0].spec,
-        PolicySpec::Fullmesh(FullmeshConfig { max_subflows: 4 })
+        PolicySpec::with(&FULLMESH, FullmeshConfig { max_subflows: 4 })
     );
     assert_eq!(
         c.rules[1].spec,
-        PolicySpec::Ndiffports(NdiffportsConfig { subflows: 5 })
+        PolicySpec::with(&NDIFFPORTS, NdiffportsConfig { subflows: 5 })
     );
     assert_eq!(
         c.rules[2].spec,
-        PolicySpec::RttBased(RttBasedConfig {
-            close_on_loss: false,
-            ..c.rtt_based
-        })
+        PolicySpec::with(
+            &RTT_BASED,
+            RttBasedConfig {
+                close_on_loss: false,
+                ..params::<RttBasedConfig>(&c)
+            }
+        )
     );
     assert_eq!(c.rules[3].remote, Some("203.0.113.9/32".parse().unwrap()));
-    assert_eq!(c.rules[3].spec, PolicySpec::Fullmesh(c.fullmesh));
+    assert_eq!(
+        c.rules[3].spec,
+        PolicySpec::with(&FULLMESH, params::<FullmeshConfig>(&c))
+    );
 }
 
 #[test]
 fn policy_for_first_match_wins() {
     let c = ok(FULL);
-    let default = PolicySpec::Ndiffports(NdiffportsConfig { subflows: 3 });
+    let default = PolicySpec::with(&NDIFFPORTS, NdiffportsConfig { subflows: 3 });
     // Rule 0 needs the remote, the port and an interface matching wwan*.
     assert_eq!(
         c.policy_for(ip("198.51.100.7"), 443, Some("wwan1")),
@@ -268,18 +292,12 @@ fn policy_for_first_match_wins() {
     assert_eq!(c.policy_for(ip("2001:db8::5"), 8100, None), c.rules[1].spec);
     assert_eq!(c.policy_for(ip("2001:db8::5"), 8101, None), default);
     // Rule 2 matches any remote on port 22, and is before rule 3.
-    assert_eq!(
-        c.policy_for(ip("203.0.113.9"), 22, None).name(),
-        PolicyName::RttBased
-    );
-    assert_eq!(
-        c.policy_for(ip("203.0.113.9"), 23, None).name(),
-        PolicyName::Fullmesh
-    );
+    assert_eq!(c.policy_for(ip("203.0.113.9"), 22, None).plugin, &RTT_BASED);
+    assert_eq!(c.policy_for(ip("203.0.113.9"), 23, None).plugin, &FULLMESH);
     // IPv4-mapped IPv6 remotes match IPv4 rules.
     assert_eq!(
-        c.policy_for(ip("::ffff:203.0.113.9"), 23, None).name(),
-        PolicyName::Fullmesh
+        c.policy_for(ip("::ffff:203.0.113.9"), 23, None).plugin,
+        &FULLMESH
     );
     assert_eq!(
         c.matching_rule(ip("203.0.113.9"), 23, None).map(|(i, _)| i),
@@ -391,13 +409,13 @@ fn address_filter() {
 
 #[test]
 fn policy_names() {
-    for p in PolicyName::ALL {
-        assert_eq!(p.as_str().parse::<PolicyName>(), Ok(p));
-        assert_eq!(p.to_string(), p.as_str());
+    for p in plugin::all() {
+        assert_eq!(find_policy(p.name), Ok(*p));
+        assert_eq!(p.to_string(), p.name);
     }
-    assert_eq!(PolicyName::RttBased.to_string(), "rtt-based");
-    assert_eq!(PolicyName::RttBased.section(), "rtt_based");
-    assert!("rtt_based".parse::<PolicyName>().is_err());
+    assert_eq!(RTT_BASED.to_string(), "rtt-based");
+    assert_eq!(RTT_BASED.section, "rtt_based");
+    assert!(find_policy("rtt_based").is_err());
     let c: Cidr = "::/0".parse().unwrap();
     assert_eq!(c.to_string(), "::/0");
 }
@@ -413,7 +431,7 @@ fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
 #[test]
 fn load_reads_files_and_names_them_in_errors() {
     let good = temp_file("good.yaml", b"policy: ndiffports\n");
-    assert_eq!(load(&good).unwrap().policy, PolicyName::Ndiffports);
+    assert_eq!(load(&good).unwrap().policy, &NDIFFPORTS);
 
     let bad = temp_file("bad.yaml", b"policy: ndiffports\npoll:\n  interval_ms: 1\n");
     let e = load(&bad).unwrap_err();
@@ -575,5 +593,34 @@ fn garbage_does_not_panic() {
             s.push(alphabet[(state % alphabet.len() as u64) as usize]);
         }
         survives(&s);
+    }
+}
+
+#[test]
+fn shipped_example_documents_and_builds_every_registered_policy() {
+    let c = ok(SHIPPED);
+    for p in plugin::all() {
+        // Its section is in the example, with every key it renders (so every key is documented).
+        let header = format!("\n{}:\n", p.section);
+        assert!(
+            SHIPPED.contains(&header),
+            "{} has no section in the example",
+            p.name
+        );
+        let spec = c.spec_of(p.name).unwrap();
+        assert_eq!(spec.plugin, *p);
+        let rendered = serde_saphyr::to_string(spec).unwrap();
+        for line in rendered.lines().filter(|l| l.contains(':')) {
+            let key = line.split(':').next().unwrap().trim();
+            assert!(
+                SHIPPED.contains(&format!("  {key}:")),
+                "{}.{key} is not in the shipped example",
+                p.section
+            );
+        }
+        // And the policy builds from it, as the daemon builds it per connection.
+        let _policy = spec.build();
+        // `policy: <name>` alone selects it.
+        assert_eq!(ok(&format!("policy: {}\n", p.name)).policy, *p);
     }
 }

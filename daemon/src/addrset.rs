@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn defaults_skip_loopback_link_local_and_down() {
-        let (ok, skipped) = set().evaluate(&filter("policy: fullmesh\n"));
+        let (ok, skipped) = set().evaluate(&filter(""));
         let ok: Vec<String> = ok.iter().map(|l| l.addr.to_string()).collect();
         assert_eq!(ok, ["192.0.2.1", "198.51.100.7", "172.17.0.1"]);
         let reason = |a: &str| {

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use mptcp_pmd_policies::{AddrId, SubflowKey, SubflowSample, Token};
+use mptcp_pmd_policies::{KernelSubflow, Token};
 use netlink_actor::sock_diag::{Snapshot, TcpState};
 
 /// A connection to adopt.
@@ -18,7 +18,7 @@ pub struct Adoptable {
     /// Accepted by a local listener.
     pub server_side: bool,
     /// Its live subflows.
-    pub subflows: Vec<(SubflowKey, AddrId, AddrId, bool, SubflowSample)>,
+    pub subflows: Vec<KernelSubflow>,
 }
 
 /// The established, non-fallback MPTCP connections of `snap`. A connection whose local port is
@@ -41,7 +41,13 @@ pub fn adoptable(snap: &Snapshot) -> Vec<Adoptable> {
             subflows: c
                 .subflows
                 .iter()
-                .map(|s| (s.key, s.loc_id, s.rem_id, s.sample.backup, s.sample))
+                .map(|s| KernelSubflow {
+                    key: s.key,
+                    loc_id: s.loc_id,
+                    rem_id: s.rem_id,
+                    backup: s.sample.backup,
+                    sample: s.sample,
+                })
                 .collect(),
         })
         .collect()

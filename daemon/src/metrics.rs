@@ -29,6 +29,8 @@ pub struct Metrics {
     connections: Gauge,
     subflows: Family<Labels, Gauge>,
     poll: Histogram,
+    decisions: Family<Labels, Counter>,
+    policy_objects: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -105,7 +107,21 @@ impl Default for Metrics {
             "Duration of one sock_diag snapshot (two dumps)",
             poll.clone(),
         );
+        let decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Policy decisions, by policy, action and reason code",
+            decisions.clone(),
+        );
+        let policy_objects = Gauge::default();
+        registry.register(
+            "policy_objects",
+            "Per-connection policy objects alive (one per tracked connection with a policy)",
+            policy_objects.clone(),
+        );
         Metrics {
+            decisions,
+            policy_objects,
             inner: Arc::default(),
             registry: Arc::new(registry),
             events,
@@ -173,6 +189,21 @@ impl Metrics {
         self.resyncs.inc();
         self.with(|c| c.resyncs += 1);
     }
+    /// Count a policy decision.
+    pub fn decision(&self, policy: &str, action: &str, reason: &str) {
+        self.decisions
+            .get_or_create(&vec![
+                ("policy", policy.to_string()),
+                ("action", action.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
+    }
+    /// Set the number of live per-connection policy objects.
+    pub fn set_policy_objects(&self, n: usize) {
+        self.policy_objects
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     /// Record how long one sock_diag snapshot took.
     pub fn poll_duration(&self, d: Duration) {
         self.poll.observe(d.as_secs_f64());
@@ -219,6 +250,8 @@ mod tests {
         let mut subs = BTreeMap::new();
         subs.insert("established", 3);
         m.set_gauges(2, &subs);
+        m.decision("mesh-x", "open", "mesh");
+        m.set_policy_objects(2);
         let t = m.encode().unwrap();
         for line in [
             "mptcp_pmd_events_total{event=\"created\"} 2",
@@ -231,6 +264,8 @@ mod tests {
             "mptcp_pmd_subflows{state=\"established\"} 3",
             "mptcp_pmd_subflows{state=\"failed\"} 0",
             "mptcp_pmd_sock_diag_poll_seconds_count 1",
+            "mptcp_pmd_decisions_total{policy=\"mesh-x\",action=\"open\",reason=\"mesh\"} 1",
+            "mptcp_pmd_policy_objects 2",
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
         }

@@ -1,28 +1,62 @@
-//! Per-destination policies: the default policy plus one policy object per `rules:` entry, and
-//! the sticky choice of which one serves each connection (first matching rule on the initial
-//! subflow's remote address, remote port and local interface; else the default). Pure.
+//! The policies of a configuration and the one policy object per connection: the default
+//! policy and the `rules:` entries as factories ([`PolicySpec`]), the sticky choice of which
+//! entry serves each connection (first matching rule on the initial subflow's remote address,
+//! remote port and local interface; else the default), and the policy object built for each
+//! connection from that entry. Pure.
+//!
+//! The objects live here, keyed by token, and go away in exactly one place, [`PolicyBook::closed`],
+//! which the policy actor calls on `ConnectionGone`. A connection actor sends that from its
+//! `stopped` hook, which actix runs whatever stopped the actor: a CLOSED event, the registry
+//! retiring a connection that vanished from sock_diag, or a resync. So no object outlives its
+//! connection (the real-kernel tests compare the `policy_objects` gauge with the tracked
+//! connections after churn and resync).
 
 use std::collections::HashMap;
 
-use mptcp_pmd_config::Rule;
+use mptcp_pmd_config::{PolicySpec, Rule};
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Policy;
 use mptcp_pmd_policies::{LocalAddr, Token};
 
+/// A connection's policy object and the entry that built it.
+#[derive(Debug)]
+struct Chosen {
+    entry: usize,
+    policy: Box<dyn Policy>,
+}
+
 /// The policies of a configuration.
 #[derive(Debug)]
 pub struct PolicyBook {
-    default: Box<dyn Policy>,
-    rules: Vec<(Rule, Box<dyn Policy>)>,
-    chosen: HashMap<Token, usize>,
+    default: PolicySpec,
+    rules: Vec<Rule>,
+    chosen: HashMap<Token, Chosen>,
 }
 
 /// Index 0 is the default policy, i + 1 is rule i.
 const DEFAULT: usize = 0;
 
+fn spec_of<'a>(default: &'a PolicySpec, rules: &'a [Rule], entry: usize) -> &'a PolicySpec {
+    match entry.checked_sub(1).and_then(|r| rules.get(r)) {
+        Some(rule) => &rule.spec,
+        None => default,
+    }
+}
+
+/// What the policy serving a connection decided, and which policy that is.
+#[derive(Debug)]
+pub struct Served<T> {
+    /// The hook's result.
+    pub out: T,
+    /// The policy's name.
+    pub name: &'static str,
+    /// Which entry chose it: "default" or "rule N".
+    pub label: String,
+}
+
 impl PolicyBook {
-    /// A book with a default policy and one policy per rule (in config order).
-    pub fn new(default: Box<dyn Policy>, rules: Vec<(Rule, Box<dyn Policy>)>) -> Self {
+    /// A book with a default policy and the rules (in config order).
+    pub fn new(default: PolicySpec, rules: Vec<Rule>) -> Self {
         PolicyBook {
             default,
             rules,
@@ -32,51 +66,81 @@ impl PolicyBook {
 
     /// Whether any policy of the book (default or rule) reads subflow samples.
     pub fn wants_samples(&self) -> bool {
-        self.default.wants_samples() || self.rules.iter().any(|(_, p)| p.wants_samples())
+        self.default.wants_samples() || self.rules.iter().any(|r| r.spec.wants_samples())
     }
 
-    /// Which entry serves `conn` (0 = default, i + 1 = rule i). The choice is made once the
-    /// connection's initial subflow is known and kept for the connection's life.
-    pub fn choose(&mut self, conn: &Connection, locals: &[LocalAddr]) -> usize {
-        if let Some(&i) = self.chosen.get(&conn.token()) {
-            return i;
+    fn spec(&self, entry: usize) -> &PolicySpec {
+        spec_of(&self.default, &self.rules, entry)
+    }
+
+    fn label(entry: usize) -> String {
+        match entry.checked_sub(1) {
+            Some(r) => format!("rule {r}"),
+            None => "default".to_string(),
         }
-        let Some(info) = conn.info() else {
-            return DEFAULT;
-        };
+    }
+
+    /// Which entry serves `conn` (0 = default, i + 1 = rule i), without building anything.
+    pub fn entry_for(&self, conn: &Connection, locals: &[LocalAddr]) -> Option<usize> {
+        if let Some(c) = self.chosen.get(&conn.token()) {
+            return Some(c.entry);
+        }
+        let info = conn.info()?;
         let iface = locals
             .iter()
             .find(|l| l.addr == info.local.ip())
             .map(|l| l.if_name.as_str());
-        let i = self
-            .rules
-            .iter()
-            .position(|(r, _)| r.matches(info.remote.ip(), info.remote.port(), iface))
-            .map_or(DEFAULT, |i| i + 1);
-        self.chosen.insert(conn.token(), i);
-        i
+        Some(
+            self.rules
+                .iter()
+                .position(|r| r.matches(info.remote.ip(), info.remote.port(), iface))
+                .map_or(DEFAULT, |i| i + 1),
+        )
     }
 
-    /// The policy for `conn`, and a label for logs ("default" or "rule N").
-    pub fn policy_for(
+    /// Runs `hook` on the policy object of `conn`. The entry is chosen, and the object built,
+    /// once the connection's initial subflow is known; both are kept for the connection's
+    /// life. Before that, a throwaway object of the default policy answers (every policy
+    /// waits for ESTABLISHED, so it decides nothing and nothing is lost).
+    pub fn serve<T>(
         &mut self,
         conn: &Connection,
         locals: &[LocalAddr],
-    ) -> (&mut dyn Policy, String) {
-        let i = self.choose(conn, locals);
-        match i.checked_sub(1).and_then(|r| self.rules.get_mut(r)) {
-            Some((_, p)) => (p.as_mut(), format!("rule {}", i - 1)),
-            None => (self.default.as_mut(), "default".to_string()),
+        hook: impl FnOnce(&mut dyn Policy) -> T,
+    ) -> Served<T> {
+        let Some(entry) = self.entry_for(conn, locals) else {
+            return Served {
+                out: hook(self.default.build().as_mut()),
+                name: self.default.name(),
+                label: Self::label(DEFAULT),
+            };
+        };
+        let spec = spec_of(&self.default, &self.rules, entry);
+        let c = self.chosen.entry(conn.token()).or_insert_with(|| Chosen {
+            entry,
+            policy: spec.build(),
+        });
+        Served {
+            out: hook(c.policy.as_mut()),
+            name: spec.name(),
+            label: Self::label(entry),
         }
     }
 
-    /// The connection is gone: tell its policy and forget the choice.
+    /// (policy name, label) for `conn`, as [`PolicyBook::serve`] would choose (status).
+    pub fn describe(&self, conn: &Connection, locals: &[LocalAddr]) -> (&'static str, String) {
+        let entry = self.entry_for(conn, locals).unwrap_or(DEFAULT);
+        (self.spec(entry).name(), Self::label(entry))
+    }
+
+    /// The connection is gone: drop its policy object and forget the choice.
     pub fn closed(&mut self, token: Token) {
-        let i = self.chosen.remove(&token).unwrap_or(DEFAULT);
-        match i.checked_sub(1).and_then(|r| self.rules.get_mut(r)) {
-            Some((_, p)) => p.on_closed(token),
-            None => self.default.on_closed(token),
-        }
+        self.chosen.remove(&token);
+    }
+
+    /// Policy objects alive (one per connection that has one).
+    pub fn objects(&self) -> usize {
+        self.chosen.len()
     }
 
     /// The default policy's name.
@@ -89,11 +153,23 @@ impl PolicyBook {
 mod tests {
     use super::*;
     use mptcp_pmd_policies::conn::ConnTimers;
-    use mptcp_pmd_policies::{ConnFlags, ConnInfo, PmEvent};
+    use mptcp_pmd_policies::{plugin, ConnFlags, ConnInfo, PmEvent};
     use std::time::Instant;
+
+    impl PolicyBook {
+        fn serve_name(&mut self, c: &Connection, l: &[LocalAddr]) -> Served<()> {
+            self.serve(c, l, |_| ())
+        }
+    }
 
     fn book(yaml: &str) -> PolicyBook {
         crate::wiring::build_book(&mptcp_pmd_config::parse(yaml, "t.yaml").unwrap())
+    }
+
+    /// The registry's policy names: the tests pick policies by position, so they hold for
+    /// whichever policies are compiled in.
+    fn name(i: usize) -> &'static str {
+        plugin::all()[i % plugin::all().len()].name
     }
 
     fn conn(token: u32, local: &str, remote: &str) -> Connection {
@@ -127,54 +203,92 @@ mod tests {
         ]
     }
 
-    const RULES: &str = "policy: fullmesh\nrules:\n  - remote: 198.51.100.0/24\n    port: \"8000-8100\"\n    policy: ndiffports\n  - interface: \"wwan*\"\n    policy: rtt-based\n  - port: 443\n    policy: ndiffports\n    ndiffports: {subflows: 4}\n";
+    fn rules() -> String {
+        format!(
+            "policy: {}\nrules:\n  - remote: 198.51.100.0/24\n    port: \"8000-8100\"\n    policy: {}\n  - interface: \"wwan*\"\n    policy: {}\n  - port: 443\n    policy: {}\n",
+            name(0),
+            name(1),
+            name(2),
+            name(1)
+        )
+    }
 
     #[test]
     fn first_matching_rule_wins_else_default() {
-        let mut b = book(RULES);
+        let mut b = book(&rules());
         let l = locals();
-        let (p, label) = b.policy_for(&conn(1, "192.0.2.1:40000", "198.51.100.7:8080"), &l);
-        assert_eq!((p.name(), label.as_str()), ("ndiffports", "rule 0"));
-        let (p, label) = b.policy_for(&conn(2, "192.0.2.9:40000", "203.0.113.1:80"), &l);
-        assert_eq!((p.name(), label.as_str()), ("rtt-based", "rule 1"));
-        let (p, label) = b.policy_for(&conn(3, "192.0.2.1:40000", "203.0.113.1:443"), &l);
-        assert_eq!((p.name(), label.as_str()), ("ndiffports", "rule 2"));
-        let (p, label) = b.policy_for(&conn(4, "192.0.2.1:40000", "203.0.113.1:80"), &l);
-        assert_eq!((p.name(), label.as_str()), ("fullmesh", "default"));
+        let s = b.serve_name(&conn(1, "192.0.2.1:40000", "198.51.100.7:8080"), &l);
+        assert_eq!((s.name, s.label.as_str()), (name(1), "rule 0"));
+        let s = b.serve_name(&conn(2, "192.0.2.9:40000", "203.0.113.1:80"), &l);
+        assert_eq!((s.name, s.label.as_str()), (name(2), "rule 1"));
+        let s = b.serve_name(&conn(3, "192.0.2.1:40000", "203.0.113.1:443"), &l);
+        assert_eq!((s.name, s.label.as_str()), (name(1), "rule 2"));
+        let s = b.serve_name(&conn(4, "192.0.2.1:40000", "203.0.113.1:80"), &l);
+        assert_eq!((s.name, s.label.as_str()), (name(0), "default"));
         // Port in range but address outside the CIDR: rule 0 does not match.
-        let (p, _) = b.policy_for(&conn(5, "192.0.2.1:40000", "203.0.113.1:8080"), &l);
-        assert_eq!(p.name(), "fullmesh");
+        let s = b.serve_name(&conn(5, "192.0.2.1:40000", "203.0.113.1:8080"), &l);
+        assert_eq!(s.name, name(0));
     }
 
     #[test]
     fn choice_is_sticky_and_forgotten_on_close() {
-        let mut b = book(RULES);
+        let mut b = book(&rules());
         let c = conn(1, "192.0.2.9:40000", "203.0.113.1:80");
-        assert_eq!(b.choose(&c, &locals()), 2);
+        assert_eq!(b.serve_name(&c, &locals()).label, "rule 1");
         // The interface is no longer usable: the connection keeps its policy.
-        assert_eq!(b.choose(&c, &[]), 2);
+        assert_eq!(b.serve_name(&c, &[]).label, "rule 1");
+        assert_eq!(b.describe(&c, &[]).1, "rule 1");
         b.closed(Token(1));
-        assert_eq!(b.choose(&c, &[]), 0);
+        assert_eq!(b.serve_name(&c, &[]).label, "default");
+    }
+
+    #[test]
+    fn one_object_per_connection_dropped_on_close() {
+        let mut b = book(&rules());
+        let l = locals();
+        for t in 1..=5 {
+            b.serve_name(&conn(t, "192.0.2.1:40000", "203.0.113.1:80"), &l);
+            // Asking again for the same connection builds nothing new.
+            b.serve_name(&conn(t, "192.0.2.1:40000", "203.0.113.1:80"), &l);
+        }
+        assert_eq!(b.objects(), 5);
+        for t in 1..=5 {
+            b.closed(Token(t));
+        }
+        assert_eq!(b.objects(), 0);
+        // A close for a connection the book never saw is harmless.
+        b.closed(Token(99));
+        assert_eq!(b.objects(), 0);
     }
 
     #[test]
     fn unknown_connection_info_uses_default_without_caching() {
-        let mut b = book(RULES);
+        let mut b = book(&rules());
         let c = Connection::new(Token(9), ConnTimers::default());
-        assert_eq!(b.choose(&c, &locals()), 0);
+        assert_eq!(b.serve_name(&c, &locals()).label, "default");
         assert!(b.chosen.is_empty());
     }
 
     #[test]
     fn samples_wanted_only_if_some_policy_reads_them() {
-        assert!(!book("policy: fullmesh\n").wants_samples());
-        assert!(!book("policy: ndiffports\n").wants_samples());
-        assert!(book("policy: rtt-based\n").wants_samples());
-        // A rule's rtt-based counts as much as the default's.
-        assert!(book(RULES).wants_samples());
-        assert!(
-            !book("policy: fullmesh\nrules:\n  - port: 443\n    policy: ndiffports\n")
-                .wants_samples()
-        );
+        let wanting: Vec<&str> = plugin::all()
+            .iter()
+            .filter(|p| p.default_spec().wants_samples())
+            .map(|p| p.name)
+            .collect();
+        for p in plugin::all() {
+            let b = book(&format!("policy: {}\n", p.name));
+            assert_eq!(b.wants_samples(), wanting.contains(&p.name), "{}", p.name);
+        }
+        // A rule's policy counts as much as the default's.
+        for w in &wanting {
+            for p in plugin::all().iter().filter(|p| !wanting.contains(&p.name)) {
+                let yaml = format!(
+                    "policy: {}\nrules:\n  - port: 443\n    policy: {w}\n",
+                    p.name
+                );
+                assert!(book(&yaml).wants_samples(), "{yaml}");
+            }
+        }
     }
 }

@@ -247,7 +247,13 @@ fn start_actors(
     let book = wiring::build_book(config);
     let sampling = book.wants_samples();
     let locals = Arc::new(rtnl.set.evaluate(&config.addresses).0);
-    let policy = PolicyActor::new(book, locals, log.new(slog::o!("actor" => "policy"))).start();
+    let policy = PolicyActor::new(
+        book,
+        locals,
+        metrics.clone(),
+        log.new(slog::o!("actor" => "policy")),
+    )
+    .start();
     // Commands are a direct call from the connection actors on this thread (see
     // actors/commands.rs for why not an actor).
     let cmds = CommandPath::new(

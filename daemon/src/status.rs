@@ -67,6 +67,9 @@ pub struct SubflowStatus {
     pub age_s: Option<f64>,
     /// Why it closed or failed.
     pub error: Option<String>,
+    /// Why the policy last acted on it (`code: detail`), if it did.
+    #[serde(default)]
+    pub why: Option<String>,
 }
 
 /// The state name of a subflow.
@@ -115,6 +118,7 @@ fn subflow(now: Instant, s: &Subflow) -> SubflowStatus {
             (d * 10.0).round() / 10.0
         }),
         error,
+        why: s.reason.as_ref().map(ToString::to_string),
     }
 }
 
@@ -270,6 +274,7 @@ pub fn render_status(s: &Status) -> String {
                     opt(f.retransmits),
                     f.age_s.map_or_else(|| "-".into(), |a| format!("{a:.1}s")),
                     f.error.clone().unwrap_or_default(),
+                    f.why.clone().unwrap_or_default(),
                 ]
             })
             .collect();
@@ -277,6 +282,7 @@ pub fn render_status(s: &Status) -> String {
             &mut out,
             &[
                 "LOCAL", "REMOTE", "STATE", "BACKUP", "SRTT", "CWND", "RETRANS", "AGE", "ERROR",
+                "WHY",
             ],
             &rows,
             "  ",
@@ -334,7 +340,7 @@ mod tests {
             flags: ConnFlags::default(),
         };
         c.handle_event(Instant::now(), &PmEvent::Established(info));
-        let v = connection(Instant::now(), &c, "fullmesh", "default");
+        let v = connection(Instant::now(), &c, "mesh-x", "default");
         assert_eq!(v.token, "000000ab");
         assert_eq!(v.remote.as_deref(), Some("198.51.100.7:443"));
         let s = Status {
@@ -344,7 +350,7 @@ mod tests {
         };
         let text = render_status(&s);
         assert!(text.contains("connection 000000ab"), "{text}");
-        assert!(text.contains("policy fullmesh (default)"), "{text}");
+        assert!(text.contains("policy mesh-x (default)"), "{text}");
         let back: Status = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
         for f in &v.subflows {

@@ -181,11 +181,20 @@ fn until(
     }
 }
 
-/// The policy notes of the daemon's log (one line each).
+/// The rtt-based judge's decisions in the daemon's log (one line each, with their reason).
 fn notes(d: &Daemon) -> Vec<String> {
+    const JUDGE: [&str; 6] = [
+        "slow",
+        "recovered",
+        "probe",
+        "last-active",
+        "lossy",
+        "cooldown-over",
+    ];
     d.log()
         .lines()
-        .filter(|l| l.contains("policy note"))
+        .filter(|l| l.contains(" decision"))
+        .filter(|l| JUDGE.iter().any(|c| l.contains(&format!("reason: {c}"))))
         .map(str::to_string)
         .collect()
 }

@@ -23,16 +23,17 @@
 //!   in SUB_CLOSED becomes `Failed`/`Closed`: the policy decides whether to open again, and the
 //!   backoff applies to that new attempt.
 //! - The kernel's SUB_ESTABLISHED for a path we asked for is matched to the *oldest* waiting
-//!   request on that path (ndiffports has several per path).
+//!   request on that path (a policy may ask for several per path).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::model::{
-    AddrId, ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, SubflowSample, Token,
+    AddrId, ConnInfo, KernelSubflow, PmCommand, PmEvent, SubflowInfo, SubflowKey, SubflowSample,
+    Token,
 };
-use crate::policy::Decision;
+use crate::policy::{Action, Decision, Reason};
 
 /// Linux ETIMEDOUT: recorded in `Failed` when the state machine itself gives up on a request.
 const ETIMEDOUT: i32 = 110;
@@ -100,7 +101,7 @@ impl ConnTimers {
 }
 
 /// What a subflow runs over. The local port is not part of it: it is unknown until the subflow
-/// establishes, and several subflows may share one path (ndiffports).
+/// establishes, and several subflows may share one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Path {
     /// Local address.
@@ -173,8 +174,10 @@ pub struct Subflow {
     pub initial: bool,
     /// SUBFLOW_DESTROY was queued for it: it no longer counts as live and waits for SUB_CLOSED.
     pub closing: bool,
-    /// The kernel acknowledged the SUBFLOW_CREATE (matches answers to ndiffports' several
-    /// requests per path).
+    /// Why the policy last acted on this subflow (opened it, changed its flag, closed it).
+    pub reason: Option<Reason>,
+    /// The kernel acknowledged the SUBFLOW_CREATE (matches answers to the several requests
+    /// one path can have).
     acked: bool,
 }
 
@@ -231,6 +234,7 @@ impl Subflow {
             sample: None,
             initial: false,
             closing: false,
+            reason: None,
             acked: false,
         }
     }
@@ -309,8 +313,8 @@ impl Connection {
     }
 
     /// A connection found by sock_diag at start-up: established, with its live subflows. The
-    /// subflow whose key is (`local`, `remote`) is the initial one. Each item is
-    /// (key, local id, remote id, backup, sample). Remote ids other than 0 become known remotes.
+    /// subflow whose key is (`local`, `remote`) is the initial one. Remote ids other than 0
+    /// become known remotes.
     /// Default timers and client side: see [`Connection::with_timers`] and
     /// [`Connection::with_server_side`].
     pub fn adopt(
@@ -318,7 +322,7 @@ impl Connection {
         token: Token,
         local: SocketAddr,
         remote: SocketAddr,
-        subflows: impl IntoIterator<Item = (SubflowKey, AddrId, AddrId, bool, SubflowSample)>,
+        subflows: impl IntoIterator<Item = KernelSubflow>,
     ) -> Self {
         let mut conn = Connection::new(token, ConnTimers::default());
         conn.touch(now);
@@ -332,7 +336,14 @@ impl Connection {
             flags: Default::default(),
         });
         conn.established = true;
-        for (key, loc_id, rem_id, backup, sample) in subflows {
+        for KernelSubflow {
+            key,
+            loc_id,
+            rem_id,
+            backup,
+            sample,
+        } in subflows
+        {
             if conn.subflows.iter().any(|s| s.key() == Some(key)) {
                 continue;
             }
@@ -371,7 +382,7 @@ impl Connection {
         taken_at: Instant,
         local: SocketAddr,
         remote: SocketAddr,
-        kernel: &[(SubflowKey, AddrId, AddrId, bool, SubflowSample)],
+        kernel: &[KernelSubflow],
     ) -> bool {
         if self.closed {
             return false;
@@ -390,22 +401,22 @@ impl Connection {
             info.flags.server_side = self.server_side;
             self.on_conn_info(now, &info, true);
         }
-        for (key, loc_id, rem_id, backup, sample) in kernel {
+        for k in kernel {
             let report = SubflowInfo {
                 token: self.token,
-                local: key.local,
-                remote: key.remote,
-                loc_id: *loc_id,
-                rem_id: *rem_id,
-                backup: *backup,
+                local: k.key.local,
+                remote: k.key.remote,
+                loc_id: k.loc_id,
+                rem_id: k.rem_id,
+                backup: k.backup,
                 if_idx: None,
                 error: None,
                 reset_reason: None,
                 reset_flags: None,
             };
             self.on_sub_established(now, &report);
-            if let Some(sf) = self.established_mut(*key) {
-                sf.sample = Some(*sample);
+            if let Some(sf) = self.established_mut(k.key) {
+                sf.sample = Some(k.sample);
             }
         }
         let gone: Vec<SubflowKey> = self
@@ -415,7 +426,7 @@ impl Connection {
                 |sf| matches!(sf.state, SubflowState::Established { since } if since < taken_at),
             )
             .filter_map(Subflow::key)
-            .filter(|k| !kernel.iter().any(|(kk, ..)| kk == k))
+            .filter(|key| !kernel.iter().any(|k| k.key == *key))
             .collect();
         for key in gone {
             let report = SubflowInfo {
@@ -597,26 +608,27 @@ impl Connection {
             return;
         }
         self.touch(now);
-        for decision in decisions {
-            match decision {
-                Decision::Open {
+        for Decision { action, reason } in decisions {
+            match action {
+                Action::Open {
                     local,
                     if_index,
                     remote,
                     backup,
-                } => self.open(now, local, if_index, remote, backup),
-                Decision::Close { key } => {
+                } => self.open(now, local, if_index, remote, backup, reason),
+                Action::Close { key } => {
                     let token = self.token;
                     match self.established_mut(key) {
                         Some(sf) if !sf.closing => {
                             sf.closing = true;
+                            sf.reason = Some(reason);
                             self.commands
                                 .push_back(PmCommand::DestroySubflow { token, key });
                         }
                         _ => self.ignored += 1,
                     }
                 }
-                Decision::SetBackup { key, backup } => {
+                Action::SetBackup { key, backup } => {
                     let token = self.token;
                     match self.established_mut(key) {
                         Some(sf) if !sf.closing => {
@@ -624,6 +636,7 @@ impl Connection {
                             // not fought over.
                             if sf.want_backup != backup {
                                 sf.want_backup = backup;
+                                sf.reason = Some(reason);
                                 self.commands.push_back(PmCommand::SetBackup {
                                     token,
                                     key,
@@ -634,7 +647,7 @@ impl Connection {
                         _ => self.ignored += 1,
                     }
                 }
-                Decision::Announce { addr, port } => {
+                Action::Announce { addr, port } => {
                     if self.announced.contains_key(&addr) {
                         continue;
                     }
@@ -652,7 +665,7 @@ impl Connection {
                         _ => self.ignored += 1,
                     }
                 }
-                Decision::Remove { addr } => match self.announced.remove(&addr) {
+                Action::Remove { addr } => match self.announced.remove(&addr) {
                     Some(id) => self.commands.push_back(PmCommand::Remove {
                         token: self.token,
                         id,
@@ -982,6 +995,7 @@ impl Connection {
         if_index: Option<u32>,
         remote: SocketAddr,
         backup: bool,
+        reason: Reason,
     ) {
         let path = Path { local, remote };
         if !self.established || local.is_ipv4() != remote.is_ipv4() || self.given_up(&path) {
@@ -1007,6 +1021,7 @@ impl Connection {
         sf.loc_id = loc_id;
         sf.rem_id = rem_id;
         sf.if_index = if_index;
+        sf.reason = Some(reason);
         let i = self.push_subflow(sf);
         match due {
             Some(due) if due > now => self.subflows[i].state = SubflowState::Pending { due },

@@ -1,22 +1,33 @@
 //! mptcp-pmd's domain model and decision logic.
 //!
 //! This crate owns: the types every other crate speaks ([`model`]), the per-connection subflow
-//! state machine, the [`Policy`] trait, one module per policy and the registry
-//! that builds a policy by name. It owns no I/O: no sockets, no clock reads, no actix, no neli.
-//! Time comes in as an argument, so every decision is reproducible in a unit test.
+//! state machine ([`conn`]), the [`Policy`] trait ([`policy`]), the plugin API through which
+//! the config and the daemon reach a policy without naming it ([`plugin`], [`params`]), one
+//! module per policy, and the registry table below. It owns no I/O: no sockets, no clock
+//! reads, no actix, no neli. Time comes in as an argument, so every decision is reproducible
+//! in a unit test.
+//!
+//! # The registry
+//! A policy is one file (`src/<name>.rs`, exporting a `PLUGIN`) plus one `mod` line and one
+//! entry in [`REGISTRY`]; nothing else in the workspace names it. The first entry is the
+//! default policy.
 
 pub mod conn;
-pub mod fullmesh;
+pub mod mesh;
 pub mod model;
-pub mod ndiffports;
+pub mod params;
+pub mod plugin;
 pub mod policy;
-pub mod registry;
+
+pub mod fullmesh;
+pub mod ndiffports;
 pub mod rtt_based;
 
+/// Every compiled-in policy, in documentation order; the first is the default.
+pub static REGISTRY: &[&plugin::Plugin] =
+    &[&fullmesh::PLUGIN, &ndiffports::PLUGIN, &rtt_based::PLUGIN];
+
 pub use conn::{ConnTimers, Connection, KernelRefusal, Path, Subflow, SubflowState};
-pub use fullmesh::Fullmesh;
 pub use model::*;
-pub use ndiffports::Ndiffports;
-pub use policy::{Ctx, Decision, Policy};
-pub use registry::{build, PolicyParams, NAMES};
-pub use rtt_based::{RttBased, RttParams};
+pub use plugin::{Plugin, PolicyParams, PolicySpec};
+pub use policy::{Action, Ctx, Decision, Policy, Reason};

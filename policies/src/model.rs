@@ -227,6 +227,21 @@ pub struct SubflowSample {
     pub fully_established: bool,
 }
 
+/// One subflow of a connection as sock_diag lists it (adoption at start-up, resync).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KernelSubflow {
+    /// The subflow's 4-tuple.
+    pub key: SubflowKey,
+    /// Local address id.
+    pub loc_id: AddrId,
+    /// Remote address id.
+    pub rem_id: AddrId,
+    /// The local backup flag.
+    pub backup: bool,
+    /// Its health sample.
+    pub sample: SubflowSample,
+}
+
 /// A userspace-PM command for the kernel, fully specified (token, address ids). The connection
 /// state machine turns a policy's decisions into these; `netlink-actor` encodes them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,12 +7,54 @@
 //! If the address vanishes, creates fail, back off and give up until the address returns.
 //! Nothing before ESTABLISHED, nothing on server-side connections, nothing for `subflows <= 1`.
 //! Extra subflows on the path (peer-initiated) are left alone.
+//!
+//! Config section `ndiffports:`
+//! - `subflows` (1..=64, default 2): subflows per connection over the initial address pair,
+//!   counting the initial one; 1 creates nothing.
+
+use serde::{Deserialize, Serialize};
 
 use crate::conn::Path;
 use crate::model::PmEvent;
-use crate::policy::{Ctx, Decision, Policy};
+use crate::params;
+use crate::plugin::{Plugin, PolicyParams};
+use crate::policy::{Action, Ctx, Decision, Policy, Reason};
 
-/// The ndiffports policy. See the module docs.
+/// The registry entry.
+pub static PLUGIN: Plugin = Plugin::new::<NdiffportsParams>(
+    "ndiffports",
+    "ndiffports",
+    "several subflows over the initial address pair, from different ports",
+);
+
+/// The `ndiffports:` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NdiffportsParams {
+    /// Subflows per connection over the initial address pair, counting the initial one.
+    /// 1..=64, default 2.
+    #[serde(deserialize_with = "params::int::<_, _, 1, 64>")]
+    pub subflows: u8,
+}
+
+impl Default for NdiffportsParams {
+    fn default() -> Self {
+        NdiffportsParams { subflows: 2 }
+    }
+}
+
+impl PolicyParams for NdiffportsParams {
+    fn build(&self) -> Box<dyn Policy> {
+        Box::new(Ndiffports::new(self.subflows.into()))
+    }
+}
+
+const MISSING: Reason = Reason::fixed(
+    "ports",
+    "fewer live subflows on the initial path than wanted",
+);
+
+/// The ndiffports policy for one connection. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Ndiffports {
     /// Subflows wanted over the initial path, the initial one included.
@@ -49,21 +91,20 @@ impl Ndiffports {
             .find(|l| l.addr == path.local)
             .map(|l| l.if_index);
         (live..self.subflows)
-            .map(|_| Decision::Open {
-                local: path.local,
-                if_index,
-                remote: path.remote,
-                backup: false,
+            .map(|_| {
+                let open = Action::Open {
+                    local: path.local,
+                    if_index,
+                    remote: path.remote,
+                    backup: false,
+                };
+                Decision::new(open, MISSING)
             })
             .collect()
     }
 }
 
 impl Policy for Ndiffports {
-    fn name(&self) -> &'static str {
-        "ndiffports"
-    }
-
     fn on_event(&mut self, ctx: &Ctx<'_>, event: &PmEvent) -> Vec<Decision> {
         match event {
             PmEvent::Established(_) | PmEvent::SubClosed(_) => self.reconcile(ctx),

@@ -2,19 +2,24 @@
 //! state ([`Connection`]) and the usable local addresses, and answers with [`Decision`]s. It never
 //! performs I/O and never reads the clock (time arrives in [`Ctx::now`]).
 //!
-//! One policy object serves every connection of the daemon; a policy that needs per-connection
-//! memory keys it by [`Token`] and drops it in [`Policy::on_closed`].
+//! One policy object serves one connection (built by its plugin's factory, see
+//! [`crate::plugin`]) and is dropped with it, so per-connection memory is plain fields.
+//!
+//! Every decision carries its [`Reason`]: the daemon's log line, `mptcp-pmd status` and the
+//! metrics all read it from there.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::conn::Connection;
-use crate::model::{LocalAddr, PmEvent, SubflowKey, Token};
+use crate::model::{LocalAddr, PmEvent, SubflowKey};
 
-/// What a policy wants done on one connection. The connection state machine turns decisions into
+/// What a policy wants done on one connection. The connection state machine turns actions into
 /// kernel commands, assigning address ids and applying retry backoff.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum Action {
     /// Open a subflow from `local` to `remote`.
     Open {
         /// Local address.
@@ -52,6 +57,104 @@ pub enum Decision {
     },
 }
 
+impl Action {
+    /// A short stable name (`open`, `close`, `set_backup`, `announce`, `remove`) for metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Open { .. } => "open",
+            Action::Close { .. } => "close",
+            Action::SetBackup { .. } => "set_backup",
+            Action::Announce { .. } => "announce",
+            Action::Remove { .. } => "remove",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Open {
+                local,
+                remote,
+                backup,
+                ..
+            } => {
+                write!(f, "open {local} -> {remote}")?;
+                if *backup {
+                    f.write_str(" (backup)")?;
+                }
+                Ok(())
+            }
+            Action::Close { key } => write!(f, "close {key}"),
+            Action::SetBackup { key, backup: true } => write!(f, "set backup {key}"),
+            Action::SetBackup { key, backup: false } => write!(f, "clear backup {key}"),
+            Action::Announce {
+                addr,
+                port: Some(p),
+            } => write!(f, "announce {addr} port {p}"),
+            Action::Announce { addr, port: None } => write!(f, "announce {addr}"),
+            Action::Remove { addr } => write!(f, "remove {addr}"),
+        }
+    }
+}
+
+/// Why a policy decided something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    /// A short stable cause (`mesh`, `slow`, `recovered`, `probe`, `lossy`, ...): a metrics
+    /// label, so it comes from a small fixed set per policy.
+    pub code: &'static str,
+    /// The explanation with the numbers behind it, for the log and `status`. Borrowed when the
+    /// policy has nothing to add, so common decisions allocate nothing.
+    pub detail: Cow<'static, str>,
+}
+
+impl Reason {
+    /// A reason with a fixed explanation.
+    pub const fn fixed(code: &'static str, detail: &'static str) -> Reason {
+        Reason {
+            code,
+            detail: Cow::Borrowed(detail),
+        }
+    }
+
+    /// A reason with a computed explanation.
+    pub fn new(code: &'static str, detail: String) -> Reason {
+        Reason {
+            code,
+            detail: Cow::Owned(detail),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+/// One decision: an action and its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// Why.
+    pub reason: Reason,
+}
+
+impl Decision {
+    /// `action` because of `reason`.
+    pub fn new(action: Action, reason: Reason) -> Decision {
+        Decision { action, reason }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.action, self.reason)
+    }
+}
+
 /// Everything a policy may look at when it decides.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
@@ -63,18 +166,8 @@ pub struct Ctx<'a> {
     pub locals: &'a [LocalAddr],
 }
 
-/// A path-management policy. Every hook has a default that decides nothing.
-pub trait Policy: Send + std::fmt::Debug {
-    /// The policy's name as written in the config.
-    fn name(&self) -> &'static str;
-
-    /// Whether the policy reads subflow health samples ([`Policy::on_samples`],
-    /// `Subflow::sample`). The daemon dumps every subflow's `tcp_info` each poll only while some
-    /// configured policy says yes; otherwise it polls the (much cheaper) connection list alone.
-    fn wants_samples(&self) -> bool {
-        false
-    }
-
+/// A path-management policy for one connection. Every hook has a default that decides nothing.
+pub trait Policy: Send + fmt::Debug {
     /// A kernel event for this connection, after the connection state machine applied it.
     fn on_event(&mut self, _ctx: &Ctx<'_>, _event: &PmEvent) -> Vec<Decision> {
         Vec::new()
@@ -93,15 +186,6 @@ pub trait Policy: Send + std::fmt::Debug {
     /// A timer of the connection fired, or the connection was adopted at start-up: a chance to
     /// reconcile.
     fn on_tick(&mut self, _ctx: &Ctx<'_>) -> Vec<Decision> {
-        Vec::new()
-    }
-
-    /// The connection is gone: forget anything kept for it.
-    fn on_closed(&mut self, _token: Token) {}
-
-    /// Explanations of the decisions just returned (with the numbers that caused them), for the
-    /// daemon's log. Drained after every hook call.
-    fn drain_notes(&mut self) -> Vec<String> {
         Vec::new()
     }
 }

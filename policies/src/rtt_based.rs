@@ -3,9 +3,10 @@
 //! (optionally) closed while they lose packets and re-opened after a cooldown.
 //!
 //! The measurement logic lives in [`RttJudge`], a pure per-connection core that sees nothing but
-//! `(key, backup flag, sample)` triples and the time: every rule is a unit test over a synthetic
-//! sample series. [`RttBased`] is the [`Policy`] around it; it delegates subflow creation to the
-//! fullmesh policy and turns the judge's [`Verdict`]s into [`Decision`]s.
+//! `(key, backup flag, sample)` triples and the time: every rule is tested over a synthetic
+//! sample series (`policies/tests/rtt_based.rs`). [`RttBased`] is the [`Policy`] around it; it
+//! delegates subflow creation to the mesh ([`crate::mesh`]) and turns the judge's [`Verdict`]s into
+//! [`Decision`]s.
 //!
 //! Rules (all thresholds in [`RttParams`]):
 //! - `best` is the lowest srtt among *active* (non-backup, not being closed) subflows that have
@@ -19,16 +20,16 @@
 //!   restore thresholds sit below the two demote thresholds (`restore_ratio < backup_ratio`,
 //!   `min_gap / 2 < min_gap`): that is the hysteresis band in which nothing changes, so a path
 //!   hovering around one threshold cannot flap. The gap half matters on fast paths, where a
-//!   recovered subflow at 0.05 ms next to a best of 0.02 ms is still at ratio 2.5. A subflow that is
-//!   backup for any other reason (a backup interface in the config, the peer, an operator) is
+//!   recovered subflow at 0.05 ms next to a best of 0.02 ms is still at ratio 2.5. A subflow that
+//!   is backup for any other reason (a backup interface in the config, the peer, an operator) is
 //!   never restored: the judge only undoes its own decisions. If no active subflow is left, the
 //!   fastest subflow the judge demoted is restored at once.
 //! - **Close on loss** (off by default): the retransmission rate between two consecutive samples,
-//!   `delta(total_retrans) / delta(segs_out)`, above `loss_threshold` on every sample for `hold` closes the subflow (a window in which nothing was sent counts as lossy only while
-//!   the subflow sits in retransmission timeout, i.e. `tcpi_retransmits > 0`; an idle window or a
-//!   counter that went backwards breaks the streak); its path is then kept in a cooldown and re-opened after
-//!   `cooldown`. The last active subflow is never closed.
-//!
+//!   `delta(total_retrans) / delta(segs_out)`, above `loss_threshold` on every sample for `hold`
+//!   closes the subflow (a window in which nothing was sent counts as lossy only while the
+//!   subflow sits in retransmission timeout, i.e. `tcpi_retransmits > 0`; an idle window or a
+//!   counter that went backwards breaks the streak); its path is then kept in a cooldown and
+//!   re-opened after `cooldown`. The last active subflow is never closed.
 //! - **Probe** (`probe`, default 30 s): a subflow the judge demoted carries no data any more (the
 //!   kernel's scheduler only uses backup subflows when nothing else is left), so its srtt is never
 //!   measured again and the restore rule could never fire. Once the subflow has been backup-by-us
@@ -43,25 +44,168 @@
 //!
 //! "On every sample" is literal: one sample that breaks a condition restarts its timer. A sample
 //! without a measurement (`srtt_us == 0`) breaks the RTT conditions.
+//!
+//! One round ([`RttJudge::evaluate`]) applies the rules in this order, and returns its verdicts
+//! in the same order: the zero-active restore; close on loss; the RTT rules, subflow by subflow
+//! in input order (a subflow the judge demoted is probed if that is due, else judged for
+//! restore; an active one is judged for demotion; so at most one of the three per subflow);
+//! re-opens last. `best` and the active count are taken once per round, and each flag change
+//! moves the active count before the next subflow is judged. The RTT rules skip a subflow whose
+//! flag change is still pending or whose close was requested, until that shows up (or the judge
+//! gives up on it).
+//!
+//! Every decision carries a reason code naming its rule (`slow`, `recovered`, `probe`,
+//! `last-active`, `lossy`, `cooldown-over`; the mesh's own decisions carry the mesh's codes) and
+//! the numbers behind it.
+//!
+//! Config section `rtt_based:` ([`RttBasedParams`]; defaults in brackets): `max_subflows`
+//! (1..=64) [8], `backup_ratio` (1 < x <= 100) [2.0], `min_gap_ms` (0..=60000) [20],
+//! `restore_ratio` (0 < x < `backup_ratio`) [1.5], `hold_s` (0..=3600) [5], `close_on_loss`
+//! [false], `loss_threshold` (0 < x <= 1) [0.05], `cooldown_s` (0..=86400) [30], `probe_s`
+//! (0..=86400, 0 = never) [30].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::conn::{Connection, Path};
-use crate::fullmesh::Fullmesh;
-use crate::model::{PmEvent, SubflowKey, SubflowSample, Token};
-use crate::policy::{Ctx, Decision, Policy};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::conn::Path;
+use crate::mesh;
+use crate::model::{PmEvent, SubflowKey, SubflowSample};
+use crate::params::{self, Keys, ParamError};
+use crate::plugin::{Plugin, PolicyParams};
+use crate::policy::{Action, Ctx, Decision, Policy, Reason};
+
+/// The registry entry.
+pub static PLUGIN: Plugin = Plugin::new::<RttBasedParams>(
+    "rtt-based",
+    "rtt_based",
+    "a mesh whose slow subflows become backup and (optionally) lossy ones are closed",
+);
+
+/// The `rtt_based:` section, as the configuration spells it (ms and s). The judge works on
+/// [`RttParams`], built from it by [`RttBasedParams::judge_params`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RttBasedParams {
+    /// Subflows per connection, counting the initial one. 1..=64, default 8.
+    #[serde(deserialize_with = "params::int::<_, _, 1, 64>")]
+    pub max_subflows: u8,
+    /// Mark backup when srtt > this x best active srtt. 1 < x <= 100, default 2.0.
+    #[serde(deserialize_with = "backup_ratio")]
+    pub backup_ratio: f64,
+    /// ... and srtt exceeds the best by at least this many ms. 0..=60000, default 20.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 60_000>")]
+    pub min_gap_ms: u32,
+    /// Clear backup when srtt < this x best. 0 < x < `backup_ratio`, default 1.5.
+    #[serde(deserialize_with = "restore_ratio")]
+    pub restore_ratio: f64,
+    /// Seconds a condition must hold before acting (hysteresis). 0..=3600, default 5.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 3600>")]
+    pub hold_s: u32,
+    /// Close subflows whose loss exceeds `loss_threshold`. Default false.
+    #[serde(deserialize_with = "params::boolean")]
+    pub close_on_loss: bool,
+    /// Retransmission rate (retrans / segs_out over the window), 0 < x <= 1, default 0.05.
+    #[serde(deserialize_with = "loss_threshold")]
+    pub loss_threshold: f64,
+    /// Seconds before re-opening a closed lossy subflow. 0..=86400, default 30.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 86_400>")]
+    pub cooldown_s: u32,
+    /// After this many seconds in backup with no data acked, a subflow this policy demoted is
+    /// made active again to re-measure. 0 = never probe. 0..=86400, default 30.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 86_400>")]
+    pub probe_s: u32,
+}
+
+fn backup_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    params::float(
+        d,
+        |x| x > 1.0 && x <= 100.0,
+        "greater than 1 and at most 100",
+    )
+}
+
+fn restore_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    params::float(d, |x| x > 0.0, "greater than 0")
+}
+
+fn loss_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    params::float(d, |x| x > 0.0 && x <= 1.0, "greater than 0 and at most 1")
+}
+
+impl Default for RttBasedParams {
+    fn default() -> Self {
+        RttBasedParams {
+            max_subflows: 8,
+            backup_ratio: 2.0,
+            min_gap_ms: 20,
+            restore_ratio: 1.5,
+            hold_s: 5,
+            close_on_loss: false,
+            loss_threshold: 0.05,
+            cooldown_s: 30,
+            probe_s: 30,
+        }
+    }
+}
+
+impl RttBasedParams {
+    /// The judge's tunables.
+    pub fn judge_params(&self) -> RttParams {
+        RttParams {
+            max_subflows: self.max_subflows.into(),
+            backup_ratio: self.backup_ratio,
+            min_gap: Duration::from_millis(self.min_gap_ms.into()),
+            restore_ratio: self.restore_ratio,
+            hold: Duration::from_secs(self.hold_s.into()),
+            close_on_loss: self.close_on_loss,
+            loss_threshold: self.loss_threshold,
+            cooldown: Duration::from_secs(self.cooldown_s.into()),
+            probe: (self.probe_s > 0).then(|| Duration::from_secs(self.probe_s.into())),
+        }
+    }
+}
+
+impl PolicyParams for RttBasedParams {
+    /// Every field was checked on its own while it was read; what is left is the hysteresis.
+    fn validate(&self, keys: &Keys) -> Result<(), ParamError> {
+        if self.restore_ratio >= self.backup_ratio {
+            return Err(ParamError::check(
+                &["restore_ratio", "backup_ratio"],
+                format!(
+                    "{} ({}) must be less than {} ({}), or subflows would flap between backup and active",
+                    keys.key("restore_ratio"),
+                    self.restore_ratio,
+                    keys.key("backup_ratio"),
+                    self.backup_ratio
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Box<dyn Policy> {
+        Box::new(RttBased::new(self.judge_params()))
+    }
+
+    fn wants_samples(&self) -> bool {
+        true
+    }
+}
 
 /// A backup-flag change the judge asked for is assumed lost (failed command, or a flag the kernel
 /// refused) when the observed flag still disagrees after this long (at least `hold`).
 const MIN_PENDING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Tunables of the rtt-based policy.
+/// Tunables of the judge, in the units it computes with. Built from the validated config
+/// section ([`RttBasedParams::judge_params`]), so `restore_ratio < backup_ratio`, both finite,
+/// and `probe` is never `Some(0)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RttParams {
-    /// Maximum number of subflows per connection (passed to the fullmesh part).
+    /// Maximum number of subflows per connection (for the mesh).
     pub max_subflows: usize,
     /// Demote when `srtt > backup_ratio x best` (and the gap rule holds). Default 2.0.
     pub backup_ratio: f64,
@@ -98,61 +242,6 @@ impl Default for RttParams {
     }
 }
 
-/// Why a set of [`RttParams`] was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RttParamsError {
-    /// `max_subflows` is 0.
-    #[error("max_subflows must be at least 1")]
-    NoSubflows,
-    /// `backup_ratio` is below 1 or not a finite number.
-    #[error("backup_ratio must be a finite number >= 1.0, got {0}")]
-    BackupRatio(f64),
-    /// `restore_ratio` is not positive, not finite, or not below `backup_ratio`.
-    #[error(
-        "restore_ratio must be a finite number in (0, backup_ratio = {backup}), got {restore}"
-    )]
-    RestoreRatio {
-        /// The configured restore ratio.
-        restore: f64,
-        /// The configured backup ratio.
-        backup: f64,
-    },
-    /// `loss_threshold` is outside `(0, 1]`.
-    #[error("loss_threshold must be in (0, 1], got {0}")]
-    LossThreshold(f64),
-    /// `probe` is `Some(0)`: a demoted subflow would be restored at once (use `None` for never).
-    #[error("probe must be longer than 0 (use no probe to never probe)")]
-    ZeroProbe,
-}
-
-impl RttParams {
-    /// Check the invariants the judge relies on (hysteresis needs `restore_ratio < backup_ratio`).
-    pub fn validate(&self) -> Result<(), RttParamsError> {
-        if self.max_subflows == 0 {
-            return Err(RttParamsError::NoSubflows);
-        }
-        if !self.backup_ratio.is_finite() || self.backup_ratio < 1.0 {
-            return Err(RttParamsError::BackupRatio(self.backup_ratio));
-        }
-        if !self.restore_ratio.is_finite()
-            || self.restore_ratio <= 0.0
-            || self.restore_ratio >= self.backup_ratio
-        {
-            return Err(RttParamsError::RestoreRatio {
-                restore: self.restore_ratio,
-                backup: self.backup_ratio,
-            });
-        }
-        if !(self.loss_threshold > 0.0 && self.loss_threshold <= 1.0) {
-            return Err(RttParamsError::LossThreshold(self.loss_threshold));
-        }
-        if self.probe.is_some_and(|p| p.is_zero()) {
-            return Err(RttParamsError::ZeroProbe);
-        }
-        Ok(())
-    }
-}
-
 /// A path to re-open: where a subflow closed for loss used to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubflowPath {
@@ -182,6 +271,9 @@ pub struct Verdict {
     pub key: SubflowKey,
     /// What to do.
     pub kind: VerdictKind,
+    /// Which rule decided (`slow`, `recovered`, `probe`, `last-active`, `lossy`,
+    /// `cooldown-over`): the decision's reason code.
+    pub code: &'static str,
     /// Human-readable reason with the measured values, for the daemon's log.
     pub reason: String,
 }
@@ -294,6 +386,31 @@ impl SubState {
     fn request(&mut self, backup: bool, now: Instant) {
         self.pending = Some((backup, now));
         self.flag_changed = Some(now);
+        self.stop_rtt_timers();
+    }
+
+    /// Ask for a backup-flag change now. A demotion is this judge's to undo; a restore or a
+    /// probe gives the flag back.
+    fn set_backup(
+        &mut self,
+        key: SubflowKey,
+        backup: bool,
+        now: Instant,
+        code: &'static str,
+        reason: String,
+    ) -> Verdict {
+        self.demoted_by_us = backup;
+        self.request(backup, now);
+        Verdict {
+            key,
+            kind: VerdictKind::SetBackup(backup),
+            code,
+            reason,
+        }
+    }
+
+    /// Restart the demote and restore conditions: something broke both.
+    fn stop_rtt_timers(&mut self) {
         self.slow_since = None;
         self.fast_since = None;
     }
@@ -302,6 +419,48 @@ impl SubState {
     fn awaiting_fresh(&self, sample: &SubflowSample) -> bool {
         self.probe_acked
             .is_some_and(|acked| sample.bytes_acked <= acked)
+    }
+}
+
+/// How long a condition has held on every sample, starting its timer now if it was not running.
+fn held(since: &mut Option<Instant>, now: Instant) -> Duration {
+    now.saturating_duration_since(*since.get_or_insert(now))
+}
+
+/// What the RTT rules share in one round, computed once by `RttJudge::judge_rtt`.
+#[derive(Debug, Clone, Copy)]
+struct RttRound {
+    params: RttParams,
+    now: Instant,
+    /// The lowest srtt among active subflows with a measurement.
+    best: Option<u32>,
+    /// Active subflows at this point of the round (each flag change moves it).
+    active: usize,
+}
+
+/// One subflow's srtt against the round's best, as the demote and restore rules compare them.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    /// The subflow's srtt in microseconds (> 0).
+    srtt: u32,
+    /// The round's best srtt in microseconds (> 0).
+    best: u32,
+    /// `srtt / best`.
+    ratio: f64,
+    /// How far `srtt` is above `best` (zero when below).
+    gap: Duration,
+}
+
+impl Measure {
+    /// `None` when the subflow or the round has no measurement: that breaks both conditions.
+    fn of(srtt: u32, best: Option<u32>) -> Option<Measure> {
+        let best = best.filter(|_| srtt > 0)?;
+        Some(Measure {
+            srtt,
+            best,
+            ratio: f64::from(srtt) / f64::from(best),
+            gap: Duration::from_micros(u64::from(srtt.saturating_sub(best))),
+        })
     }
 }
 
@@ -343,7 +502,7 @@ fn secs(d: Duration) -> String {
 }
 
 impl RttJudge {
-    /// A judge with no memory yet. `params` should have passed [`RttParams::validate`].
+    /// A judge with no memory yet.
     pub fn new(params: RttParams) -> Self {
         RttJudge {
             params,
@@ -387,7 +546,8 @@ impl RttJudge {
     /// `subflows` lists the connection's established subflows as `(key, backup flag as observed,
     /// latest sample)`; a subflow without a measurement yet is passed with a default sample
     /// (`srtt_us == 0`) so that it still counts as active. Subflows missing from the list are
-    /// forgotten. The verdicts come in input order, re-opens last.
+    /// forgotten. The verdicts come in the order the module docs give (each rule in input order,
+    /// re-opens last).
     pub fn evaluate(
         &mut self,
         now: Instant,
@@ -511,6 +671,7 @@ impl RttJudge {
         out.push(Verdict {
             key: *key,
             kind: VerdictKind::SetBackup(false),
+            code: "last-active",
             reason: format!(
                 "no active subflow left; restoring the fastest one we demoted (srtt {})",
                 ms(sample.srtt_us)
@@ -542,8 +703,7 @@ impl RttJudge {
                 st.lossy_since = None;
                 continue;
             }
-            let since = *st.lossy_since.get_or_insert(now);
-            let held = now.saturating_duration_since(since);
+            let held = held(&mut st.lossy_since, now);
             // Closing a backup subflow keeps the active count; closing an active one lowers it.
             let remaining = active - usize::from(is_active);
             if held < hold || remaining == 0 {
@@ -556,8 +716,7 @@ impl RttJudge {
             };
             st.closing = Some(now);
             st.lossy_since = None;
-            st.slow_since = None;
-            st.fast_since = None;
+            st.stop_rtt_timers();
             active = remaining;
             self.cooldowns.insert(
                 (path.local, path.remote),
@@ -570,6 +729,7 @@ impl RttJudge {
             out.push(Verdict {
                 key: *key,
                 kind: VerdictKind::Close,
+                code: "lossy",
                 reason: format!(
                     "{} > loss threshold {:.1}% for {} (hold {}); reopen after {}",
                     obs.describe(),
@@ -582,139 +742,188 @@ impl RttJudge {
         }
     }
 
+    /// The RTT rules, subflow by subflow in input order. A subflow the judge demoted is probed
+    /// if that is due, else judged for restore; an active one is judged for demotion. What the
+    /// rules share (the best srtt, the active count) is computed once for the round, and every
+    /// flag change moves the active count before the next subflow is judged.
     fn judge_rtt(
         &mut self,
         now: Instant,
         subflows: &[(SubflowKey, bool, SubflowSample)],
         out: &mut Vec<Verdict>,
     ) {
-        let p = self.params;
-        let best = self.best(subflows);
-        let mut active = self.active_count(subflows);
+        let mut round = RttRound {
+            params: self.params,
+            now,
+            best: self.best(subflows),
+            active: self.active_count(subflows),
+        };
         for (key, observed_backup, sample) in subflows {
-            let effective_backup = self.effective_backup(key, *observed_backup);
+            let backup = self.effective_backup(key, *observed_backup);
             let Some(st) = self.subflows.get_mut(key) else {
                 continue;
             };
             if st.closing.is_some() || st.pending.is_some() {
                 // Wait until the last change is observed (or given up) before judging again.
-                st.slow_since = None;
-                st.fast_since = None;
+                st.stop_rtt_timers();
                 continue;
             }
-            if effective_backup && st.demoted_by_us {
-                if let Some(probe) = p.probe {
-                    // Stale since the later of our last flag change and the last acked data.
-                    let changed = *st.flag_changed.get_or_insert(now);
-                    let base = st.acked_moved.map_or(changed, |moved| moved.max(changed));
-                    let stale = now.saturating_duration_since(base);
-                    if stale >= probe {
-                        st.demoted_by_us = false;
-                        st.probe_acked = Some(sample.bytes_acked);
-                        st.request(false, now);
-                        active += 1;
-                        out.push(Verdict {
-                            key: *key,
-                            kind: VerdictKind::SetBackup(false),
-                            reason: format!(
-                                "probe: backup for {} with no data acked (srtt {} is stale, \
-                                 probe {}); active again to re-measure, demoted again after \
-                                 hold {} if still slow",
-                                secs(stale),
-                                ms(sample.srtt_us),
-                                secs(probe),
-                                secs(p.hold)
-                            ),
-                        });
-                        continue;
-                    }
-                }
-            }
-            let srtt = sample.srtt_us;
-            let Some(best) = best.filter(|_| srtt > 0) else {
-                st.slow_since = None;
-                st.fast_since = None;
-                continue;
-            };
-            let ratio = f64::from(srtt) / f64::from(best);
-            if !effective_backup {
-                st.fast_since = None;
-                if st.awaiting_fresh(sample) {
-                    // Probed and not measured since: the srtt is the stale one.
-                    st.slow_since = None;
-                    continue;
-                }
-                st.probe_acked = None;
-                let gap = Duration::from_micros(u64::from(srtt.saturating_sub(best)));
-                if !(ratio > p.backup_ratio && gap >= p.min_gap) {
-                    st.slow_since = None;
-                    continue;
-                }
-                let since = *st.slow_since.get_or_insert(now);
-                let held = now.saturating_duration_since(since);
-                // `active >= 2` keeps at least one active subflow; the timer keeps running so
-                // that the demotion happens as soon as another path becomes active.
-                if held < p.hold || active < 2 {
-                    continue;
-                }
-                st.demoted_by_us = true;
-                st.request(true, now);
-                active -= 1;
-                out.push(Verdict {
-                    key: *key,
-                    kind: VerdictKind::SetBackup(true),
-                    reason: format!(
-                        "srtt {} vs best {}: ratio {:.2} > {:.2} and gap {} >= {} for {} \
-                         (hold {})",
-                        ms(srtt),
-                        ms(best),
-                        ratio,
-                        p.backup_ratio,
-                        ms(srtt - best),
-                        ms_dur(p.min_gap),
-                        secs(held),
-                        secs(p.hold)
-                    ),
-                });
+            let probed = if backup {
+                Self::probe(&round, key, st, sample)
             } else {
-                st.slow_since = None;
-                if !st.demoted_by_us {
-                    // Backup by configuration, the peer or an operator: not ours to undo.
-                    st.fast_since = None;
-                    continue;
+                None
+            };
+            let verdict = match (probed, Measure::of(sample.srtt_us, round.best)) {
+                (Some(probe), _) => Some(probe),
+                (None, None) => {
+                    st.stop_rtt_timers();
+                    None
                 }
-                let gap = Duration::from_micros(u64::from(srtt.saturating_sub(best)));
-                let by_ratio = ratio < p.restore_ratio;
-                if !by_ratio && gap >= p.min_gap / 2 {
-                    st.fast_since = None;
-                    continue;
+                (None, Some(m)) if backup => Self::restore(&round, key, st, m),
+                (None, Some(m)) => Self::demote(&round, key, st, sample, m),
+            };
+            if let Some(v) = verdict {
+                match v.kind {
+                    VerdictKind::SetBackup(true) => round.active = round.active.saturating_sub(1),
+                    VerdictKind::SetBackup(false) => round.active += 1,
+                    VerdictKind::Close | VerdictKind::Reopen(_) => {}
                 }
-                let since = *st.fast_since.get_or_insert(now);
-                let held = now.saturating_duration_since(since);
-                if held < p.hold {
-                    continue;
-                }
-                st.demoted_by_us = false;
-                st.request(false, now);
-                active += 1;
-                out.push(Verdict {
-                    key: *key,
-                    kind: VerdictKind::SetBackup(false),
-                    reason: format!(
-                        "srtt {} vs best {}: {} for {} (hold {})",
-                        ms(srtt),
-                        ms(best),
-                        if by_ratio {
-                            format!("ratio {ratio:.2} < restore ratio {:.2}", p.restore_ratio)
-                        } else {
-                            format!("gap {} < min_gap/2 {}", ms_dur(gap), ms_dur(p.min_gap / 2))
-                        },
-                        secs(held),
-                        secs(p.hold)
-                    ),
-                });
+                out.push(v);
             }
         }
+    }
+
+    /// **Probe** (module docs): a subflow this judge demoted whose samples stayed stale for
+    /// `probe` is made active again, to be re-measured.
+    fn probe(
+        round: &RttRound,
+        key: &SubflowKey,
+        st: &mut SubState,
+        sample: &SubflowSample,
+    ) -> Option<Verdict> {
+        let probe = round.params.probe?;
+        if !st.demoted_by_us {
+            return None;
+        }
+        // Stale since the later of our last flag change and the last acked data.
+        let changed = *st.flag_changed.get_or_insert(round.now);
+        let base = st.acked_moved.map_or(changed, |moved| moved.max(changed));
+        let stale = round.now.saturating_duration_since(base);
+        if stale < probe {
+            return None;
+        }
+        st.probe_acked = Some(sample.bytes_acked);
+        Some(st.set_backup(
+            *key,
+            false,
+            round.now,
+            "probe",
+            format!(
+                "probe: backup for {} with no data acked (srtt {} is stale, probe {}); active \
+                 again to re-measure, demoted again after hold {} if still slow",
+                secs(stale),
+                ms(sample.srtt_us),
+                secs(probe),
+                secs(round.params.hold)
+            ),
+        ))
+    }
+
+    /// **Demote** (module docs): an active subflow above both demote thresholds on every sample
+    /// for `hold` is marked backup, unless it is the last active one.
+    fn demote(
+        round: &RttRound,
+        key: &SubflowKey,
+        st: &mut SubState,
+        sample: &SubflowSample,
+        m: Measure,
+    ) -> Option<Verdict> {
+        let p = &round.params;
+        st.fast_since = None;
+        if st.awaiting_fresh(sample) {
+            // Probed and not measured since: the srtt is the stale one.
+            st.slow_since = None;
+            return None;
+        }
+        st.probe_acked = None;
+        if !(m.ratio > p.backup_ratio && m.gap >= p.min_gap) {
+            st.slow_since = None;
+            return None;
+        }
+        let held = held(&mut st.slow_since, round.now);
+        // `active >= 2` keeps at least one active subflow; the timer keeps running so that the
+        // demotion happens as soon as another path becomes active.
+        if held < p.hold || round.active < 2 {
+            return None;
+        }
+        Some(st.set_backup(
+            *key,
+            true,
+            round.now,
+            "slow",
+            format!(
+                "srtt {} vs best {}: ratio {:.2} > {:.2} and gap {} >= {} for {} (hold {})",
+                ms(m.srtt),
+                ms(m.best),
+                m.ratio,
+                p.backup_ratio,
+                ms(m.srtt.saturating_sub(m.best)),
+                ms_dur(p.min_gap),
+                secs(held),
+                secs(p.hold)
+            ),
+        ))
+    }
+
+    /// **Restore** (module docs): a subflow this judge demoted that stays below either restore
+    /// threshold on every sample for `hold` gets its backup flag cleared.
+    fn restore(
+        round: &RttRound,
+        key: &SubflowKey,
+        st: &mut SubState,
+        m: Measure,
+    ) -> Option<Verdict> {
+        let p = &round.params;
+        st.slow_since = None;
+        if !st.demoted_by_us {
+            // Backup by configuration, the peer or an operator: not ours to undo.
+            st.fast_since = None;
+            return None;
+        }
+        let by_ratio = m.ratio < p.restore_ratio;
+        if !by_ratio && m.gap >= p.min_gap / 2 {
+            st.fast_since = None;
+            return None;
+        }
+        let held = held(&mut st.fast_since, round.now);
+        if held < p.hold {
+            return None;
+        }
+        Some(st.set_backup(
+            *key,
+            false,
+            round.now,
+            "recovered",
+            format!(
+                "srtt {} vs best {}: {} for {} (hold {})",
+                ms(m.srtt),
+                ms(m.best),
+                if by_ratio {
+                    format!(
+                        "ratio {:.2} < restore ratio {:.2}",
+                        m.ratio, p.restore_ratio
+                    )
+                } else {
+                    format!(
+                        "gap {} < min_gap/2 {}",
+                        ms_dur(m.gap),
+                        ms_dur(p.min_gap / 2)
+                    )
+                },
+                secs(held),
+                secs(p.hold)
+            ),
+        ))
     }
 
     /// Paths whose cooldown is over: re-open them, unless a subflow on the same path is already
@@ -742,6 +951,7 @@ impl RttJudge {
             out.push(Verdict {
                 key: c.key,
                 kind: VerdictKind::Reopen(c.path),
+                code: "cooldown-over",
                 reason: format!(
                     "closed for loss {} ago (cooldown {})",
                     secs(now.saturating_duration_since(c.closed_at)),
@@ -758,12 +968,13 @@ fn ms_dur(d: Duration) -> String {
     fmt_ms(d.as_secs_f64() * 1000.0)
 }
 
-/// The `rtt-based` policy: fullmesh's subflows, judged by RTT and loss. See the module docs.
+/// The `rtt-based` policy for one connection: the mesh's subflows, judged by RTT and loss. See
+/// the module docs.
 ///
 /// Subflow creation, the closing of subflows whose addresses went away and the backup flag of
-/// backup interfaces are the embedded [`Fullmesh`]'s; its decisions pass through two filters:
+/// backup interfaces are the mesh's ([`crate::mesh`]); its decisions pass through two filters:
 /// no `Open` on a path cooling down after a loss close (its re-open is this policy's), and no
-/// clearing of a backup flag this policy set for RTT (fullmesh would undo every demotion on its
+/// clearing of a backup flag this policy set for RTT (the mesh would undo every demotion on its
 /// next tick). A subflow whose interface is (or becomes) a backup interface is the
 /// configuration's: the judge lets go of it and never restores it.
 ///
@@ -773,19 +984,16 @@ fn ms_dur(d: Duration) -> String {
 #[derive(Debug)]
 pub struct RttBased {
     params: RttParams,
-    mesh: Fullmesh,
-    judges: HashMap<Token, RttJudge>,
-    notes: Vec<String>,
+    /// Created with the first samples (it needs to know the connection's side).
+    judge: Option<RttJudge>,
 }
 
 impl RttBased {
-    /// The policy with these parameters (check them with [`RttParams::validate`] first).
+    /// The policy with these parameters.
     pub fn new(params: RttParams) -> Self {
         RttBased {
             params,
-            mesh: Fullmesh::new(params.max_subflows),
-            judges: HashMap::new(),
-            notes: Vec::new(),
+            judge: None,
         }
     }
 
@@ -794,32 +1002,34 @@ impl RttBased {
         &self.params
     }
 
-    /// The judge of one connection, if it has seen samples.
-    pub fn judge(&self, token: Token) -> Option<&RttJudge> {
-        self.judges.get(&token)
+    /// The connection's judge, once it has seen samples.
+    pub fn judge(&self) -> Option<&RttJudge> {
+        self.judge.as_ref()
     }
 
-    fn judge_mut(&mut self, conn: &Connection) -> &mut RttJudge {
+    fn judge_mut(&mut self, server_side: bool) -> &mut RttJudge {
         let params = RttParams {
-            close_on_loss: self.params.close_on_loss && !conn.is_server_side(),
+            close_on_loss: self.params.close_on_loss && !server_side,
             ..self.params
         };
-        self.judges
-            .entry(conn.token())
-            .or_insert_with(|| RttJudge::new(params))
+        self.judge.get_or_insert_with(|| RttJudge::new(params))
     }
 
-    /// Applies the two filters (see the type docs) to fullmesh's decisions.
-    fn filter_mesh(&mut self, ctx: &Ctx<'_>, decisions: Vec<Decision>) -> Vec<Decision> {
-        let token = ctx.conn.token();
-        let Some(judge) = self.judges.get_mut(&token) else {
+    fn mesh(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
+        let decisions = mesh::reconcile(ctx, self.params.max_subflows);
+        self.filter_mesh(decisions)
+    }
+
+    /// Applies the two filters (see the type docs) to the mesh's decisions.
+    fn filter_mesh(&mut self, decisions: Vec<Decision>) -> Vec<Decision> {
+        let Some(judge) = self.judge.as_mut() else {
             return decisions;
         };
         decisions
             .into_iter()
-            .filter(|d| match *d {
-                Decision::Open { local, remote, .. } => !judge.in_cooldown(local, remote),
-                Decision::SetBackup { key, backup } => {
+            .filter(|d| match d.action {
+                Action::Open { local, remote, .. } => !judge.in_cooldown(local, remote),
+                Action::SetBackup { key, backup } => {
                     if !judge.demoted_by_us(&key) {
                         true
                     } else if backup {
@@ -834,72 +1044,45 @@ impl RttBased {
             .collect()
     }
 
-    /// Turns verdicts into decisions, noting each with its reason. A re-open is dropped (with a
-    /// note) when the path is live again, its local address is no longer usable, the peer
-    /// removed the remote, or the subflow budget is spent: fullmesh owns the path again then.
-    fn decide(&mut self, ctx: &Ctx<'_>, verdicts: Vec<Verdict>) -> Vec<Decision> {
-        let conn = ctx.conn;
-        let token = conn.token();
+    /// Turns verdicts into decisions, each carrying the verdict's rule and numbers. A re-open
+    /// is dropped when the path is live again, its local address is no longer usable, the peer
+    /// removed the remote, or the subflow budget is spent: the mesh owns the path again then.
+    fn decide(&self, ctx: &Ctx<'_>, verdicts: Vec<Verdict>) -> Vec<Decision> {
         let mut out = Vec::new();
         let mut opened = 0;
         for v in verdicts {
-            let decision = match v.kind {
-                VerdictKind::SetBackup(backup) => Decision::SetBackup { key: v.key, backup },
-                VerdictKind::Close => Decision::Close { key: v.key },
+            let action = match v.kind {
+                VerdictKind::SetBackup(backup) => Action::SetBackup { key: v.key, backup },
+                VerdictKind::Close => Action::Close { key: v.key },
                 VerdictKind::Reopen(path) => match self.reopen(ctx, path, opened) {
-                    Ok(decision) => {
+                    Some(open) => {
                         opened += 1;
-                        decision
+                        open
                     }
-                    Err(why) => {
-                        self.notes.push(format!(
-                            "{token} not reopening {} -> {}: {why}",
-                            path.local, path.remote
-                        ));
-                        continue;
-                    }
+                    None => continue,
                 },
             };
-            self.notes.push(format!("{token} {v}"));
-            out.push(decision);
+            out.push(Decision::new(action, Reason::new(v.code, v.reason)));
         }
         out
     }
-}
 
-impl RttBased {
-    /// The `Open` that re-opens `path`, or why not. `opened`: re-opens already decided in this
-    /// round (they count against the budget).
-    fn reopen(
-        &self,
-        ctx: &Ctx<'_>,
-        path: SubflowPath,
-        opened: usize,
-    ) -> Result<Decision, &'static str> {
+    /// The `Open` that re-opens `path`, if it is still wanted. `opened`: re-opens already
+    /// decided in this round (they count against the budget).
+    fn reopen(&self, ctx: &Ctx<'_>, path: SubflowPath, opened: usize) -> Option<Action> {
         let conn = ctx.conn;
-        if conn.is_closed() || !conn.is_established() {
-            return Err("the connection cannot take joins");
-        }
-        if conn.live_on(path.local, path.remote) > 0 {
-            return Err("the path is live again");
-        }
-        let Some(local) = ctx.locals.iter().find(|l| l.addr == path.local) else {
-            return Err("its local address is no longer usable");
-        };
-        if !conn.remotes().iter().any(|(_, r)| *r == path.remote) {
-            return Err("the peer removed the remote address");
-        }
+        let local = ctx.locals.iter().find(|l| l.addr == path.local)?;
         let conn_path = Path {
             local: path.local,
             remote: path.remote,
         };
-        if conn.given_up(&conn_path) {
-            return Err("the connection gave the path up");
-        }
-        if conn.live_count() + opened >= self.params.max_subflows {
-            return Err("the subflow budget is spent");
-        }
-        Ok(Decision::Open {
+        let wanted = !conn.is_closed()
+            && conn.is_established()
+            && conn.live_on(path.local, path.remote) == 0
+            && conn.remotes().iter().any(|(_, r)| *r == path.remote)
+            && !conn.given_up(&conn_path)
+            && conn.live_count() + opened < self.params.max_subflows;
+        wanted.then_some(Action::Open {
             local: path.local,
             if_index: Some(local.if_index),
             remote: path.remote,
@@ -909,22 +1092,18 @@ impl RttBased {
 }
 
 impl Policy for RttBased {
-    fn wants_samples(&self) -> bool {
-        true
-    }
-
-    fn name(&self) -> &'static str {
-        "rtt-based"
-    }
-
     fn on_event(&mut self, ctx: &Ctx<'_>, event: &PmEvent) -> Vec<Decision> {
-        let mesh = self.mesh.on_event(ctx, event);
-        self.filter_mesh(ctx, mesh)
+        match event {
+            PmEvent::Established(_)
+            | PmEvent::Announced { .. }
+            | PmEvent::Removed { .. }
+            | PmEvent::SubClosed(_) => self.mesh(ctx),
+            _ => Vec::new(),
+        }
     }
 
     fn on_locals_changed(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
-        let mesh = self.mesh.on_locals_changed(ctx);
-        self.filter_mesh(ctx, mesh)
+        self.mesh(ctx)
     }
 
     /// Runs the judge over the connection's established subflows that are not being closed. The
@@ -948,7 +1127,7 @@ impl Policy for RttBased {
                 ))
             })
             .collect();
-        let judge = self.judge_mut(conn);
+        let judge = self.judge_mut(conn.is_server_side());
         // A subflow on a backup interface is the configuration's, whoever flagged it first.
         for (key, _, _) in &input {
             if ctx
@@ -963,10 +1142,9 @@ impl Policy for RttBased {
         self.decide(ctx, verdicts)
     }
 
-    /// Fullmesh's reconcile (filtered), then the re-opens whose cooldown ended.
+    /// The mesh's reconcile (filtered), then the re-opens whose cooldown ended.
     fn on_tick(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
-        let mesh = self.mesh.on_tick(ctx);
-        let mut out = self.filter_mesh(ctx, mesh);
+        let mut out = self.mesh(ctx);
         let present: HashSet<SubflowKey> = ctx
             .conn
             .subflows()
@@ -974,1085 +1152,10 @@ impl Policy for RttBased {
             .filter(|sf| sf.is_established() && !sf.closing)
             .filter_map(|sf| sf.key())
             .collect();
-        if let Some(judge) = self.judges.get_mut(&ctx.conn.token()) {
+        if let Some(judge) = self.judge.as_mut() {
             let verdicts = judge.reopens(ctx.now, &present);
             out.extend(self.decide(ctx, verdicts));
         }
         out
-    }
-
-    fn on_closed(&mut self, token: Token) {
-        self.mesh.on_closed(token);
-        self.judges.remove(&token);
-    }
-
-    fn drain_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(net: u8, port: u16) -> SubflowKey {
-        SubflowKey {
-            local: SocketAddr::from(([10, 0, net, 1], port)),
-            remote: SocketAddr::from(([10, 0, 0, 2], 80)),
-        }
-    }
-
-    fn rtt(ms: u32) -> SubflowSample {
-        SubflowSample {
-            srtt_us: ms * 1000,
-            ..SubflowSample::default()
-        }
-    }
-
-    /// The defaults without probing: most tests are about the other rules and run past the
-    /// default probe interval. The probe tests set `probe` themselves.
-    fn params() -> RttParams {
-        RttParams {
-            probe: None,
-            ..RttParams::default()
-        }
-    }
-
-    /// Drives a judge over simulated seconds, playing the kernel: a requested flag change shows
-    /// up in the next round (when `apply`), closed subflows vanish, re-opened paths come back on
-    /// a new source port.
-    struct Sim {
-        judge: RttJudge,
-        t0: Instant,
-        subs: Vec<(SubflowKey, bool)>,
-        apply: bool,
-        next_port: u16,
-        log: Vec<(u64, Verdict)>,
-    }
-
-    impl Sim {
-        fn new(params: RttParams, subs: &[(SubflowKey, bool)]) -> Self {
-            Sim {
-                judge: RttJudge::new(params),
-                t0: Instant::now(),
-                subs: subs.to_vec(),
-                apply: true,
-                next_port: 50000,
-                log: Vec::new(),
-            }
-        }
-
-        /// One round per second for t in `from..to`; `f(t, key)` gives the sample.
-        fn run(
-            &mut self,
-            from: u64,
-            to: u64,
-            mut f: impl FnMut(u64, &SubflowKey) -> SubflowSample,
-        ) {
-            self.run_flagged(from, to, |t, k, _| f(t, k));
-        }
-
-        /// Like [`Sim::run`], but `f(t, key, backup)` also sees the subflow's current flag.
-        fn run_flagged(
-            &mut self,
-            from: u64,
-            to: u64,
-            mut f: impl FnMut(u64, &SubflowKey, bool) -> SubflowSample,
-        ) {
-            for t in from..to {
-                let input: Vec<_> = self
-                    .subs
-                    .iter()
-                    .map(|(k, b)| (*k, *b, f(t, k, *b)))
-                    .collect();
-                let verdicts = self
-                    .judge
-                    .evaluate(self.t0 + Duration::from_secs(t), &input);
-                for v in verdicts {
-                    if self.apply {
-                        match v.kind {
-                            VerdictKind::SetBackup(b) => {
-                                for s in self.subs.iter_mut().filter(|s| s.0 == v.key) {
-                                    s.1 = b;
-                                }
-                            }
-                            VerdictKind::Close => self.subs.retain(|s| s.0 != v.key),
-                            VerdictKind::Reopen(p) => {
-                                self.next_port += 1;
-                                let k = SubflowKey {
-                                    local: SocketAddr::new(p.local, self.next_port),
-                                    remote: p.remote,
-                                };
-                                self.subs.push((k, p.backup));
-                            }
-                        }
-                    }
-                    self.log.push((t, v));
-                }
-            }
-        }
-
-        /// (second, third octet of the local address, kind) of every verdict so far.
-        fn decisions(&self) -> Vec<(u64, u8, VerdictKind)> {
-            self.log
-                .iter()
-                .map(|(t, v)| {
-                    let net = match v.key.local.ip() {
-                        IpAddr::V4(a) => a.octets()[2],
-                        IpAddr::V6(_) => 0,
-                    };
-                    (*t, net, v.kind)
-                })
-                .collect()
-        }
-    }
-
-    fn net(k: &SubflowKey) -> u8 {
-        match k.local.ip() {
-            IpAddr::V4(a) => a.octets()[2],
-            IpAddr::V6(_) => 0,
-        }
-    }
-
-    #[test]
-    fn defaults_validate_and_bad_params_are_refused() {
-        assert_eq!(params().validate(), Ok(()));
-        let p = RttParams {
-            restore_ratio: 2.0,
-            ..params()
-        };
-        assert!(matches!(
-            p.validate(),
-            Err(RttParamsError::RestoreRatio { .. })
-        ));
-        let p = RttParams {
-            backup_ratio: f64::NAN,
-            ..params()
-        };
-        assert!(matches!(p.validate(), Err(RttParamsError::BackupRatio(_))));
-        let p = RttParams {
-            loss_threshold: 0.0,
-            ..params()
-        };
-        assert!(matches!(
-            p.validate(),
-            Err(RttParamsError::LossThreshold(_))
-        ));
-        let p = RttParams {
-            max_subflows: 0,
-            ..params()
-        };
-        assert_eq!(p.validate(), Err(RttParamsError::NoSubflows));
-    }
-
-    #[test]
-    fn steady_paths_give_no_decisions() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.run(0, 120, |t, k| {
-            rtt(if net(k) == 1 { 10 } else { 12 + (t % 3) as u32 })
-        });
-        assert_eq!(sim.decisions(), vec![]);
-    }
-
-    #[test]
-    fn spike_shorter_than_hold_gives_nothing() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // 4 samples at 100 ms (t = 10..=13): 3 s of condition, hold is 5 s.
-        sim.run(0, 60, |t, k| {
-            rtt(if net(k) == 2 && (10..14).contains(&t) {
-                100
-            } else {
-                10
-            })
-        });
-        assert_eq!(sim.decisions(), vec![]);
-    }
-
-    #[test]
-    fn slow_drift_demotes_exactly_at_hold() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // B drifts up 5 ms per second from 10 ms; it crosses 2 x 10 ms with a gap >= 20 ms
-        // first at 30 ms (t = 4: ratio 3.0, gap 20 ms) and stays above.
-        sim.run(0, 40, |t, k| {
-            rtt(if net(k) == 2 { 10 + 5 * t as u32 } else { 10 })
-        });
-        assert_eq!(sim.decisions(), vec![(9, 2, VerdictKind::SetBackup(true))]);
-        let reason = &sim.log[0].1.reason;
-        assert!(reason.contains("srtt 55.0ms"), "{reason}");
-        assert!(reason.contains("best 10.0ms"), "{reason}");
-        assert!(reason.contains("for 5.0s"), "{reason}");
-        assert!(sim.judge.demoted_by_us(&key(2, 1001)));
-    }
-
-    #[test]
-    fn ratio_exceeded_but_gap_too_small_gives_nothing() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // 1 ms vs 15 ms: ratio 15, gap 14 ms < 20 ms.
-        sim.run(0, 60, |_, k| rtt(if net(k) == 2 { 15 } else { 1 }));
-        assert_eq!(sim.decisions(), vec![]);
-        // One more millisecond of gap would do it.
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.run(0, 60, |_, k| rtt(if net(k) == 2 { 21 } else { 1 }));
-        assert_eq!(sim.decisions(), vec![(5, 2, VerdictKind::SetBackup(true))]);
-    }
-
-    #[test]
-    fn flapping_around_the_backup_threshold_never_changes_anything() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // best 30 ms; B alternates 65 ms (ratio 2.17) and 55 ms (1.83) every second.
-        sim.run(0, 200, |t, k| {
-            rtt(if net(k) == 1 {
-                30
-            } else if t % 2 == 0 {
-                65
-            } else {
-                55
-            })
-        });
-        assert_eq!(sim.decisions(), vec![]);
-    }
-
-    #[test]
-    fn hysteresis_band_after_demotion_never_restores() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // B at 70 ms for 10 s (demoted at t = 5), then oscillates between 50 and 65 ms: above
-        // 1.5 x 30 = 45 ms all the time, so it stays backup.
-        sim.run(0, 200, |t, k| {
-            rtt(match (net(k), t) {
-                (1, _) => 30,
-                (_, 0..10) => 70,
-                (_, t) if t % 2 == 0 => 65,
-                _ => 50,
-            })
-        });
-        assert_eq!(sim.decisions(), vec![(5, 2, VerdictKind::SetBackup(true))]);
-    }
-
-    #[test]
-    fn recovery_below_restore_ratio_for_hold_restores() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // B at 80 ms until t = 20, then 40 ms (< 1.5 x 30 ms), with one 50 ms sample at t = 23
-        // that restarts the restore timer.
-        sim.run(0, 60, |t, k| {
-            rtt(match (net(k), t) {
-                (1, _) => 30,
-                (_, 0..20) => 80,
-                (_, 23) => 50,
-                _ => 40,
-            })
-        });
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (29, 2, VerdictKind::SetBackup(false)),
-            ]
-        );
-        assert!(sim.log[1]
-            .1
-            .reason
-            .contains("ratio 1.33 < restore ratio 1.50"));
-        assert!(!sim.judge.demoted_by_us(&key(2, 1001)));
-    }
-
-    #[test]
-    fn recovered_fast_path_is_restored_by_the_gap_rule() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // Sub-millisecond paths: A at 0.02 ms; B queued at 100 ms until t = 20, then 0.05 ms:
-        // ratio 2.5 (above even backup_ratio), but only 0.03 ms above best.
-        sim.run(0, 60, |t, k| SubflowSample {
-            srtt_us: match (net(k), t) {
-                (1, _) => 20,
-                (_, 0..20) => 100_000,
-                _ => 50,
-            },
-            ..SubflowSample::default()
-        });
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (25, 2, VerdictKind::SetBackup(false)),
-            ]
-        );
-        assert!(
-            sim.log[1]
-                .1
-                .reason
-                .contains("srtt 0.050ms vs best 0.020ms: gap 0.030ms < min_gap/2 10.0ms"),
-            "{}",
-            sim.log[1].1.reason
-        );
-        // 15 ms above a 1 ms best: in the band (not demoted, but not restored either).
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.run(0, 60, |t, k| {
-            rtt(match (net(k), t) {
-                (1, _) => 1,
-                (_, 0..20) => 100,
-                _ => 16,
-            })
-        });
-        assert_eq!(sim.decisions(), vec![(5, 2, VerdictKind::SetBackup(true))]);
-    }
-
-    #[test]
-    fn configured_backup_is_never_restored() {
-        // B is backup from the start (a backup interface) and much faster than A.
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), true)]);
-        sim.run(0, 100, |_, k| rtt(if net(k) == 1 { 50 } else { 10 }));
-        assert_eq!(sim.decisions(), vec![]);
-        assert!(!sim.judge.demoted_by_us(&key(2, 1001)));
-    }
-
-    #[test]
-    fn demotion_is_retried_when_the_kernel_never_applies_it() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.apply = false;
-        sim.run(0, 22, |_, k| rtt(if net(k) == 1 { 10 } else { 100 }));
-        // Requested at 5; given up at 10 (pending timeout = hold); condition held again 10..=15.
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (15, 2, VerdictKind::SetBackup(true)),
-            ]
-        );
-    }
-
-    // ---- probing ----
-
-    fn probing(probe_s: u64) -> RttParams {
-        RttParams {
-            probe: Some(Duration::from_secs(probe_s)),
-            ..RttParams::default()
-        }
-    }
-
-    /// A bulk sender as the kernel's scheduler runs it: every active subflow gets 1000 more
-    /// bytes acknowledged per second, a backup one none. `srtt(t, key)` is the measured srtt.
-    struct Bulk {
-        acked: HashMap<SubflowKey, u64>,
-    }
-
-    impl Bulk {
-        fn new() -> Self {
-            Bulk {
-                acked: HashMap::new(),
-            }
-        }
-
-        fn sample(&mut self, k: &SubflowKey, backup: bool, srtt_ms: u32) -> SubflowSample {
-            let acked = self.acked.entry(*k).or_insert(0);
-            if !backup {
-                *acked += 1000;
-            }
-            SubflowSample {
-                bytes_acked: *acked,
-                ..rtt(srtt_ms)
-            }
-        }
-    }
-
-    #[test]
-    fn default_probe_is_30s_and_zero_is_refused() {
-        assert_eq!(RttParams::default().probe, Some(Duration::from_secs(30)));
-        let p = RttParams {
-            probe: Some(Duration::ZERO),
-            ..RttParams::default()
-        };
-        assert_eq!(p.validate(), Err(RttParamsError::ZeroProbe));
-        assert_eq!(probing(1).validate(), Ok(()));
-    }
-
-    #[test]
-    fn still_slow_path_is_probed_every_probe_interval_and_demoted_again_after_hold() {
-        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        let mut bulk = Bulk::new();
-        sim.run_flagged(0, 110, |_, k, b| {
-            bulk.sample(k, b, if net(k) == 1 { 10 } else { 100 })
-        });
-        // Demoted at 5 (hold); probed exactly 30 s later; measured again from 36 (the first
-        // round with fresh data), so demoted again at 41; the next probe 30 s after that, etc.
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (35, 2, VerdictKind::SetBackup(false)),
-                (41, 2, VerdictKind::SetBackup(true)),
-                (71, 2, VerdictKind::SetBackup(false)),
-                (77, 2, VerdictKind::SetBackup(true)),
-                (107, 2, VerdictKind::SetBackup(false)),
-            ]
-        );
-        let probe = &sim.log[1].1.reason;
-        assert!(
-            probe.starts_with("probe: backup for 30.0s with no data acked (srtt 100.0ms is stale"),
-            "{probe}"
-        );
-        assert!(sim.log[2].1.reason.contains("for 5.0s (hold 5.0s)"));
-        // Never faster than once per probe interval: probes are probe + hold + 1 round apart.
-        let probes: Vec<u64> = sim
-            .decisions()
-            .iter()
-            .filter(|d| d.2 == VerdictKind::SetBackup(false))
-            .map(|d| d.0)
-            .collect();
-        assert!(probes.windows(2).all(|w| w[1] - w[0] >= 30), "{probes:?}");
-    }
-
-    #[test]
-    fn probed_path_that_got_fast_stays_active() {
-        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        let mut bulk = Bulk::new();
-        // B is slow until t = 20, then as fast as A: while backup it carries nothing, so its
-        // srtt stays at the stale 100 ms until the probe lets it carry data again.
-        sim.run_flagged(0, 200, |t, k, b| {
-            let srtt = match (net(k), b, t) {
-                (1, _, _) => 10,
-                (_, false, 21..) => 12,
-                _ => 100,
-            };
-            bulk.sample(k, b, srtt)
-        });
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (35, 2, VerdictKind::SetBackup(false)),
-            ]
-        );
-        assert!(!sim.judge.demoted_by_us(&key(2, 1001)));
-    }
-
-    #[test]
-    fn without_probe_a_stale_backup_is_never_restored() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        let mut bulk = Bulk::new();
-        sim.run_flagged(0, 200, |t, k, b| {
-            let srtt = match (net(k), b, t) {
-                (1, _, _) => 10,
-                (_, false, 21..) => 12,
-                _ => 100,
-            };
-            bulk.sample(k, b, srtt)
-        });
-        assert_eq!(sim.decisions(), vec![(5, 2, VerdictKind::SetBackup(true))]);
-    }
-
-    #[test]
-    fn backup_that_still_carries_data_is_measured_not_probed() {
-        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // B keeps getting data acknowledged while backup until t = 50 (and stays slow): its
-        // samples are fresh, so no probe until 30 s after the last progress.
-        sim.run(0, 100, |t, k| SubflowSample {
-            bytes_acked: if net(k) == 1 {
-                1000 * t
-            } else {
-                1000 * t.min(50)
-            },
-            ..rtt(if net(k) == 1 { 10 } else { 100 })
-        });
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (80, 2, VerdictKind::SetBackup(false)),
-            ]
-        );
-    }
-
-    #[test]
-    fn probed_path_on_an_idle_connection_is_not_judged_on_its_stale_srtt() {
-        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        let mut bulk = Bulk::new();
-        // Bulk until t = 30, then idle: after the probe B has no fresh measurement, so it is
-        // neither demoted again nor probed again (and its stale srtt is not anyone's best).
-        sim.run_flagged(0, 200, |t, k, b| {
-            let srtt = if net(k) == 1 { 10 } else { 100 };
-            if t < 30 {
-                bulk.sample(k, b, srtt)
-            } else {
-                SubflowSample {
-                    bytes_acked: bulk.acked.get(k).copied().unwrap_or(0),
-                    ..rtt(srtt)
-                }
-            }
-        });
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (35, 2, VerdictKind::SetBackup(false)),
-            ]
-        );
-    }
-
-    #[test]
-    fn probe_the_kernel_never_applies_is_retried_once_per_probe_interval() {
-        let mut sim = Sim::new(probing(30), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        let mut bulk = Bulk::new();
-        sim.run_flagged(0, 35, |_, k, b| {
-            bulk.sample(k, b, if net(k) == 1 { 10 } else { 100 })
-        });
-        sim.apply = false;
-        sim.run_flagged(35, 100, |_, k, b| {
-            bulk.sample(k, b, if net(k) == 1 { 10 } else { 100 })
-        });
-        // The probe at 35 never shows up; given up at 40; the next probe is due 30 s after the
-        // last request, not 30 s after the demotion.
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (35, 2, VerdictKind::SetBackup(false)),
-                (65, 2, VerdictKind::SetBackup(false)),
-                (95, 2, VerdictKind::SetBackup(false)),
-            ]
-        );
-    }
-
-    #[test]
-    fn last_active_subflow_is_never_closed_and_zero_active_is_rescued() {
-        let p = RttParams {
-            close_on_loss: true,
-            ..params()
-        };
-        // A is the only active subflow (B is a configured backup) and loses 50 %.
-        let mut sim = Sim::new(p, &[(key(1, 1000), false), (key(2, 1001), true)]);
-        sim.run(0, 60, |t, k| SubflowSample {
-            segs_out: 100 * t as u32,
-            total_retrans: if net(k) == 1 { 50 * t as u32 } else { 0 },
-            ..rtt(10)
-        });
-        assert_eq!(sim.decisions(), vec![]);
-
-        // We demoted B; then A vanishes (closed by the peer): B comes back at once.
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.run(0, 10, |_, k| rtt(if net(k) == 1 { 10 } else { 100 }));
-        sim.subs.retain(|s| net(&s.0) != 1);
-        sim.run(10, 20, |_, _| rtt(100));
-        assert_eq!(
-            sim.decisions(),
-            vec![
-                (5, 2, VerdictKind::SetBackup(true)),
-                (10, 2, VerdictKind::SetBackup(false)),
-            ]
-        );
-        assert!(sim.log[1].1.reason.contains("no active subflow left"));
-    }
-
-    #[test]
-    fn two_lossy_active_subflows_only_one_is_closed() {
-        let p = RttParams {
-            close_on_loss: true,
-            ..params()
-        };
-        let mut sim = Sim::new(p, &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.run(0, 20, |t, _| SubflowSample {
-            segs_out: 100 * t as u32,
-            total_retrans: 10 * t as u32,
-            ..rtt(10)
-        });
-        // First informative sample at t = 1, closed at t = 6; B stays (last active).
-        assert_eq!(sim.decisions(), vec![(6, 1, VerdictKind::Close)]);
-    }
-
-    /// A path that starts losing 20 % at t = 10 and is fine again from t = 30.
-    fn dying_path(t: u64, k: &SubflowKey) -> SubflowSample {
-        let lossy = net(k) == 2 && (10..30).contains(&t);
-        let retrans = if net(k) == 2 && t >= 10 {
-            20 * (t.min(29) - 9)
-        } else {
-            0
-        };
-        SubflowSample {
-            segs_out: 100 * t as u32,
-            total_retrans: retrans as u32,
-            retransmits: u8::from(lossy),
-            ..rtt(10)
-        }
-    }
-
-    #[test]
-    fn dying_path_is_closed_after_hold_and_reopened_after_cooldown() {
-        let p = RttParams {
-            close_on_loss: true,
-            ..params()
-        };
-        let mut sim = Sim::new(p, &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.run(0, 100, dying_path);
-        let d = sim.decisions();
-        assert_eq!(
-            d.iter()
-                .map(|(t, n, k)| (*t, *n, matches!(k, VerdictKind::Close)))
-                .collect::<Vec<_>>(),
-            vec![(15, 2, true), (45, 2, false)]
-        );
-        assert_eq!(
-            d[1].2,
-            VerdictKind::Reopen(SubflowPath {
-                local: IpAddr::from([10, 0, 2, 1]),
-                remote: SocketAddr::from(([10, 0, 0, 2], 80)),
-                backup: false,
-            })
-        );
-        assert!(sim.log[0]
-            .1
-            .reason
-            .contains("20/100 segments retransmitted (20.0%)"));
-        // During the cooldown the path is blocked for whoever opens subflows.
-        let mut judge = RttJudge::new(p);
-        let now = Instant::now();
-        let input = |t: u64| {
-            vec![
-                (key(1, 1000), false, dying_path(t, &key(1, 1000))),
-                (key(2, 1001), false, dying_path(t, &key(2, 1001))),
-            ]
-        };
-        for t in 0..=15 {
-            judge.evaluate(now + Duration::from_secs(t), &input(t));
-        }
-        assert!(judge.in_cooldown(IpAddr::from([10, 0, 2, 1]), key(2, 1001).remote));
-        assert!(!judge.in_cooldown(IpAddr::from([10, 0, 1, 1]), key(1, 1000).remote));
-    }
-
-    #[test]
-    fn dying_path_is_left_alone_without_close_on_loss() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.run(0, 100, dying_path);
-        assert_eq!(sim.decisions(), vec![]);
-    }
-
-    #[test]
-    fn idle_windows_and_counter_resets_are_no_evidence() {
-        let p = RttParams {
-            close_on_loss: true,
-            ..params()
-        };
-        let mut sim = Sim::new(p, &[(key(1, 1000), false), (key(2, 1001), false)]);
-        // B: a loss burst at t = 1, then idle (no segments, not in RTO), a counter reset at
-        // t = 20, and lossy again from t = 25: closed 5 s after that, not at once.
-        sim.run(0, 40, |t, k| {
-            let (segs, retrans) = match (net(k), t) {
-                (1, t) => (100 * t as u32, 0),
-                (_, 0) => (100, 0),
-                (_, 1..20) => (200, 50),
-                (_, 20..25) => (10, 0),
-                (_, t) => (10 + 100 * (t as u32 - 24), 50 * (t as u32 - 24)),
-            };
-            SubflowSample {
-                segs_out: segs,
-                total_retrans: retrans,
-                ..rtt(10)
-            }
-        });
-        assert_eq!(sim.decisions(), vec![(30, 2, VerdictKind::Close)]);
-    }
-
-    #[test]
-    fn missing_measurement_restarts_the_timer() {
-        let mut sim = Sim::new(params(), &[(key(1, 1000), false), (key(2, 1001), false)]);
-        sim.run(0, 30, |t, k| {
-            rtt(if net(k) == 1 {
-                10
-            } else if t == 4 {
-                0
-            } else {
-                100
-            })
-        });
-        // Slow from 0, broken at 4, slow again from 5: demoted at 10.
-        assert_eq!(sim.decisions(), vec![(10, 2, VerdictKind::SetBackup(true))]);
-    }
-
-    #[test]
-    fn forgotten_subflows_and_verdict_display() {
-        let mut judge = RttJudge::new(params());
-        let now = Instant::now();
-        for t in 0..6 {
-            judge.evaluate(
-                now + Duration::from_secs(t),
-                &[
-                    (key(1, 1000), false, rtt(10)),
-                    (key(2, 1001), false, rtt(100)),
-                ],
-            );
-        }
-        assert!(judge.demoted_by_us(&key(2, 1001)));
-        judge.evaluate(
-            now + Duration::from_secs(6),
-            &[(key(1, 1000), false, rtt(10))],
-        );
-        assert!(!judge.demoted_by_us(&key(2, 1001)));
-        let v = Verdict {
-            key: key(2, 1001),
-            kind: VerdictKind::SetBackup(true),
-            reason: "x".into(),
-        };
-        assert_eq!(v.to_string(), "set backup 10.0.2.1:1001 -> 10.0.0.2:80: x");
-    }
-
-    // ---- the policy around the judge, driven through a real `Connection` ----
-
-    use crate::conn::Connection;
-    use crate::model::{LocalAddr, SubflowInfo};
-
-    const REMOTE: ([u8; 4], u16) = ([10, 0, 0, 2], 80);
-
-    fn locals(b_backup: bool) -> Vec<LocalAddr> {
-        vec![
-            LocalAddr {
-                addr: IpAddr::from([10, 0, 1, 1]),
-                if_index: 2,
-                if_name: "a".into(),
-                backup: false,
-            },
-            LocalAddr {
-                addr: IpAddr::from([10, 0, 2, 1]),
-                if_index: 3,
-                if_name: "b".into(),
-                backup: b_backup,
-            },
-        ]
-    }
-
-    /// A client connection with A (initial, 10.0.1.1:1000) and B (10.0.2.1:1001) established.
-    fn conn(now: Instant, b_backup: bool) -> Connection {
-        Connection::adopt(
-            now,
-            Token(7),
-            key(1, 1000).local,
-            SocketAddr::from(REMOTE),
-            [
-                (key(1, 1000), 0, 0, false, rtt(10)),
-                (key(2, 1001), 1, 0, b_backup, rtt(10)),
-            ],
-        )
-    }
-
-    /// Feeds one sample round at `now` and hands the decisions to the connection.
-    fn round(
-        policy: &mut RttBased,
-        conn: &mut Connection,
-        locals: &[LocalAddr],
-        now: Instant,
-        a: SubflowSample,
-        b: SubflowSample,
-    ) -> Vec<Decision> {
-        conn.handle_samples(now, &[(key(1, 1000), a), (key(2, 1001), b)]);
-        let ctx = Ctx { now, conn, locals };
-        let d = policy.on_samples(&ctx);
-        conn.handle_decisions(now, d.clone());
-        d
-    }
-
-    fn sub_closed(k: SubflowKey) -> PmEvent {
-        PmEvent::SubClosed(SubflowInfo {
-            token: Token(7),
-            local: k.local,
-            remote: k.remote,
-            loc_id: 1,
-            rem_id: 0,
-            backup: false,
-            if_idx: None,
-            error: None,
-            reset_reason: None,
-            reset_flags: None,
-        })
-    }
-
-    #[test]
-    fn policy_demotes_and_keeps_fullmesh_from_undoing_it() {
-        let t0 = Instant::now();
-        let at = |t: u64| t0 + Duration::from_secs(t);
-        let locals = locals(false);
-        let mut c = conn(t0, false);
-        let mut policy = RttBased::new(params());
-        assert_eq!(policy.name(), "rtt-based");
-        let mut all = Vec::new();
-        for t in 0..=5 {
-            all.extend(round(
-                &mut policy,
-                &mut c,
-                &locals,
-                at(t),
-                rtt(10),
-                rtt(100),
-            ));
-        }
-        assert_eq!(
-            all,
-            vec![Decision::SetBackup {
-                key: key(2, 1001),
-                backup: true
-            }]
-        );
-        let notes = policy.drain_notes();
-        assert_eq!(notes.len(), 1);
-        assert!(
-            notes[0].starts_with("0x00000007 set backup 10.0.2.1:1001"),
-            "{}",
-            notes[0]
-        );
-        assert!(
-            notes[0].contains("srtt 100.0ms vs best 10.0ms"),
-            "{}",
-            notes[0]
-        );
-        assert!(policy.drain_notes().is_empty());
-
-        // Plain fullmesh would clear the flag again on its next tick; rtt-based does not.
-        let ctx = Ctx {
-            now: at(6),
-            conn: &c,
-            locals: &locals,
-        };
-        let undo = Decision::SetBackup {
-            key: key(2, 1001),
-            backup: false,
-        };
-        assert!(Fullmesh::new(8).reconcile(&ctx).contains(&undo));
-        assert_eq!(policy.on_tick(&ctx), vec![]);
-
-        // B recovers (10 ms < 1.5 x 10 ms) for hold: restored.
-        let mut all = Vec::new();
-        for t in 6..=11 {
-            all.extend(round(&mut policy, &mut c, &locals, at(t), rtt(10), rtt(10)));
-        }
-        assert_eq!(all, vec![undo]);
-    }
-
-    #[test]
-    fn policy_probes_a_stale_demoted_subflow_with_a_note() {
-        let t0 = Instant::now();
-        let at = |t: u64| t0 + Duration::from_secs(t);
-        let locals = locals(false);
-        let mut c = conn(t0, false);
-        let mut policy = RttBased::new(probing(10));
-        let sample = |ms: u32, acked: u64| SubflowSample {
-            bytes_acked: acked,
-            ..rtt(ms)
-        };
-        let mut all = Vec::new();
-        for t in 0..=15 {
-            // B carries data until its demotion at t = 5, none after.
-            let b_acked = 1000 * t.min(5);
-            all.extend(round(
-                &mut policy,
-                &mut c,
-                &locals,
-                at(t),
-                sample(10, 1000 * t),
-                sample(100, b_acked),
-            ));
-        }
-        let flag = |backup| Decision::SetBackup {
-            key: key(2, 1001),
-            backup,
-        };
-        assert_eq!(all, vec![flag(true), flag(false)]);
-        let notes = policy.drain_notes();
-        assert_eq!(notes.len(), 2);
-        assert!(
-            notes[1].starts_with(
-                "0x00000007 clear backup 10.0.2.1:1001 -> 10.0.0.2:80: probe: backup for 10.0s"
-            ),
-            "{}",
-            notes[1]
-        );
-        // Judged afresh: still slow on fresh data, so demoted again after hold.
-        let mut all = Vec::new();
-        for t in 16..=21 {
-            all.extend(round(
-                &mut policy,
-                &mut c,
-                &locals,
-                at(t),
-                sample(10, 1000 * t),
-                sample(100, 1000 * t),
-            ));
-        }
-        assert_eq!(all, vec![flag(true)]);
-    }
-
-    #[test]
-    fn policy_leaves_backup_interfaces_alone() {
-        let t0 = Instant::now();
-        let at = |t: u64| t0 + Duration::from_secs(t);
-        let mut c = conn(t0, false);
-        let mut policy = RttBased::new(params());
-        for t in 0..=5 {
-            round(
-                &mut policy,
-                &mut c,
-                &locals(false),
-                at(t),
-                rtt(10),
-                rtt(100),
-            );
-        }
-        assert!(policy
-            .judge(Token(7))
-            .is_some_and(|j| j.demoted_by_us(&key(2, 1001))));
-        // B's interface becomes a backup interface; B gets fast again: it stays backup.
-        let mut all = Vec::new();
-        for t in 6..60 {
-            all.extend(round(
-                &mut policy,
-                &mut c,
-                &locals(true),
-                at(t),
-                rtt(10),
-                rtt(5),
-            ));
-        }
-        assert_eq!(all, vec![]);
-        assert!(!policy
-            .judge(Token(7))
-            .is_some_and(|j| j.demoted_by_us(&key(2, 1001))));
-    }
-
-    fn lossy(t: u64, rate_pct: u32) -> SubflowSample {
-        SubflowSample {
-            segs_out: 100 * t as u32,
-            total_retrans: rate_pct * t as u32,
-            ..rtt(10)
-        }
-    }
-
-    #[test]
-    fn policy_closes_a_lossy_path_and_reopens_it_after_cooldown() {
-        let t0 = Instant::now();
-        let at = |t: u64| t0 + Duration::from_secs(t);
-        let locals = locals(false);
-        let mut c = conn(t0, false);
-        let p = RttParams {
-            close_on_loss: true,
-            ..params()
-        };
-        let mut policy = RttBased::new(p);
-        let mut all = Vec::new();
-        for t in 0..=6 {
-            all.extend(round(
-                &mut policy,
-                &mut c,
-                &locals,
-                at(t),
-                lossy(t, 0),
-                lossy(t, 30),
-            ));
-        }
-        assert_eq!(all, vec![Decision::Close { key: key(2, 1001) }]);
-        assert!(policy.drain_notes()[0].contains("30/100 segments retransmitted"));
-
-        // The kernel confirms; fullmesh alone would re-open at once, rtt-based waits.
-        let ev = sub_closed(key(2, 1001));
-        c.handle_event(at(7), &ev);
-        let ctx = Ctx {
-            now: at(7),
-            conn: &c,
-            locals: &locals,
-        };
-        assert!(Fullmesh::new(8)
-            .reconcile(&ctx)
-            .iter()
-            .any(|d| matches!(d, Decision::Open { .. })));
-        assert_eq!(policy.on_event(&ctx, &ev), vec![]);
-        for t in [8, 20, 35] {
-            let ctx = Ctx {
-                now: at(t),
-                conn: &c,
-                locals: &locals,
-            };
-            assert_eq!(policy.on_tick(&ctx), vec![], "t = {t}");
-        }
-        let ctx = Ctx {
-            now: at(36),
-            conn: &c,
-            locals: &locals,
-        };
-        assert_eq!(
-            policy.on_tick(&ctx),
-            vec![Decision::Open {
-                local: IpAddr::from([10, 0, 2, 1]),
-                if_index: Some(3),
-                remote: SocketAddr::from(REMOTE),
-                backup: false,
-            }]
-        );
-        assert!(policy.drain_notes()[0].contains("reopen 10.0.2.1:1001"));
-
-        policy.on_closed(Token(7));
-        assert!(policy.judge(Token(7)).is_none());
-    }
-
-    #[test]
-    fn policy_does_not_reopen_from_an_address_that_went_away() {
-        let t0 = Instant::now();
-        let at = |t: u64| t0 + Duration::from_secs(t);
-        let all_locals = locals(false);
-        let mut c = conn(t0, false);
-        let p = RttParams {
-            close_on_loss: true,
-            ..params()
-        };
-        let mut policy = RttBased::new(p);
-        for t in 0..=6 {
-            round(
-                &mut policy,
-                &mut c,
-                &all_locals,
-                at(t),
-                lossy(t, 0),
-                lossy(t, 30),
-            );
-        }
-        c.handle_event(at(7), &sub_closed(key(2, 1001)));
-        policy.drain_notes();
-        let only_a = &all_locals[..1];
-        let ctx = Ctx {
-            now: at(40),
-            conn: &c,
-            locals: only_a,
-        };
-        assert_eq!(policy.on_tick(&ctx), vec![]);
-        let notes = policy.drain_notes();
-        assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains("not reopening 10.0.2.1 -> 10.0.0.2:80: its local address"));
-        // The cooldown is over: when the address returns, fullmesh opens the path again.
-        let ctx = Ctx {
-            now: at(41),
-            conn: &c,
-            locals: &all_locals,
-        };
-        assert!(policy
-            .on_locals_changed(&ctx)
-            .iter()
-            .any(|d| matches!(d, Decision::Open { remote, .. } if *remote == key(2, 1001).remote)));
-    }
-
-    #[test]
-    fn policy_never_closes_for_loss_on_the_server_side() {
-        let t0 = Instant::now();
-        let at = |t: u64| t0 + Duration::from_secs(t);
-        let locals = locals(false);
-        let mut c = conn(t0, false).with_server_side(true);
-        let p = RttParams {
-            close_on_loss: true,
-            ..params()
-        };
-        let mut policy = RttBased::new(p);
-        let mut all = Vec::new();
-        for t in 0..30 {
-            all.extend(round(
-                &mut policy,
-                &mut c,
-                &locals,
-                at(t),
-                lossy(t, 0),
-                lossy(t, 30),
-            ));
-        }
-        assert_eq!(all, vec![]);
     }
 }

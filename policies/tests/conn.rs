@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mptcp_pmd_policies::{
-    ConnTimers, Connection, Decision, KernelRefusal, Path, PmCommand, PmEvent, SubflowSample,
-    SubflowState, Token,
+    Action, ConnTimers, Connection, Decision, KernelRefusal, KernelSubflow, Path, PmCommand,
+    PmEvent, SubflowSample, SubflowState, Token,
 };
 
 fn open(local: &str, remote: &str, backup: bool) -> Decision {
-    Decision::Open {
+    d(Action::Open {
         local: ip(local),
         if_index: Some(3),
         remote: sa(remote),
         backup,
-    }
+    })
 }
 
 fn path(local: &str, remote: &str) -> Path {
@@ -130,13 +130,13 @@ fn mixed_families_and_unknown_keys_are_ignored() {
         t0,
         vec![
             open("fd00::1", INIT_REMOTE, false),
-            Decision::Close {
+            d(Action::Close {
                 key: key("10.0.5.1:1", INIT_REMOTE),
-            },
-            Decision::SetBackup {
+            }),
+            d(Action::SetBackup {
                 key: key("10.0.5.1:1", INIT_REMOTE),
                 backup: true,
-            },
+            }),
         ],
     );
     assert!(drain(&mut c).is_empty());
@@ -519,7 +519,7 @@ fn close_marks_closing_once_and_closes_on_sub_closed_without_a_failure() {
     let k = key("10.0.2.1:50000", INIT_REMOTE);
     c.handle_decisions(
         t0,
-        vec![Decision::Close { key: k }, Decision::Close { key: k }],
+        vec![d(Action::Close { key: k }), d(Action::Close { key: k })],
     );
     assert_eq!(
         drain(&mut c),
@@ -548,7 +548,7 @@ fn destroy_answered_esrch_closes_the_entry() {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
     let k = key(INIT_LOCAL, INIT_REMOTE);
-    c.handle_decisions(t0, vec![Decision::Close { key: k }]);
+    c.handle_decisions(t0, vec![d(Action::Close { key: k })]);
     let cmd = drain(&mut c).remove(0);
     c.handle_command_result(
         t0,
@@ -572,11 +572,11 @@ fn set_backup_is_sent_once_per_change() {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
     let k = key(INIT_LOCAL, INIT_REMOTE);
-    let d = Decision::SetBackup {
+    let wish = d(Action::SetBackup {
         key: k,
         backup: true,
-    };
-    c.handle_decisions(t0, vec![d.clone(), d.clone()]);
+    });
+    c.handle_decisions(t0, vec![wish.clone(), wish.clone()]);
     let cmds = drain(&mut c);
     assert_eq!(
         cmds,
@@ -595,15 +595,15 @@ fn set_backup_is_sent_once_per_change() {
             message: None,
         }),
     );
-    c.handle_decisions(t0, vec![d]);
+    c.handle_decisions(t0, vec![wish]);
     assert!(drain(&mut c).is_empty());
     assert_eq!(c.refusals().0, 1);
     c.handle_decisions(
         t0,
-        vec![Decision::SetBackup {
+        vec![d(Action::SetBackup {
             key: k,
             backup: false,
-        }],
+        })],
     );
     assert_eq!(drain(&mut c).len(), 1);
 }
@@ -616,10 +616,10 @@ fn set_backup_ack_confirms_the_flag_without_sub_priority() {
     let k = key(INIT_LOCAL, INIT_REMOTE);
     c.handle_decisions(
         t0,
-        vec![Decision::SetBackup {
+        vec![d(Action::SetBackup {
             key: k,
             backup: true,
-        }],
+        })],
     );
     let cmds = drain(&mut c);
     assert_eq!(cmds.len(), 1);
@@ -641,9 +641,11 @@ fn announce_and_remove_use_the_address_id() {
     let mut c = established(t0, ConnTimers::default());
     c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
     drain(&mut c);
-    let announce = |a: &str| Decision::Announce {
-        addr: ip(a),
-        port: None,
+    let announce = |a: &str| {
+        d(Action::Announce {
+            addr: ip(a),
+            port: None,
+        })
     };
     c.handle_decisions(
         t0,
@@ -673,12 +675,12 @@ fn announce_and_remove_use_the_address_id() {
     c.handle_decisions(
         t0,
         vec![
-            Decision::Remove {
+            d(Action::Remove {
                 addr: ip("10.0.3.1"),
-            },
-            Decision::Remove {
+            }),
+            d(Action::Remove {
                 addr: ip("10.0.3.1"),
-            },
+            }),
         ],
     );
     assert_eq!(drain(&mut c), vec![PmCommand::Remove { token: T, id: 2 }]);
@@ -803,8 +805,20 @@ fn adopt_rebuilds_an_established_connection() {
         sa(INIT_LOCAL),
         sa(INIT_REMOTE),
         vec![
-            (key(INIT_LOCAL, INIT_REMOTE), 0, 0, false, sample),
-            (key("10.0.2.1:50000", "10.0.8.1:80"), 4, 2, true, sample),
+            KernelSubflow {
+                key: key(INIT_LOCAL, INIT_REMOTE),
+                loc_id: 0,
+                rem_id: 0,
+                backup: false,
+                sample,
+            },
+            KernelSubflow {
+                key: key("10.0.2.1:50000", "10.0.8.1:80"),
+                loc_id: 4,
+                rem_id: 2,
+                backup: true,
+                sample,
+            },
         ],
     )
     .with_timers(ConnTimers {
@@ -875,7 +889,7 @@ fn dead_entries_are_bounded() {
             .find(|s| s.is_live())
             .and_then(|s| s.key())
             .unwrap();
-        c.handle_decisions(now, vec![Decision::Close { key: k }]);
+        c.handle_decisions(now, vec![d(Action::Close { key: k })]);
         kernel_runs(&mut c, now + ms(1), &mut port);
     }
     let dead: Vec<_> = c.subflows().iter().filter(|s| s.is_dead()).collect();
@@ -914,18 +928,14 @@ fn closed_connection_sends_and_waits_for_nothing() {
     assert!(c.subflows().iter().all(|s| !s.is_live()));
 }
 
-fn kernel_sub(
-    local: &str,
-    remote: &str,
-    loc_id: u8,
-) -> (mptcp_pmd_policies::SubflowKey, u8, u8, bool, SubflowSample) {
-    (
-        key(local, remote),
+fn kernel_sub(local: &str, remote: &str, loc_id: u8) -> KernelSubflow {
+    KernelSubflow {
+        key: key(local, remote),
         loc_id,
-        0,
-        false,
-        SubflowSample::default(),
-    )
+        rem_id: 0,
+        backup: false,
+        sample: SubflowSample::default(),
+    }
 }
 
 #[test]

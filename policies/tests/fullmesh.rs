@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mptcp_pmd_policies::{
-    ConnTimers, Connection, Decision, Fullmesh, KernelRefusal, LocalAddr, PmEvent, Policy,
+    fullmesh::Fullmesh, Action, ConnTimers, Connection, KernelRefusal, LocalAddr, PmEvent, Policy,
 };
 
 fn eth(n: u32) -> LocalAddr {
@@ -44,8 +44,8 @@ fn two_and_three_locals_open_the_missing_pairs() {
         ]
     );
     assert!(ds.iter().all(|d| matches!(
-        d,
-        Decision::Open { if_index: Some(i), local, .. } if local.to_string() == format!("10.0.{i}.1")
+        &d.action,
+        Action::Open { if_index: Some(i), local, .. } if local.to_string() == format!("10.0.{i}.1")
     )));
 }
 
@@ -96,8 +96,8 @@ fn address_added_then_removed() {
     // eth2 goes away: its subflow is closed; nothing else.
     let ds = p.on_locals_changed(&ctx(t0, &c, &[eth(1), eth(3)]));
     assert_eq!(
-        ds,
-        vec![Decision::Close {
+        actions(&ds),
+        vec![Action::Close {
             key: key("10.0.2.1:50000", INIT_REMOTE)
         }]
     );
@@ -189,8 +189,8 @@ fn backup_interface_opens_backup_subflows_and_flag_changes_follow() {
     // eth2 stops being backup (config reload).
     let ds = p.on_locals_changed(&ctx(t0, &c, &[eth(1), eth(2)]));
     assert_eq!(
-        ds,
-        vec![Decision::SetBackup {
+        actions(&ds),
+        vec![Action::SetBackup {
             key: key("10.0.2.1:50000", INIT_REMOTE),
             backup: false
         }]

@@ -6,7 +6,8 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use mptcp_pmd_policies::{ConnTimers, Connection, Ndiffports, Path, PmCommand, PmEvent, Policy};
+use mptcp_pmd_policies::ndiffports::Ndiffports;
+use mptcp_pmd_policies::{ConnTimers, Connection, Path, PmCommand, PmEvent, Policy};
 
 fn established_event() -> PmEvent {
     PmEvent::Established(info(INIT_LOCAL, INIT_REMOTE, false))

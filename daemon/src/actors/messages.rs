@@ -103,12 +103,6 @@ pub struct Reconcile {
     pub local: std::net::SocketAddr,
     /// The MPTCP socket's remote address.
     pub remote: std::net::SocketAddr,
-    /// The kernel's subflows: (key, local id, remote id, backup, sample).
-    pub subflows: Vec<(
-        SubflowKey,
-        mptcp_pmd_policies::AddrId,
-        mptcp_pmd_policies::AddrId,
-        bool,
-        SubflowSample,
-    )>,
+    /// The kernel's subflows.
+    pub subflows: Vec<mptcp_pmd_policies::KernelSubflow>,
 }

@@ -1,6 +1,8 @@
-//! The policy actor: holds the configured policy as a `Box<dyn Policy>` and the current usable
-//! local addresses, and answers each connection's [`Decide`] with [`Decided`]. All decisions of
-//! the daemon pass through here, one at a time, so a policy needs no locking.
+//! The policy actor: holds the configured policies (the [`PolicyBook`]: the default and the
+//! rules as factories, and one policy object per connection, all trait objects) and the current
+//! usable local addresses, and answers each connection's [`Decide`] with [`Decided`]. All
+//! decisions of the daemon pass through here, one at a time, so a policy needs no locking.
+//! Every decision is logged and counted here, with the reason the policy gave.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,9 +13,11 @@ use mptcp_pmd_policies::LocalAddr;
 use slog::{info, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook, LocalsChanged};
+use crate::metrics::Metrics;
 use crate::rules::PolicyBook;
 
-/// Replace the policies (SIGHUP reload).
+/// Replace the policies (SIGHUP reload). Every connection gets a new policy object of the
+/// new configuration at its next decision.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetPolicy(pub PolicyBook);
@@ -24,17 +28,28 @@ pub struct SetPolicy(pub PolicyBook);
 #[rtype(result = "Vec<(&'static str, String)>")]
 pub struct Describe(pub Vec<mptcp_pmd_policies::conn::Connection>);
 
-/// Holder of the policy.
+/// Holder of the policies.
 pub struct PolicyActor {
     book: PolicyBook,
     locals: Arc<Vec<LocalAddr>>,
+    metrics: Metrics,
     log: Logger,
 }
 
 impl PolicyActor {
     /// A policy actor starting with `locals` as the usable addresses.
-    pub fn new(book: PolicyBook, locals: Arc<Vec<LocalAddr>>, log: Logger) -> Self {
-        PolicyActor { book, locals, log }
+    pub fn new(
+        book: PolicyBook,
+        locals: Arc<Vec<LocalAddr>>,
+        metrics: Metrics,
+        log: Logger,
+    ) -> Self {
+        PolicyActor {
+            book,
+            locals,
+            metrics,
+            log,
+        }
     }
 }
 
@@ -51,21 +66,23 @@ impl Handler<Decide> for PolicyActor {
             conn: &msg.conn,
             locals: &self.locals,
         };
-        let (policy, label) = self.book.policy_for(&msg.conn, &self.locals);
-        let decisions = match &msg.hook {
-            Hook::Event(ev) => policy.on_event(&ctx, ev),
-            Hook::Locals => policy.on_locals_changed(&ctx),
-            Hook::Samples => policy.on_samples(&ctx),
-            Hook::Tick => policy.on_tick(&ctx),
-        };
-        let name = policy.name();
-        for d in &decisions {
-            info!(self.log, "decision"; "policy" => name, "rule" => &label, "token" => %msg.conn.token(), "decision" => ?d);
+        let served = self
+            .book
+            .serve(&msg.conn, &self.locals, |policy| match &msg.hook {
+                Hook::Event(ev) => policy.on_event(&ctx, ev),
+                Hook::Locals => policy.on_locals_changed(&ctx),
+                Hook::Samples => policy.on_samples(&ctx),
+                Hook::Tick => policy.on_tick(&ctx),
+            });
+        for d in &served.out {
+            self.metrics
+                .decision(served.name, d.action.name(), d.reason.code);
+            info!(self.log, "decision"; "policy" => served.name, "rule" => &served.label,
+                "token" => %msg.conn.token(), "action" => %d.action, "reason" => d.reason.code,
+                "why" => %d.reason.detail);
         }
-        for note in policy.drain_notes() {
-            info!(self.log, "policy note"; "policy" => name, "token" => %msg.conn.token(), "note" => note);
-        }
-        msg.reply.do_send(Decided(decisions));
+        self.metrics.set_policy_objects(self.book.objects());
+        msg.reply.do_send(Decided(served.out));
     }
 }
 
@@ -82,6 +99,7 @@ impl Handler<ConnectionGone> for PolicyActor {
 
     fn handle(&mut self, msg: ConnectionGone, _ctx: &mut Self::Context) {
         self.book.closed(msg.0);
+        self.metrics.set_policy_objects(self.book.objects());
     }
 }
 
@@ -91,6 +109,7 @@ impl Handler<SetPolicy> for PolicyActor {
     fn handle(&mut self, msg: SetPolicy, _ctx: &mut Self::Context) {
         info!(self.log, "policies replaced"; "old_default" => self.book.default_name(), "new_default" => msg.0.default_name());
         self.book = msg.0;
+        self.metrics.set_policy_objects(self.book.objects());
     }
 }
 
@@ -101,10 +120,7 @@ impl Handler<Describe> for PolicyActor {
         let out = msg
             .0
             .iter()
-            .map(|c| {
-                let (p, label) = self.book.policy_for(c, &self.locals);
-                (p.name(), label)
-            })
+            .map(|c| self.book.describe(c, &self.locals))
             .collect();
         MessageResult(out)
     }

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mptcp_pmd_policies::{
-    ConnFlags, ConnInfo, ConnTimers, Connection, Ctx, Decision, LocalAddr, PmCommand, PmEvent,
-    SubflowInfo, SubflowKey, Token,
+    Action, ConnFlags, ConnInfo, ConnTimers, Connection, Ctx, Decision, LocalAddr, PmCommand,
+    PmEvent, Reason, SubflowInfo, SubflowKey, Token,
 };
 
 pub const T: Token = Token(0xabcd_0001);
@@ -121,11 +121,21 @@ pub fn ctx<'a>(now: Instant, conn: &'a Connection, locals: &'a [LocalAddr]) -> C
     Ctx { now, conn, locals }
 }
 
+/// A decision for `action` (tests that feed the state machine directly).
+pub fn d(action: Action) -> Decision {
+    Decision::new(action, Reason::fixed("test", "decided by the test"))
+}
+
+/// The actions of some decisions, reasons left out.
+pub fn actions(ds: &[Decision]) -> Vec<Action> {
+    ds.iter().map(|d| d.action.clone()).collect()
+}
+
 pub fn opens(ds: &[Decision]) -> Vec<(IpAddr, SocketAddr, bool)> {
     let mut v: Vec<_> = ds
         .iter()
-        .filter_map(|d| match d {
-            Decision::Open {
+        .filter_map(|d| match &d.action {
+            Action::Open {
                 local,
                 remote,
                 backup,
@@ -141,8 +151,8 @@ pub fn opens(ds: &[Decision]) -> Vec<(IpAddr, SocketAddr, bool)> {
 pub fn closes(ds: &[Decision]) -> Vec<SubflowKey> {
     let mut v: Vec<_> = ds
         .iter()
-        .filter_map(|d| match d {
-            Decision::Close { key } => Some(*key),
+        .filter_map(|d| match &d.action {
+            Action::Close { key } => Some(*key),
             _ => None,
         })
         .collect();

@@ -1,0 +1,109 @@
+//! The mesh of subflows shared by the policies that open one subflow per (usable local address
+//! × known remote address) pair: [`reconcile`] computes what a connection lacks or has too much
+//! of. Not a policy itself; policies call it.
+//!
+//! Everything goes through one idempotent computation, run on ESTABLISHED, ANNOUNCED, REMOVED,
+//! SUB_CLOSED, local address changes and timer ticks, so a missed trigger is repaired by the
+//! next one. Choices:
+//! - Nothing before the connection is established, nothing on server-side connections.
+//! - The initial subflow is never closed, even if its local address is filtered out or gone:
+//!   the application chose it, and the kernel closes it when it really dies. Its local address
+//!   is *not* used for new subflows unless it is in the usable set.
+//! - A subflow whose local address left the usable set, or whose remote the peer removed, is
+//!   closed. Pending ones need no action (the state machine drops creates towards removed
+//!   remotes; creates from a vanished address fail and back off).
+//! - Re-opening after a close is immediate from the policy's view; the state machine delays it
+//!   by the path's backoff and a given-up path is skipped.
+//! - When the budget is short, non-backup local addresses are served first.
+//! - A subflow's backup flag follows its local address's `backup` setting.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use crate::conn::Path;
+use crate::model::LocalAddr;
+use crate::policy::{Action, Ctx, Decision, Reason};
+
+const GONE: Reason = Reason::fixed("address-gone", "its local address is no longer usable");
+const REMOVED: Reason = Reason::fixed("peer-removed", "the peer removed its remote address");
+const BACKUP_ON: Reason = Reason::fixed("backup-config", "its interface is a backup interface");
+const BACKUP_OFF: Reason = Reason::fixed(
+    "backup-config",
+    "its interface is no longer a backup interface",
+);
+const MISSING: Reason = Reason::fixed("mesh", "no live subflow on this path of the mesh");
+
+/// What the connection needs to match the mesh, with at most `max_subflows` live subflows
+/// (the initial one included): closes first, then backup changes, then opens.
+pub fn reconcile(ctx: &Ctx<'_>, max_subflows: usize) -> Vec<Decision> {
+    let conn = ctx.conn;
+    if conn.is_closed() || !conn.is_established() || conn.is_server_side() {
+        return Vec::new();
+    }
+    let remotes: Vec<SocketAddr> = conn.remotes().into_iter().map(|(_, r)| r).collect();
+    let usable: BTreeSet<_> = ctx.locals.iter().map(|l| l.addr).collect();
+    let mut out = Vec::new();
+
+    for sf in conn.subflows() {
+        if !sf.is_live() || !sf.is_established() || sf.initial {
+            continue;
+        }
+        let Some(key) = sf.key() else { continue };
+        if !usable.contains(&sf.path.local) {
+            out.push(Decision::new(Action::Close { key }, GONE));
+        } else if !remotes.contains(&sf.path.remote) {
+            out.push(Decision::new(Action::Close { key }, REMOVED));
+        }
+    }
+
+    for sf in conn.subflows() {
+        if !sf.is_live() || !sf.is_established() {
+            continue;
+        }
+        let Some(key) = sf.key() else { continue };
+        let wanted = ctx.locals.iter().find(|l| l.addr == sf.path.local);
+        if let Some(local) = wanted {
+            if local.backup != sf.want_backup {
+                let why = if local.backup { BACKUP_ON } else { BACKUP_OFF };
+                let backup = local.backup;
+                out.push(Decision::new(Action::SetBackup { key, backup }, why));
+            }
+        }
+    }
+
+    let closing = out
+        .iter()
+        .filter(|d| matches!(d.action, Action::Close { .. }))
+        .count();
+    let live = conn.live_count().saturating_sub(closing);
+    let mut budget = max_subflows.saturating_sub(live);
+
+    let mut locals: Vec<&LocalAddr> = ctx.locals.iter().collect();
+    locals.sort_by_key(|l| l.backup);
+    for local in locals {
+        for remote in &remotes {
+            if budget == 0 {
+                return out;
+            }
+            if local.addr.is_ipv4() != remote.is_ipv4() {
+                continue;
+            }
+            let path = Path {
+                local: local.addr,
+                remote: *remote,
+            };
+            if conn.live_on(local.addr, *remote) > 0 || conn.given_up(&path) {
+                continue;
+            }
+            let open = Action::Open {
+                local: local.addr,
+                if_index: Some(local.if_index),
+                remote: *remote,
+                backup: local.backup,
+            };
+            out.push(Decision::new(open, MISSING));
+            budget -= 1;
+        }
+    }
+    out
+}
