@@ -99,27 +99,7 @@ fn daemon_view(v: &serde_json::Value) -> BTreeMap<String, Vec<(SocketAddr, Socke
 }
 
 fn scrape(t: &Topology) -> String {
-    t.client
-        .exec(|| {
-            let mut s = TcpStream::connect(("127.0.0.1", METRICS_PORT)).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out
-        })
-        .unwrap()
-}
-
-/// `name{labels} value` lines of a Prometheus text body.
-fn samples(body: &str) -> BTreeMap<String, f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
+    integration::metrics::scrape(&t.client, METRICS_PORT)
 }
 
 fn caps_of(pid: u32) -> BTreeMap<String, u64> {
@@ -240,7 +220,7 @@ fn status_matches_ss_metrics_move_caps_dropped_second_daemon_refused() {
     // Metrics: counters moved as the connections went.
     let body = scrape(&t);
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-    let m = samples(&body);
+    let m = integration::metrics::samples(&body);
     let get = |k: &str| m.get(k).copied().unwrap_or(-1.0);
     assert!(
         get("mptcp_pmd_events_total{event=\"created\"}") >= 3.0,

@@ -145,7 +145,7 @@ fn event_overrun_triggers_resync_and_every_connection_is_meshed() {
     echo(&t);
     let mut d = Daemon::start(
         &t.client,
-        &config("kernel:\n  events_rcvbuf: 4096\nsubflow:\n  backoff_initial_ms: 200\n  backoff_max_ms: 1000\n"),
+        &config("kernel:\n  events_rcvbuf: 4096\nsubflow:\n  backoff_initial_ms: 200\n  backoff_max_ms: 1000\nmetrics:\n  listen: 127.0.0.1:9464\n"),
     );
     d.wait_ready();
     // Several storms until the tiny buffer overflows (each one is 150 connections from 6
@@ -178,6 +178,32 @@ fn event_overrun_triggers_resync_and_every_connection_is_meshed() {
     wait_mesh(&t, conns.len(), &both, Duration::from_secs(1))
         .unwrap_or_else(|s| panic!("mesh not stable after resync: {s}"));
     assert!(d.running(), "daemon died");
+    // One policy object per tracked connection, through the overrun and the resync; none left
+    // once the connections are gone (closed, or retired when their CLOSED was lost too).
+    let objects = || {
+        let m = integration::metrics::samples(&integration::metrics::scrape(&t.client, 9464));
+        (
+            m.get("mptcp_pmd_policy_objects").copied(),
+            m.get("mptcp_pmd_connections").copied(),
+        )
+    };
+    let (objs, tracked) = objects();
+    assert_eq!(
+        objs,
+        Some(conns.len() as f64),
+        "policy objects vs {} connections",
+        conns.len()
+    );
+    assert_eq!(tracked, objs, "policy objects vs tracked connections");
+    drop(conns);
+    let gone = wait_for(Duration::from_secs(20), || {
+        (objects().0 == Some(0.0)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "policy objects left after every connection closed: {:?}",
+        objects()
+    );
     assert_eq!(d.stop(Duration::from_secs(10)), Some(0));
     let log = d.log();
     let stopped = log.lines().find(|l| l.contains("stopped")).unwrap_or("");

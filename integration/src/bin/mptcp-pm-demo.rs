@@ -1,5 +1,5 @@
 //! `mptcp-pm-demo`: see mptcp-pmd aggregate two links. Builds a throwaway client/router/server
-//! topology with two client links shaped by tbf, starts mptcp-pmd (fullmesh) in the client
+//! topology with two client links shaped by tbf, starts mptcp-pmd (its default policy, one subflow per local x remote address) in the client
 //! namespace, runs a timed MPTCP bulk transfer and then a single-path TCP transfer over one link,
 //! prints the daemon's view of the subflows (`mptcp-pmd status`) and both throughputs with their
 //! ratio. Exits 1 when the ratio is below `--min-ratio` (default 1.5), 130 when interrupted.
@@ -237,7 +237,7 @@ fn run(o: &Opts) -> Result<i32, String> {
     std::fs::create_dir_all(&dir.0).map_err(|e| e.to_string())?;
     let sock = dir.0.join("control.sock");
     let cfg = format!(
-        "policy: fullmesh\nsubflow:\n  backoff_initial_ms: 200\ncontrol:\n  socket: {}\n",
+        "subflow:\n  backoff_initial_ms: 200\ncontrol:\n  socket: {}\n",
         sock.display()
     );
     let d = Daemon::start(&t.client, &cfg);
@@ -245,7 +245,8 @@ fn run(o: &Opts) -> Result<i32, String> {
         return Err(format!("mptcp-pmd did not start:\n{}", d.log()));
     }
     println!(
-        "mptcp-pmd started (fullmesh), control socket {}",
+        "mptcp-pmd started ({}), control socket {}",
+        mptcp_pmd_policies::plugin::default_plugin().name,
         sock.display()
     );
 
