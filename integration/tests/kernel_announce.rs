@@ -308,6 +308,46 @@ fn wait_join(
     (cj, sj)
 }
 
+/// Where `MPTCP_PM_FIXTURE_DIR` points, the scenarios save the kernel-accepted requests they
+/// capture for `netlink-actor/tests/mptcp_pm_fixtures.rs` (see there for the command).
+fn fixture_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("MPTCP_PM_FIXTURE_DIR").map(std::path::PathBuf::from)
+}
+
+fn fam(f: &Fam) -> &'static str {
+    if f.v6 {
+        "v6"
+    } else {
+        "v4"
+    }
+}
+
+/// Save the first request `pm` traced as `cmd_<name>.bin` and the first data reply (a GET_ADDR
+/// entry; not the ACKs) as `reply_get_addr_<name>.bin`, plus `ss -tni` of `ns`: iproute2's
+/// view of the token the bytes carry.
+fn save_capture(ns: &Netns, pm: &mut PmClient, name: &str) {
+    use netlink_actor::genl::Traced;
+    let trace = pm.take_trace();
+    let Some(dir) = fixture_dir() else { return };
+    let sent = trace.iter().find_map(|t| match t {
+        Traced::Sent(b) => Some(b),
+        Traced::Received(_) => None,
+    });
+    // NLMSG_ERROR (2, the ACK) and NLMSG_DONE (3) are not kept.
+    let reply = trace.iter().find_map(|t| match t {
+        Traced::Received(b) if !matches!(b.get(4..6), Some([2 | 3, 0])) => Some(b),
+        _ => None,
+    });
+    std::fs::write(dir.join(format!("cmd_{name}.bin")), sent.unwrap()).unwrap();
+    std::fs::write(
+        dir.join(format!("reply_get_addr_{name}.bin")),
+        reply.unwrap(),
+    )
+    .unwrap();
+    let ss = ns.run(&["ss", "-tniH", "state", "established"]).unwrap();
+    std::fs::write(dir.join(format!("ss_{name}.txt")), ss).unwrap();
+}
+
 /// ANNOUNCE → ANNOUNCED → the in-kernel PM client joins → a wildcard listener accepts; a repeated
 /// ANNOUNCE is re-sent but opens nothing; REMOVE → REMOVED and the client closes its subflow,
 /// which closes the server's end too; the same id is accepted again afterwards.
@@ -507,6 +547,7 @@ fn announced_port(v6: bool) {
 
     // 1. Nobody listens on the announced port.
     let c = open_conn(&t, &mut e, SocketAddr::new(f.s0, app), f.c0);
+    e.spm.set_trace(fixture_dir().is_some());
     e.spm
         .execute(&announce(c.stok, 1, f.s1, Some(base)))
         .unwrap();
@@ -518,6 +559,7 @@ fn announced_port(v6: bool) {
     assert_eq!(cl.error, Some(libc::ECONNREFUSED as u8));
     let listeners = t.server.run(&["ss", "-Mltn"]).unwrap();
     assert!(!listeners.contains(&format!(":{base}")), "{listeners}");
+    // The kernel read the port as sent: GET_ADDR gives it back.
     let addrs = e.spm.get_addrs(Some(c.stok)).unwrap();
     assert!(
         addrs
@@ -525,6 +567,7 @@ fn announced_port(v6: bool) {
             .any(|a| a.id == 1 && a.addr == f.s1 && a.port == Some(base)),
         "{addrs:?}"
     );
+    save_capture(&t.server, &mut e.spm, &format!("announce_port_{}", fam(&f)));
 
     // 2. A wildcard MPTCP listener on the announced port.
     let wild = SocketAddr::new(f.any, base + 1);
