@@ -640,12 +640,21 @@ fn announced_port_needs_a_listener_on_that_address_and_port_ipv6() {
     announced_port(true);
 }
 
-/// The announced address disappears from the interface: the kernel does nothing by itself
-/// (no event, the subflow stays established on both ends). REMOVE then makes the client close
-/// its subflow, but the server's end stays: REMOVE only sends RM_ADDR, and the client's FIN/RST
-/// goes to an address the server no longer has. SUBFLOW_DESTROY closes it. After the address
-/// comes back, the same id is announced again and the join returns.
-fn address_goes_away(v6: bool) {
+/// How an announced address stops being usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gone {
+    /// `ip addr del`.
+    Deleted,
+    /// `ip link set s1 down` (the IPv4 address stays, the IPv6 one goes with the link).
+    LinkDown,
+}
+
+/// The announced address goes away (deleted, or its link down): the kernel does nothing by
+/// itself (no event, the subflow stays established on both ends). REMOVE then makes the client
+/// close its subflow, but the server's end stays: REMOVE only sends RM_ADDR, and the client's
+/// FIN/RST cannot reach the server any more. SUBFLOW_DESTROY closes it. After the address comes
+/// back, the same id is announced again and the join returns.
+fn address_goes_away(v6: bool, how: Gone) {
     let t = topo();
     let f = Fam::of(&t, v6);
     let mut e = ends(&t);
@@ -659,9 +668,14 @@ fn address_goes_away(v6: bool) {
     e.cev.clear();
     e.sev.clear();
     let dev = t.server_if(1);
-    t.server
-        .run(&["ip", "addr", "del", &f.s1_cidr(), "dev", &dev])
-        .unwrap();
+    match how {
+        Gone::Deleted => {
+            t.server
+                .run(&["ip", "addr", "del", &f.s1_cidr(), "dev", &dev])
+                .unwrap();
+        }
+        Gone::LinkDown => t.set_server_link(1, false).unwrap(),
+    }
     assert!(e.cev.try_wait(QUIET, |_| true).is_none());
     assert_eq!(e.sev.unclaimed(), vec![]);
     assert_eq!(ss_with(&t.client, f.s1).len(), 1);
@@ -706,13 +720,15 @@ fn address_goes_away(v6: bool) {
     assert!(ss_with(&t.server, f.s1).is_empty());
 
     // The address comes back: the same id is accepted and the join returns.
-    let cidr = f.s1_cidr();
-    let mut add = vec!["ip", "addr", "add", cidr.as_str(), "dev", dev.as_str()];
-    if v6 {
-        add.push("nodad");
+    if how == Gone::Deleted {
+        let cidr = f.s1_cidr();
+        let mut add = vec!["ip", "addr", "add", cidr.as_str(), "dev", dev.as_str()];
+        if v6 {
+            add.push("nodad");
+        }
+        t.server.run(&add).unwrap();
     }
-    t.server.run(&add).unwrap();
-    // The address took its table's default route with it: restore the link's routes.
+    // Restores the link's routes (a deleted address takes its table's default route along).
     t.set_server_link(1, true).unwrap();
     e.spm.execute(&announce(c.stok, 1, f.s1, None)).unwrap();
     wait_announced(&mut e.cev, c.ctok, 1, f.s1, port);
@@ -725,7 +741,7 @@ fn address_removed_without_remove_then_remove_destroy_and_readd_ipv4() {
     if !kernel_tests_enabled("address_removed_without_remove_then_remove_destroy_and_readd_ipv4") {
         return;
     }
-    address_goes_away(false);
+    address_goes_away(false, Gone::Deleted);
 }
 
 #[test]
@@ -733,7 +749,15 @@ fn address_removed_without_remove_then_remove_destroy_and_readd_ipv6() {
     if !kernel_tests_enabled("address_removed_without_remove_then_remove_destroy_and_readd_ipv6") {
         return;
     }
-    address_goes_away(true);
+    address_goes_away(true, Gone::Deleted);
+}
+
+#[test]
+fn announced_link_down_then_remove_destroy_and_up_ipv4() {
+    if !kernel_tests_enabled("announced_link_down_then_remove_destroy_and_up_ipv4") {
+        return;
+    }
+    address_goes_away(false, Gone::LinkDown);
 }
 
 /// SUBFLOW_DESTROY of the server's subflow from an announced address *before* REMOVE also
@@ -1040,18 +1064,31 @@ fn server_established_without_client_data_and_announce_right_away() {
     assert_eq!(cj.rem_id, 1);
 }
 
-/// Nobody subscribed to `mptcp_pm_events` in the server's namespace (the daemon stopped): joins
-/// to an announced address are still accepted, for connections the kernel already handed to
-/// the userspace PM.
+/// Nobody subscribed to `mptcp_pm_events` in the server's namespace (the daemon stopped) and
+/// the server's `ip mptcp limits` at 0: joins to an announced address are still accepted, for
+/// connections the kernel already handed to the userspace PM.
 #[test]
-fn joins_are_accepted_with_no_event_listener() {
-    if !kernel_tests_enabled("joins_are_accepted_with_no_event_listener") {
+fn joins_are_accepted_with_no_event_listener_and_zero_limits() {
+    if !kernel_tests_enabled("joins_are_accepted_with_no_event_listener_and_zero_limits") {
         return;
     }
     let t = topo();
     let f = Fam::of(&t, false);
     let mut e = ends(&t);
     let group = e.spm.family().events_group;
+    // The server's own limits do not apply to the userspace PM either.
+    t.server
+        .run(&[
+            "ip",
+            "mptcp",
+            "limits",
+            "set",
+            "subflows",
+            "0",
+            "add_addr_accepted",
+            "0",
+        ])
+        .unwrap();
     let port = 4395;
     let _l = serve(&t.server, SocketAddr::new(f.any, port));
     let c = open_conn(&t, &mut e, SocketAddr::new(f.s0, port), f.c0);
