@@ -1,8 +1,16 @@
-//! What the kernel reports, read with iproute2's `ss` (independent of our own decoders): the
-//! established MPTCP subflows of a namespace, grouped by their connection's local token.
+//! What the kernel reports: read with iproute2's `ss` (independent of our own decoders), the
+//! established MPTCP subflows of a namespace grouped by their connection's local token; and
+//! ([`EventLog`]) every `mptcp_pm` event of a namespace, time-stamped when it arrives.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use mptcp_pmd_policies::PmEvent;
+use netlink_actor::genl::{GenlError, PmEventSocket};
 
 use crate::netns::Netns;
 
@@ -84,6 +92,187 @@ pub fn subflows(ns: &Netns, port: u16) -> BTreeMap<String, Vec<SsSubflow>> {
     }
     m.retain(|_, v| !v.is_empty());
     m
+}
+
+/// A counter of the namespace's `/proc/net/snmp` or `/proc/net/netstat` (e.g. `Tcp`
+/// `OutRsts`, `MPTcpExt` `AddAddrDrop`): the kernel's own account of what it dropped or
+/// refused, where no event says it.
+pub fn mib(ns: &Netns, group: &str, name: &str) -> Option<u64> {
+    let text = ns
+        .run(&["cat", "/proc/net/snmp", "/proc/net/netstat"])
+        .ok()?;
+    let prefix = format!("{group}:");
+    let mut rows = text.lines().filter(|l| l.starts_with(&prefix));
+    let (names, values) = (rows.next()?, rows.next()?);
+    let i = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// One event and when the harness received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    /// When the reader thread got it from the socket.
+    pub at: Instant,
+    /// The decoded event.
+    pub event: PmEvent,
+}
+
+/// The `mptcp_pm_events` of one namespace, read on a background thread as soon as the kernel
+/// sends them (so the time stamps do not depend on when a test looks) and kept until a test
+/// claims them. Dropping it closes the socket: the namespace then has one listener fewer, which
+/// matters to the userspace PM (it accepts joins only while someone listens).
+pub struct EventLog {
+    side: String,
+    rx: mpsc::Receiver<Result<Stamped, String>>,
+    pending: Vec<Stamped>,
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EventLog {
+    /// Subscribe to `mptcp_pm_events` in `ns`; `side` names it in failure messages.
+    pub fn open(ns: &Netns, side: &str) -> EventLog {
+        EventLog::open_reacting(ns, side, |_| {})
+    }
+
+    /// Like [`EventLog::open`], and `react` sees every event on the reader thread the moment
+    /// it arrives, before it is logged: a stand-in for a daemon that answers an event with a
+    /// command, without the test's polling delay in between.
+    pub fn open_reacting(
+        ns: &Netns,
+        side: &str,
+        react: impl FnMut(&Stamped) + Send + 'static,
+    ) -> EventLog {
+        let sock = ns
+            .exec(|| PmEventSocket::open(4 << 20))
+            .expect("enter netns")
+            .expect("open mptcp_pm events socket");
+        sock.set_nonblocking(true)
+            .expect("non-blocking events socket");
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let reader = std::thread::spawn(move || read_events(sock, &tx, &stop2, react));
+        EventLog {
+            side: side.to_string(),
+            rx,
+            pending: Vec::new(),
+            stop,
+            reader: Some(reader),
+        }
+    }
+
+    fn pull(&mut self) {
+        while let Ok(r) = self.rx.try_recv() {
+            match r {
+                Ok(s) => self.pending.push(s),
+                Err(e) => panic!("{}: {e}", self.side),
+            }
+        }
+    }
+
+    /// Wait up to `timeout` for the first unclaimed event matching `pred`, and claim it.
+    pub fn try_wait(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&PmEvent) -> bool,
+    ) -> Option<Stamped> {
+        let end = Instant::now() + timeout;
+        loop {
+            self.pull();
+            if let Some(i) = self.pending.iter().position(|s| pred(&s.event)) {
+                return Some(self.pending.remove(i));
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Like [`EventLog::try_wait`]; panics with every unclaimed event when none matches.
+    pub fn wait(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&PmEvent) -> bool,
+    ) -> Stamped {
+        match self.try_wait(timeout, pred) {
+            Some(s) => s,
+            None => {
+                let seen = self.unclaimed();
+                panic!(
+                    "{}: no {what} within {timeout:?}; unclaimed: {seen:#?}",
+                    self.side
+                )
+            }
+        }
+    }
+
+    /// The unclaimed events received so far (left in place).
+    pub fn unclaimed(&mut self) -> Vec<PmEvent> {
+        self.pull();
+        self.pending.iter().map(|s| s.event.clone()).collect()
+    }
+
+    /// Forget every unclaimed event.
+    pub fn clear(&mut self) {
+        self.pull();
+        self.pending.clear();
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.reader.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The reader thread: poll(2) with a short timeout so that a stop request is seen promptly.
+fn read_events(
+    mut sock: PmEventSocket,
+    tx: &mpsc::Sender<Result<Stamped, String>>,
+    stop: &AtomicBool,
+    mut react: impl FnMut(&Stamped),
+) {
+    let fd = sock.as_raw_fd();
+    while !stop.load(Ordering::Relaxed) {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for an fd this thread owns (through `sock`).
+        if unsafe { libc::poll(&mut pfd, 1, 20) } <= 0 {
+            continue;
+        }
+        loop {
+            match sock.recv_batch() {
+                Ok(batch) => {
+                    let at = Instant::now();
+                    for ev in batch {
+                        let msg = ev
+                            .map(|d| Stamped { at, event: d.event })
+                            .map_err(|e| format!("undecodable event: {e}"));
+                        if let Ok(s) = &msg {
+                            react(s);
+                        }
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(GenlError::WouldBlock) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -391,6 +391,45 @@ impl Topology {
 }
 
 impl Topology {
+    /// Server interface name of link `j`.
+    pub fn server_if(&self, j: usize) -> String {
+        format!("s{j}")
+    }
+
+    /// Take server link `j` down (the server's end) or up again, restoring what a link going
+    /// down takes with it: its global IPv6 address and the routes of its table.
+    pub fn set_server_link(&self, j: usize, up: bool) -> Result<(), HarnessError> {
+        let dev = self.server_if(j);
+        self.server
+            .run(&["ip", "link", "set", &dev, if up { "up" } else { "down" }])?;
+        if up {
+            let table = (100 + j).to_string();
+            let gw4 = Ipv4Addr::new(198, 19, j as u8, 1).to_string();
+            let gw6 = Ipv6Addr::new(0x2001, 0xdb8, 0x10 + j as u16, 0, 0, 0, 0, 1).to_string();
+            let v6 = format!("{}/64", server_v6(j));
+            self.server
+                .run(&["ip", "-6", "addr", "replace", &v6, "dev", &dev, "nodad"])?;
+            self.server.run(&[
+                "ip", "route", "replace", "default", "via", &gw4, "dev", &dev, "table", &table,
+            ])?;
+            self.server.run(&[
+                "ip", "-6", "route", "replace", "default", "via", &gw6, "dev", &dev, "table",
+                &table,
+            ])?;
+            if j == 0 {
+                self.server.run(&[
+                    "ip", "route", "replace", "default", "via", &gw4, "dev", &dev,
+                ])?;
+                self.server.run(&[
+                    "ip", "-6", "route", "replace", "default", "via", &gw6, "dev", &dev,
+                ])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Topology {
     /// Serve an MPTCP echo server on every server address (`0.0.0.0:port`: joins towards any
     /// server address reach it).
     pub fn serve_echo(&self, port: u16) -> Result<(), HarnessError> {

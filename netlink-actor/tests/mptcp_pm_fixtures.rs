@@ -717,3 +717,108 @@ fn bad_family_is_invalid() {
         .to_string()
         .contains("invalid MPTCP_ATTR_FAMILY: 99"));
 }
+
+// ---- ANNOUNCE with a port (server side, userspace PM) ----
+//
+// Captured by `integration/tests/kernel_announce.rs` (announced_port_*):
+// `MPTCP_PM_FIXTURE_DIR=$PWD/netlink-actor/tests/fixtures/mptcp_pm cargo test -p integration
+// --test kernel_announce announced_port` (as root). The server tokens are read from
+// `ss_announce_port_<v4|v6>.txt` (iproute2's `token:.../LOC`), the ports are the test's.
+
+/// Server token of the v4 capture (ss_announce_port_v4.txt: `token:0000(id:0)/ae3bd1a2`).
+const SP4_TOKEN: Token = Token(0xae3b_d1a2);
+/// Server token of the v6 capture (ss_announce_port_v6.txt: `token:0000(id:0)/4916ce21`).
+const SP6_TOKEN: Token = Token(0x4916_ce21);
+
+#[test]
+fn announce_with_port_matches_kernel_accepted_bytes() {
+    let v4 = PmCommand::Announce {
+        token: SP4_TOKEN,
+        id: 1,
+        addr: ip("198.19.1.2"),
+        port: Some(6000),
+    };
+    assert_eq!(
+        encode_command(FAMILY, 1, &v4),
+        fixture!("cmd_announce_port_v4.bin")
+    );
+    // The IPv6 one went out second on its socket (seq 2).
+    let v6 = PmCommand::Announce {
+        token: SP6_TOKEN,
+        id: 1,
+        addr: ip("2001:db8:11::2"),
+        port: Some(6100),
+    };
+    assert_eq!(
+        encode_command(FAMILY, 2, &v6),
+        fixture!("cmd_announce_port_v6.bin")
+    );
+}
+
+#[test]
+fn announce_layout_per_uapi() {
+    // Walk the kernel-accepted bytes field by field, independently of MsgBuilder:
+    // TOKEN, then ADDR{FAMILY, ADDR4, ID, PORT (host order), FLAGS=SIGNAL}.
+    let m = one(fixture!("cmd_announce_port_v4.bin"));
+    assert_eq!(m.header.flags, 0x01 | 0x04, "REQUEST|ACK");
+    assert_eq!(&m.payload[..4], &[MPTCP_PM_CMD_ANNOUNCE, 1, 0, 0]);
+    let top: Vec<_> = attrs(&m.payload[4..]).map(|a| a.unwrap()).collect();
+    assert_eq!(top.len(), 2);
+    assert_eq!(
+        (top[0].ty, top[0].payload),
+        (MPTCP_PM_ATTR_TOKEN, &SP4_TOKEN.0.to_ne_bytes()[..])
+    );
+    assert_eq!((top[1].ty, top[1].nested), (MPTCP_PM_ATTR_ADDR, true));
+    let inner: Vec<_> = top[1].attrs().map(|a| a.unwrap()).collect();
+    let l: Vec<_> = inner.iter().map(|a| (a.ty, a.payload)).collect();
+    assert_eq!(
+        l,
+        vec![
+            (MPTCP_PM_ADDR_ATTR_FAMILY, &AF_INET.to_ne_bytes()[..]),
+            (MPTCP_PM_ADDR_ATTR_ADDR4, &[198, 19, 1, 2][..]),
+            (MPTCP_PM_ADDR_ATTR_ID, &[1][..]),
+            (MPTCP_PM_ADDR_ATTR_PORT, &6000u16.to_ne_bytes()[..]),
+            (
+                MPTCP_PM_ADDR_ATTR_FLAGS,
+                &MPTCP_PM_ADDR_FLAG_SIGNAL.to_ne_bytes()[..]
+            ),
+        ]
+    );
+    // REMOVE: TOKEN and LOC_ID (u8) only.
+    let m = one(fixture!("cmd_remove_v4.bin"));
+    assert_eq!(&m.payload[..4], &[MPTCP_PM_CMD_REMOVE, 1, 0, 0]);
+    let top: Vec<_> = attrs(&m.payload[4..]).map(|a| a.unwrap()).collect();
+    let t: Vec<_> = top.iter().map(|a| (a.ty, a.payload)).collect();
+    assert_eq!(
+        t,
+        vec![
+            (MPTCP_PM_ATTR_TOKEN, &S4_TOKEN.0.to_ne_bytes()[..]),
+            (MPTCP_PM_ATTR_LOC_ID, &[5][..]),
+        ]
+    );
+}
+
+#[test]
+fn get_addr_gives_the_announced_port_back() {
+    // The kernel read the host-order port as sent: its GET_ADDR reply carries it back.
+    assert_eq!(
+        decode_addr(&one(fixture!("reply_get_addr_announce_port_v4.bin"))).unwrap(),
+        PmAddr {
+            id: 1,
+            addr: ip("198.19.1.2"),
+            port: Some(6000),
+            flags: MPTCP_PM_ADDR_FLAG_SIGNAL,
+            if_index: None,
+        }
+    );
+    assert_eq!(
+        decode_addr(&one(fixture!("reply_get_addr_announce_port_v6.bin"))).unwrap(),
+        PmAddr {
+            id: 1,
+            addr: ip("2001:db8:11::2"),
+            port: Some(6100),
+            flags: MPTCP_PM_ADDR_FLAG_SIGNAL,
+            if_index: None,
+        }
+    );
+}
