@@ -21,72 +21,11 @@ use serde_saphyr::{Location, Spanned};
 /// A located optional value.
 pub(crate) type Field<T> = Option<Spanned<T>>;
 
-/// Any scalar value, as YAML typed it. Leaves are read as this (not as `u32`, `f64`,
-/// `bool`) so a type mismatch becomes a validation error located at the *value*, with
-/// the key's name in the message; serde's own type errors are located at the key.
-#[derive(Debug, Clone)]
-pub(crate) enum Scalar {
-    Int(i128),
-    Float(f64),
-    Bool(bool),
-    Str(String),
-}
-
-impl fmt::Display for Scalar {
-    /// How the value is quoted back in error messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Scalar::Int(n) => write!(f, "{n}"),
-            Scalar::Float(x) => write!(f, "{x}"),
-            Scalar::Bool(b) => write!(f, "{b}"),
-            Scalar::Str(s) => write!(f, "{s:?}"),
-        }
-    }
-}
+pub(crate) use mptcp_pmd_policies::params::Scalar;
 
 /// A string-valued leaf; numbers keep their spelling (`port: 443` gives "443").
 #[derive(Debug, Clone)]
 pub(crate) struct Text(pub String);
-
-struct ScalarVisitor;
-
-impl Visitor<'_> for ScalarVisitor {
-    type Value = Scalar;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a single value (number, true/false or string)")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
-        Ok(Scalar::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
-        Ok(Scalar::Int(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-        Ok(Scalar::Int(v.into()))
-    }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Scalar, E> {
-        Ok(Scalar::Int(v))
-    }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Scalar, E> {
-        // Beyond i128 it is out of every range anyway; keep it as a float for the message.
-        Ok(i128::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
-        Ok(Scalar::Float(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v))
-    }
-}
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor)
-    }
-}
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -121,28 +60,30 @@ impl<'de> Visitor<'de> for NodeVisitor {
         d.deserialize_any(self)
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawNode, E> {
-        ScalarVisitor.visit_bool(v).map(RawNode::Scalar)
+        Ok(RawNode::Scalar(Scalar::Bool(v)))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawNode, E> {
-        ScalarVisitor.visit_i64(v).map(RawNode::Scalar)
+        Ok(RawNode::Scalar(Scalar::Int(v.into())))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNode, E> {
-        ScalarVisitor.visit_u64(v).map(RawNode::Scalar)
+        Ok(RawNode::Scalar(Scalar::Int(v.into())))
     }
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<RawNode, E> {
-        ScalarVisitor.visit_i128(v).map(RawNode::Scalar)
+        Ok(RawNode::Scalar(Scalar::Int(v)))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<RawNode, E> {
-        ScalarVisitor.visit_u128(v).map(RawNode::Scalar)
+        Ok(RawNode::Scalar(
+            i128::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int),
+        ))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawNode, E> {
-        ScalarVisitor.visit_f64(v).map(RawNode::Scalar)
+        Ok(RawNode::Scalar(Scalar::Float(v)))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<RawNode, E> {
-        ScalarVisitor.visit_str(v).map(RawNode::Scalar)
+        Ok(RawNode::Scalar(Scalar::Str(v.to_owned())))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<RawNode, E> {
-        ScalarVisitor.visit_string(v).map(RawNode::Scalar)
+        Ok(RawNode::Scalar(Scalar::Str(v)))
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawNode, A::Error> {
         let mut items = Vec::new();
@@ -178,7 +119,7 @@ impl RawNode {
     /// The policies' located tree (positions from where each value is referenced).
     pub(crate) fn to_node(this: &Spanned<RawNode>) -> Node {
         let value = match &this.value {
-            RawNode::Null => Value::Null,
+            RawNode::Null | RawNode::Scalar(Scalar::Null) => Value::Null,
             RawNode::Scalar(Scalar::Int(n)) => Value::Int(*n),
             RawNode::Scalar(Scalar::Float(x)) => Value::Float(*x),
             RawNode::Scalar(Scalar::Bool(b)) => Value::Bool(*b),

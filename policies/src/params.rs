@@ -498,14 +498,41 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_> {
     }
 }
 
-/// One scalar, as read for [`int`], [`float`] and [`boolean`]: lists and mappings are shape
-/// errors (with the message the YAML reader gives for other single-value keys).
-enum Scalar {
+/// Any scalar, as YAML typed it: what [`int`], [`float`] and [`boolean`] read before they
+/// check it, and what the config reads its own numeric and boolean keys as (so that a wrong
+/// kind of scalar is a value error located at the value, like a range error). Lists and
+/// mappings are shape errors, with the message the YAML reader gives for other single values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// An integer.
     Int(i128),
+    /// A number with a fraction or exponent (an integer beyond i128 too).
     Float(f64),
+    /// `true` / `false`.
     Bool(bool),
+    /// Any other scalar.
     Str(String),
+    /// An empty value.
     Null,
+}
+
+impl fmt::Display for Scalar {
+    /// How the value is quoted back in messages: strings quoted, the rest as written.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Int(n) => write!(f, "{n}"),
+            Scalar::Float(x) => write!(f, "{x}"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+            Scalar::Str(s) => write!(f, "{s:?}"),
+            Scalar::Null => f.write_str("nothing"),
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
 }
 
 impl Scalar {
@@ -542,18 +569,24 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<Scalar, E> {
         Ok(Scalar::Int(v))
     }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Scalar, E> {
+        // Beyond i128 it is out of every range anyway; keep it as a float for the message.
+        Ok(i128::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
+    }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
         Ok(Scalar::Float(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
         Ok(Scalar::Str(v.to_owned()))
     }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v))
+    }
     fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
         Ok(Scalar::Null)
     }
 }
 
-/// Reads any scalar, and says "a huge integer" rather than "nothing" for a value beyond i128.
 fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
     d.deserialize_any(ScalarVisitor)
 }
