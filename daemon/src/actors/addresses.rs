@@ -10,8 +10,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use mptcp_pmd_config::AddressFilter;
 use mptcp_pmd_policies::LocalAddr;
-use netlink_actor::rtnl::{AddrInfo, LinkInfo, RtnlError, RtnlEvent, RtnlSocket};
+use netlink_actor::rtnl::{AddrInfo, LinkInfo, RtnlEvent, RtnlSocket};
 use netlink_actor::DecodeError;
+use netlink_actor::Error as RtnlError;
 use slog::{info, warn, Logger};
 
 use super::messages::LocalsChanged;

@@ -11,7 +11,8 @@ use std::cell::RefCell;
 
 use mptcp_pmd_policies::conn::KernelRefusal;
 use mptcp_pmd_policies::PmCommand;
-use netlink_actor::genl::{GenlError, PmClient};
+use netlink_actor::genl::PmClient;
+use netlink_actor::Error as GenlError;
 use slog::{debug, warn, Logger};
 
 use crate::metrics::Metrics;

@@ -4,7 +4,8 @@
 //! and turns a receive overrun (ENOBUFS: events were lost) into a [`Resync`] request.
 
 use actix::prelude::*;
-use netlink_actor::genl::{GenlError, PmEventSocket};
+use netlink_actor::genl::PmEventSocket;
+use netlink_actor::Error as GenlError;
 use slog::{debug, error, warn, Logger};
 
 use super::messages::{KernelEvent, Resync};
