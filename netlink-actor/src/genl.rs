@@ -279,6 +279,12 @@ impl PmClient {
         self.t.set_reply_timeout(after);
     }
 
+    /// How many times a request found no reply queued after `send` and had to wait for it
+    /// (see [`Transport::waited`]).
+    pub fn waited(&self) -> u64 {
+        self.t.waited()
+    }
+
     /// Record (or stop recording) the raw bytes of requests and replies, for captures and
     /// debugging; see [`PmClient::take_trace`].
     pub fn set_trace(&mut self, on: bool) {

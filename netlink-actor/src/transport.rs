@@ -62,6 +62,8 @@ pub struct Transport {
     seq: u32,
     buf: Vec<u8>,
     reply_timeout: Duration,
+    /// Requests that found no reply queued after `send` and had to wait (diagnostics).
+    waited: u64,
     trace: Option<Vec<Traced>>,
 }
 
@@ -158,6 +160,7 @@ impl Transport {
             seq: 0,
             buf: vec![0; RECV_BUF],
             reply_timeout: REPLY_TIMEOUT,
+            waited: 0,
             trace: None,
         };
         t.connect(0)?;
@@ -263,6 +266,12 @@ impl Transport {
     /// The current reply timeout.
     pub fn reply_timeout(&self) -> Duration {
         self.reply_timeout
+    }
+
+    /// How many waits [`Transport::request`] made for a reply that was not queued yet (the
+    /// kernel queues its answers inside `send`, so this stays 0 unless it is slow or silent).
+    pub fn waited(&self) -> u64 {
+        self.waited
     }
 
     /// Record (or stop recording) the bytes of requests and of their replies, for captures and
@@ -434,6 +443,7 @@ impl Transport {
                 Ok(len) => len,
                 Err(Error::WouldBlock) if replies.failed() => return replies.finish(),
                 Err(Error::WouldBlock) => {
+                    self.waited += 1;
                     let at = *deadline.get_or_insert_with(|| Instant::now() + self.reply_timeout);
                     if !self.wait_readable(what, at)? {
                         return Err(Error::Timeout {
