@@ -61,10 +61,14 @@ fn with_addr(
     Ok(())
 }
 
-fn sh(args: &[&str]) -> Result<(), BoxError> {
-    let st = Command::new(args[0]).args(&args[1..]).status()?;
+/// Run a command line (words separated by spaces).
+fn sh(line: &str) -> Result<(), BoxError> {
+    let mut words = line.split(' ');
+    let st = Command::new(words.next().unwrap_or_default())
+        .args(words)
+        .status()?;
     if !st.success() {
-        return Err(format!("{args:?}: {st}").into());
+        return Err(format!("{line}: {st}").into());
     }
     Ok(())
 }
@@ -138,20 +142,11 @@ fn run(n: usize) -> Result<(), BoxError> {
         )
         .into());
     }
-    sh(&["ip", "link", "set", "lo", "up"])?;
+    sh("ip link set lo up")?;
     if std::fs::write("/proc/sys/net/mptcp/path_manager", "userspace").is_err() {
         std::fs::write("/proc/sys/net/mptcp/pm_type", "1")?;
     }
-    sh(&[
-        "ip",
-        "mptcp",
-        "limits",
-        "set",
-        "subflows",
-        "8",
-        "add_addr_accepted",
-        "8",
-    ])?;
+    sh("ip mptcp limits set subflows 8 add_addr_accepted 8")?;
 
     let mut ev = PmEventSocket::open(8 << 20)?;
     ev.set_nonblocking(true)?;

@@ -196,6 +196,15 @@ fn client(fake: &Fake) -> PmClient {
     PmClient::with_transport(client_transport(fake), FAMILY).unwrap()
 }
 
+/// A client of a fake kernel that plays `script` on its own thread.
+fn scripted<T: Send + 'static>(
+    script: impl FnOnce(&Fake) -> T + Send + 'static,
+) -> (PmClient, thread::JoinHandle<T>) {
+    let fake = Fake::new();
+    let c = client(&fake);
+    (c, thread::spawn(move || script(&fake)))
+}
+
 fn remove(id: u8) -> PmCommand {
     PmCommand::Remove {
         token: Token(0x1234_5678),
@@ -211,10 +220,7 @@ fn closed_event(token: u32) -> Vec<u8> {
 
 #[test]
 fn oversized_genl_reply_is_reported_not_truncated() {
-    let fake = Arc::new(Fake::new());
-    let mut c = client(&fake);
-    let f = Arc::clone(&fake);
-    let script = thread::spawn(move || {
+    let (mut c, script) = scripted(move |f| {
         // Request 1: sixteen 4 KiB NOOPs fill exactly the client's buffer, and the kernel's
         // verdict (EINVAL) comes after them. Cut at the buffer size, the datagram would frame
         // cleanly and hold no answer at all.
@@ -274,11 +280,8 @@ fn a_request_never_answered_times_out_after_the_bound() {
 
 #[test]
 fn a_slow_answer_within_the_bound_is_taken() {
-    let fake = Arc::new(Fake::new());
-    let mut c = client(&fake);
-    let f = Arc::clone(&fake);
     let delay = REPLY_TIMEOUT / 2;
-    let script = thread::spawn(move || {
+    let (mut c, script) = scripted(move |f| {
         let r = f.recv();
         thread::sleep(delay);
         f.send(r.from, &ack(r.seq, 0, None));
@@ -292,10 +295,7 @@ fn a_slow_answer_within_the_bound_is_taken() {
 
 #[test]
 fn a_late_ack_is_not_taken_for_the_next_commands_answer() {
-    let fake = Arc::new(Fake::new());
-    let mut c = client(&fake);
-    let f = Arc::clone(&fake);
-    let script = thread::spawn(move || {
+    let (mut c, script) = scripted(move |f| {
         let r1 = f.recv();
         // Command 1 is left unanswered until command 2 arrives (the client timed out by then);
         // then its ACK comes, late, just before command 2's refusal.
@@ -332,11 +332,8 @@ fn a_late_ack_is_not_taken_for_the_next_commands_answer() {
 
 #[test]
 fn a_datagram_from_another_socket_never_reaches_the_client() {
-    let fake = Arc::new(Fake::new());
-    let mut c = client(&fake);
     let intruder = Fake::new();
-    let f = Arc::clone(&fake);
-    let script = thread::spawn(move || {
+    let (mut c, script) = scripted(move |f| {
         let r = f.recv();
         // A forged ACK with the right sequence number, from a socket the client is not
         // connected to: the kernel refuses it.
@@ -402,11 +399,8 @@ fn pester_me() -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
 
 #[test]
 fn eintr_neither_fails_a_request_nor_extends_its_bound() {
-    let fake = Arc::new(Fake::new());
-    let mut c = client(&fake);
-    let f = Arc::clone(&fake);
     let delay = REPLY_TIMEOUT / 2;
-    let script = thread::spawn(move || {
+    let (mut c, script) = scripted(move |f| {
         let r = f.recv();
         thread::sleep(delay);
         f.send(r.from, &ack(r.seq, 0, None));
