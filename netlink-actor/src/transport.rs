@@ -192,11 +192,6 @@ impl Transport {
         self.port
     }
 
-    /// The name given at [`Transport::open`].
-    pub fn what(&self) -> &'static str {
-        self.what
-    }
-
     /// Join multicast group `group` (a group number, not a bit mask).
     pub fn join_group(&self, group: u32) -> Result<(), Error> {
         setsockopt(
