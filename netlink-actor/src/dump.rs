@@ -28,6 +28,20 @@ impl<T> Default for Dump<T> {
     }
 }
 
+/// `parse` on the payload of a reply of message type `ty`; a reply of any other type is not
+/// for us (`Ok(None)`): the shape of every family's dump reply parser.
+pub fn payload_of<T>(
+    m: &NlMsg<'_>,
+    ty: u16,
+    parse: impl FnOnce(&[u8]) -> Result<Option<T>, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    if m.header.ty == ty {
+        parse(m.payload)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The reply handler of a dump: each reply `parse` decodes is added to `out`, `Ok(None)` is
 /// "not for us" (e.g. a TCP socket that is no subflow), a reply it cannot decode is counted in
 /// [`Dump::skipped`] and the dump goes on.

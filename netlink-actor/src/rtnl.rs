@@ -19,7 +19,7 @@
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::dump::Dump;
+use crate::dump::{payload_of, Dump};
 use crate::error::{DecodeError, Error};
 use crate::nlmsg::{
     attrs, messages, ne_u32, MsgBuilder, NlMsg, NLMSG_MIN_TYPE, NLM_F_DUMP, NLM_F_REQUEST,
@@ -461,19 +461,13 @@ impl AsRawFd for RtnlSocket {
 /// Decode one reply of the link dump: RTM_NEWLINK through [`parse_link`], anything else is not
 /// for us.
 pub fn parse_link_reply(m: &NlMsg<'_>) -> Result<Option<LinkInfo>, DecodeError> {
-    match m.header.ty {
-        RTM_NEWLINK => parse_link(m.payload).map(Some),
-        _ => Ok(None),
-    }
+    payload_of(m, RTM_NEWLINK, |p| parse_link(p).map(Some))
 }
 
 /// Decode one reply of the address dump: RTM_NEWADDR through [`parse_addr`], anything else is
 /// not for us.
 pub fn parse_addr_reply(m: &NlMsg<'_>) -> Result<Option<AddrInfo>, DecodeError> {
-    match m.header.ty {
-        RTM_NEWADDR => parse_addr(m.payload),
-        _ => Ok(None),
-    }
+    payload_of(m, RTM_NEWADDR, parse_addr)
 }
 
 /// Decode every message of a datagram of multicast events (or several concatenated).

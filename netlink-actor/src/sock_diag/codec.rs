@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use mptcp_pmd_policies::model::{SubflowKey, SubflowSample, Token};
 
+use crate::dump::payload_of;
 use crate::error::DecodeError;
 use crate::nlmsg::{attrs, be_u16, ne_u32, ne_u64, MsgBuilder, NlMsg, NLM_F_DUMP, NLM_F_REQUEST};
 
@@ -210,27 +211,22 @@ pub struct InetDiagMsg {
     pub inode: u32,
 }
 
+/// The first `N` bytes of an `inet_diag_sockid` address field.
+fn addr_bytes<const N: usize>(raw: &[u8]) -> Result<[u8; N], DecodeError> {
+    raw.get(..N)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(DecodeError::Truncated {
+            what: "inet_diag_sockid address",
+            need: N,
+            have: raw.len(),
+        })
+}
+
 fn sock_ip(family: u8, raw: &[u8]) -> Result<IpAddr, DecodeError> {
     if family == libc::AF_INET as u8 {
-        let a: [u8; 4] =
-            raw.get(..4)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(DecodeError::Truncated {
-                    what: "inet_diag_sockid address",
-                    need: 4,
-                    have: raw.len(),
-                })?;
-        Ok(IpAddr::V4(Ipv4Addr::from(a)))
+        Ok(IpAddr::V4(Ipv4Addr::from(addr_bytes::<4>(raw)?)))
     } else if family == libc::AF_INET6 as u8 {
-        let a: [u8; 16] =
-            raw.get(..16)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(DecodeError::Truncated {
-                    what: "inet_diag_sockid address",
-                    need: 16,
-                    have: raw.len(),
-                })?;
-        Ok(IpAddr::V6(Ipv6Addr::from(a)).to_canonical())
+        Ok(IpAddr::V6(Ipv6Addr::from(addr_bytes::<16>(raw)?)).to_canonical())
     } else {
         Err(DecodeError::Invalid {
             what: "inet_diag_msg family",
@@ -664,19 +660,13 @@ pub fn join(conns: Vec<MptcpConnDiag>, subflows: Vec<SubflowDiag>) -> Snapshot {
 /// Decode one reply of the MPTCP dump: SOCK_DIAG_BY_FAMILY messages through
 /// [`parse_mptcp_conn`], anything else is not for us.
 pub fn parse_mptcp_reply(m: &NlMsg<'_>) -> Result<Option<MptcpConnDiag>, DecodeError> {
-    match m.header.ty {
-        SOCK_DIAG_BY_FAMILY => parse_mptcp_conn(m.payload).map(Some),
-        _ => Ok(None),
-    }
+    payload_of(m, SOCK_DIAG_BY_FAMILY, |p| parse_mptcp_conn(p).map(Some))
 }
 
 /// Decode one reply of the TCP dump: SOCK_DIAG_BY_FAMILY messages through [`parse_subflow`],
 /// anything else is not for us.
 pub fn parse_subflow_reply(m: &NlMsg<'_>) -> Result<Option<SubflowDiag>, DecodeError> {
-    match m.header.ty {
-        SOCK_DIAG_BY_FAMILY => parse_subflow(m.payload),
-        _ => Ok(None),
-    }
+    payload_of(m, SOCK_DIAG_BY_FAMILY, parse_subflow)
 }
 
 #[cfg(test)]
@@ -733,29 +723,37 @@ mod tests {
             .collect()
     }
 
-    /// Re-emit a reply payload with attribute `ty`'s payload replaced by `f(old)`.
-    fn with_attr(payload: &[u8], ty: u16, f: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
-        let mut out = payload[..INET_DIAG_MSG_LEN].to_vec();
-        for a in attrs(&payload[INET_DIAG_MSG_LEN..]) {
+    /// Re-emit a run of attributes: `f` gives each one's new payload, `None` leaves it out.
+    fn reemit(run: &[u8], f: impl Fn(&crate::nlmsg::Attr<'_>) -> Option<Vec<u8>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for a in attrs(run) {
             let a = a.unwrap();
-            let p = if a.ty == ty {
-                f(a.payload)
+            let Some(p) = f(&a) else { continue };
+            let nested = if a.nested {
+                crate::nlmsg::NLA_F_NESTED
             } else {
-                a.payload.to_vec()
+                0
             };
-            let raw_ty = a.ty
-                | if a.nested {
-                    crate::nlmsg::NLA_F_NESTED
-                } else {
-                    0
-                };
             out.extend_from_slice(&((p.len() + 4) as u16).to_ne_bytes());
-            out.extend_from_slice(&raw_ty.to_ne_bytes());
+            out.extend_from_slice(&(a.ty | nested).to_ne_bytes());
             out.extend_from_slice(&p);
             while !out.len().is_multiple_of(4) {
                 out.push(0);
             }
         }
+        out
+    }
+
+    /// Re-emit a reply payload with attribute `ty`'s payload replaced by `f(old)`.
+    fn with_attr(payload: &[u8], ty: u16, f: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let mut out = payload[..INET_DIAG_MSG_LEN].to_vec();
+        out.extend(reemit(&payload[INET_DIAG_MSG_LEN..], |a| {
+            Some(if a.ty == ty {
+                f(a.payload)
+            } else {
+                a.payload.to_vec()
+            })
+        }));
         out
     }
 
@@ -1078,17 +1076,9 @@ mod tests {
         let p = &payloads(CLIENT_TCP_V4)[0];
         // Without ULP info: a plain TCP socket.
         let mut plain = p[..INET_DIAG_MSG_LEN].to_vec();
-        for a in attrs(&p[INET_DIAG_MSG_LEN..]) {
-            let a = a.unwrap();
-            if a.ty != INET_DIAG_ULP_INFO {
-                plain.extend_from_slice(&((a.payload.len() + 4) as u16).to_ne_bytes());
-                plain.extend_from_slice(&a.ty.to_ne_bytes());
-                plain.extend_from_slice(a.payload);
-                while !plain.len().is_multiple_of(4) {
-                    plain.push(0);
-                }
-            }
-        }
+        plain.extend(reemit(&p[INET_DIAG_MSG_LEN..], |a| {
+            (a.ty != INET_DIAG_ULP_INFO).then(|| a.payload.to_vec())
+        }));
         assert_eq!(parse_subflow(&plain).unwrap(), None);
         // Another ULP (kTLS).
         let mut tls = Vec::new();
@@ -1112,10 +1102,8 @@ mod tests {
         ));
         // A token attribute of the wrong size inside the nest.
         let wrong = with_attr(&p, INET_DIAG_ULP_INFO, |ulp| {
-            let mut out = Vec::new();
-            for a in attrs(ulp) {
-                let a = a.unwrap();
-                let payload = if a.ty == INET_ULP_INFO_MPTCP {
+            reemit(ulp, |a| {
+                Some(if a.ty == INET_ULP_INFO_MPTCP {
                     let mut inner = Vec::new();
                     inner.extend_from_slice(&6u16.to_ne_bytes());
                     inner.extend_from_slice(&MPTCP_SUBFLOW_ATTR_TOKEN_LOC.to_ne_bytes());
@@ -1123,21 +1111,8 @@ mod tests {
                     inner
                 } else {
                     a.payload.to_vec()
-                };
-                let ty = a.ty
-                    | if a.nested {
-                        crate::nlmsg::NLA_F_NESTED
-                    } else {
-                        0
-                    };
-                out.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
-                out.extend_from_slice(&ty.to_ne_bytes());
-                out.extend_from_slice(&payload);
-                while !out.len().is_multiple_of(4) {
-                    out.push(0);
-                }
-            }
-            out
+                })
+            })
         });
         assert!(matches!(
             parse_subflow(&wrong),
