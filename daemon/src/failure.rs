@@ -14,13 +14,11 @@
 //!   address changes would be broken without saying so.
 //!
 //! The classification functions are pure; they are the only place that looks inside the
-//! netlink crate's error types.
+//! netlink crate's error type.
 
 use std::fmt;
 
-use netlink_actor::genl::GenlError;
-use netlink_actor::rtnl::RtnlError;
-use netlink_actor::sock_diag::DiagError;
+use netlink_actor::Error;
 use tokio::sync::mpsc;
 
 /// The daemon's kernel sockets.
@@ -70,48 +68,29 @@ pub fn errno_verdict(errno: Option<i32>) -> Verdict {
     }
 }
 
-/// The verdict for an `mptcp_pm` (events or command) socket error.
-pub fn genl(e: &GenlError) -> Verdict {
+/// The verdict for an error of a socket that carries a stream of messages (the `mptcp_pm`
+/// events and command sockets, the rtnetlink monitor and its dump socket).
+pub fn stream(e: &Error) -> Verdict {
     match e {
-        GenlError::Overrun => Verdict::Lost,
-        GenlError::WouldBlock
-        | GenlError::Timeout { .. }
-        | GenlError::Kernel { .. }
-        | GenlError::Decode { .. } => Verdict::Transient,
-        GenlError::Io { source, .. } => errno_verdict(source.raw_os_error()),
-        // Only at start-up (resolving the family); a socket that worked cannot produce it.
-        GenlError::Resolve { .. } => Verdict::Fatal,
-    }
-}
-
-/// The verdict for an rtnetlink socket error.
-pub fn rtnl(e: &RtnlError) -> Verdict {
-    match e {
-        RtnlError::Overrun | RtnlError::Oversized { .. } => Verdict::Lost,
-        RtnlError::Framing { .. } | RtnlError::Kernel { .. } => Verdict::Transient,
-        RtnlError::Open { source }
-        | RtnlError::SockOpt { source, .. }
-        | RtnlError::Membership { source }
-        | RtnlError::Send { source, .. }
-        | RtnlError::Recv { source, .. } => errno_verdict(source.raw_os_error()),
-        // A programming error (a dump asked of the monitor): no retry can fix it.
-        RtnlError::DumpOnMonitor => Verdict::Fatal,
+        e if e.lost_messages() => Verdict::Lost,
+        Error::WouldBlock | Error::Timeout { .. } | Error::Kernel { .. } | Error::Decode { .. } => {
+            Verdict::Transient
+        }
+        Error::Io { source, .. } => errno_verdict(source.raw_os_error()),
+        // Only at start-up (resolving the family), or a programming error (a dump asked of
+        // the monitor): a socket that worked cannot produce them, and no retry fixes them.
+        Error::Unresolved { .. } | Error::DumpOnMonitor => Verdict::Fatal,
+        // Covered by `lost_messages` above.
+        Error::Overrun | Error::Truncated { .. } => Verdict::Lost,
     }
 }
 
 /// The verdict for a sock_diag socket error. A dump that came back incomplete is simply
 /// taken again (the next poll, or the caller's retry): there is no stream of messages to lose.
-pub fn diag(e: &DiagError) -> Verdict {
-    match e {
-        DiagError::Oversized { .. } | DiagError::Framing { .. } | DiagError::Kernel { .. } => {
-            Verdict::Transient
-        }
-        DiagError::Open { source }
-        | DiagError::Send { source, .. }
-        | DiagError::Recv { source, .. } => match errno_verdict(source.raw_os_error()) {
-            Verdict::Lost => Verdict::Transient,
-            v => v,
-        },
+pub fn diag(e: &Error) -> Verdict {
+    match stream(e) {
+        Verdict::Lost => Verdict::Transient,
+        v => v,
     }
 }
 
@@ -211,77 +190,66 @@ mod tests {
     }
 
     #[test]
-    fn genl_errors() {
-        assert_eq!(genl(&GenlError::Overrun), Verdict::Lost);
-        assert_eq!(genl(&GenlError::WouldBlock), Verdict::Transient);
-        let refused = GenlError::Kernel {
-            errno: libc::EINVAL,
-            message: None,
-            command: "subflow_create",
-        };
-        assert_eq!(
-            genl(&refused),
-            Verdict::Transient,
-            "a kernel refusal is never fatal"
-        );
-        let timeout = GenlError::Timeout {
-            command: "announce",
-            after: std::time::Duration::from_secs(5),
-        };
-        assert_eq!(genl(&timeout), Verdict::Transient);
-        let dead = GenlError::Io {
-            step: "recv",
-            source: io_err(libc::ENOTSOCK),
-        };
-        assert_eq!(genl(&dead), Verdict::Fatal);
-        let interrupted = GenlError::Io {
-            step: "send",
-            source: io_err(libc::EINTR),
-        };
-        assert_eq!(genl(&interrupted), Verdict::Transient);
-    }
-
-    #[test]
-    fn rtnl_errors() {
-        assert_eq!(rtnl(&RtnlError::Overrun), Verdict::Lost);
-        let big = RtnlError::Oversized {
+    fn stream_errors() {
+        assert_eq!(stream(&Error::Overrun), Verdict::Lost);
+        assert_eq!(stream(&Error::WouldBlock), Verdict::Transient);
+        let big = Error::Truncated {
             what: "rtnetlink events",
             len: 70_000,
             cap: 65_536,
         };
         assert_eq!(
-            rtnl(&big),
+            stream(&big),
             Verdict::Lost,
             "a truncated datagram lost its messages"
         );
-        let would_block = RtnlError::Recv {
-            what: "rtnetlink events",
-            source: io_err(libc::EAGAIN),
+        let refused = Error::Kernel {
+            errno: libc::EINVAL,
+            message: None,
+            what: "subflow_create",
         };
-        assert_eq!(rtnl(&would_block), Verdict::Transient);
-        let dead = RtnlError::Recv {
+        assert_eq!(
+            stream(&refused),
+            Verdict::Transient,
+            "a kernel refusal is never fatal"
+        );
+        let timeout = Error::Timeout {
+            what: "announce",
+            after: std::time::Duration::from_millis(100),
+        };
+        assert_eq!(stream(&timeout), Verdict::Transient);
+        let dead = Error::Io {
+            what: "mptcp_pm events",
+            step: "recv",
+            source: io_err(libc::ENOTSOCK),
+        };
+        assert_eq!(stream(&dead), Verdict::Fatal);
+        let bad_fd = Error::Io {
             what: "rtnetlink events",
+            step: "recv",
             source: io_err(libc::EBADF),
         };
-        assert_eq!(rtnl(&dead), Verdict::Fatal);
-        let refused = RtnlError::Kernel {
-            what: "RTM_GETADDR dump",
-            errno: libc::EBUSY,
-            message: None,
+        assert_eq!(stream(&bad_fd), Verdict::Fatal);
+        let interrupted = Error::Io {
+            what: "mptcp_pm commands",
+            step: "send",
+            source: io_err(libc::EINTR),
         };
-        assert_eq!(rtnl(&refused), Verdict::Transient);
+        assert_eq!(stream(&interrupted), Verdict::Transient);
+        assert_eq!(stream(&Error::DumpOnMonitor), Verdict::Fatal);
     }
 
     #[test]
     fn diag_errors() {
-        let refused = DiagError::Kernel {
+        let refused = Error::Kernel {
             what: "MPTCP IPv4 sock_diag dump",
             errno: libc::ENOENT,
             message: None,
         };
         assert_eq!(diag(&refused), Verdict::Transient);
-        let overrun = DiagError::Recv {
+        let overrun = Error::Io {
             what: "MPTCP IPv4 sock_diag dump",
+            step: "recv",
             source: io_err(libc::ENOBUFS),
         };
         assert_eq!(
@@ -289,8 +257,10 @@ mod tests {
             Verdict::Transient,
             "an incomplete dump is taken again"
         );
-        let dead = DiagError::Send {
+        assert_eq!(diag(&Error::Overrun), Verdict::Transient);
+        let dead = Error::Io {
             what: "MPTCP IPv4 sock_diag dump",
+            step: "send",
             source: io_err(libc::ENOTSOCK),
         };
         assert_eq!(diag(&dead), Verdict::Fatal);
@@ -298,7 +268,8 @@ mod tests {
 
     #[test]
     fn a_failure_names_the_socket_and_the_errno() {
-        let e = GenlError::Io {
+        let e = Error::Io {
+            what: "mptcp_pm events",
             step: "recv",
             source: io_err(libc::EBADF),
         };
@@ -306,10 +277,12 @@ mod tests {
         assert_eq!(f.errno, Some(libc::EBADF));
         let text = f.to_string();
         assert!(
-            text.starts_with("the mptcp_pm events socket failed (errno 9): netlink recv failed"),
+            text.starts_with(
+                "the mptcp_pm events socket failed (errno 9): mptcp_pm events: netlink recv failed"
+            ),
             "{text}"
         );
-        let no_errno = SocketFailure::new(KernelSocket::RtnlDump, &RtnlError::DumpOnMonitor);
+        let no_errno = SocketFailure::new(KernelSocket::RtnlDump, &Error::DumpOnMonitor);
         assert_eq!(no_errno.errno, None);
         assert!(no_errno
             .to_string()

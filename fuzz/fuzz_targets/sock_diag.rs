@@ -1,12 +1,14 @@
 //! Fuzz the sock_diag parsers: the input is used both as one reply payload
 //! (`parse_mptcp_conn`, `parse_subflow`, `parse_inet_diag_msg`) and as a dump datagram fed
-//! through `feed_dump` with both parsers, the way `DiagSocket` does, then joined.
+//! through `dump::feed` with both reply parsers, the way `DiagSocket` does, then joined.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use netlink_actor::dump::{feed, Dump};
 use netlink_actor::nlmsg::messages;
 use netlink_actor::sock_diag::{
-    feed_dump, join, parse_inet_diag_msg, parse_mptcp_conn, parse_subflow, Dump,
+    join, parse_inet_diag_msg, parse_mptcp_conn, parse_mptcp_reply, parse_subflow,
+    parse_subflow_reply,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -20,14 +22,8 @@ fuzz_target!(|data: &[u8]| {
         .map(|m| m.header.seq)
         .unwrap_or(0);
     let mut conns = Dump::default();
-    let _ = feed_dump(
-        data,
-        seq,
-        "fuzz mptcp",
-        |p| parse_mptcp_conn(p).map(Some),
-        &mut conns,
-    );
+    let _ = feed(data, seq, "fuzz mptcp", parse_mptcp_reply, &mut conns);
     let mut subs = Dump::default();
-    let _ = feed_dump(data, seq, "fuzz tcp", parse_subflow, &mut subs);
+    let _ = feed(data, seq, "fuzz tcp", parse_subflow_reply, &mut subs);
     let _ = join(conns.items, subs.items);
 });

@@ -10,7 +10,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use mptcp_pmd_policies::PmEvent;
-use netlink_actor::genl::{GenlError, PmEventSocket};
+use netlink_actor::genl::PmEventSocket;
+use netlink_actor::Error as GenlError;
 
 use crate::netns::Netns;
 

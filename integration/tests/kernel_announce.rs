@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use integration::observe::{self, EventLog, SsSubflow, Stamped};
 use integration::{kernel_tests_enabled, mptcp, Netns, Pm, TopoOpts, Topology};
 use mptcp_pmd_policies::{AddrId, ConnInfo, PmCommand, PmEvent, SubflowInfo, Token};
-use netlink_actor::genl::{GenlError, PmClient};
+use netlink_actor::genl::PmClient;
 use netlink_actor::mptcp_pm::{MPTCP_PM_ADDR_FLAG_IMPLICIT, MPTCP_PM_ADDR_FLAG_SIGNAL};
+use netlink_actor::Error as GenlError;
 
 const WAIT: Duration = Duration::from_secs(5);
 /// How long "nothing more happens" is watched for. The in-kernel PM client reacts to an

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use integration::{kernel_tests_enabled, mptcp, Netns, Pm, TopoOpts, Topology};
 use mptcp_pmd_policies::{ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, Token};
-use netlink_actor::genl::{GenlError, PmClient, PmEventSocket, RawEvent, Traced};
+use netlink_actor::genl::{PmClient, PmEventSocket, RawEvent, Traced};
 use netlink_actor::mptcp_pm::Limits;
+use netlink_actor::Error as GenlError;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -612,7 +613,7 @@ fn unknown_token_is_a_kernel_error_with_message() {
         GenlError::Kernel {
             errno,
             message,
-            command,
+            what: command,
         } => {
             assert_eq!(*command, "remove");
             assert_eq!(*errno, libc::EINVAL, "{err}");

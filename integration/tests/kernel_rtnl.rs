@@ -11,7 +11,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use integration::{kernel_tests_enabled, wait_for, Netns, Pm, TopoOpts, Topology};
-use netlink_actor::rtnl::{AddrScope, RtnlError, RtnlEvent, RtnlSocket};
+use netlink_actor::rtnl::{AddrScope, RtnlEvent, RtnlSocket};
+use netlink_actor::Error as RtnlError;
 
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use netlink_actor::genl::{GenlError, PmEventSocket};
+use netlink_actor::genl::PmEventSocket;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Err(GenlError::Overrun) => eprintln!("overrun: events were lost"),
+            Err(e) if e.lost_messages() => eprintln!("events were lost: {e}"),
             Err(e) => {
                 eprintln!("event-monitor: {e}");
                 return ExitCode::FAILURE;

@@ -1,12 +1,11 @@
-//! Netlink dumps, shared by every family: collect the replies of one request (matched by
-//! sequence number) until NLMSG_DONE, turn an NLMSG_ERROR into the kernel's refusal, and count
-//! the replies that cannot be decoded instead of failing the whole dump. Pure.
+//! Netlink dumps, shared by every family: the decoded items of one dump and the replies that
+//! could not be decoded, counted instead of failing the whole dump. [`feed`] is the pure form
+//! (captured bytes in, items out); [`crate::transport::Transport::dump`] runs a dump on a
+//! socket with the same [`collector`].
 
-use crate::error::DecodeError;
-use crate::nlmsg::{messages, parse_error, NlMsg, NLMSG_DONE, NLMSG_ERROR};
-
-/// Message types below this are netlink control messages (NLMSG_MIN_TYPE).
-const NLMSG_MIN_TYPE: u16 = 0x10;
+use crate::error::{DecodeError, Error};
+use crate::nlmsg::NlMsg;
+use crate::transport::{Replies, Step};
 
 /// The decoded items of one dump and what could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,65 +28,52 @@ impl<T> Default for Dump<T> {
     }
 }
 
-/// Whether a dump needs more datagrams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DumpProgress {
-    /// NLMSG_DONE not seen yet.
-    More,
-    /// NLMSG_DONE seen: the dump is complete.
-    Done,
+/// `parse` on the payload of a reply of message type `ty`; a reply of any other type is not
+/// for us (`Ok(None)`): the shape of every family's dump reply parser.
+pub fn payload_of<T>(
+    m: &NlMsg<'_>,
+    ty: u16,
+    parse: impl FnOnce(&[u8]) -> Result<Option<T>, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    if m.header.ty == ty {
+        parse(m.payload)
+    } else {
+        Ok(None)
+    }
 }
 
-/// Why a dump ended early; each socket wraps it in its own error type with its context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DumpFault {
-    /// A datagram could not be framed.
-    Framing(DecodeError),
-    /// The kernel refused the dump.
-    Kernel {
-        /// Positive errno.
-        errno: i32,
-        /// Extended-ACK text, if any.
-        message: Option<String>,
-    },
+/// The reply handler of a dump: each reply `parse` decodes is added to `out`, `Ok(None)` is
+/// "not for us" (e.g. a TCP socket that is no subflow), a reply it cannot decode is counted in
+/// [`Dump::skipped`] and the dump goes on.
+pub fn collector<'a, T>(
+    parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError> + 'a,
+    out: &'a mut Dump<T>,
+) -> impl FnMut(&NlMsg<'_>) -> Result<(), DecodeError> + 'a {
+    move |m| {
+        match parse(m) {
+            Ok(Some(item)) => out.items.push(item),
+            Ok(None) => {}
+            Err(e) => {
+                out.skipped += 1;
+                out.last_error = Some(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Feed one received datagram (or several concatenated) of the dump with sequence number
-/// `seq` into `out`. Messages of other sequence numbers (leftovers of an aborted dump) and
-/// control messages are ignored; a reply `parse` cannot decode is counted in `out.skipped`;
-/// `parse` returning `Ok(None)` means "not for us" (e.g. a TCP socket that is no subflow).
+/// `seq` into `out`; [`Step::Done`] once its NLMSG_DONE is seen. Messages of other sequence
+/// numbers are ignored; a datagram that cannot be framed or the kernel's refusal is an error
+/// naming `what`. Pure.
 pub fn feed<T>(
     datagram: &[u8],
     seq: u32,
+    what: &'static str,
     parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
     out: &mut Dump<T>,
-) -> Result<DumpProgress, DumpFault> {
-    for m in messages(datagram) {
-        let m = m.map_err(DumpFault::Framing)?;
-        if m.header.seq != seq {
-            continue;
-        }
-        match m.header.ty {
-            NLMSG_DONE => return Ok(DumpProgress::Done),
-            NLMSG_ERROR => {
-                let e = parse_error(&m.header, m.payload).map_err(DumpFault::Framing)?;
-                if e.errno != 0 {
-                    return Err(DumpFault::Kernel {
-                        errno: e.errno,
-                        message: e.message,
-                    });
-                }
-            }
-            ty if ty < NLMSG_MIN_TYPE => {}
-            _ => match parse(&m) {
-                Ok(Some(item)) => out.items.push(item),
-                Ok(None) => {}
-                Err(e) => {
-                    out.skipped += 1;
-                    out.last_error = Some(e);
-                }
-            },
-        }
-    }
-    Ok(DumpProgress::More)
+) -> Result<Step, Error> {
+    let mut replies = Replies::new(what, seq);
+    let step = replies.feed(datagram, &mut collector(parse, out), None);
+    replies.finish().map(|()| step)
 }

@@ -4,6 +4,9 @@
 
 use crate::error::DecodeError;
 
+// Kernel constants come from libc (its `c_int` values, narrowed to the header fields' widths);
+// the two NLMSGERR attributes and the genl header size are not in libc.
+
 /// Size of `struct nlmsghdr`.
 pub const NLMSG_HDRLEN: usize = 16;
 /// Size of `struct nlattr`.
@@ -12,35 +15,37 @@ pub const NLA_HDRLEN: usize = 4;
 pub const GENL_HDRLEN: usize = 4;
 
 /// NLMSG_NOOP.
-pub const NLMSG_NOOP: u16 = 1;
+pub const NLMSG_NOOP: u16 = libc::NLMSG_NOOP as u16;
 /// NLMSG_ERROR (also carries ACKs, error 0).
-pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
 /// NLMSG_DONE: end of a dump.
-pub const NLMSG_DONE: u16 = 3;
+pub const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
 /// NLMSG_OVERRUN.
-pub const NLMSG_OVERRUN: u16 = 4;
+pub const NLMSG_OVERRUN: u16 = libc::NLMSG_OVERRUN as u16;
+/// NLMSG_MIN_TYPE: message types below it are netlink control messages.
+pub const NLMSG_MIN_TYPE: u16 = libc::NLMSG_MIN_TYPE as u16;
 
 /// NLM_F_REQUEST.
-pub const NLM_F_REQUEST: u16 = 0x01;
+pub const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
 /// NLM_F_MULTI.
-pub const NLM_F_MULTI: u16 = 0x02;
+pub const NLM_F_MULTI: u16 = libc::NLM_F_MULTI as u16;
 /// NLM_F_ACK.
-pub const NLM_F_ACK: u16 = 0x04;
+pub const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
 /// NLM_F_ROOT.
-pub const NLM_F_ROOT: u16 = 0x100;
+pub const NLM_F_ROOT: u16 = libc::NLM_F_ROOT as u16;
 /// NLM_F_MATCH.
-pub const NLM_F_MATCH: u16 = 0x200;
+pub const NLM_F_MATCH: u16 = libc::NLM_F_MATCH as u16;
 /// NLM_F_DUMP = ROOT | MATCH.
-pub const NLM_F_DUMP: u16 = NLM_F_ROOT | NLM_F_MATCH;
+pub const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
 /// In an NLMSG_ERROR: the request was capped (only its header is echoed).
-pub const NLM_F_CAPPED: u16 = 0x100;
+pub const NLM_F_CAPPED: u16 = libc::NLM_F_CAPPED as u16;
 /// In an NLMSG_ERROR: extended ACK TLVs follow.
-pub const NLM_F_ACK_TLVS: u16 = 0x200;
+pub const NLM_F_ACK_TLVS: u16 = libc::NLM_F_ACK_TLVS as u16;
 
 /// NLA_F_NESTED.
-pub const NLA_F_NESTED: u16 = 0x8000;
+pub const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
 /// NLA_F_NET_BYTEORDER.
-pub const NLA_F_NET_BYTEORDER: u16 = 0x4000;
+pub const NLA_F_NET_BYTEORDER: u16 = libc::NLA_F_NET_BYTEORDER as u16;
 /// Mask of the attribute type bits.
 pub const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
 
@@ -78,12 +83,40 @@ pub struct NlMsg<'a> {
     pub payload: &'a [u8],
 }
 
-fn u16_ne(b: &[u8], at: usize) -> Option<u16> {
+/// The host-order u16 at `at`, if `b` is long enough.
+pub(crate) fn ne_u16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
-fn u32_ne(b: &[u8], at: usize) -> Option<u32> {
+/// The host-order u32 at `at`, if `b` is long enough.
+pub(crate) fn ne_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The host-order i32 at `at`, if `b` is long enough.
+pub(crate) fn ne_i32(b: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The host-order u64 at `at`, if `b` is long enough.
+pub(crate) fn ne_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The big-endian u16 at `at`, if `b` is long enough.
+pub(crate) fn be_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// The `nlmsghdr` at the start of `b`, if there are enough bytes for one.
+fn parse_header(b: &[u8]) -> Option<NlHeader> {
+    Some(NlHeader {
+        len: ne_u32(b, 0)?,
+        ty: ne_u16(b, 4)?,
+        flags: ne_u16(b, 6)?,
+        seq: ne_u32(b, 8)?,
+        pid: ne_u32(b, 12)?,
+    })
 }
 
 /// Iterates over the netlink messages of one datagram. A truncated or inconsistent header
@@ -106,17 +139,7 @@ impl<'a> Iterator for NlMsgIter<'a> {
             return None;
         }
         let b = self.buf;
-        let parsed = (|| {
-            let len = u32_ne(b, 0)?;
-            let header = NlHeader {
-                len,
-                ty: u16_ne(b, 4)?,
-                flags: u16_ne(b, 6)?,
-                seq: u32_ne(b, 8)?,
-                pid: u32_ne(b, 12)?,
-            };
-            Some(header)
-        })();
+        let parsed = parse_header(b);
         let Some(header) = parsed else {
             self.failed = true;
             return Some(Err(DecodeError::Truncated {
@@ -230,7 +253,7 @@ impl<'a> Iterator for AttrIter<'a> {
             return None;
         }
         let b = self.buf;
-        let (Some(len), Some(raw_ty)) = (u16_ne(b, 0), u16_ne(b, 2)) else {
+        let (Some(len), Some(raw_ty)) = (ne_u16(b, 0), ne_u16(b, 2)) else {
             self.failed = true;
             return None;
         };
@@ -372,16 +395,15 @@ pub fn parse_error(header: &NlHeader, payload: &[u8]) -> Result<NlError, DecodeE
             have: payload.len(),
         });
     }
-    let raw = i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
-    let mut it = messages(&payload[4..4 + NLMSG_HDRLEN]);
-    let request = NlHeader {
-        len: u32_ne(payload, 4).unwrap_or(0),
-        ty: u16_ne(payload, 8).unwrap_or(0),
-        flags: u16_ne(payload, 10).unwrap_or(0),
-        seq: u32_ne(payload, 12).unwrap_or(0),
-        pid: u32_ne(payload, 16).unwrap_or(0),
-    };
-    let _ = it.next();
+    let raw = ne_i32(payload, 0).unwrap_or(0);
+    let request = payload
+        .get(4..)
+        .and_then(parse_header)
+        .ok_or(DecodeError::Truncated {
+            what: "nlmsgerr",
+            need,
+            have: payload.len(),
+        })?;
     let mut err = NlError {
         errno: raw.saturating_neg(),
         request,
@@ -396,16 +418,39 @@ pub fn parse_error(header: &NlHeader, payload: &[u8]) -> Result<NlError, DecodeE
             align((request.len as usize).max(NLMSG_HDRLEN))
         };
         if let Some(tlvs) = payload.get(4 + echoed..) {
-            for a in attrs(tlvs).flatten() {
-                match a.ty {
-                    NLMSGERR_ATTR_MSG => err.message = Some(a.string()),
-                    NLMSGERR_ATTR_OFFS => err.bad_attr_offset = a.u32("nlmsgerr offset").ok(),
-                    _ => {}
-                }
-            }
+            read_ack_tlvs(tlvs, &mut err);
         }
     }
     Ok(err)
+}
+
+fn read_ack_tlvs(tlvs: &[u8], err: &mut NlError) {
+    for a in attrs(tlvs).flatten() {
+        match a.ty {
+            NLMSGERR_ATTR_MSG => err.message = Some(a.string()),
+            NLMSGERR_ATTR_OFFS => err.bad_attr_offset = a.u32("nlmsgerr offset").ok(),
+            _ => {}
+        }
+    }
+}
+
+/// Decode the payload of an NLMSG_DONE: a dump that fails after its first part ends with a
+/// negative errno there, followed by extended-ACK TLVs when `NLM_F_ACK_TLVS` is set (verified
+/// on 6.18 for GET_ADDR with an unknown token). errno 0 is a complete dump; a payload too short
+/// for the errno (older kernels, some families) is one too.
+pub fn parse_done(msg: &NlMsg<'_>) -> NlError {
+    let mut done = NlError {
+        errno: ne_i32(msg.payload, 0).unwrap_or(0).saturating_neg().max(0),
+        request: msg.header,
+        message: None,
+        bad_attr_offset: None,
+    };
+    if done.errno != 0 && msg.header.flags & NLM_F_ACK_TLVS != 0 {
+        if let Some(tlvs) = msg.payload.get(4..) {
+            read_ack_tlvs(tlvs, &mut done);
+        }
+    }
+    done
 }
 
 #[cfg(test)]

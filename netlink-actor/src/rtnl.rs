@@ -3,96 +3,94 @@
 //!
 //! Owns the codec for `RTM_NEWLINK`/`RTM_DELLINK` (`struct ifinfomsg` + `IFLA_*`) and
 //! `RTM_NEWADDR`/`RTM_DELADDR` (`struct ifaddrmsg` + `IFA_*`), the `RTM_GETLINK`/`RTM_GETADDR`
-//! dump requests, and a blocking [`RtnlSocket`]. Messages become [`RtnlEvent`]s; anything this
-//! build does not know becomes [`RtnlEvent::Other`], never an error.
+//! dump requests, and [`RtnlSocket`], a [`Transport`] of protocol `NETLINK_ROUTE`. Messages
+//! become [`RtnlEvent`]s; anything this build does not know becomes [`RtnlEvent::Other`], never
+//! an error.
 //!
 //! Subscribe first, dump second, on two sockets: open the monitor ([`RtnlSocket::open_monitor`])
 //! before dumping on a second socket ([`RtnlSocket::open`]) so that no change between the dump
 //! and the subscription is lost (a change seen twice is harmless; the daemon's address set is
-//! idempotent). A monitor that falls behind gets [`RtnlError::Overrun`] (ENOBUFS): events were
+//! idempotent). A monitor that falls behind gets [`Error::Overrun`] (ENOBUFS): events were
 //! lost and the consumer must dump again. It does not decide which addresses are usable: that
 //! is the daemon's filter.
 //!
 //! Layouts: `include/uapi/linux/rtnetlink.h`, `if_addr.h`, `if_link.h`, `if.h`.
 
-use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
-use neli::consts::socket::{Msg, NlFamily};
-use neli::socket::NlSocket;
-use neli::utils::Groups;
-use thiserror::Error;
-
-use crate::dump::{Dump, DumpFault, DumpProgress};
-use crate::error::DecodeError;
-use crate::nlmsg::{attrs, messages, MsgBuilder, NlMsg, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::dump::{payload_of, Dump};
+use crate::error::{DecodeError, Error};
+use crate::nlmsg::{
+    attrs, messages, ne_u32, MsgBuilder, NlMsg, NLMSG_MIN_TYPE, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use crate::transport::Transport;
 
 /// RTM_NEWLINK.
-pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_NEWLINK: u16 = libc::RTM_NEWLINK;
 /// RTM_DELLINK.
-pub const RTM_DELLINK: u16 = 17;
+pub const RTM_DELLINK: u16 = libc::RTM_DELLINK;
 /// RTM_GETLINK.
-pub const RTM_GETLINK: u16 = 18;
+pub const RTM_GETLINK: u16 = libc::RTM_GETLINK;
 /// RTM_NEWADDR.
-pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_NEWADDR: u16 = libc::RTM_NEWADDR;
 /// RTM_DELADDR.
-pub const RTM_DELADDR: u16 = 21;
+pub const RTM_DELADDR: u16 = libc::RTM_DELADDR;
 /// RTM_GETADDR.
-pub const RTM_GETADDR: u16 = 22;
+pub const RTM_GETADDR: u16 = libc::RTM_GETADDR;
 
 /// Multicast group RTNLGRP_LINK.
-pub const RTNLGRP_LINK: u32 = 1;
+pub const RTNLGRP_LINK: u32 = libc::RTNLGRP_LINK;
 /// Multicast group RTNLGRP_IPV4_IFADDR.
-pub const RTNLGRP_IPV4_IFADDR: u32 = 5;
+pub const RTNLGRP_IPV4_IFADDR: u32 = libc::RTNLGRP_IPV4_IFADDR;
 /// Multicast group RTNLGRP_IPV6_IFADDR.
-pub const RTNLGRP_IPV6_IFADDR: u32 = 9;
+pub const RTNLGRP_IPV6_IFADDR: u32 = libc::RTNLGRP_IPV6_IFADDR;
 
 /// IFA_ADDRESS: the address (IPv6) or the peer address of a point-to-point link (IPv4).
-pub const IFA_ADDRESS: u16 = 1;
+pub const IFA_ADDRESS: u16 = libc::IFA_ADDRESS;
 /// IFA_LOCAL: the local address (IPv4; IPv6 only on point-to-point links).
-pub const IFA_LOCAL: u16 = 2;
+pub const IFA_LOCAL: u16 = libc::IFA_LOCAL;
 /// IFA_LABEL: the IPv4 address label (interface name or alias).
-pub const IFA_LABEL: u16 = 3;
-/// IFA_FLAGS: u32 flags, superseding `ifa_flags`.
+pub const IFA_LABEL: u16 = libc::IFA_LABEL;
+/// IFA_FLAGS: u32 flags, superseding `ifa_flags` (not in libc).
 pub const IFA_FLAGS: u16 = 8;
 
 /// IFLA_IFNAME: interface name.
-pub const IFLA_IFNAME: u16 = 3;
+pub const IFLA_IFNAME: u16 = libc::IFLA_IFNAME;
 /// IFLA_MTU.
-pub const IFLA_MTU: u16 = 4;
+pub const IFLA_MTU: u16 = libc::IFLA_MTU;
 /// IFLA_OPERSTATE (u8, RFC 2863 state).
-pub const IFLA_OPERSTATE: u16 = 16;
+pub const IFLA_OPERSTATE: u16 = libc::IFLA_OPERSTATE;
 /// IFLA_LINKINFO (nested).
-pub const IFLA_LINKINFO: u16 = 18;
+pub const IFLA_LINKINFO: u16 = libc::IFLA_LINKINFO;
 /// IFLA_INFO_KIND inside IFLA_LINKINFO (string: "veth", "bridge", ...).
-pub const IFLA_INFO_KIND: u16 = 1;
+pub const IFLA_INFO_KIND: u16 = libc::IFLA_INFO_KIND;
 
 /// IFF_UP: administratively up.
-pub const IFF_UP: u32 = 0x1;
+pub const IFF_UP: u32 = libc::IFF_UP as u32;
 /// IFF_LOOPBACK.
-pub const IFF_LOOPBACK: u32 = 0x8;
+pub const IFF_LOOPBACK: u32 = libc::IFF_LOOPBACK as u32;
 /// IFF_POINTOPOINT.
-pub const IFF_POINTOPOINT: u32 = 0x10;
+pub const IFF_POINTOPOINT: u32 = libc::IFF_POINTOPOINT as u32;
 /// IFF_RUNNING: operationally up (RFC 2863 UP).
-pub const IFF_RUNNING: u32 = 0x40;
+pub const IFF_RUNNING: u32 = libc::IFF_RUNNING as u32;
 /// IFF_LOWER_UP: carrier.
-pub const IFF_LOWER_UP: u32 = 0x1_0000;
+pub const IFF_LOWER_UP: u32 = libc::IFF_LOWER_UP as u32;
 
 /// IFA_F_SECONDARY (IPv4) / IFA_F_TEMPORARY (IPv6).
-pub const IFA_F_SECONDARY: u32 = 0x01;
+pub const IFA_F_SECONDARY: u32 = libc::IFA_F_SECONDARY;
 /// IFA_F_NODAD.
-pub const IFA_F_NODAD: u32 = 0x02;
+pub const IFA_F_NODAD: u32 = libc::IFA_F_NODAD;
 /// IFA_F_OPTIMISTIC.
-pub const IFA_F_OPTIMISTIC: u32 = 0x04;
+pub const IFA_F_OPTIMISTIC: u32 = libc::IFA_F_OPTIMISTIC;
 /// IFA_F_DADFAILED.
-pub const IFA_F_DADFAILED: u32 = 0x08;
+pub const IFA_F_DADFAILED: u32 = libc::IFA_F_DADFAILED;
 /// IFA_F_DEPRECATED.
-pub const IFA_F_DEPRECATED: u32 = 0x20;
+pub const IFA_F_DEPRECATED: u32 = libc::IFA_F_DEPRECATED;
 /// IFA_F_TENTATIVE: duplicate address detection still running; not usable as a source yet.
-pub const IFA_F_TENTATIVE: u32 = 0x40;
+pub const IFA_F_TENTATIVE: u32 = libc::IFA_F_TENTATIVE;
 /// IFA_F_PERMANENT: configured (not autoconfigured).
-pub const IFA_F_PERMANENT: u32 = 0x80;
+pub const IFA_F_PERMANENT: u32 = libc::IFA_F_PERMANENT;
 
 /// Size of `struct ifinfomsg`.
 pub const IFINFOMSG_LEN: usize = 16;
@@ -187,10 +185,6 @@ impl AddrInfo {
     pub fn is_tentative(&self) -> bool {
         self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) != 0
     }
-    /// IFA_F_DEPRECATED: valid but should not be used for new connections.
-    pub fn is_deprecated(&self) -> bool {
-        self.flags & IFA_F_DEPRECATED != 0
-    }
 }
 
 /// One interface (from RTM_NEWLINK).
@@ -247,10 +241,6 @@ pub enum RtnlEvent {
         /// nlmsg_type.
         ty: u16,
     },
-}
-
-fn ne_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// Decode the payload of RTM_NEWADDR / RTM_DELADDR; `Ok(None)` for a family other than
@@ -378,255 +368,106 @@ pub fn getaddr_dump_request(seq: u32) -> Vec<u8> {
     b.finish()
 }
 
-/// Errors of the rtnetlink socket.
-#[derive(Debug, Error)]
-pub enum RtnlError {
-    /// The NETLINK_ROUTE socket could not be opened or bound.
-    #[error("cannot open NETLINK_ROUTE socket: {source}")]
-    Open {
-        /// The OS error.
-        source: io::Error,
-    },
-    /// Setting a socket option failed.
-    #[error("setting {what} on the NETLINK_ROUTE socket: {source}")]
-    SockOpt {
-        /// Which option.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// Joining the link / address multicast groups failed.
-    #[error("cannot join rtnetlink groups (link, IPv4/IPv6 addresses): {source}")]
-    Membership {
-        /// The OS error.
-        source: io::Error,
-    },
-    /// Sending a request failed.
-    #[error("sending {what}: {source}")]
-    Send {
-        /// Which request.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// Receiving failed (including WouldBlock on a non-blocking socket, see
-    /// [`RtnlError::is_would_block`]).
-    #[error("receiving {what}: {source}")]
-    Recv {
-        /// What was being received.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// ENOBUFS: the monitor fell behind and the kernel dropped events. Dump links and
-    /// addresses again.
-    #[error("rtnetlink monitor overrun (ENOBUFS): events were lost, links and addresses must be dumped again")]
-    Overrun,
-    /// A datagram was larger than the receive buffer.
-    #[error("{what} datagram of {len} bytes exceeds the {cap}-byte receive buffer")]
-    Oversized {
-        /// What was being received.
-        what: &'static str,
-        /// Datagram length.
-        len: usize,
-        /// Buffer size.
-        cap: usize,
-    },
-    /// A datagram could not be framed.
-    #[error("framing {what}: {source}")]
-    Framing {
-        /// What was being received.
-        what: &'static str,
-        /// The decode failure.
-        source: DecodeError,
-    },
-    /// The kernel refused a dump.
-    #[error("kernel refused {what}: {}{}", io::Error::from_raw_os_error(*errno), message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
-    Kernel {
-        /// Which request.
-        what: &'static str,
-        /// Positive errno.
-        errno: i32,
-        /// Extended-ACK text, if any.
-        message: Option<String>,
-    },
-    /// A dump was asked of a monitoring socket, where its replies would be interleaved with
-    /// (and could be confused with) events: dump on a second socket from [`RtnlSocket::open`].
-    #[error("dumps must use a separate socket from the monitor (RtnlSocket::open)")]
-    DumpOnMonitor,
-}
-
-impl RtnlError {
-    /// A non-blocking receive found nothing.
-    pub fn is_would_block(&self) -> bool {
-        matches!(self, RtnlError::Recv { source, .. } if source.kind() == io::ErrorKind::WouldBlock)
-    }
-}
-
-/// Receive buffer: rtnetlink dump datagrams are at most 32 KiB.
-const RECV_BUF: usize = 64 * 1024;
-/// SO_RCVBUF asked for the monitor (capped by net.core.rmem_max).
+/// SO_RCVBUF asked for the monitor (SO_RCVBUFFORCE when privileged).
 const MONITOR_RCVBUF: usize = 4 * 1024 * 1024;
 
-/// A blocking NETLINK_ROUTE socket: either a monitor of link and address changes
+/// A NETLINK_ROUTE socket: either a monitor of link and address changes
 /// ([`RtnlSocket::open_monitor`]) or a dumper ([`RtnlSocket::open`]).
+#[derive(Debug)]
 pub struct RtnlSocket {
-    sock: NlSocket,
-    buf: Vec<u8>,
-    seq: u32,
+    t: Transport,
     monitor: bool,
 }
 
-impl std::fmt::Debug for RtnlSocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RtnlSocket")
-            .field("fd", &self.sock.as_raw_fd())
-            .field("monitor", &self.monitor)
-            .finish_non_exhaustive()
-    }
-}
-
-const WHAT_EVENTS: &str = "rtnetlink events";
+const WHAT_SOCKET: &str = "NETLINK_ROUTE socket";
+const WHAT_MONITOR: &str = "rtnetlink monitor";
 const WHAT_LINKS: &str = "RTM_GETLINK dump";
 const WHAT_ADDRS: &str = "RTM_GETADDR dump";
 
 impl RtnlSocket {
     /// A socket for dumps (no multicast groups).
-    pub fn open() -> Result<Self, RtnlError> {
-        let sock = NlSocket::connect(NlFamily::Route, None, Groups::empty())
-            .map_err(|source| RtnlError::Open { source })?;
+    pub fn open() -> Result<Self, Error> {
         Ok(RtnlSocket {
-            sock,
-            buf: vec![0; RECV_BUF],
-            seq: 0,
+            t: Transport::open(libc::NETLINK_ROUTE, WHAT_SOCKET)?,
             monitor: false,
         })
     }
 
     /// A socket joined to RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR and RTNLGRP_IPV6_IFADDR, with a
     /// large receive buffer. Open it before dumping, on another socket, what exists already.
-    pub fn open_monitor() -> Result<Self, RtnlError> {
-        let mut s = Self::open()?;
+    pub fn open_monitor() -> Result<Self, Error> {
+        let t = Transport::open(libc::NETLINK_ROUTE, WHAT_MONITOR)?;
         // Best effort: a larger buffer makes overruns rarer; its absence is not fatal.
-        let _ = s.sock.set_recv_buffer_size(MONITOR_RCVBUF);
-        s.sock
-            .add_mcast_membership(Groups::new_groups(&[
-                RTNLGRP_LINK,
-                RTNLGRP_IPV4_IFADDR,
-                RTNLGRP_IPV6_IFADDR,
-            ]))
-            .map_err(|source| RtnlError::Membership { source })?;
-        s.monitor = true;
-        Ok(s)
+        let _ = t.set_recv_buffer(MONITOR_RCVBUF);
+        for g in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
+            t.join_group(g)?;
+        }
+        Ok(RtnlSocket { t, monitor: true })
     }
 
-    /// Ask for a receive buffer of `bytes` (SO_RCVBUF; the kernel doubles it and caps it at
-    /// net.core.rmem_max). The monitor asks for 4 MiB by itself.
-    pub fn set_recv_buffer_size(&self, bytes: usize) -> Result<(), RtnlError> {
-        self.sock
-            .set_recv_buffer_size(bytes)
-            .map_err(|source| RtnlError::SockOpt {
-                what: "SO_RCVBUF",
-                source,
-            })
+    /// Ask for a receive buffer of `bytes` (SO_RCVBUFFORCE when privileged, else SO_RCVBUF
+    /// capped by net.core.rmem_max; the kernel doubles it). The monitor asks for 4 MiB by
+    /// itself.
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> Result<(), Error> {
+        self.t.set_recv_buffer(bytes)
     }
 
     /// Switch the socket between blocking (default) and non-blocking mode.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), RtnlError> {
-        let r = if nonblocking {
-            self.sock.nonblock()
-        } else {
-            self.sock.block()
-        };
-        r.map_err(|source| RtnlError::SockOpt {
-            what: "O_NONBLOCK",
-            source,
-        })
-    }
-
-    fn recv_datagram(&mut self, what: &'static str) -> Result<usize, RtnlError> {
-        loop {
-            match self.sock.recv(&mut self.buf[..], Msg::TRUNC) {
-                Ok((len, _)) if len > self.buf.len() => {
-                    return Err(RtnlError::Oversized {
-                        what,
-                        len,
-                        cap: self.buf.len(),
-                    })
-                }
-                Ok((len, _)) => return Ok(len),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    return Err(RtnlError::Overrun)
-                }
-                Err(source) => return Err(RtnlError::Recv { what, source }),
-            }
-        }
+    pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
+        self.t.set_nonblocking(nonblocking)
     }
 
     /// Receive one datagram of events (blocking unless non-blocking mode is set) and decode
     /// it. A message that cannot be decoded is an `Err` entry; the others still come through.
-    pub fn recv_batch(&mut self) -> Result<Vec<Result<RtnlEvent, DecodeError>>, RtnlError> {
-        let len = self.recv_datagram(WHAT_EVENTS)?;
-        Ok(decode_events(&self.buf[..len]))
+    ///
+    /// Errors: [`Error::Overrun`] (events were lost: dump again), [`Error::WouldBlock`],
+    /// [`Error::Truncated`], [`Error::Io`].
+    pub fn recv_batch(&mut self) -> Result<Vec<Result<RtnlEvent, DecodeError>>, Error> {
+        Ok(decode_events(self.t.recv_datagram(false)?))
     }
 
     fn dump<T>(
         &mut self,
-        req: Vec<u8>,
         what: &'static str,
+        req_for: impl FnOnce(u32) -> Vec<u8>,
         parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
-    ) -> Result<Dump<T>, RtnlError> {
+    ) -> Result<Dump<T>, Error> {
         if self.monitor {
-            return Err(RtnlError::DumpOnMonitor);
+            return Err(Error::DumpOnMonitor);
         }
-        let seq = self.seq;
-        self.sock
-            .send(&req, Msg::empty())
-            .map_err(|source| RtnlError::Send { what, source })?;
+        let seq = self.t.next_seq();
         let mut out = Dump::default();
-        loop {
-            let len = self.recv_datagram(what)?;
-            if feed_dump(&self.buf[..len], seq, what, &parse, &mut out)? {
-                return Ok(out);
-            }
-        }
-    }
-
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
+        self.t.dump(what, seq, &req_for(seq), parse, &mut out)?;
+        Ok(out)
     }
 
     /// Dump every link. Links that cannot be decoded are counted in `skipped`.
-    pub fn dump_links(&mut self) -> Result<Dump<LinkInfo>, RtnlError> {
-        let req = getlink_dump_request(self.next_seq());
-        self.dump(req, WHAT_LINKS, |m| {
-            if m.header.ty == RTM_NEWLINK {
-                parse_link(m.payload).map(Some)
-            } else {
-                Ok(None)
-            }
-        })
+    pub fn dump_links(&mut self) -> Result<Dump<LinkInfo>, Error> {
+        self.dump(WHAT_LINKS, getlink_dump_request, parse_link_reply)
     }
 
     /// Dump every IPv4 and IPv6 address.
-    pub fn dump_addrs(&mut self) -> Result<Dump<AddrInfo>, RtnlError> {
-        let req = getaddr_dump_request(self.next_seq());
-        self.dump(req, WHAT_ADDRS, |m| {
-            if m.header.ty == RTM_NEWADDR {
-                parse_addr(m.payload)
-            } else {
-                Ok(None)
-            }
-        })
+    pub fn dump_addrs(&mut self) -> Result<Dump<AddrInfo>, Error> {
+        self.dump(WHAT_ADDRS, getaddr_dump_request, parse_addr_reply)
     }
 }
 
 impl AsRawFd for RtnlSocket {
     fn as_raw_fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
+        self.t.as_raw_fd()
     }
+}
+
+/// Decode one reply of the link dump: RTM_NEWLINK through [`parse_link`], anything else is not
+/// for us.
+pub fn parse_link_reply(m: &NlMsg<'_>) -> Result<Option<LinkInfo>, DecodeError> {
+    payload_of(m, RTM_NEWLINK, |p| parse_link(p).map(Some))
+}
+
+/// Decode one reply of the address dump: RTM_NEWADDR through [`parse_addr`], anything else is
+/// not for us.
+pub fn parse_addr_reply(m: &NlMsg<'_>) -> Result<Option<AddrInfo>, DecodeError> {
+    payload_of(m, RTM_NEWADDR, parse_addr)
 }
 
 /// Decode every message of a datagram of multicast events (or several concatenated).
@@ -636,32 +477,12 @@ pub fn decode_events(datagram: &[u8]) -> Vec<Result<RtnlEvent, DecodeError>> {
     let mut out = Vec::new();
     for m in messages(datagram) {
         match m {
-            Ok(m) if m.header.ty < 16 => {}
+            Ok(m) if m.header.ty < NLMSG_MIN_TYPE => {}
             Ok(m) => out.push(parse_event(&m)),
             Err(e) => out.push(Err(e)),
         }
     }
     out
-}
-
-/// Feed one datagram of the dump with sequence number `seq`; `Ok(true)` once NLMSG_DONE is
-/// seen (see [`crate::dump::feed`]). Messages of other sequence numbers are ignored.
-pub fn feed_dump<T>(
-    datagram: &[u8],
-    seq: u32,
-    what: &'static str,
-    parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
-    out: &mut Dump<T>,
-) -> Result<bool, RtnlError> {
-    match crate::dump::feed(datagram, seq, parse, out) {
-        Ok(p) => Ok(p == DumpProgress::Done),
-        Err(DumpFault::Framing(source)) => Err(RtnlError::Framing { what, source }),
-        Err(DumpFault::Kernel { errno, message }) => Err(RtnlError::Kernel {
-            what,
-            errno,
-            message,
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -671,8 +492,10 @@ mod tests {
     //! 10.78.0.1/24 and 2001:db8:78::1/64 added to and removed from v0; v0 set down; v0 deleted;
     //! dumps taken while both addresses were present; dump requests with sequence number 1).
     use super::*;
+    use crate::dump;
     use crate::nlmsg::NLMSG_ERROR;
     use crate::nlmsg::NLMSG_HDRLEN;
+    use crate::transport::Step;
 
     const ADDR4_ADD: &[u8] = include_bytes!("../tests/fixtures/rtnl/addr4_add.bin");
     const ADDR4_DEL: &[u8] = include_bytes!("../tests/fixtures/rtnl/addr4_del.bin");
@@ -792,21 +615,8 @@ mod tests {
     #[test]
     fn link_dump() {
         let mut d = Dump::default();
-        let done = feed_dump(
-            DUMP_LINKS,
-            1,
-            "t",
-            |m| {
-                if m.header.ty == RTM_NEWLINK {
-                    parse_link(m.payload).map(Some)
-                } else {
-                    Ok(None)
-                }
-            },
-            &mut d,
-        )
-        .unwrap();
-        assert!(done);
+        let done = dump::feed(DUMP_LINKS, 1, "t", parse_link_reply, &mut d).unwrap();
+        assert_eq!(done, Step::Done);
         assert_eq!(d.skipped, 0);
         let names: Vec<&str> = d.items.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["lo", "v1", "v0"]);
@@ -820,8 +630,8 @@ mod tests {
     #[test]
     fn addr_dump() {
         let mut d = Dump::default();
-        let done = feed_dump(DUMP_ADDRS, 1, "t", |m| parse_addr(m.payload), &mut d).unwrap();
-        assert!(done);
+        let done = dump::feed(DUMP_ADDRS, 1, "t", parse_addr_reply, &mut d).unwrap();
+        assert_eq!(done, Step::Done);
         let find = |s: &str| {
             let ip: IpAddr = s.parse().unwrap();
             d.items.iter().find(|a| a.addr == ip).cloned().unwrap()
@@ -920,12 +730,15 @@ mod tests {
     #[test]
     fn dump_error_and_foreign_sequence() {
         let mut d: Dump<LinkInfo> = Dump::default();
-        assert!(!feed_dump(DUMP_LINKS, 2, "t", |_| Ok(None), &mut d).unwrap());
+        assert_eq!(
+            dump::feed(DUMP_LINKS, 2, "t", |_| Ok(None), &mut d).unwrap(),
+            Step::More
+        );
         let mut b = MsgBuilder::new(NLMSG_ERROR, 0x100, 9);
         let mut body = (-libc::EPERM).to_ne_bytes().to_vec();
         body.extend_from_slice(&getlink_dump_request(9)[..NLMSG_HDRLEN]);
         b.bytes(&body);
-        let e = feed_dump(
+        let e = dump::feed(
             &b.finish(),
             9,
             "RTM_GETLINK dump",
@@ -933,7 +746,7 @@ mod tests {
             &mut Dump::default(),
         )
         .unwrap_err();
-        assert!(matches!(e, RtnlError::Kernel { errno, .. } if errno == libc::EPERM));
+        assert!(matches!(e, Error::Kernel { errno, .. } if errno == libc::EPERM));
         assert!(e.to_string().contains("RTM_GETLINK"), "{e}");
     }
 }

@@ -820,6 +820,10 @@ impl Connection {
         };
         self.refusals += 1;
         match cmd {
+            // No answer in time (ETIMEDOUT from the command path): the kernel may still have
+            // applied it, so the request stays `Requested` and its request timeout decides. A
+            // retry now could open the same path twice.
+            PmCommand::CreateSubflow { .. } if refusal.errno.saturating_abs() == ETIMEDOUT => {}
             PmCommand::CreateSubflow { local, remote, .. } => {
                 let path = Path {
                     local: *local,

@@ -1204,3 +1204,47 @@ fn reconcile_closes_subflows_the_kernel_no_longer_lists_but_not_newer_ones() {
     );
     assert_eq!(state(INIT_LOCAL), Some(true));
 }
+
+#[test]
+fn an_unanswered_create_stays_requested_until_its_timeout() {
+    // ETIMEDOUT from the command path means "no answer in time": the kernel may have applied
+    // it, so no retry yet (it could open the path twice); the request timeout decides.
+    let t0 = Instant::now();
+    let timers = ConnTimers::default();
+    let mut c = established(t0, timers);
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    let cmd = drain(&mut c).remove(0);
+    c.handle_command_result(
+        t0,
+        &cmd,
+        Err(KernelRefusal {
+            errno: 110,
+            message: Some("no reply".into()),
+        }),
+    );
+    assert!(matches!(
+        c.subflows()[1].state,
+        SubflowState::Requested { .. }
+    ));
+    assert!(drain(&mut c).is_empty());
+    // The late SUB_ESTABLISHED is matched to it: one subflow, no duplicate.
+    c.handle_event(
+        t0 + ms(10),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.subflows().len(), 2);
+    assert!(c.subflows()[1].is_established());
+    // Without an answer at all the request times out and is retried as usual.
+    let mut c = established(t0, timers);
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    let cmd = drain(&mut c).remove(0);
+    c.handle_command_result(
+        t0,
+        &cmd,
+        Err(KernelRefusal {
+            errno: 110,
+            message: None,
+        }),
+    );
+    assert_eq!(c.poll_timeout(), Some(t0 + timers.request_timeout));
+}

@@ -14,8 +14,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use mptcp_pmd_config::AddressFilter;
 use mptcp_pmd_policies::LocalAddr;
-use netlink_actor::rtnl::{AddrInfo, LinkInfo, RtnlError, RtnlEvent, RtnlSocket};
+use netlink_actor::rtnl::{AddrInfo, LinkInfo, RtnlEvent, RtnlSocket};
 use netlink_actor::DecodeError;
+use netlink_actor::Error as RtnlError;
 use slog::{debug, info, warn, Logger};
 
 use super::messages::LocalsChanged;
@@ -147,7 +148,7 @@ impl AddressMonitor {
         match dump(&mut self.dumper) {
             Ok(set) => self.set = set,
             Err(e) => {
-                if failure::rtnl(&e) == Verdict::Fatal {
+                if failure::stream(&e) == Verdict::Fatal {
                     self.failures
                         .report(SocketFailure::new(KernelSocket::RtnlDump, &e));
                     return;
@@ -220,7 +221,7 @@ async fn read_changes(sock: RtnlSocket, me: Addr<AddressMonitor>, log: Logger) -
     super::read_until_dead(sock, set_nonblocking, KernelSocket::RtnlMonitor, |guard| {
         match guard.get_inner_mut().recv_batch() {
             Ok(events) => me.do_send(RtnlBatch::Events(events)),
-            Err(e) => match failure::rtnl(&e) {
+            Err(e) => match failure::stream(&e) {
                 Verdict::Transient => {
                     if !e.is_would_block() {
                         warn!(log, "rtnetlink receive failed, waiting for the next datagram"; "error" => %e);

@@ -13,7 +13,8 @@ use std::cell::RefCell;
 
 use mptcp_pmd_policies::conn::KernelRefusal;
 use mptcp_pmd_policies::PmCommand;
-use netlink_actor::genl::{GenlError, PmClient};
+use netlink_actor::genl::PmClient;
+use netlink_actor::Error as GenlError;
 use slog::{debug, warn, Logger};
 
 use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
@@ -66,14 +67,21 @@ impl CommandPath {
                 Err(KernelRefusal { errno, message })
             }
             Err(e) => {
-                self.metrics.command(cmd.name(), libc::EIO);
+                // No answer within the bound: the outcome is unknown (ETIMEDOUT tells the state
+                // machine so); any other local failure is EIO.
+                let errno = if matches!(e, GenlError::Timeout { .. }) {
+                    libc::ETIMEDOUT
+                } else {
+                    libc::EIO
+                };
+                self.metrics.command(cmd.name(), errno);
                 warn!(self.log, "command failed"; "cmd" => cmd.name(), "token" => %cmd.token(), "error" => %e);
-                if failure::genl(&e) == Verdict::Fatal {
+                if failure::stream(&e) == Verdict::Fatal {
                     self.failures
                         .report(SocketFailure::new(KernelSocket::Commands, &e));
                 }
                 Err(KernelRefusal {
-                    errno: libc::EIO,
+                    errno,
                     message: Some(e.to_string()),
                 })
             }

@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use netlink_actor::sock_diag::{DiagError, DiagSocket, Snapshot};
+use netlink_actor::sock_diag::{DiagSocket, Snapshot};
+use netlink_actor::Error as DiagError;
 use slog::{debug, warn, Logger};
 
 use super::messages::{DiagSnapshot, SetPolling, SetSampling, TakeSnapshot};

@@ -6,7 +6,8 @@
 //! daemon stops rather than run without events.
 
 use actix::prelude::*;
-use netlink_actor::genl::{GenlError, PmEventSocket};
+use netlink_actor::genl::PmEventSocket;
+use netlink_actor::Error as GenlError;
 use slog::{debug, warn, Logger};
 
 use super::messages::{KernelEvent, Resync};
@@ -62,10 +63,10 @@ async fn read_events(
         let batch = match res {
             Ok(batch) => batch,
             Err(e) => {
-                match failure::genl(&e) {
+                match failure::stream(&e) {
                     Verdict::Lost => {
                         metrics.overrun();
-                        warn!(log, "events socket overrun (ENOBUFS): events were lost, resyncing from sock_diag");
+                        warn!(log, "events socket overrun (ENOBUFS): events were lost, resyncing from sock_diag"; "error" => %e);
                         registry.do_send(Resync {
                             reason: "event overrun",
                         });

@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 use integration::daemon::daemon_bin;
 use integration::{mptcp, wait_for, Netns, Pm, Tbf, TopoOpts, Topology};
 use mptcp_pmd_policies::model::PmEvent;
-use netlink_actor::genl::{GenlError, PmEventSocket};
+use netlink_actor::genl::PmEventSocket;
 use netlink_actor::sock_diag::DiagSocket;
+use netlink_actor::Error as GenlError;
 
 const ECHO_PORT: u16 = 5201;
 const HOLD_PORT: u16 = 5202;

@@ -1,6 +1,4 @@
-//! `NETLINK_SOCK_DIAG`: the periodic view of every MPTCP connection and subflow on the host.
-//!
-//! Owns the `inet_diag` codec for two dumps and the blocking socket that runs them:
+//! The `inet_diag` codec (pure): the two dump requests and their replies.
 //! - MPTCP connections (`IPPROTO_MPTCP`, which does not fit the request's u8 protocol field and
 //!   travels in an `INET_DIAG_REQ_PROTOCOL` attribute); `INET_DIAG_INFO` carries
 //!   `struct mptcp_info` → [`MptcpConnDiag`]. Listeners are included and marked by their state.
@@ -8,36 +6,30 @@
 //!   `INET_DIAG_ULP_INFO` names the `mptcp` ULP are kept → [`SubflowDiag`], whose token is the
 //!   connection's *local* token.
 //!
-//! [`join`] pairs both by token into a [`Snapshot`]; [`DiagSocket::snapshot`] runs the four
-//! dumps (MPTCP/TCP × IPv4/IPv6). Kernel structures grow between releases, so fixed structs are
-//! parsed by length: a field beyond the end of what the kernel sent is "absent" (0 or `None`),
-//! never an error. It does not decide anything from the numbers; that is the policies' job.
+//! [`join`] pairs both by token into a [`Snapshot`]. Kernel structures grow between releases,
+//! so fixed structs are parsed by length: a field beyond the end of what the kernel sent is
+//! "absent" (0 or `None`), never an error.
 //!
 //! Layouts: `include/uapi/linux/inet_diag.h`, `tcp.h`, `mptcp.h`; offsets below were checked
 //! against the 6.18 headers (mptcp_info 96 bytes, tcp_info 280 bytes on this kernel).
 
 use std::collections::HashMap;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use mptcp_pmd_policies::model::{SubflowKey, SubflowSample, Token};
-use neli::consts::socket::{Msg, NlFamily};
-use neli::socket::NlSocket;
-use neli::utils::Groups;
-use thiserror::Error;
 
-use crate::dump::DumpFault;
+use crate::dump::payload_of;
 use crate::error::DecodeError;
-use crate::nlmsg::{attrs, MsgBuilder, NlMsg, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::nlmsg::{attrs, be_u16, ne_u32, ne_u64, MsgBuilder, NlMsg, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// Netlink protocol number of sock_diag.
-pub const NETLINK_SOCK_DIAG: i32 = 4;
+pub const NETLINK_SOCK_DIAG: i32 = libc::NETLINK_SOCK_DIAG;
 /// `SOCK_DIAG_BY_FAMILY`: request and reply message type.
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// `IPPROTO_TCP`.
-pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
 /// `IPPROTO_MPTCP` (does not fit `sdiag_protocol`).
-pub const IPPROTO_MPTCP: u32 = 262;
+pub const IPPROTO_MPTCP: u32 = libc::IPPROTO_MPTCP as u32;
 
 /// Request attribute `INET_DIAG_REQ_PROTOCOL` (u32 protocol).
 pub const INET_DIAG_REQ_PROTOCOL: u16 = 3;
@@ -219,39 +211,22 @@ pub struct InetDiagMsg {
     pub inode: u32,
 }
 
-fn ne_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn ne_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn be_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+/// The first `N` bytes of an `inet_diag_sockid` address field.
+fn addr_bytes<const N: usize>(raw: &[u8]) -> Result<[u8; N], DecodeError> {
+    raw.get(..N)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(DecodeError::Truncated {
+            what: "inet_diag_sockid address",
+            need: N,
+            have: raw.len(),
+        })
 }
 
 fn sock_ip(family: u8, raw: &[u8]) -> Result<IpAddr, DecodeError> {
     if family == libc::AF_INET as u8 {
-        let a: [u8; 4] =
-            raw.get(..4)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(DecodeError::Truncated {
-                    what: "inet_diag_sockid address",
-                    need: 4,
-                    have: raw.len(),
-                })?;
-        Ok(IpAddr::V4(Ipv4Addr::from(a)))
+        Ok(IpAddr::V4(Ipv4Addr::from(addr_bytes::<4>(raw)?)))
     } else if family == libc::AF_INET6 as u8 {
-        let a: [u8; 16] =
-            raw.get(..16)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(DecodeError::Truncated {
-                    what: "inet_diag_sockid address",
-                    need: 16,
-                    have: raw.len(),
-                })?;
-        Ok(IpAddr::V6(Ipv6Addr::from(a)).to_canonical())
+        Ok(IpAddr::V6(Ipv6Addr::from(addr_bytes::<16>(raw)?)).to_canonical())
     } else {
         Err(DecodeError::Invalid {
             what: "inet_diag_msg family",
@@ -641,7 +616,8 @@ pub struct Snapshot {
     pub orphans: Vec<SubflowDiag>,
     /// Replies that could not be decoded and were left out.
     pub skipped: usize,
-    /// Whether the subflows were dumped. `false` for [`DiagSocket::connections_snapshot`]:
+    /// Whether the subflows were dumped. `false` for
+    /// [`DiagSocket::connections_snapshot`](super::DiagSocket::connections_snapshot):
     /// every `subflows` list is then empty because nobody asked, not because there are none.
     pub has_subflows: bool,
     /// The last decode error among those.
@@ -649,7 +625,8 @@ pub struct Snapshot {
 }
 
 /// Pair connections and subflows by the connection's local token. Listeners and token-0
-/// sockets never receive subflows. Pure; [`DiagSocket::snapshot`] is this over four dumps.
+/// sockets never receive subflows. Pure; [`DiagSocket::snapshot`](super::DiagSocket::snapshot)
+/// is this over four dumps.
 pub fn join(conns: Vec<MptcpConnDiag>, subflows: Vec<SubflowDiag>) -> Snapshot {
     let mut out = Snapshot {
         conns: conns
@@ -680,238 +657,16 @@ pub fn join(conns: Vec<MptcpConnDiag>, subflows: Vec<SubflowDiag>) -> Snapshot {
     out
 }
 
-pub use crate::dump::{Dump, DumpProgress};
-
-/// Feed one received datagram (or several concatenated) of the dump with sequence number `seq`
-/// into `out` (see [`crate::dump::feed`]); only SOCK_DIAG_BY_FAMILY replies reach `parse`. An
-/// NLMSG_ERROR is the kernel refusing the dump and ends it with [`DiagError::Kernel`].
-pub fn feed_dump<T>(
-    datagram: &[u8],
-    seq: u32,
-    what: &'static str,
-    parse: impl Fn(&[u8]) -> Result<Option<T>, DecodeError>,
-    out: &mut Dump<T>,
-) -> Result<DumpProgress, DiagError> {
-    let parse = |m: &NlMsg<'_>| match m.header.ty {
-        SOCK_DIAG_BY_FAMILY => parse(m.payload),
-        _ => Ok(None),
-    };
-    crate::dump::feed(datagram, seq, parse, out).map_err(|f| match f {
-        DumpFault::Framing(source) => DiagError::Framing { what, source },
-        DumpFault::Kernel { errno, message } => DiagError::Kernel {
-            what,
-            errno,
-            message,
-        },
-    })
+/// Decode one reply of the MPTCP dump: SOCK_DIAG_BY_FAMILY messages through
+/// [`parse_mptcp_conn`], anything else is not for us.
+pub fn parse_mptcp_reply(m: &NlMsg<'_>) -> Result<Option<MptcpConnDiag>, DecodeError> {
+    payload_of(m, SOCK_DIAG_BY_FAMILY, |p| parse_mptcp_conn(p).map(Some))
 }
 
-/// Errors of the sock_diag socket.
-#[derive(Debug, Error)]
-pub enum DiagError {
-    /// The NETLINK_SOCK_DIAG socket could not be opened or bound.
-    #[error("cannot open NETLINK_SOCK_DIAG socket: {source}")]
-    Open {
-        /// The OS error.
-        source: io::Error,
-    },
-    /// Sending a dump request failed.
-    #[error("sending {what} request: {source}")]
-    Send {
-        /// Which dump.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// Receiving a dump reply failed.
-    #[error("receiving {what} reply: {source}")]
-    Recv {
-        /// Which dump.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// A reply datagram was larger than the receive buffer.
-    #[error("{what} reply datagram of {len} bytes exceeds the {cap}-byte receive buffer")]
-    Oversized {
-        /// Which dump.
-        what: &'static str,
-        /// Datagram length.
-        len: usize,
-        /// Buffer size.
-        cap: usize,
-    },
-    /// A reply datagram could not be framed.
-    #[error("framing {what} reply: {source}")]
-    Framing {
-        /// Which dump.
-        what: &'static str,
-        /// The decode failure.
-        source: DecodeError,
-    },
-    /// The kernel refused the dump (e.g. ENOENT: no `mptcp_diag` support; EPERM).
-    #[error("kernel refused {what}: {}{}", io::Error::from_raw_os_error(*errno), message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
-    Kernel {
-        /// Which dump.
-        what: &'static str,
-        /// Positive errno.
-        errno: i32,
-        /// Extended-ACK text, if any.
-        message: Option<String>,
-    },
-}
-
-/// Receive buffer size: dump datagrams are at most 32 KiB on current kernels.
-const RECV_BUF: usize = 64 * 1024;
-
-/// A blocking NETLINK_SOCK_DIAG socket that runs the MPTCP and subflow dumps. One receive
-/// buffer is reused for every dump.
-pub struct DiagSocket {
-    sock: NlSocket,
-    buf: Vec<u8>,
-    seq: u32,
-    tcp_states: u32,
-    mptcp_states: u32,
-}
-
-impl std::fmt::Debug for DiagSocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiagSocket")
-            .field("seq", &self.seq)
-            .field("tcp_states", &self.tcp_states)
-            .finish_non_exhaustive()
-    }
-}
-
-const WHAT_MPTCP4: &str = "MPTCP IPv4 sock_diag dump";
-const WHAT_MPTCP6: &str = "MPTCP IPv6 sock_diag dump";
-const WHAT_TCP4: &str = "TCP IPv4 subflow sock_diag dump";
-const WHAT_TCP6: &str = "TCP IPv6 subflow sock_diag dump";
-
-impl DiagSocket {
-    /// Open and bind the socket (in the caller's network namespace).
-    pub fn open() -> Result<Self, DiagError> {
-        let sock = NlSocket::connect(NlFamily::SockOrInetDiag, None, Groups::empty())
-            .map_err(|source| DiagError::Open { source })?;
-        Ok(DiagSocket {
-            sock,
-            buf: vec![0; RECV_BUF],
-            seq: 0,
-            tcp_states: tcpf::CONNECTED,
-            mptcp_states: tcpf::MPTCP_DEFAULT,
-        })
-    }
-
-    /// Change the TCP states the subflow dump asks for (default [`tcpf::CONNECTED`]).
-    pub fn set_tcp_states(&mut self, states: u32) {
-        self.tcp_states = states;
-    }
-
-    /// Change the states the MPTCP dump asks for (default [`tcpf::MPTCP_DEFAULT`]; leave out
-    /// [`tcpf::LISTEN`] to skip listeners).
-    pub fn set_mptcp_states(&mut self, states: u32) {
-        self.mptcp_states = states;
-    }
-
-    fn run_dump<T>(
-        &mut self,
-        req_for: impl Fn(u32) -> Vec<u8>,
-        what: &'static str,
-        parse: impl Fn(&[u8]) -> Result<Option<T>, DecodeError>,
-        out: &mut Dump<T>,
-    ) -> Result<(), DiagError> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let req = req_for(seq);
-        self.sock
-            .send(&req, Msg::empty())
-            .map_err(|source| DiagError::Send { what, source })?;
-        loop {
-            let (len, _) = match self.sock.recv(&mut self.buf[..], Msg::TRUNC) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(DiagError::Recv { what, source }),
-            };
-            if len > self.buf.len() {
-                return Err(DiagError::Oversized {
-                    what,
-                    len,
-                    cap: self.buf.len(),
-                });
-            }
-            if feed_dump(&self.buf[..len], seq, what, &parse, out)? == DumpProgress::Done {
-                return Ok(());
-            }
-        }
-    }
-
-    fn mptcp_into(&mut self, out: &mut Dump<MptcpConnDiag>) -> Result<(), DiagError> {
-        let states = self.mptcp_states;
-        for (fam, what) in [(IpFamily::V4, WHAT_MPTCP4), (IpFamily::V6, WHAT_MPTCP6)] {
-            self.run_dump(
-                |seq| mptcp_dump_request(fam, states, seq),
-                what,
-                |p| parse_mptcp_conn(p).map(Some),
-                out,
-            )?;
-        }
-        Ok(())
-    }
-
-    fn subflows_into(&mut self, out: &mut Dump<SubflowDiag>) -> Result<(), DiagError> {
-        let states = self.tcp_states;
-        for (fam, what) in [(IpFamily::V4, WHAT_TCP4), (IpFamily::V6, WHAT_TCP6)] {
-            self.run_dump(
-                |seq| tcp_dump_request(fam, states, seq),
-                what,
-                parse_subflow,
-                out,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Dump the MPTCP sockets (IPv4 then IPv6), listeners included.
-    pub fn mptcp_connections(&mut self) -> Result<Dump<MptcpConnDiag>, DiagError> {
-        let mut out = Dump::default();
-        self.mptcp_into(&mut out)?;
-        Ok(out)
-    }
-
-    /// Dump the MPTCP subflows (TCP sockets with the mptcp ULP, IPv4 then IPv6).
-    pub fn subflows(&mut self) -> Result<Dump<SubflowDiag>, DiagError> {
-        let mut out = Dump::default();
-        self.subflows_into(&mut out)?;
-        Ok(out)
-    }
-
-    /// Four dumps (MPTCP v4/v6, then TCP v4/v6) joined by token.
-    pub fn snapshot(&mut self) -> Result<Snapshot, DiagError> {
-        let conns = self.mptcp_connections()?;
-        let subs = self.subflows()?;
-        let mut snap = join(conns.items, subs.items);
-        snap.skipped = conns.skipped + subs.skipped;
-        snap.last_error = subs.last_error.or(conns.last_error);
-        Ok(snap)
-    }
-
-    /// The MPTCP dumps alone (v4/v6), without subflows ([`Snapshot::has_subflows`] is false).
-    /// Enough to tell which connections exist; at 10 000 connections about a fifth of the cost
-    /// of [`DiagSocket::snapshot`], which builds `tcp_info` for every subflow.
-    pub fn connections_snapshot(&mut self) -> Result<Snapshot, DiagError> {
-        let conns = self.mptcp_connections()?;
-        let mut snap = join(conns.items, Vec::new());
-        snap.has_subflows = false;
-        snap.skipped = conns.skipped;
-        snap.last_error = conns.last_error;
-        Ok(snap)
-    }
-}
-
-impl std::os::fd::AsRawFd for DiagSocket {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.sock.as_raw_fd()
-    }
+/// Decode one reply of the TCP dump: SOCK_DIAG_BY_FAMILY messages through [`parse_subflow`],
+/// anything else is not for us.
+pub fn parse_subflow_reply(m: &NlMsg<'_>) -> Result<Option<SubflowDiag>, DecodeError> {
+    payload_of(m, SOCK_DIAG_BY_FAMILY, parse_subflow)
 }
 
 #[cfg(test)]
@@ -921,37 +676,40 @@ mod tests {
     //! IPv6 connection, each with one kernel-created join from the client's second link;
     //! client 10.77.{1,2}.1 / fd77:{1,2}::1, server 10.77.{1,2}.2 / fd77:{1,2}::2, port 5201).
     use super::*;
+    use crate::dump::{self, Dump};
+    use crate::error::Error;
     use crate::nlmsg::NLMSG_HDRLEN;
     use crate::nlmsg::{messages, NLMSG_ERROR};
+    use crate::transport::Step;
 
     const CLIENT_MPTCP_V4: &[u8] =
-        include_bytes!("../tests/fixtures/sock_diag/client_mptcp_v4.bin");
+        include_bytes!("../../tests/fixtures/sock_diag/client_mptcp_v4.bin");
     const CLIENT_MPTCP_V6: &[u8] =
-        include_bytes!("../tests/fixtures/sock_diag/client_mptcp_v6.bin");
-    const CLIENT_TCP_V4: &[u8] = include_bytes!("../tests/fixtures/sock_diag/client_tcp_v4.bin");
-    const CLIENT_TCP_V6: &[u8] = include_bytes!("../tests/fixtures/sock_diag/client_tcp_v6.bin");
+        include_bytes!("../../tests/fixtures/sock_diag/client_mptcp_v6.bin");
+    const CLIENT_TCP_V4: &[u8] = include_bytes!("../../tests/fixtures/sock_diag/client_tcp_v4.bin");
+    const CLIENT_TCP_V6: &[u8] = include_bytes!("../../tests/fixtures/sock_diag/client_tcp_v6.bin");
     const SERVER_MPTCP_V4: &[u8] =
-        include_bytes!("../tests/fixtures/sock_diag/server_mptcp_v4.bin");
+        include_bytes!("../../tests/fixtures/sock_diag/server_mptcp_v4.bin");
     const SERVER_MPTCP_V6: &[u8] =
-        include_bytes!("../tests/fixtures/sock_diag/server_mptcp_v6.bin");
-    const SERVER_TCP_V4: &[u8] = include_bytes!("../tests/fixtures/sock_diag/server_tcp_v4.bin");
-    const SERVER_TCP_V6: &[u8] = include_bytes!("../tests/fixtures/sock_diag/server_tcp_v6.bin");
+        include_bytes!("../../tests/fixtures/sock_diag/server_mptcp_v6.bin");
+    const SERVER_TCP_V4: &[u8] = include_bytes!("../../tests/fixtures/sock_diag/server_tcp_v4.bin");
+    const SERVER_TCP_V6: &[u8] = include_bytes!("../../tests/fixtures/sock_diag/server_tcp_v6.bin");
 
     /// The capture script sent every request with sequence number 1.
     const SEQ: u32 = 1;
 
     fn conns(bytes: &[u8]) -> Vec<MptcpConnDiag> {
         let mut d = Dump::default();
-        let p = feed_dump(bytes, SEQ, "t", |p| parse_mptcp_conn(p).map(Some), &mut d).unwrap();
-        assert_eq!(p, DumpProgress::Done);
+        let p = dump::feed(bytes, SEQ, "t", parse_mptcp_reply, &mut d).unwrap();
+        assert_eq!(p, Step::Done);
         assert_eq!(d.skipped, 0, "{:?}", d.last_error);
         d.items
     }
 
     fn subs(bytes: &[u8]) -> Vec<SubflowDiag> {
         let mut d = Dump::default();
-        let p = feed_dump(bytes, SEQ, "t", parse_subflow, &mut d).unwrap();
-        assert_eq!(p, DumpProgress::Done);
+        let p = dump::feed(bytes, SEQ, "t", parse_subflow_reply, &mut d).unwrap();
+        assert_eq!(p, Step::Done);
         assert_eq!(d.skipped, 0, "{:?}", d.last_error);
         d.items
     }
@@ -965,29 +723,37 @@ mod tests {
             .collect()
     }
 
-    /// Re-emit a reply payload with attribute `ty`'s payload replaced by `f(old)`.
-    fn with_attr(payload: &[u8], ty: u16, f: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
-        let mut out = payload[..INET_DIAG_MSG_LEN].to_vec();
-        for a in attrs(&payload[INET_DIAG_MSG_LEN..]) {
+    /// Re-emit a run of attributes: `f` gives each one's new payload, `None` leaves it out.
+    fn reemit(run: &[u8], f: impl Fn(&crate::nlmsg::Attr<'_>) -> Option<Vec<u8>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for a in attrs(run) {
             let a = a.unwrap();
-            let p = if a.ty == ty {
-                f(a.payload)
+            let Some(p) = f(&a) else { continue };
+            let nested = if a.nested {
+                crate::nlmsg::NLA_F_NESTED
             } else {
-                a.payload.to_vec()
+                0
             };
-            let raw_ty = a.ty
-                | if a.nested {
-                    crate::nlmsg::NLA_F_NESTED
-                } else {
-                    0
-                };
             out.extend_from_slice(&((p.len() + 4) as u16).to_ne_bytes());
-            out.extend_from_slice(&raw_ty.to_ne_bytes());
+            out.extend_from_slice(&(a.ty | nested).to_ne_bytes());
             out.extend_from_slice(&p);
             while !out.len().is_multiple_of(4) {
                 out.push(0);
             }
         }
+        out
+    }
+
+    /// Re-emit a reply payload with attribute `ty`'s payload replaced by `f(old)`.
+    fn with_attr(payload: &[u8], ty: u16, f: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let mut out = payload[..INET_DIAG_MSG_LEN].to_vec();
+        out.extend(reemit(&payload[INET_DIAG_MSG_LEN..], |a| {
+            Some(if a.ty == ty {
+                f(a.payload)
+            } else {
+                a.payload.to_vec()
+            })
+        }));
         out
     }
 
@@ -1310,17 +1076,9 @@ mod tests {
         let p = &payloads(CLIENT_TCP_V4)[0];
         // Without ULP info: a plain TCP socket.
         let mut plain = p[..INET_DIAG_MSG_LEN].to_vec();
-        for a in attrs(&p[INET_DIAG_MSG_LEN..]) {
-            let a = a.unwrap();
-            if a.ty != INET_DIAG_ULP_INFO {
-                plain.extend_from_slice(&((a.payload.len() + 4) as u16).to_ne_bytes());
-                plain.extend_from_slice(&a.ty.to_ne_bytes());
-                plain.extend_from_slice(a.payload);
-                while !plain.len().is_multiple_of(4) {
-                    plain.push(0);
-                }
-            }
-        }
+        plain.extend(reemit(&p[INET_DIAG_MSG_LEN..], |a| {
+            (a.ty != INET_DIAG_ULP_INFO).then(|| a.payload.to_vec())
+        }));
         assert_eq!(parse_subflow(&plain).unwrap(), None);
         // Another ULP (kTLS).
         let mut tls = Vec::new();
@@ -1344,10 +1102,8 @@ mod tests {
         ));
         // A token attribute of the wrong size inside the nest.
         let wrong = with_attr(&p, INET_DIAG_ULP_INFO, |ulp| {
-            let mut out = Vec::new();
-            for a in attrs(ulp) {
-                let a = a.unwrap();
-                let payload = if a.ty == INET_ULP_INFO_MPTCP {
+            reemit(ulp, |a| {
+                Some(if a.ty == INET_ULP_INFO_MPTCP {
                     let mut inner = Vec::new();
                     inner.extend_from_slice(&6u16.to_ne_bytes());
                     inner.extend_from_slice(&MPTCP_SUBFLOW_ATTR_TOKEN_LOC.to_ne_bytes());
@@ -1355,21 +1111,8 @@ mod tests {
                     inner
                 } else {
                     a.payload.to_vec()
-                };
-                let ty = a.ty
-                    | if a.nested {
-                        crate::nlmsg::NLA_F_NESTED
-                    } else {
-                        0
-                    };
-                out.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
-                out.extend_from_slice(&ty.to_ne_bytes());
-                out.extend_from_slice(&payload);
-                while !out.len().is_multiple_of(4) {
-                    out.push(0);
-                }
-            }
-            out
+                })
+            })
         });
         assert!(matches!(
             parse_subflow(&wrong),
@@ -1385,8 +1128,8 @@ mod tests {
         dgram.extend_from_slice(CLIENT_TCP_V4);
         let mut d = Dump::default();
         assert_eq!(
-            feed_dump(&dgram, SEQ, "t", parse_subflow, &mut d).unwrap(),
-            DumpProgress::Done
+            dump::feed(&dgram, SEQ, "t", parse_subflow_reply, &mut d).unwrap(),
+            Step::Done
         );
         assert_eq!(d.items.len(), 2);
         assert_eq!(d.skipped, 2);
@@ -1403,16 +1146,9 @@ mod tests {
         b.bytes(&body);
         let dgram = b.finish();
         let mut d: Dump<MptcpConnDiag> = Dump::default();
-        let e = feed_dump(
-            &dgram,
-            5,
-            "MPTCP IPv4 dump",
-            |p| parse_mptcp_conn(p).map(Some),
-            &mut d,
-        )
-        .unwrap_err();
+        let e = dump::feed(&dgram, 5, "MPTCP IPv4 dump", parse_mptcp_reply, &mut d).unwrap_err();
         assert!(
-            matches!(e, DiagError::Kernel { errno, .. } if errno == libc::ENOENT),
+            matches!(e, Error::Kernel { errno, .. } if errno == libc::ENOENT),
             "{e}"
         );
         assert!(e.to_string().contains("MPTCP IPv4 dump"), "{e}");
@@ -1421,29 +1157,16 @@ mod tests {
     #[test]
     fn other_sequence_numbers_are_ignored() {
         let mut d: Dump<MptcpConnDiag> = Dump::default();
-        let p = feed_dump(
-            CLIENT_MPTCP_V4,
-            SEQ + 1,
-            "t",
-            |p| parse_mptcp_conn(p).map(Some),
-            &mut d,
-        )
-        .unwrap();
-        assert_eq!(p, DumpProgress::More);
+        let p = dump::feed(CLIENT_MPTCP_V4, SEQ + 1, "t", parse_mptcp_reply, &mut d).unwrap();
+        assert_eq!(p, Step::More);
         assert!(d.items.is_empty());
     }
 
     #[test]
     fn truncated_datagram_is_a_framing_error() {
         let mut d: Dump<MptcpConnDiag> = Dump::default();
-        let e = feed_dump(
-            &CLIENT_MPTCP_V4[..100],
-            SEQ,
-            "t",
-            |p| parse_mptcp_conn(p).map(Some),
-            &mut d,
-        )
-        .unwrap_err();
-        assert!(matches!(e, DiagError::Framing { .. }), "{e}");
+        let e =
+            dump::feed(&CLIENT_MPTCP_V4[..100], SEQ, "t", parse_mptcp_reply, &mut d).unwrap_err();
+        assert!(matches!(e, Error::Decode { .. }), "{e}");
     }
 }
