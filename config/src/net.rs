@@ -1,6 +1,6 @@
-//! The port matcher used by per-destination rules: [`PortRange`]. (Address prefixes,
-//! [`crate::Cidr`], live with the other address matchers in the policies crate, which the
-//! announce policy shares.)
+//! The port matcher used by per-connection rules: [`PortRange`]. (Address prefixes,
+//! [`crate::Cidr`], and interface globs live in the policies crate, which a policy's own
+//! section can use too.)
 //!
 //! It parses from the strings users write in the config and displays back to the same
 //! canonical form, so `--check-config` output can be pasted back into a config file.

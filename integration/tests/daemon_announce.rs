@@ -373,6 +373,24 @@ fn withdrawn_and_back(v6: bool) {
     }
     wait_ss(&t.client, port, n, |v| ips(v, false) == both)
         .unwrap_or_else(|s| panic!("the subflow did not come back: {s}\nlog:\n{}", d.log()));
+
+    // A reload whose announce filters exclude s1 withdraws it at once, with no address change.
+    cev.clear();
+    let path = d.config_path();
+    let old = std::fs::read_to_string(&path).unwrap();
+    let new = format!("announce:\n  exclude_interfaces: [\"{dev}\"]\n{old}");
+    std::fs::write(&path, new).unwrap();
+    d.signal(libc::SIGHUP);
+    for i in 0..n {
+        cev.wait(
+            &format!("client REMOVED after the reload #{i}"),
+            WAIT,
+            |ev| matches!(ev, PmEvent::Removed { rem_id: 255, .. }),
+        );
+    }
+    wait_ss(&t.server, port, n, |v| ips(v, true) == only)
+        .unwrap_or_else(|s| panic!("filtered address kept: {s}\nlog:\n{}", d.log()));
+    assert!(d.log().contains("reason: not-announced"), "{}", d.log());
 }
 
 #[test]

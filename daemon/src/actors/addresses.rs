@@ -267,7 +267,7 @@ impl Handler<SetFilter> for AddressMonitor {
     fn handle(&mut self, msg: SetFilter, _ctx: &mut Self::Context) {
         self.filter = msg.0;
         // A reload may have changed the policies as well: have every connection decide again
-        // (an announce policy withdraws what its new filters exclude) even if the usable set
+        // (a policy withdraws what its new parameters exclude) even if the usable set
         // stays the same.
         let (usable, _) = self.set.evaluate(&self.filter);
         self.notify(usable);
