@@ -52,7 +52,7 @@ ok "/etc/mptcp-pm.yaml is a conffile"
 /usr/sbin/mptcp-pmd --check-config -c /etc/mptcp-pm.yaml >/dev/null ||
     fail "--check-config -c /etc/mptcp-pm.yaml"
 ok "mptcp-pmd --check-config -c /etc/mptcp-pm.yaml"
-zcat /usr/share/man/man1/mptcp-pmd.1.gz | grep -q '^\.TH mptcp-pmd 1' || fail "man page"
+zcat /usr/share/man/man1/mptcp-pmd.1.gz | grep -c '^\.TH mptcp-pmd 1' >/dev/null || fail "man page"
 grep -q 'complete -F' /usr/share/bash-completion/completions/mptcp-pmd || fail "bash completion"
 grep -q '#compdef mptcp-pmd' /usr/share/zsh/vendor-completions/_mptcp-pmd || fail "zsh completion"
 grep -q 'complete -c mptcp-pmd' /usr/share/fish/vendor_completions.d/mptcp-pmd.fish ||
