@@ -377,10 +377,14 @@ struct Lat {
 
 impl Lat {
     fn sorted(&self) -> Vec<f64> {
-        let mut v = self.samples.clone();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v
+        sorted(&self.samples)
     }
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1382,11 +1386,6 @@ fn render_startup(s: &StartupRow) -> String {
         md,
         "| metric | median ms | min | p90 | max | target | verdict |\n|---|---:|---:|---:|---:|---:|---|"
     );
-    let ready = {
-        let mut v = s.ready_ms.clone();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v
-    };
     let rows: [(&str, &[f64], bool); 3] = [
         ("mptcp-pmd: exec -> `started` line", &s.started_ms, true),
         ("mptcp-pmd: exec -> READY=1", &s.ready_ms, true),
@@ -1397,8 +1396,7 @@ fn render_startup(s: &StartupRow) -> String {
         ),
     ];
     for (what, v, target) in rows {
-        let mut v = v.to_vec();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let v = sorted(v);
         let med = pct(&v, 0.5);
         let _ = writeln!(
             md,
@@ -1414,13 +1412,11 @@ fn render_startup(s: &StartupRow) -> String {
             }
         );
     }
-    let mut k = s.kernel_ms.clone();
-    k.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let _ = writeln!(
         md,
         "\nREADY=1 median / in-kernel median: {:.1} x; daemon runs that did not start within \
          10 s: {}.\n",
-        pct(&ready, 0.5) / pct(&k, 0.5),
+        pct(&sorted(&s.ready_ms), 0.5) / pct(&sorted(&s.kernel_ms), 0.5),
         s.failed
     );
     let _ = writeln!(
