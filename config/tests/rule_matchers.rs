@@ -10,12 +10,8 @@ use mptcp_pmd_policies::announce::{AnnounceParams, PLUGIN as ANNOUNCE};
 use mptcp_pmd_policies::fullmesh::PLUGIN as FULLMESH;
 use mptcp_pmd_policies::ndiffports::PLUGIN as NDIFFPORTS;
 
-fn ok(yaml: &str) -> Config {
-    match parse(yaml, "test.yaml") {
-        Ok(c) => c,
-        Err(e) => panic!("{yaml:?}: {e}"),
-    }
-}
+mod common;
+use common::ok;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

@@ -185,7 +185,17 @@ mod tests {
         plugin::all()[i % plugin::all().len()].name
     }
 
+    /// A connection this host dialled.
     fn conn(token: u32, local: &str, remote: &str) -> Connection {
+        conn_on(token, local, remote, false)
+    }
+
+    /// A connection this host accepted.
+    fn accepted(token: u32, local: &str, remote: &str) -> Connection {
+        conn_on(token, local, remote, true)
+    }
+
+    fn conn_on(token: u32, local: &str, remote: &str, server_side: bool) -> Connection {
         let mut c = Connection::new(Token(token), ConnTimers::default());
         let info = ConnInfo {
             token: Token(token),
@@ -193,7 +203,10 @@ mod tests {
             remote: remote.parse().unwrap(),
             loc_id: 0,
             rem_id: 0,
-            flags: ConnFlags::default(),
+            flags: ConnFlags {
+                server_side,
+                ..ConnFlags::default()
+            },
         };
         c.handle_event(Instant::now(), &PmEvent::Established(info));
         c
@@ -241,23 +254,6 @@ mod tests {
         // Port in range but address outside the CIDR: rule 0 does not match.
         let s = b.serve_name(&conn(5, "192.0.2.1:40000", "203.0.113.1:8080"), &l);
         assert_eq!(s.name, name(0));
-    }
-
-    fn accepted(token: u32, local: &str, remote: &str) -> Connection {
-        let mut c = Connection::new(Token(token), ConnTimers::default());
-        let info = ConnInfo {
-            token: Token(token),
-            local: local.parse().unwrap(),
-            remote: remote.parse().unwrap(),
-            loc_id: 0,
-            rem_id: 0,
-            flags: ConnFlags {
-                server_side: true,
-                ..ConnFlags::default()
-            },
-        };
-        c.handle_event(Instant::now(), &PmEvent::Established(info));
-        c
     }
 
     #[test]

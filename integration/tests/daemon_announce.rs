@@ -9,12 +9,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use integration::daemon::{daemon_bin, Daemon};
 use integration::observe::{subflows, EventLog, SsSubflow};
+use integration::transfer::{payload, receive_one, send_and_wait, sha256sum};
 use integration::{kernel_tests_enabled, mptcp, wait_for, Netns, Pm, TopoOpts, Topology};
 use mptcp_pmd_policies::PmEvent;
 
@@ -39,18 +40,7 @@ fn topo(client_pm: Pm, client_links: usize) -> Topology {
     })
     .expect("topology");
     if client_pm == Pm::Kernel {
-        t.client
-            .run(&[
-                "ip",
-                "mptcp",
-                "limits",
-                "set",
-                "add_addr_accepted",
-                "2",
-                "subflows",
-                "2",
-            ])
-            .unwrap();
+        t.client.mptcp_limits(2, 2).unwrap();
     }
     t
 }
@@ -430,14 +420,7 @@ fn bulk_transfer_completes_over_the_announced_address_after_the_initial_link_fai
         .exec(move || mptcp::listen(SocketAddr::new(f.any, port)))
         .unwrap()
         .unwrap();
-    let sink = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).unwrap();
-        s.write_all(b"k").unwrap();
-        got
-    });
+    let sink = receive_one(l, Duration::from_secs(60));
     let d = daemon(&t.server, SERVER);
     let (dst, from) = (SocketAddr::new(f.s0, port), f.c0);
     let mut stream = t
@@ -457,10 +440,7 @@ fn bulk_transfer_completes_over_the_announced_address_after_the_initial_link_fai
         .unwrap_or_else(|s| panic!("no join: {s}\nlog:\n{}", d.log()));
     t.set_server_link(0, false).unwrap();
     let started = Instant::now();
-    stream.write_all(rest).unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut ack = [0u8; 1];
-    stream.read_exact(&mut ack).unwrap();
+    send_and_wait(&mut stream, rest).unwrap();
     let got = sink.join().unwrap();
     eprintln!(
         "12 MiB, the last 11 after s0 went down, in {:?}",
@@ -468,35 +448,6 @@ fn bulk_transfer_completes_over_the_announced_address_after_the_initial_link_fai
     );
     assert_eq!(got.len(), payload.len());
     assert_eq!(sha256sum(&got), sha256sum(&payload));
-}
-
-/// Pseudo-random bytes, so that a misplaced block cannot go unnoticed.
-fn payload(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// The digest `sha256sum` (coreutils) prints for `data`: an implementation independent of ours.
-fn sha256sum(data: &[u8]) -> String {
-    let mut child = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.split_whitespace().next().unwrap().to_string()
 }
 
 /// Two hosts, each running mptcp-pmd as client and server at once (`policy: fullmesh`, and

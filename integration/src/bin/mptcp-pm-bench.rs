@@ -1,13 +1,15 @@
 //! `mptcp-pm-bench`: mptcp-pmd (fullmesh, userspace PM) against the in-kernel path manager on
 //! the same namespace topology, runs interleaved. Measures join latency, churn, scale (RSS,
-//! sock_diag poll time, idle wake-ups), shaped throughput and the daemon's start-up and idle
-//! cost (cold start to `started` and READY=1, idle RSS, binary sizes), prints a table and
-//! writes BENCHMARKS.md, one section per benchmark. `--soak MINUTES` instead runs a continuous
+//! sock_diag poll time, idle wake-ups), shaped throughput, the daemon's start-up and idle
+//! cost (cold start to `started` and READY=1, idle RSS, binary sizes) and the server side
+//! (mptcp-pmd `announce` against an in-kernel `signal` endpoint: announce-to-join latency and
+//! throughput over two shaped server links), prints a table and writes BENCHMARKS.md, one
+//! section per benchmark. `--soak MINUTES` instead runs a continuous
 //! churn against the daemon and samples its RSS, CPU and the live connections every few seconds.
 //!
 //! Run as root, after `cargo build --release -p mptcp-pmd`:
 //! `cargo run --release -p integration --bin mptcp-pm-bench -- [--quick] [--soak MINUTES]
-//! [--out FILE] [--only join,churn,scale,tput,startup]` (`--only` keeps the file's other
+//! [--out FILE] [--only join,churn,scale,tput,startup,server]` (`--only` keeps the file's other
 //! sections).
 //!
 //! Environment: `BENCH_DAEMON_WRAPPER` runs the daemon under a tool (e.g. `heaptrack -o F`);
@@ -58,18 +60,23 @@ fn pmd_opts() -> DaemonOpts {
     }
 }
 
-/// The bench's daemon config: fullmesh, `extra`, then `BENCH_PMD_CONFIG` (more top-level YAML
+/// The bench's daemon config: `policy`, `extra`, then `BENCH_PMD_CONFIG` (more top-level YAML
 /// for an A/B run, e.g. "kernel: {nice: 0}").
-fn pmd_config(extra: &str) -> String {
+fn pmd_config(policy: &str, extra: &str) -> String {
     let more = std::env::var("BENCH_PMD_CONFIG").unwrap_or_default();
-    format!("policy: fullmesh\n{extra}\n{more}\n")
+    format!("policy: {policy}\n{extra}\n{more}\n")
 }
 
-/// Start the daemon in `ns` and wait for its `started` line.
-fn start_pmd(ns: &Netns, extra: &str) -> Daemon {
-    let d = Daemon::spawn(ns, &pmd_config(extra), pmd_opts());
+/// Start the daemon with `policy` in `ns` and wait for its `started` line.
+fn start_pmd_with(ns: &Netns, policy: &str, extra: &str) -> Daemon {
+    let d = Daemon::spawn(ns, &pmd_config(policy, extra), pmd_opts());
     d.wait_ready();
     d
+}
+
+/// Start the client-side daemon (fullmesh) in `ns`.
+fn start_pmd(ns: &Netns, extra: &str) -> Daemon {
+    start_pmd_with(ns, "fullmesh", extra)
 }
 
 /// Connections the daemon tracks, from `mptcp-pmd status` over its control socket
@@ -109,6 +116,8 @@ struct ConnTrack {
 struct TrackState {
     by_token: HashMap<u32, ConnTrack>,
     by_port: HashMap<u16, u32>,
+    /// Server-side ESTABLISHED, by the peer's (client's) port.
+    accepted: HashMap<u16, Instant>,
     overruns: u64,
 }
 
@@ -169,6 +178,9 @@ impl Tracker {
                                     st.by_token.entry(c.token.0).or_default().established =
                                         Some(now);
                                 }
+                                PmEvent::Established(c) => {
+                                    st.accepted.insert(c.remote.port(), now);
+                                }
                                 PmEvent::SubEstablished(s) => {
                                     st.by_token.entry(s.token.0).or_default().subs.push(now);
                                 }
@@ -188,18 +200,13 @@ impl Tracker {
         tr
     }
 
-    /// Wait until the connection with local port `port` has `subs` joined subflows; returns
-    /// ESTABLISHED -> last SUB_ESTABLISHED.
-    fn wait_joins(&self, port: u16, subs: usize, timeout: Duration) -> Option<Duration> {
+    /// Wait until `found` finds something in the state, or `timeout` passes.
+    fn wait<T>(&self, timeout: Duration, found: impl Fn(&TrackState) -> Option<T>) -> Option<T> {
         let end = Instant::now() + timeout;
         let mut st = self.st.lock().unwrap();
         loop {
-            if let Some(c) = st.by_port.get(&port).and_then(|t| st.by_token.get(t)) {
-                if c.subs.len() >= subs {
-                    let est = c.established?;
-                    let last = *c.subs.get(subs - 1)?;
-                    return Some(last.saturating_duration_since(est));
-                }
+            if let Some(v) = found(&st) {
+                return Some(v);
             }
             let now = Instant::now();
             if now >= end {
@@ -209,8 +216,31 @@ impl Tracker {
         }
     }
 
+    /// Wait until the connection with local port `port` has `subs` joined subflows; returns
+    /// (its ESTABLISHED, the `subs`-th SUB_ESTABLISHED).
+    fn wait_sub(&self, port: u16, subs: usize, timeout: Duration) -> Option<(Instant, Instant)> {
+        self.wait(timeout, |st| {
+            let c = st.by_port.get(&port).and_then(|t| st.by_token.get(t))?;
+            Some((c.established?, *c.subs.get(subs.checked_sub(1)?)?))
+        })
+    }
+
+    /// Wait until the connection with local port `port` has `subs` joined subflows; returns
+    /// ESTABLISHED -> last SUB_ESTABLISHED.
+    fn wait_joins(&self, port: u16, subs: usize, timeout: Duration) -> Option<Duration> {
+        self.wait_sub(port, subs, timeout)
+            .map(|(est, last)| last.saturating_duration_since(est))
+    }
+
+    /// When this (server) namespace reported ESTABLISHED for the connection from peer port
+    /// `peer_port`.
+    fn wait_accepted(&self, peer_port: u16, timeout: Duration) -> Option<Instant> {
+        self.wait(timeout, |st| st.accepted.get(&peer_port).copied())
+    }
+
     fn forget(&self, port: u16) {
         let mut st = self.st.lock().unwrap();
+        st.accepted.remove(&port);
         if let Some(t) = st.by_port.remove(&port) {
             st.by_token.remove(&t);
         }
@@ -312,14 +342,27 @@ fn bed(mode: Mode, links: usize, shaping: Option<Tbf>, pmd_extra: &str) -> Bed {
             .filter(|o| o.contains(&format!(":{HOLD_PORT}")))
     });
     // Counting sink (throughput).
+    let sink_bytes = counting_sink(&t.server);
+    let tracker = Tracker::start(&t.client);
+    let pmd = (mode == Mode::Pmd).then(|| start_pmd(&t.client, pmd_extra));
+    Bed {
+        mode,
+        links,
+        tracker,
+        pmd,
+        sink_bytes,
+        hold: Mutex::new(hold),
+        t,
+    }
+}
+
+/// An MPTCP sink on `0.0.0.0:SINK_PORT` in `server` that counts the bytes it reads.
+fn counting_sink(server: &Netns) -> Arc<AtomicU64> {
+    let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), SINK_PORT);
     let sink_bytes = Arc::new(AtomicU64::new(0));
-    let l = t
-        .server
-        .exec(move || mptcp::listen(any(SINK_PORT)))
-        .unwrap()
-        .unwrap();
+    let l = server.exec(move || mptcp::listen(any)).unwrap().unwrap();
     let sb = sink_bytes.clone();
-    t.server
+    server
         .exec_bg(move || {
             for c in l.incoming() {
                 let Ok(mut s) = c else { break };
@@ -336,17 +379,7 @@ fn bed(mode: Mode, links: usize, shaping: Option<Tbf>, pmd_extra: &str) -> Bed {
             }
         })
         .unwrap();
-    let tracker = Tracker::start(&t.client);
-    let pmd = (mode == Mode::Pmd).then(|| start_pmd(&t.client, pmd_extra));
-    Bed {
-        mode,
-        links,
-        tracker,
-        pmd,
-        sink_bytes,
-        hold: Mutex::new(hold),
-        t,
-    }
+    sink_bytes
 }
 
 impl Bed {
@@ -391,16 +424,21 @@ fn sorted(v: &[f64]) -> Vec<f64> {
 // ------------------------------------------------------------------------------------------
 // a. Join latency.
 
-fn one_join(b: &Bed) -> Option<Duration> {
-    let dst = b.dst(ECHO_PORT);
-    let mut s =
-        b.t.client
-            .exec(move || mptcp::connect(dst, None))
-            .unwrap()
-            .ok()?;
+/// An MPTCP connection from `client` to `dst`, pinged (so it is fully established), and its
+/// local port.
+fn connect_pinged(client: &Netns, dst: SocketAddr) -> Option<(TcpStream, u16)> {
+    let mut s = client
+        .exec(move || mptcp::connect(dst, None))
+        .unwrap()
+        .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     mptcp::ping(&mut s, b"join").ok()?;
     let port = s.local_addr().ok()?.port();
+    Some((s, port))
+}
+
+fn one_join(b: &Bed) -> Option<Duration> {
+    let (s, port) = connect_pinged(&b.t.client, b.dst(ECHO_PORT))?;
     let r = b
         .tracker
         .wait_joins(port, b.links - 1, Duration::from_secs(5));
@@ -821,31 +859,42 @@ fn smaps_summary(pid: u32) {
 // d. Throughput.
 
 fn goodput(b: &Bed, plain_tcp: bool, secs: u64) -> f64 {
-    let dst = b.dst(SINK_PORT);
-    let src = b.t.client_addr(0);
+    let (dst, src) = (b.dst(SINK_PORT), b.t.client_addr(0));
+    goodput_to(&b.t.client, dst, src, &b.sink_bytes, plain_tcp, secs)
+}
+
+/// Bulk from `src` in `client` to `dst` (MPTCP, or plain TCP), counted by `sink` after a 2 s
+/// warm-up: Mbit/s over `secs`.
+fn goodput_to(
+    client: &Netns,
+    dst: SocketAddr,
+    src: std::net::IpAddr,
+    sink: &AtomicU64,
+    plain_tcp: bool,
+    secs: u64,
+) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let st = stop.clone();
-    let h =
-        b.t.client
-            .exec_bg(move || {
-                let mut s = if plain_tcp {
-                    let sock = std::net::TcpStream::connect_timeout(&dst, Duration::from_secs(5));
-                    sock.expect("tcp connect")
-                } else {
-                    mptcp::connect(dst, Some(src)).expect("mptcp connect")
-                };
-                let buf = vec![0x5au8; 128 * 1024];
-                while !st.load(Ordering::Relaxed) {
-                    if s.write_all(&buf).is_err() {
-                        break;
-                    }
+    let h = client
+        .exec_bg(move || {
+            let mut s = if plain_tcp {
+                let sock = std::net::TcpStream::connect_timeout(&dst, Duration::from_secs(5));
+                sock.expect("tcp connect")
+            } else {
+                mptcp::connect(dst, Some(src)).expect("mptcp connect")
+            };
+            let buf = vec![0x5au8; 128 * 1024];
+            while !st.load(Ordering::Relaxed) {
+                if s.write_all(&buf).is_err() {
+                    break;
                 }
-            })
-            .unwrap();
+            }
+        })
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2)); // warm-up: joins, slow start
-    let (c0, t0) = (b.sink_bytes.load(Ordering::Relaxed), Instant::now());
+    let (c0, t0) = (sink.load(Ordering::Relaxed), Instant::now());
     std::thread::sleep(Duration::from_secs(secs));
-    let (c1, t1) = (b.sink_bytes.load(Ordering::Relaxed), Instant::now());
+    let (c1, t1) = (sink.load(Ordering::Relaxed), Instant::now());
     stop.store(true, Ordering::Relaxed);
     let _ = h.join();
     (c1 - c0) as f64 * 8.0 / (t1 - t0).as_secs_f64() / 1e6
@@ -892,6 +941,256 @@ fn bench_tput(quick: bool) -> Vec<TputRow> {
 
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+// ------------------------------------------------------------------------------------------
+// f. Server side: announce.
+
+/// A server with two links announcing its second address: mptcp-pmd `announce` on the
+/// userspace PM, or the in-kernel PM with a `signal` endpoint. The client is the in-kernel PM
+/// with no endpoint (it joins the announced address from its initial one).
+struct ServerBed {
+    mode: Mode,
+    client_tracker: Arc<Tracker>,
+    server_tracker: Arc<Tracker>,
+    sink_bytes: Arc<AtomicU64>,
+    _pmd: Option<Daemon>,
+    t: Topology,
+}
+
+fn server_bed(mode: Mode, shaping: Option<Tbf>) -> ServerBed {
+    let t = Topology::build(TopoOpts {
+        client_links: 1,
+        server_links: 2,
+        client_pm: Pm::Kernel,
+        server_pm: if mode == Mode::Pmd {
+            Pm::Userspace
+        } else {
+            Pm::Kernel
+        },
+        ..Default::default()
+    })
+    .expect("topology");
+    for ns in [&t.client, &t.server] {
+        ns.sysctl("net.ipv4.ip_local_port_range", "10000 65000")
+            .unwrap();
+        ns.sysctl("net.ipv4.tcp_tw_reuse", "1").unwrap();
+    }
+    // The limits of issue 10's tests.
+    t.client.mptcp_limits(2, 2).unwrap();
+    if mode == Mode::Kernel {
+        t.server_signal_endpoint(1).unwrap();
+    }
+    if let Some(tbf) = shaping {
+        for j in 0..2 {
+            shape_server_link(&t, j, tbf);
+        }
+    }
+    let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), ECHO_PORT);
+    let l = t.server.exec(move || mptcp::listen(any)).unwrap().unwrap();
+    t.server.exec_bg(move || mptcp::echo_server(l)).unwrap();
+    let sink_bytes = counting_sink(&t.server);
+    let client_tracker = Tracker::start(&t.client);
+    let server_tracker = Tracker::start(&t.server);
+    let pmd = (mode == Mode::Pmd).then(|| start_pmd_with(&t.server, "announce", ""));
+    ServerBed {
+        mode,
+        client_tracker,
+        server_tracker,
+        sink_bytes,
+        _pmd: pmd,
+        t,
+    }
+}
+
+/// tbf on server link `j`, both directions (the server's end and the router's).
+fn shape_server_link(t: &Topology, j: usize, tbf: Tbf) {
+    let rate = format!("{}kbit", tbf.rate_kbit);
+    let burst = tbf.burst_bytes.to_string();
+    let lat = format!("{}ms", tbf.latency_ms);
+    for (ns, dev) in [(&t.server, format!("s{j}")), (&t.router, format!("rs{j}"))] {
+        ns.run(&[
+            "tc", "qdisc", "replace", "dev", &dev, "root", "tbf", "rate", &rate, "burst", &burst,
+            "latency", &lat,
+        ])
+        .unwrap();
+    }
+}
+
+/// One connection: (server ESTABLISHED -> client SUB_ESTABLISHED towards the announced
+/// address, client connect() -> that SUB_ESTABLISHED), or None if it did not join in 5 s.
+fn one_announce(b: &ServerBed) -> Option<(Duration, Duration)> {
+    let dst = SocketAddr::new(b.t.server_addr(0), ECHO_PORT);
+    let t0 = Instant::now();
+    let (s, port) = connect_pinged(&b.t.client, dst)?;
+    let joined = b
+        .client_tracker
+        .wait_sub(port, 1, Duration::from_secs(5))
+        .map(|(_, sub)| sub);
+    let accepted = b.server_tracker.wait_accepted(port, Duration::from_secs(1));
+    drop(s);
+    b.client_tracker.forget(port);
+    b.server_tracker.forget(port);
+    let (joined, accepted) = (joined?, accepted?);
+    Some((
+        joined.saturating_duration_since(accepted),
+        joined.saturating_duration_since(t0),
+    ))
+}
+
+struct ServerLatRow {
+    mode: Mode,
+    /// Server ESTABLISHED -> client SUB_ESTABLISHED, ms.
+    lat: Lat,
+    /// Client connect() -> client SUB_ESTABLISHED, ms.
+    connect: Vec<f64>,
+    batch_p50: Vec<f64>,
+}
+
+struct ServerRows {
+    lat: Vec<ServerLatRow>,
+    tput: Vec<TputRow>,
+}
+
+fn bench_server(quick: bool) -> ServerRows {
+    let (total, batch) = if quick { (40, 10) } else { (200, 20) };
+    let beds = [server_bed(Mode::Pmd, None), server_bed(Mode::Kernel, None)];
+    let mut rows: Vec<ServerLatRow> = beds
+        .iter()
+        .map(|b| ServerLatRow {
+            mode: b.mode,
+            lat: Lat::default(),
+            connect: Vec::new(),
+            batch_p50: Vec::new(),
+        })
+        .collect();
+    for b in &beds {
+        let _ = one_announce(b); // warm-up (ARP, first-connection costs)
+    }
+    for _ in 0..total / batch {
+        for (b, r) in beds.iter().zip(rows.iter_mut()) {
+            let mut this = Lat::default();
+            for _ in 0..batch {
+                match one_announce(b) {
+                    Some((lat, connect)) => {
+                        this.samples.push(ms(lat));
+                        r.connect.push(ms(connect));
+                    }
+                    None => this.timeouts += 1,
+                }
+            }
+            r.batch_p50.push(pct(&this.sorted(), 0.5));
+            r.lat.samples.extend(this.samples);
+            r.lat.timeouts += this.timeouts;
+        }
+    }
+    drop(beds);
+    eprintln!("server: announce latency done");
+
+    let tbf = Tbf {
+        rate_kbit: 50_000,
+        burst_bytes: 64 * 1024,
+        latency_ms: 20,
+    };
+    let beds = [
+        server_bed(Mode::Pmd, Some(tbf)),
+        server_bed(Mode::Kernel, Some(tbf)),
+    ];
+    let (rounds, secs) = if quick { (1, 4) } else { (3, 10) };
+    let mut tput = vec![
+        TputRow {
+            what: "mptcp-pmd announce (2 x 50 mbit server links)",
+            mbit: vec![],
+        },
+        TputRow {
+            what: "in-kernel PM, signal endpoint (2 x 50 mbit)",
+            mbit: vec![],
+        },
+        TputRow {
+            what: "single-path TCP (server link 0, 50 mbit)",
+            mbit: vec![],
+        },
+    ];
+    let run = |b: &ServerBed, plain: bool| {
+        let dst = SocketAddr::new(b.t.server_addr(0), SINK_PORT);
+        goodput_to(
+            &b.t.client,
+            dst,
+            b.t.client_addr(0),
+            &b.sink_bytes,
+            plain,
+            secs,
+        )
+    };
+    for _ in 0..rounds {
+        tput[0].mbit.push(run(&beds[0], false));
+        tput[1].mbit.push(run(&beds[1], false));
+        tput[2].mbit.push(run(&beds[1], true));
+    }
+    eprintln!("server: throughput done");
+    ServerRows { lat: rows, tput }
+}
+
+fn render_server(r: &ServerRows) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## f. Server side (announce)\n\nServer with two links, announcing its second address \
+         to every connection: mptcp-pmd `policy: announce` (server namespace on the userspace \
+         PM, release build, default config) against the in-kernel PM with a `signal` endpoint \
+         for that address. The client is the in-kernel PM with `add_addr_accepted 2 subflows \
+         2` and no endpoint (it joins the announced address from its initial one). Latency: the \
+         server's ESTABLISHED event -> the client's SUB_ESTABLISHED towards the announced \
+         address (both namespaces' `mptcp_pm_events` on one clock), sequential connections, \
+         each pinged then closed, interleaved batches.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| server PM | connections | p50 ms | p90 ms | max ms | batch p50s ms | not joined in 5 s | connect -> join p50 ms |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|---:|");
+    for row in &r.lat {
+        let s = row.lat.sorted();
+        let batches: Vec<String> = row.batch_p50.iter().map(|v| format!("{v:.2}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {} | {} | {:.3} |",
+            if row.mode == Mode::Pmd {
+                "mptcp-pmd announce"
+            } else {
+                "in-kernel PM, signal endpoint"
+            },
+            s.len() + row.lat.timeouts,
+            pct(&s, 0.5),
+            pct(&s, 0.9),
+            s.last().copied().unwrap_or(f64::NAN),
+            batches.join(", "),
+            row.lat.timeouts,
+            pct(&sorted(&row.connect), 0.5),
+        );
+    }
+    let p50 = |i: usize| pct(&r.lat[i].lat.sorted(), 0.5);
+    let c50 = |i: usize| pct(&sorted(&r.lat[i].connect), 0.5);
+    let ratio = p50(0) / p50(1);
+    let _ = writeln!(md, "\n| target | value | verdict |\n|---|---:|---|");
+    let _ = writeln!(
+        md,
+        "| announce p50 <= 1.25 x in-kernel PM (server ESTABLISHED -> join) | {ratio:.2} x | {} |",
+        verdict(ratio <= 1.25)
+    );
+    let _ = writeln!(
+        md,
+        "| end to end, connect -> join p50 (for reference) | {:.2} x | |",
+        c50(0) / c50(1)
+    );
+    let _ = writeln!(
+        md,
+        "\nThroughput: both server links shaped with tbf 50 mbit (burst 64 KiB, latency 20 ms) in \
+         both directions, the client's link unshaped; bulk client -> server towards the first \
+         server address, goodput counted by the server after a 2 s warm-up.\n"
+    );
+    md.push_str(&tput_tables(&r.tput));
+    md
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1200,10 +1499,17 @@ fn render_scale(s: &ScaleRow) -> String {
 
 fn render_tput(tput: &[TputRow]) -> String {
     let mut md = String::new();
+    let _ = writeln!(md, "## d. Throughput\n\nTwo client links shaped with tbf 50 mbit (burst 64 KiB, latency 20 ms) in both directions; bulk client -> server, goodput counted by the server after a 2 s warm-up.\n");
+    md.push_str(&tput_tables(tput));
+    md
+}
+
+/// The runs of `[mptcp-pmd, in-kernel PM, single-path TCP]` and the targets they meet.
+fn tput_tables(tput: &[TputRow]) -> String {
+    let mut md = String::new();
     let pmd = mean(&tput[0].mbit);
     let ker = mean(&tput[1].mbit);
     let tcp = mean(&tput[2].mbit);
-    let _ = writeln!(md, "## d. Throughput\n\nTwo client links shaped with tbf 50 mbit (burst 64 KiB, latency 20 ms) in both directions; bulk client -> server, goodput counted by the server after a 2 s warm-up.\n");
     let _ = writeln!(
         md,
         "| setup | runs (Mbit/s) | mean Mbit/s |\n|---|---|---:|"
@@ -1317,7 +1623,7 @@ fn bench_startup() -> StartupRow {
         .map(|i| (kpm.client_addr(i).to_string(), kpm.client_if(i)))
         .collect();
     for _ in 0..STARTUP_RUNS {
-        let d = Daemon::spawn(&upm.client, &pmd_config(""), opts.clone());
+        let d = Daemon::spawn(&upm.client, &pmd_config("fullmesh", ""), opts.clone());
         let limit = Duration::from_secs(10);
         match (d.line_after("started", limit), d.ready_after(limit)) {
             (Some(s), Some(r)) => {
@@ -1522,15 +1828,18 @@ enum Section {
     Tput,
     /// e. Start-up and idle cost.
     Startup,
+    /// f. Server side: announce latency and throughput.
+    Server,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Join,
         Section::Churn,
         Section::Scale,
         Section::Tput,
         Section::Startup,
+        Section::Server,
     ];
 
     /// The start of the section's heading ("## a." ...), which identifies it in the file.
@@ -1541,6 +1850,7 @@ impl Section {
             Section::Scale => "## c.",
             Section::Tput => "## d.",
             Section::Startup => "## e.",
+            Section::Server => "## f.",
         }
     }
 }
@@ -1653,6 +1963,7 @@ fn main() {
             Section::Scale => render_scale(&bench_scale(quick)),
             Section::Tput => render_tput(&bench_tput(quick)),
             Section::Startup => render_startup(&bench_startup()),
+            Section::Server => render_server(&bench_server(quick)),
         };
         fresh.push((s, text));
     }
