@@ -384,7 +384,8 @@ impl Transport {
             return Ok(false);
         }
         let ts = libc::timespec {
-            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+            // `time_t` by inference (libc deprecates naming it on musl); i32::MAX s is ~68 years.
+            tv_sec: left.as_secs().try_into().unwrap_or(i32::MAX.into()),
             tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
         };
         let mut pfd = libc::pollfd {

@@ -382,15 +382,18 @@ fn install_eintr_handler() {
 /// that a wait which signals keep extending ends in a failed assertion, not a hung test).
 fn pester_me() -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
     install_eintr_handler();
-    // SAFETY: pthread_self has no preconditions.
-    let me = unsafe { libc::pthread_self() };
+    // The calling thread by its kernel ids (plain integers, so they cross to the pestering
+    // thread on every libc: musl's `pthread_t` is a pointer, which is not `Send`).
+    // SAFETY: getpid and gettid have no preconditions.
+    let (pid, me) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid)) };
     let stop = Arc::new(AtomicBool::new(false));
     let s = Arc::clone(&stop);
     let h = thread::spawn(move || {
         let until = Instant::now() + Duration::from_secs(2);
         while !s.load(Ordering::Relaxed) && Instant::now() < until {
-            // SAFETY: `me` is alive until `stop` is set (the test joins this thread first).
-            unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+            // SAFETY: tgkill only sends a signal; thread `me` lives until `stop` is set (the
+            // test joins this thread first), so its id is not reused meanwhile.
+            unsafe { libc::syscall(libc::SYS_tgkill, pid, me, libc::SIGUSR1) };
             thread::sleep(Duration::from_millis(5));
         }
     });
