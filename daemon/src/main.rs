@@ -47,7 +47,7 @@ fn real_main() -> i32 {
         eprintln!("mptcp-pmd: {}", e.message);
         return e.code;
     }
-    slog::info!(log, "mptcp-pmd starting"; "version" => env!("CARGO_PKG_VERSION"), "config" => %cli.config.display());
+    slog::info!(log, "mptcp-pmd starting"; "version" => cli::VERSION, "config" => %cli.config.display());
     // A current-thread runtime: no thread exists before the privilege drop in `run`.
     let res = actix::System::new().block_on(async {
         // Installed before anything can announce the daemon (`started`, READY=1): a signal
