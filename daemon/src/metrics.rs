@@ -16,6 +16,12 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Buckets from 5 µs, each 1.25 x the previous, up to ~2.6 s: a quantile read off them is
+/// within 25 %.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_005, 1.25, 60))
+}
+
 /// Shared metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -31,6 +37,9 @@ pub struct Metrics {
     poll: Histogram,
     decisions: Family<Labels, Counter>,
     policy_objects: Gauge,
+    event_to_decision: Histogram,
+    event_to_command: Histogram,
+    command_time: Family<Labels, Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,7 +128,32 @@ impl Default for Metrics {
             "Per-connection policy objects alive (one per tracked connection with a policy)",
             policy_objects.clone(),
         );
+        // The path from a kernel event to the commands it causes (docs/ARCHITECTURE.md,
+        // "Where a join's time goes"), fine-grained enough to read a median off the buckets.
+        let event_to_decision = latency_histogram();
+        registry.register(
+            "event_to_decision_seconds",
+            "From reading a kernel event to the policy's decisions (that asked for something) being applied to its connection",
+            event_to_decision.clone(),
+        );
+        let event_to_command = latency_histogram();
+        registry.register(
+            "event_to_command_seconds",
+            "From reading a kernel event to the send of each command its decisions caused",
+            event_to_command.clone(),
+        );
+        let command_time = Family::<Labels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "command_seconds",
+            "One PM command: its send until the kernel's answer is read (the kernel does the work inside the send)",
+            command_time.clone(),
+        );
         Metrics {
+            event_to_decision,
+            event_to_command,
+            command_time,
             decisions,
             policy_objects,
             inner: Arc::default(),
@@ -159,6 +193,21 @@ impl Metrics {
             .get_or_create(&vec![("event", name.to_string())])
             .inc();
         self.with(|c| *c.events.entry(name.to_string()).or_default() += 1);
+    }
+    /// Count a command result (errno 0 = success) and how long it took (send to answer).
+    pub fn command_timed(&self, name: &str, errno: i32, took: Duration) {
+        self.command_time
+            .get_or_create(&vec![("command", name.to_string())])
+            .observe(took.as_secs_f64());
+        self.command(name, errno);
+    }
+    /// Record the time from reading a kernel event to its decisions (that asked for something).
+    pub fn event_to_decision(&self, d: Duration) {
+        self.event_to_decision.observe(d.as_secs_f64());
+    }
+    /// Record the time from reading a kernel event to the send of a command it caused.
+    pub fn event_to_command(&self, d: Duration) {
+        self.event_to_command.observe(d.as_secs_f64());
     }
     /// Count a command result (errno 0 = success; negative errnos are not used).
     pub fn command(&self, name: &str, errno: i32) {
@@ -252,6 +301,10 @@ mod tests {
         m.set_gauges(2, &subs);
         m.decision("mesh-x", "open", "mesh");
         m.set_policy_objects(2);
+        m.command_timed("subflow_destroy", 0, Duration::from_micros(100));
+        m.event_to_decision(Duration::from_micros(20));
+        m.event_to_command(Duration::from_micros(30));
+        m.event_to_command(Duration::from_secs(9));
         let t = m.encode().unwrap();
         for line in [
             "mptcp_pmd_events_total{event=\"created\"} 2",
@@ -266,9 +319,28 @@ mod tests {
             "mptcp_pmd_sock_diag_poll_seconds_count 1",
             "mptcp_pmd_decisions_total{policy=\"mesh-x\",action=\"open\",reason=\"mesh\"} 1",
             "mptcp_pmd_policy_objects 2",
+            "mptcp_pmd_commands_total{command=\"subflow_destroy\",result=\"ok\"} 1",
+            "mptcp_pmd_command_seconds_count{command=\"subflow_destroy\"} 1",
+            "mptcp_pmd_event_to_decision_seconds_count 1",
+            "mptcp_pmd_event_to_command_seconds_count 2",
+            // 20 µs is in the bucket up to 5 µs x 1.25^7 = 23.8 µs, not the one before.
+            "mptcp_pmd_event_to_decision_seconds_bucket{le=\"0.000019073486328125\"} 0",
+            // Beyond the last bound (2.6 s): only +Inf holds it.
+            "mptcp_pmd_event_to_command_seconds_bucket{le=\"+Inf\"} 2",
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
         }
+        let bucket = |name: &str, bound: &str| {
+            t.lines()
+                .find(|l| l.starts_with(&format!("{name}_bucket{{le=\"{bound}")))
+                .and_then(|l| l.rsplit_once(' '))
+                .map(|(_, v)| v.to_string())
+        };
+        let d = "mptcp_pmd_event_to_decision_seconds";
+        assert_eq!(bucket(d, "0.0000238").as_deref(), Some("1"), "{t}");
+        let c = "mptcp_pmd_event_to_command_seconds";
+        assert_eq!(bucket(c, "0.0000298").as_deref(), Some("0"), "{t}");
+        assert_eq!(bucket(c, "0.0000372").as_deref(), Some("1"), "{t}");
         assert_eq!(m.snapshot().events["created"], 2);
     }
 }

@@ -31,6 +31,8 @@ pub enum Output {
         token: Token,
         /// The event.
         event: PmEvent,
+        /// When it was read from the events socket (the `now` of [`RegistryCore::handle_event`]).
+        received: Instant,
     },
     /// Give the tracked connection `token` its subflows' samples.
     Samples {
@@ -156,9 +158,9 @@ impl<H> RegistryCore<H> {
         self.trim.observe(self.conns.len());
     }
 
-    /// A kernel event. A CREATED or ESTABLISHED of a new token starts its connection through
-    /// `start(connection, first hook)`; any other event of an unknown token means we missed
-    /// the connection's start, so a resync is requested.
+    /// A kernel event, read from the events socket at `now`. A CREATED or ESTABLISHED of a new
+    /// token starts its connection through `start(connection, first hook)`; any other event of
+    /// an unknown token means we missed the connection's start, so a resync is requested.
     pub fn handle_event(
         &mut self,
         now: Instant,
@@ -169,7 +171,11 @@ impl<H> RegistryCore<H> {
             return EventRoute::NoConnection;
         };
         if self.conns.contains_key(&token) {
-            self.out.push_back(Output::Deliver { token, event });
+            self.out.push_back(Output::Deliver {
+                token,
+                event,
+                received: now,
+            });
             return EventRoute::Delivered;
         }
         match event {
@@ -495,7 +501,8 @@ mod tests {
             drain(&mut core),
             vec![Output::Deliver {
                 token: Token(7),
-                event: est
+                event: est,
+                received: now,
             }]
         );
         // ESTABLISHED of a tracked token goes to it; it does not start a second driver.

@@ -10,6 +10,7 @@
 //! unusable is ([`crate::failure`]).
 
 use std::cell::RefCell;
+use std::time::Instant;
 
 use mptcp_pmd_policies::conn::KernelRefusal;
 use mptcp_pmd_policies::PmCommand;
@@ -40,8 +41,14 @@ impl CommandPath {
         }
     }
 
-    /// Send `cmd` and wait for the kernel's answer.
-    pub fn execute(&self, cmd: &PmCommand) -> Result<(), KernelRefusal> {
+    /// Send `cmd` and wait for the kernel's answer. `cause` is when the kernel event behind
+    /// the command was read, if one was (latency metrics).
+    pub fn execute(&self, cmd: &PmCommand, cause: Option<Instant>) -> Result<(), KernelRefusal> {
+        let sent = Instant::now();
+        if let Some(at) = cause {
+            self.metrics
+                .event_to_command(sent.saturating_duration_since(at));
+        }
         let res = match self.client.try_borrow_mut() {
             Ok(mut c) => c.execute(cmd),
             // Unreachable by construction (single thread, no re-entrant calls); answered
@@ -53,14 +60,15 @@ impl CommandPath {
                 })
             }
         };
+        let took = sent.elapsed();
         match res {
             Ok(()) => {
-                self.metrics.command(cmd.name(), 0);
+                self.metrics.command_timed(cmd.name(), 0, took);
                 debug!(self.log, "command done"; "cmd" => cmd.name(), "token" => %cmd.token());
                 Ok(())
             }
             Err(GenlError::Kernel { errno, message, .. }) => {
-                self.metrics.command(cmd.name(), errno);
+                self.metrics.command_timed(cmd.name(), errno, took);
                 self.metrics.refusal(cmd.name(), errno);
                 warn!(self.log, "kernel refused command"; "cmd" => cmd.name(), "token" => %cmd.token(),
                     "errno" => errno, "kernel_msg" => message.as_deref().unwrap_or("-"), "detail" => ?cmd);
@@ -74,7 +82,7 @@ impl CommandPath {
                 } else {
                     libc::EIO
                 };
-                self.metrics.command(cmd.name(), errno);
+                self.metrics.command_timed(cmd.name(), errno, took);
                 warn!(self.log, "command failed"; "cmd" => cmd.name(), "token" => %cmd.token(), "error" => %e);
                 if failure::stream(&e) == Verdict::Fatal {
                     self.failures
