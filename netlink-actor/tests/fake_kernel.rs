@@ -541,3 +541,36 @@ fn enobufs_during_a_request_is_an_overrun_and_the_next_one_works() {
     c.execute(&remove(2)).unwrap();
     script.join().unwrap();
 }
+
+#[test]
+fn one_batch_reads_every_queued_event_in_order_and_knows_the_queue_is_empty() {
+    let fake = Fake::new();
+    let t = client_transport(&fake);
+    t.set_recv_buffer(1 << 20).unwrap();
+    t.join_group(FAMILY.events_group).unwrap();
+    let mut ev = PmEventSocket::with_transport(t, FAMILY);
+    ev.set_nonblocking(true).unwrap();
+    // More than one receive system call takes (16), and not a multiple of it.
+    for i in 0..40 {
+        fake.multicast(FAMILY.events_group, &closed_event(100 + i));
+    }
+    let b = ev.recv_batch().unwrap();
+    let tokens: Vec<u32> = b
+        .iter()
+        .map(|e| match e.as_ref().unwrap().event {
+            PmEvent::Closed { token } => token.0,
+            ref other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(tokens, (100..140).collect::<Vec<u32>>());
+    assert!(ev.drained(), "40 of 40 read: the queue is empty");
+    assert!(matches!(ev.recv_batch(), Err(Error::WouldBlock)));
+    // Exactly one system call's worth: the batch cannot know the queue is empty until it
+    // looks once more, and it says so only then.
+    for i in 0..16 {
+        fake.multicast(FAMILY.events_group, &closed_event(200 + i));
+    }
+    let b = ev.recv_batch().unwrap();
+    assert_eq!(b.len(), 16);
+    assert!(ev.drained());
+}
