@@ -6,23 +6,21 @@ use std::path::PathBuf;
 use serde_saphyr::{Location, Spanned};
 
 use crate::error::ConfigError;
-use crate::glob::has_wildcard;
-use crate::net::{Cidr, PortRange};
+use crate::net::PortRange;
 use crate::raw::{
     Field, RawAddresses, RawConfig, RawControl, RawKernel, RawLog, RawMetrics, RawNode, RawPoll,
     RawRule, RawSection, RawSubflow, Scalar, Text,
 };
 use crate::types::{
     find_policy, AddressFilter, Config, ControlConfig, KernelConfig, LogConfig, LogFormat,
-    LogLevel, MetricsConfig, PollConfig, Rule, SubflowConfig, UnknownPolicy,
+    LogLevel, MetricsConfig, PollConfig, Rule, Side, SubflowConfig, UnknownPolicy,
 };
+use mptcp_pmd_policies::addrmatch::{interface_glob_problem, Cidr};
 use mptcp_pmd_policies::params::{Keys, Node, ParamError, Pos};
 use mptcp_pmd_policies::plugin::{self, Plugin, PolicySpec};
 
 /// Longest path a unix socket address can hold (`sun_path` is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
-/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
-const MAX_IFNAME: usize = 15;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -177,16 +175,8 @@ impl Builder<'_> {
                 format!("invalid interface pattern {p:?}: {why}"),
             )
         };
-        if p.is_empty() {
-            return Err(bad("it is empty"));
-        }
-        if p.chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-        {
-            return Err(bad("interface names cannot contain '/', ':' or whitespace"));
-        }
-        if !has_wildcard(p) && p.len() > MAX_IFNAME {
-            return Err(bad("interface names are at most 15 bytes long"));
+        if let Some(why) = interface_glob_problem(p) {
+            return Err(bad(why));
         }
         Ok(p.clone())
     }
@@ -423,6 +413,18 @@ impl Builder<'_> {
         })
     }
 
+    /// A port or `"LO-HI"` range matcher, if written.
+    fn port_range(&self, v: &Field<Text>, key: &str) -> Result<Option<PortRange>> {
+        v.as_ref()
+            .map(|v| {
+                v.value
+                    .0
+                    .parse::<PortRange>()
+                    .map_err(|e| self.invalid(&v.referenced, key, e.to_string()))
+            })
+            .transpose()
+    }
+
     fn rule(
         &self,
         config: &Config,
@@ -438,22 +440,31 @@ impl Builder<'_> {
                 })?),
                 None => None,
             };
-        let port =
-            match &raw.port {
-                Some(v) => Some(v.value.0.parse::<PortRange>().map_err(|e| {
-                    self.invalid(&v.referenced, &join(path, "port"), e.to_string())
-                })?),
-                None => None,
-            };
+        let port = self.port_range(&raw.port, &join(path, "port"))?;
         let interface = match &raw.interface {
             Some(v) => Some(self.glob(v, &join(path, "interface"))?),
             None => None,
         };
-        if remote.is_none() && port.is_none() && interface.is_none() {
+        let local_port = self.port_range(&raw.local_port, &join(path, "local_port"))?;
+        let side = match &raw.side {
+            Some(v) => Some(
+                v.value
+                    .0
+                    .parse::<Side>()
+                    .map_err(|e| self.invalid(&v.referenced, &join(path, "side"), e))?,
+            ),
+            None => None,
+        };
+        if remote.is_none()
+            && port.is_none()
+            && interface.is_none()
+            && local_port.is_none()
+            && side.is_none()
+        {
             return Err(self.invalid(
                 &rule.referenced,
                 path,
-                format!("{path} matches every connection: give at least one of remote, port, interface (or set the top-level policy instead)"),
+                format!("{path} matches every connection: give at least one of remote, port, interface, local_port, side (or set the top-level policy instead)"),
             ));
         }
         let Some(policy_text) = &raw.policy else {
@@ -504,6 +515,8 @@ impl Builder<'_> {
             remote,
             port,
             interface,
+            local_port,
+            side,
             spec,
         })
     }

@@ -26,7 +26,6 @@
 
 mod build;
 mod error;
-mod glob;
 mod net;
 mod raw;
 mod types;
@@ -36,12 +35,12 @@ use std::path::Path;
 use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
 pub use error::ConfigError;
-pub use glob::glob_match;
+pub use mptcp_pmd_policies::addrmatch::{glob_match, Cidr, CidrError};
 pub use mptcp_pmd_policies::plugin::{Plugin, PolicySpec};
-pub use net::{Cidr, CidrError, PortRange, PortRangeError};
+pub use net::{PortRange, PortRangeError};
 pub use types::{
     find_policy, AddressFilter, Config, ControlConfig, KernelConfig, LogConfig, LogFormat,
-    LogLevel, MetricsConfig, PollConfig, Rule, SubflowConfig, UnknownPolicy,
+    LogLevel, MetricsConfig, PollConfig, Rule, RuleTarget, Side, SubflowConfig, UnknownPolicy,
 };
 
 /// Where the daemon looks for its configuration when `-c` is not given.

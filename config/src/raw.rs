@@ -163,7 +163,14 @@ const ROOT_KEYS: [&str; 8] = [
 ];
 
 /// The keys of a rule other than the policies' sections.
-const RULE_KEYS: [&str; 4] = ["remote", "port", "interface", "policy"];
+const RULE_KEYS: [&str; 6] = [
+    "remote",
+    "port",
+    "interface",
+    "local_port",
+    "side",
+    "policy",
+];
 
 /// `policy`, the registered policy sections, then `rest`: the order unknown-key messages list.
 fn keys_with_sections(
@@ -298,6 +305,8 @@ pub(crate) struct RawRule {
     pub remote: Field<Text>,
     pub port: Field<Text>,
     pub interface: Field<Text>,
+    pub local_port: Field<Text>,
+    pub side: Field<Text>,
     pub policy: Field<Text>,
     /// The policies' override sections present, in file order.
     pub sections: Vec<RawSection>,
@@ -317,6 +326,8 @@ impl<'de> Visitor<'de> for RuleVisitor {
                 "remote" => r.remote = map.next_value()?,
                 "port" => r.port = map.next_value()?,
                 "interface" => r.interface = map.next_value()?,
+                "local_port" => r.local_port = map.next_value()?,
+                "side" => r.side = map.next_value()?,
                 "policy" => r.policy = map.next_value()?,
                 s if plugin::find_section(s).is_some() => r.sections.push((key, map.next_value()?)),
                 s => return Err(de::Error::unknown_field(s, rule_keys())),

@@ -15,8 +15,9 @@ use mptcp_pmd_policies::plugin::{self, Plugin, PolicyParams, PolicySpec};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::glob::glob_match;
-use crate::net::{Cidr, PortRange};
+use mptcp_pmd_policies::addrmatch::{glob_match, Cidr};
+
+use crate::net::PortRange;
 
 /// Error for an unknown policy name; lists the valid ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -326,7 +327,68 @@ pub struct MetricsConfig {
     pub listen: Option<std::net::SocketAddr>,
 }
 
-/// One entry of `rules:`: a per-destination policy. At least one matcher is set.
+/// Which end of a connection this host is: the `side` matcher of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// This host dialled the connection (`side: client`).
+    Client,
+    /// This host accepted it on a listening socket (`side: server`).
+    Server,
+}
+
+impl Side {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Side {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "client" => Ok(Side::Client),
+            "server" => Ok(Side::Server),
+            _ => Err(format!(
+                "unknown side {s:?}, expected one of client, server"
+            )),
+        }
+    }
+}
+
+impl Serialize for Side {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// What rules look at in a connection: its initial subflow and which end we are. Facts the
+/// caller does not know are `None`; a rule that sets a matcher for an unknown fact does not
+/// match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleTarget<'a> {
+    /// Remote address of the initial subflow.
+    pub remote: IpAddr,
+    /// Remote port of the initial subflow.
+    pub port: u16,
+    /// Local port of the initial subflow: the listening port on the server side.
+    pub local_port: Option<u16>,
+    /// Interface of the initial subflow's local address.
+    pub interface: Option<&'a str>,
+    /// Which end of the connection this host is.
+    pub side: Option<Side>,
+}
+
+/// One entry of `rules:`: a per-connection policy. At least one matcher is set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     /// Remote address prefix of the connection.
@@ -335,6 +397,11 @@ pub struct Rule {
     pub port: Option<PortRange>,
     /// Glob pattern for the interface of the initial subflow.
     pub interface: Option<String>,
+    /// Local port or port range of the initial subflow (on the server side: the listening
+    /// port).
+    pub local_port: Option<PortRange>,
+    /// Which end of the connection this host is.
+    pub side: Option<Side>,
     /// The policy and its parameters: the rule's override section merged over the
     /// top-level section of that policy (keys missing in the override keep the top-level
     /// values).
@@ -342,16 +409,35 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// True if every matcher the rule sets accepts the connection. A rule with an
-    /// `interface` pattern never matches when the interface is unknown.
+    /// True if every matcher the rule sets accepts the connection to `remote:port` whose
+    /// initial subflow uses `interface`, of which nothing else is known (a rule with an
+    /// `interface`, `local_port` or `side` matcher needs that fact: see
+    /// [`Rule::matches_target`]).
     pub fn matches(&self, remote: IpAddr, port: u16, interface: Option<&str>) -> bool {
-        self.remote.is_none_or(|c| c.contains(remote))
-            && self.port.is_none_or(|p| p.contains(port))
-            && match (&self.interface, interface) {
+        self.matches_target(&RuleTarget {
+            remote,
+            port,
+            local_port: None,
+            interface,
+            side: None,
+        })
+    }
+
+    /// True if every matcher the rule sets accepts the connection. A matcher whose fact is
+    /// unknown (`None`) does not.
+    pub fn matches_target(&self, t: &RuleTarget<'_>) -> bool {
+        fn known<W, H>(want: &Option<W>, have: Option<H>, ok: impl Fn(&W, H) -> bool) -> bool {
+            match (want, have) {
                 (None, _) => true,
-                (Some(pattern), Some(name)) => glob_match(pattern, name),
+                (Some(w), Some(h)) => ok(w, h),
                 (Some(_), None) => false,
             }
+        }
+        self.remote.is_none_or(|c| c.contains(t.remote))
+            && self.port.is_none_or(|p| p.contains(t.port))
+            && known(&self.interface, t.interface, |p, name| glob_match(p, name))
+            && known(&self.local_port, t.local_port, |r, p| r.contains(p))
+            && known(&self.side, t.side, |w, h| *w == h)
     }
 }
 
@@ -367,6 +453,12 @@ impl Serialize for Rule {
         }
         if let Some(interface) = &self.interface {
             m.serialize_entry("interface", interface)?;
+        }
+        if let Some(local_port) = &self.local_port {
+            m.serialize_entry("local_port", local_port)?;
+        }
+        if let Some(side) = &self.side {
+            m.serialize_entry("side", side)?;
         }
         m.serialize_entry("policy", self.spec.plugin)?;
         m.serialize_entry(self.spec.plugin.section, &self.spec)?;

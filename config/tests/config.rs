@@ -22,12 +22,8 @@ fn params<P: mptcp_pmd_policies::PolicyParams + Copy>(c: &Config) -> P {
 
 const SHIPPED: &str = include_str!("../../packaging/mptcp-pm.yaml");
 
-fn ok(yaml: &str) -> Config {
-    match parse(yaml, "test.yaml") {
-        Ok(c) => c,
-        Err(e) => panic!("{yaml:?}: {e}"),
-    }
-}
+mod common;
+use common::ok;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

@@ -23,13 +23,13 @@ const CASES: &[Case] = &[
     Case {
         what: "unknown policy",
         yaml: "policy: fulmesh\n",
-        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "fulmesh", expected one of fullmesh, ndiffports, rtt-based"#,
+        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "fulmesh", expected one of fullmesh, ndiffports, rtt-based, announce"#,
         key: Some("policy"),
     },
     Case {
         what: "unknown top-level key",
         yaml: "policy: fullmesh\npolcy: fullmesh\n",
-        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, addresses, kernel, poll, subflow, log, control, metrics, rules",
+        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, announce, addresses, kernel, poll, subflow, log, control, metrics, rules",
         key: None,
     },
     Case {
@@ -249,21 +249,57 @@ const CASES: &[Case] = &[
         key: Some("rules[0].port"),
     },
     Case {
+        what: "unknown side",
+        yaml: "rules:\n  - side: both\n    policy: announce\n",
+        want: r#"/etc/mptcp-pm.yaml:2:11: unknown side "both", expected one of client, server"#,
+        key: Some("rules[0].side"),
+    },
+    Case {
+        what: "local port out of range",
+        yaml: "rules:\n  - side: server\n    local_port: \"0-443\"\n    policy: announce\n",
+        want: r#"/etc/mptcp-pm.yaml:3:17: invalid port "0-443", expected a port 1-65535 or a range "LO-HI" such as "8000-8100""#,
+        key: Some("rules[0].local_port"),
+    },
+    Case {
+        what: "announce: a port",
+        yaml: "policy: announce\nannounce:\n  port: 6000\n",
+        want: "/etc/mptcp-pm.yaml:3:9: announce.port (6000) is not supported: an announced port needs an MPTCP listener bound to exactly that address and port, which mptcp-pmd does not open, so every join to it would be refused; leave it out to announce the addresses on the connection's own port, where the application's wildcard listener accepts the joins",
+        key: Some("announce.port"),
+    },
+    Case {
+        what: "announce: a prefix with host bits",
+        yaml: "announce:\n  cidrs: [198.51.100.0/24, 10.1.0.0/8]\n",
+        want: r#"/etc/mptcp-pm.yaml:2:28: announce.cidrs[1] must be a prefix without host bits (did you mean 10.0.0.0/8?), got "10.1.0.0/8""#,
+        key: Some("announce.cidrs[1]"),
+    },
+    Case {
+        what: "announce: an interface pattern that cannot match",
+        yaml: "announce:\n  exclude_interfaces: [\"wwan*\", \"eth 0\"]\n",
+        want: r#"/etc/mptcp-pm.yaml:2:33: announce.exclude_interfaces[1] must be an interface name or glob (interface names cannot contain '/', ':' or whitespace), got "eth 0""#,
+        key: Some("announce.exclude_interfaces[1]"),
+    },
+    Case {
+        what: "announce: limit out of range",
+        yaml: "announce:\n  max_per_connection: 9\n",
+        want: "/etc/mptcp-pm.yaml:2:23: announce.max_per_connection must be an integer between 1 and 8, got 9",
+        key: Some("announce.max_per_connection"),
+    },
+    Case {
         what: "rule without a matcher",
         yaml: "rules:\n  - port: 443\n    policy: fullmesh\n  - policy: ndiffports\n",
-        want: "/etc/mptcp-pm.yaml:4:5: rules[1] matches every connection: give at least one of remote, port, interface (or set the top-level policy instead)",
+        want: "/etc/mptcp-pm.yaml:4:5: rules[1] matches every connection: give at least one of remote, port, interface, local_port, side (or set the top-level policy instead)",
         key: Some("rules[1]"),
     },
     Case {
         what: "rule without a policy",
         yaml: "rules:\n  - remote: 10.0.0.0/8\n",
-        want: "/etc/mptcp-pm.yaml:2:5: rules[0] has no policy, expected policy: fullmesh, ndiffports or rtt-based",
+        want: "/etc/mptcp-pm.yaml:2:5: rules[0] has no policy, expected policy: fullmesh, ndiffports, rtt-based or announce",
         key: Some("rules[0].policy"),
     },
     Case {
         what: "rule with an unknown policy",
         yaml: "rules:\n  - remote: 10.0.0.0/8\n    policy: rtt\n",
-        want: r#"/etc/mptcp-pm.yaml:3:13: unknown policy "rtt", expected one of fullmesh, ndiffports, rtt-based"#,
+        want: r#"/etc/mptcp-pm.yaml:3:13: unknown policy "rtt", expected one of fullmesh, ndiffports, rtt-based, announce"#,
         key: Some("rules[0].policy"),
     },
     Case {
@@ -317,7 +353,7 @@ const CASES: &[Case] = &[
     Case {
         what: "control characters are escaped in messages",
         yaml: "policy: \"\\e[31mred\"\n",
-        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "\u{1b}[31mred", expected one of fullmesh, ndiffports, rtt-based"#,
+        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "\u{1b}[31mred", expected one of fullmesh, ndiffports, rtt-based, announce"#,
         key: Some("policy"),
     },
 ];

@@ -6,9 +6,20 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// `-V/--version`: the version, the git commit and the target triple (recorded by `build.rs`), so
+/// that a field report names the exact binary: `mptcp-pmd 0.1.0 (abc1234, aarch64-unknown-linux-musl)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MPTCP_PMD_GIT_COMMIT"),
+    ", ",
+    env!("MPTCP_PMD_TARGET"),
+    ")"
+);
+
 /// Multipath TCP userspace path manager.
 #[derive(Debug, Parser)]
-#[command(name = "mptcp-pmd", version, about, long_about = None)]
+#[command(name = "mptcp-pmd", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Configuration file.
     #[arg(

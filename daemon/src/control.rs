@@ -21,7 +21,7 @@ use crate::actors::addresses::{AddressMonitor, GetAddresses};
 use crate::actors::connection::GetConnection;
 use crate::actors::diag::DiagPoller;
 use crate::actors::messages::TakeSnapshot;
-use crate::actors::policy::{Describe, PolicyActor};
+use crate::actors::policy::{Describe, GetListeners, PolicyActor};
 use crate::actors::registry::{ListConnections, Registry};
 use crate::metrics::Metrics;
 use crate::status::{self, Addresses, Status};
@@ -174,6 +174,8 @@ impl Views {
             .collect();
         self.metrics
             .set_gauges(connections.len(), &status::subflows_by_state(&connections));
+        self.metrics
+            .set_announced(&status::announced_by_state(&connections));
         Ok(Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -181,10 +183,11 @@ impl Views {
         })
     }
 
-    /// Usable and skipped local addresses.
+    /// Usable and skipped local addresses, and the MPTCP listeners.
     pub async fn addresses(&self) -> Result<Addresses, MailboxError> {
         let (usable, skipped) = self.monitor.send(GetAddresses).await?;
-        Ok(status::addresses(&usable, &skipped))
+        let listeners = self.policy.send(GetListeners).await?;
+        Ok(status::addresses(&usable, &skipped, &listeners))
     }
 
     async fn answer(&self, request: &str) -> Reply {

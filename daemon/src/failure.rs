@@ -277,7 +277,9 @@ mod tests {
         assert_eq!(f.errno, Some(libc::EBADF));
         let text = f.to_string();
         assert!(
-            text.starts_with("the mptcp_pm events socket failed (errno 9): netlink recv failed"),
+            text.starts_with(
+                "the mptcp_pm events socket failed (errno 9): mptcp_pm events: netlink recv failed"
+            ),
             "{text}"
         );
         let no_errno = SocketFailure::new(KernelSocket::RtnlDump, &Error::DumpOnMonitor);

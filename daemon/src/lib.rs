@@ -17,6 +17,7 @@ mod control;
 pub mod exit;
 pub mod failure;
 mod http;
+mod listeners;
 pub mod logging;
 mod metrics;
 mod notify;

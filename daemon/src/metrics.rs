@@ -1,6 +1,7 @@
 //! In-process metrics: events by type, commands by type and errno, kernel refusals, overruns,
-//! resyncs, the sock_diag poll duration, and the gauges (connections tracked, subflows by state)
-//! that the front ends refresh from the actors just before they render. Cheap to clone and update
+//! resyncs, the sock_diag poll duration, and the gauges (connections tracked, subflows by state,
+//! announced addresses by state) that the front ends refresh from the actors just before they
+//! render. Cheap to clone and update
 //! from any actor or thread; rendered as Prometheus/OpenMetrics text by [`Metrics::encode`] for
 //! the `metrics.listen` endpoint (see `crate::http`), and summarised in the stop log line.
 
@@ -40,6 +41,7 @@ pub struct Metrics {
     event_to_decision: Histogram,
     event_to_command: Histogram,
     command_time: Family<Labels, Histogram>,
+    announced: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -63,6 +65,10 @@ pub struct Counters {
 
 /// The subflow states reported by the `subflows` gauge (every state always present).
 pub const SUBFLOW_STATES: [&str; 5] = ["pending", "requested", "established", "closed", "failed"];
+
+/// The announcement states reported by the `announced_addresses` gauge (every state always
+/// present).
+pub const ANNOUNCE_STATES: [&str; 5] = ["sent", "unjoined", "joined", "withdrawn", "refused"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -150,12 +156,22 @@ impl Default for Metrics {
             "One PM command: its send until the kernel's answer is read (the kernel does the work inside the send)",
             command_time.clone(),
         );
+        // Accepted ANNOUNCE / REMOVE commands are `commands{command="announce"|"remove",
+        // result="ok"}`; what this adds is whether the peers joined them, the only sign of a
+        // peer's add_addr_accepted limit (the kernel reports none).
+        let announced = Family::<Labels, Gauge>::default();
+        registry.register(
+            "announced_addresses",
+            "Local addresses announced to the peers of the tracked connections, by state (sent: waiting for a join; unjoined: none within the pacing window; joined; withdrawn; refused)",
+            announced.clone(),
+        );
         Metrics {
             event_to_decision,
             event_to_command,
             command_time,
             decisions,
             policy_objects,
+            announced,
             inner: Arc::default(),
             registry: Arc::new(registry),
             events,
@@ -175,6 +191,20 @@ fn errno_label(errno: i32) -> String {
         "ok".to_string()
     } else {
         errno.to_string()
+    }
+}
+
+/// Every state of `states` gets its count (0 if absent), so a state that empties reads 0.
+fn set_by_state(
+    family: &Family<Labels, Gauge>,
+    states: &[&'static str],
+    counts: &BTreeMap<&'static str, usize>,
+) {
+    for state in states {
+        let n = counts.get(state).copied().unwrap_or(0);
+        family
+            .get_or_create(&vec![("state", (*state).to_string())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -261,12 +291,11 @@ impl Metrics {
     pub fn set_gauges(&self, connections: usize, subflows: &BTreeMap<&'static str, usize>) {
         self.connections
             .set(i64::try_from(connections).unwrap_or(i64::MAX));
-        for state in SUBFLOW_STATES {
-            let n = subflows.get(state).copied().unwrap_or(0);
-            self.subflows
-                .get_or_create(&vec![("state", state.to_string())])
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
+        set_by_state(&self.subflows, &SUBFLOW_STATES, subflows);
+    }
+    /// Set the announced-addresses gauge from a fresh view (announcements per state name).
+    pub fn set_announced(&self, by_state: &BTreeMap<&'static str, usize>) {
+        set_by_state(&self.announced, &ANNOUNCE_STATES, by_state);
     }
     /// A copy of the counters.
     pub fn snapshot(&self) -> Counters {
@@ -305,6 +334,9 @@ mod tests {
         m.event_to_decision(Duration::from_micros(20));
         m.event_to_command(Duration::from_micros(30));
         m.event_to_command(Duration::from_secs(9));
+        let mut announced = BTreeMap::new();
+        announced.insert("joined", 2);
+        m.set_announced(&announced);
         let t = m.encode().unwrap();
         for line in [
             "mptcp_pmd_events_total{event=\"created\"} 2",
@@ -327,6 +359,8 @@ mod tests {
             "mptcp_pmd_event_to_decision_seconds_bucket{le=\"0.000019073486328125\"} 0",
             // Beyond the last bound (2.6 s): only +Inf holds it.
             "mptcp_pmd_event_to_command_seconds_bucket{le=\"+Inf\"} 2",
+            "mptcp_pmd_announced_addresses{state=\"joined\"} 2",
+            "mptcp_pmd_announced_addresses{state=\"unjoined\"} 0",
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
         }

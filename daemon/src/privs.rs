@@ -55,7 +55,7 @@ pub fn set_nice(nice: i8) -> std::io::Result<()> {
     }
     // SAFETY: setpriority on our own thread (who = 0).
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) };
-    os_result(i64::from(rc))
+    os_result(libc::c_long::from(rc))
 }
 
 /// Put the calling thread (and threads it starts later) on SCHED_FIFO at `priority` (1..=99).
@@ -85,8 +85,9 @@ fn set_scheduler(policy: libc::c_int, priority: libc::c_int) -> std::io::Result<
     os_result(rc)
 }
 
-/// A libc return value: 0 is success, anything else means `errno` holds the reason.
-fn os_result(rc: i64) -> std::io::Result<()> {
+/// A libc return value (`c_long`: `syscall` returns it, 32 bits on armv7): 0 is success, anything
+/// else means `errno` holds the reason.
+fn os_result(rc: libc::c_long) -> std::io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {

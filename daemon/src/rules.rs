@@ -1,8 +1,9 @@
 //! The policies of a configuration and the one policy object per connection: the default
 //! policy and the `rules:` entries as factories ([`PolicySpec`]), the sticky choice of which
 //! entry serves each connection (first matching rule on the initial subflow's remote address,
-//! remote port and local interface; else the default), and the policy object built for each
-//! connection from that entry. Pure.
+//! remote port, local port and local interface, and on which end of the connection this host
+//! is; else the default), and the policy object built for each connection from that entry.
+//! Pure.
 //!
 //! The objects live here, keyed by token, and go away in exactly one place, [`PolicyBook::closed`],
 //! which the policy actor calls on `ConnectionGone`. A connection actor sends that from its
@@ -13,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use mptcp_pmd_config::{PolicySpec, Rule};
+use mptcp_pmd_config::{PolicySpec, Rule, RuleTarget, Side};
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Policy;
 use mptcp_pmd_policies::{LocalAddr, Token};
@@ -86,14 +87,26 @@ impl PolicyBook {
             return Some(c.entry);
         }
         let info = conn.info()?;
-        let iface = locals
-            .iter()
-            .find(|l| l.addr == info.local.ip())
-            .map(|l| l.if_name.as_str());
+        // A dual-stack listener's connections report IPv4 as `::ffff:a.b.c.d`.
+        let local = info.local.ip().to_canonical();
+        let target = RuleTarget {
+            remote: info.remote.ip(),
+            port: info.remote.port(),
+            local_port: Some(info.local.port()),
+            interface: locals
+                .iter()
+                .find(|l| l.addr == local)
+                .map(|l| l.if_name.as_str()),
+            side: Some(if conn.is_server_side() {
+                Side::Server
+            } else {
+                Side::Client
+            }),
+        };
         Some(
             self.rules
                 .iter()
-                .position(|r| r.matches(info.remote.ip(), info.remote.port(), iface))
+                .position(|r| r.matches_target(&target))
                 .map_or(DEFAULT, |i| i + 1),
         )
     }
@@ -172,7 +185,17 @@ mod tests {
         plugin::all()[i % plugin::all().len()].name
     }
 
+    /// A connection this host dialled.
     fn conn(token: u32, local: &str, remote: &str) -> Connection {
+        conn_on(token, local, remote, false)
+    }
+
+    /// A connection this host accepted.
+    fn accepted(token: u32, local: &str, remote: &str) -> Connection {
+        conn_on(token, local, remote, true)
+    }
+
+    fn conn_on(token: u32, local: &str, remote: &str, server_side: bool) -> Connection {
         let mut c = Connection::new(Token(token), ConnTimers::default());
         let info = ConnInfo {
             token: Token(token),
@@ -180,7 +203,10 @@ mod tests {
             remote: remote.parse().unwrap(),
             loc_id: 0,
             rem_id: 0,
-            flags: ConnFlags::default(),
+            flags: ConnFlags {
+                server_side,
+                ..ConnFlags::default()
+            },
         };
         c.handle_event(Instant::now(), &PmEvent::Established(info));
         c
@@ -228,6 +254,45 @@ mod tests {
         // Port in range but address outside the CIDR: rule 0 does not match.
         let s = b.serve_name(&conn(5, "192.0.2.1:40000", "203.0.113.1:8080"), &l);
         assert_eq!(s.name, name(0));
+    }
+
+    #[test]
+    fn side_and_listening_port_choose_the_entry() {
+        let yaml = format!(
+            "policy: {}
+rules:
+  - side: server
+    local_port: 443
+    policy: {}
+  - side: server
+    policy: {}
+  - interface: \"eth*\"
+    local_port: \"40000-40010\"
+    policy: {}
+",
+            name(0),
+            name(1),
+            name(2),
+            name(1)
+        );
+        let mut b = book(&yaml);
+        let l = locals();
+        // Accepted on 443 / on another port; dialled from 40000 on eth0; dialled elsewhere.
+        let s = b.serve_name(&accepted(1, "192.0.2.1:443", "198.51.100.7:50000"), &l);
+        assert_eq!((s.name, s.label.as_str()), (name(1), "rule 0"));
+        let s = b.serve_name(&accepted(2, "192.0.2.1:22", "198.51.100.7:50001"), &l);
+        assert_eq!((s.name, s.label.as_str()), (name(2), "rule 1"));
+        let s = b.serve_name(&conn(3, "192.0.2.1:40000", "198.51.100.7:443"), &l);
+        assert_eq!((s.name, s.label.as_str()), (name(1), "rule 2"));
+        let s = b.serve_name(&conn(4, "192.0.2.1:50000", "198.51.100.7:443"), &l);
+        assert_eq!((s.name, s.label.as_str()), (name(0), "default"));
+        // A dual-stack listener's connection: its IPv4-mapped local address still finds the
+        // interface.
+        let s = b.serve_name(
+            &conn(5, "[::ffff:192.0.2.1]:40001", "[::ffff:198.51.100.7]:443"),
+            &l,
+        );
+        assert_eq!(s.label, "rule 2");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use mptcp_pmd_policies::conn::{Connection, Subflow, SubflowState};
+use mptcp_pmd_policies::conn::{AnnounceState, Announcement, Connection, Subflow, SubflowState};
 use mptcp_pmd_policies::LocalAddr;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,43 @@ pub struct ConnStatus {
     pub rule: String,
     /// Its subflows, as the state machine knows them (dead ones kept for a while).
     pub subflows: Vec<SubflowStatus>,
+    /// Local addresses announced to the peer (active and withdrawn), in announce order.
+    #[serde(default)]
+    pub announced: Vec<AnnouncedStatus>,
+    /// Addresses the peer announced to us and did not remove.
+    #[serde(default)]
+    pub peer_announced: Vec<PeerAddrStatus>,
+}
+
+/// One local address announced to the peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnouncedStatus {
+    /// The address.
+    pub addr: String,
+    /// Its address id on the connection.
+    pub id: u8,
+    /// The port announced with it, if any.
+    pub port: Option<u16>,
+    /// sent (waiting for the peer's join), unjoined (no join within the pacing window: the
+    /// peer may be at its add_addr_accepted limit), joined, refused or withdrawn.
+    pub state: String,
+    /// Seconds since it entered that state.
+    pub age_s: f64,
+    /// The kernel's refusal, for `refused`.
+    pub error: Option<String>,
+    /// Why the policy last acted on it (`code: detail`).
+    pub why: Option<String>,
+}
+
+/// One address the peer announced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerAddrStatus {
+    /// The peer's id for it.
+    pub id: u8,
+    /// The address.
+    pub addr: String,
+    /// The port it gave, if any (otherwise the connection's).
+    pub port: Option<u16>,
 }
 
 /// One subflow.
@@ -113,12 +150,50 @@ fn subflow(now: Instant, s: &Subflow) -> SubflowStatus {
         srtt_us: sample.map(|x| x.srtt_us),
         cwnd: sample.map(|x| x.snd_cwnd),
         retransmits: sample.map(|x| x.total_retrans),
-        age_s: since.map(|t| {
-            let d = now.saturating_duration_since(t).as_secs_f64();
-            (d * 10.0).round() / 10.0
-        }),
+        age_s: since.map(|t| age(now, t)),
         error,
         why: s.reason.as_ref().map(ToString::to_string),
+    }
+}
+
+/// The state name of an announcement.
+pub fn announce_state_name(s: &AnnounceState) -> &'static str {
+    match s {
+        AnnounceState::Sent { .. } => "sent",
+        AnnounceState::Unjoined { .. } => "unjoined",
+        AnnounceState::Joined { .. } => "joined",
+        AnnounceState::Refused { .. } => "refused",
+        AnnounceState::Withdrawn { .. } => "withdrawn",
+    }
+}
+
+fn age(now: Instant, t: Instant) -> f64 {
+    let d = now.saturating_duration_since(t).as_secs_f64();
+    (d * 10.0).round() / 10.0
+}
+
+fn announced(now: Instant, a: &Announcement) -> AnnouncedStatus {
+    let (at, error) = match &a.state {
+        AnnounceState::Sent { at }
+        | AnnounceState::Unjoined { at }
+        | AnnounceState::Joined { at }
+        | AnnounceState::Withdrawn { at } => (*at, None),
+        AnnounceState::Refused { at, errno, message } => (
+            *at,
+            Some(match message {
+                Some(m) => format!("errno {errno}: {m}"),
+                None => format!("errno {errno}"),
+            }),
+        ),
+    };
+    AnnouncedStatus {
+        addr: a.addr.to_string(),
+        id: a.id,
+        port: a.port,
+        state: announce_state_name(&a.state).to_string(),
+        age_s: age(now, at),
+        error,
+        why: a.reason.as_ref().map(ToString::to_string),
     }
 }
 
@@ -134,30 +209,77 @@ pub fn connection(now: Instant, conn: &Connection, policy: &str, rule: &str) -> 
         policy: policy.to_string(),
         rule: rule.to_string(),
         subflows: conn.subflows().iter().map(|s| subflow(now, s)).collect(),
+        announced: conn
+            .announcements()
+            .iter()
+            .map(|a| announced(now, a))
+            .collect(),
+        peer_announced: conn
+            .peer_announced()
+            .map(|(id, addr, port)| PeerAddrStatus {
+                id,
+                addr: addr.to_string(),
+                port,
+            })
+            .collect(),
     }
 }
 
-/// Subflows per state name over all connections (for the metrics gauges).
-pub fn subflows_by_state(conns: &[ConnStatus]) -> BTreeMap<&'static str, usize> {
+/// How many of `states` are each of the `known` names; an unknown one counts as the last
+/// known name.
+fn by_state<'a>(
+    known: &[&'static str],
+    states: impl Iterator<Item = &'a str>,
+) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
-    for s in conns.iter().flat_map(|c| &c.subflows) {
-        let k = crate::metrics::SUBFLOW_STATES
-            .iter()
-            .find(|n| **n == s.state)
-            .copied()
-            .unwrap_or("failed");
-        *m.entry(k).or_default() += 1;
+    for s in states {
+        let k = known.iter().find(|n| **n == s).or(known.last());
+        if let Some(k) = k {
+            *m.entry(*k).or_default() += 1;
+        }
     }
     m
 }
 
-/// Local addresses, usable and skipped.
+/// Subflows per state name over all connections (for the metrics gauges).
+pub fn subflows_by_state(conns: &[ConnStatus]) -> BTreeMap<&'static str, usize> {
+    let states = conns
+        .iter()
+        .flat_map(|c| &c.subflows)
+        .map(|s| s.state.as_str());
+    by_state(&crate::metrics::SUBFLOW_STATES, states)
+}
+
+/// Announcements per state name over all connections (for the metrics gauge).
+pub fn announced_by_state(conns: &[ConnStatus]) -> BTreeMap<&'static str, usize> {
+    let states = conns
+        .iter()
+        .flat_map(|c| &c.announced)
+        .map(|a| a.state.as_str());
+    by_state(&crate::metrics::ANNOUNCE_STATES, states)
+}
+
+/// Local addresses, usable and skipped, and the MPTCP listeners.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Addresses {
     /// Addresses subflows may use.
     pub usable: Vec<UsableAddr>,
     /// Addresses left out, with the reason.
     pub skipped: Vec<SkippedAddr>,
+    /// The MPTCP listening sockets of the namespace.
+    #[serde(default)]
+    pub listeners: Vec<ListenerStatus>,
+}
+
+/// One MPTCP listening socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerStatus {
+    /// Address and port (the wildcard address for every address).
+    pub addr: String,
+    /// Peers can join its connections at any local address (false: only at its own).
+    pub joins_anywhere: bool,
+    /// What that means, when joins are confined.
+    pub note: Option<String>,
 }
 
 /// A usable local address.
@@ -184,8 +306,12 @@ pub struct SkippedAddr {
     pub reason: String,
 }
 
-/// The addresses view.
-pub fn addresses(usable: &[LocalAddr], skipped: &[Skipped]) -> Addresses {
+/// The addresses view; `listeners` with whether each confines joins to its own address.
+pub fn addresses(
+    usable: &[LocalAddr],
+    skipped: &[Skipped],
+    listeners: &[(std::net::SocketAddr, bool)],
+) -> Addresses {
     Addresses {
         usable: usable
             .iter()
@@ -202,6 +328,14 @@ pub fn addresses(usable: &[LocalAddr], skipped: &[Skipped]) -> Addresses {
                 addr: s.addr.to_string(),
                 interface: s.if_name.clone(),
                 reason: s.reason.to_string(),
+            })
+            .collect(),
+        listeners: listeners
+            .iter()
+            .map(|(addr, confined)| ListenerStatus {
+                addr: addr.to_string(),
+                joins_anywhere: !confined,
+                note: confined.then(|| crate::listeners::CONFINED.to_string()),
             })
             .collect(),
     }
@@ -287,6 +421,39 @@ pub fn render_status(s: &Status) -> String {
             &rows,
             "  ",
         );
+        if !c.announced.is_empty() {
+            out.push_str("  announced to the peer:\n");
+            let rows: Vec<Vec<String>> = c
+                .announced
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.addr.clone(),
+                        a.id.to_string(),
+                        opt(a.port),
+                        a.state.clone(),
+                        format!("{:.1}s", a.age_s),
+                        a.error.clone().unwrap_or_default(),
+                        a.why.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &["ADDRESS", "ID", "PORT", "STATE", "AGE", "ERROR", "WHY"],
+                &rows,
+                "    ",
+            );
+        }
+        if !c.peer_announced.is_empty() {
+            out.push_str("  announced by the peer:\n");
+            let rows: Vec<Vec<String>> = c
+                .peer_announced
+                .iter()
+                .map(|p| vec![p.addr.clone(), p.id.to_string(), opt(p.port)])
+                .collect();
+            table(&mut out, &["ADDRESS", "ID", "PORT"], &rows, "    ");
+        }
     }
     out
 }
@@ -319,6 +486,24 @@ pub fn render_addresses(a: &Addresses) -> String {
         .map(|s| vec![s.addr.clone(), s.interface.clone(), s.reason.clone()])
         .collect();
     table(&mut out, &["ADDRESS", "INTERFACE", "REASON"], &rows, "  ");
+    out.push_str("MPTCP listeners:\n");
+    let rows: Vec<Vec<String>> = a
+        .listeners
+        .iter()
+        .map(|l| {
+            vec![
+                l.addr.clone(),
+                if l.joins_anywhere {
+                    "any local address"
+                } else {
+                    "its own address only"
+                }
+                .to_string(),
+                l.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&mut out, &["ADDRESS", "JOINS", "NOTE"], &rows, "  ");
     out
 }
 
@@ -356,5 +541,111 @@ mod tests {
         for f in &v.subflows {
             assert!(text.contains(&f.local), "{text}");
         }
+    }
+
+    #[test]
+    fn announcements_both_ways_in_json_and_table() {
+        use mptcp_pmd_policies::policy::{Action, Decision, Reason};
+        let t0 = Instant::now();
+        let mut c = Connection::new(Token(0xcd), ConnTimers::default());
+        let info = ConnInfo {
+            token: Token(0xcd),
+            local: "192.0.2.1:443".parse().unwrap(),
+            remote: "198.51.100.7:50000".parse().unwrap(),
+            loc_id: 0,
+            rem_id: 0,
+            flags: ConnFlags {
+                server_side: true,
+                ..ConnFlags::default()
+            },
+        };
+        c.handle_event(t0, &PmEvent::Established(info));
+        c.handle_event(
+            t0,
+            &PmEvent::Announced {
+                token: Token(0xcd),
+                rem_id: 3,
+                addr: "198.51.100.9".parse().unwrap(),
+                port: None,
+            },
+        );
+        let why = Reason::fixed("new-address", "told");
+        let announce = |a: &str| {
+            Decision::new(
+                Action::Announce {
+                    addr: a.parse().unwrap(),
+                    port: None,
+                },
+                why.clone(),
+            )
+        };
+        c.handle_decisions(t0, vec![announce("192.0.2.9"), announce("192.0.2.10")]);
+        while let Some(cmd) = c.poll_command() {
+            let refused = matches!(
+                &cmd,
+                mptcp_pmd_policies::PmCommand::Announce { id: 254, .. }
+            );
+            let res = if refused {
+                Err(mptcp_pmd_policies::KernelRefusal {
+                    errno: 22,
+                    message: Some("did not match address and id".into()),
+                })
+            } else {
+                Ok(())
+            };
+            c.handle_command_result(t0, &cmd, res);
+        }
+        let v = connection(t0, &c, "announce", "default");
+        assert_eq!(v.announced.len(), 2);
+        assert_eq!(
+            (v.announced[0].addr.as_str(), v.announced[0].id),
+            ("192.0.2.9", 255)
+        );
+        assert_eq!(v.announced[0].state, "sent");
+        assert_eq!(v.announced[0].why.as_deref(), Some("new-address: told"));
+        assert_eq!(v.announced[1].state, "refused");
+        assert_eq!(
+            v.announced[1].error.as_deref(),
+            Some("errno 22: did not match address and id")
+        );
+        assert_eq!(
+            v.peer_announced,
+            vec![PeerAddrStatus {
+                id: 3,
+                addr: "198.51.100.9".into(),
+                port: None
+            }]
+        );
+        let s = Status {
+            version: "0".into(),
+            pid: 1,
+            connections: vec![v.clone()],
+        };
+        let text = render_status(&s);
+        assert!(text.contains("announced to the peer:"), "{text}");
+        assert!(text.contains("192.0.2.10"), "{text}");
+        assert!(text.contains("announced by the peer:"), "{text}");
+        assert!(text.contains("198.51.100.9"), "{text}");
+        let back: Status = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let by = announced_by_state(&s.connections);
+        assert_eq!((by.get("sent"), by.get("refused")), (Some(&1), Some(&1)));
+    }
+
+    #[test]
+    fn listeners_in_the_addresses_view() {
+        let l: Vec<(std::net::SocketAddr, bool)> = vec![
+            ("0.0.0.0:80".parse().unwrap(), false),
+            ("192.0.2.1:443".parse().unwrap(), true),
+        ];
+        let a = addresses(&[], &[], &l);
+        assert!(a.listeners[0].joins_anywhere && a.listeners[0].note.is_none());
+        assert!(!a.listeners[1].joins_anywhere);
+        let text = render_addresses(&a);
+        assert!(
+            text.contains("192.0.2.1:443  its own address only"),
+            "{text}"
+        );
+        assert!(text.contains("listen on 0.0.0.0 or [::]"), "{text}");
     }
 }

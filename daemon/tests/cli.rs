@@ -41,6 +41,45 @@ fn help_and_version_exit_0() {
     assert!(String::from_utf8_lossy(&o.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
+/// `-V` and `--version` name the build: `mptcp-pmd VERSION (COMMIT, TRIPLE)`, the commit being
+/// this checkout's HEAD (or "unknown" outside a git checkout) and the triple this test's own
+/// architecture's.
+#[test]
+fn version_names_commit_and_target() {
+    let head = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=7",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    for flag in ["-V", "--version"] {
+        let o = run(&[flag]);
+        assert_eq!(o.status.code(), Some(0), "{flag}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let line = out.trim_end();
+        let rest = line
+            .strip_prefix(&format!("mptcp-pmd {} (", env!("CARGO_PKG_VERSION")))
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{flag}: unexpected {line:?}"));
+        let (commit, triple) = rest
+            .split_once(", ")
+            .unwrap_or_else(|| panic!("{flag}: no commit/triple in {line:?}"));
+        assert_eq!(commit, head, "{flag}: {line:?}");
+        assert!(
+            triple.starts_with(std::env::consts::ARCH) && triple.contains("-linux-"),
+            "{flag}: triple {triple:?} is not a Linux {} target",
+            std::env::consts::ARCH
+        );
+    }
+}
+
 #[test]
 fn bad_usage_exits_64() {
     assert_eq!(run(&["--no-such-flag"]).status.code(), Some(64));

@@ -1,11 +1,18 @@
 //! Running the real `mptcp-pmd` binary inside a namespace: write a config, start it with its log
 //! captured to a file, wait for log lines, stop it (SIGTERM) or kill it (SIGKILL) on demand and
-//! always on drop.
+//! always on drop. [`DaemonOpts`] adds what the benchmark needs: a log level, a wrapper tool, a
+//! direct `setns` start (no `ip netns exec` in the way), a `NOTIFY_SOCKET` listener that
+//! timestamps `READY=1`, timestamped log lines, and the process's own counters from `/proc`.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::netns::Netns;
 
@@ -26,15 +33,77 @@ pub fn daemon_bin() -> PathBuf {
     bin
 }
 
+/// A `Command` for `program` that enters `ns` itself (`setns` between fork and exec), so that
+/// nothing runs between the exec and `program`: for timing a start-up. (`Netns::command` goes
+/// through `ip netns exec`, which first sets up a mount namespace of its own.)
+pub fn setns_command(ns: &Netns, program: &str) -> std::io::Result<Command> {
+    let file = std::fs::File::open(format!("/var/run/netns/{}", ns.name()))?;
+    let mut c = Command::new(program);
+    // SAFETY: setns(2) is async-signal-safe; the closure owns the namespace file, so its fd
+    // is open in the child until exec (then closed by O_CLOEXEC).
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    Ok(c)
+}
+
+/// How [`Daemon::spawn`] starts the daemon. `Default` is what [`Daemon::start`] does.
+#[derive(Debug, Clone)]
+pub struct DaemonOpts {
+    /// `--log-level` (default `debug`).
+    pub log_level: String,
+    /// Run the daemon under this tool (e.g. `["heaptrack", "-o", "/tmp/ht"]`).
+    pub wrapper: Vec<String>,
+    /// Enter the namespace with `setns` instead of `ip netns exec` (see [`setns_command`]).
+    pub direct: bool,
+    /// Listen on a `NOTIFY_SOCKET` and timestamp what the daemon sends ([`Daemon::ready_after`]).
+    pub notify: bool,
+    /// Timestamp each log line on receipt ([`Daemon::line_after`]); the log file still gets it.
+    pub stamp_lines: bool,
+    /// On drop, SIGTERM the daemon and give it 5 s to exit (a wrapper tool then writes its
+    /// report) before the SIGKILL.
+    pub stop_on_drop: bool,
+    /// Keep the daemon's directory (config, log) on drop.
+    pub keep_dir: bool,
+}
+
+impl Default for DaemonOpts {
+    fn default() -> Self {
+        DaemonOpts {
+            log_level: "debug".into(),
+            wrapper: Vec::new(),
+            direct: false,
+            notify: false,
+            stamp_lines: false,
+            stop_on_drop: false,
+            keep_dir: false,
+        }
+    }
+}
+
+/// What a receiving thread saw, each with the instant it arrived.
+type Stamped = Arc<Mutex<Vec<(Instant, String)>>>;
+
 /// A running daemon; killed on drop.
 #[derive(Debug)]
 pub struct Daemon {
     child: Option<Child>,
     dir: PathBuf,
+    spawned: Instant,
+    lines: Option<Stamped>,
+    notes: Option<Stamped>,
+    stop_listener: Arc<AtomicBool>,
+    opts: DaemonOpts,
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
     static N: AtomicU32 = AtomicU32::new(0);
     let d = std::env::temp_dir().join(format!(
         "mptcp-pmd-test-{}-{}-{tag}",
@@ -45,9 +114,51 @@ fn tmpdir(tag: &str) -> PathBuf {
     d
 }
 
+/// Bind a `NOTIFY_SOCKET` at `path` and record every datagram on a thread until `stop`.
+fn notify_listener(path: &Path, stop: Arc<AtomicBool>) -> Stamped {
+    let sock = UnixDatagram::bind(path).expect("bind NOTIFY_SOCKET");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("SO_RCVTIMEO");
+    let notes: Stamped = Arc::default();
+    let n2 = notes.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let now = Instant::now();
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                n2.lock().unwrap().push((now, msg));
+            }
+        }
+    });
+    notes
+}
+
+/// Copy the daemon's output to `log` line by line, recording when each line arrived.
+fn line_stamper(out: std::io::PipeReader, mut log: std::fs::File) -> Stamped {
+    let lines: Stamped = Arc::default();
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(out);
+        let mut line = String::new();
+        // Ends at EOF: when the daemon (and a wrapper) exited.
+        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            let now = Instant::now();
+            let _ = log.write_all(line.as_bytes());
+            l2.lock().unwrap().push((now, std::mem::take(&mut line)));
+        }
+    });
+    lines
+}
+
 impl Daemon {
     /// Start `mptcp-pmd -c <config>` in `ns` with `config_yaml` as its configuration.
     pub fn start(ns: &Netns, config_yaml: &str) -> Daemon {
+        Daemon::spawn(ns, config_yaml, DaemonOpts::default())
+    }
+
+    /// Start the daemon as `opts` say (without waiting for it: see [`Daemon::wait_ready`]).
+    pub fn spawn(ns: &Netns, config_yaml: &str, opts: DaemonOpts) -> Daemon {
         let dir = tmpdir("daemon");
         let cfg = dir.join("mptcp-pm.yaml");
         // The control socket lives in the (shared) filesystem, not in the namespace: give each
@@ -62,22 +173,53 @@ impl Daemon {
         std::fs::write(&cfg, yaml).expect("write config");
         let log = std::fs::File::create(dir.join("log")).expect("log file");
         let bin = daemon_bin();
-        let child = ns
-            .command(bin.to_str().expect("utf8 path"))
-            .args([
+        let mut argv: Vec<String> = opts.wrapper.clone();
+        argv.push(bin.to_str().expect("utf8 path").to_string());
+        argv.extend(
+            [
                 "-c",
                 cfg.to_str().expect("utf8 path"),
                 "--log-level",
-                "debug",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn mptcp-pmd");
+                &opts.log_level,
+            ]
+            .map(String::from),
+        );
+        let mut cmd = if opts.direct {
+            setns_command(ns, &argv[0]).expect("open the namespace")
+        } else {
+            ns.command(&argv[0])
+        };
+        cmd.args(&argv[1..]).stdin(Stdio::null());
+        let stop_listener = Arc::new(AtomicBool::new(false));
+        let notes = opts.notify.then(|| {
+            let path = dir.join("notify.sock");
+            let notes = notify_listener(&path, stop_listener.clone());
+            cmd.env("NOTIFY_SOCKET", &path);
+            notes
+        });
+        let mut pipe = None;
+        if opts.stamp_lines {
+            let (r, w) = std::io::pipe().expect("pipe");
+            cmd.stdout(w.try_clone().expect("dup")).stderr(w);
+            pipe = Some(r);
+        } else {
+            cmd.stdout(log.try_clone().expect("dup"))
+                .stderr(log.try_clone().expect("dup"));
+        }
+        let spawned = Instant::now();
+        let child = cmd.spawn().expect("spawn mptcp-pmd");
+        // The parent's copies of the pipe's write end go with `cmd`, so the stamper sees EOF
+        // once the daemon exits.
+        drop(cmd);
+        let lines = pipe.map(|r| line_stamper(r, log));
         Daemon {
             child: Some(child),
             dir,
+            spawned,
+            lines,
+            notes,
+            stop_listener,
+            opts,
         }
     }
 
@@ -122,11 +264,117 @@ impl Daemon {
         assert_eq!(ready, Some(true), "daemon did not start:\n{}", self.log());
     }
 
-    /// Send a signal to the daemon process (`ip netns exec` execs it, so the pid is the daemon's).
+    /// Spawn -> the first log line containing `needle`, as received (needs
+    /// [`DaemonOpts::stamp_lines`]; `None` if no such line came within `timeout`).
+    pub fn line_after(&self, needle: &str, timeout: Duration) -> Option<Duration> {
+        let lines = self.lines.as_ref()?;
+        crate::wait_for(timeout, || {
+            let l = lines.lock().unwrap();
+            l.iter()
+                .find(|(_, s)| s.contains(needle))
+                .map(|(t, _)| t.saturating_duration_since(self.spawned))
+        })
+    }
+
+    /// Spawn -> the `READY=1` notification, as received (needs [`DaemonOpts::notify`]; `None`
+    /// if none came within `timeout`).
+    pub fn ready_after(&self, timeout: Duration) -> Option<Duration> {
+        let notes = self.notes.as_ref()?;
+        crate::wait_for(timeout, || {
+            let n = notes.lock().unwrap();
+            n.iter()
+                .find(|(_, m)| m.lines().any(|l| l == "READY=1"))
+                .map(|(t, _)| t.saturating_duration_since(self.spawned))
+        })
+    }
+
+    /// The daemon's pid (a descendant named mptcp-pmd when it runs under a wrapper; `ip netns
+    /// exec` execs it, so without one it is the child's).
+    pub fn pid(&self) -> Option<u32> {
+        fn find(pid: u32, depth: u32) -> Option<u32> {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "mptcp-pmd" {
+                return Some(pid);
+            }
+            if depth == 0 {
+                return None;
+            }
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            kids.split_whitespace()
+                .filter_map(|k| k.parse().ok())
+                .find_map(|k| find(k, depth - 1))
+        }
+        let c = self.child.as_ref()?.id();
+        Some(find(c, 3).unwrap_or(c))
+    }
+
+    /// Log lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...); 0 if unreadable.
+    pub fn status_kb(&self, key: &str) -> u64 {
+        let Some(pid) = self.pid() else { return 0 };
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// (utime, stime) in seconds: user space vs. the kernel working on the daemon's behalf
+    /// (its netlink commands run the kernel's subflow connect in its context).
+    pub fn cpu_split(&self) -> (f64, f64) {
+        let Some(pid) = self.pid() else {
+            return (0.0, 0.0);
+        };
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the comm: state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12.
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        (field(11) as f64 / hz, field(12) as f64 / hz)
+    }
+
+    /// utime + stime in seconds.
+    pub fn cpu_s(&self) -> f64 {
+        let (u, s) = self.cpu_split();
+        u + s
+    }
+
+    /// Context switches (voluntary + involuntary) summed over every thread.
+    pub fn ctxt_switches(&self) -> u64 {
+        let Some(pid) = self.pid() else { return 0 };
+        let mut n = 0;
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for e in dir.flatten() {
+                let s = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+                for l in s.lines() {
+                    if l.starts_with("voluntary_ctxt_switches")
+                        || l.starts_with("nonvoluntary_ctxt_switches")
+                    {
+                        n += l
+                            .split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0);
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Send a signal to the daemon process (under a wrapper: to the daemon, not the wrapper).
     pub fn signal(&self, sig: libc::c_int) {
-        if let Some(c) = &self.child {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on our own child or its descendant.
+            unsafe { libc::kill(pid as libc::pid_t, sig) };
         }
     }
 
@@ -164,13 +412,19 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.opts.stop_on_drop {
+            self.stop(Duration::from_secs(5));
+        }
         self.kill();
+        self.stop_listener.store(true, Ordering::Relaxed);
         if std::thread::panicking() {
             eprintln!(
                 "---- mptcp-pmd log ----\n{}\n-----------------------",
                 self.log()
             );
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.opts.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod mptcp;
 pub mod netns;
 pub mod observe;
 pub mod topo;
+pub mod transfer;
 
 pub use netns::{HarnessError, Netns};
 pub use topo::{Pm, Tbf, TopoOpts, Topology};

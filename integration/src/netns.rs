@@ -100,6 +100,23 @@ impl Netns {
             .map(|_| ())
     }
 
+    /// `ip mptcp limits set add_addr_accepted A subflows S`: what this namespace's in-kernel PM
+    /// accepts from its peers.
+    pub fn mptcp_limits(&self, add_addr_accepted: u32, subflows: u32) -> Result<(), HarnessError> {
+        let (a, s) = (add_addr_accepted.to_string(), subflows.to_string());
+        self.run(&[
+            "ip",
+            "mptcp",
+            "limits",
+            "set",
+            "add_addr_accepted",
+            &a,
+            "subflows",
+            &s,
+        ])
+        .map(|_| ())
+    }
+
     /// A `Command` that runs `program` inside the namespace (not started yet).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");

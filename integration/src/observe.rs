@@ -27,10 +27,11 @@ pub struct SsSubflow {
 }
 
 fn parse_addr(s: &str) -> Option<SocketAddr> {
-    // "198.18.1.2%c1:52331" or "[2001:db8::2]:443" or "[2001:db8::2%c1]:443"
+    // "198.18.1.2%c1:52331", "[2001:db8::2]:443", "[2001:db8::2%c1]:443" or, for a socket
+    // bound to a device (our joins), "[2001:db8:1::2]%c1:52331"
     let (host, port) = s.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = host.split('%').next()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     Some(SocketAddr::new(host.parse().ok()?, port.parse().ok()?))
 }
 
@@ -289,5 +290,11 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].local, "198.18.1.2:52331".parse().unwrap());
         assert_eq!(v[1].flags, "Jjec");
+        let v6 = "0 0 [2001:db8:1::2]%c1:44554 [2001:db8:11::2]:5000\n\t tcp-ulp-mptcp flags:Jjec token:0000(id:0)/11223344(id:2) seq:a3\n";
+        let m = parse_ss(v6);
+        assert_eq!(
+            m["11223344"][0].local,
+            "[2001:db8:1::2]:44554".parse().unwrap()
+        );
     }
 }

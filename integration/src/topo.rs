@@ -391,6 +391,17 @@ impl Topology {
 }
 
 impl Topology {
+    /// `ip mptcp endpoint add <server address j> dev s<j> signal` in the server namespace: its
+    /// in-kernel PM announces that address on every connection.
+    pub fn server_signal_endpoint(&self, j: usize) -> Result<(), HarnessError> {
+        let (addr, dev) = (self.server_addr(j).to_string(), self.server_if(j));
+        self.server
+            .run(&[
+                "ip", "mptcp", "endpoint", "add", &addr, "dev", &dev, "signal",
+            ])
+            .map(|_| ())
+    }
+
     /// Server interface name of link `j`.
     pub fn server_if(&self, j: usize) -> String {
         format!("s{j}")

@@ -14,13 +14,14 @@
 // Test helpers outside #[test] functions may unwrap/panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration::observe::{self, EventLog, SsSubflow, Stamped};
+use integration::transfer::{payload, receive_one, send_and_wait, sha256sum};
 use integration::{kernel_tests_enabled, mptcp, Netns, Pm, TopoOpts, Topology};
 use mptcp_pmd_policies::{AddrId, ConnInfo, PmCommand, PmEvent, SubflowInfo, Token};
 use netlink_actor::genl::PmClient;
@@ -108,18 +109,7 @@ fn topo() -> Topology {
         ..Default::default()
     })
     .unwrap();
-    t.client
-        .run(&[
-            "ip",
-            "mptcp",
-            "limits",
-            "set",
-            "add_addr_accepted",
-            "2",
-            "subflows",
-            "2",
-        ])
-        .unwrap();
+    t.client.mptcp_limits(2, 2).unwrap();
     t
 }
 
@@ -1139,14 +1129,7 @@ fn bulk_transfer_survives_the_initial_link_over_the_announced_address() {
         .exec(move || mptcp::listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)))
         .unwrap()
         .unwrap();
-    let sink = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).unwrap();
-        s.write_all(b"k").unwrap();
-        got
-    });
+    let sink = receive_one(l, Duration::from_secs(30));
     let dst = SocketAddr::new(f.s0, port);
     let from = f.c0;
     let mut stream = t
@@ -1166,24 +1149,12 @@ fn bulk_transfer_survives_the_initial_link_over_the_announced_address() {
         sub_established(ev).is_some_and(|s| s.loc_id == 1)
     });
 
-    // Pseudo-random, so that a misplaced block cannot go unnoticed.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let payload: Vec<u8> = (0..12 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let payload = payload(12 << 20);
     let (first, rest) = payload.split_at(2 << 20);
     stream.write_all(first).unwrap();
     t.set_server_link(0, false).unwrap();
     let started = Instant::now();
-    stream.write_all(rest).unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut ack = [0u8; 1];
-    stream.read_exact(&mut ack).unwrap();
+    send_and_wait(&mut stream, rest).unwrap();
     let got = sink.join().unwrap();
     eprintln!(
         "12 MiB, the last 10 after s0 went down, in {:?}",
@@ -1192,22 +1163,6 @@ fn bulk_transfer_survives_the_initial_link_over_the_announced_address() {
     assert_eq!(got.len(), payload.len());
     // With s0 down, the announced address was the only way in.
     assert_eq!(sha256sum(&got), sha256sum(&payload));
-}
-
-/// The digest `sha256sum` (coreutils) prints for `data`: an implementation independent of ours.
-fn sha256sum(data: &[u8]) -> String {
-    let mut child = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.split_whitespace().next().unwrap().to_string()
 }
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {

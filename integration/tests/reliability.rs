@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use integration::daemon::Daemon;
 use integration::observe::subflows;
+use integration::transfer::payload;
 use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, Tbf, TopoOpts, Topology};
 
 const PORT: u16 = 5301;
@@ -343,20 +344,6 @@ fn sha256_matches_known_vectors() {
         hex(&h.finish()),
         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
     );
-}
-
-/// Deterministic pseudo-random payload (xorshift), so a reordering or a lost chunk changes
-/// the digest.
-fn payload(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -24,6 +24,21 @@
 //!   backoff applies to that new attempt.
 //! - The kernel's SUB_ESTABLISHED for a path we asked for is matched to the *oldest* waiting
 //!   request on that path (a policy may ask for several per path).
+//! - Local address ids: one per address for the connection's life, kept in one table shared by
+//!   the subflows we open (lowest free id first), the ids the kernel reports (learnt from
+//!   SUB_ESTABLISHED: the kernel gives a join towards an address we never announced the lowest
+//!   free id) and announced addresses, which take the **highest** free id (255, 254, ...) so
+//!   they stay clear of the kernel's bottom-up choice. The kernel binds an id to its address for
+//!   as long as the address is in the connection's list and refuses another pairing
+//!   (`EINVAL "did not match address and id"`), so the same address keeps the same id, also
+//!   across REMOVE and a later re-announcement. Addresses are compared in canonical form: a
+//!   connection accepted by a dual-stack `[::]` listener reports IPv4 as `::ffff:a.b.c.d`.
+//! - Announcements ([`Announcement`]) are sent in decision order, unpaced: pacing is the
+//!   policy's choice. For it, an announcement stays [`AnnounceState::Sent`] until the peer joins
+//!   it or `ConnTimers::announce_pace` passes (then [`AnnounceState::Unjoined`]), and
+//!   [`Connection::poll_timeout`] wakes the connection at that moment. A refused ANNOUNCE is
+//!   recorded; after [`MAX_ANNOUNCE_REFUSALS`] refusals in a row the address is given up for the
+//!   connection (the kernel's refusals are final for an address and id: retrying is pointless).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +65,11 @@ const ESRCH: i32 = 3;
 /// the wire. Flip this to reuse id 0 instead; it is the only place that decides.
 const INITIAL_LOCAL_ADDR_USES_ID0: bool = false;
 
+/// Refusals in a row after which an address is no longer announced on a connection. More than
+/// one absorbs a failure of the command path itself (EIO); the kernel's own refusals (EINVAL)
+/// repeat, so the bound is small.
+pub const MAX_ANNOUNCE_REFUSALS: u32 = 3;
+
 /// The timing knobs of the state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnTimers {
@@ -66,6 +86,11 @@ pub struct ConnTimers {
     pub stable_after: Duration,
     /// How many `Closed`/`Failed` entries are kept for status output (the oldest go first).
     pub keep_closed: usize,
+    /// How long an announcement counts as in flight ([`AnnounceState::Sent`]) without a join
+    /// from the peer. An in-kernel-PM peer drops an ADD_ADDR that arrives while it still
+    /// handles the previous one (the kernel re-sends it only ~200 ms later), so a policy that
+    /// announces several addresses waits for the join, or for this long.
+    pub announce_pace: Duration,
 }
 
 impl Default for ConnTimers {
@@ -77,6 +102,7 @@ impl Default for ConnTimers {
             max_retries: 6,
             stable_after: Duration::from_secs(10),
             keep_closed: 16,
+            announce_pace: Duration::from_millis(100),
         }
     }
 }
@@ -240,6 +266,82 @@ impl Subflow {
     }
 }
 
+/// Where the announcement of one local address to the peer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnnounceState {
+    /// ANNOUNCE sent at `at`; no join from the peer yet, within `ConnTimers::announce_pace`.
+    Sent {
+        /// When the ANNOUNCE was queued.
+        at: Instant,
+    },
+    /// Sent at `at`, and `announce_pace` passed without a join: the peer may be at its
+    /// `add_addr_accepted` limit (the kernel never tells the server), may not reach the
+    /// address, or is slow. A join may still come.
+    Unjoined {
+        /// When the ANNOUNCE was queued.
+        at: Instant,
+    },
+    /// The peer joined the address (a SUB_ESTABLISHED from it).
+    Joined {
+        /// When the first join established.
+        at: Instant,
+    },
+    /// The kernel refused the last ANNOUNCE.
+    Refused {
+        /// When.
+        at: Instant,
+        /// The errno (positive).
+        errno: i32,
+        /// The kernel's extended-ack message.
+        message: Option<String>,
+    },
+    /// Withdrawn (REMOVE queued) at `at`. The id stays the address's.
+    Withdrawn {
+        /// When.
+        at: Instant,
+    },
+}
+
+/// One local address announced (or once announced) to the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The address (canonical: IPv4 as IPv4).
+    pub addr: IpAddr,
+    /// Its address id on this connection.
+    pub id: AddrId,
+    /// The port announced with it, if any.
+    pub port: Option<u16>,
+    /// Where it is.
+    pub state: AnnounceState,
+    /// Refused ANNOUNCEs in a row.
+    pub refusals: u32,
+    /// Why the policy last acted on it (announced or withdrew it).
+    pub reason: Option<Reason>,
+}
+
+impl Announcement {
+    /// Announced and not withdrawn (sent, unjoined or joined).
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.state,
+            AnnounceState::Sent { .. }
+                | AnnounceState::Unjoined { .. }
+                | AnnounceState::Joined { .. }
+        )
+    }
+
+    /// Still waiting for the peer's join within the pacing window.
+    pub fn in_flight(&self) -> bool {
+        matches!(self.state, AnnounceState::Sent { .. })
+    }
+
+    /// Refused [`MAX_ANNOUNCE_REFUSALS`] times in a row: not announced again on this
+    /// connection.
+    pub fn given_up(&self) -> bool {
+        self.refusals >= MAX_ANNOUNCE_REFUSALS
+    }
+}
+
 /// The kernel refused a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("kernel refused with errno {errno}: {}", .message.as_deref().unwrap_or("no message"))]
@@ -277,8 +379,9 @@ pub struct Connection {
     /// entries at most (one per local address): a vector, searched linearly, is smaller and
     /// faster than a map.
     local_ids: Vec<(IpAddr, AddrId)>,
-    /// Local addresses we announced, with their ids.
-    announced: BTreeMap<IpAddr, AddrId>,
+    /// Local addresses we announced (or withdrew), one entry per address, in the order they
+    /// were first announced.
+    announcements: Vec<Announcement>,
     health: BTreeMap<Path, PathHealth>,
     commands: VecDeque<PmCommand>,
     /// The latest `now` any input carried.
@@ -302,7 +405,7 @@ impl Connection {
             announced_remotes: BTreeMap::new(),
             subflows: Vec::new(),
             local_ids: Vec::new(),
-            announced: BTreeMap::new(),
+            announcements: Vec::new(),
             health: BTreeMap::new(),
             commands: VecDeque::new(),
             last_now: None,
@@ -546,9 +649,31 @@ impl Connection {
         self.known_local_id(addr)
     }
 
-    /// The local addresses we announced, with their ids.
+    /// The local addresses announced and not withdrawn, with their ids.
     pub fn announced_locals(&self) -> impl Iterator<Item = (IpAddr, AddrId)> + '_ {
-        self.announced.iter().map(|(a, i)| (*a, *i))
+        self.announcements
+            .iter()
+            .filter(|a| a.is_active())
+            .map(|a| (a.addr, a.id))
+    }
+
+    /// Every local address announced to the peer, active or not, in first-announced order.
+    pub fn announcements(&self) -> &[Announcement] {
+        &self.announcements
+    }
+
+    /// The announcement of local address `addr` (any form: compared canonically), if any.
+    pub fn announcement(&self, addr: IpAddr) -> Option<&Announcement> {
+        let addr = addr.to_canonical();
+        self.announcements.iter().find(|a| a.addr == addr)
+    }
+
+    /// The addresses the peer announced and did not remove: (its id, address, port if it gave
+    /// one).
+    pub fn peer_announced(&self) -> impl Iterator<Item = (AddrId, IpAddr, Option<u16>)> + '_ {
+        self.announced_remotes
+            .iter()
+            .map(|(id, (addr, port))| (*id, *addr, *port))
     }
 
     /// Inputs ignored because they did not fit (other token, unknown subflow, after CLOSED...).
@@ -647,31 +772,8 @@ impl Connection {
                         _ => self.ignored += 1,
                     }
                 }
-                Action::Announce { addr, port } => {
-                    if self.announced.contains_key(&addr) {
-                        continue;
-                    }
-                    // The kernel refuses ANNOUNCE with id 0.
-                    match self.id_for(addr) {
-                        Some(id) if id != 0 => {
-                            self.announced.insert(addr, id);
-                            self.commands.push_back(PmCommand::Announce {
-                                token: self.token,
-                                id,
-                                addr,
-                                port,
-                            });
-                        }
-                        _ => self.ignored += 1,
-                    }
-                }
-                Action::Remove { addr } => match self.announced.remove(&addr) {
-                    Some(id) => self.commands.push_back(PmCommand::Remove {
-                        token: self.token,
-                        id,
-                    }),
-                    None => self.ignored += 1,
-                },
+                Action::Announce { addr, port } => self.announce(now, addr, port, reason),
+                Action::Remove { addr } => self.withdraw(now, addr, reason),
             }
         }
     }
@@ -704,6 +806,12 @@ impl Connection {
                 if let PmCommand::SetBackup { key, backup, .. } = cmd {
                     if let Some(sf) = self.established_mut(*key) {
                         sf.backup = *backup;
+                    }
+                }
+                if let PmCommand::Announce { addr, .. } = cmd {
+                    let addr = addr.to_canonical();
+                    if let Some(a) = self.announcements.iter_mut().find(|a| a.addr == addr) {
+                        a.refusals = 0;
                     }
                 }
                 return;
@@ -750,7 +858,18 @@ impl Connection {
                 }
             }
             PmCommand::Announce { addr, .. } => {
-                self.announced.remove(addr);
+                let addr = addr.to_canonical();
+                match self.announcements.iter_mut().find(|a| a.addr == addr) {
+                    Some(a) => {
+                        a.refusals = a.refusals.saturating_add(1);
+                        a.state = AnnounceState::Refused {
+                            at: now,
+                            errno: refusal.errno.saturating_abs(),
+                            message: refusal.message.clone(),
+                        };
+                    }
+                    None => self.ignored += 1,
+                }
             }
             // Recorded only: the wish stays, so the policy does not ask again and again.
             PmCommand::SetBackup { .. } | PmCommand::Remove { .. } => {}
@@ -781,6 +900,14 @@ impl Connection {
             return;
         }
         self.touch(now);
+        let pace = self.timers.announce_pace;
+        for a in &mut self.announcements {
+            if let AnnounceState::Sent { at } = a.state {
+                if at + pace <= now {
+                    a.state = AnnounceState::Unjoined { at };
+                }
+            }
+        }
         for i in 0..self.subflows.len() {
             let path = self.subflows[i].path;
             match self.subflows[i].state {
@@ -853,6 +980,10 @@ impl Connection {
         if self.closed {
             return None;
         }
+        let announcements = self.announcements.iter().filter_map(|a| match a.state {
+            AnnounceState::Sent { at } => Some(at + self.timers.announce_pace),
+            _ => None,
+        });
         (0..self.subflows.len())
             .filter_map(|i| match self.subflows[i].state {
                 SubflowState::Pending { due } => Some(due),
@@ -860,6 +991,7 @@ impl Connection {
                 SubflowState::Established { .. } => self.stable_deadline(i),
                 _ => None,
             })
+            .chain(announcements)
             .min()
     }
 
@@ -911,12 +1043,29 @@ impl Connection {
             self.remember_local_id(addr, 0);
             return Some(0);
         }
-        let id = (1..=AddrId::MAX).find(|id| self.local_ids.iter().all(|(_, used)| used != id))?;
+        let id = (1..=AddrId::MAX).find(|id| self.id_is_free(*id))?;
         self.remember_local_id(addr, id);
         Some(id)
     }
 
+    /// The id to announce `addr` with: the one it already has on this connection (ours, or
+    /// the kernel's), else the highest free one (see the module docs). Never 0: the kernel
+    /// refuses to announce id 0, which names the initial subflow's address.
+    fn announce_id(&mut self, addr: IpAddr) -> Option<AddrId> {
+        if let Some(id) = self.known_local_id(addr) {
+            return (id != 0).then_some(id);
+        }
+        let id = (1..=AddrId::MAX).rev().find(|id| self.id_is_free(*id))?;
+        self.remember_local_id(addr, id);
+        Some(id)
+    }
+
+    fn id_is_free(&self, id: AddrId) -> bool {
+        self.local_ids.iter().all(|(_, used)| *used != id)
+    }
+
     fn known_local_id(&self, addr: IpAddr) -> Option<AddrId> {
+        let addr = addr.to_canonical();
         self.local_ids
             .iter()
             .find(|(a, _)| *a == addr)
@@ -926,7 +1075,73 @@ impl Connection {
     /// Record a new (address, id) pair; callers checked the address has none yet.
     fn remember_local_id(&mut self, addr: IpAddr, id: AddrId) {
         self.local_ids.reserve_exact(1);
-        self.local_ids.push((addr, id));
+        self.local_ids.push((addr.to_canonical(), id));
+    }
+
+    /// Announce `addr` (see the module docs): a new address gets an id, a withdrawn or refused
+    /// one is sent again with its id, an active one is left alone. The initial subflow's
+    /// address (id 0, which the peer knows) and a given-up address are not announced.
+    fn announce(&mut self, now: Instant, addr: IpAddr, port: Option<u16>, reason: Reason) {
+        let addr = addr.to_canonical();
+        if self.info.map(|i| i.local.ip().to_canonical()) == Some(addr) {
+            self.ignored += 1;
+            return;
+        }
+        let i = match self.announcements.iter().position(|a| a.addr == addr) {
+            Some(i) if self.announcements[i].is_active() => return,
+            Some(i) if self.announcements[i].given_up() => {
+                self.ignored += 1;
+                return;
+            }
+            Some(i) => i,
+            None => {
+                let Some(id) = self.announce_id(addr) else {
+                    self.ignored += 1;
+                    return;
+                };
+                self.announcements.reserve_exact(1);
+                self.announcements.push(Announcement {
+                    addr,
+                    id,
+                    port,
+                    state: AnnounceState::Sent { at: now },
+                    refusals: 0,
+                    reason: None,
+                });
+                self.announcements.len() - 1
+            }
+        };
+        let a = &mut self.announcements[i];
+        a.state = AnnounceState::Sent { at: now };
+        a.port = port;
+        a.reason = Some(reason);
+        self.commands.push_back(PmCommand::Announce {
+            token: self.token,
+            id: a.id,
+            addr,
+            port,
+        });
+    }
+
+    /// Withdraw an active announcement: REMOVE its id (the kernel keeps the subflows from the
+    /// address: closing them is a separate decision, after this one).
+    fn withdraw(&mut self, now: Instant, addr: IpAddr, reason: Reason) {
+        let addr = addr.to_canonical();
+        match self
+            .announcements
+            .iter_mut()
+            .find(|a| a.addr == addr && a.is_active())
+        {
+            Some(a) => {
+                a.state = AnnounceState::Withdrawn { at: now };
+                a.reason = Some(reason);
+                self.commands.push_back(PmCommand::Remove {
+                    token: self.token,
+                    id: a.id,
+                });
+            }
+            None => self.ignored += 1,
+        }
     }
 
     /// Remembers an id the kernel uses for `addr`, so our creates agree with its address list.
@@ -1147,6 +1362,15 @@ impl Connection {
             });
         }
         self.learn_local_id(path.local, s.loc_id);
+        let local = path.local.to_canonical();
+        if let Some(a) = self.announcements.iter_mut().find(|a| a.addr == local) {
+            if matches!(
+                a.state,
+                AnnounceState::Sent { .. } | AnnounceState::Unjoined { .. }
+            ) {
+                a.state = AnnounceState::Joined { at: now };
+            }
+        }
         // A path that works is no longer given up (its backoff stays until it proves stable).
         let cap = self.timers.max_retries.saturating_sub(1);
         if let Some(h) = self.health.get_mut(&path) {

@@ -12,6 +12,7 @@
 //! entry in [`REGISTRY`]; nothing else in the workspace names it. The first entry is the
 //! default policy.
 
+pub mod addrmatch;
 pub mod conn;
 pub mod mesh;
 pub mod model;
@@ -19,15 +20,22 @@ pub mod params;
 pub mod plugin;
 pub mod policy;
 
+pub mod announce;
 pub mod fullmesh;
 pub mod ndiffports;
 pub mod rtt_based;
 
 /// Every compiled-in policy, in documentation order; the first is the default.
-pub static REGISTRY: &[&plugin::Plugin] =
-    &[&fullmesh::PLUGIN, &ndiffports::PLUGIN, &rtt_based::PLUGIN];
+pub static REGISTRY: &[&plugin::Plugin] = &[
+    &fullmesh::PLUGIN,
+    &ndiffports::PLUGIN,
+    &rtt_based::PLUGIN,
+    &announce::PLUGIN,
+];
 
-pub use conn::{ConnTimers, Connection, KernelRefusal, Path, Subflow, SubflowState};
+pub use conn::{
+    AnnounceState, Announcement, ConnTimers, Connection, KernelRefusal, Path, Subflow, SubflowState,
+};
 pub use model::*;
 pub use plugin::{Plugin, PolicyParams, PolicySpec};
 pub use policy::{Action, Ctx, Decision, Policy, Reason};

@@ -655,12 +655,14 @@ fn announce_and_remove_use_the_address_id() {
             announce("10.0.2.1"),
         ],
     );
+    // A new address takes the highest free id (clear of the kernel's bottom-up implicit ids);
+    // an address the connection already uses keeps its id.
     assert_eq!(
         drain(&mut c),
         vec![
             PmCommand::Announce {
                 token: T,
-                id: 2,
+                id: 255,
                 addr: ip("10.0.3.1"),
                 port: None
             },
@@ -683,7 +685,7 @@ fn announce_and_remove_use_the_address_id() {
             }),
         ],
     );
-    assert_eq!(drain(&mut c), vec![PmCommand::Remove { token: T, id: 2 }]);
+    assert_eq!(drain(&mut c), vec![PmCommand::Remove { token: T, id: 255 }]);
     // A refused announce can be tried again.
     let cmd = PmCommand::Announce {
         token: T,
@@ -704,6 +706,178 @@ fn announce_and_remove_use_the_address_id() {
     assert_eq!(
         c.announced_locals().collect::<Vec<_>>(),
         vec![(ip("10.0.2.1"), 1)]
+    );
+}
+
+/// A server-side connection accepted on 10.0.1.1:443 (CREATED and ESTABLISHED at once).
+fn accepted(now: Instant, local: &str) -> Connection {
+    let mut c = Connection::new(T, ConnTimers::default());
+    let i = info(local, "10.0.9.1:50000", true);
+    c.handle_event(now, &PmEvent::Created(i));
+    c.handle_event(now, &PmEvent::Established(i));
+    c
+}
+
+fn announce_cmd(id: u8, addr: &str) -> PmCommand {
+    PmCommand::Announce {
+        token: T,
+        id,
+        addr: ip(addr),
+        port: None,
+    }
+}
+
+#[test]
+fn announce_ids_come_from_the_top_and_respect_the_kernels_ids() {
+    let t0 = Instant::now();
+    let mut c = accepted(t0, "10.0.1.1:443");
+    let announce = |a: &str| {
+        d(Action::Announce {
+            addr: ip(a),
+            port: None,
+        })
+    };
+    // The peer joined 10.0.2.1 before we announced it: the kernel gave that join the lowest
+    // free id (an implicit one), 1, and binds it to the address.
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.2.1:443", "10.0.9.1:50001", 1, 0, false)),
+    );
+    // And one at 255 (another daemon's, before a restart): not ours to reuse for another
+    // address.
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.7.1:443", "10.0.9.1:50002", 255, 0, false)),
+    );
+    c.handle_decisions(
+        t0,
+        vec![
+            announce("10.0.2.1"),
+            announce("10.0.3.1"),
+            announce("10.0.7.1"),
+        ],
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![
+            announce_cmd(1, "10.0.2.1"),
+            announce_cmd(254, "10.0.3.1"),
+            announce_cmd(255, "10.0.7.1"),
+        ]
+    );
+    // The address the connection arrived on is id 0, which cannot be announced.
+    let ignored = c.ignored();
+    c.handle_decisions(t0, vec![announce("10.0.1.1")]);
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.ignored(), ignored + 1);
+}
+
+#[test]
+fn an_address_keeps_its_id_across_remove_and_reannounce_and_in_mapped_form() {
+    let t0 = Instant::now();
+    let mut c = accepted(t0, "[::ffff:10.0.1.1]:443");
+    let announce = |a: &str| {
+        d(Action::Announce {
+            addr: ip(a),
+            port: None,
+        })
+    };
+    let remove = |a: &str| d(Action::Remove { addr: ip(a) });
+    c.handle_decisions(t0, vec![announce("10.0.2.1"), announce("10.0.3.1")]);
+    assert_eq!(
+        drain(&mut c),
+        vec![announce_cmd(255, "10.0.2.1"), announce_cmd(254, "10.0.3.1")]
+    );
+    // The join is reported v4-mapped (dual-stack listener): same address, same id.
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub(
+            "[::ffff:10.0.2.1]:443",
+            "[::ffff:10.0.9.1]:50001",
+            255,
+            0,
+            false,
+        )),
+    );
+    assert_eq!(c.local_id(ip("10.0.2.1")), Some(255));
+    assert_eq!(c.local_id(ip("::ffff:10.0.2.1")), Some(255));
+    // The initial address in its mapped form is still the initial address.
+    c.handle_decisions(t0, vec![announce("::ffff:10.0.1.1")]);
+    assert!(drain(&mut c).is_empty());
+    c.handle_decisions(t0, vec![remove("::ffff:10.0.2.1"), remove("10.0.2.1")]);
+    assert_eq!(drain(&mut c), vec![PmCommand::Remove { token: T, id: 255 }]);
+    // A new address after the REMOVE does not take the freed id: it stays 10.0.2.1's.
+    c.handle_decisions(t0, vec![announce("10.0.4.1"), announce("10.0.2.1")]);
+    assert_eq!(
+        drain(&mut c),
+        vec![announce_cmd(253, "10.0.4.1"), announce_cmd(255, "10.0.2.1")]
+    );
+}
+
+#[test]
+fn announcement_states_follow_the_join_the_pace_and_the_kernel() {
+    let t0 = Instant::now();
+    let mut c = accepted(t0, "10.0.1.1:443");
+    let pace = c.timers().announce_pace;
+    let announce = |a: &str| {
+        d(Action::Announce {
+            addr: ip(a),
+            port: None,
+        })
+    };
+    let state = |c: &Connection, a: &str| c.announcement(ip(a)).map(|x| x.state.clone());
+    c.handle_decisions(t0, vec![announce("10.0.2.1"), announce("10.0.3.1")]);
+    for cmd in drain(&mut c) {
+        c.handle_command_result(t0, &cmd, Ok(()));
+    }
+    assert_eq!(
+        state(&c, "10.0.2.1"),
+        Some(mptcp_pmd_policies::AnnounceState::Sent { at: t0 })
+    );
+    assert_eq!(c.poll_timeout(), Some(t0 + pace));
+    let t1 = t0 + ms(1);
+    c.handle_event(
+        t1,
+        &PmEvent::SubEstablished(sub("10.0.2.1:443", "10.0.9.1:50001", 255, 0, false)),
+    );
+    assert_eq!(
+        state(&c, "10.0.2.1"),
+        Some(mptcp_pmd_policies::AnnounceState::Joined { at: t1 })
+    );
+    c.handle_timeout(t0 + pace);
+    assert_eq!(
+        state(&c, "10.0.3.1"),
+        Some(mptcp_pmd_policies::AnnounceState::Unjoined { at: t0 })
+    );
+    assert_eq!(c.poll_timeout(), None);
+    // A refusal is recorded with the kernel's words; an acknowledged re-send resets the count.
+    let cmd = announce_cmd(254, "10.0.3.1");
+    c.handle_command_result(
+        t1,
+        &cmd,
+        Err(KernelRefusal {
+            errno: -22,
+            message: Some("did not match address and id".into()),
+        }),
+    );
+    let a = c.announcement(ip("10.0.3.1")).unwrap();
+    assert_eq!(a.refusals, 1);
+    assert_eq!(
+        a.state,
+        mptcp_pmd_policies::AnnounceState::Refused {
+            at: t1,
+            errno: 22,
+            message: Some("did not match address and id".into())
+        }
+    );
+    assert_eq!(c.refusals().0, 1);
+    c.handle_decisions(t1, vec![announce("10.0.3.1")]);
+    assert_eq!(drain(&mut c), vec![cmd.clone()]);
+    c.handle_command_result(t1, &cmd, Ok(()));
+    assert_eq!(c.announcement(ip("10.0.3.1")).unwrap().refusals, 0);
+    assert_eq!(
+        c.announced_locals().collect::<Vec<_>>(),
+        vec![(ip("10.0.2.1"), 255), (ip("10.0.3.1"), 254)]
     );
 }
 

@@ -17,7 +17,7 @@ use mptcp_pmd_policies::LocalAddr;
 use netlink_actor::rtnl::{AddrInfo, LinkInfo, RtnlEvent, RtnlSocket};
 use netlink_actor::DecodeError;
 use netlink_actor::Error as RtnlError;
-use slog::{info, warn, Logger};
+use slog::{debug, info, warn, Logger};
 
 use super::messages::LocalsChanged;
 use crate::addrset::{AddrSet, Link, Skipped};
@@ -172,12 +172,25 @@ impl AddressMonitor {
         if usable == self.usable {
             return;
         }
+        self.notify(usable);
+    }
+
+    /// Tell the sinks that `usable` is the usable set (also when it did not change: after a
+    /// reload, every connection re-decides under the new policies).
+    fn notify(&mut self, usable: Vec<LocalAddr>) {
         let before: BTreeSet<IpAddr> = self.usable.iter().map(|l| l.addr).collect();
         let after: BTreeSet<IpAddr> = usable.iter().map(|l| l.addr).collect();
         let added: Vec<IpAddr> = after.difference(&before).copied().collect();
         let removed: Vec<IpAddr> = before.difference(&after).copied().collect();
-        info!(self.log, "usable local addresses changed"; "added" => ?added, "removed" => ?removed,
-            "now" => ?after);
+        if usable != self.usable {
+            info!(self.log, "usable local addresses changed"; "added" => ?added, "removed" => ?removed,
+                "now" => ?after);
+        } else {
+            debug!(
+                self.log,
+                "usable local addresses unchanged; every connection decides again"
+            );
+        }
         self.usable = usable;
         let msg = LocalsChanged {
             locals: Arc::new(self.usable.clone()),
@@ -253,7 +266,11 @@ impl Handler<SetFilter> for AddressMonitor {
 
     fn handle(&mut self, msg: SetFilter, _ctx: &mut Self::Context) {
         self.filter = msg.0;
-        self.refresh();
+        // A reload may have changed the policies as well: have every connection decide again
+        // (a policy withdraws what its new parameters exclude) even if the usable set
+        // stays the same.
+        let (usable, _) = self.set.evaluate(&self.filter);
+        self.notify(usable);
     }
 }
 

@@ -1,20 +1,45 @@
 //! The policy actor: holds the configured policies (the [`PolicyBook`]: the default and the
-//! rules as factories, and one policy object per connection, all trait objects) and the current
-//! usable local addresses, and answers each connection's [`Decide`] with [`Decided`]. All
-//! decisions of the daemon pass through here, one at a time, so a policy needs no locking.
-//! Every decision is logged and counted here, with the reason the policy gave.
+//! rules as factories, and one policy object per connection, all trait objects), the current
+//! usable local addresses and the MPTCP listeners of the namespace ([`Listeners`]), and answers
+//! each connection's [`Decide`] with [`Decided`]. All decisions of the daemon pass through
+//! here, one at a time, so a policy needs no locking. Every decision is logged and counted
+//! here, with the reason the policy gave; so is every listener that confines joins to its own
+//! address.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use mptcp_pmd_policies::policy::Ctx;
 use mptcp_pmd_policies::LocalAddr;
-use slog::{info, Logger};
+use slog::{debug, info, warn, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook, LocalsChanged};
+use crate::listeners::{self, Listeners};
 use crate::metrics::Metrics;
 use crate::rules::PolicyBook;
+
+/// An MPTCP listener appeared (LISTENER_CREATED) or went away (LISTENER_CLOSED).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ListenerChanged {
+    /// Its address and port.
+    pub addr: SocketAddr,
+    /// Created (true) or closed.
+    pub created: bool,
+}
+
+/// The MPTCP listeners of a sock_diag snapshot (start-up, resync): they replace the set.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ListenersSeen(pub Vec<SocketAddr>);
+
+/// The known listeners, each with whether it confines joins to its own address (addresses
+/// view).
+#[derive(Message)]
+#[rtype(result = "Vec<(SocketAddr, bool)>")]
+pub struct GetListeners;
 
 /// Replace the policies (SIGHUP reload). Every connection gets a new policy object of the
 /// new configuration at its next decision.
@@ -32,6 +57,7 @@ pub struct Describe(pub Vec<mptcp_pmd_policies::conn::Connection>);
 pub struct PolicyActor {
     book: PolicyBook,
     locals: Arc<Vec<LocalAddr>>,
+    listeners: Listeners,
     metrics: Metrics,
     log: Logger,
 }
@@ -47,8 +73,18 @@ impl PolicyActor {
         PolicyActor {
             book,
             locals,
+            listeners: Listeners::default(),
             metrics,
             log,
+        }
+    }
+
+    /// Say once, when it appears, that a listener keeps peers from joining other addresses.
+    fn note_listener(&self, addr: SocketAddr) {
+        if self.listeners.confines_joins(addr) {
+            warn!(self.log, "MPTCP listener {}", listeners::CONFINED; "listener" => %addr);
+        } else {
+            debug!(self.log, "MPTCP listener"; "listener" => %addr);
         }
     }
 }
@@ -65,6 +101,7 @@ impl Handler<Decide> for PolicyActor {
             now: Instant::now(),
             conn: &msg.conn,
             locals: &self.locals,
+            listeners: self.listeners.all(),
         };
         let served = self
             .book
@@ -123,5 +160,38 @@ impl Handler<Describe> for PolicyActor {
             .map(|c| self.book.describe(c, &self.locals))
             .collect();
         MessageResult(out)
+    }
+}
+
+impl Handler<ListenerChanged> for PolicyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ListenerChanged, _ctx: &mut Self::Context) {
+        if msg.created {
+            self.listeners.created(msg.addr);
+            self.note_listener(msg.addr);
+        } else {
+            self.listeners.closed(msg.addr);
+            debug!(self.log, "MPTCP listener closed"; "listener" => %msg.addr);
+        }
+    }
+}
+
+impl Handler<ListenersSeen> for PolicyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ListenersSeen, _ctx: &mut Self::Context) {
+        for addr in self.listeners.replace(msg.0) {
+            self.note_listener(addr);
+        }
+    }
+}
+
+impl Handler<GetListeners> for PolicyActor {
+    type Result = MessageResult<GetListeners>;
+
+    fn handle(&mut self, _msg: GetListeners, _ctx: &mut Self::Context) -> Self::Result {
+        let l = &self.listeners;
+        MessageResult(l.all().iter().map(|a| (*a, l.confines_joins(*a))).collect())
     }
 }

@@ -19,7 +19,7 @@ use super::messages::{
     ConnectionGone, DiagSnapshot, Hook, KernelEvent, LocalsChanged, Reconcile, Resync, Samples,
     SetPolling, TakeSnapshot,
 };
-use super::policy::PolicyActor;
+use super::policy::{ListenerChanged, ListenersSeen, PolicyActor};
 use crate::adopt::Adoptable;
 use crate::metrics::Metrics;
 use crate::registry_core::{EventRoute, Output, RegistryCore};
@@ -97,6 +97,7 @@ impl Registry {
 
     /// Adopt from `snap` (asked for at `taken_at`); returns how many were adopted.
     fn adopt(&mut self, snap: &netlink_actor::sock_diag::Snapshot, taken_at: Instant) -> usize {
+        tell_listeners(&self.peers.policy, snap);
         let (peers, log) = (&self.peers, &self.log);
         self.core.adopt(Instant::now(), snap, taken_at, |conn, c| {
             start_adopted(peers, log, conn, c)
@@ -176,6 +177,9 @@ impl Registry {
                             None
                         }
                     };
+                    if let Some(snap) = &snap {
+                        tell_listeners(&act.peers.policy, snap);
+                    }
                     let (peers, log) = (&act.peers, &act.log);
                     let adopted = act
                         .core
@@ -191,6 +195,18 @@ impl Registry {
     }
 }
 
+/// The MPTCP listeners of a full snapshot replace the policy actor's (events may have been
+/// lost before it).
+fn tell_listeners(policy: &Addr<PolicyActor>, snap: &netlink_actor::sock_diag::Snapshot) {
+    let listeners = snap
+        .conns
+        .iter()
+        .filter(|c| c.conn.is_listener())
+        .map(|c| c.conn.local)
+        .collect();
+    policy.do_send(ListenersSeen(listeners));
+}
+
 fn token_text(token: Option<Token>) -> String {
     token.map(|t| t.to_string()).unwrap_or_default()
 }
@@ -204,6 +220,10 @@ impl Handler<KernelEvent> for Registry {
 
     fn handle(&mut self, msg: KernelEvent, ctx: &mut Self::Context) {
         let (ev, received) = (msg.event, msg.received);
+        if let PmEvent::ListenerCreated { addr } | PmEvent::ListenerClosed { addr } = ev {
+            let created = matches!(ev, PmEvent::ListenerCreated { .. });
+            self.peers.policy.do_send(ListenerChanged { addr, created });
+        }
         let (name, token) = (ev.name(), ev.token());
         let peers = &self.peers;
         let route = self.core.handle_event(received, ev, |conn, first| {

@@ -1,15 +1,20 @@
 //! `mptcp-pm-bench`: mptcp-pmd (fullmesh, userspace PM) against the in-kernel path manager on
 //! the same namespace topology, runs interleaved. Measures join latency, churn, scale (RSS,
-//! sock_diag poll time, idle wake-ups) and shaped throughput, prints a table and writes
-//! BENCHMARKS.md. `--soak MINUTES` instead runs a continuous churn against the daemon and
-//! samples its RSS, CPU and the live connections every few seconds.
+//! sock_diag poll time, idle wake-ups), shaped throughput, the daemon's start-up and idle
+//! cost (cold start to `started` and READY=1, idle RSS, binary sizes) and the server side
+//! (mptcp-pmd `announce` against an in-kernel `signal` endpoint: announce-to-join latency and
+//! throughput over two shaped server links), prints a table and writes BENCHMARKS.md, one
+//! section per benchmark. `--soak MINUTES` instead runs a continuous
+//! churn against the daemon and samples its RSS, CPU and the live connections every few seconds.
 //!
 //! Run as root, after `cargo build --release -p mptcp-pmd`:
 //! `cargo run --release -p integration --bin mptcp-pm-bench -- [--quick] [--soak MINUTES]
-//! [--out FILE] [--only join,churn,scale,tput]`
+//! [--out FILE] [--only join,churn,scale,tput,startup,server]` (`--only` keeps the file's other
+//! sections).
 //!
 //! Environment: `BENCH_DAEMON_WRAPPER` runs the daemon under a tool (e.g. `heaptrack -o F`);
-//! `BENCH_PMD_CONFIG` appends YAML to the daemon's config (A/B runs, e.g. `kernel: {nice: 0}`).
+//! `BENCH_PMD_CONFIG` appends YAML to the daemon's config (A/B runs, e.g. `kernel: {nice: 0}`);
+//! `BENCH_KEEP_LOGS` keeps the daemons' directories (config, log).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test tool
 
@@ -23,7 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use integration::daemon::daemon_bin;
+use clap::{Parser, ValueEnum};
+use integration::daemon::{daemon_bin, setns_command, Daemon, DaemonOpts};
 use integration::{mptcp, wait_for, Netns, Pm, Tbf, TopoOpts, Topology};
 use mptcp_pmd_policies::model::PmEvent;
 use netlink_actor::genl::PmEventSocket;
@@ -35,179 +41,68 @@ const HOLD_PORT: u16 = 5202;
 const SINK_PORT: u16 = 5203;
 
 // ------------------------------------------------------------------------------------------
-// The daemon, started with its default log level (info), log in a file.
+// The daemon: `integration::daemon::Daemon`, with its default log level (info), log in a file.
 
-struct Pmd {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Pmd {
-    fn start(ns: &Netns, extra: &str) -> Pmd {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mptcp-pm-bench-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("mptcp-pm.yaml");
-        // BENCH_PMD_CONFIG (e.g. "kernel: {nice: 0}"): more top-level config for an A/B run.
-        let more = std::env::var("BENCH_PMD_CONFIG").unwrap_or_default();
-        std::fs::write(
-            &cfg,
-            format!(
-                "policy: fullmesh\ncontrol:\n  socket: {}\n{extra}\n{more}\n",
-                dir.join("ctl.sock").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        // BENCH_DAEMON_WRAPPER (e.g. "heaptrack -o /tmp/ht"): run the daemon under a tool.
-        let bin = daemon_bin().to_str().unwrap().to_string();
-        let wrapper = std::env::var("BENCH_DAEMON_WRAPPER").unwrap_or_default();
-        let mut argv: Vec<String> = wrapper.split_whitespace().map(String::from).collect();
-        argv.push(bin);
-        argv.extend(["-c", cfg.to_str().unwrap(), "--log-level", "info"].map(String::from));
-        let child = ns
-            .command(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn mptcp-pmd");
-        let p = Pmd { child, dir };
-        assert!(
-            wait_for(Duration::from_secs(10), || p
-                .log()
-                .contains("started")
-                .then_some(()))
-            .is_some(),
-            "daemon did not start:\n{}",
-            p.log()
-        );
-        p
-    }
-
-    /// The daemon's pid (a descendant named mptcp-pmd when it runs under a wrapper).
-    fn pid(&self) -> u32 {
-        fn find(pid: u32, depth: u32) -> Option<u32> {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() == "mptcp-pmd" {
-                return Some(pid);
-            }
-            if depth == 0 {
-                return None;
-            }
-            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            kids.split_whitespace()
-                .filter_map(|k| k.parse().ok())
-                .find_map(|k| find(k, depth - 1))
-        }
-        find(self.child.id(), 3).unwrap_or(self.child.id())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    /// Connections the daemon tracks, from `mptcp-pmd status` over its control socket
-    /// ("?" when the daemon has no control socket).
-    fn tracked(&self, ns: &Netns) -> String {
-        let sock = self.dir.join("ctl.sock");
-        ns.run(&[
-            daemon_bin().to_str().unwrap(),
-            "status",
-            "-s",
-            sock.to_str().unwrap(),
-        ])
-        .ok()
-        .and_then(|out| {
-            // "mptcp-pmd 0.1.0 (pid N): K connection(s)"
-            let first = out.lines().next()?.to_string();
-            let n = first
-                .rsplit_once("): ")?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_string();
-            Some(n)
-        })
-        .unwrap_or_else(|| "?".into())
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
-    }
-
-    /// utime + stime in seconds.
-    fn cpu_s(&self) -> f64 {
-        let (u, s) = self.cpu_split();
-        u + s
-    }
-
-    /// (utime, stime) in seconds: user space vs. the kernel working on the daemon's behalf
-    /// (its netlink commands run the kernel's subflow connect in its context).
-    fn cpu_split(&self) -> (f64, f64) {
-        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // After the comm: state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12.
-        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        (field(11) as f64 / hz, field(12) as f64 / hz)
-    }
-
-    fn status_kb(&self, key: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Context switches (voluntary + involuntary) summed over every thread.
-    fn ctxt_switches(&self) -> u64 {
-        let mut n = 0;
-        if let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) {
-            for e in dir.flatten() {
-                let s = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
-                for l in s.lines() {
-                    if l.starts_with("voluntary_ctxt_switches")
-                        || l.starts_with("nonvoluntary_ctxt_switches")
-                    {
-                        n += l
-                            .split_whitespace()
-                            .nth(1)
-                            .and_then(|v| v.parse::<u64>().ok())
-                            .unwrap_or(0);
-                    }
-                }
-            }
-        }
-        n
+/// Options of every daemon the bench starts: log level info, the environment's wrapper tool
+/// (`BENCH_DAEMON_WRAPPER`, e.g. "heaptrack -o /tmp/ht") and its logs kept on request
+/// (`BENCH_KEEP_LOGS`); a clean SIGTERM on drop, so a wrapper writes its report.
+fn pmd_opts() -> DaemonOpts {
+    DaemonOpts {
+        log_level: "info".into(),
+        wrapper: std::env::var("BENCH_DAEMON_WRAPPER")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        stop_on_drop: true,
+        keep_dir: std::env::var_os("BENCH_KEEP_LOGS").is_some(),
+        ..DaemonOpts::default()
     }
 }
 
-impl Drop for Pmd {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child (or the daemon under its wrapper).
-        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
-        let c = &mut self.child;
-        if wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten()).is_none() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::env::var_os("BENCH_KEEP_LOGS").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+/// The bench's daemon config: `policy`, `extra`, then `BENCH_PMD_CONFIG` (more top-level YAML
+/// for an A/B run, e.g. "kernel: {nice: 0}").
+fn pmd_config(policy: &str, extra: &str) -> String {
+    let more = std::env::var("BENCH_PMD_CONFIG").unwrap_or_default();
+    format!("policy: {policy}\n{extra}\n{more}\n")
 }
 
+/// Start the daemon with `policy` in `ns` and wait for its `started` line.
+fn start_pmd_with(ns: &Netns, policy: &str, extra: &str) -> Daemon {
+    let d = Daemon::spawn(ns, &pmd_config(policy, extra), pmd_opts());
+    d.wait_ready();
+    d
+}
+
+/// Start the client-side daemon (fullmesh) in `ns`.
+fn start_pmd(ns: &Netns, extra: &str) -> Daemon {
+    start_pmd_with(ns, "fullmesh", extra)
+}
+
+/// Connections the daemon tracks, from `mptcp-pmd status` over its control socket
+/// ("?" when the daemon has no control socket).
+fn tracked(d: &Daemon, ns: &Netns) -> String {
+    let sock = d.control_socket();
+    ns.run(&[
+        daemon_bin().to_str().unwrap(),
+        "status",
+        "-s",
+        sock.to_str().unwrap(),
+    ])
+    .ok()
+    .and_then(|out| {
+        // "mptcp-pmd 0.1.0 (pid N): K connection(s)"
+        let first = out.lines().next()?.to_string();
+        let n = first
+            .rsplit_once("): ")?
+            .1
+            .split_whitespace()
+            .next()?
+            .to_string();
+        Some(n)
+    })
+    .unwrap_or_else(|| "?".into())
+}
 // ------------------------------------------------------------------------------------------
 // Event tracking: the client namespace's mptcp_pm events, timestamped on receipt.
 
@@ -221,6 +116,8 @@ struct ConnTrack {
 struct TrackState {
     by_token: HashMap<u32, ConnTrack>,
     by_port: HashMap<u16, u32>,
+    /// Server-side ESTABLISHED, by the peer's (client's) port.
+    accepted: HashMap<u16, Instant>,
     overruns: u64,
 }
 
@@ -281,6 +178,9 @@ impl Tracker {
                                     st.by_token.entry(c.token.0).or_default().established =
                                         Some(now);
                                 }
+                                PmEvent::Established(c) => {
+                                    st.accepted.insert(c.remote.port(), now);
+                                }
                                 PmEvent::SubEstablished(s) => {
                                     st.by_token.entry(s.token.0).or_default().subs.push(now);
                                 }
@@ -300,18 +200,13 @@ impl Tracker {
         tr
     }
 
-    /// Wait until the connection with local port `port` has `subs` joined subflows; returns
-    /// ESTABLISHED -> last SUB_ESTABLISHED.
-    fn wait_joins(&self, port: u16, subs: usize, timeout: Duration) -> Option<Duration> {
+    /// Wait until `found` finds something in the state, or `timeout` passes.
+    fn wait<T>(&self, timeout: Duration, found: impl Fn(&TrackState) -> Option<T>) -> Option<T> {
         let end = Instant::now() + timeout;
         let mut st = self.st.lock().unwrap();
         loop {
-            if let Some(c) = st.by_port.get(&port).and_then(|t| st.by_token.get(t)) {
-                if c.subs.len() >= subs {
-                    let est = c.established?;
-                    let last = *c.subs.get(subs - 1)?;
-                    return Some(last.saturating_duration_since(est));
-                }
+            if let Some(v) = found(&st) {
+                return Some(v);
             }
             let now = Instant::now();
             if now >= end {
@@ -321,8 +216,31 @@ impl Tracker {
         }
     }
 
+    /// Wait until the connection with local port `port` has `subs` joined subflows; returns
+    /// (its ESTABLISHED, the `subs`-th SUB_ESTABLISHED).
+    fn wait_sub(&self, port: u16, subs: usize, timeout: Duration) -> Option<(Instant, Instant)> {
+        self.wait(timeout, |st| {
+            let c = st.by_port.get(&port).and_then(|t| st.by_token.get(t))?;
+            Some((c.established?, *c.subs.get(subs.checked_sub(1)?)?))
+        })
+    }
+
+    /// Wait until the connection with local port `port` has `subs` joined subflows; returns
+    /// ESTABLISHED -> last SUB_ESTABLISHED.
+    fn wait_joins(&self, port: u16, subs: usize, timeout: Duration) -> Option<Duration> {
+        self.wait_sub(port, subs, timeout)
+            .map(|(est, last)| last.saturating_duration_since(est))
+    }
+
+    /// When this (server) namespace reported ESTABLISHED for the connection from peer port
+    /// `peer_port`.
+    fn wait_accepted(&self, peer_port: u16, timeout: Duration) -> Option<Instant> {
+        self.wait(timeout, |st| st.accepted.get(&peer_port).copied())
+    }
+
     fn forget(&self, port: u16) {
         let mut st = self.st.lock().unwrap();
+        st.accepted.remove(&port);
         if let Some(t) = st.by_port.remove(&port) {
             st.by_token.remove(&t);
         }
@@ -361,7 +279,7 @@ struct Bed {
     mode: Mode,
     links: usize,
     tracker: Arc<Tracker>,
-    pmd: Option<Pmd>,
+    pmd: Option<Daemon>,
     sink_bytes: Arc<AtomicU64>,
     hold: Mutex<Child>,
     t: Topology,
@@ -424,14 +342,27 @@ fn bed(mode: Mode, links: usize, shaping: Option<Tbf>, pmd_extra: &str) -> Bed {
             .filter(|o| o.contains(&format!(":{HOLD_PORT}")))
     });
     // Counting sink (throughput).
+    let sink_bytes = counting_sink(&t.server);
+    let tracker = Tracker::start(&t.client);
+    let pmd = (mode == Mode::Pmd).then(|| start_pmd(&t.client, pmd_extra));
+    Bed {
+        mode,
+        links,
+        tracker,
+        pmd,
+        sink_bytes,
+        hold: Mutex::new(hold),
+        t,
+    }
+}
+
+/// An MPTCP sink on `0.0.0.0:SINK_PORT` in `server` that counts the bytes it reads.
+fn counting_sink(server: &Netns) -> Arc<AtomicU64> {
+    let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), SINK_PORT);
     let sink_bytes = Arc::new(AtomicU64::new(0));
-    let l = t
-        .server
-        .exec(move || mptcp::listen(any(SINK_PORT)))
-        .unwrap()
-        .unwrap();
+    let l = server.exec(move || mptcp::listen(any)).unwrap().unwrap();
     let sb = sink_bytes.clone();
-    t.server
+    server
         .exec_bg(move || {
             for c in l.incoming() {
                 let Ok(mut s) = c else { break };
@@ -448,17 +379,7 @@ fn bed(mode: Mode, links: usize, shaping: Option<Tbf>, pmd_extra: &str) -> Bed {
             }
         })
         .unwrap();
-    let tracker = Tracker::start(&t.client);
-    let pmd = (mode == Mode::Pmd).then(|| Pmd::start(&t.client, pmd_extra));
-    Bed {
-        mode,
-        links,
-        tracker,
-        pmd,
-        sink_bytes,
-        hold: Mutex::new(hold),
-        t,
-    }
+    sink_bytes
 }
 
 impl Bed {
@@ -490,25 +411,34 @@ struct Lat {
 
 impl Lat {
     fn sorted(&self) -> Vec<f64> {
-        let mut v = self.samples.clone();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v
+        sorted(&self.samples)
     }
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
 }
 
 // ------------------------------------------------------------------------------------------
 // a. Join latency.
 
-fn one_join(b: &Bed) -> Option<Duration> {
-    let dst = b.dst(ECHO_PORT);
-    let mut s =
-        b.t.client
-            .exec(move || mptcp::connect(dst, None))
-            .unwrap()
-            .ok()?;
+/// An MPTCP connection from `client` to `dst`, pinged (so it is fully established), and its
+/// local port.
+fn connect_pinged(client: &Netns, dst: SocketAddr) -> Option<(TcpStream, u16)> {
+    let mut s = client
+        .exec(move || mptcp::connect(dst, None))
+        .unwrap()
+        .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     mptcp::ping(&mut s, b"join").ok()?;
     let port = s.local_addr().ok()?.port();
+    Some((s, port))
+}
+
+fn one_join(b: &Bed) -> Option<Duration> {
+    let (s, port) = connect_pinged(&b.t.client, b.dst(ECHO_PORT))?;
     let r = b
         .tracker
         .wait_joins(port, b.links - 1, Duration::from_secs(5));
@@ -592,7 +522,7 @@ struct ChurnRow {
 fn churn(b: &Bed, clients: usize, total: usize, stop: Option<Arc<AtomicBool>>) -> ChurnRow {
     let next = Arc::new(AtomicUsize::new(0));
     let res = Arc::new(Mutex::new(ChurnRow::default()));
-    let cpu0 = b.pmd.as_ref().map(Pmd::cpu_s).unwrap_or(0.0);
+    let cpu0 = b.pmd.as_ref().map(Daemon::cpu_s).unwrap_or(0.0);
     let user0 = b.pmd.as_ref().map(|p| p.cpu_split().0).unwrap_or(0.0);
     let started = Instant::now();
     let handles: Vec<_> = (0..clients)
@@ -643,7 +573,7 @@ fn churn(b: &Bed, clients: usize, total: usize, stop: Option<Arc<AtomicBool>>) -
     let mut r = std::mem::take(&mut *res.lock().unwrap());
     r.wall_s = started.elapsed().as_secs_f64();
     r.mode = Some(b.mode);
-    r.cpu_s = b.pmd.as_ref().map(Pmd::cpu_s).unwrap_or(0.0) - cpu0;
+    r.cpu_s = b.pmd.as_ref().map(Daemon::cpu_s).unwrap_or(0.0) - cpu0;
     r.user_s = b.pmd.as_ref().map(|p| p.cpu_split().0).unwrap_or(0.0) - user0;
     r
 }
@@ -833,7 +763,7 @@ fn bench_scale(quick: bool) -> ScaleRow {
     }
     row.light_poll_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     diag_breakdown(&b.t.client);
-    smaps_summary(p.pid());
+    smaps_summary(p.pid().unwrap_or(0));
     // The daemon's own cost with n connections open and idle (its sock_diag polling).
     let c0 = p.cpu_s();
     std::thread::sleep(Duration::from_secs(5));
@@ -929,31 +859,42 @@ fn smaps_summary(pid: u32) {
 // d. Throughput.
 
 fn goodput(b: &Bed, plain_tcp: bool, secs: u64) -> f64 {
-    let dst = b.dst(SINK_PORT);
-    let src = b.t.client_addr(0);
+    let (dst, src) = (b.dst(SINK_PORT), b.t.client_addr(0));
+    goodput_to(&b.t.client, dst, src, &b.sink_bytes, plain_tcp, secs)
+}
+
+/// Bulk from `src` in `client` to `dst` (MPTCP, or plain TCP), counted by `sink` after a 2 s
+/// warm-up: Mbit/s over `secs`.
+fn goodput_to(
+    client: &Netns,
+    dst: SocketAddr,
+    src: std::net::IpAddr,
+    sink: &AtomicU64,
+    plain_tcp: bool,
+    secs: u64,
+) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let st = stop.clone();
-    let h =
-        b.t.client
-            .exec_bg(move || {
-                let mut s = if plain_tcp {
-                    let sock = std::net::TcpStream::connect_timeout(&dst, Duration::from_secs(5));
-                    sock.expect("tcp connect")
-                } else {
-                    mptcp::connect(dst, Some(src)).expect("mptcp connect")
-                };
-                let buf = vec![0x5au8; 128 * 1024];
-                while !st.load(Ordering::Relaxed) {
-                    if s.write_all(&buf).is_err() {
-                        break;
-                    }
+    let h = client
+        .exec_bg(move || {
+            let mut s = if plain_tcp {
+                let sock = std::net::TcpStream::connect_timeout(&dst, Duration::from_secs(5));
+                sock.expect("tcp connect")
+            } else {
+                mptcp::connect(dst, Some(src)).expect("mptcp connect")
+            };
+            let buf = vec![0x5au8; 128 * 1024];
+            while !st.load(Ordering::Relaxed) {
+                if s.write_all(&buf).is_err() {
+                    break;
                 }
-            })
-            .unwrap();
+            }
+        })
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2)); // warm-up: joins, slow start
-    let (c0, t0) = (b.sink_bytes.load(Ordering::Relaxed), Instant::now());
+    let (c0, t0) = (sink.load(Ordering::Relaxed), Instant::now());
     std::thread::sleep(Duration::from_secs(secs));
-    let (c1, t1) = (b.sink_bytes.load(Ordering::Relaxed), Instant::now());
+    let (c1, t1) = (sink.load(Ordering::Relaxed), Instant::now());
     stop.store(true, Ordering::Relaxed);
     let _ = h.join();
     (c1 - c0) as f64 * 8.0 / (t1 - t0).as_secs_f64() / 1e6
@@ -1003,6 +944,256 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 // ------------------------------------------------------------------------------------------
+// f. Server side: announce.
+
+/// A server with two links announcing its second address: mptcp-pmd `announce` on the
+/// userspace PM, or the in-kernel PM with a `signal` endpoint. The client is the in-kernel PM
+/// with no endpoint (it joins the announced address from its initial one).
+struct ServerBed {
+    mode: Mode,
+    client_tracker: Arc<Tracker>,
+    server_tracker: Arc<Tracker>,
+    sink_bytes: Arc<AtomicU64>,
+    _pmd: Option<Daemon>,
+    t: Topology,
+}
+
+fn server_bed(mode: Mode, shaping: Option<Tbf>) -> ServerBed {
+    let t = Topology::build(TopoOpts {
+        client_links: 1,
+        server_links: 2,
+        client_pm: Pm::Kernel,
+        server_pm: if mode == Mode::Pmd {
+            Pm::Userspace
+        } else {
+            Pm::Kernel
+        },
+        ..Default::default()
+    })
+    .expect("topology");
+    for ns in [&t.client, &t.server] {
+        ns.sysctl("net.ipv4.ip_local_port_range", "10000 65000")
+            .unwrap();
+        ns.sysctl("net.ipv4.tcp_tw_reuse", "1").unwrap();
+    }
+    // The limits of issue 10's tests.
+    t.client.mptcp_limits(2, 2).unwrap();
+    if mode == Mode::Kernel {
+        t.server_signal_endpoint(1).unwrap();
+    }
+    if let Some(tbf) = shaping {
+        for j in 0..2 {
+            shape_server_link(&t, j, tbf);
+        }
+    }
+    let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), ECHO_PORT);
+    let l = t.server.exec(move || mptcp::listen(any)).unwrap().unwrap();
+    t.server.exec_bg(move || mptcp::echo_server(l)).unwrap();
+    let sink_bytes = counting_sink(&t.server);
+    let client_tracker = Tracker::start(&t.client);
+    let server_tracker = Tracker::start(&t.server);
+    let pmd = (mode == Mode::Pmd).then(|| start_pmd_with(&t.server, "announce", ""));
+    ServerBed {
+        mode,
+        client_tracker,
+        server_tracker,
+        sink_bytes,
+        _pmd: pmd,
+        t,
+    }
+}
+
+/// tbf on server link `j`, both directions (the server's end and the router's).
+fn shape_server_link(t: &Topology, j: usize, tbf: Tbf) {
+    let rate = format!("{}kbit", tbf.rate_kbit);
+    let burst = tbf.burst_bytes.to_string();
+    let lat = format!("{}ms", tbf.latency_ms);
+    for (ns, dev) in [(&t.server, format!("s{j}")), (&t.router, format!("rs{j}"))] {
+        ns.run(&[
+            "tc", "qdisc", "replace", "dev", &dev, "root", "tbf", "rate", &rate, "burst", &burst,
+            "latency", &lat,
+        ])
+        .unwrap();
+    }
+}
+
+/// One connection: (server ESTABLISHED -> client SUB_ESTABLISHED towards the announced
+/// address, client connect() -> that SUB_ESTABLISHED), or None if it did not join in 5 s.
+fn one_announce(b: &ServerBed) -> Option<(Duration, Duration)> {
+    let dst = SocketAddr::new(b.t.server_addr(0), ECHO_PORT);
+    let t0 = Instant::now();
+    let (s, port) = connect_pinged(&b.t.client, dst)?;
+    let joined = b
+        .client_tracker
+        .wait_sub(port, 1, Duration::from_secs(5))
+        .map(|(_, sub)| sub);
+    let accepted = b.server_tracker.wait_accepted(port, Duration::from_secs(1));
+    drop(s);
+    b.client_tracker.forget(port);
+    b.server_tracker.forget(port);
+    let (joined, accepted) = (joined?, accepted?);
+    Some((
+        joined.saturating_duration_since(accepted),
+        joined.saturating_duration_since(t0),
+    ))
+}
+
+struct ServerLatRow {
+    mode: Mode,
+    /// Server ESTABLISHED -> client SUB_ESTABLISHED, ms.
+    lat: Lat,
+    /// Client connect() -> client SUB_ESTABLISHED, ms.
+    connect: Vec<f64>,
+    batch_p50: Vec<f64>,
+}
+
+struct ServerRows {
+    lat: Vec<ServerLatRow>,
+    tput: Vec<TputRow>,
+}
+
+fn bench_server(quick: bool) -> ServerRows {
+    let (total, batch) = if quick { (40, 10) } else { (200, 20) };
+    let beds = [server_bed(Mode::Pmd, None), server_bed(Mode::Kernel, None)];
+    let mut rows: Vec<ServerLatRow> = beds
+        .iter()
+        .map(|b| ServerLatRow {
+            mode: b.mode,
+            lat: Lat::default(),
+            connect: Vec::new(),
+            batch_p50: Vec::new(),
+        })
+        .collect();
+    for b in &beds {
+        let _ = one_announce(b); // warm-up (ARP, first-connection costs)
+    }
+    for _ in 0..total / batch {
+        for (b, r) in beds.iter().zip(rows.iter_mut()) {
+            let mut this = Lat::default();
+            for _ in 0..batch {
+                match one_announce(b) {
+                    Some((lat, connect)) => {
+                        this.samples.push(ms(lat));
+                        r.connect.push(ms(connect));
+                    }
+                    None => this.timeouts += 1,
+                }
+            }
+            r.batch_p50.push(pct(&this.sorted(), 0.5));
+            r.lat.samples.extend(this.samples);
+            r.lat.timeouts += this.timeouts;
+        }
+    }
+    drop(beds);
+    eprintln!("server: announce latency done");
+
+    let tbf = Tbf {
+        rate_kbit: 50_000,
+        burst_bytes: 64 * 1024,
+        latency_ms: 20,
+    };
+    let beds = [
+        server_bed(Mode::Pmd, Some(tbf)),
+        server_bed(Mode::Kernel, Some(tbf)),
+    ];
+    let (rounds, secs) = if quick { (1, 4) } else { (3, 10) };
+    let mut tput = vec![
+        TputRow {
+            what: "mptcp-pmd announce (2 x 50 mbit server links)",
+            mbit: vec![],
+        },
+        TputRow {
+            what: "in-kernel PM, signal endpoint (2 x 50 mbit)",
+            mbit: vec![],
+        },
+        TputRow {
+            what: "single-path TCP (server link 0, 50 mbit)",
+            mbit: vec![],
+        },
+    ];
+    let run = |b: &ServerBed, plain: bool| {
+        let dst = SocketAddr::new(b.t.server_addr(0), SINK_PORT);
+        goodput_to(
+            &b.t.client,
+            dst,
+            b.t.client_addr(0),
+            &b.sink_bytes,
+            plain,
+            secs,
+        )
+    };
+    for _ in 0..rounds {
+        tput[0].mbit.push(run(&beds[0], false));
+        tput[1].mbit.push(run(&beds[1], false));
+        tput[2].mbit.push(run(&beds[1], true));
+    }
+    eprintln!("server: throughput done");
+    ServerRows { lat: rows, tput }
+}
+
+fn render_server(r: &ServerRows) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## f. Server side (announce)\n\nServer with two links, announcing its second address \
+         to every connection: mptcp-pmd `policy: announce` (server namespace on the userspace \
+         PM, release build, default config) against the in-kernel PM with a `signal` endpoint \
+         for that address. The client is the in-kernel PM with `add_addr_accepted 2 subflows \
+         2` and no endpoint (it joins the announced address from its initial one). Latency: the \
+         server's ESTABLISHED event -> the client's SUB_ESTABLISHED towards the announced \
+         address (both namespaces' `mptcp_pm_events` on one clock), sequential connections, \
+         each pinged then closed, interleaved batches.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| server PM | connections | p50 ms | p90 ms | max ms | batch p50s ms | not joined in 5 s | connect -> join p50 ms |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|---:|");
+    for row in &r.lat {
+        let s = row.lat.sorted();
+        let batches: Vec<String> = row.batch_p50.iter().map(|v| format!("{v:.2}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {} | {} | {:.3} |",
+            if row.mode == Mode::Pmd {
+                "mptcp-pmd announce"
+            } else {
+                "in-kernel PM, signal endpoint"
+            },
+            s.len() + row.lat.timeouts,
+            pct(&s, 0.5),
+            pct(&s, 0.9),
+            s.last().copied().unwrap_or(f64::NAN),
+            batches.join(", "),
+            row.lat.timeouts,
+            pct(&sorted(&row.connect), 0.5),
+        );
+    }
+    let p50 = |i: usize| pct(&r.lat[i].lat.sorted(), 0.5);
+    let c50 = |i: usize| pct(&sorted(&r.lat[i].connect), 0.5);
+    let ratio = p50(0) / p50(1);
+    let _ = writeln!(md, "\n| target | value | verdict |\n|---|---:|---|");
+    let _ = writeln!(
+        md,
+        "| announce p50 <= 1.25 x in-kernel PM (server ESTABLISHED -> join) | {ratio:.2} x | {} |",
+        verdict(ratio <= 1.25)
+    );
+    let _ = writeln!(
+        md,
+        "| end to end, connect -> join p50 (for reference) | {:.2} x | |",
+        c50(0) / c50(1)
+    );
+    let _ = writeln!(
+        md,
+        "\nThroughput: both server links shaped with tbf 50 mbit (burst 64 KiB, latency 20 ms) in \
+         both directions, the client's link unshaped; bulk client -> server towards the first \
+         server address, goodput counted by the server after a 2 s warm-up.\n"
+    );
+    md.push_str(&tput_tables(&r.tput));
+    md
+}
+
+// ------------------------------------------------------------------------------------------
 // Soak.
 
 fn soak(minutes: u64) -> String {
@@ -1022,7 +1213,7 @@ fn soak(minutes: u64) -> String {
     while Instant::now() < end {
         std::thread::sleep(Duration::from_secs(10));
         let (live, meshed, _) = count_meshed(&b.t.client, 2);
-        let tracked = p.tracked(&b.t.client);
+        let tracked = tracked(p, &b.t.client);
         let line = format!(
             "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
             started.elapsed().as_secs(),
@@ -1103,25 +1294,627 @@ fn hold_server(port: u16) {
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--hold-server") {
-        raise_nofile();
-        hold_server(
-            args.get(1)
-                .and_then(|p| p.parse().ok())
-                .expect("--hold-server PORT"),
+// ------------------------------------------------------------------------------------------
+// The report: one section per benchmark.
+
+fn render_join(joins: &[JoinRow]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## a. Join latency\n\nClient ESTABLISHED event -> last SUB_ESTABLISHED event (the client namespace's `mptcp_pm_events`, timestamped on receipt), sequential connections, each pinged then closed.\n");
+    let _ = writeln!(
+        md,
+        "| links | path manager | connections | p50 ms | p90 ms | max ms | not meshed in 5 s |"
+    );
+    let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|");
+    for r in joins {
+        let s = r.lat.sorted();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {} |",
+            r.links,
+            r.mode.name(),
+            s.len() + r.lat.timeouts,
+            pct(&s, 0.5),
+            pct(&s, 0.9),
+            s.last().copied().unwrap_or(f64::NAN),
+            r.lat.timeouts
         );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "p50 of each batch of 20, in run order (the spread is the VM's noise):\n"
+    );
+    for r in joins {
+        let v: Vec<String> = r.batch_p50.iter().map(|x| format!("{x:.3}")).collect();
+        let _ = writeln!(
+            md,
+            "- {} links, {}: {}",
+            r.links,
+            r.mode.name(),
+            v.join(", ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n| links | p50 mptcp-pmd / in-kernel | target | verdict |\n|---:|---:|---:|---|"
+    );
+    for links in [2usize, 4] {
+        let p = |m: Mode| {
+            joins
+                .iter()
+                .find(|r| r.links == links && r.mode == m)
+                .map(|r| pct(&r.lat.sorted(), 0.5))
+        };
+        if let (Some(a), Some(k)) = (p(Mode::Pmd), p(Mode::Kernel)) {
+            let ratio = a / k;
+            let _ = writeln!(
+                md,
+                "| {links} | {ratio:.2} x | <= 1.10 x | {} |",
+                verdict(ratio <= 1.10)
+            );
+        }
+    }
+    let _ = writeln!(md);
+    md
+}
+
+fn render_churn(churn_rows: &[ChurnRow]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## b. Churn\n\nShort connections from 32 concurrent clients (2 links): connect, one echo, wait up to 2 s for the join, close.\n");
+    let _ = writeln!(md, "| path manager | connections | fully meshed | not meshed in 2 s | failed | join p50 ms | join p99 ms | conn/s | daemon CPU us/conn (of it user space) | overruns | resyncs | bench listener overruns |");
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in churn_rows {
+        let s = r.lat.sorted();
+        let is_pmd = r.mode == Some(Mode::Pmd);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0} | {} | {} | {} | {} |",
+            r.label,
+            r.conns,
+            r.meshed,
+            r.lat.timeouts,
+            r.failed,
+            pct(&s, 0.5),
+            pct(&s, 0.99),
+            r.conns as f64 / r.wall_s.max(1e-9),
+            if is_pmd {
+                format!(
+                    "{:.1} (user {:.1})",
+                    r.cpu_s / r.conns.max(1) as f64 * 1e6,
+                    r.user_s / r.conns.max(1) as f64 * 1e6
+                )
+            } else {
+                "n/a (in kernel)".into()
+            },
+            if is_pmd {
+                r.overruns.to_string()
+            } else {
+                "n/a".into()
+            },
+            if is_pmd {
+                r.resyncs.to_string()
+            } else {
+                "n/a".into()
+            },
+            r.tracker_overruns
+        );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "Join p50 of each of the {CHURN_ROUNDS} interleaved rounds, in run order:\n"
+    );
+    for r in churn_rows {
+        let v: Vec<String> = r.round_p50.iter().map(|x| format!("{x:.3}")).collect();
+        let _ = writeln!(md, "- {}: {}", r.label, v.join(", "));
+    }
+    let kernel = churn_rows
+        .iter()
+        .find(|r| r.mode == Some(Mode::Kernel))
+        .map(|r| pct(&r.lat.sorted(), 0.5));
+    let ok = churn_rows.iter().all(|r| r.meshed == r.conns);
+    let _ = writeln!(md, "\n| target | value | verdict |\n|---|---:|---|");
+    let _ = writeln!(
+        md,
+        "| every connection fully meshed | {} | {} |",
+        if ok { "yes" } else { "no" },
+        verdict(ok)
+    );
+    for r in churn_rows.iter().filter(|r| r.mode == Some(Mode::Pmd)) {
+        if let Some(k) = kernel {
+            let ratio = pct(&r.lat.sorted(), 0.5) / k;
+            let _ = writeln!(
+                md,
+                "| join p50 {} <= 2 x in-kernel | {ratio:.2} x | {} |",
+                r.label,
+                verdict(ratio <= 2.0)
+            );
+        }
+    }
+    let _ = writeln!(md);
+    md
+}
+
+fn render_scale(s: &ScaleRow) -> String {
+    let mut md = String::new();
+    let poll = pct(&s.poll_ms, 0.5);
+    let _ = writeln!(md, "## c. Scale (mptcp-pmd)\n\n{} MPTCP connections opened from 8 threads (2 links: {} subflows in the client namespace) and held open.\n", s.conns, 2 * s.conns);
+    let _ = writeln!(
+        md,
+        "| metric | value | target | verdict |\n|---|---:|---:|---|"
+    );
+    let _ = writeln!(md, "| connections opened in | {:.1} s | | |", s.opened_s);
+    let _ = writeln!(
+        md,
+        "| fully meshed (sock_diag) | {} of {} after {:.1} s | all | {} |",
+        s.meshed,
+        s.conns,
+        s.mesh_s,
+        verdict(s.meshed >= s.conns)
+    );
+    let _ = writeln!(
+        md,
+        "| daemon RSS at start | {:.1} MiB | | |",
+        s.baseline_rss_kb as f64 / 1024.0
+    );
+    let _ = writeln!(
+        md,
+        "| daemon RSS, {} tracked | {:.1} MiB (peak {:.1}) | <= 32 MiB | {} |",
+        s.conns,
+        s.rss_kb as f64 / 1024.0,
+        s.hwm_kb as f64 / 1024.0,
+        verdict(s.rss_kb <= 32 * 1024)
+    );
+    let light = pct(&s.light_poll_ms, 0.5);
+    let _ = writeln!(md, "| one periodic poll, fullmesh/ndiffports (MPTCP dumps only), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | <= 25 ms | {} |", light, s.light_poll_ms.first().unwrap_or(&f64::NAN), s.light_poll_ms.last().unwrap_or(&f64::NAN), verdict(light <= 25.0));
+    let _ = writeln!(md, "| one full snapshot (4 dumps: periodic poll with rtt-based; adoption, resync, status), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | <= 25 ms | {} |", poll, s.poll_ms.first().unwrap_or(&f64::NAN), s.poll_ms.last().unwrap_or(&f64::NAN), verdict(poll <= 25.0));
+    let _ = writeln!(
+        md,
+        "| full snapshot with no connection in the namespace, median of 7 | {:.1} ms | | |",
+        pct(&s.empty_poll_ms, 0.5)
+    );
+    let _ = writeln!(
+        md,
+        "| daemon CPU with {} idle connections (fullmesh, 1 s poll) | {:.1} % | | |",
+        s.conns, s.busy_cpu_pct
+    );
+    let _ = writeln!(
+        md,
+        "| daemon RSS after all closed | {:.1} MiB | | |",
+        s.rss_after_kb as f64 / 1024.0
+    );
+    let _ = writeln!(
+        md,
+        "| context switches over 5 s idle, no connections | {} (CPU {:.2} s) | 0 periodic | {} |",
+        s.idle_switches,
+        s.idle_cpu_s,
+        verdict(s.idle_switches <= 2)
+    );
+    let _ = writeln!(md);
+    md
+}
+
+fn render_tput(tput: &[TputRow]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## d. Throughput\n\nTwo client links shaped with tbf 50 mbit (burst 64 KiB, latency 20 ms) in both directions; bulk client -> server, goodput counted by the server after a 2 s warm-up.\n");
+    md.push_str(&tput_tables(tput));
+    md
+}
+
+/// The runs of `[mptcp-pmd, in-kernel PM, single-path TCP]` and the targets they meet.
+fn tput_tables(tput: &[TputRow]) -> String {
+    let mut md = String::new();
+    let pmd = mean(&tput[0].mbit);
+    let ker = mean(&tput[1].mbit);
+    let tcp = mean(&tput[2].mbit);
+    let _ = writeln!(
+        md,
+        "| setup | runs (Mbit/s) | mean Mbit/s |\n|---|---|---:|"
+    );
+    for r in tput {
+        let runs: Vec<String> = r.mbit.iter().map(|v| format!("{v:.1}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} |",
+            r.what,
+            runs.join(", "),
+            mean(&r.mbit)
+        );
+    }
+    let _ = writeln!(md, "\n| target | value | verdict |\n|---|---:|---|");
+    let _ = writeln!(
+        md,
+        "| mptcp-pmd >= 95 % of in-kernel PM | {:.1} % | {} |",
+        pmd / ker * 100.0,
+        verdict(pmd >= 0.95 * ker)
+    );
+    let _ = writeln!(
+        md,
+        "| mptcp-pmd >= 1.8 x single path | {:.2} x | {} |",
+        pmd / tcp,
+        verdict(pmd >= 1.8 * tcp)
+    );
+    let _ = writeln!(
+        md,
+        "| in-kernel PM >= 1.8 x single path | {:.2} x | {} |",
+        ker / tcp,
+        verdict(ker >= 1.8 * tcp)
+    );
+    let _ = writeln!(md);
+    md
+}
+
+// ------------------------------------------------------------------------------------------
+// e. Start-up and idle cost.
+
+/// Cold starts measured, each path manager.
+const STARTUP_RUNS: usize = 20;
+/// Connections that come and go before the second RSS reading.
+const IDLE_CHURN: usize = 1000;
+/// The static targets `packaging/build-static.sh --all` builds.
+const STATIC_TARGETS: [&str; 3] = [
+    "x86_64-unknown-linux-musl",
+    "aarch64-unknown-linux-musl",
+    "armv7-unknown-linux-musleabihf",
+];
+
+#[derive(Default)]
+struct StartupRow {
+    /// exec -> the `started` log line, ms.
+    started_ms: Vec<f64>,
+    /// exec -> READY=1 on the NOTIFY_SOCKET, ms.
+    ready_ms: Vec<f64>,
+    /// exec of the first `ip mptcp endpoint add` -> exit of the second, ms.
+    kernel_ms: Vec<f64>,
+    /// Daemon runs that did not reach both within 10 s.
+    failed: usize,
+    idle_rss_kb: u64,
+    churned: usize,
+    churn_meshed: usize,
+    after_rss_kb: u64,
+    after_hwm_kb: u64,
+    /// (what, path, size in bytes if the file exists).
+    sizes: Vec<(String, PathBuf, Option<u64>)>,
+}
+
+fn bench_startup() -> StartupRow {
+    let mut row = StartupRow::default();
+    // target/<profile>/mptcp-pm-bench -> target/
+    let target_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("target"));
+    for t in STATIC_TARGETS {
+        let p = target_dir.join(t).join("release").join("mptcp-pmd");
+        let size = std::fs::metadata(&p).ok().map(|m| m.len());
+        row.sizes.push((t.to_string(), p, size));
+    }
+    let host = daemon_bin();
+    let size = std::fs::metadata(&host).ok().map(|m| m.len());
+    row.sizes
+        .push(("the daemon this run started".into(), host, size));
+
+    // Cold start: a fresh process each time, started with setns (no `ip netns exec` in the
+    // way) in a namespace already on the userspace PM, its two links' addresses to adopt;
+    // interleaved with the in-kernel PM's equivalent, two `ip mptcp endpoint add`.
+    let topo = |pm| {
+        Topology::build(TopoOpts {
+            client_links: 2,
+            server_links: 1,
+            client_pm: pm,
+            server_pm: Pm::Kernel,
+            shaping: vec![],
+        })
+        .expect("topology")
+    };
+    let (upm, kpm) = (topo(Pm::Userspace), topo(Pm::Kernel));
+    let opts = DaemonOpts {
+        // A wrapper tool would be timed too: cold starts are the daemon's alone.
+        wrapper: Vec::new(),
+        direct: true,
+        notify: true,
+        stamp_lines: true,
+        ..pmd_opts()
+    };
+    let endpoints: Vec<(String, String)> = (0..2)
+        .map(|i| (kpm.client_addr(i).to_string(), kpm.client_if(i)))
+        .collect();
+    for _ in 0..STARTUP_RUNS {
+        let d = Daemon::spawn(&upm.client, &pmd_config("fullmesh", ""), opts.clone());
+        let limit = Duration::from_secs(10);
+        match (d.line_after("started", limit), d.ready_after(limit)) {
+            (Some(s), Some(r)) => {
+                row.started_ms.push(ms(s));
+                row.ready_ms.push(ms(r));
+            }
+            _ => {
+                row.failed += 1;
+                eprintln!("startup: a daemon did not start within 10 s:\n{}", d.log());
+            }
+        }
+        drop(d);
+        let t0 = Instant::now();
+        for (addr, dev) in &endpoints {
+            let st = setns_command(&kpm.client, "ip")
+                .expect("open the namespace")
+                .args(["mptcp", "endpoint", "add", addr, "dev", dev, "subflow"])
+                .stdin(Stdio::null())
+                .status()
+                .expect("run ip");
+            assert!(st.success(), "ip mptcp endpoint add {addr} dev {dev}: {st}");
+        }
+        row.kernel_ms.push(ms(t0.elapsed()));
+        kpm.client
+            .run(&["ip", "mptcp", "endpoint", "flush"])
+            .expect("endpoint flush");
+    }
+    drop((upm, kpm));
+    eprintln!("startup: cold starts done");
+
+    // Idle memory: a daemon with nothing to do, then after connections came and went.
+    let b = bed(Mode::Pmd, 2, None, "");
+    let p = b.pmd.as_ref().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    row.idle_rss_kb = p.status_kb("VmRSS");
+    let r = churn(&b, 32, IDLE_CHURN, None);
+    row.churned = r.conns;
+    row.churn_meshed = r.meshed;
+    wait_for(Duration::from_secs(60), || {
+        (count_meshed(&b.t.client, 2).0 == 0).then_some(())
+    });
+    // As in the scale test: let the daemon see the closes and its poller stop.
+    std::thread::sleep(Duration::from_secs(4));
+    row.after_rss_kb = p.status_kb("VmRSS");
+    row.after_hwm_kb = p.status_kb("VmHWM");
+    eprintln!("startup: idle memory done");
+    row
+}
+
+fn mb(bytes: f64) -> f64 {
+    bytes / 1e6
+}
+
+fn render_startup(s: &StartupRow) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## e. Start-up and idle cost (mptcp-pmd)\n\nCold start: {STARTUP_RUNS} runs, each a new \
+         daemon process (default config, fullmesh) started with `setns` + `exec` in a namespace \
+         on the userspace PM with two links; the bench timestamps its `started` log line (from \
+         the daemon's stderr pipe) and `READY=1` (on a `NOTIFY_SOCKET` it listens on) on \
+         receipt. Each run is followed by the in-kernel PM's equivalent in a namespace of its \
+         own: two `ip mptcp endpoint add ADDR dev IF subflow`, exec of the first to exit of the \
+         second. The page cache is warm (the binary was run before).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| metric | median ms | min | p90 | max | target | verdict |\n|---|---:|---:|---:|---:|---:|---|"
+    );
+    let rows: [(&str, &[f64], bool); 3] = [
+        ("mptcp-pmd: exec -> `started` line", &s.started_ms, true),
+        ("mptcp-pmd: exec -> READY=1", &s.ready_ms, true),
+        (
+            "in-kernel PM: two `ip mptcp endpoint add`",
+            &s.kernel_ms,
+            false,
+        ),
+    ];
+    for (what, v, target) in rows {
+        let v = sorted(v);
+        let med = pct(&v, 0.5);
+        let _ = writeln!(
+            md,
+            "| {what} | {med:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            v.first().copied().unwrap_or(f64::NAN),
+            pct(&v, 0.9),
+            v.last().copied().unwrap_or(f64::NAN),
+            if target { "< 50 ms" } else { "" },
+            if target {
+                verdict(med < 50.0 && s.failed == 0)
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nREADY=1 median / in-kernel median: {:.1} x; daemon runs that did not start within \
+         10 s: {}.\n",
+        pct(&sorted(&s.ready_ms), 0.5) / pct(&sorted(&s.kernel_ms), 0.5),
+        s.failed
+    );
+    let _ = writeln!(
+        md,
+        "Memory: the daemon of a two-link client namespace with no connection (2 s after start), \
+         then after {IDLE_CHURN} connections came and went (32 clients: connect, echo, mesh, \
+         close; {} of {} fully meshed), 4 s after the last one closed.\n",
+        s.churn_meshed, s.churned
+    );
+    let _ = writeln!(
+        md,
+        "| metric | value | target | verdict |\n|---|---:|---:|---|"
+    );
+    let idle = s.idle_rss_kb as f64 * 1024.0;
+    let _ = writeln!(
+        md,
+        "| idle RSS, no connections | {:.2} MB | <= 8 MB | {} |",
+        mb(idle),
+        verdict(s.idle_rss_kb > 0 && idle <= 8e6)
+    );
+    let _ = writeln!(
+        md,
+        "| RSS after {IDLE_CHURN} connections came and went | {:.2} MB (peak {:.2}) | | |",
+        mb(s.after_rss_kb as f64 * 1024.0),
+        mb(s.after_hwm_kb as f64 * 1024.0)
+    );
+    let _ = writeln!(
+        md,
+        "\nBinary sizes: the files `packaging/build-static.sh --all` leaves (static musl, \
+         stripped, release profile), read by this run:\n"
+    );
+    let _ = writeln!(
+        md,
+        "| binary | bytes | MB | target | verdict |\n|---|---:|---:|---:|---|"
+    );
+    for (i, (what, path, size)) in s.sizes.iter().enumerate() {
+        let is_static = i < STATIC_TARGETS.len();
+        let name = if is_static {
+            format!("`{what}`")
+        } else {
+            format!("{what} (`{}`)", path.display())
+        };
+        match size {
+            Some(b) => {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {b} | {:.2} | {} | {} |",
+                    mb(*b as f64),
+                    if is_static { "<= 6 MB" } else { "" },
+                    if is_static {
+                        verdict(*b as f64 <= 6e6)
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(md, "| {name} | not built | | | |");
+            }
+        }
+    }
+    let _ = writeln!(md);
+    md
+}
+
+// ------------------------------------------------------------------------------------------
+// The command line and the report file.
+
+/// mptcp-pmd against the in-kernel path manager, runs interleaved; writes BENCHMARKS.md.
+#[derive(Debug, Parser)]
+#[command(name = "mptcp-pm-bench")]
+struct Args {
+    /// Reduced counts (a smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Instead of the sections: a continuous churn against the daemon for MINUTES, sampling
+    /// its RSS, CPU and the live connections.
+    #[arg(long, value_name = "MINUTES")]
+    soak: Option<u64>,
+    /// The report file (default BENCHMARKS.md; with --soak, written only if given).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The sections to run, comma-separated (default: all). The file's other sections are
+    /// kept, each naming the run it comes from.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTIONS")]
+    only: Vec<Section>,
+    /// Internal: be the scale test's hold server on PORT (a process of its own).
+    #[arg(long, value_name = "PORT", hide = true)]
+    hold_server: Option<u16>,
+}
+
+/// A section of the report, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+enum Section {
+    /// a. Join latency.
+    Join,
+    /// b. Churn.
+    Churn,
+    /// c. Scale.
+    Scale,
+    /// d. Throughput.
+    Tput,
+    /// e. Start-up and idle cost.
+    Startup,
+    /// f. Server side: announce latency and throughput.
+    Server,
+}
+
+impl Section {
+    const ALL: [Section; 6] = [
+        Section::Join,
+        Section::Churn,
+        Section::Scale,
+        Section::Tput,
+        Section::Startup,
+        Section::Server,
+    ];
+
+    /// The start of the section's heading ("## a." ...), which identifies it in the file.
+    fn key(self) -> &'static str {
+        match self {
+            Section::Join => "## a.",
+            Section::Churn => "## b.",
+            Section::Scale => "## c.",
+            Section::Tput => "## d.",
+            Section::Startup => "## e.",
+            Section::Server => "## f.",
+        }
+    }
+}
+
+/// A hand-written analysis after the marker survives regeneration.
+const MARKER: &str = "<!-- analysis: kept by mptcp-pm-bench -->";
+/// The line under a section's heading that names the run it comes from.
+const FROM: &str = "_From the run of `";
+
+/// The sections of an existing report (before the analysis marker), each with its provenance:
+/// its own `_From ..._` line or, in a file written before sections had one, the header's run.
+fn old_sections(old: &str) -> Vec<(Section, String)> {
+    let body = old.find(MARKER).map_or(old, |i| &old[..i]);
+    let header_end = body.find("\n## ").map_or(body.len(), |i| i + 1);
+    let header = &body[..header_end];
+    let cmd = header
+        .split_once("```\n")
+        .and_then(|(_, r)| r.split_once("\n```"))
+        .map_or("?", |(c, _)| c);
+    let field = |name: &str| {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let prov = provenance(cmd, &field("- date: "), &field("- mode: "));
+    let mut out = Vec::new();
+    let mut rest = &body[header_end..];
+    while !rest.is_empty() {
+        let end = rest[1..].find("\n## ").map_or(rest.len(), |i| i + 2);
+        let text = &rest[..end];
+        if let Some(s) = Section::ALL.iter().find(|s| text.starts_with(s.key())) {
+            let text = if text.contains(FROM) {
+                text.to_string()
+            } else {
+                with_provenance(text, &prov)
+            };
+            out.push((*s, text));
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn provenance(cmd: &str, date: &str, mode: &str) -> String {
+    format!("{FROM}{cmd}` on {date} ({mode})._")
+}
+
+/// `## heading\n\nbody` -> `## heading\n\n_From ..._\n\nbody`.
+fn with_provenance(section: &str, prov: &str) -> String {
+    match section.split_once('\n') {
+        Some((head, body)) => format!("{head}\n\n{prov}\n{body}"),
+        None => format!("{section}\n\n{prov}\n"),
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(port) = args.hold_server {
+        raise_nofile();
+        hold_server(port);
         return;
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let out_path = PathBuf::from(opt("--out").unwrap_or_else(|| "BENCHMARKS.md".into()));
-    let only = opt("--only").unwrap_or_else(|| "join,churn,scale,tput".into());
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("mptcp-pm-bench needs root (network namespaces)");
@@ -1139,57 +1932,77 @@ fn main() {
         }
     }
     eprintln!("daemon: {}", daemon_bin().display());
-    if let Some(m) = opt("--soak") {
-        let minutes: u64 = m.parse().expect("--soak MINUTES");
+    if let Some(minutes) = args.soak {
         let table = soak(minutes);
         println!("{table}");
-        if let Some(p) = opt("--out") {
+        if let Some(p) = &args.out {
             std::fs::write(p, &table).unwrap();
         }
         return;
     }
+    let out_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("BENCHMARKS.md"));
+    let run: Vec<Section> = if args.only.is_empty() {
+        Section::ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
+    let quick = args.quick;
     let started = Instant::now();
-    let mut joins = Vec::new();
-    if only.contains("join") {
-        bench_join(quick, &mut joins);
+    let mut fresh: Vec<(Section, String)> = Vec::new();
+    for s in Section::ALL.into_iter().filter(|s| run.contains(s)) {
+        let text = match s {
+            Section::Join => {
+                let mut joins = Vec::new();
+                bench_join(quick, &mut joins);
+                render_join(&joins)
+            }
+            Section::Churn => render_churn(&bench_churn(quick)),
+            Section::Scale => render_scale(&bench_scale(quick)),
+            Section::Tput => render_tput(&bench_tput(quick)),
+            Section::Startup => render_startup(&bench_startup()),
+            Section::Server => render_server(&bench_server(quick)),
+        };
+        fresh.push((s, text));
     }
-    let churn_rows = if only.contains("churn") {
-        bench_churn(quick)
-    } else {
-        vec![]
-    };
-    let scale = only.contains("scale").then(|| bench_scale(quick));
-    let tput = if only.contains("tput") {
-        bench_tput(quick)
-    } else {
-        vec![]
-    };
 
-    let mut md = String::new();
+    let raw: Vec<String> = std::env::args().skip(1).collect();
     let cmd = format!(
         "cargo run --release -p integration --bin mptcp-pm-bench --{}",
-        if args.is_empty() {
+        if raw.is_empty() {
             String::new()
         } else {
-            format!(" {}", args.join(" "))
+            format!(" {}", raw.join(" "))
         }
     );
+    let date = sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]);
+    let mode = if quick {
+        "--quick (reduced counts)"
+    } else {
+        "full"
+    };
+    let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
         "Generated by `integration/src/bin/mptcp-pm-bench.rs` (run as root after \
-         `cargo build --release -p mptcp-pmd`):\n\n```\n{cmd}\n```\n"
+         `cargo build --release -p mptcp-pmd`). Latest run:\n\n```\n{cmd}\n```\n"
     );
     let _ =
         writeln!(
         md,
-        "- date: {}\n- kernel: {}\n- machine: {} CPUs, {}\n- mode: {}; total run time {:.0} s\n",
-        sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
+        "- date: {date}\n- kernel: {}\n- machine: {} CPUs, {}\n- mode: {mode}; total run time {:.0} s\n",
         sh(&["uname", "-sr"]),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         sh(&["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
-        if quick { "--quick (reduced counts)" } else { "full" },
         started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "Each section names the run it comes from: `--only SECTIONS` regenerates those and keeps \
+         the file's others.\n"
     );
     let _ = writeln!(
         md,
@@ -1199,240 +2012,72 @@ fn main() {
          namespace on the kernel PM with one `subflow` endpoint per extra client address. The \
          server runs the in-kernel PM in both cases. Runs of the two are interleaved.\n"
     );
-    if !joins.is_empty() {
-        let _ = writeln!(md, "## a. Join latency\n\nClient ESTABLISHED event -> last SUB_ESTABLISHED event (the client namespace's `mptcp_pm_events`, timestamped on receipt), sequential connections, each pinged then closed.\n");
-        let _ = writeln!(
-            md,
-            "| links | path manager | connections | p50 ms | p90 ms | max ms | not meshed in 5 s |"
-        );
-        let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|");
-        for r in &joins {
-            let s = r.lat.sorted();
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {} |",
-                r.links,
-                r.mode.name(),
-                s.len() + r.lat.timeouts,
-                pct(&s, 0.5),
-                pct(&s, 0.9),
-                s.last().copied().unwrap_or(f64::NAN),
-                r.lat.timeouts
-            );
+    let old = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let kept = old_sections(&old);
+    let prov = provenance(&cmd, &date, if quick { "--quick" } else { "full" });
+    for s in Section::ALL {
+        if let Some((_, text)) = fresh.iter().find(|(f, _)| *f == s) {
+            md.push_str(&with_provenance(text, &prov));
+        } else if let Some((_, text)) = kept.iter().find(|(k, _)| *k == s) {
+            md.push_str(text);
         }
-        let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "p50 of each batch of 20, in run order (the spread is the VM's noise):\n"
-        );
-        for r in &joins {
-            let v: Vec<String> = r.batch_p50.iter().map(|x| format!("{x:.3}")).collect();
-            let _ = writeln!(
-                md,
-                "- {} links, {}: {}",
-                r.links,
-                r.mode.name(),
-                v.join(", ")
-            );
-        }
-        let _ = writeln!(
-            md,
-            "\n| links | p50 mptcp-pmd / in-kernel | target | verdict |\n|---:|---:|---:|---|"
-        );
-        for links in [2usize, 4] {
-            let p = |m: Mode| {
-                joins
-                    .iter()
-                    .find(|r| r.links == links && r.mode == m)
-                    .map(|r| pct(&r.lat.sorted(), 0.5))
-            };
-            if let (Some(a), Some(k)) = (p(Mode::Pmd), p(Mode::Kernel)) {
-                let ratio = a / k;
-                let _ = writeln!(
-                    md,
-                    "| {links} | {ratio:.2} x | <= 1.10 x | {} |",
-                    verdict(ratio <= 1.10)
-                );
-            }
-        }
-        let _ = writeln!(md);
     }
-    if !churn_rows.is_empty() {
-        let _ = writeln!(md, "## b. Churn\n\nShort connections from 32 concurrent clients (2 links): connect, one echo, wait up to 2 s for the join, close.\n");
-        let _ = writeln!(md, "| path manager | connections | fully meshed | not meshed in 2 s | failed | join p50 ms | join p99 ms | conn/s | daemon CPU us/conn (of it user space) | overruns | resyncs | bench listener overruns |");
-        let _ = writeln!(
-            md,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        );
-        for r in &churn_rows {
-            let s = r.lat.sorted();
-            let is_pmd = r.mode == Some(Mode::Pmd);
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0} | {} | {} | {} | {} |",
-                r.label,
-                r.conns,
-                r.meshed,
-                r.lat.timeouts,
-                r.failed,
-                pct(&s, 0.5),
-                pct(&s, 0.99),
-                r.conns as f64 / r.wall_s.max(1e-9),
-                if is_pmd {
-                    format!(
-                        "{:.1} (user {:.1})",
-                        r.cpu_s / r.conns.max(1) as f64 * 1e6,
-                        r.user_s / r.conns.max(1) as f64 * 1e6
-                    )
-                } else {
-                    "n/a (in kernel)".into()
-                },
-                if is_pmd {
-                    r.overruns.to_string()
-                } else {
-                    "n/a".into()
-                },
-                if is_pmd {
-                    r.resyncs.to_string()
-                } else {
-                    "n/a".into()
-                },
-                r.tracker_overruns
-            );
-        }
-        let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "Join p50 of each of the {CHURN_ROUNDS} interleaved rounds, in run order:\n"
-        );
-        for r in &churn_rows {
-            let v: Vec<String> = r.round_p50.iter().map(|x| format!("{x:.3}")).collect();
-            let _ = writeln!(md, "- {}: {}", r.label, v.join(", "));
-        }
-        let kernel = churn_rows
-            .iter()
-            .find(|r| r.mode == Some(Mode::Kernel))
-            .map(|r| pct(&r.lat.sorted(), 0.5));
-        let ok = churn_rows.iter().all(|r| r.meshed == r.conns);
-        let _ = writeln!(md, "\n| target | value | verdict |\n|---|---:|---|");
-        let _ = writeln!(
-            md,
-            "| every connection fully meshed | {} | {} |",
-            if ok { "yes" } else { "no" },
-            verdict(ok)
-        );
-        for r in churn_rows.iter().filter(|r| r.mode == Some(Mode::Pmd)) {
-            if let Some(k) = kernel {
-                let ratio = pct(&r.lat.sorted(), 0.5) / k;
-                let _ = writeln!(
-                    md,
-                    "| join p50 {} <= 2 x in-kernel | {ratio:.2} x | {} |",
-                    r.label,
-                    verdict(ratio <= 2.0)
-                );
-            }
-        }
-        let _ = writeln!(md);
-    }
-    if let Some(s) = &scale {
-        let poll = pct(&s.poll_ms, 0.5);
-        let _ = writeln!(md, "## c. Scale (mptcp-pmd)\n\n{} MPTCP connections opened from 8 threads (2 links: {} subflows in the client namespace) and held open.\n", s.conns, 2 * s.conns);
-        let _ = writeln!(
-            md,
-            "| metric | value | target | verdict |\n|---|---:|---:|---|"
-        );
-        let _ = writeln!(md, "| connections opened in | {:.1} s | | |", s.opened_s);
-        let _ = writeln!(
-            md,
-            "| fully meshed (sock_diag) | {} of {} after {:.1} s | all | {} |",
-            s.meshed,
-            s.conns,
-            s.mesh_s,
-            verdict(s.meshed >= s.conns)
-        );
-        let _ = writeln!(
-            md,
-            "| daemon RSS at start | {:.1} MiB | | |",
-            s.baseline_rss_kb as f64 / 1024.0
-        );
-        let _ = writeln!(
-            md,
-            "| daemon RSS, {} tracked | {:.1} MiB (peak {:.1}) | <= 32 MiB | {} |",
-            s.conns,
-            s.rss_kb as f64 / 1024.0,
-            s.hwm_kb as f64 / 1024.0,
-            verdict(s.rss_kb <= 32 * 1024)
-        );
-        let light = pct(&s.light_poll_ms, 0.5);
-        let _ = writeln!(md, "| one periodic poll, fullmesh/ndiffports (MPTCP dumps only), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | <= 25 ms | {} |", light, s.light_poll_ms.first().unwrap_or(&f64::NAN), s.light_poll_ms.last().unwrap_or(&f64::NAN), verdict(light <= 25.0));
-        let _ = writeln!(md, "| one full snapshot (4 dumps: periodic poll with rtt-based; adoption, resync, status), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | <= 25 ms | {} |", poll, s.poll_ms.first().unwrap_or(&f64::NAN), s.poll_ms.last().unwrap_or(&f64::NAN), verdict(poll <= 25.0));
-        let _ = writeln!(
-            md,
-            "| full snapshot with no connection in the namespace, median of 7 | {:.1} ms | | |",
-            pct(&s.empty_poll_ms, 0.5)
-        );
-        let _ = writeln!(
-            md,
-            "| daemon CPU with {} idle connections (fullmesh, 1 s poll) | {:.1} % | | |",
-            s.conns, s.busy_cpu_pct
-        );
-        let _ = writeln!(
-            md,
-            "| daemon RSS after all closed | {:.1} MiB | | |",
-            s.rss_after_kb as f64 / 1024.0
-        );
-        let _ = writeln!(md, "| context switches over 5 s idle, no connections | {} (CPU {:.2} s) | 0 periodic | {} |", s.idle_switches, s.idle_cpu_s, verdict(s.idle_switches <= 2));
-        let _ = writeln!(md);
-    }
-    if !tput.is_empty() {
-        let pmd = mean(&tput[0].mbit);
-        let ker = mean(&tput[1].mbit);
-        let tcp = mean(&tput[2].mbit);
-        let _ = writeln!(md, "## d. Throughput\n\nTwo client links shaped with tbf 50 mbit (burst 64 KiB, latency 20 ms) in both directions; bulk client -> server, goodput counted by the server after a 2 s warm-up.\n");
-        let _ = writeln!(
-            md,
-            "| setup | runs (Mbit/s) | mean Mbit/s |\n|---|---|---:|"
-        );
-        for r in &tput {
-            let runs: Vec<String> = r.mbit.iter().map(|v| format!("{v:.1}")).collect();
-            let _ = writeln!(
-                md,
-                "| {} | {} | {:.1} |",
-                r.what,
-                runs.join(", "),
-                mean(&r.mbit)
-            );
-        }
-        let _ = writeln!(md, "\n| target | value | verdict |\n|---|---:|---|");
-        let _ = writeln!(
-            md,
-            "| mptcp-pmd >= 95 % of in-kernel PM | {:.1} % | {} |",
-            pmd / ker * 100.0,
-            verdict(pmd >= 0.95 * ker)
-        );
-        let _ = writeln!(
-            md,
-            "| mptcp-pmd >= 1.8 x single path | {:.2} x | {} |",
-            pmd / tcp,
-            verdict(pmd >= 1.8 * tcp)
-        );
-        let _ = writeln!(
-            md,
-            "| in-kernel PM >= 1.8 x single path | {:.2} x | {} |",
-            ker / tcp,
-            verdict(ker >= 1.8 * tcp)
-        );
-        let _ = writeln!(md);
-    }
-    // A hand-written analysis after the marker survives regeneration.
-    const MARKER: &str = "<!-- analysis: kept by mptcp-pm-bench -->";
-    if let Some(i) = std::fs::read_to_string(&out_path)
-        .ok()
-        .and_then(|old| old.find(MARKER).map(|i| old[i..].to_string()))
-    {
-        md.push_str(&i);
+    if let Some(i) = old.find(MARKER) {
+        md.push_str(&old[i..]);
     }
     println!("{md}");
     std::fs::write(&out_path, &md).unwrap();
     eprintln!("wrote {}", out_path.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "# Benchmarks\n\nGenerated by x:\n\n```\ncargo run -- --out B.md\n```\n\n\
+        - date: 2026-11-28 12:10 UTC\n- kernel: Linux\n- mode: full; total run time 137 s\n\n\
+        Topology: ...\n\n## a. Join latency\n\nbody a\n\n## c. Scale (mptcp-pmd)\n\nbody c\n\n\
+        <!-- analysis: kept by mptcp-pm-bench -->\nanalysis\n";
+
+    #[test]
+    fn old_sections_carry_the_header_run() {
+        let s = old_sections(OLD);
+        assert_eq!(
+            s.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [Section::Join, Section::Scale]
+        );
+        assert_eq!(
+            s[0].1,
+            "## a. Join latency\n\n_From the run of `cargo run -- --out B.md` on 2026-11-28 12:10 UTC (full)._\n\nbody a\n\n"
+        );
+        assert!(s[1].1.ends_with("body c\n\n"), "{:?}", s[1].1);
+    }
+
+    #[test]
+    fn a_section_keeps_its_own_provenance() {
+        let once = with_provenance(
+            "## a. Join latency\n\nbody a\n\n",
+            &provenance("c1", "d1", "m1"),
+        );
+        let doc = format!("# Benchmarks\n\n```\nc2\n```\n- date: d2\n\n{once}");
+        let s = old_sections(&doc);
+        assert_eq!(s.len(), 1);
+        assert!(
+            s[0].1.contains("`c1` on d1 (m1)") && !s[0].1.contains("c2"),
+            "{}",
+            s[0].1
+        );
+    }
+
+    #[test]
+    fn only_takes_a_comma_list() {
+        let a = Args::try_parse_from(["b", "--quick", "--only", "join,startup", "--out", "x.md"])
+            .unwrap();
+        assert!(a.quick);
+        assert_eq!(a.only, [Section::Join, Section::Startup]);
+        assert_eq!(a.out, Some(PathBuf::from("x.md")));
+        assert!(Args::try_parse_from(["b", "--only", "nope"]).is_err());
+        let h = Args::try_parse_from(["b", "--hold-server", "5202"]).unwrap();
+        assert_eq!(h.hold_server, Some(5202));
+    }
 }

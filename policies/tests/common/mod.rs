@@ -118,7 +118,12 @@ pub fn kernel_runs(c: &mut Connection, now: Instant, next_port: &mut u16) -> Vec
 }
 
 pub fn ctx<'a>(now: Instant, conn: &'a Connection, locals: &'a [LocalAddr]) -> Ctx<'a> {
-    Ctx { now, conn, locals }
+    Ctx {
+        now,
+        conn,
+        locals,
+        listeners: &[],
+    }
 }
 
 /// A decision for `action` (tests that feed the state machine directly).
