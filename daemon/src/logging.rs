@@ -300,11 +300,9 @@ mod tests {
 
             let log = Logger::root(
                 DynLevel {
-                    inner: slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(
-                        Stderr,
-                    ))
-                    .build()
-                    .fuse(),
+                    inner: slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(Stderr))
+                        .build()
+                        .fuse(),
                     level: Arc::new(AtomicUsize::new(Level::Info.as_usize())),
                 }
                 .fuse(),
