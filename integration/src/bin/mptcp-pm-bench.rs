@@ -14,7 +14,13 @@
 //!
 //! Environment: `BENCH_DAEMON_WRAPPER` runs the daemon under a tool (e.g. `heaptrack -o F`);
 //! `BENCH_PMD_CONFIG` appends YAML to the daemon's config (A/B runs, e.g. `kernel: {nice: 0}`);
+//! `BENCH_BASELINE_BIN` adds a bed running another daemon binary (e.g. a build of main) to the
+//! join and churn sections, interleaved with the others (before/after in one run);
 //! `BENCH_KEEP_LOGS` keeps the daemons' directories (config, log).
+//!
+//! Join and churn also show where the daemon's time goes, from its own metrics (the
+//! `event_to_*` and `command_seconds` histograms, read from its metrics endpoint) and its
+//! event loop's run-queue wait (`/proc/<pid>/task/<pid>/schedstat`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test tool
 
@@ -60,11 +66,12 @@ fn pmd_opts() -> DaemonOpts {
     }
 }
 
-/// The bench's daemon config: `policy`, `extra`, then `BENCH_PMD_CONFIG` (more top-level YAML
-/// for an A/B run, e.g. "kernel: {nice: 0}").
+/// The bench's daemon config: `policy`, the metrics endpoint (where the bench reads the
+/// daemon's own timings), `extra`, then `BENCH_PMD_CONFIG` (more top-level YAML for an A/B
+/// run, e.g. "kernel: {nice: 0}").
 fn pmd_config(policy: &str, extra: &str) -> String {
     let more = std::env::var("BENCH_PMD_CONFIG").unwrap_or_default();
-    format!("policy: {policy}\n{extra}\n{more}\n")
+    format!("policy: {policy}\nmetrics:\n  listen: \"127.0.0.1:{METRICS_PORT}\"\n{extra}\n{more}\n")
 }
 
 /// Start the daemon with `policy` in `ns` and wait for its `started` line.
@@ -103,6 +110,162 @@ fn tracked(d: &Daemon, ns: &Netns) -> String {
     })
     .unwrap_or_else(|| "?".into())
 }
+// ------------------------------------------------------------------------------------------
+// Where a join's time goes, from the daemon's own timestamps: its stage histograms (metrics
+// endpoint, in the client namespace; serving them changes nothing on the event path, the
+// daemon keeps them either way) and its event-loop thread's run-queue wait
+// (`/proc/<pid>/task/<pid>/schedstat`: time runnable but not running, and timeslices run).
+
+/// The daemon's metrics port inside its namespace.
+const METRICS_PORT: u16 = 9464;
+
+/// The daemon's latency histograms of one stage, as cumulative (upper bound s, count) pairs.
+type Buckets = Vec<(f64, f64)>;
+
+/// A reading of the daemon's timing counters; [`Stages::since`] gives what happened between two.
+#[derive(Clone, Default)]
+struct Stages {
+    /// Kernel event read -> policy decisions applied (decisions that asked for something).
+    decided: Buckets,
+    /// Kernel event read -> send of each command it caused.
+    sent: Buckets,
+    /// SUBFLOW_CREATE: send -> the kernel's answer read.
+    create: Buckets,
+    /// Event-loop thread: ns runnable but waiting for a CPU, and timeslices run.
+    rq_wait_ns: f64,
+    slices: f64,
+}
+
+/// The cumulative buckets of histogram `name` whose labels contain `labels` (e.g.
+/// `command="subflow_create"`; empty for an unlabelled one).
+fn buckets(body: &str, name: &str, labels: &str) -> Buckets {
+    let prefix = format!("{name}_bucket{{");
+    body.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| {
+            let (lbl, v) = l.rsplit_once(' ')?;
+            let le = lbl.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, v.parse().ok()?))
+        })
+        .collect()
+}
+
+impl Stages {
+    fn read(pmd: &Daemon, ns: &Netns) -> Stages {
+        let body = integration::metrics::scrape(ns, METRICS_PORT);
+        let sched = pmd
+            .pid()
+            .and_then(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/schedstat")).ok()
+            })
+            .unwrap_or_default();
+        let f: Vec<f64> = sched
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        Stages {
+            decided: buckets(&body, "mptcp_pmd_event_to_decision_seconds", ""),
+            sent: buckets(&body, "mptcp_pmd_event_to_command_seconds", ""),
+            create: buckets(
+                &body,
+                "mptcp_pmd_command_seconds",
+                "command=\"subflow_create\"",
+            ),
+            rq_wait_ns: f.get(1).copied().unwrap_or(0.0),
+            slices: f.get(2).copied().unwrap_or(0.0),
+        }
+    }
+
+    /// What was counted after `before`.
+    fn since(&self, before: &Stages) -> Stages {
+        let d = |a: &Buckets, b: &Buckets| -> Buckets {
+            a.iter()
+                .map(|&(le, n)| {
+                    let was = b.iter().find(|x| x.0 == le).map_or(0.0, |x| x.1);
+                    (le, n - was)
+                })
+                .collect()
+        };
+        Stages {
+            decided: d(&self.decided, &before.decided),
+            sent: d(&self.sent, &before.sent),
+            create: d(&self.create, &before.create),
+            rq_wait_ns: self.rq_wait_ns - before.rq_wait_ns,
+            slices: self.slices - before.slices,
+        }
+    }
+
+    /// Sum of two readings' differences (rounds added up).
+    fn add(&mut self, o: &Stages) {
+        let a = |x: &mut Buckets, y: &Buckets| {
+            if x.is_empty() {
+                *x = y.clone();
+            } else {
+                for (i, v) in x.iter_mut().enumerate() {
+                    v.1 += y.get(i).map_or(0.0, |b| b.1);
+                }
+            }
+        };
+        a(&mut self.decided, &o.decided);
+        a(&mut self.sent, &o.sent);
+        a(&mut self.create, &o.create);
+        self.rq_wait_ns += o.rq_wait_ns;
+        self.slices += o.slices;
+    }
+}
+
+/// Quantile `q` of cumulative buckets in ms, interpolated linearly inside its bucket (the
+/// buckets are 1.25 x apart, so within 25 %).
+fn bucket_ms(b: &[(f64, f64)], q: f64) -> f64 {
+    let total = b.last().map_or(0.0, |x| x.1);
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    let want = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, n) in b {
+        if n >= want {
+            if !le.is_finite() {
+                return prev.0 * 1e3;
+            }
+            let frac = if n > prev.1 {
+                (want - prev.1) / (n - prev.1)
+            } else {
+                1.0
+            };
+            return (prev.0 + (le - prev.0) * frac) * 1e3;
+        }
+        prev = (le, n);
+    }
+    f64::NAN
+}
+
+/// One table row of the breakdown: `label`, how many commands, p50/p99 of each stage, the
+/// event-loop thread's mean wait for a CPU per timeslice.
+fn stages_row(label: &str, s: &Stages) -> String {
+    let n = s.sent.last().map_or(0.0, |x| x.1);
+    format!(
+        "| {label} | {n:.0} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} ({:.0} timeslices) |",
+        bucket_ms(&s.decided, 0.5),
+        bucket_ms(&s.decided, 0.99),
+        bucket_ms(&s.sent, 0.5),
+        bucket_ms(&s.sent, 0.99),
+        bucket_ms(&s.create, 0.5),
+        bucket_ms(&s.create, 0.99),
+        if s.slices > 0.0 { s.rq_wait_ns / s.slices / 1e6 } else { f64::NAN },
+        s.slices
+    )
+}
+
+/// The header of [`stages_row`]'s table.
+const STAGES_HEAD: &str = "| daemon | commands | event read -> decided, p50 / p99 ms | event read -> command sent, p50 / p99 ms | SUBFLOW_CREATE send -> answer, p50 / p99 ms | event loop: mean wait for a CPU per timeslice, ms |\n|---|---:|---:|---:|---:|---:|";
+
 // ------------------------------------------------------------------------------------------
 // Event tracking: the client namespace's mptcp_pm events, timestamped on receipt.
 
@@ -382,6 +545,25 @@ fn counting_sink(server: &Netns) -> Arc<AtomicU64> {
     sink_bytes
 }
 
+/// How the baseline bed is labelled in the tables.
+const BASELINE_LABEL: &str = "mptcp-pmd baseline (BENCH_BASELINE_BIN)";
+
+/// `BENCH_BASELINE_BIN=/path/to/mptcp-pmd`: one more mptcp-pmd bed running that binary (e.g. a
+/// build of main), interleaved with the others, so that a change is measured before/after in
+/// one run under the same load.
+fn baseline_bed(links: usize, pmd_extra: &str) -> Option<Bed> {
+    let bin = std::env::var_os("BENCH_BASELINE_BIN")?;
+    let current = std::env::var_os("MPTCP_PMD_BIN");
+    // Single-threaded here: the beds are built before any client thread starts.
+    std::env::set_var("MPTCP_PMD_BIN", bin);
+    let b = bed(Mode::Pmd, links, None, pmd_extra);
+    match current {
+        Some(c) => std::env::set_var("MPTCP_PMD_BIN", c),
+        None => std::env::remove_var("MPTCP_PMD_BIN"),
+    }
+    Some(b)
+}
+
 impl Bed {
     fn dst(&self, port: u16) -> SocketAddr {
         SocketAddr::new(self.t.server_addr(0), port)
@@ -449,26 +631,41 @@ fn one_join(b: &Bed) -> Option<Duration> {
 
 struct JoinRow {
     links: usize,
-    mode: Mode,
+    /// What ran ("mptcp-pmd", "in-kernel PM", or the baseline build).
+    label: String,
     lat: Lat,
     /// p50 of each interleaved batch, to show the spread between batches.
     batch_p50: Vec<f64>,
+    /// The daemon's own timing of the measured batches (mptcp-pmd only).
+    stages: Option<Stages>,
 }
 
 fn bench_join(quick: bool, out: &mut Vec<JoinRow>) {
     let total = if quick { 40 } else { 200 };
     let batch = 20;
     for links in [2usize, 4] {
-        let beds = [
+        let mut beds = vec![
             bed(Mode::Pmd, links, None, ""),
             bed(Mode::Kernel, links, None, ""),
         ];
-        let mut lats = [Lat::default(), Lat::default()];
-        let mut p50s: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut labels = vec![
+            Mode::Pmd.name().to_string(),
+            Mode::Kernel.name().to_string(),
+        ];
+        if let Some(b) = baseline_bed(links, "") {
+            beds.push(b);
+            labels.push(BASELINE_LABEL.to_string());
+        }
+        let mut lats = vec![Lat::default(); beds.len()];
+        let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); beds.len()];
         // Warm-up (ARP/ND, first-connection costs), not measured.
         for b in &beds {
             let _ = one_join(b);
         }
+        let before: Vec<Option<Stages>> = beds
+            .iter()
+            .map(|b| b.pmd.as_ref().map(|p| Stages::read(p, &b.t.client)))
+            .collect();
         for _ in 0..total / batch {
             for ((b, l), p) in beds.iter().zip(lats.iter_mut()).zip(p50s.iter_mut()) {
                 let mut this = Lat::default();
@@ -483,12 +680,20 @@ fn bench_join(quick: bool, out: &mut Vec<JoinRow>) {
                 l.timeouts += this.timeouts;
             }
         }
-        for ((b, l), p) in beds.iter().zip(lats).zip(p50s) {
+        for ((((b, l), p), before), label) in
+            beds.iter().zip(lats).zip(p50s).zip(before).zip(labels)
+        {
+            let stages = b
+                .pmd
+                .as_ref()
+                .zip(before)
+                .map(|(pmd, was)| Stages::read(pmd, &b.t.client).since(&was));
             out.push(JoinRow {
                 links,
-                mode: b.mode,
+                label,
                 lat: l,
                 batch_p50: p,
+                stages,
             });
         }
         eprintln!("join latency, {links} links: done");
@@ -515,6 +720,10 @@ struct ChurnRow {
     round_p50: Vec<f64>,
     /// What ran (path manager and, for mptcp-pmd, any non-default setting).
     label: String,
+    /// The daemon's own timing, all rounds (mptcp-pmd only).
+    stages: Option<Stages>,
+    /// p50 of event read -> command sent in each round (mptcp-pmd only).
+    round_sent_p50: Vec<f64>,
 }
 
 /// `total` short connections from `clients` threads: connect, ping, wait (<= 2 s) for the
@@ -590,13 +799,18 @@ fn bench_churn(quick: bool) -> Vec<ChurnRow> {
         "mptcp-pmd, kernel.realtime_priority: 10",
         "in-kernel PM",
     ];
-    let beds = [
+    let mut beds = vec![
         bed(Mode::Pmd, 2, None, ""),
         bed(Mode::Pmd, 2, None, rt),
         bed(Mode::Kernel, 2, None, ""),
     ];
+    let mut labels: Vec<String> = labels.into_iter().map(String::from).collect();
+    if let Some(b) = baseline_bed(2, "") {
+        beds.insert(1, b);
+        labels.insert(1, format!("{BASELINE_LABEL}, default config"));
+    }
     let mut rows: Vec<ChurnRow> = Vec::new();
-    let mut base = [(0usize, 0usize); 3];
+    let mut base = vec![(0usize, 0usize); beds.len()];
     for (i, b) in beds.iter().enumerate() {
         if let Some(p) = &b.pmd {
             base[i] = (
@@ -608,16 +822,31 @@ fn bench_churn(quick: bool) -> Vec<ChurnRow> {
     // Interleaved rounds per path manager: a busy VM's noise then hits both alike.
     for _ in 0..CHURN_ROUNDS {
         for (i, b) in beds.iter().enumerate() {
+            let was = b.pmd.as_ref().map(|p| Stages::read(p, &b.t.client));
             let mut r = churn(b, 32, total / CHURN_ROUNDS, None);
+            let st = b
+                .pmd
+                .as_ref()
+                .zip(was)
+                .map(|(p, was)| Stages::read(p, &b.t.client).since(&was))
+                .filter(|st| !st.sent.is_empty());
             let p50 = pct(&r.lat.sorted(), 0.5);
             match rows.get_mut(i) {
                 None => {
                     r.round_p50.push(p50);
                     r.label = labels[i].to_string();
+                    if let Some(st) = st {
+                        r.round_sent_p50.push(bucket_ms(&st.sent, 0.5));
+                        r.stages = Some(st);
+                    }
                     rows.push(r)
                 }
                 Some(acc) => {
                     acc.round_p50.push(p50);
+                    if let Some(st) = st {
+                        acc.round_sent_p50.push(bucket_ms(&st.sent, 0.5));
+                        acc.stages.get_or_insert_with(Stages::default).add(&st);
+                    }
                     acc.conns += r.conns;
                     acc.meshed += r.meshed;
                     acc.failed += r.failed;
@@ -1311,7 +1540,7 @@ fn render_join(joins: &[JoinRow]) -> String {
             md,
             "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {} |",
             r.links,
-            r.mode.name(),
+            r.label,
             s.len() + r.lat.timeouts,
             pct(&s, 0.5),
             pct(&s, 0.9),
@@ -1326,31 +1555,41 @@ fn render_join(joins: &[JoinRow]) -> String {
     );
     for r in joins {
         let v: Vec<String> = r.batch_p50.iter().map(|x| format!("{x:.3}")).collect();
-        let _ = writeln!(
-            md,
-            "- {} links, {}: {}",
-            r.links,
-            r.mode.name(),
-            v.join(", ")
-        );
+        let _ = writeln!(md, "- {} links, {}: {}", r.links, r.label, v.join(", "));
+    }
+    let _ = writeln!(md, "\nWhere mptcp-pmd's time goes, from its own timestamps (metrics histograms over the measured connections). The rest of a join is the daemon's wake-up before it reads the event, and the part of the join's handshake that the kernel runs inside the SUBFLOW_CREATE send before it reports SUB_ESTABLISHED:\n");
+    let _ = writeln!(md, "{STAGES_HEAD}");
+    for r in joins {
+        if let Some(st) = r.stages.as_ref().filter(|st| !st.sent.is_empty()) {
+            let _ = writeln!(
+                md,
+                "{}",
+                stages_row(&format!("{}, {} links", r.label, r.links), st)
+            );
+        }
     }
     let _ = writeln!(
         md,
         "\n| links | p50 mptcp-pmd / in-kernel | target | verdict |\n|---:|---:|---:|---|"
     );
     for links in [2usize, 4] {
-        let p = |m: Mode| {
+        let p = |label: &str| {
             joins
                 .iter()
-                .find(|r| r.links == links && r.mode == m)
+                .find(|r| r.links == links && r.label == label)
                 .map(|r| pct(&r.lat.sorted(), 0.5))
         };
-        if let (Some(a), Some(k)) = (p(Mode::Pmd), p(Mode::Kernel)) {
+        let kernel = p(Mode::Kernel.name());
+        if let Some((b, k)) = p(BASELINE_LABEL).zip(kernel) {
+            let _ = writeln!(md, "| {links} ({BASELINE_LABEL}) | {:.2} x | | |", b / k);
+        }
+        if let Some((a, k)) = p(Mode::Pmd.name()).zip(kernel) {
             let ratio = a / k;
+            let target = if links == 2 { 1.15 } else { 1.25 };
             let _ = writeln!(
                 md,
-                "| {links} | {ratio:.2} x | <= 1.10 x | {} |",
-                verdict(ratio <= 1.10)
+                "| {links} | {ratio:.2} x | <= {target:.2} x | {} |",
+                verdict(ratio <= target)
             );
         }
     }
@@ -1411,10 +1650,27 @@ fn render_churn(churn_rows: &[ChurnRow]) -> String {
         let v: Vec<String> = r.round_p50.iter().map(|x| format!("{x:.3}")).collect();
         let _ = writeln!(md, "- {}: {}", r.label, v.join(", "));
     }
-    let kernel = churn_rows
-        .iter()
-        .find(|r| r.mode == Some(Mode::Kernel))
-        .map(|r| pct(&r.lat.sorted(), 0.5));
+    let _ = writeln!(
+        md,
+        "\nWhere mptcp-pmd's time goes (as in a., all rounds):\n"
+    );
+    let _ = writeln!(md, "{STAGES_HEAD}");
+    for r in churn_rows {
+        if let Some(st) = &r.stages {
+            let _ = writeln!(md, "{}", stages_row(&r.label, st));
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nEvent read -> command sent, p50 of each round, in run order:\n"
+    );
+    for r in churn_rows.iter().filter(|r| !r.round_sent_p50.is_empty()) {
+        let v: Vec<String> = r.round_sent_p50.iter().map(|x| format!("{x:.3}")).collect();
+        let _ = writeln!(md, "- {}: {}", r.label, v.join(", "));
+    }
+    let in_kernel = churn_rows.iter().find(|r| r.mode == Some(Mode::Kernel));
+    let kernel = in_kernel.map(|r| pct(&r.lat.sorted(), 0.5));
+    let kernel99 = in_kernel.map(|r| pct(&r.lat.sorted(), 0.99));
     let ok = churn_rows.iter().all(|r| r.meshed == r.conns);
     let _ = writeln!(md, "\n| target | value | verdict |\n|---|---:|---|");
     let _ = writeln!(
@@ -1429,6 +1685,15 @@ fn render_churn(churn_rows: &[ChurnRow]) -> String {
             let _ = writeln!(
                 md,
                 "| join p50 {} <= 2 x in-kernel | {ratio:.2} x | {} |",
+                r.label,
+                verdict(ratio <= 2.0)
+            );
+        }
+        if let Some(k) = kernel99 {
+            let ratio = pct(&r.lat.sorted(), 0.99) / k;
+            let _ = writeln!(
+                md,
+                "| join p99 {} <= 2 x in-kernel | {ratio:.2} x | {} |",
                 r.label,
                 verdict(ratio <= 2.0)
             );
@@ -2067,6 +2332,55 @@ mod tests {
             "{}",
             s[0].1
         );
+    }
+
+    const HIST: &str = "# TYPE x histogram\n\
+        mptcp_pmd_command_seconds_bucket{command=\"subflow_create\",le=\"0.001\"} 0\n\
+        mptcp_pmd_command_seconds_bucket{command=\"subflow_create\",le=\"0.002\"} 10\n\
+        mptcp_pmd_command_seconds_bucket{command=\"subflow_create\",le=\"0.004\"} 20\n\
+        mptcp_pmd_command_seconds_bucket{command=\"subflow_create\",le=\"+Inf\"} 20\n\
+        mptcp_pmd_command_seconds_bucket{command=\"remove\",le=\"0.001\"} 7\n\
+        mptcp_pmd_command_seconds_count{command=\"subflow_create\"} 20\n";
+
+    #[test]
+    fn quantiles_come_from_the_buckets_of_one_label() {
+        let b = buckets(
+            HIST,
+            "mptcp_pmd_command_seconds",
+            "command=\"subflow_create\"",
+        );
+        assert_eq!(
+            b,
+            [
+                (0.001, 0.0),
+                (0.002, 10.0),
+                (0.004, 20.0),
+                (f64::INFINITY, 20.0)
+            ]
+        );
+        // Half of them are at most 2 ms; the 75th percentile is halfway into 2..4 ms.
+        assert!((bucket_ms(&b, 0.5) - 2.0).abs() < 1e-9);
+        assert!((bucket_ms(&b, 0.75) - 3.0).abs() < 1e-9);
+        assert!(bucket_ms(&[], 0.5).is_nan());
+        let none = buckets(HIST, "mptcp_pmd_event_to_command_seconds", "");
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn stages_of_a_round_are_the_difference_of_two_readings() {
+        let at = |n: f64| Stages {
+            sent: vec![(0.001, n), (f64::INFINITY, 2.0 * n)],
+            rq_wait_ns: 1000.0 * n,
+            slices: n,
+            ..Stages::default()
+        };
+        let d = at(5.0).since(&at(2.0));
+        assert_eq!(d.sent, [(0.001, 3.0), (f64::INFINITY, 6.0)]);
+        assert_eq!((d.rq_wait_ns, d.slices), (3000.0, 3.0));
+        let mut sum = Stages::default();
+        sum.add(&d);
+        sum.add(&d);
+        assert_eq!(sum.sent, [(0.001, 6.0), (f64::INFINITY, 12.0)]);
     }
 
     #[test]
