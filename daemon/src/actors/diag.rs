@@ -25,6 +25,7 @@ use actix::prelude::*;
 use netlink_actor::dump::Dump;
 use netlink_actor::sock_diag::{
     join, port_windows, DiagSocket, MptcpConnDiag, PortPair, PortWindow, Snapshot, SubflowDiag,
+    WINDOW_SUBFLOWS,
 };
 use netlink_actor::Error as DiagError;
 use slog::{debug, warn, Logger};
@@ -32,12 +33,6 @@ use slog::{debug, warn, Logger};
 use super::messages::{DiagSnapshot, SetPolling, SetSampling, TakeSnapshot};
 use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
 use crate::metrics::Metrics;
-
-/// Subflows per poll of a sampling round (module docs). On Linux 6.18 the kernel takes about
-/// 2.5 µs per subflow it reports plus ~6 ms to walk its socket tables once (10 000 connections
-/// in the namespace and as many on the peer; docs/ARCHITECTURE.md, "sock_diag at scale"), so a
-/// window stays near 15 ms, under the 25 ms a poll may take.
-pub const WINDOW_SUBFLOWS: usize = 4096;
 
 /// One sampling round in progress: the connections dumped at its start and the subflows of the
 /// windows dumped so far (pure; the poller drives it).

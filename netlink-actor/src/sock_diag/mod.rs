@@ -11,5 +11,5 @@ pub mod filter;
 pub mod socket;
 
 pub use codec::*;
-pub use filter::{port_windows, PortPair, PortWindow};
+pub use filter::{port_windows, PortPair, PortWindow, WINDOW_SUBFLOWS};
 pub use socket::DiagSocket;
