@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,6 +16,42 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// Converts `Instant`s to CLOCK_MONOTONIC nanoseconds (what `Instant` reads on Linux, the
+/// same clock in every process), through one reading of both clocks: differences between the
+/// converted instants are exact.
+struct MonotonicNs {
+    now: Instant,
+    now_ns: i64,
+}
+
+impl MonotonicNs {
+    // time_t and c_long are 32 bits on armv7, where the conversions are not useless.
+    #[allow(clippy::useless_conversion)]
+    fn now() -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which lives for the call.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        MonotonicNs {
+            now: Instant::now(),
+            now_ns: i64::from(ts.tv_sec)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(ts.tv_nsec)),
+        }
+    }
+
+    fn of(&self, at: Instant) -> i64 {
+        let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        if at <= self.now {
+            self.now_ns.saturating_sub(ns(self.now - at))
+        } else {
+            self.now_ns.saturating_add(ns(at - self.now))
+        }
+    }
+}
 
 /// Buckets from 5 µs, each 1.25 x the previous, up to ~2.6 s: a quantile read off them is
 /// within 25 %.
@@ -41,6 +77,7 @@ pub struct Metrics {
     event_to_decision: Histogram,
     event_to_command: Histogram,
     command_time: Family<Labels, Histogram>,
+    trace: Family<Labels, Gauge>,
     announced: Family<Labels, Gauge>,
 }
 
@@ -151,6 +188,12 @@ impl Default for Metrics {
         let command_time = Family::<Labels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
+        let trace = Family::<Labels, Gauge>::default();
+        registry.register(
+            "last_event_trace_monotonic_ns",
+            "The last kernel event that caused commands: when it was read, its decision applied, its first and last command sent and answered (CLOCK_MONOTONIC ns, comparable with other processes' timestamps; for per-connection breakdowns such as the bench's)",
+            trace.clone(),
+        );
         registry.register(
             "command_seconds",
             "One PM command: its send until the kernel's answer is read (the kernel does the work inside the send)",
@@ -169,6 +212,7 @@ impl Default for Metrics {
             event_to_decision,
             event_to_command,
             command_time,
+            trace,
             decisions,
             policy_objects,
             announced,
@@ -238,6 +282,15 @@ impl Metrics {
     /// Record the time from reading a kernel event to the send of a command it caused.
     pub fn event_to_command(&self, d: Duration) {
         self.event_to_command.observe(d.as_secs_f64());
+    }
+    /// Set the trace of the last event that caused commands: (stage, when) pairs.
+    pub fn last_event_trace(&self, stages: &[(&'static str, Instant)]) {
+        let clock = MonotonicNs::now();
+        for (stage, at) in stages {
+            self.trace
+                .get_or_create(&vec![("stage", (*stage).to_string())])
+                .set(clock.of(*at));
+        }
     }
     /// Count a command result (errno 0 = success; negative errnos are not used).
     pub fn command(&self, name: &str, errno: i32) {
@@ -334,6 +387,11 @@ mod tests {
         m.event_to_decision(Duration::from_micros(20));
         m.event_to_command(Duration::from_micros(30));
         m.event_to_command(Duration::from_secs(9));
+        let read = Instant::now();
+        m.last_event_trace(&[
+            ("event_read", read),
+            ("last_sent", read + Duration::from_micros(50)),
+        ]);
         let mut announced = BTreeMap::new();
         announced.insert("joined", 2);
         m.set_announced(&announced);
@@ -370,6 +428,17 @@ mod tests {
                 .and_then(|l| l.rsplit_once(' '))
                 .map(|(_, v)| v.to_string())
         };
+        let trace = |stage: &str| -> i64 {
+            let k = format!("mptcp_pmd_last_event_trace_monotonic_ns{{stage=\"{stage}\"}} ");
+            t.lines()
+                .find_map(|l| l.strip_prefix(&k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no trace {stage} in\n{t}"))
+        };
+        // The stages keep their order and distance, on the clock other processes read.
+        assert_eq!(trace("last_sent") - trace("event_read"), 50_000);
+        let now = MonotonicNs::now().now_ns;
+        assert!((0..1_000_000_000).contains(&(now - trace("event_read"))));
         let d = "mptcp_pmd_event_to_decision_seconds";
         assert_eq!(bucket(d, "0.0000238").as_deref(), Some("1"), "{t}");
         let c = "mptcp_pmd_event_to_command_seconds";

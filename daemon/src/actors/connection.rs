@@ -13,7 +13,7 @@ use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::PmEvent;
 use slog::{debug, info, Logger};
 
-use super::commands::CommandPath;
+use super::commands::{Cause, CommandPath};
 use super::messages::{
     ConnectionGone, Decide, Decided, Hook, KernelEvent, LocalsChanged, Reconcile, Samples,
 };
@@ -97,8 +97,8 @@ impl ConnectionActor {
         self.pump_after(ctx, None);
     }
 
-    /// [`Self::pump`], for commands that a kernel event read at `cause` led to.
-    fn pump_after(&mut self, ctx: &mut Context<Self>, cause: Option<Instant>) {
+    /// [`Self::pump`], for commands that a kernel event led to (`cause`).
+    fn pump_after(&mut self, ctx: &mut Context<Self>, cause: Option<Cause>) {
         while let Some(cmd) = self.conn.poll_command() {
             debug!(self.log(), "command"; "token" => %self.conn.token(), "cmd" => ?cmd);
             let res = self.peers.cmds.execute(&cmd, cause);
@@ -232,13 +232,16 @@ impl Handler<Decided> for ConnectionActor {
 
     fn handle(&mut self, msg: Decided, ctx: &mut Self::Context) {
         self.deciding = false;
-        let cause = self.decision_cause.take();
         let now = Instant::now();
+        let cause = self
+            .decision_cause
+            .take()
+            .map(|read| Cause { read, decided: now });
         if !msg.0.is_empty() {
-            if let Some(at) = cause {
+            if let Some(c) = cause {
                 self.peers
                     .metrics
-                    .event_to_decision(now.saturating_duration_since(at));
+                    .event_to_decision(now.saturating_duration_since(c.read));
             }
             debug!(self.log(), "policy decided"; "token" => %self.conn.token(), "decisions" => ?msg.0);
         }

@@ -629,6 +629,69 @@ fn one_join(b: &Bed) -> Option<Duration> {
     r
 }
 
+/// CLOCK_MONOTONIC ns of an `Instant` (the clock the daemon's trace gauges use).
+fn monotonic_ns(at: Instant) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = Instant::now();
+    let now_ns = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
+    if at <= now {
+        now_ns - (now - at).as_nanos() as i64
+    } else {
+        now_ns + (at - now).as_nanos() as i64
+    }
+}
+
+/// One join seen from both sides, in CLOCK_MONOTONIC ns: the bench's ESTABLISHED and first
+/// and last SUB_ESTABLISHED, and the daemon's trace of the commands that event caused.
+#[derive(Debug, Clone, Copy)]
+struct TracedJoin {
+    est: i64,
+    first_sub: i64,
+    last_sub: i64,
+    read: i64,
+    decided: i64,
+    first_sent: i64,
+    last_sent: i64,
+}
+
+/// A join as in [`one_join`], then the daemon's `last_event_trace` gauges, which describe this
+/// connection's ESTABLISHED when nothing else happened meanwhile (checked: read after it).
+fn traced_join(b: &Bed) -> Option<TracedJoin> {
+    let (s, port) = connect_pinged(&b.t.client, b.dst(ECHO_PORT))?;
+    let wait = Duration::from_secs(5);
+    let last = b.tracker.wait_sub(port, b.links - 1, wait);
+    let first = b.tracker.wait_sub(port, 1, wait);
+    // The last create's answer comes after its SUB_ESTABLISHED: let the daemon finish.
+    std::thread::sleep(Duration::from_millis(5));
+    let body = integration::metrics::scrape(&b.t.client, METRICS_PORT);
+    drop(s);
+    b.tracker.forget(port);
+    let ((est, last), (_, first)) = last.zip(first)?;
+    let m = integration::metrics::samples(&body);
+    let stage = |name: &str| -> Option<i64> {
+        m.get(&format!(
+            "mptcp_pmd_last_event_trace_monotonic_ns{{stage=\"{name}\"}}"
+        ))
+        .map(|v| *v as i64)
+    };
+    let t = TracedJoin {
+        est: monotonic_ns(est),
+        first_sub: monotonic_ns(first),
+        last_sub: monotonic_ns(last),
+        read: stage("event_read")?,
+        decided: stage("decided")?,
+        first_sent: stage("first_sent")?,
+        last_sent: stage("last_sent")?,
+    };
+    // A trace older than this ESTABLISHED is another connection's.
+    (t.read >= t.est && t.first_sent <= t.first_sub).then_some(t)
+}
+
 struct JoinRow {
     links: usize,
     /// What ran ("mptcp-pmd", "in-kernel PM", or the baseline build).
@@ -638,7 +701,12 @@ struct JoinRow {
     batch_p50: Vec<f64>,
     /// The daemon's own timing of the measured batches (mptcp-pmd only).
     stages: Option<Stages>,
+    /// Joins traced on both sides after the measured ones (mptcp-pmd only).
+    traced: Vec<TracedJoin>,
 }
+
+/// Joins traced on both sides per link count.
+const TRACED_JOINS: usize = 40;
 
 fn bench_join(quick: bool, out: &mut Vec<JoinRow>) {
     let total = if quick { 40 } else { 200 };
@@ -688,12 +756,19 @@ fn bench_join(quick: bool, out: &mut Vec<JoinRow>) {
                 .as_ref()
                 .zip(before)
                 .map(|(pmd, was)| Stages::read(pmd, &b.t.client).since(&was));
+            // Traced joins, after the measured ones (each is followed by a scrape).
+            let traced = if label == Mode::Pmd.name() {
+                (0..TRACED_JOINS).filter_map(|_| traced_join(b)).collect()
+            } else {
+                Vec::new()
+            };
             out.push(JoinRow {
                 links,
                 label,
                 lat: l,
                 batch_p50: p,
                 stages,
+                traced,
             });
         }
         eprintln!("join latency, {links} links: done");
@@ -1643,6 +1718,31 @@ fn render_join(joins: &[JoinRow]) -> String {
                 stages_row(&format!("{}, {} links", r.label, r.links), st)
             );
         }
+    }
+    let _ = writeln!(md, "\nOne join, timestamped on both sides ({TRACED_JOINS} joins per link count after the measured ones, each followed by a read of the daemon's `last_event_trace` gauges; CLOCK_MONOTONIC in both processes), medians in ms. *Wake-up*: ESTABLISHED reaching the bench's listener until the daemon has read it; *user space*: from there to the first SUBFLOW_CREATE's send; *kernel*: from that send to SUB_ESTABLISHED, all inside the daemon's send system calls (the kernel runs the join's handshake there):\n");
+    let _ = writeln!(md, "| links | joins | wake-up | user space: read -> first send (of it read -> decided) | kernel: first send -> its SUB_ESTABLISHED | first send -> last send | kernel: last send -> last SUB_ESTABLISHED | total | in-kernel PM total (p50 above) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in joins.iter().filter(|r| !r.traced.is_empty()) {
+        let med = |f: &dyn Fn(&TracedJoin) -> i64| {
+            let v: Vec<f64> = r.traced.iter().map(|t| f(t) as f64 / 1e6).collect();
+            pct(&sorted(&v), 0.5)
+        };
+        let kernel = joins
+            .iter()
+            .find(|k| k.links == r.links && k.label == Mode::Kernel.name())
+            .map_or(f64::NAN, |k| pct(&k.lat.sorted(), 0.5));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {:.3} ({:.3}) | {:.3} | {:.3} | {:.3} | {:.3} | {kernel:.3} |",
+            r.links,
+            r.traced.len(),
+            med(&|t| t.read - t.est),
+            med(&|t| t.first_sent - t.read),
+            med(&|t| t.decided - t.read),
+            med(&|t| t.first_sub - t.first_sent),
+            med(&|t| t.last_sent - t.first_sent),
+            med(&|t| t.last_sub - t.last_sent),
+            med(&|t| t.last_sub - t.est),
+        );
     }
     let _ = writeln!(
         md,
