@@ -16,6 +16,8 @@
 //! `BENCH_PMD_CONFIG` appends YAML to the daemon's config (A/B runs, e.g. `kernel: {nice: 0}`);
 //! `BENCH_BASELINE_BIN` adds a bed running another daemon binary (e.g. a build of main) to the
 //! join and churn sections, interleaved with the others (before/after in one run);
+//! `BENCH_CHURN_CONFIG` adds a churn bed with that YAML added to its config (e.g.
+//! `kernel: {nice: -20}`);
 //! `BENCH_KEEP_LOGS` keeps the daemons' directories (config, log).
 //!
 //! Join and churn also show where the daemon's time goes, from its own metrics (the
@@ -883,6 +885,12 @@ fn bench_churn(quick: bool) -> Vec<ChurnRow> {
     if let Some(b) = baseline_bed(2, "") {
         beds.insert(1, b);
         labels.insert(1, format!("{BASELINE_LABEL}, default config"));
+    }
+    // BENCH_CHURN_CONFIG: one more mptcp-pmd bed with that YAML added (an A/B of a setting).
+    if let Ok(extra) = std::env::var("BENCH_CHURN_CONFIG") {
+        let at = beds.len() - 1;
+        beds.insert(at, bed(Mode::Pmd, 2, None, &extra));
+        labels.insert(at, format!("mptcp-pmd, {}", extra.trim().replace('\n', " ")));
     }
     let mut rows: Vec<ChurnRow> = Vec::new();
     let mut base = vec![(0usize, 0usize); beds.len()];
