@@ -2483,7 +2483,8 @@ fn main() {
         md,
         "Topology: client (2 or 4 links) -- router -- server (1 link), veth pairs in three \
          network namespaces. mptcp-pmd: client namespace on the userspace PM, the daemon \
-         (release build, fullmesh, default config, log level info). In-kernel PM: client \
+         (release build, fullmesh, default config, log level info; its metrics endpoint on, \
+         where the bench reads the daemon's own timings). In-kernel PM: client \
          namespace on the kernel PM with one `subflow` endpoint per extra client address. The \
          server runs the in-kernel PM in both cases. Runs of the two are interleaved.\n"
     );
