@@ -314,7 +314,7 @@ impl<H> RegistryCore<H> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::SocketAddr;
 
     use mptcp_pmd_policies::{ConnFlags, ConnInfo, SubflowInfo};
@@ -357,7 +357,9 @@ mod tests {
         }
     }
 
-    fn diag(token: u32, state: TcpState, local: &str) -> MptcpConnDiag {
+    /// An MPTCP connection (or listener) as the MPTCP dump lists it (also for the poller's
+    /// tests).
+    pub(crate) fn diag(token: u32, state: TcpState, local: &str) -> MptcpConnDiag {
         MptcpConnDiag {
             token: Token(token),
             local: addr(local),

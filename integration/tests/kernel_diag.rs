@@ -193,6 +193,15 @@ fn snapshot_ipv6_connection_with_kernel_join() {
     snapshot_shows_connection_with_all_subflows(true);
 }
 
+/// `n` IPv4 connections from the client's first link, and a sock_diag socket in the client.
+fn many_connections(n: usize) -> (Topology, Vec<TcpStream>, DiagSocket) {
+    let (topo, srv) = topology(false);
+    let first = topo.client_addr(0);
+    let streams: Vec<TcpStream> = (0..n).map(|_| connect(&topo, srv, first)).collect();
+    let diag = topo.client.exec(DiagSocket::open).unwrap().unwrap();
+    (topo, streams, diag)
+}
+
 /// Enough connections that every dump spans several datagrams: nothing is lost or duplicated
 /// between them.
 #[test]
@@ -201,11 +210,8 @@ fn snapshot_of_many_connections_spans_datagrams() {
         return;
     }
     const N: usize = 200;
-    let (topo, srv) = topology(false);
-    let first = topo.client_addr(0);
-    let mut streams: Vec<TcpStream> = (0..N).map(|_| connect(&topo, srv, first)).collect();
+    let (_topo, mut streams, mut diag) = many_connections(N);
     let locals: BTreeSet<SocketAddr> = streams.iter().map(|s| s.local_addr().unwrap()).collect();
-    let mut diag = topo.client.exec(DiagSocket::open).unwrap().unwrap();
     let snap = wait_for(WAIT, || {
         for s in &mut streams {
             mptcp::ping(s, b"x").unwrap();
@@ -252,10 +258,7 @@ fn subflow_windows_split_the_dump_exactly() {
         return;
     }
     const N: usize = 60;
-    let (topo, srv) = topology(false);
-    let first = topo.client_addr(0);
-    let mut streams: Vec<TcpStream> = (0..N).map(|_| connect(&topo, srv, first)).collect();
-    let mut diag = topo.client.exec(DiagSocket::open).unwrap().unwrap();
+    let (_topo, mut streams, mut diag) = many_connections(N);
     let all = wait_for(WAIT, || {
         for s in &mut streams {
             mptcp::ping(s, b"x").unwrap();

@@ -99,6 +99,22 @@ fn setsockopt<T>(fd: RawFd, level: i32, opt: i32, value: &T) -> io::Result<()> {
     }
 }
 
+/// The error of a receive call that just failed (from `errno`), or `None` for EINTR (retry):
+/// ENOBUFS is [`Error::Overrun`], EAGAIN [`Error::WouldBlock`], anything else [`Error::Io`].
+fn receive_failed(what: &'static str, step: &'static str) -> Option<Error> {
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINTR) => None,
+        Some(libc::ENOBUFS) => Some(Error::Overrun),
+        _ if e.kind() == io::ErrorKind::WouldBlock => Some(Error::WouldBlock),
+        _ => Some(Error::Io {
+            what,
+            step,
+            source: e,
+        }),
+    }
+}
+
 fn sockaddr_nl(port: u32) -> libc::sockaddr_nl {
     // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value (family fixed below).
     let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -336,18 +352,9 @@ impl Transport {
                 )
             };
             let Ok(len) = usize::try_from(rc) else {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ENOBUFS) => return Err(Error::Overrun),
-                    _ if e.kind() == io::ErrorKind::WouldBlock => return Err(Error::WouldBlock),
-                    _ => {
-                        return Err(Error::Io {
-                            what,
-                            step: "recv",
-                            source: e,
-                        })
-                    }
+                match receive_failed(what, "recv") {
+                    Some(e) => return Err(e),
+                    None => continue,
                 }
             };
             if from.nl_pid != self.peer {
@@ -433,18 +440,8 @@ impl Transport {
             if let Ok(n) = usize::try_from(rc) {
                 break n;
             }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::ENOBUFS) => return Err(Error::Overrun),
-                _ if e.kind() == io::ErrorKind::WouldBlock => return Err(Error::WouldBlock),
-                _ => {
-                    return Err(Error::Io {
-                        what: self.what,
-                        step: "recvmmsg",
-                        source: e,
-                    })
-                }
+            if let Some(e) = receive_failed(self.what, "recvmmsg") {
+                return Err(e);
             }
         };
         for (i, h) in hdrs.iter().take(n).enumerate() {

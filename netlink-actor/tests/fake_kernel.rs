@@ -9,7 +9,8 @@
 //! Shown here: an oversized genl reply is a typed error, not a mis-parse; a request never
 //! answered times out after the bound; a slow answer within the bound is taken; a late ACK
 //! is never taken for the next command's answer; EINTR neither fails a request nor extends its
-//! bound; ENOBUFS is an overrun on the command and the event path.
+//! bound; ENOBUFS is an overrun on the command and the event path; a batch of events larger
+//! than one receive call is read whole and knows when the queue is empty.
 
 // Test helpers outside #[test] functions may unwrap/panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -488,14 +489,20 @@ fn enobufs_on_the_event_socket_is_an_overrun_and_events_flow_again() {
     );
 }
 
+/// A non-blocking event socket of `fake`'s events group with a 1 MiB receive buffer.
+fn roomy_event_socket(fake: &Fake) -> PmEventSocket {
+    let t = client_transport(fake);
+    t.set_recv_buffer(1 << 20).unwrap();
+    t.join_group(FAMILY.events_group).unwrap();
+    let ev = PmEventSocket::with_transport(t, FAMILY);
+    ev.set_nonblocking(true).unwrap();
+    ev
+}
+
 #[test]
 fn an_oversized_event_datagram_is_reported_as_lost_events() {
     let fake = Fake::new();
-    let t = client_transport(&fake);
-    t.set_recv_buffer(1 << 20).unwrap();
-    t.join_group(FAMILY.events_group).unwrap();
-    let mut ev = PmEventSocket::with_transport(t, FAMILY);
-    ev.set_nonblocking(true).unwrap();
+    let mut ev = roomy_event_socket(&fake);
     let mut big = Vec::new();
     while big.len() <= RECV_BUF {
         big.extend(closed_event(5));
@@ -545,11 +552,7 @@ fn enobufs_during_a_request_is_an_overrun_and_the_next_one_works() {
 #[test]
 fn one_batch_reads_every_queued_event_in_order_and_knows_the_queue_is_empty() {
     let fake = Fake::new();
-    let t = client_transport(&fake);
-    t.set_recv_buffer(1 << 20).unwrap();
-    t.join_group(FAMILY.events_group).unwrap();
-    let mut ev = PmEventSocket::with_transport(t, FAMILY);
-    ev.set_nonblocking(true).unwrap();
+    let mut ev = roomy_event_socket(&fake);
     // More than one receive system call takes (16), and not a multiple of it.
     for i in 0..40 {
         fake.multicast(FAMILY.events_group, &closed_event(100 + i));

@@ -313,34 +313,10 @@ impl Handler<TakeSnapshot> for DiagPoller {
 mod tests {
     use super::*;
     use mptcp_pmd_policies::{SubflowKey, SubflowSample, Token};
-    use netlink_actor::sock_diag::{MptcpInfoFlags, SubflowFlags, TcpState};
+    use netlink_actor::sock_diag::{SubflowFlags, TcpState};
 
     fn conn(token: u32) -> MptcpConnDiag {
-        MptcpConnDiag {
-            token: Token(token),
-            local: "10.0.0.1:40000".parse().unwrap(),
-            remote: "10.0.9.1:5201".parse().unwrap(),
-            state: TcpState::Established,
-            inode: token,
-            subflows: 1,
-            add_addr_signal: 0,
-            add_addr_accepted: 0,
-            subflows_max: 8,
-            add_addr_signal_max: 0,
-            add_addr_accepted_max: 0,
-            flags: MptcpInfoFlags(0),
-            local_addr_used: 1,
-            local_addr_max: 0,
-            retransmits: None,
-            bytes_retrans: None,
-            bytes_sent: None,
-            bytes_received: None,
-            bytes_acked: None,
-            subflows_total: None,
-            last_data_sent_ms: None,
-            last_data_recv_ms: None,
-            last_ack_recv_ms: None,
-        }
+        crate::registry_core::tests::diag(token, TcpState::Established, "10.0.0.1:40000")
     }
 
     fn sub(token: u32, sport: u16) -> SubflowDiag {

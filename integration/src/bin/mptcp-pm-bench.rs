@@ -890,7 +890,10 @@ fn bench_churn(quick: bool) -> Vec<ChurnRow> {
     if let Ok(extra) = std::env::var("BENCH_CHURN_CONFIG") {
         let at = beds.len() - 1;
         beds.insert(at, bed(Mode::Pmd, 2, None, &extra));
-        labels.insert(at, format!("mptcp-pmd, {}", extra.trim().replace('\n', " ")));
+        labels.insert(
+            at,
+            format!("mptcp-pmd, {}", extra.trim().replace('\n', " ")),
+        );
     }
     let mut rows: Vec<ChurnRow> = Vec::new();
     let mut base = vec![(0usize, 0usize); beds.len()];
@@ -1864,23 +1867,16 @@ fn render_churn(churn_rows: &[ChurnRow]) -> String {
         verdict(ok)
     );
     for r in churn_rows.iter().filter(|r| r.mode == Some(Mode::Pmd)) {
-        if let Some(k) = kernel {
-            let ratio = pct(&r.lat.sorted(), 0.5) / k;
-            let _ = writeln!(
-                md,
-                "| join p50 {} <= 2 x in-kernel | {ratio:.2} x | {} |",
-                r.label,
-                verdict(ratio <= 2.0)
-            );
-        }
-        if let Some(k) = kernel99 {
-            let ratio = pct(&r.lat.sorted(), 0.99) / k;
-            let _ = writeln!(
-                md,
-                "| join p99 {} <= 2 x in-kernel | {ratio:.2} x | {} |",
-                r.label,
-                verdict(ratio <= 2.0)
-            );
+        for (name, q, k) in [("p50", 0.5, kernel), ("p99", 0.99, kernel99)] {
+            if let Some(k) = k {
+                let ratio = pct(&r.lat.sorted(), q) / k;
+                let _ = writeln!(
+                    md,
+                    "| join {name} {} <= 2 x in-kernel | {ratio:.2} x | {} |",
+                    r.label,
+                    verdict(ratio <= 2.0)
+                );
+            }
         }
     }
     let _ = writeln!(md);
