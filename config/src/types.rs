@@ -98,10 +98,11 @@ pub struct KernelConfig {
     /// Receive buffer (bytes) for the genl events socket. 4096..=2147483647, default 4 MiB.
     pub events_rcvbuf: u32,
     /// Scheduling priority (nice value) the daemon gives itself at start, while it still may
-    /// (CAP_SYS_NICE). -20..=19, default -10: joins are created from the daemon's thread, so
+    /// (CAP_SYS_NICE). -20..=19, default -20: joins are created from the daemon's thread, so
     /// on a host whose CPUs are busy with the applications the path manager serves, a
-    /// normal-priority daemon waits for a time slice before each connection gets its subflows.
-    /// 0 leaves the priority alone.
+    /// normal-priority daemon waits for a time slice before each connection gets its subflows
+    /// (BENCHMARKS.md, churn: -20 brings the join p50 within 2 x the in-kernel PM's, -10 did
+    /// not). 0 leaves the priority alone.
     pub nice: i8,
     /// SCHED_FIFO priority (1..=99) for the threads that handle events and send commands; 0
     /// (default) keeps the normal scheduler. Under heavy CPU contention it brings join latency
@@ -115,7 +116,7 @@ impl Default for KernelConfig {
         KernelConfig {
             set_userspace_pm: true,
             events_rcvbuf: 4 * 1024 * 1024,
-            nice: -10,
+            nice: -20,
             realtime_priority: 0,
         }
     }

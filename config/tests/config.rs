@@ -50,7 +50,7 @@ fn documented_defaults() {
     assert!(c.addresses.backup_interfaces.is_empty());
     assert!(c.kernel.set_userspace_pm);
     assert_eq!(c.kernel.events_rcvbuf, 4_194_304);
-    assert_eq!(c.kernel.nice, -10);
+    assert_eq!(c.kernel.nice, -20);
     assert_eq!(c.kernel.realtime_priority, 0);
     assert_eq!(c.poll.interval_ms, 1000);
     assert_eq!(c.poll.interval(), std::time::Duration::from_secs(1));

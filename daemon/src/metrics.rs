@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,6 +16,48 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// Converts `Instant`s to CLOCK_MONOTONIC nanoseconds (what `Instant` reads on Linux, the
+/// same clock in every process), through one reading of both clocks: differences between the
+/// converted instants are exact.
+struct MonotonicNs {
+    now: Instant,
+    now_ns: i64,
+}
+
+impl MonotonicNs {
+    // time_t and c_long are 32 bits on armv7, where the conversions are not useless.
+    #[allow(clippy::useless_conversion)]
+    fn now() -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which lives for the call.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        MonotonicNs {
+            now: Instant::now(),
+            now_ns: i64::from(ts.tv_sec)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(ts.tv_nsec)),
+        }
+    }
+
+    fn of(&self, at: Instant) -> i64 {
+        let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        if at <= self.now {
+            self.now_ns.saturating_sub(ns(self.now - at))
+        } else {
+            self.now_ns.saturating_add(ns(at - self.now))
+        }
+    }
+}
+
+/// Buckets from 5 µs, each 1.25 x the previous, up to ~2.6 s: a quantile read off them is
+/// within 25 %.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_005, 1.25, 60))
+}
 
 /// Shared metrics.
 #[derive(Clone)]
@@ -32,6 +74,10 @@ pub struct Metrics {
     poll: Histogram,
     decisions: Family<Labels, Counter>,
     policy_objects: Gauge,
+    event_to_decision: Histogram,
+    event_to_command: Histogram,
+    command_time: Family<Labels, Histogram>,
+    trace: Family<Labels, Gauge>,
     announced: Family<Labels, Gauge>,
 }
 
@@ -125,6 +171,34 @@ impl Default for Metrics {
             "Per-connection policy objects alive (one per tracked connection with a policy)",
             policy_objects.clone(),
         );
+        // The path from a kernel event to the commands it causes (docs/ARCHITECTURE.md,
+        // "Where a join's time goes"), fine-grained enough to read a median off the buckets.
+        let event_to_decision = latency_histogram();
+        registry.register(
+            "event_to_decision_seconds",
+            "From reading a kernel event to the policy's decisions (that asked for something) being applied to its connection",
+            event_to_decision.clone(),
+        );
+        let event_to_command = latency_histogram();
+        registry.register(
+            "event_to_command_seconds",
+            "From reading a kernel event to the send of each command its decisions caused",
+            event_to_command.clone(),
+        );
+        let command_time = Family::<Labels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let trace = Family::<Labels, Gauge>::default();
+        registry.register(
+            "last_event_trace_monotonic_ns",
+            "The last kernel event that caused commands: when it was read, its decision applied, its first and last command sent and answered (CLOCK_MONOTONIC ns, comparable with other processes' timestamps; for per-connection breakdowns such as the bench's)",
+            trace.clone(),
+        );
+        registry.register(
+            "command_seconds",
+            "One PM command: its send until the kernel's answer is read (the kernel does the work inside the send)",
+            command_time.clone(),
+        );
         // Accepted ANNOUNCE / REMOVE commands are `commands{command="announce"|"remove",
         // result="ok"}`; what this adds is whether the peers joined them, the only sign of a
         // peer's add_addr_accepted limit (the kernel reports none).
@@ -135,6 +209,10 @@ impl Default for Metrics {
             announced.clone(),
         );
         Metrics {
+            event_to_decision,
+            event_to_command,
+            command_time,
+            trace,
             decisions,
             policy_objects,
             announced,
@@ -189,6 +267,30 @@ impl Metrics {
             .get_or_create(&vec![("event", name.to_string())])
             .inc();
         self.with(|c| *c.events.entry(name.to_string()).or_default() += 1);
+    }
+    /// Count a command result (errno 0 = success) and how long it took (send to answer).
+    pub fn command_timed(&self, name: &str, errno: i32, took: Duration) {
+        self.command_time
+            .get_or_create(&vec![("command", name.to_string())])
+            .observe(took.as_secs_f64());
+        self.command(name, errno);
+    }
+    /// Record the time from reading a kernel event to its decisions (that asked for something).
+    pub fn event_to_decision(&self, d: Duration) {
+        self.event_to_decision.observe(d.as_secs_f64());
+    }
+    /// Record the time from reading a kernel event to the send of a command it caused.
+    pub fn event_to_command(&self, d: Duration) {
+        self.event_to_command.observe(d.as_secs_f64());
+    }
+    /// Set the trace of the last event that caused commands: (stage, when) pairs.
+    pub fn last_event_trace(&self, stages: &[(&'static str, Instant)]) {
+        let clock = MonotonicNs::now();
+        for (stage, at) in stages {
+            self.trace
+                .get_or_create(&vec![("stage", (*stage).to_string())])
+                .set(clock.of(*at));
+        }
     }
     /// Count a command result (errno 0 = success; negative errnos are not used).
     pub fn command(&self, name: &str, errno: i32) {
@@ -281,6 +383,15 @@ mod tests {
         m.set_gauges(2, &subs);
         m.decision("mesh-x", "open", "mesh");
         m.set_policy_objects(2);
+        m.command_timed("subflow_destroy", 0, Duration::from_micros(100));
+        m.event_to_decision(Duration::from_micros(20));
+        m.event_to_command(Duration::from_micros(30));
+        m.event_to_command(Duration::from_secs(9));
+        let read = Instant::now();
+        m.last_event_trace(&[
+            ("event_read", read),
+            ("last_sent", read + Duration::from_micros(50)),
+        ]);
         let mut announced = BTreeMap::new();
         announced.insert("joined", 2);
         m.set_announced(&announced);
@@ -298,11 +409,41 @@ mod tests {
             "mptcp_pmd_sock_diag_poll_seconds_count 1",
             "mptcp_pmd_decisions_total{policy=\"mesh-x\",action=\"open\",reason=\"mesh\"} 1",
             "mptcp_pmd_policy_objects 2",
+            "mptcp_pmd_commands_total{command=\"subflow_destroy\",result=\"ok\"} 1",
+            "mptcp_pmd_command_seconds_count{command=\"subflow_destroy\"} 1",
+            "mptcp_pmd_event_to_decision_seconds_count 1",
+            "mptcp_pmd_event_to_command_seconds_count 2",
+            // 20 µs is in the bucket up to 5 µs x 1.25^7 = 23.8 µs, not the one before.
+            "mptcp_pmd_event_to_decision_seconds_bucket{le=\"0.000019073486328125\"} 0",
+            // Beyond the last bound (2.6 s): only +Inf holds it.
+            "mptcp_pmd_event_to_command_seconds_bucket{le=\"+Inf\"} 2",
             "mptcp_pmd_announced_addresses{state=\"joined\"} 2",
             "mptcp_pmd_announced_addresses{state=\"unjoined\"} 0",
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
         }
+        let bucket = |name: &str, bound: &str| {
+            t.lines()
+                .find(|l| l.starts_with(&format!("{name}_bucket{{le=\"{bound}")))
+                .and_then(|l| l.rsplit_once(' '))
+                .map(|(_, v)| v.to_string())
+        };
+        let trace = |stage: &str| -> i64 {
+            let k = format!("mptcp_pmd_last_event_trace_monotonic_ns{{stage=\"{stage}\"}} ");
+            t.lines()
+                .find_map(|l| l.strip_prefix(&k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no trace {stage} in\n{t}"))
+        };
+        // The stages keep their order and distance, on the clock other processes read.
+        assert_eq!(trace("last_sent") - trace("event_read"), 50_000);
+        let now = MonotonicNs::now().now_ns;
+        assert!((0..1_000_000_000).contains(&(now - trace("event_read"))));
+        let d = "mptcp_pmd_event_to_decision_seconds";
+        assert_eq!(bucket(d, "0.0000238").as_deref(), Some("1"), "{t}");
+        let c = "mptcp_pmd_event_to_command_seconds";
+        assert_eq!(bucket(c, "0.0000298").as_deref(), Some("0"), "{t}");
+        assert_eq!(bucket(c, "0.0000372").as_deref(), Some("1"), "{t}");
         assert_eq!(m.snapshot().events["created"], 2);
     }
 }

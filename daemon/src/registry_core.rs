@@ -31,6 +31,8 @@ pub enum Output {
         token: Token,
         /// The event.
         event: PmEvent,
+        /// When it was read from the events socket (the `now` of [`RegistryCore::handle_event`]).
+        received: Instant,
     },
     /// Give the tracked connection `token` its subflows' samples.
     Samples {
@@ -156,9 +158,9 @@ impl<H> RegistryCore<H> {
         self.trim.observe(self.conns.len());
     }
 
-    /// A kernel event. A CREATED or ESTABLISHED of a new token starts its connection through
-    /// `start(connection, first hook)`; any other event of an unknown token means we missed
-    /// the connection's start, so a resync is requested.
+    /// A kernel event, read from the events socket at `now`. A CREATED or ESTABLISHED of a new
+    /// token starts its connection through `start(connection, first hook)`; any other event of
+    /// an unknown token means we missed the connection's start, so a resync is requested.
     pub fn handle_event(
         &mut self,
         now: Instant,
@@ -169,7 +171,11 @@ impl<H> RegistryCore<H> {
             return EventRoute::NoConnection;
         };
         if self.conns.contains_key(&token) {
-            self.out.push_back(Output::Deliver { token, event });
+            self.out.push_back(Output::Deliver {
+                token,
+                event,
+                received: now,
+            });
             return EventRoute::Delivered;
         }
         match event {
@@ -308,7 +314,7 @@ impl<H> RegistryCore<H> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::SocketAddr;
 
     use mptcp_pmd_policies::{ConnFlags, ConnInfo, SubflowInfo};
@@ -351,7 +357,9 @@ mod tests {
         }
     }
 
-    fn diag(token: u32, state: TcpState, local: &str) -> MptcpConnDiag {
+    /// An MPTCP connection (or listener) as the MPTCP dump lists it (also for the poller's
+    /// tests).
+    pub(crate) fn diag(token: u32, state: TcpState, local: &str) -> MptcpConnDiag {
         MptcpConnDiag {
             token: Token(token),
             local: addr(local),
@@ -495,7 +503,8 @@ mod tests {
             drain(&mut core),
             vec![Output::Deliver {
                 token: Token(7),
-                event: est
+                event: est,
+                received: now,
             }]
         );
         // ESTABLISHED of a tracked token goes to it; it does not start a second driver.

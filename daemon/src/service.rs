@@ -36,7 +36,7 @@ use crate::actors::registry::{AdoptExisting, Registry};
 use crate::control::{ControlSocket, Views};
 use crate::failure::{FailureWatch, Failures, SocketFailure};
 use crate::metrics::Metrics;
-use crate::{control, exit, failure, http, notify, privs, startup, wiring};
+use crate::{control, exit, failure, http, logging, notify, privs, startup, wiring};
 
 /// Why the daemon did not run or stopped on its own, with its exit code (README.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +83,9 @@ pub async fn run(
     env: Env,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Log writes of this (the event loop's) thread wait for the end of each loop round; the
+    // guard writes out what is left when `run` returns.
+    let _deferred = logging::defer_writes();
     let endpoints = claim_endpoints(&config)?;
     let kernel = open_kernel(&config, &env.log)?;
     drop_privileges(&config.kernel, &env.log)?;

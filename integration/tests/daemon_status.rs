@@ -266,14 +266,14 @@ fn status_matches_ss_metrics_move_caps_dropped_second_daemon_refused() {
     assert_eq!(caps["CapInh"], 0);
     assert_eq!(caps["CapAmb"], 0);
 
-    // kernel.nice (default -10) holds for every thread of the daemon, not just the first.
+    // kernel.nice (default -20) holds for every thread of the daemon, not just the first.
     let mut threads = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
         // Fields after the parenthesised command name; nice is field 19 of stat(5).
         let rest = &stat[stat.rfind(')').unwrap() + 2..];
         let nice: i32 = rest.split(' ').nth(16).unwrap().parse().unwrap();
-        assert_eq!(nice, -10, "{stat}");
+        assert_eq!(nice, -20, "{stat}");
         threads += 1;
     }
     assert!(

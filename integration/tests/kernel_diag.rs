@@ -1,7 +1,8 @@
 //! `netlink_actor::sock_diag` against the real kernel: in a client/router/server topology with
 //! the in-kernel path manager (the client has a `subflow` endpoint on its second link, so the
 //! kernel opens a join by itself), the snapshot shows each MPTCP connection with all its
-//! subflows, their tokens agree across both dumps and both hosts, and the RTTs are plausible.
+//! subflows, their tokens agree across both dumps and both hosts, and the RTTs are plausible;
+//! the port-window filters split the subflow dump exactly.
 
 // Test helpers outside #[test] functions may unwrap/panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, TopoOpts, Topology};
 use mptcp_pmd_policies::Token;
-use netlink_actor::sock_diag::{tcpf, ConnSnapshot, DiagSocket, Snapshot, TcpState};
+use netlink_actor::sock_diag::{
+    port_windows, tcpf, ConnSnapshot, DiagSocket, PortPair, PortWindow, Snapshot, TcpState,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 const PORT: u16 = 5201;
@@ -190,6 +193,15 @@ fn snapshot_ipv6_connection_with_kernel_join() {
     snapshot_shows_connection_with_all_subflows(true);
 }
 
+/// `n` IPv4 connections from the client's first link, and a sock_diag socket in the client.
+fn many_connections(n: usize) -> (Topology, Vec<TcpStream>, DiagSocket) {
+    let (topo, srv) = topology(false);
+    let first = topo.client_addr(0);
+    let streams: Vec<TcpStream> = (0..n).map(|_| connect(&topo, srv, first)).collect();
+    let diag = topo.client.exec(DiagSocket::open).unwrap().unwrap();
+    (topo, streams, diag)
+}
+
 /// Enough connections that every dump spans several datagrams: nothing is lost or duplicated
 /// between them.
 #[test]
@@ -198,11 +210,8 @@ fn snapshot_of_many_connections_spans_datagrams() {
         return;
     }
     const N: usize = 200;
-    let (topo, srv) = topology(false);
-    let first = topo.client_addr(0);
-    let mut streams: Vec<TcpStream> = (0..N).map(|_| connect(&topo, srv, first)).collect();
+    let (_topo, mut streams, mut diag) = many_connections(N);
     let locals: BTreeSet<SocketAddr> = streams.iter().map(|s| s.local_addr().unwrap()).collect();
-    let mut diag = topo.client.exec(DiagSocket::open).unwrap().unwrap();
     let snap = wait_for(WAIT, || {
         for s in &mut streams {
             mptcp::ping(s, b"x").unwrap();
@@ -237,4 +246,86 @@ fn snapshot_of_many_connections_spans_datagrams() {
     assert_eq!(light_tokens, tokens);
     assert!(light.conns.iter().all(|c| c.subflows.is_empty()));
     assert!(light.orphans.is_empty());
+}
+
+/// The port-window filter as the kernel runs it: windows cut from one dump split the next one
+/// into disjoint shares whose union is the whole dump (the kernel accepts every program, and
+/// each share holds what the window says); the IPv6 subflow dump is skipped only while there
+/// is no IPv6 connection, and then there are no IPv6 subflows to miss.
+#[test]
+fn subflow_windows_split_the_dump_exactly() {
+    if !kernel_tests_enabled("subflow_windows_split_the_dump_exactly") {
+        return;
+    }
+    const N: usize = 60;
+    let (_topo, mut streams, mut diag) = many_connections(N);
+    let all = wait_for(WAIT, || {
+        for s in &mut streams {
+            mptcp::ping(s, b"x").unwrap();
+        }
+        let subs = diag.subflows().unwrap();
+        (subs.items.len() == 2 * N).then_some(subs)
+    })
+    .unwrap_or_else(|| panic!("not all {N} connections reached 2 subflows"));
+    let keys: BTreeSet<_> = all.items.iter().map(|s| s.key).collect();
+    let mut pairs: Vec<PortPair> = keys
+        .iter()
+        .map(|k| (k.local.port(), k.remote.port()))
+        .collect();
+    let windows = port_windows(&mut pairs, 25);
+    assert!(windows.len() >= 4, "{windows:?}");
+    let mut seen = BTreeSet::new();
+    for w in &windows {
+        let part = diag.subflows_in(w, true).unwrap();
+        assert_eq!(part.skipped, 0);
+        for s in &part.items {
+            assert!(
+                w.contains(s.key.local.port(), s.key.remote.port()),
+                "{w:?} returned {:?}",
+                s.key
+            );
+            assert!(seen.insert(s.key), "{:?} in two windows", s.key);
+        }
+    }
+    assert_eq!(seen, keys, "the windows together are the whole dump");
+
+    let (conns, v6) = diag.mptcp_connections_v6().unwrap();
+    assert_eq!(conns.items.iter().filter(|c| !c.is_listener()).count(), N);
+    assert!(!v6, "no IPv6 connection here");
+    let snap = diag.snapshot().unwrap();
+    let with_v6 = diag.subflows_in(&PortWindow::ALL, true).unwrap();
+    let snap_keys: BTreeSet<_> = snap
+        .conns
+        .iter()
+        .flat_map(|c| c.subflows.iter().map(|s| s.key))
+        .collect();
+    let v6_keys: BTreeSet<_> = with_v6.items.iter().map(|s| s.key).collect();
+    assert_eq!(snap_keys, v6_keys, "skipping the IPv6 dump lost nothing");
+}
+
+/// With an IPv6 connection, the IPv6 subflow dump is taken.
+#[test]
+fn an_ipv6_connection_keeps_the_ipv6_subflow_dump() {
+    if !kernel_tests_enabled("an_ipv6_connection_keeps_the_ipv6_subflow_dump") {
+        return;
+    }
+    let (topo, srv) = topology(true);
+    let mut stream = connect(&topo, srv, topo.client_addr6(0));
+    let mut diag = topo.client.exec(DiagSocket::open).unwrap().unwrap();
+    let snap = wait_for(WAIT, || {
+        mptcp::ping(&mut stream, b"x").unwrap();
+        let snap = diag.snapshot().unwrap();
+        snap.conns
+            .iter()
+            .any(|c| c.subflows.len() == 2)
+            .then_some(snap)
+    })
+    .expect("the IPv6 connection's two subflows");
+    let (_, v6) = diag.mptcp_connections_v6().unwrap();
+    assert!(v6);
+    assert!(snap
+        .conns
+        .iter()
+        .flat_map(|c| c.subflows.iter())
+        .all(|s| s.key.local.is_ipv6()));
 }

@@ -20,10 +20,12 @@ use crate::mptcp_pm::{
 };
 use crate::nlmsg::{align, messages};
 pub use crate::transport::Traced;
-use crate::transport::Transport;
+use crate::transport::{RecvSlots, Transport};
 
 /// At most this many datagrams are drained by one [`PmEventSocket::recv_batch`].
 const MAX_BATCH: usize = 256;
+/// Datagrams read per system call by [`PmEventSocket::recv_batch`].
+const PER_CALL: usize = 16;
 
 const WHAT_EVENTS: &str = "mptcp_pm events socket";
 const WHAT_COMMANDS: &str = "mptcp_pm command socket";
@@ -80,6 +82,7 @@ pub fn resolve_family() -> Result<PmFamily, Error> {
 /// The `mptcp_pm_events` multicast subscriber.
 pub struct PmEventSocket {
     t: Transport,
+    slots: RecvSlots,
     family: PmFamily,
     /// An overrun seen after some events were already read: reported on the next call.
     lost_pending: Option<Error>,
@@ -113,6 +116,7 @@ impl PmEventSocket {
     pub fn with_transport(t: Transport, family: PmFamily) -> Self {
         PmEventSocket {
             t,
+            slots: RecvSlots::new(PER_CALL),
             family,
             lost_pending: None,
             drained: false,
@@ -130,7 +134,8 @@ impl PmEventSocket {
     }
 
     /// Receive what is ready into `out`: blocks for the first datagram (unless non-blocking),
-    /// then drains without blocking; `push` decodes one message (`raw` its bytes).
+    /// then drains without blocking, [`PER_CALL`] datagrams per system call; `push` decodes one
+    /// message (`raw` its bytes).
     fn recv_batch_into<T>(
         &mut self,
         out: &mut Vec<T>,
@@ -141,20 +146,45 @@ impl PmEventSocket {
         }
         self.drained = false;
         let family = self.family.id;
-        let first = self.t.recv_datagram(false)?;
-        decode_datagram(first, family, out, &push);
-        for _ in 1..MAX_BATCH {
-            match self.t.recv_datagram(true) {
-                Ok(d) => decode_datagram(d, family, out, &push),
-                Err(Error::WouldBlock) => {
+        let mut read = 0;
+        let mut first = true;
+        while read < MAX_BATCH {
+            match self.t.recv_datagrams(&mut self.slots, !first) {
+                Ok(()) => {}
+                Err(Error::WouldBlock) if !first => {
                     self.drained = true;
                     break;
                 }
-                Err(e) if e.lost_messages() => {
+                Err(e) if !first && e.lost_messages() => {
                     self.lost_pending = Some(e);
                     break;
                 }
                 Err(e) => return Err(e),
+            }
+            for d in self.slots.datagrams(WHAT_EVENTS) {
+                match d {
+                    Ok(d) => decode_datagram(d, family, out, &push),
+                    // A datagram too large for its slot: events were lost. The others of the
+                    // call still count; the loss is reported with them or by the next call.
+                    Err(e) => {
+                        self.lost_pending.get_or_insert(e);
+                    }
+                }
+            }
+            read += self.slots.filled();
+            first = false;
+            if self.lost_pending.is_some() {
+                break;
+            }
+            if self.slots.filled() < self.slots.capacity() {
+                // The call returned fewer than it could take: the queue was empty.
+                self.drained = true;
+                break;
+            }
+        }
+        if out.is_empty() {
+            if let Some(e) = self.lost_pending.take() {
+                return Err(e);
             }
         }
         Ok(())
@@ -173,9 +203,10 @@ impl PmEventSocket {
         Ok(out)
     }
 
-    /// Whether the last successful [`PmEventSocket::recv_batch`] emptied the socket (it stopped
-    /// at EAGAIN, not at its batch limit or an overrun): a readiness-driven caller can wait for
-    /// the next wake-up without another `recv` that would only find nothing.
+    /// Whether the last successful [`PmEventSocket::recv_batch`] emptied the socket (a receive
+    /// call returned fewer datagrams than it could take, or EAGAIN; not its batch limit or an
+    /// overrun): a readiness-driven caller can wait for the next wake-up without another
+    /// `recv` that would only find nothing.
     pub fn drained(&self) -> bool {
         self.drained
     }

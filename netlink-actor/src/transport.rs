@@ -99,6 +99,22 @@ fn setsockopt<T>(fd: RawFd, level: i32, opt: i32, value: &T) -> io::Result<()> {
     }
 }
 
+/// The error of a receive call that just failed (from `errno`), or `None` for EINTR (retry):
+/// ENOBUFS is [`Error::Overrun`], EAGAIN [`Error::WouldBlock`], anything else [`Error::Io`].
+fn receive_failed(what: &'static str, step: &'static str) -> Option<Error> {
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINTR) => None,
+        Some(libc::ENOBUFS) => Some(Error::Overrun),
+        _ if e.kind() == io::ErrorKind::WouldBlock => Some(Error::WouldBlock),
+        _ => Some(Error::Io {
+            what,
+            step,
+            source: e,
+        }),
+    }
+}
+
 fn sockaddr_nl(port: u32) -> libc::sockaddr_nl {
     // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value (family fixed below).
     let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -336,18 +352,9 @@ impl Transport {
                 )
             };
             let Ok(len) = usize::try_from(rc) else {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ENOBUFS) => return Err(Error::Overrun),
-                    _ if e.kind() == io::ErrorKind::WouldBlock => return Err(Error::WouldBlock),
-                    _ => {
-                        return Err(Error::Io {
-                            what,
-                            step: "recv",
-                            source: e,
-                        })
-                    }
+                match receive_failed(what, "recv") {
+                    Some(e) => return Err(e),
+                    None => continue,
                 }
             };
             if from.nl_pid != self.peer {
@@ -374,6 +381,76 @@ impl Transport {
         let flags = if dont_wait { libc::MSG_DONTWAIT } else { 0 };
         let len = self.recv(self.what, flags)?;
         Ok(self.buf.get(..len).unwrap_or_default())
+    }
+
+    /// Receive as many datagrams as `slots` holds, in one system call (`recvmmsg`): blocking
+    /// for the first one unless the socket is non-blocking or `dont_wait`, then only what is
+    /// queued. Read them with [`RecvSlots::datagrams`]; fewer than [`RecvSlots::capacity`]
+    /// means the queue was empty when the call returned. For multicast subscribers: one wake-up
+    /// costs one system call, not one per datagram plus one that finds the socket empty.
+    ///
+    /// Errors (before any datagram was read): [`Error::WouldBlock`], [`Error::Overrun`]
+    /// (ENOBUFS: messages were lost), [`Error::Io`]. An error after some datagrams were read
+    /// is kept by the kernel and returned by the next call.
+    pub fn recv_datagrams(&mut self, slots: &mut RecvSlots, dont_wait: bool) -> Result<(), Error> {
+        slots.filled = 0;
+        let count = slots.lens.len();
+        let size = slots.size;
+        let mut iov: Vec<libc::iovec> = slots
+            .bufs
+            .chunks_mut(size)
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .zip(slots.from.iter_mut())
+            .map(|(v, from)| {
+                // SAFETY: msghdr and mmsghdr are plain old data; zero is a valid value for
+                // every field (no control data, no flags).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = std::ptr::from_mut(from).cast();
+                h.msg_hdr.msg_namelen = SOCKADDR_NL_LEN;
+                h.msg_hdr.msg_iov = v;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let flags = libc::MSG_TRUNC
+            | if dont_wait {
+                libc::MSG_DONTWAIT
+            } else {
+                libc::MSG_WAITFORONE
+            };
+        let n = loop {
+            // SAFETY: `hdrs` holds `count` headers, each pointing at one live iovec over its own
+            // `size`-byte slice of `slots.bufs` and at its own sockaddr_nl; all outlive the call
+            // and the kernel writes at most their stated sizes. No timeout.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    count as libc::c_uint,
+                    flags,
+                    std::ptr::null_mut(),
+                )
+            };
+            if let Ok(n) = usize::try_from(rc) {
+                break n;
+            }
+            if let Some(e) = receive_failed(self.what, "recvmmsg") {
+                return Err(e);
+            }
+        };
+        for (i, h) in hdrs.iter().take(n).enumerate() {
+            // With MSG_TRUNC, netlink reports each datagram's real length.
+            slots.lens[i] = h.msg_len as usize;
+            slots.foreign[i] = slots.from[i].nl_pid != self.peer;
+        }
+        slots.filled = n;
+        Ok(())
     }
 
     /// Wait until the socket is readable or `deadline` passes (EINTR: `Ok`, the caller looks
@@ -491,6 +568,74 @@ impl AsRawFd for Transport {
 impl AsFd for Transport {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// Buffers for [`Transport::recv_datagrams`]: `capacity` datagrams of up to [`RECV_BUF`]
+/// bytes each (memory is only touched where datagrams land).
+pub struct RecvSlots {
+    bufs: Vec<u8>,
+    size: usize,
+    from: Vec<libc::sockaddr_nl>,
+    lens: Vec<usize>,
+    foreign: Vec<bool>,
+    filled: usize,
+}
+
+impl std::fmt::Debug for RecvSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvSlots")
+            .field("capacity", &self.lens.len())
+            .field("filled", &self.filled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecvSlots {
+    /// Room for `capacity` (at least 1) datagrams.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        RecvSlots {
+            bufs: vec![0; capacity * RECV_BUF],
+            size: RECV_BUF,
+            from: vec![sockaddr_nl(0); capacity],
+            lens: vec![0; capacity],
+            foreign: vec![false; capacity],
+            filled: 0,
+        }
+    }
+
+    /// How many datagrams one call can receive.
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// How many the last call received (datagrams from other senders included).
+    pub fn filled(&self) -> usize {
+        self.filled
+    }
+
+    /// The datagrams of the last call, in order: their bytes, or [`Error::Truncated`] for one
+    /// larger than a slot (discarded by the kernel). Datagrams from a sender other than the
+    /// peer are left out.
+    pub fn datagrams<'a>(
+        &'a self,
+        what: &'static str,
+    ) -> impl Iterator<Item = Result<&'a [u8], Error>> + 'a {
+        (0..self.filled)
+            .filter(|&i| !self.foreign[i])
+            .map(move |i| {
+                let len = self.lens[i];
+                if len > self.size {
+                    return Err(Error::Truncated {
+                        what,
+                        len,
+                        cap: self.size,
+                    });
+                }
+                let start = i * self.size;
+                Ok(self.bufs.get(start..start + len).unwrap_or_default())
+            })
     }
 }
 

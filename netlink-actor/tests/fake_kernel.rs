@@ -9,7 +9,8 @@
 //! Shown here: an oversized genl reply is a typed error, not a mis-parse; a request never
 //! answered times out after the bound; a slow answer within the bound is taken; a late ACK
 //! is never taken for the next command's answer; EINTR neither fails a request nor extends its
-//! bound; ENOBUFS is an overrun on the command and the event path.
+//! bound; ENOBUFS is an overrun on the command and the event path; a batch of events larger
+//! than one receive call is read whole and knows when the queue is empty.
 
 // Test helpers outside #[test] functions may unwrap/panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -491,14 +492,20 @@ fn enobufs_on_the_event_socket_is_an_overrun_and_events_flow_again() {
     );
 }
 
+/// A non-blocking event socket of `fake`'s events group with a 1 MiB receive buffer.
+fn roomy_event_socket(fake: &Fake) -> PmEventSocket {
+    let t = client_transport(fake);
+    t.set_recv_buffer(1 << 20).unwrap();
+    t.join_group(FAMILY.events_group).unwrap();
+    let ev = PmEventSocket::with_transport(t, FAMILY);
+    ev.set_nonblocking(true).unwrap();
+    ev
+}
+
 #[test]
 fn an_oversized_event_datagram_is_reported_as_lost_events() {
     let fake = Fake::new();
-    let t = client_transport(&fake);
-    t.set_recv_buffer(1 << 20).unwrap();
-    t.join_group(FAMILY.events_group).unwrap();
-    let mut ev = PmEventSocket::with_transport(t, FAMILY);
-    ev.set_nonblocking(true).unwrap();
+    let mut ev = roomy_event_socket(&fake);
     let mut big = Vec::new();
     while big.len() <= RECV_BUF {
         big.extend(closed_event(5));
@@ -543,4 +550,33 @@ fn enobufs_during_a_request_is_an_overrun_and_the_next_one_works() {
     // The flood's leftovers (sequence 0) and the late answer are skipped; the ACK is matched.
     c.execute(&remove(2)).unwrap();
     script.join().unwrap();
+}
+
+#[test]
+fn one_batch_reads_every_queued_event_in_order_and_knows_the_queue_is_empty() {
+    let fake = Fake::new();
+    let mut ev = roomy_event_socket(&fake);
+    // More than one receive system call takes (16), and not a multiple of it.
+    for i in 0..40 {
+        fake.multicast(FAMILY.events_group, &closed_event(100 + i));
+    }
+    let b = ev.recv_batch().unwrap();
+    let tokens: Vec<u32> = b
+        .iter()
+        .map(|e| match e.as_ref().unwrap().event {
+            PmEvent::Closed { token } => token.0,
+            ref other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(tokens, (100..140).collect::<Vec<u32>>());
+    assert!(ev.drained(), "40 of 40 read: the queue is empty");
+    assert!(matches!(ev.recv_batch(), Err(Error::WouldBlock)));
+    // Exactly one system call's worth: the batch cannot know the queue is empty until it
+    // looks once more, and it says so only then.
+    for i in 0..16 {
+        fake.multicast(FAMILY.events_group, &closed_event(200 + i));
+    }
+    let b = ev.recv_batch().unwrap();
+    assert_eq!(b.len(), 16);
+    assert!(ev.drained());
 }

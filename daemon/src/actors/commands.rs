@@ -9,7 +9,8 @@
 //! A kernel refusal is the command's result, never fatal; a command socket that is itself
 //! unusable is ([`crate::failure`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::time::Instant;
 
 use mptcp_pmd_policies::conn::KernelRefusal;
 use mptcp_pmd_policies::PmCommand;
@@ -20,13 +21,33 @@ use slog::{debug, warn, Logger};
 use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
 use crate::metrics::Metrics;
 
+/// What led to a command: the kernel event behind it (when the events actor read it) and
+/// when the policy's decision was applied (latency metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    /// The event was read from the events socket.
+    pub read: Instant,
+    /// The decision was applied to the connection.
+    pub decided: Instant,
+}
+
 /// Owner of the command socket. Lives on the event loop's thread (shared by the connection
 /// actors through `Rc`), hence the `RefCell`: calls never nest.
 pub struct CommandPath {
     client: RefCell<PmClient>,
+    /// The commands of the last event that caused any (metrics: `last_event_trace`).
+    trace: Cell<Option<Trace>>,
     metrics: Metrics,
     failures: Failures,
     log: Logger,
+}
+
+/// The commands caused by one event: when the first and the last were sent and answered.
+#[derive(Debug, Clone, Copy)]
+struct Trace {
+    cause: Cause,
+    first: (Instant, Instant),
+    last: (Instant, Instant),
 }
 
 impl CommandPath {
@@ -34,14 +55,21 @@ impl CommandPath {
     pub fn new(client: PmClient, metrics: Metrics, failures: Failures, log: Logger) -> Self {
         CommandPath {
             client: RefCell::new(client),
+            trace: Cell::new(None),
             metrics,
             failures,
             log,
         }
     }
 
-    /// Send `cmd` and wait for the kernel's answer.
-    pub fn execute(&self, cmd: &PmCommand) -> Result<(), KernelRefusal> {
+    /// Send `cmd` and wait for the kernel's answer. `cause`: the kernel event and decision
+    /// behind the command, if any (latency metrics).
+    pub fn execute(&self, cmd: &PmCommand, cause: Option<Cause>) -> Result<(), KernelRefusal> {
+        let sent = Instant::now();
+        if let Some(c) = cause {
+            self.metrics
+                .event_to_command(sent.saturating_duration_since(c.read));
+        }
         let res = match self.client.try_borrow_mut() {
             Ok(mut c) => c.execute(cmd),
             // Unreachable by construction (single thread, no re-entrant calls); answered
@@ -53,14 +81,38 @@ impl CommandPath {
                 })
             }
         };
+        let answered = Instant::now();
+        let took = answered.saturating_duration_since(sent);
+        if let Some(c) = cause {
+            let t = match self.trace.get() {
+                Some(t) if t.cause == c => Trace {
+                    last: (sent, answered),
+                    ..t
+                },
+                _ => Trace {
+                    cause: c,
+                    first: (sent, answered),
+                    last: (sent, answered),
+                },
+            };
+            self.trace.set(Some(t));
+            self.metrics.last_event_trace(&[
+                ("event_read", t.cause.read),
+                ("decided", t.cause.decided),
+                ("first_sent", t.first.0),
+                ("first_answered", t.first.1),
+                ("last_sent", t.last.0),
+                ("last_answered", t.last.1),
+            ]);
+        }
         match res {
             Ok(()) => {
-                self.metrics.command(cmd.name(), 0);
+                self.metrics.command_timed(cmd.name(), 0, took);
                 debug!(self.log, "command done"; "cmd" => cmd.name(), "token" => %cmd.token());
                 Ok(())
             }
             Err(GenlError::Kernel { errno, message, .. }) => {
-                self.metrics.command(cmd.name(), errno);
+                self.metrics.command_timed(cmd.name(), errno, took);
                 self.metrics.refusal(cmd.name(), errno);
                 warn!(self.log, "kernel refused command"; "cmd" => cmd.name(), "token" => %cmd.token(),
                     "errno" => errno, "kernel_msg" => message.as_deref().unwrap_or("-"), "detail" => ?cmd);
@@ -74,7 +126,7 @@ impl CommandPath {
                 } else {
                     libc::EIO
                 };
-                self.metrics.command(cmd.name(), errno);
+                self.metrics.command_timed(cmd.name(), errno, took);
                 warn!(self.log, "command failed"; "cmd" => cmd.name(), "token" => %cmd.token(), "error" => %e);
                 if failure::stream(&e) == Verdict::Fatal {
                     self.failures

@@ -13,11 +13,12 @@ use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::PmEvent;
 use slog::{debug, info, Logger};
 
-use super::commands::CommandPath;
+use super::commands::{Cause, CommandPath};
 use super::messages::{
     ConnectionGone, Decide, Decided, Hook, KernelEvent, LocalsChanged, Reconcile, Samples,
 };
 use super::policy::PolicyActor;
+use crate::metrics::Metrics;
 
 /// Ask a connection actor for a copy of its state machine (status).
 #[derive(Message)]
@@ -37,6 +38,8 @@ pub struct Peers {
     /// The registry's logger; connection log lines add the token themselves (a logger per
     /// connection would allocate).
     pub log: Logger,
+    /// Latency metrics.
+    pub metrics: Metrics,
 }
 
 /// Drives one connection.
@@ -46,18 +49,29 @@ pub struct ConnectionActor {
     hooks: VecDeque<Hook>,
     deciding: bool,
     timer: Option<(Instant, SpawnHandle)>,
+    /// When the oldest kernel event queued as a hook was read (latency metrics).
+    event_at: Option<Instant>,
+    /// When the kernel event behind the decision in flight was read.
+    decision_cause: Option<Instant>,
 }
 
 impl ConnectionActor {
     /// A driver for `conn`; `initial` is the first policy hook to run (e.g. Tick for an adopted
-    /// connection).
-    pub fn new(conn: Connection, peers: Rc<Peers>, initial: Option<Hook>) -> Self {
+    /// connection), `received` when the kernel event behind it was read, if one was.
+    pub fn new(
+        conn: Connection,
+        peers: Rc<Peers>,
+        initial: Option<Hook>,
+        received: Option<Instant>,
+    ) -> Self {
         ConnectionActor {
             conn,
             peers,
             hooks: initial.into_iter().collect(),
             deciding: false,
             timer: None,
+            event_at: received,
+            decision_cause: None,
         }
     }
 
@@ -80,9 +94,14 @@ impl ConnectionActor {
 
     /// Drain the state machine's outputs: commands, then a policy request, then the timer.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.pump_after(ctx, None);
+    }
+
+    /// [`Self::pump`], for commands that a kernel event led to (`cause`).
+    fn pump_after(&mut self, ctx: &mut Context<Self>, cause: Option<Cause>) {
         while let Some(cmd) = self.conn.poll_command() {
             debug!(self.log(), "command"; "token" => %self.conn.token(), "cmd" => ?cmd);
-            let res = self.peers.cmds.execute(&cmd);
+            let res = self.peers.cmds.execute(&cmd, cause);
             let refused = res.is_err();
             self.conn.handle_command_result(Instant::now(), &cmd, res);
             if refused {
@@ -98,6 +117,9 @@ impl ConnectionActor {
                     self.hooks = VecDeque::new();
                 }
                 self.deciding = true;
+                if matches!(hook, Hook::Event(_)) {
+                    self.decision_cause = self.event_at.take();
+                }
                 self.peers.policy.do_send(Decide {
                     hook,
                     conn: Box::new(self.conn.clone()),
@@ -147,7 +169,7 @@ impl Handler<KernelEvent> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: KernelEvent, ctx: &mut Self::Context) {
-        let ev = msg.0;
+        let ev = msg.event;
         self.conn.handle_event(Instant::now(), &ev);
         if matches!(ev, PmEvent::Closed { .. }) {
             info!(self.log(), "connection closed"; "token" => %self.conn.token());
@@ -158,6 +180,7 @@ impl Handler<KernelEvent> for ConnectionActor {
             info!(self.log(), "subflow {}", ev.name(); "token" => %self.conn.token(), "local" => %s.local, "remote" => %s.remote, "backup" => s.backup,
                 "error" => s.error.unwrap_or(0));
         }
+        self.event_at.get_or_insert(msg.received);
         self.push_hook(Hook::Event(ev));
         self.pump(ctx);
     }
@@ -209,11 +232,21 @@ impl Handler<Decided> for ConnectionActor {
 
     fn handle(&mut self, msg: Decided, ctx: &mut Self::Context) {
         self.deciding = false;
+        let now = Instant::now();
+        let cause = self
+            .decision_cause
+            .take()
+            .map(|read| Cause { read, decided: now });
         if !msg.0.is_empty() {
+            if let Some(c) = cause {
+                self.peers
+                    .metrics
+                    .event_to_decision(now.saturating_duration_since(c.read));
+            }
             debug!(self.log(), "policy decided"; "token" => %self.conn.token(), "decisions" => ?msg.0);
         }
-        self.conn.handle_decisions(Instant::now(), msg.0);
-        self.pump(ctx);
+        self.conn.handle_decisions(now, msg.0);
+        self.pump_after(ctx, cause);
     }
 }
 

@@ -7,17 +7,91 @@
 //! connections it does not wake up at all. It runs on its own arbiter thread so a large dump
 //! never stalls the event loop. A failed dump is dropped (the next poll or the caller tries
 //! again) unless the socket itself is unusable: that is reported as fatal ([`crate::failure`]).
+//!
+//! **Sampling rounds.** The kernel builds `tcp_info` for every subflow a dump returns, so with
+//! tens of thousands of subflows one dump would hold this thread (and a CPU) for most of a
+//! 100 ms. When the last snapshot had more than [`WINDOW_SUBFLOWS`] subflows, a sampling period
+//! is a round of bounded polls spread evenly over it: first the connections (the MPTCP dumps),
+//! then the subflows in [`PortWindow`]s of about [`WINDOW_SUBFLOWS`] each, cut from the last
+//! round's port pairs (the kernel filters, so each poll only pays for its share). At the end of
+//! the round the parts are joined into one snapshot, as if taken at once: every subflow is
+//! still sampled once per period and the registry and the policies see what they saw before,
+//! each sample at most one period old. Below that size a period is one snapshot, as before.
+//! Either way the IPv6 subflow dump is skipped while no IPv6 connection exists.
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use netlink_actor::sock_diag::{DiagSocket, Snapshot};
+use netlink_actor::dump::Dump;
+use netlink_actor::sock_diag::{
+    join, port_windows, DiagSocket, MptcpConnDiag, PortPair, PortWindow, Snapshot, SubflowDiag,
+    WINDOW_SUBFLOWS,
+};
 use netlink_actor::Error as DiagError;
 use slog::{debug, warn, Logger};
 
 use super::messages::{DiagSnapshot, SetPolling, SetSampling, TakeSnapshot};
 use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
 use crate::metrics::Metrics;
+
+/// One sampling round in progress: the connections dumped at its start and the subflows of the
+/// windows dumped so far (pure; the poller drives it).
+#[derive(Debug)]
+struct Round {
+    id: u64,
+    started: Instant,
+    conns: Dump<MptcpConnDiag>,
+    v6: bool,
+    windows: Vec<PortWindow>,
+    subflows: Dump<SubflowDiag>,
+    next: usize,
+}
+
+impl Round {
+    /// When the next window is due: the round's polls (connections, then each window) spread
+    /// evenly over `interval`.
+    fn due(&self, interval: Duration) -> Instant {
+        let parts = u32::try_from(self.windows.len() + 1).unwrap_or(u32::MAX);
+        let k = u32::try_from(self.next + 1).unwrap_or(u32::MAX);
+        self.started + interval / parts * k
+    }
+
+    /// The window to dump next, if any is left.
+    fn window(&self) -> Option<PortWindow> {
+        self.windows.get(self.next).copied()
+    }
+
+    /// One more window's subflows.
+    fn add(&mut self, part: Dump<SubflowDiag>) {
+        self.subflows.skipped += part.skipped;
+        self.subflows.last_error = part.last_error.or(self.subflows.last_error.take());
+        self.subflows.items.extend(part.items);
+        self.next += 1;
+    }
+
+    /// The round as one snapshot.
+    fn finish(self) -> Snapshot {
+        let mut snap = join(self.conns.items, self.subflows.items);
+        snap.skipped = self.conns.skipped + self.subflows.skipped;
+        snap.last_error = self.subflows.last_error.or(self.conns.last_error);
+        snap
+    }
+}
+
+/// The windows for the next round, from the subflows of a complete snapshot.
+fn windows_after(snap: &Snapshot) -> Vec<PortWindow> {
+    if !snap.has_subflows {
+        return vec![PortWindow::ALL];
+    }
+    let mut pairs: Vec<PortPair> = snap
+        .conns
+        .iter()
+        .flat_map(|c| c.subflows.iter())
+        .chain(snap.orphans.iter())
+        .map(|s| (s.key.local.port(), s.key.remote.port()))
+        .collect();
+    port_windows(&mut pairs, WINDOW_SUBFLOWS)
+}
 
 /// Owner of the sock_diag socket.
 pub struct DiagPoller {
@@ -26,6 +100,10 @@ pub struct DiagPoller {
     interval: Duration,
     sampling: bool,
     handle: Option<SpawnHandle>,
+    /// The windows of the next sampling round (one: no round, a plain snapshot).
+    windows: Vec<PortWindow>,
+    round: Option<Round>,
+    rounds: u64,
     metrics: Metrics,
     failures: Failures,
     log: Logger,
@@ -49,6 +127,9 @@ impl DiagPoller {
             interval,
             sampling,
             handle: None,
+            windows: vec![PortWindow::ALL],
+            round: None,
+            rounds: 0,
             metrics,
             failures,
             log,
@@ -63,25 +144,107 @@ impl DiagPoller {
         }
     }
 
-    fn poll(&mut self) -> Option<Snapshot> {
+    /// Run one poll of the socket, timed into the poll metric; a failure is logged and checked.
+    fn timed<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&mut DiagSocket) -> Result<T, DiagError>,
+    ) -> Option<T> {
         let t0 = Instant::now();
-        let res = if self.sampling {
-            self.sock.snapshot()
-        } else {
-            self.sock.connections_snapshot()
-        };
+        let res = f(&mut self.sock);
         self.metrics.poll_duration(t0.elapsed());
         match res {
-            Ok(s) => {
-                debug!(self.log, "sock_diag poll"; "conns" => s.conns.len(), "subflows" => s.has_subflows,
-                    "us" => t0.elapsed().as_micros() as u64);
-                Some(s)
+            Ok(v) => {
+                debug!(self.log, "sock_diag poll"; "what" => what, "us" => t0.elapsed().as_micros() as u64);
+                Some(v)
             }
             Err(e) => {
-                warn!(self.log, "sock_diag poll failed"; "error" => %e);
+                warn!(self.log, "sock_diag poll failed"; "what" => what, "error" => %e);
                 self.check(&e);
                 None
             }
+        }
+    }
+
+    /// A period's poll: the connections alone, a complete snapshot, or the start of a round.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.sampling {
+            if let Some(s) = self.timed("connections", DiagSocket::connections_snapshot) {
+                self.sink.do_send(DiagSnapshot(s));
+            }
+            return;
+        }
+        if self.round.is_some() {
+            // The last round is still running (a slow machine): it delivers first.
+            return;
+        }
+        if self.windows.len() <= 1 {
+            if let Some(s) = self.timed("snapshot", DiagSocket::snapshot) {
+                self.windows = windows_after(&s);
+                self.sink.do_send(DiagSnapshot(s));
+            }
+            return;
+        }
+        let Some((conns, v6)) = self.timed("connections", DiagSocket::mptcp_connections_v6) else {
+            return;
+        };
+        self.rounds += 1;
+        self.round = Some(Round {
+            id: self.rounds,
+            started: Instant::now(),
+            conns,
+            v6,
+            windows: self.windows.clone(),
+            subflows: Dump::default(),
+            next: 0,
+        });
+        self.schedule_window(ctx);
+    }
+
+    /// Queue the round's next window at its due time.
+    fn schedule_window(&mut self, ctx: &mut Context<Self>) {
+        let Some(r) = &self.round else { return };
+        let (id, wait) = (
+            r.id,
+            r.due(self.interval)
+                .saturating_duration_since(Instant::now()),
+        );
+        ctx.run_later(wait, move |act, ctx| act.window_poll(id, ctx));
+    }
+
+    /// Dump the next window of round `id` (unless that round was abandoned); deliver the
+    /// snapshot after the last one.
+    fn window_poll(&mut self, id: u64, ctx: &mut Context<Self>) {
+        let Some((window, v6)) = self
+            .round
+            .as_ref()
+            .filter(|r| r.id == id)
+            .and_then(|r| Some((r.window()?, r.v6)))
+        else {
+            return;
+        };
+        let Some(part) = self.timed("subflow window", |s| s.subflows_in(&window, v6)) else {
+            // A window missing would look like subflows gone: drop the round, the next
+            // period starts a new one.
+            self.round = None;
+            return;
+        };
+        let done = match self.round.as_mut() {
+            Some(r) => {
+                r.add(part);
+                r.window().is_none()
+            }
+            None => return,
+        };
+        if !done {
+            self.schedule_window(ctx);
+            return;
+        }
+        if let Some(r) = self.round.take() {
+            let snap = r.finish();
+            self.windows = windows_after(&snap);
+            debug!(self.log, "sampling round done"; "conns" => snap.conns.len(), "windows" => self.windows.len());
+            self.sink.do_send(DiagSnapshot(snap));
         }
     }
 }
@@ -96,17 +259,14 @@ impl Handler<SetPolling> for DiagPoller {
     fn handle(&mut self, msg: SetPolling, ctx: &mut Self::Context) {
         match (msg.0, self.handle.is_some()) {
             (true, false) => {
-                let h = ctx.run_interval(self.interval, |act, _ctx| {
-                    if let Some(s) = act.poll() {
-                        act.sink.do_send(DiagSnapshot(s));
-                    }
-                });
+                let h = ctx.run_interval(self.interval, |act, ctx| act.tick(ctx));
                 self.handle = Some(h);
             }
             (false, true) => {
                 if let Some(h) = self.handle.take() {
                     ctx.cancel_future(h);
                 }
+                self.round = None;
             }
             _ => {}
         }
@@ -121,6 +281,9 @@ impl Handler<SetSampling> for DiagPoller {
             debug!(self.log, "subflow sampling"; "on" => msg.0);
         }
         self.sampling = msg.0;
+        if !self.sampling {
+            self.round = None;
+        }
     }
 }
 
@@ -131,9 +294,118 @@ impl Handler<TakeSnapshot> for DiagPoller {
         let t0 = Instant::now();
         let res = self.sock.snapshot();
         self.metrics.poll_duration(t0.elapsed());
-        res.map_err(|e| {
-            self.check(&e);
-            e.to_string()
-        })
+        match res {
+            Ok(s) => {
+                // Adoption at start-up sees every connection first: the first round already
+                // knows how to split them.
+                self.windows = windows_after(&s);
+                Ok(s)
+            }
+            Err(e) => {
+                self.check(&e);
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mptcp_pmd_policies::{SubflowKey, SubflowSample, Token};
+    use netlink_actor::sock_diag::{SubflowFlags, TcpState};
+
+    fn conn(token: u32) -> MptcpConnDiag {
+        crate::registry_core::tests::diag(token, TcpState::Established, "10.0.0.1:40000")
+    }
+
+    fn sub(token: u32, sport: u16) -> SubflowDiag {
+        SubflowDiag {
+            token: Token(token),
+            remote_token: Token(0),
+            key: SubflowKey {
+                local: format!("10.0.0.1:{sport}").parse().unwrap(),
+                remote: "10.0.9.1:5201".parse().unwrap(),
+            },
+            state: 1,
+            loc_id: 0,
+            rem_id: 0,
+            flags: SubflowFlags(0),
+            sample: SubflowSample::default(),
+        }
+    }
+
+    fn dump<T>(items: Vec<T>) -> Dump<T> {
+        Dump {
+            items,
+            ..Dump::default()
+        }
+    }
+
+    #[test]
+    fn a_round_spreads_its_polls_over_the_period_and_joins_them_as_one_snapshot() {
+        let t0 = Instant::now();
+        let windows = vec![
+            PortWindow {
+                from: (0, 0),
+                to: Some((30_000, 0)),
+            },
+            PortWindow {
+                from: (30_000, 0),
+                to: None,
+            },
+        ];
+        let mut r = Round {
+            id: 1,
+            started: t0,
+            conns: dump(vec![conn(1), conn(2)]),
+            v6: false,
+            windows,
+            subflows: Dump::default(),
+            next: 0,
+        };
+        let period = Duration::from_millis(900);
+        // Connections at the start, then each window a third of the period later.
+        assert_eq!(r.due(period), t0 + Duration::from_millis(300));
+        assert_eq!(r.window().map(|w| w.to), Some(Some((30_000, 0))));
+        r.add(dump(vec![sub(1, 20_000), sub(2, 25_000)]));
+        assert_eq!(r.due(period), t0 + Duration::from_millis(600));
+        r.add(dump(vec![sub(1, 50_000), sub(3, 60_000)]));
+        assert_eq!(r.window(), None, "done after the last window");
+        let snap = r.finish();
+        assert!(snap.has_subflows);
+        let ports = |t: u32| -> Vec<u16> {
+            snap.conns
+                .iter()
+                .find(|c| c.conn.token == Token(t))
+                .map(|c| c.subflows.iter().map(|s| s.key.local.port()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            ports(1),
+            [20_000, 50_000],
+            "both windows' subflows of one connection"
+        );
+        assert_eq!(ports(2), [25_000]);
+        assert_eq!(
+            snap.orphans.len(),
+            1,
+            "a subflow of a connection not listed"
+        );
+    }
+
+    #[test]
+    fn the_next_round_is_cut_from_the_subflows_seen() {
+        let few = join(vec![conn(1)], vec![sub(1, 20_000), sub(1, 20_001)]);
+        assert_eq!(windows_after(&few), vec![PortWindow::ALL]);
+        let many: Vec<SubflowDiag> = (0..10_000u32)
+            .map(|i| sub(i / 2, 10_000 + (i * 5) as u16))
+            .collect();
+        let snap = join((0..5_000).map(conn).collect(), many);
+        let w = windows_after(&snap);
+        assert_eq!(w.len(), 10_000usize.div_ceil(WINDOW_SUBFLOWS));
+        let mut connections_only = snap.clone();
+        connections_only.has_subflows = false;
+        assert_eq!(windows_after(&connections_only), vec![PortWindow::ALL]);
     }
 }

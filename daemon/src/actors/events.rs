@@ -55,8 +55,9 @@ async fn read_events(
     let set_nonblocking = |s: &PmEventSocket| s.set_nonblocking(true);
     super::read_until_dead(sock, set_nonblocking, KernelSocket::Events, |guard| {
         let res = guard.get_inner_mut().recv_batch();
+        let received = std::time::Instant::now();
         if res.is_ok() && guard.get_inner().drained() {
-            // The batch ended at EAGAIN: wait for the next wake-up instead of a recv that
+            // The batch emptied the socket: wait for the next wake-up instead of a recv that
             // would only find the socket empty.
             guard.clear_ready();
         }
@@ -90,7 +91,10 @@ async fn read_events(
                             "event" => ev.event.name(), "attrs" => ?ev.unknown_attrs);
                     }
                     metrics.event(ev.event.name());
-                    registry.do_send(KernelEvent(ev.event));
+                    registry.do_send(KernelEvent {
+                        event: ev.event,
+                        received,
+                    });
                 }
                 Err(e) => {
                     metrics.event("malformed");

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
@@ -12,7 +13,13 @@ use netlink_actor::sock_diag::Snapshot;
 /// A kernel PM event (events actor -> registry -> connection actor).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct KernelEvent(pub PmEvent);
+pub struct KernelEvent {
+    /// The event.
+    pub event: PmEvent,
+    /// When the events actor read it from the socket: where the latency of the commands it
+    /// causes is counted from (metrics).
+    pub received: Instant,
+}
 
 /// Events were lost (ENOBUFS): rebuild the view from sock_diag.
 #[derive(Message, Debug, Clone)]

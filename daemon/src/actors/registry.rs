@@ -44,9 +44,15 @@ pub struct Registry {
     log: Logger,
 }
 
-/// Start a connection actor (the core's `start` function).
-fn start_connection(peers: &Rc<Peers>, conn: Connection, first: Hook) -> Addr<ConnectionActor> {
-    ConnectionActor::new(conn, peers.clone(), Some(first)).start()
+/// Start a connection actor (the core's `start` function); `received`: when the kernel event
+/// behind its first hook was read.
+fn start_connection(
+    peers: &Rc<Peers>,
+    conn: Connection,
+    first: Hook,
+    received: Option<Instant>,
+) -> Addr<ConnectionActor> {
+    ConnectionActor::new(conn, peers.clone(), Some(first), received).start()
 }
 
 /// Start an adopted connection's actor; its first policy hook is a tick.
@@ -58,7 +64,7 @@ fn start_adopted(
 ) -> Addr<ConnectionActor> {
     info!(log, "adopting connection"; "token" => %c.token, "local" => %c.local, "remote" => %c.remote,
         "subflows" => c.subflows.len(), "server_side" => c.server_side);
-    start_connection(peers, conn, Hook::Tick)
+    start_connection(peers, conn, Hook::Tick, None)
 }
 
 impl Registry {
@@ -78,6 +84,7 @@ impl Registry {
             cmds,
             gone,
             log: log.clone(),
+            metrics: metrics.clone(),
         });
         Registry {
             core: RegistryCore::new(timers),
@@ -101,9 +108,13 @@ impl Registry {
     fn drain(&mut self, ctx: &mut Context<Self>) {
         while let Some(out) = self.core.poll_output() {
             match out {
-                Output::Deliver { token, event } => {
+                Output::Deliver {
+                    token,
+                    event,
+                    received,
+                } => {
                     if let Some(a) = self.core.get(token) {
-                        a.do_send(KernelEvent(event));
+                        a.do_send(KernelEvent { event, received });
                     }
                 }
                 Output::Samples { token, samples } => {
@@ -124,7 +135,10 @@ impl Registry {
                 Output::Retire { token } => {
                     info!(self.log, "connection gone from sock_diag, dropping it"; "token" => %token);
                     if let Some(a) = self.core.get(token) {
-                        a.do_send(KernelEvent(PmEvent::Closed { token }));
+                        a.do_send(KernelEvent {
+                            event: PmEvent::Closed { token },
+                            received: Instant::now(),
+                        });
                     }
                 }
                 Output::TakeSnapshot { reason } => self.take_resync_snapshot(reason, ctx),
@@ -205,15 +219,15 @@ impl Handler<KernelEvent> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: KernelEvent, ctx: &mut Self::Context) {
-        let ev = msg.0;
+        let (ev, received) = (msg.event, msg.received);
         if let PmEvent::ListenerCreated { addr } | PmEvent::ListenerClosed { addr } = ev {
             let created = matches!(ev, PmEvent::ListenerCreated { .. });
             self.peers.policy.do_send(ListenerChanged { addr, created });
         }
         let (name, token) = (ev.name(), ev.token());
         let peers = &self.peers;
-        let route = self.core.handle_event(Instant::now(), ev, |conn, first| {
-            start_connection(peers, conn, first)
+        let route = self.core.handle_event(received, ev, |conn, first| {
+            start_connection(peers, conn, first, Some(received))
         });
         match route {
             EventRoute::Delivered | EventRoute::Started => {}

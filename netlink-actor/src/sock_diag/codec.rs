@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use mptcp_pmd_policies::model::{SubflowKey, SubflowSample, Token};
 
+use super::filter::PortWindow;
 use crate::dump::payload_of;
 use crate::error::DecodeError;
 use crate::nlmsg::{attrs, be_u16, ne_u32, ne_u64, MsgBuilder, NlMsg, NLM_F_DUMP, NLM_F_REQUEST};
@@ -281,6 +282,7 @@ fn dump_request(
     proto: u8,
     proto_attr: Option<u32>,
     states: u32,
+    filter: Option<&[u8]>,
     seq: u32,
 ) -> Vec<u8> {
     let mut req = [0u8; INET_DIAG_REQ_V2_LEN];
@@ -291,6 +293,9 @@ fn dump_request(
     // The sockid stays zero: no filter on addresses, ports, interface or cookie.
     let mut b = MsgBuilder::new(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq);
     b.bytes(&req);
+    if let Some(bc) = filter {
+        b.attr(super::filter::INET_DIAG_REQ_BYTECODE, bc);
+    }
     if let Some(p) = proto_attr {
         b.u32(INET_DIAG_REQ_PROTOCOL, p);
     }
@@ -301,13 +306,20 @@ fn dump_request(
 /// (`struct mptcp_info`), in the states of `states` (see [`tcpf`]).
 pub fn mptcp_dump_request(family: IpFamily, states: u32, seq: u32) -> Vec<u8> {
     // sdiag_protocol must be 0 here: the real protocol is the INET_DIAG_REQ_PROTOCOL attribute.
-    dump_request(family, 0, Some(IPPROTO_MPTCP), states, seq)
+    dump_request(family, 0, Some(IPPROTO_MPTCP), states, None, seq)
 }
 
 /// A dump request for the TCP sockets of one family in `states`, with `INET_DIAG_INFO`
 /// (`struct tcp_info`; the kernel adds `INET_DIAG_ULP_INFO` by itself for ULP sockets).
 pub fn tcp_dump_request(family: IpFamily, states: u32, seq: u32) -> Vec<u8> {
-    dump_request(family, IPPROTO_TCP, None, states, seq)
+    dump_request(family, IPPROTO_TCP, None, states, None, seq)
+}
+
+/// [`tcp_dump_request`] for the sockets of one [`PortWindow`] only (an
+/// `INET_DIAG_REQ_BYTECODE` filter the kernel runs on each socket before building its reply).
+pub fn tcp_window_request(family: IpFamily, states: u32, window: &PortWindow, seq: u32) -> Vec<u8> {
+    let bc = window.bytecode();
+    dump_request(family, IPPROTO_TCP, None, states, bc.as_deref(), seq)
 }
 
 /// `mptcpi_flags` of `struct mptcp_info`.
@@ -792,6 +804,30 @@ mod tests {
             u32::from_ne_bytes(r[NLMSG_HDRLEN + 4..NLMSG_HDRLEN + 8].try_into().unwrap()),
             0b1011_0011_0110
         );
+    }
+
+    #[test]
+    fn a_window_request_is_the_dump_request_plus_its_program() {
+        let whole = tcp_window_request(IpFamily::V4, tcpf::CONNECTED, &PortWindow::ALL, 9);
+        assert_eq!(whole, tcp_dump_request(IpFamily::V4, tcpf::CONNECTED, 9));
+        let w = PortWindow {
+            from: (10_000, 0),
+            to: Some((20_001, 0)),
+        };
+        let r = tcp_window_request(IpFamily::V4, tcpf::CONNECTED, &w, 9);
+        let bc = w.bytecode().unwrap();
+        assert_eq!(r.len(), whole.len() + 4 + bc.len());
+        assert_eq!(
+            u32::from_ne_bytes(r[..4].try_into().unwrap()) as usize,
+            r.len(),
+            "nlmsg_len covers the attribute"
+        );
+        let a: Vec<_> = attrs(&r[NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN..])
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].ty, super::super::filter::INET_DIAG_REQ_BYTECODE);
+        assert_eq!(a[0].payload, &bc[..]);
     }
 
     #[test]
