@@ -372,6 +372,9 @@ async fn serve(
         }
         Err(e) => warn!(log, "start-up adoption failed"; "error" => %e),
     }
+    // The loop's log writes are deferred (logging::defer_writes): whoever reads READY=1 (systemd,
+    // a test, the bench) finds the `started` line already written.
+    logging::flush();
     match notify::notify("READY=1\nSTATUS=managing MPTCP subflows") {
         Ok(true) => debug!(log, "told systemd we are ready"),
         Ok(false) => {}

@@ -23,10 +23,12 @@
 /// Subflows per window that keep one dump short. Measured on Linux 6.18 (2 vCPUs, bench scale
 /// section: 20 000 subflows in the namespace and as many on its peer in the same kernel), one
 /// window dump takes ~9 ms to walk the kernel's socket table plus ~1.9 µs per subflow it
-/// reports: 10.8 ms for windows of 1 000, 13.0 ms for 2 000, 16.8 ms for 4 000. Smaller windows
-/// bound a poll a little more but walk the table more often per period (5 walks at this size,
-/// 10 at 2 048), so this size keeps a window as short as the connections' own dump.
-pub const WINDOW_SUBFLOWS: usize = 4096;
+/// reports: 10.8 ms for windows of 1 000, 13.0 ms for 2 000, 16.8 ms for 4 000 on a quiet
+/// kernel; when its tables still hold the sockets of earlier work (the full bench, right after
+/// its churn section) the walk grows and 4 000 took up to 27 ms. At this size a window stays
+/// below the connections' own dump; the price is the walk once per window (10 per period at
+/// 20 000 subflows, 5 at twice this size).
+pub const WINDOW_SUBFLOWS: usize = 2048;
 
 /// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying the program.
 pub const INET_DIAG_REQ_BYTECODE: u16 = 1;
