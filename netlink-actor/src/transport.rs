@@ -433,7 +433,8 @@ impl Transport {
                     self.fd.as_raw_fd(),
                     hdrs.as_mut_ptr(),
                     count as libc::c_uint,
-                    flags,
+                    // c_int in glibc, c_uint in musl; the flags are small and positive.
+                    flags as _,
                     std::ptr::null_mut(),
                 )
             };
