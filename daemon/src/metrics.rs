@@ -59,6 +59,27 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_005, 1.25, 60))
 }
 
+/// The stages of `mptcp_pmd_last_event_trace_monotonic_ns`, in order.
+pub const TRACE_STAGES: [&str; 6] = [
+    "event_read",
+    "decided",
+    "first_sent",
+    "first_answered",
+    "last_sent",
+    "last_answered",
+];
+
+/// The last kernel event that caused commands, as [`Metrics::last_event_trace`] publishes it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventTrace {
+    /// When each of [`TRACE_STAGES`] happened.
+    pub stages: [Instant; TRACE_STAGES.len()],
+    /// The time spent inside its commands' send and answer calls, summed.
+    pub in_calls: Duration,
+    /// How many commands it caused.
+    pub commands: u32,
+}
+
 /// Shared metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -77,7 +98,11 @@ pub struct Metrics {
     event_to_decision: Histogram,
     event_to_command: Histogram,
     command_time: Family<Labels, Histogram>,
-    trace: Family<Labels, Gauge>,
+    /// The [`TRACE_STAGES`] gauges of `last_event_trace_monotonic_ns`, resolved once (set per command, on the path
+    /// between two sends: no label allocation there).
+    trace_stages: Arc<[Gauge; TRACE_STAGES.len()]>,
+    trace_in_calls: Gauge,
+    trace_commands: Gauge,
     announced: Family<Labels, Gauge>,
 }
 
@@ -194,6 +219,23 @@ impl Default for Metrics {
             "The last kernel event that caused commands: when it was read, its decision applied, its first and last command sent and answered (CLOCK_MONOTONIC ns, comparable with other processes' timestamps; for per-connection breakdowns such as the bench's)",
             trace.clone(),
         );
+        let trace_stages = Arc::new(TRACE_STAGES.map(|stage| {
+            trace
+                .get_or_create(&vec![("stage", stage.to_string())])
+                .clone()
+        }));
+        let trace_in_calls = Gauge::default();
+        registry.register(
+            "last_event_trace_in_calls_ns",
+            "The last kernel event that caused commands: the time inside its commands' send and answer system calls, summed (ns; the rest of first_sent .. last_answered is the daemon's own work between them)",
+            trace_in_calls.clone(),
+        );
+        let trace_commands = Gauge::default();
+        registry.register(
+            "last_event_trace_commands",
+            "The last kernel event that caused commands: how many",
+            trace_commands.clone(),
+        );
         registry.register(
             "command_seconds",
             "One PM command: its send until the kernel's answer is read (the kernel does the work inside the send)",
@@ -212,7 +254,9 @@ impl Default for Metrics {
             event_to_decision,
             event_to_command,
             command_time,
-            trace,
+            trace_stages,
+            trace_in_calls,
+            trace_commands,
             decisions,
             policy_objects,
             announced,
@@ -283,14 +327,15 @@ impl Metrics {
     pub fn event_to_command(&self, d: Duration) {
         self.event_to_command.observe(d.as_secs_f64());
     }
-    /// Set the trace of the last event that caused commands: (stage, when) pairs.
-    pub fn last_event_trace(&self, stages: &[(&'static str, Instant)]) {
+    /// Publish the trace of the last event that caused commands.
+    pub fn last_event_trace(&self, t: &EventTrace) {
         let clock = MonotonicNs::now();
-        for (stage, at) in stages {
-            self.trace
-                .get_or_create(&vec![("stage", (*stage).to_string())])
-                .set(clock.of(*at));
+        for (gauge, at) in self.trace_stages.iter().zip(t.stages) {
+            gauge.set(clock.of(at));
         }
+        self.trace_in_calls
+            .set(i64::try_from(t.in_calls.as_nanos()).unwrap_or(i64::MAX));
+        self.trace_commands.set(i64::from(t.commands));
     }
     /// Count a command result (errno 0 = success; negative errnos are not used).
     pub fn command(&self, name: &str, errno: i32) {
@@ -388,10 +433,12 @@ mod tests {
         m.event_to_command(Duration::from_micros(30));
         m.event_to_command(Duration::from_secs(9));
         let read = Instant::now();
-        m.last_event_trace(&[
-            ("event_read", read),
-            ("last_sent", read + Duration::from_micros(50)),
-        ]);
+        let us = |n| read + Duration::from_micros(n);
+        m.last_event_trace(&EventTrace {
+            stages: [read, us(10), us(20), us(30), us(50), us(70)],
+            in_calls: Duration::from_micros(30),
+            commands: 2,
+        });
         let mut announced = BTreeMap::new();
         announced.insert("joined", 2);
         m.set_announced(&announced);
@@ -437,6 +484,13 @@ mod tests {
         };
         // The stages keep their order and distance, on the clock other processes read.
         assert_eq!(trace("last_sent") - trace("event_read"), 50_000);
+        assert_eq!(trace("last_answered") - trace("first_answered"), 40_000);
+        assert!(t
+            .lines()
+            .any(|l| l == "mptcp_pmd_last_event_trace_in_calls_ns 30000"));
+        assert!(t
+            .lines()
+            .any(|l| l == "mptcp_pmd_last_event_trace_commands 2"));
         let now = MonotonicNs::now().now_ns;
         assert!((0..1_000_000_000).contains(&(now - trace("event_read"))));
         let d = "mptcp_pmd_event_to_decision_seconds";

@@ -10,7 +10,7 @@
 //! unusable is ([`crate::failure`]).
 
 use std::cell::{Cell, RefCell};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mptcp_pmd_policies::conn::KernelRefusal;
 use mptcp_pmd_policies::PmCommand;
@@ -19,7 +19,7 @@ use netlink_actor::Error as GenlError;
 use slog::{debug, warn, Logger};
 
 use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
-use crate::metrics::Metrics;
+use crate::metrics::{EventTrace, Metrics};
 
 /// What led to a command: the kernel event behind it (when the events actor read it) and
 /// when the policy's decision was applied (latency metrics).
@@ -42,12 +42,15 @@ pub struct CommandPath {
     log: Logger,
 }
 
-/// The commands caused by one event: when the first and the last were sent and answered.
+/// The commands caused by one event: when the first and the last were sent and answered,
+/// and the time inside all their calls.
 #[derive(Debug, Clone, Copy)]
 struct Trace {
     cause: Cause,
     first: (Instant, Instant),
     last: (Instant, Instant),
+    in_calls: Duration,
+    commands: u32,
 }
 
 impl CommandPath {
@@ -87,23 +90,31 @@ impl CommandPath {
             let t = match self.trace.get() {
                 Some(t) if t.cause == c => Trace {
                     last: (sent, answered),
+                    in_calls: t.in_calls + took,
+                    commands: t.commands.saturating_add(1),
                     ..t
                 },
                 _ => Trace {
                     cause: c,
                     first: (sent, answered),
                     last: (sent, answered),
+                    in_calls: took,
+                    commands: 1,
                 },
             };
             self.trace.set(Some(t));
-            self.metrics.last_event_trace(&[
-                ("event_read", t.cause.read),
-                ("decided", t.cause.decided),
-                ("first_sent", t.first.0),
-                ("first_answered", t.first.1),
-                ("last_sent", t.last.0),
-                ("last_answered", t.last.1),
-            ]);
+            self.metrics.last_event_trace(&EventTrace {
+                stages: [
+                    t.cause.read,
+                    t.cause.decided,
+                    t.first.0,
+                    t.first.1,
+                    t.last.0,
+                    t.last.1,
+                ],
+                in_calls: t.in_calls,
+                commands: t.commands,
+            });
         }
         match res {
             Ok(()) => {

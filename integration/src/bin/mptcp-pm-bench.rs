@@ -659,6 +659,17 @@ struct TracedJoin {
     decided: i64,
     first_sent: i64,
     last_sent: i64,
+    last_answered: i64,
+    /// Inside the daemon's send and answer calls for this event's commands, summed (ns).
+    in_calls: i64,
+    commands: i64,
+}
+
+/// The daemon's own time between its first send and its last (outside its send and answer
+/// calls), in ns: first send .. last send, less every call but the last.
+fn between_calls(t: &TracedJoin) -> i64 {
+    let last_call = t.last_answered - t.last_sent;
+    (t.last_sent - t.first_sent) - (t.in_calls - last_call)
 }
 
 /// A join as in [`one_join`], then the daemon's `last_event_trace` gauges, which describe this
@@ -689,9 +700,18 @@ fn traced_join(b: &Bed) -> Option<TracedJoin> {
         decided: stage("decided")?,
         first_sent: stage("first_sent")?,
         last_sent: stage("last_sent")?,
+        last_answered: stage("last_answered")?,
+        in_calls: m
+            .get("mptcp_pmd_last_event_trace_in_calls_ns")
+            .map(|v| *v as i64)?,
+        commands: m
+            .get("mptcp_pmd_last_event_trace_commands")
+            .map(|v| *v as i64)?,
     };
     // A trace older than this ESTABLISHED is another connection's.
-    (t.read >= t.est && t.first_sent <= t.first_sub).then_some(t)
+    // A trace of another count of commands is not this join's.
+    let links = i64::try_from(b.links).unwrap_or(i64::MAX);
+    (t.read >= t.est && t.first_sent <= t.first_sub && t.commands == links - 1).then_some(t)
 }
 
 struct JoinRow {
@@ -1730,8 +1750,8 @@ fn render_join(joins: &[JoinRow]) -> String {
             );
         }
     }
-    let _ = writeln!(md, "\nOne join, timestamped on both sides ({TRACED_JOINS} joins per link count after the measured ones, each followed by a read of the daemon's `last_event_trace` gauges; CLOCK_MONOTONIC in both processes), medians in ms. *Wake-up*: ESTABLISHED reaching the bench's listener until the daemon has read it; *user space*: from there to the first SUBFLOW_CREATE's send; *kernel*: from that send to SUB_ESTABLISHED, all inside the daemon's send system calls (the kernel runs the join's handshake there):\n");
-    let _ = writeln!(md, "| links | joins | wake-up | user space: read -> first send (of it read -> decided) | kernel: first send -> its SUB_ESTABLISHED | first send -> last send | kernel: last send -> last SUB_ESTABLISHED | total | in-kernel PM total (p50 above) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "\nOne join, timestamped on both sides ({TRACED_JOINS} joins per link count after the measured ones, each followed by a read of the daemon's `last_event_trace` gauges; CLOCK_MONOTONIC in both processes), medians in ms. *Wake-up*: ESTABLISHED reaching the bench's listener until the daemon has read it; *user space*: from there to the first SUBFLOW_CREATE's send; *kernel*: from that send to SUB_ESTABLISHED, all inside the daemon's send system calls (the kernel runs the join's handshake there); *first send -> last send*: the further SUBFLOW_CREATEs, one after the other's answer, and of that the daemon's own time between its calls (the rest is inside the sends and reads of the answers):\n");
+    let _ = writeln!(md, "| links | joins | wake-up | user space: read -> first send (of it read -> decided) | kernel: first send -> its SUB_ESTABLISHED | first send -> last send (of it user space between the calls) | kernel: last send -> last SUB_ESTABLISHED | total | in-kernel PM total (p50 above) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in joins.iter().filter(|r| !r.traced.is_empty()) {
         let med = |f: &dyn Fn(&TracedJoin) -> i64| {
             let v: Vec<f64> = r.traced.iter().map(|t| f(t) as f64 / 1e6).collect();
@@ -1743,7 +1763,7 @@ fn render_join(joins: &[JoinRow]) -> String {
             .map_or(f64::NAN, |k| pct(&k.lat.sorted(), 0.5));
         let _ = writeln!(
             md,
-            "| {} | {} | {:.3} | {:.3} ({:.3}) | {:.3} | {:.3} | {:.3} | {:.3} | {kernel:.3} |",
+            "| {} | {} | {:.3} | {:.3} ({:.3}) | {:.3} | {:.3} ({:.3}) | {:.3} | {:.3} | {kernel:.3} |",
             r.links,
             r.traced.len(),
             med(&|t| t.read - t.est),
@@ -1751,6 +1771,7 @@ fn render_join(joins: &[JoinRow]) -> String {
             med(&|t| t.decided - t.read),
             med(&|t| t.first_sub - t.first_sent),
             med(&|t| t.last_sent - t.first_sent),
+            med(&|t| between_calls(t)),
             med(&|t| t.last_sub - t.last_sent),
             med(&|t| t.last_sub - t.est),
         );
