@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -51,6 +51,15 @@ impl MonotonicNs {
             self.now_ns.saturating_add(ns(at - self.now))
         }
     }
+}
+
+/// `count` bucket bounds from `start`, each `factor` x the previous. The powers are multiplied
+/// out rather than taken with `powf` (as `prometheus_client`'s `exponential_buckets` does): a
+/// `pow` call made the binary load libm, 0.5 MB more resident at idle for 75 numbers.
+fn exponential_buckets(start: f64, factor: f64, count: usize) -> impl Iterator<Item = f64> {
+    std::iter::successors(Some(1.0_f64), move |p| Some(p * factor))
+        .map(move |p| start * p)
+        .take(count)
 }
 
 /// Buckets from 5 µs, each 1.25 x the previous, up to ~2.6 s: a quantile read off them is
@@ -412,6 +421,23 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_are_those_of_the_library_without_pow() {
+        for (start, factor, count) in [(0.000_005, 1.25, 60), (0.000_05, 2.0, 15)] {
+            let ours: Vec<f64> = exponential_buckets(start, factor, count).collect();
+            let lib: Vec<f64> = prometheus_client::metrics::histogram::exponential_buckets(
+                start,
+                factor,
+                u16::try_from(count).unwrap_or(u16::MAX),
+            )
+            .collect();
+            assert_eq!(ours.len(), lib.len());
+            for (a, b) in ours.iter().zip(&lib) {
+                assert!((a - b).abs() <= b * 1e-12, "{a} vs {b}");
+            }
+        }
+    }
 
     #[test]
     fn text_has_every_family_and_counts() {
