@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -141,123 +141,129 @@ pub const SUBFLOW_STATES: [&str; 5] = ["pending", "requested", "established", "c
 /// present).
 pub const ANNOUNCE_STATES: [&str; 5] = ["sent", "unjoined", "joined", "withdrawn", "refused"];
 
+/// Register `metric` under `name` and hand it back (the registry keeps a clone sharing it).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("mptcp_pmd");
-        let events = Family::<Labels, Counter>::default();
-        registry.register(
+        let events = registered(
+            &mut registry,
             "events",
             "mptcp_pm events received, by type",
-            events.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        let commands = Family::<Labels, Counter>::default();
-        registry.register(
+        let commands = registered(
+            &mut registry,
             "commands",
             "PM commands executed, by command and result (ok or the errno name/number)",
-            commands.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        let refusals = Family::<Labels, Counter>::default();
-        registry.register(
+        let refusals = registered(
+            &mut registry,
             "kernel_refusals",
             "PM commands the kernel refused, by command and errno",
-            refusals.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        let overruns = Counter::default();
-        registry.register(
+        let overruns = registered(
+            &mut registry,
             "event_overruns",
             "Overruns (ENOBUFS) of the mptcp_pm events socket",
-            overruns.clone(),
+            Counter::default(),
         );
-        let resyncs = Counter::default();
-        registry.register(
+        let resyncs = registered(
+            &mut registry,
             "resyncs",
             "Full resyncs of the connection table from sock_diag",
-            resyncs.clone(),
+            Counter::default(),
         );
-        let connections = Gauge::default();
-        registry.register(
+        let connections = registered(
+            &mut registry,
             "connections",
             "MPTCP connections tracked",
-            connections.clone(),
+            Gauge::default(),
         );
-        let subflows = Family::<Labels, Gauge>::default();
-        registry.register(
+        let subflows = registered(
+            &mut registry,
             "subflows",
             "Subflows of the tracked connections, by state",
-            subflows.clone(),
+            Family::<Labels, Gauge>::default(),
         );
         // 50 µs .. ~0.8 s.
-        let poll = Histogram::new(exponential_buckets(0.000_05, 2.0, 15));
-        registry.register(
+        let poll = registered(
+            &mut registry,
             "sock_diag_poll_seconds",
             "Duration of one sock_diag snapshot (two dumps)",
-            poll.clone(),
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 15)),
         );
-        let decisions = Family::<Labels, Counter>::default();
-        registry.register(
+        let decisions = registered(
+            &mut registry,
             "decisions",
             "Policy decisions, by policy, action and reason code",
-            decisions.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        let policy_objects = Gauge::default();
-        registry.register(
+        let policy_objects = registered(
+            &mut registry,
             "policy_objects",
             "Per-connection policy objects alive (one per tracked connection with a policy)",
-            policy_objects.clone(),
+            Gauge::default(),
         );
         // The path from a kernel event to the commands it causes (docs/ARCHITECTURE.md,
         // "Where a join's time goes"), fine-grained enough to read a median off the buckets.
-        let event_to_decision = latency_histogram();
-        registry.register(
+        let event_to_decision = registered(
+            &mut registry,
             "event_to_decision_seconds",
             "From reading a kernel event to the policy's decisions (that asked for something) being applied to its connection",
-            event_to_decision.clone(),
+            latency_histogram(),
         );
-        let event_to_command = latency_histogram();
-        registry.register(
+        let event_to_command = registered(
+            &mut registry,
             "event_to_command_seconds",
             "From reading a kernel event to the send of each command its decisions caused",
-            event_to_command.clone(),
+            latency_histogram(),
         );
-        let command_time = Family::<Labels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        let trace = Family::<Labels, Gauge>::default();
-        registry.register(
+        let trace = registered(
+            &mut registry,
             "last_event_trace_monotonic_ns",
             "The last kernel event that caused commands: when it was read, its decision applied, its first and last command sent and answered (CLOCK_MONOTONIC ns, comparable with other processes' timestamps; for per-connection breakdowns such as the bench's)",
-            trace.clone(),
+            Family::<Labels, Gauge>::default(),
         );
         let trace_stages = Arc::new(TRACE_STAGES.map(|stage| {
             trace
                 .get_or_create(&vec![("stage", stage.to_string())])
                 .clone()
         }));
-        let trace_in_calls = Gauge::default();
-        registry.register(
+        let trace_in_calls = registered(
+            &mut registry,
             "last_event_trace_in_calls_ns",
             "The last kernel event that caused commands: the time inside its commands' send and answer system calls, summed (ns; the rest of first_sent .. last_answered is the daemon's own work between them)",
-            trace_in_calls.clone(),
+            Gauge::default(),
         );
-        let trace_commands = Gauge::default();
-        registry.register(
+        let trace_commands = registered(
+            &mut registry,
             "last_event_trace_commands",
             "The last kernel event that caused commands: how many",
-            trace_commands.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let command_time = registered(
+            &mut registry,
             "command_seconds",
             "One PM command: its send until the kernel's answer is read (the kernel does the work inside the send)",
-            command_time.clone(),
+            Family::<Labels, Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            ),
         );
         // Accepted ANNOUNCE / REMOVE commands are `commands{command="announce"|"remove",
         // result="ok"}`; what this adds is whether the peers joined them, the only sign of a
         // peer's add_addr_accepted limit (the kernel reports none).
-        let announced = Family::<Labels, Gauge>::default();
-        registry.register(
+        let announced = registered(
+            &mut registry,
             "announced_addresses",
             "Local addresses announced to the peers of the tracked connections, by state (sent: waiting for a join; unjoined: none within the pacing window; joined; withdrawn; refused)",
-            announced.clone(),
+            Family::<Labels, Gauge>::default(),
         );
         Metrics {
             event_to_decision,
