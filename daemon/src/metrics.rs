@@ -69,7 +69,7 @@ fn latency_histogram() -> Histogram {
 }
 
 /// The stages of `mptcp_pmd_last_event_trace_monotonic_ns`, in order.
-pub const TRACE_STAGES: [&str; 6] = [
+const TRACE_STAGES: [&str; 6] = [
     "event_read",
     "decided",
     "first_sent",
@@ -79,14 +79,38 @@ pub const TRACE_STAGES: [&str; 6] = [
 ];
 
 /// The last kernel event that caused commands, as [`Metrics::last_event_trace`] publishes it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventTrace {
-    /// When each of [`TRACE_STAGES`] happened.
-    pub stages: [Instant; TRACE_STAGES.len()],
+    /// The event was read.
+    pub event_read: Instant,
+    /// Its decision was applied to the connection.
+    pub decided: Instant,
+    /// Its first command was sent.
+    pub first_sent: Instant,
+    /// The kernel's answer to the first command was read.
+    pub first_answered: Instant,
+    /// Its last command (so far) was sent.
+    pub last_sent: Instant,
+    /// The kernel's answer to the last command was read.
+    pub last_answered: Instant,
     /// The time spent inside its commands' send and answer calls, summed.
     pub in_calls: Duration,
     /// How many commands it caused.
     pub commands: u32,
+}
+
+impl EventTrace {
+    /// The instants in [`TRACE_STAGES`] order.
+    fn stages(&self) -> [Instant; TRACE_STAGES.len()] {
+        [
+            self.event_read,
+            self.decided,
+            self.first_sent,
+            self.first_answered,
+            self.last_sent,
+            self.last_answered,
+        ]
+    }
 }
 
 /// Shared metrics.
@@ -345,7 +369,7 @@ impl Metrics {
     /// Publish the trace of the last event that caused commands.
     pub fn last_event_trace(&self, t: &EventTrace) {
         let clock = MonotonicNs::now();
-        for (gauge, at) in self.trace_stages.iter().zip(t.stages) {
+        for (gauge, at) in self.trace_stages.iter().zip(t.stages()) {
             gauge.set(clock.of(at));
         }
         self.trace_in_calls
@@ -467,7 +491,12 @@ mod tests {
         let read = Instant::now();
         let us = |n| read + Duration::from_micros(n);
         m.last_event_trace(&EventTrace {
-            stages: [read, us(10), us(20), us(30), us(50), us(70)],
+            event_read: read,
+            decided: us(10),
+            first_sent: us(20),
+            first_answered: us(30),
+            last_sent: us(50),
+            last_answered: us(70),
             in_calls: Duration::from_micros(30),
             commands: 2,
         });

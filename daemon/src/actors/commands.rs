@@ -10,7 +10,7 @@
 //! unusable is ([`crate::failure`]).
 
 use std::cell::{Cell, RefCell};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mptcp_pmd_policies::conn::KernelRefusal;
 use mptcp_pmd_policies::PmCommand;
@@ -36,21 +36,10 @@ pub struct Cause {
 pub struct CommandPath {
     client: RefCell<PmClient>,
     /// The commands of the last event that caused any (metrics: `last_event_trace`).
-    trace: Cell<Option<Trace>>,
+    trace: Cell<Option<EventTrace>>,
     metrics: Metrics,
     failures: Failures,
     log: Logger,
-}
-
-/// The commands caused by one event: when the first and the last were sent and answered,
-/// and the time inside all their calls.
-#[derive(Debug, Clone, Copy)]
-struct Trace {
-    cause: Cause,
-    first: (Instant, Instant),
-    last: (Instant, Instant),
-    in_calls: Duration,
-    commands: u32,
 }
 
 impl CommandPath {
@@ -88,33 +77,26 @@ impl CommandPath {
         let took = answered.saturating_duration_since(sent);
         if let Some(c) = cause {
             let t = match self.trace.get() {
-                Some(t) if t.cause == c => Trace {
-                    last: (sent, answered),
+                Some(t) if t.event_read == c.read && t.decided == c.decided => EventTrace {
+                    last_sent: sent,
+                    last_answered: answered,
                     in_calls: t.in_calls + took,
                     commands: t.commands.saturating_add(1),
                     ..t
                 },
-                _ => Trace {
-                    cause: c,
-                    first: (sent, answered),
-                    last: (sent, answered),
+                _ => EventTrace {
+                    event_read: c.read,
+                    decided: c.decided,
+                    first_sent: sent,
+                    first_answered: answered,
+                    last_sent: sent,
+                    last_answered: answered,
                     in_calls: took,
                     commands: 1,
                 },
             };
             self.trace.set(Some(t));
-            self.metrics.last_event_trace(&EventTrace {
-                stages: [
-                    t.cause.read,
-                    t.cause.decided,
-                    t.first.0,
-                    t.first.1,
-                    t.last.0,
-                    t.last.1,
-                ],
-                in_calls: t.in_calls,
-                commands: t.commands,
-            });
+            self.metrics.last_event_trace(&t);
         }
         match res {
             Ok(()) => {

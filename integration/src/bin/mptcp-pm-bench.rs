@@ -686,11 +686,11 @@ fn traced_join(b: &Bed) -> Option<TracedJoin> {
     b.tracker.forget(port);
     let ((est, last), (_, first)) = last.zip(first)?;
     let m = integration::metrics::samples(&body);
-    let stage = |name: &str| -> Option<i64> {
-        m.get(&format!(
+    let gauge = |name: &str| m.get(name).map(|v| *v as i64);
+    let stage = |name: &str| {
+        gauge(&format!(
             "mptcp_pmd_last_event_trace_monotonic_ns{{stage=\"{name}\"}}"
         ))
-        .map(|v| *v as i64)
     };
     let t = TracedJoin {
         est: monotonic_ns(est),
@@ -701,12 +701,8 @@ fn traced_join(b: &Bed) -> Option<TracedJoin> {
         first_sent: stage("first_sent")?,
         last_sent: stage("last_sent")?,
         last_answered: stage("last_answered")?,
-        in_calls: m
-            .get("mptcp_pmd_last_event_trace_in_calls_ns")
-            .map(|v| *v as i64)?,
-        commands: m
-            .get("mptcp_pmd_last_event_trace_commands")
-            .map(|v| *v as i64)?,
+        in_calls: gauge("mptcp_pmd_last_event_trace_in_calls_ns")?,
+        commands: gauge("mptcp_pmd_last_event_trace_commands")?,
     };
     // A trace older than this ESTABLISHED is another connection's.
     // A trace of another count of commands is not this join's.
