@@ -1,11 +1,12 @@
 //! `mptcp-pm-bench`: mptcp-pmd (fullmesh, userspace PM) against the in-kernel path manager on
 //! the same namespace topology, runs interleaved. Measures join latency, churn, scale (RSS,
-//! sock_diag poll time, idle wake-ups), shaped throughput, the daemon's start-up and idle
-//! cost (cold start to `started` and READY=1, idle RSS, binary sizes) and the server side
-//! (mptcp-pmd `announce` against an in-kernel `signal` endpoint: announce-to-join latency and
-//! throughput over two shaped server links), prints a table and writes BENCHMARKS.md, one
-//! section per benchmark. `--soak MINUTES` instead runs a continuous
-//! churn against the daemon and samples its RSS, CPU and the live connections every few seconds.
+//! sock_diag poll time, idle wake-ups, what a metrics scrape and a status cost), shaped
+//! throughput, the daemon's start-up and idle cost (cold start to `started` and READY=1, idle
+//! RSS, binary sizes) and the server side (mptcp-pmd `announce` against an in-kernel `signal`
+//! endpoint: announce-to-join latency and throughput over two shaped server links), prints a
+//! table and writes BENCHMARKS.md, one section per benchmark. `--soak MINUTES` instead runs a
+//! continuous churn against the daemon and samples its RSS, CPU and the live connections every
+//! few seconds.
 //!
 //! Run as root, after `cargo build --release -p mptcp-pmd`:
 //! `cargo run --release -p integration --bin mptcp-pm-bench -- [--quick] [--soak MINUTES]
@@ -26,7 +27,7 @@
 //!
 //! # Layout
 //! This file parses the command line and runs what it names. Each section of the report is a
-//! module ([`join`], [`churn`], [`scale`], [`tput`], [`startup`], [`server`])
+//! module ([`join`], [`churn`], [`scale`] with [`scrape`], [`tput`], [`startup`], [`server`])
 //! that measures, renders its text and exports it as a [`Section`]; [`soak`] is the `--soak`
 //! mode. What they share: [`bed`] (the daemon as the bench runs it, the test bed of one path
 //! manager, one join), [`tracker`] (the event stopwatch), [`stages`] (the daemon's own
@@ -56,6 +57,7 @@ mod churn;
 mod join;
 mod report;
 mod scale;
+mod scrape;
 mod server;
 mod soak;
 mod stages;

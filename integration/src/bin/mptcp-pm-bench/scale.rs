@@ -1,6 +1,6 @@
 //! c. Scale (mptcp-pmd): 10 000 connections held open against the daemon: the time to open
 //! and mesh them, its RSS, the sock_diag polls it runs (fullmesh, and rtt-based after a
-//! SIGHUP), its idle CPU and wake-ups.
+//! SIGHUP), its idle CPU and wake-ups, and what reading it costs ([`crate::scrape`]).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -12,6 +12,7 @@ use netlink_actor::sock_diag::{port_windows, DiagSocket, PortPair, WINDOW_SUBFLO
 
 use crate::bed::{bed, count_meshed, pmd_config, Mode, HOLD_PORT, METRICS_PORT};
 use crate::report::Section;
+use crate::scrape::{self, Readings};
 use crate::stats::{list, ms, pct, sorted, verdict};
 
 pub const SECTION: Section = Section::new("scale", "## c.", "c. Scale", |quick| {
@@ -43,6 +44,8 @@ struct ScaleRow {
     rtt_rss_kb: u64,
     rtt_hwm_kb: u64,
     rtt_cpu_pct: f64,
+    /// Reading the daemon (metrics, status) with the connections tracked, back on fullmesh.
+    readings: Option<Readings>,
 }
 
 /// One sampling round as the daemon's poller runs it when a policy reads samples (rtt-based):
@@ -202,6 +205,12 @@ fn measure(quick: bool) -> ScaleRow {
         n_polls - (polls1.2 - polls0.2),
     );
     row.rtt_hwm_kb = p.status_kb("VmHWM");
+    // What reading the daemon costs with the connections tracked, on the default policy
+    // (fullmesh), after the peaks above are read so that the readers' memory is not in them;
+    // then rtt-based again, as the closes and the idle readings below have always run.
+    reload("fullmesh");
+    row.readings = Some(scrape::measure(&b, quick));
+    reload("rtt-based");
     conns.clear();
     {
         let mut h = b.hold.lock().unwrap();
@@ -370,6 +379,9 @@ fn render(s: &ScaleRow) -> String {
         s.idle_cpu_s,
         verdict(s.idle_switches <= 2)
     );
+    if let Some(r) = &s.readings {
+        scrape::render(r, &mut md);
+    }
     let _ = writeln!(md);
     md
 }
