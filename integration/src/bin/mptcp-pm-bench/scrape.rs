@@ -219,7 +219,7 @@ pub fn render(r: &Readings, md: &mut String) {
         (
             format!("`GET /metrics`, {SCRAPERS} clients in a loop"),
             &r.concurrent,
-            format!("{per_s:.1} scrapes/s; daemon CPU {cpu:.0} %"),
+            format!("{per_s:.1} scrapes/s; daemon CPU {cpu:.0} % of a core"),
         ),
         (
             "join, nothing else going on".into(),
