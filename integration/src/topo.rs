@@ -91,6 +91,21 @@ pub fn server_v6(j: usize) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0x10 + j as u16, 0, 0, 0, 0, 2)
 }
 
+/// The router's addresses on client link `i` (the client's gateways there).
+fn client_gw(i: usize) -> (Ipv4Addr, Ipv6Addr) {
+    (
+        Ipv4Addr::new(198, 18, i as u8, 1),
+        Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 1),
+    )
+}
+/// The router's addresses on server link `j` (the server's gateways there).
+fn server_gw(j: usize) -> (Ipv4Addr, Ipv6Addr) {
+    (
+        Ipv4Addr::new(198, 19, j as u8, 1),
+        Ipv6Addr::new(0x2001, 0xdb8, 0x10 + j as u16, 0, 0, 0, 0, 1),
+    )
+}
+
 impl Topology {
     /// Build the topology.
     pub fn build(opts: TopoOpts) -> Result<Topology, HarnessError> {
@@ -123,110 +138,14 @@ impl Topology {
         r.sysctl("net.ipv4.ip_forward", "1")?;
         r.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         for i in 0..self.opts.client_links {
-            self.veth(c, &format!("c{i}"), r, &format!("rc{i}"))?;
-            let (cv4, cv6) = (client_v4(i), client_v6(i));
-            let (rv4, rv6) = (
-                Ipv4Addr::new(198, 18, i as u8, 1),
-                Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 1),
-            );
-            c.run(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{cv4}/24"),
-                "dev",
-                &format!("c{i}"),
-            ])?;
-            c.run(&[
-                "ip",
-                "-6",
-                "addr",
-                "add",
-                &format!("{cv6}/64"),
-                "dev",
-                &format!("c{i}"),
-                "nodad",
-            ])?;
-            r.run(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{rv4}/24"),
-                "dev",
-                &format!("rc{i}"),
-            ])?;
-            r.run(&[
-                "ip",
-                "-6",
-                "addr",
-                "add",
-                &format!("{rv6}/64"),
-                "dev",
-                &format!("rc{i}"),
-                "nodad",
-            ])?;
-            self.source_route(
-                c,
-                i,
-                &cv4.to_string(),
-                &rv4.to_string(),
-                &cv6.to_string(),
-                &rv6.to_string(),
-                &format!("c{i}"),
-            )?;
+            let (end_if, router_if) = (self.client_if(i), format!("rc{i}"));
+            let end = (client_v4(i), client_v6(i));
+            self.link(c, &end_if, &router_if, i, end, client_gw(i))?;
         }
         for j in 0..self.opts.server_links {
-            self.veth(s, &format!("s{j}"), r, &format!("rs{j}"))?;
-            let (sv4, sv6) = (server_v4(j), server_v6(j));
-            let (rv4, rv6) = (
-                Ipv4Addr::new(198, 19, j as u8, 1),
-                Ipv6Addr::new(0x2001, 0xdb8, 0x10 + j as u16, 0, 0, 0, 0, 1),
-            );
-            s.run(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{sv4}/24"),
-                "dev",
-                &format!("s{j}"),
-            ])?;
-            s.run(&[
-                "ip",
-                "-6",
-                "addr",
-                "add",
-                &format!("{sv6}/64"),
-                "dev",
-                &format!("s{j}"),
-                "nodad",
-            ])?;
-            r.run(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{rv4}/24"),
-                "dev",
-                &format!("rs{j}"),
-            ])?;
-            r.run(&[
-                "ip",
-                "-6",
-                "addr",
-                "add",
-                &format!("{rv6}/64"),
-                "dev",
-                &format!("rs{j}"),
-                "nodad",
-            ])?;
-            self.source_route(
-                s,
-                j,
-                &sv4.to_string(),
-                &rv4.to_string(),
-                &sv6.to_string(),
-                &rv6.to_string(),
-                &format!("s{j}"),
-            )?;
+            let (end_if, router_if) = (self.server_if(j), format!("rs{j}"));
+            let end = (server_v4(j), server_v6(j));
+            self.link(s, &end_if, &router_if, j, end, server_gw(j))?;
         }
         for (ns, pm) in [(c, self.opts.client_pm), (s, self.opts.server_pm)] {
             let v = match pm {
@@ -251,6 +170,43 @@ impl Topology {
             }
         }
         Ok(())
+    }
+
+    /// Link `i` of `end` (the client or the server): a veth pair `end_if` -- `router_if`, the
+    /// end's addresses and the router's (its gateways) on it, the end's routes by source.
+    fn link(
+        &self,
+        end: &Netns,
+        end_if: &str,
+        router_if: &str,
+        i: usize,
+        (v4, v6): (Ipv4Addr, Ipv6Addr),
+        (gw4, gw6): (Ipv4Addr, Ipv6Addr),
+    ) -> Result<(), HarnessError> {
+        let r = &self.router;
+        self.veth(end, end_if, r, router_if)?;
+        for (ns, dev, a4, a6) in [(end, end_if, v4, v6), (r, router_if, gw4, gw6)] {
+            ns.run(&["ip", "addr", "add", &format!("{a4}/24"), "dev", dev])?;
+            ns.run(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{a6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])?;
+        }
+        self.source_route(
+            end,
+            i,
+            &v4.to_string(),
+            &gw4.to_string(),
+            &v6.to_string(),
+            &gw6.to_string(),
+            end_if,
+        )
     }
 
     fn veth(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<(), HarnessError> {
@@ -328,15 +284,28 @@ impl Topology {
 
     /// Shape client link `i` in both directions with tbf.
     pub fn shape(&self, i: usize, tbf: Tbf) -> Result<(), HarnessError> {
+        self.tbf(&self.client, &self.client_if(i), &format!("rc{i}"), tbf)
+    }
+
+    /// Shape server link `j` in both directions with tbf (the server's end and the router's).
+    pub fn shape_server(&self, j: usize, tbf: Tbf) -> Result<(), HarnessError> {
+        self.tbf(&self.server, &self.server_if(j), &format!("rs{j}"), tbf)
+    }
+
+    /// tbf on both ends of a link: `end_if` in `end` and `router_if` in the router.
+    fn tbf(
+        &self,
+        end: &Netns,
+        end_if: &str,
+        router_if: &str,
+        tbf: Tbf,
+    ) -> Result<(), HarnessError> {
         let rate = format!("{}kbit", tbf.rate_kbit);
         let burst = tbf.burst_bytes.to_string();
         let lat = format!("{}ms", tbf.latency_ms);
-        for (ns, dev) in [
-            (&self.client, format!("c{i}")),
-            (&self.router, format!("rc{i}")),
-        ] {
+        for (ns, dev) in [(end, end_if), (&self.router, router_if)] {
             ns.run(&[
-                "tc", "qdisc", "replace", "dev", &dev, "root", "tbf", "rate", &rate, "burst",
+                "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst",
                 &burst, "latency", &lat,
             ])?;
         }
@@ -362,8 +331,8 @@ impl Topology {
         // Routes in per-link tables vanish with the link; restore them when it comes back.
         if up {
             let table = (100 + i).to_string();
-            let gw4 = Ipv4Addr::new(198, 18, i as u8, 1).to_string();
-            let gw6 = Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 1).to_string();
+            let (gw4, gw6) = client_gw(i);
+            let (gw4, gw6) = (gw4.to_string(), gw6.to_string());
             let dev = format!("c{i}");
             // A link going down drops its global IPv6 address (keep_addr_on_down=0): restore it.
             let v6 = format!("{}/64", client_v6(i));
@@ -415,8 +384,8 @@ impl Topology {
             .run(&["ip", "link", "set", &dev, if up { "up" } else { "down" }])?;
         if up {
             let table = (100 + j).to_string();
-            let gw4 = Ipv4Addr::new(198, 19, j as u8, 1).to_string();
-            let gw6 = Ipv6Addr::new(0x2001, 0xdb8, 0x10 + j as u16, 0, 0, 0, 0, 1).to_string();
+            let (gw4, gw6) = server_gw(j);
+            let (gw4, gw6) = (gw4.to_string(), gw6.to_string());
             let v6 = format!("{}/64", server_v6(j));
             self.server
                 .run(&["ip", "-6", "addr", "replace", &v6, "dev", &dev, "nodad"])?;
