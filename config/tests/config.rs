@@ -314,7 +314,7 @@ fn effective_yaml_round_trips() {
         FULL,
         "policy: rtt-based\nrtt_based: {backup_ratio: 1.1, restore_ratio: 0.3, loss_threshold: 0.0001}\n",
         // Names YAML would read as something else unless the emitter quotes them.
-        r##"addresses: {include_interfaces: ["*", "?x", "null", "yes", "1", "-", "#a", "&b", "!c", "'", "\"", "[", "~", "%", "@", "0x1", "1e3", ".inf", "a#b", "true", "no", "off"]}"##,
+        r##"addresses: {include_interfaces: ["*", "?x", "null", "yes", "1", "-", "#a", "&b", "!c", "'", "\"", "{", "~", "%", "@", "0x1", "1e3", ".inf", "a#b", "true", "no", "off"]}"##,
         r#"rules: [{interface: "*", policy: fullmesh}, {remote: "::/0", policy: fullmesh}]"#,
     ];
     for yaml in tricky {
