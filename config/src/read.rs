@@ -305,7 +305,13 @@ impl Doc<'_> {
     /// What the YAML reader said, as one line at its location.
     fn yaml_error(&self, e: &serde_saphyr::Error) -> ConfigError {
         let at = e.location().map(|l| pos(&l)).unwrap_or_default();
-        let inner = e.without_snippet();
+        // The error behind alias and snippet wrappers (its own location stays the outer one's).
+        let mut inner = e.without_snippet();
+        while let serde_saphyr::Error::AliasError { error, .. }
+        | serde_saphyr::Error::WithSnippet { error, .. } = inner
+        {
+            inner = error;
+        }
         // serde-saphyr names parser events and prints its limits as Rust structs; say what the
         // user has to know instead.
         let msg = match inner {
