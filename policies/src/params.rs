@@ -615,7 +615,7 @@ impl Scalar {
             Scalar::Float(x) => Unexpected::Float(*x),
             Scalar::Bool(b) => Unexpected::Bool(*b),
             Scalar::Str(s) => Unexpected::Str(s),
-            Scalar::Null => Unexpected::Other("nothing"),
+            Scalar::Null => Unexpected::Other("nothing (leave the key out for its default)"),
         };
         E::invalid_value(unexp, exp)
     }
