@@ -227,7 +227,9 @@ impl fmt::Display for DeError {
         match &self.kind {
             DeKind::Shape(m) => f.write_str(m),
             DeKind::Value(m) => write!(f, "{} {m}", self.path.join(".")),
-            DeKind::Complete(m) => f.write_str(&m.replace(KEY, &self.path.join("."))),
+            DeKind::Complete(m) => {
+                f.write_str(&m.replace(KEY, &self.path.join(".").replace(".[", "[")))
+            }
         }
     }
 }
