@@ -117,15 +117,6 @@ impl Builder<'_> {
         )
     }
 
-    /// A tagged value is refused before its shape is looked at.
-    fn untagged<'i>(&self, item: &'i Item) -> Result<&'i Raw> {
-        match &item.value.1 {
-            // `Doc::node` words the refusal.
-            Some(_) => self.doc.node(item).map(|_| &item.value.0),
-            None => Ok(&item.value.0),
-        }
-    }
-
     /// A section's error, located: shape errors are parse errors, value errors point at the
     /// value, check errors at the first of their fields that `written` (the section as the
     /// file has it) sets, else at the section.
@@ -215,7 +206,7 @@ impl Builder<'_> {
         let Some(root) = root else {
             return Ok(config);
         };
-        let entries = match self.untagged(&root)? {
+        let entries = match self.doc.untagged(&root)? {
             Raw::Null => return Ok(config),
             Raw::Map(entries) => entries,
             _ => return Err(self.doc.error(pos(&root), EXPECT_MAP)),
@@ -257,7 +248,7 @@ impl Builder<'_> {
             }
         }
         if let Some(value) = rules {
-            let items: &[Item] = match self.untagged(value)? {
+            let items: &[Item] = match self.doc.untagged(value)? {
                 Raw::Null => &[],
                 Raw::Seq(items) => items,
                 _ => return Err(self.doc.error(pos(value), EXPECT_SEQ)),
@@ -277,7 +268,7 @@ impl Builder<'_> {
         item: &Item,
         path: &str,
     ) -> Result<Rule> {
-        let Raw::Map(entries) = self.untagged(item)? else {
+        let Raw::Map(entries) = self.doc.untagged(item)? else {
             return Err(self.doc.error(pos(item), EXPECT_MAP));
         };
         let matcher_keys = fields_of::<Rule>();

@@ -239,13 +239,18 @@ impl Doc<'_> {
         })
     }
 
+    /// The value of `item`, refused if it carries a tag.
+    pub(crate) fn untagged<'i>(&self, item: &'i Item) -> Result<&'i Raw, ConfigError> {
+        match &item.value {
+            Tagged(raw, None) => Ok(raw),
+            Tagged(_, Some(tag)) => Err(self.error(pos(&item.referenced), tag_refusal(tag))),
+        }
+    }
+
     /// The located tree of `item`, refusing tags and numbers not written in decimal.
     pub(crate) fn node(&self, item: &Item) -> Result<Node, ConfigError> {
         let at = pos(&item.referenced);
-        let Tagged(raw, tag) = &item.value;
-        if let Some(tag) = tag {
-            return Err(self.error(at, tag_refusal(tag)));
-        }
+        let raw = self.untagged(item)?;
         let value = match raw {
             Raw::Null => Value::Null,
             Raw::Bool(b) => Value::Bool(*b),

@@ -53,12 +53,11 @@ fn interface_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 
 /// Where element `i` of list `field` is in `written` (the section's own position if the list
 /// is not written there).
-fn element_at(written: &Node, field: &str, i: usize) -> Option<params::Pos> {
-    let at = match written.get(field).map(|(_, v)| &v.value) {
-        Some(Value::Seq(items)) => items.get(i).map(|n| n.at),
-        _ => None,
-    };
-    Some(at.unwrap_or(written.at))
+fn element_at(written: &Node, field: &str, i: usize) -> params::Pos {
+    match written.get(field).map(|(_, v)| &v.value) {
+        Some(Value::Seq(items)) => items.get(i).map_or(written.at, |n| n.at),
+        _ => written.at,
+    }
 }
 
 /// `addresses:` section: which local addresses and interfaces subflows may use.
@@ -133,7 +132,7 @@ impl Section for AddressFilter {
                             "{key} {name:?} is excluded by {by} {pattern:?}: {why}; remove it from one of the lists"
                         ),
                         key,
-                        at: element_at(written, field, i),
+                        at: Some(element_at(written, field, i)),
                     });
                 }
             }
