@@ -1,32 +1,35 @@
-//! Raw (located) schema -> validated [`Config`]: defaults, ranges, cross-field checks,
-//! CIDRs, ports and globs. Every error carries the location of the value it is about.
+//! The file's top level and its rules -> [`Config`]. Every section, core or policy, is read the
+//! same way: its located tree deserialized into the section's own struct (which holds the keys,
+//! defaults and checks) and then checked across keys. What is left here is what no section
+//! owns: which top-level key is which section, the `policy` name, and the rules (their matchers
+//! are a serde struct too; a rule's `policy`, its override section merged over the top-level
+//! one, and the checks that need the registry are read here). Every error carries the position
+//! of what it is about.
 
-use std::path::PathBuf;
-
-use serde_saphyr::{Location, Spanned};
+use mptcp_pmd_policies::params::{from_node, Key, Keys, Node, ParamError, Pos, Value};
+use mptcp_pmd_policies::plugin::{self, Plugin, Serves};
+use serde::de::{self, Deserialize, Visitor};
 
 use crate::error::ConfigError;
-use crate::net::PortRange;
-use crate::raw::{
-    Field, RawAddresses, RawConfig, RawControl, RawKernel, RawLog, RawMetrics, RawNode, RawPoll,
-    RawRule, RawSection, RawSubflow, Scalar, Text,
+use crate::read::{Doc, Item, Raw};
+use crate::sections::{
+    AddressFilter, ControlConfig, KernelConfig, LogConfig, MetricsConfig, PollConfig, Section,
+    SubflowConfig,
 };
-use crate::types::{
-    find_policy, AddressFilter, Config, ControlConfig, KernelConfig, LogConfig, LogFormat,
-    LogLevel, MetricsConfig, PollConfig, Rule, Side, SubflowConfig, UnknownPolicy,
-};
-use mptcp_pmd_policies::addrmatch::{interface_glob_problem, Cidr};
-use mptcp_pmd_policies::params::{Keys, Node, ParamError, Pos};
-use mptcp_pmd_policies::plugin::{self, Plugin, PolicySpec};
-
-/// Longest path a unix socket address can hold (`sun_path` is 108 bytes with the NUL).
-const MAX_SOCKET_PATH: usize = 107;
+use crate::types::{find_policy, Config, Rule, Side, UnknownPolicy, RULES};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Validation context: the source name to put in errors.
+const EXPECT_MAP: &str = "expected a mapping (indented `key: value` lines or `{key: value}`)";
+const EXPECT_SEQ: &str = "expected a list (`[a, b]` or `- a` lines)";
+const EXPECT_SCALAR: &str = "expected a single value, not a list or mapping";
+
+/// The key naming a connection's policy, at the top level and in a rule.
+const POLICY: &str = "policy";
+
+/// Validation context: the document being read.
 pub(crate) struct Builder<'a> {
-    pub file: &'a str,
+    pub doc: &'a Doc<'a>,
 }
 
 /// `"a.b"` for nested keys, `"b"` at the top.
@@ -38,63 +41,62 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
+fn pos(item: &Item) -> Pos {
+    Pos {
+        line: item.referenced.line(),
+        col: item.referenced.column(),
+    }
+}
+
+/// The keys of the top level, in the order messages list them (and the example has them).
+fn root_keys() -> Vec<&'static str> {
+    let mut v = vec![POLICY];
+    v.extend(plugin::all().iter().map(|p| p.section));
+    v.extend([
+        AddressFilter::KEY,
+        KernelConfig::KEY,
+        PollConfig::KEY,
+        SubflowConfig::KEY,
+        LogConfig::KEY,
+        ControlConfig::KEY,
+        MetricsConfig::KEY,
+        RULES,
+    ]);
+    v
+}
+
+/// The keys of a rule: its matchers (the fields of [`Rule`]), `policy`, the policies' sections.
+fn rule_keys() -> Vec<&'static str> {
+    let mut v = fields_of::<Rule>().to_vec();
+    v.push(POLICY);
+    v.extend(plugin::all().iter().map(|p| p.section));
+    v
+}
+
+/// `a, b or c` of every policy name that acts on connections of this side.
+fn policies_serving(server_side: bool) -> String {
+    let names: Vec<&str> = plugin::all()
+        .iter()
+        .filter(|p| p.serves.covers(server_side))
+        .map(|p| p.name)
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_owned(),
+        None => String::new(),
+    }
+}
+
 impl Builder<'_> {
-    fn invalid(&self, at: &Location, key: &str, msg: String) -> ConfigError {
-        // Values built by serde buffering can lack a position; point at the file start
-        // rather than print an impossible 0:0.
-        let (line, col) = if at.line() == 0 {
-            (1, 1)
-        } else {
-            (at.line(), at.column())
-        };
+    fn invalid(&self, at: Pos, key: &str, msg: String) -> ConfigError {
+        let (line, col) = self.at(Some(at));
         ConfigError::Invalid {
-            file: self.file.to_owned(),
+            file: self.doc.file.to_owned(),
             line,
             col,
             key: key.to_owned(),
             msg,
         }
-    }
-
-    fn int<T>(&self, v: &Field<Scalar>, key: &str, lo: T, hi: T, default: T) -> Result<T>
-    where
-        T: Copy + Into<i128> + TryFrom<i128> + std::fmt::Display,
-    {
-        let Some(v) = v else { return Ok(default) };
-        let bad = || {
-            self.invalid(
-                &v.referenced,
-                key,
-                format!(
-                    "{key} must be an integer between {lo} and {hi}, got {}",
-                    v.value
-                ),
-            )
-        };
-        match v.value {
-            Scalar::Int(n) if n >= lo.into() && n <= hi.into() => T::try_from(n).map_err(|_| bad()),
-            _ => Err(bad()),
-        }
-    }
-
-    fn boolean(&self, v: &Field<Scalar>, key: &str, default: bool) -> Result<bool> {
-        match v {
-            None => Ok(default),
-            Some(Spanned {
-                value: Scalar::Bool(b),
-                ..
-            }) => Ok(*b),
-            Some(v) => Err(self.invalid(
-                &v.referenced,
-                key,
-                format!("{key} must be true or false, got {}", v.value),
-            )),
-        }
-    }
-
-    fn policy_name(&self, v: &Spanned<Text>, key: &str) -> Result<&'static Plugin> {
-        find_policy(&v.value.0)
-            .map_err(|e: UnknownPolicy| self.invalid(&v.referenced, key, e.to_string()))
     }
 
     fn at(&self, at: Option<Pos>) -> (u64, u64) {
@@ -104,7 +106,18 @@ impl Builder<'_> {
         }
     }
 
-    /// A policy's error, located: shape errors are parse errors, value errors point at the
+    fn unknown_key(&self, key: &Key, expected: &[&str]) -> ConfigError {
+        self.doc.error(
+            key.at,
+            format!(
+                "unknown field `{}`, expected one of {}",
+                key.name,
+                expected.join(", ")
+            ),
+        )
+    }
+
+    /// A section's error, located: shape errors are parse errors, value errors point at the
     /// value, check errors at the first of their fields that `written` (the section as the
     /// file has it) sets, else at the section.
     fn param_error(&self, e: ParamError, keys: &Keys, written: &Node) -> ConfigError {
@@ -112,7 +125,7 @@ impl Builder<'_> {
             ParamError::Shape { at, msg } => {
                 let (line, col) = self.at(at);
                 ConfigError::Parse {
-                    file: self.file.to_owned(),
+                    file: self.doc.file.to_owned(),
                     line,
                     col,
                     msg,
@@ -121,7 +134,7 @@ impl Builder<'_> {
             ParamError::Value { key, at, msg } => {
                 let (line, col) = self.at(at);
                 ConfigError::Invalid {
-                    file: self.file.to_owned(),
+                    file: self.doc.file.to_owned(),
                     line,
                     col,
                     key,
@@ -137,351 +150,201 @@ impl Builder<'_> {
                     (None, Some(f)) => (*f, written.at),
                     (None, None) => ("", written.at),
                 };
-                let (line, col) = self.at(Some(at));
-                ConfigError::Invalid {
-                    file: self.file.to_owned(),
-                    line,
-                    col,
-                    key: keys.key(field),
-                    msg,
-                }
+                self.invalid(at, &keys.key(field), msg)
             }
         }
     }
 
-    /// The top-level section of every registered policy (defaults where absent).
-    fn policies(&self, sections: &[RawSection]) -> Result<Vec<PolicySpec>> {
-        plugin::all()
-            .iter()
-            .map(|p| match sections.iter().find(|(k, _)| k == p.section) {
-                Some((_, raw)) => {
-                    let node = RawNode::to_node(raw);
-                    let keys = Keys::new(p.section);
-                    p.parse(&node, &keys)
-                        .map_err(|e| self.param_error(e, &keys, &node))
-                }
-                None => Ok(p.default_spec()),
-            })
-            .collect()
-    }
-
-    /// A glob for interface names: must be able to match a valid Linux interface name.
-    fn glob(&self, v: &Spanned<Text>, key: &str) -> Result<String> {
-        let p = &v.value.0;
-        let bad = |why: &str| {
-            self.invalid(
-                &v.referenced,
-                key,
-                format!("invalid interface pattern {p:?}: {why}"),
-            )
-        };
-        if let Some(why) = interface_glob_problem(p) {
-            return Err(bad(why));
+    /// Reads the core section `S` into `slot` if `name` is its key.
+    fn section<S: Section>(&self, name: &str, value: &Item, slot: &mut S) -> Result<bool> {
+        if name != S::KEY {
+            return Ok(false);
         }
-        Ok(p.clone())
+        let node = self.doc.node(value)?;
+        let keys = Keys::new(S::KEY);
+        let section: S = from_node(&node, &keys).map_err(|e| self.param_error(e, &keys, &node))?;
+        section
+            .validate(&node, &keys)
+            .map_err(|e| self.param_error(e, &keys, &node))?;
+        *slot = section;
+        Ok(true)
     }
 
-    fn globs(&self, v: &Option<Vec<Spanned<Text>>>, key: &str) -> Result<Vec<String>> {
-        v.iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, g)| self.glob(g, &format!("{key}[{i}]")))
-            .collect()
-    }
-
-    pub(crate) fn config(&self, raw: RawConfig) -> Result<Config> {
-        let policy = match &raw.policy {
-            Some(p) => self.policy_name(p, "policy")?,
-            None => plugin::default_plugin(),
-        };
-        let policies = self.policies(&raw.sections)?;
-        let mut config = Config {
-            policy,
-            policies,
-            addresses: match &raw.addresses {
-                Some(s) => self.addresses(&s.value)?,
-                None => AddressFilter::default(),
-            },
-            kernel: match &raw.kernel {
-                Some(s) => self.kernel(&s.value)?,
-                None => KernelConfig::default(),
-            },
-            poll: match &raw.poll {
-                Some(s) => self.poll(&s.value)?,
-                None => PollConfig::default(),
-            },
-            subflow: match &raw.subflow {
-                Some(s) => self.subflow(&s.value)?,
-                None => SubflowConfig::default(),
-            },
-            log: match &raw.log {
-                Some(s) => self.log(&s.value)?,
-                None => LogConfig::default(),
-            },
-            control: match &raw.control {
-                Some(s) => self.control(&s.value)?,
-                None => ControlConfig::default(),
-            },
-            metrics: match &raw.metrics {
-                Some(s) => self.metrics(&s.value)?,
-                None => MetricsConfig::default(),
-            },
-            rules: Vec::new(),
-        };
-        for (i, rule) in raw.rules.iter().flatten().enumerate() {
-            let rule = self.rule(&config, &raw.sections, rule, &format!("rules[{i}]"))?;
-            config.rules.push(rule);
-        }
-        Ok(config)
-    }
-
-    fn addresses(&self, raw: &RawAddresses) -> Result<AddressFilter> {
-        let d = AddressFilter::default();
-        Ok(AddressFilter {
-            skip_loopback: self.boolean(
-                &raw.skip_loopback,
-                "addresses.skip_loopback",
-                d.skip_loopback,
-            )?,
-            skip_link_local: self.boolean(
-                &raw.skip_link_local,
-                "addresses.skip_link_local",
-                d.skip_link_local,
-            )?,
-            include_interfaces: self
-                .globs(&raw.include_interfaces, "addresses.include_interfaces")?,
-            exclude_interfaces: self
-                .globs(&raw.exclude_interfaces, "addresses.exclude_interfaces")?,
-            backup_interfaces: self.globs(&raw.backup_interfaces, "addresses.backup_interfaces")?,
-        })
-    }
-
-    fn kernel(&self, raw: &RawKernel) -> Result<KernelConfig> {
-        let d = KernelConfig::default();
-        Ok(KernelConfig {
-            set_userspace_pm: self.boolean(
-                &raw.set_userspace_pm,
-                "kernel.set_userspace_pm",
-                d.set_userspace_pm,
-            )?,
-            // SO_RCVBUF takes an int.
-            events_rcvbuf: self.int(
-                &raw.events_rcvbuf,
-                "kernel.events_rcvbuf",
-                4096,
-                i32::MAX as u32,
-                d.events_rcvbuf,
-            )?,
-            nice: self.int(&raw.nice, "kernel.nice", -20, 19, d.nice)?,
-            realtime_priority: self.int(
-                &raw.realtime_priority,
-                "kernel.realtime_priority",
-                0,
-                99,
-                d.realtime_priority,
-            )?,
-        })
-    }
-
-    fn poll(&self, raw: &RawPoll) -> Result<PollConfig> {
-        let d = PollConfig::default();
-        Ok(PollConfig {
-            interval_ms: self.int(
-                &raw.interval_ms,
-                "poll.interval_ms",
-                10,
-                3_600_000,
-                d.interval_ms,
-            )?,
-        })
-    }
-
-    fn subflow(&self, raw: &RawSubflow) -> Result<SubflowConfig> {
-        let d = SubflowConfig::default();
-        let c = SubflowConfig {
-            request_timeout_ms: self.int(
-                &raw.request_timeout_ms,
-                "subflow.request_timeout_ms",
-                100,
-                600_000,
-                d.request_timeout_ms,
-            )?,
-            backoff_initial_ms: self.int(
-                &raw.backoff_initial_ms,
-                "subflow.backoff_initial_ms",
-                1,
-                3_600_000,
-                d.backoff_initial_ms,
-            )?,
-            backoff_max_ms: self.int(
-                &raw.backoff_max_ms,
-                "subflow.backoff_max_ms",
-                1,
-                3_600_000,
-                d.backoff_max_ms,
-            )?,
-            max_retries: self.int(
-                &raw.max_retries,
-                "subflow.max_retries",
-                0,
-                1000,
-                d.max_retries,
-            )?,
-        };
-        if c.backoff_max_ms < c.backoff_initial_ms {
-            let (k, at) = match (&raw.backoff_max_ms, &raw.backoff_initial_ms) {
-                (Some(m), _) => ("subflow.backoff_max_ms", m.referenced),
-                (None, Some(i)) => ("subflow.backoff_initial_ms", i.referenced),
-                (None, None) => ("subflow.backoff_max_ms", Location::UNKNOWN),
-            };
+    /// A policy name; `None` for `policy:` with nothing after it (the default).
+    fn policy_name(&self, value: &Item, key: &str) -> Result<Option<&'static Plugin>> {
+        if let (Raw::Null, None) = (&value.value.0, &value.value.1) {
+            if self.doc.is_empty(value) {
+                return Ok(None);
+            }
             return Err(self.invalid(
-                &at,
-                k,
+                pos(value),
+                key,
                 format!(
-                    "subflow.backoff_max_ms ({}) must not be less than subflow.backoff_initial_ms ({})",
-                    c.backoff_max_ms, c.backoff_initial_ms
+                    "{key}: `~` or `null` names no policy: leave the key out for the default ({}), or name one of {}",
+                    plugin::default_plugin(),
+                    plugin::names()
                 ),
             ));
         }
-        Ok(c)
+        let node = self.doc.node(value)?;
+        let name = match &node.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(n) => n.to_string(),
+            Value::Float(x) => x.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null | Value::Seq(_) | Value::Map(_) => {
+                return Err(self.doc.error(node.at, EXPECT_SCALAR))
+            }
+        };
+        find_policy(&name)
+            .map(Some)
+            .map_err(|e: UnknownPolicy| self.invalid(node.at, key, e.to_string()))
     }
 
-    fn log(&self, raw: &RawLog) -> Result<LogConfig> {
-        let level = match &raw.level {
-            Some(v) => v
-                .value
-                .0
-                .parse::<LogLevel>()
-                .map_err(|m| self.invalid(&v.referenced, "log.level", m))?,
-            None => LogLevel::default(),
+    pub(crate) fn config(&self, root: Option<Item>) -> Result<Config> {
+        let mut config = Config::default();
+        let Some(root) = root else {
+            return Ok(config);
         };
-        let format = match &raw.format {
-            Some(v) => v
-                .value
-                .0
-                .parse::<LogFormat>()
-                .map_err(|m| self.invalid(&v.referenced, "log.format", m))?,
-            None => LogFormat::default(),
+        let entries = match self.doc.untagged(&root)? {
+            Raw::Null => return Ok(config),
+            Raw::Map(entries) => entries,
+            _ => return Err(self.doc.error(pos(&root), EXPECT_MAP)),
         };
-        Ok(LogConfig { level, format })
-    }
-
-    fn control(&self, raw: &RawControl) -> Result<ControlConfig> {
-        let Some(v) = &raw.socket else {
-            return Ok(ControlConfig::default());
-        };
-        let p = &v.value.0;
-        let bad = |why: String| {
-            self.invalid(
-                &v.referenced,
-                "control.socket",
-                format!("invalid control.socket {p:?}: {why}"),
-            )
-        };
-        if !p.starts_with('/') {
-            return Err(bad("expected an absolute path".into()));
+        // The policies' top-level sections as written: a rule's override is merged over them.
+        let mut written: Vec<(&'static Plugin, Node)> = Vec::new();
+        let mut rules = None;
+        for (k, value) in entries {
+            let key = self.doc.key(k)?;
+            let name = key.name.as_str();
+            if name == POLICY {
+                if let Some(p) = self.policy_name(value, POLICY)? {
+                    config.policy = p;
+                }
+            } else if name == RULES {
+                rules = Some(value);
+            } else if let Some(p) = plugin::find_section(name) {
+                let node = self.doc.node(value)?;
+                let keys = Keys::new(p.section);
+                let spec = p
+                    .parse(&node, &keys)
+                    .map_err(|e| self.param_error(e, &keys, &node))?;
+                if let Some(slot) = config.policies.iter_mut().find(|s| s.plugin == p) {
+                    *slot = spec;
+                }
+                written.push((p, node));
+            } else {
+                let c = &mut config;
+                let known = self.section(name, value, &mut c.addresses)?
+                    || self.section(name, value, &mut c.kernel)?
+                    || self.section(name, value, &mut c.poll)?
+                    || self.section(name, value, &mut c.subflow)?
+                    || self.section(name, value, &mut c.log)?
+                    || self.section(name, value, &mut c.control)?
+                    || self.section(name, value, &mut c.metrics)?;
+                if !known {
+                    return Err(self.unknown_key(&key, &root_keys()));
+                }
+            }
         }
-        if p.contains('\0') {
-            return Err(bad("it contains a NUL byte".into()));
+        if let Some(value) = rules {
+            let items: &[Item] = match self.doc.untagged(value)? {
+                Raw::Null => &[],
+                Raw::Seq(items) => items,
+                _ => return Err(self.doc.error(pos(value), EXPECT_SEQ)),
+            };
+            for (i, item) in items.iter().enumerate() {
+                let rule = self.rule(&config, &written, item, &format!("{RULES}[{i}]"))?;
+                config.rules.push(rule);
+            }
         }
-        if p.len() > MAX_SOCKET_PATH {
-            return Err(bad(format!(
-                "unix socket paths are at most {MAX_SOCKET_PATH} bytes"
-            )));
-        }
-        Ok(ControlConfig {
-            socket: PathBuf::from(p),
-        })
-    }
-
-    fn metrics(&self, raw: &RawMetrics) -> Result<MetricsConfig> {
-        let Some(v) = &raw.listen else {
-            return Ok(MetricsConfig::default());
-        };
-        let listen = v.value.0.parse::<std::net::SocketAddr>().map_err(|_| {
-            self.invalid(
-                &v.referenced,
-                "metrics.listen",
-                format!(
-                    "invalid metrics.listen {:?}: expected an address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
-                    v.value.0
-                ),
-            )
-        })?;
-        Ok(MetricsConfig {
-            listen: Some(listen),
-        })
-    }
-
-    /// A port or `"LO-HI"` range matcher, if written.
-    fn port_range(&self, v: &Field<Text>, key: &str) -> Result<Option<PortRange>> {
-        v.as_ref()
-            .map(|v| {
-                v.value
-                    .0
-                    .parse::<PortRange>()
-                    .map_err(|e| self.invalid(&v.referenced, key, e.to_string()))
-            })
-            .transpose()
+        Ok(config)
     }
 
     fn rule(
         &self,
         config: &Config,
-        top: &[RawSection],
-        rule: &Spanned<RawRule>,
+        top: &[(&'static Plugin, Node)],
+        item: &Item,
         path: &str,
     ) -> Result<Rule> {
-        let raw = &rule.value;
-        let remote =
-            match &raw.remote {
-                Some(v) => Some(v.value.0.parse::<Cidr>().map_err(|e| {
-                    self.invalid(&v.referenced, &join(path, "remote"), e.to_string())
-                })?),
-                None => None,
-            };
-        let port = self.port_range(&raw.port, &join(path, "port"))?;
-        let interface = match &raw.interface {
-            Some(v) => Some(self.glob(v, &join(path, "interface"))?),
-            None => None,
+        let Raw::Map(entries) = self.doc.untagged(item)? else {
+            return Err(self.doc.error(pos(item), EXPECT_MAP));
         };
-        let local_port = self.port_range(&raw.local_port, &join(path, "local_port"))?;
-        let side = match &raw.side {
-            Some(v) => Some(
-                v.value
-                    .0
-                    .parse::<Side>()
-                    .map_err(|e| self.invalid(&v.referenced, &join(path, "side"), e))?,
-            ),
-            None => None,
+        let matcher_keys = fields_of::<Rule>();
+        let mut matchers = Vec::new();
+        let mut policy_item = None;
+        let mut sections = Vec::new();
+        for (k, value) in entries {
+            let key = self.doc.key(k)?;
+            if key.name == POLICY {
+                policy_item = Some(value);
+            } else if let Some(p) = plugin::find_section(&key.name) {
+                sections.push((p, key, self.doc.node(value)?));
+            } else if matcher_keys.contains(&key.name.as_str()) {
+                let node = self.doc.node(value)?;
+                matchers.push((key, node));
+            } else {
+                return Err(self.unknown_key(&key, &rule_keys()));
+            }
+        }
+        let written = Node {
+            value: Value::Map(matchers),
+            at: pos(item),
         };
-        if remote.is_none()
-            && port.is_none()
-            && interface.is_none()
-            && local_port.is_none()
-            && side.is_none()
+        let keys = Keys::new(path);
+        let mut rule: Rule =
+            from_node(&written, &keys).map_err(|e| self.param_error(e, &keys, &written))?;
+        if rule.remote.is_none()
+            && rule.port.is_none()
+            && rule.interface.is_none()
+            && rule.local_port.is_none()
+            && rule.side.is_none()
         {
             return Err(self.invalid(
-                &rule.referenced,
+                pos(item),
                 path,
-                format!("{path} matches every connection: give at least one of remote, port, interface, local_port, side (or set the top-level policy instead)"),
+                format!("{path} matches every connection: give at least one of {} (or set the top-level policy instead)", matcher_keys.join(", ")),
             ));
         }
-        let Some(policy_text) = &raw.policy else {
+        let policy_key = join(path, POLICY);
+        let chosen = match policy_item {
+            Some(value) => self.policy_name(value, &policy_key)?,
+            None => None,
+        };
+        let Some(policy) = chosen else {
             return Err(self.invalid(
-                &rule.referenced,
-                &join(path, "policy"),
+                pos(item),
+                &policy_key,
                 format!("{path} has no policy, expected policy: {}", one_of()),
             ));
         };
-        let policy = self.policy_name(policy_text, &join(path, "policy"))?;
+        if let Some(side) = rule.side {
+            let server_side = side == Side::Server;
+            if !policy.serves.covers(server_side) {
+                let (serves, other) = match policy.serves {
+                    Serves::Server => ("accepted here (side: server)", Side::Server),
+                    _ => ("dialled from here (side: client)", Side::Client),
+                };
+                let at = policy_item.map_or(pos(item), pos);
+                return Err(self.invalid(
+                    at,
+                    &policy_key,
+                    format!(
+                        "{path} gives side: {side} connections the policy {policy}, which acts only on connections {serves}: they would get no path management at all; use {} for side: {side}, or side: {other}",
+                        policies_serving(server_side)
+                    ),
+                ));
+            }
+        }
 
         // An override section must belong to the rule's own policy.
-        for (section, value) in &raw.sections {
-            if section != policy.section {
+        for (p, key, value) in &sections {
+            if *p != policy {
+                let section = p.section;
                 return Err(self.invalid(
-                    &value.referenced,
-                    &join(path, section),
+                    value.at,
+                    &join(path, &key.name),
                     format!(
                         "{path} sets {section}: parameters but its policy is {policy}; use {}: or change the policy",
                         policy.section
@@ -491,34 +354,25 @@ impl Builder<'_> {
         }
 
         // The rule's section over the top-level one, key by key; the policy parses the result.
-        let base = config
-            .policies
-            .iter()
-            .find(|s| s.plugin == policy)
-            .cloned()
-            .unwrap_or_else(|| policy.default_spec());
-        let spec = match raw.sections.iter().find(|(k, _)| k == policy.section) {
-            None => base,
-            Some((_, over)) => {
-                let written = RawNode::to_node(over);
+        rule.spec = match sections.first() {
+            None => config
+                .policies
+                .iter()
+                .find(|s| s.plugin == policy)
+                .cloned()
+                .unwrap_or_else(|| policy.default_spec()),
+            Some((_, _, over)) => {
                 let keys = Keys::new(join(path, policy.section));
-                let top = top
+                let base = top
                     .iter()
-                    .find(|(k, _)| k == policy.section)
-                    .map_or_else(Node::empty, |(_, n)| RawNode::to_node(n));
+                    .find(|(p, _)| *p == policy)
+                    .map_or_else(Node::empty, |(_, n)| n.clone());
                 policy
-                    .parse(&top.merged(&written), &keys)
-                    .map_err(|e| self.param_error(e, &keys, &written))?
+                    .parse(&base.merged(over), &keys)
+                    .map_err(|e| self.param_error(e, &keys, over))?
             }
         };
-        Ok(Rule {
-            remote,
-            port,
-            interface,
-            local_port,
-            side,
-            spec,
-        })
+        Ok(rule)
     }
 }
 
@@ -529,5 +383,63 @@ fn one_of() -> String {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         Some((last, _)) => (*last).to_owned(),
         None => String::new(),
+    }
+}
+
+/// The keys a derived `Deserialize` struct reads (serde passes them to `deserialize_struct`),
+/// so that a list of a struct's keys is not written a second time by hand.
+fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    /// Ends the probe: the fields, or none if `T` is not a struct.
+    #[derive(Debug)]
+    struct Fields(&'static [&'static str]);
+
+    impl std::fmt::Display for Fields {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "fields {:?}", self.0)
+        }
+    }
+    impl std::error::Error for Fields {}
+    impl de::Error for Fields {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Fields(&[])
+        }
+    }
+
+    struct Probe;
+    impl<'de> de::Deserializer<'de> for Probe {
+        type Error = Fields;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Fields> {
+            Err(Fields(&[]))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, Fields> {
+            Err(Fields(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    match T::deserialize(Probe) {
+        Err(Fields(f)) => f,
+        Ok(_) => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_matchers_are_the_fields_of_rule() {
+        assert_eq!(
+            fields_of::<Rule>(),
+            ["remote", "port", "interface", "local_port", "side"]
+        );
     }
 }

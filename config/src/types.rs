@@ -1,23 +1,25 @@
-//! The typed, validated configuration: what the rest of the daemon consumes.
+//! The whole configuration ([`Config`]) and its per-connection [`Rule`]s: what the rest of the
+//! daemon consumes. The core sections are in `sections.rs`, the policies' in their own files;
+//! `build.rs` reads the file's top level and its rules into these types.
 //!
-//! Every value here has already passed validation in [`crate::parse`]; the `Default`
-//! impls are the documented defaults (and what `packaging/mptcp-pm.yaml` spells out).
-//! These types only serialise (for `--check-config`); reading goes through the located,
-//! validating path in `build.rs`.
+//! Every value here has already passed validation in [`crate::parse`]. The rule matchers, like
+//! the sections, are read with serde from the located tree and checked as they are read.
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
-
-use mptcp_pmd_policies::plugin::{self, Plugin, PolicyParams, PolicySpec};
-use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
 
 use mptcp_pmd_policies::addrmatch::{glob_match, Cidr};
+use mptcp_pmd_policies::params;
+use mptcp_pmd_policies::plugin::{self, Plugin, PolicyParams, PolicySpec};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::net::PortRange;
+use crate::sections::{
+    AddressFilter, ControlConfig, InterfacePattern, KernelConfig, LogConfig, MetricsConfig,
+    PollConfig, Section, SubflowConfig,
+};
 
 /// Error for an unknown policy name; lists the valid ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,305 +29,6 @@ pub struct UnknownPolicy(pub String);
 /// The compiled-in policy `policy:` names `name`.
 pub fn find_policy(name: &str) -> Result<&'static Plugin, UnknownPolicy> {
     plugin::find(name).ok_or_else(|| UnknownPolicy(name.to_owned()))
-}
-
-/// `addresses:` section: which local addresses and interfaces subflows may use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AddressFilter {
-    /// Never use loopback addresses (127.0.0.0/8, ::1). Default true.
-    pub skip_loopback: bool,
-    /// Never use link-local addresses (169.254.0.0/16, fe80::/10). Default true.
-    pub skip_link_local: bool,
-    /// Glob patterns (`*`, `?`); if non-empty, only matching interfaces are used. Default [].
-    pub include_interfaces: Vec<String>,
-    /// Glob patterns of interfaces never used, e.g. `docker*`. Wins over include. Default [].
-    pub exclude_interfaces: Vec<String>,
-    /// Glob patterns; subflows from these interfaces get the backup flag. Default [].
-    pub backup_interfaces: Vec<String>,
-}
-
-impl Default for AddressFilter {
-    fn default() -> Self {
-        AddressFilter {
-            skip_loopback: true,
-            skip_link_local: true,
-            include_interfaces: Vec::new(),
-            exclude_interfaces: Vec::new(),
-            backup_interfaces: Vec::new(),
-        }
-    }
-}
-
-impl AddressFilter {
-    /// True if interface `name` passes the include and exclude lists.
-    pub fn interface_allowed(&self, name: &str) -> bool {
-        let included = self.include_interfaces.is_empty()
-            || self.include_interfaces.iter().any(|p| glob_match(p, name));
-        included && !self.exclude_interfaces.iter().any(|p| glob_match(p, name))
-    }
-
-    /// True if subflows from interface `name` should carry the backup flag.
-    pub fn is_backup(&self, name: &str) -> bool {
-        self.backup_interfaces.iter().any(|p| glob_match(p, name))
-    }
-
-    /// True if `addr` passes the loopback and link-local filters.
-    pub fn address_allowed(&self, addr: IpAddr) -> bool {
-        let addr = addr.to_canonical();
-        if self.skip_loopback && addr.is_loopback() {
-            return false;
-        }
-        let link_local = match addr {
-            IpAddr::V4(a) => a.is_link_local(),
-            // fe80::/10
-            IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
-        };
-        !(self.skip_link_local && link_local)
-    }
-
-    /// Both filters: the address may be used on this interface.
-    pub fn allows(&self, interface: &str, addr: IpAddr) -> bool {
-        self.interface_allowed(interface) && self.address_allowed(addr)
-    }
-}
-
-/// `kernel:` section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct KernelConfig {
-    /// Switch this network namespace to the userspace path manager at start
-    /// (`net.mptcp.path_manager=userspace`). Default true.
-    pub set_userspace_pm: bool,
-    /// Receive buffer (bytes) for the genl events socket. 4096..=2147483647, default 4 MiB.
-    pub events_rcvbuf: u32,
-    /// Scheduling priority (nice value) the daemon gives itself at start, while it still may
-    /// (CAP_SYS_NICE). -20..=19, default -20: joins are created from the daemon's thread, so
-    /// on a host whose CPUs are busy with the applications the path manager serves, a
-    /// normal-priority daemon waits for a time slice before each connection gets its subflows
-    /// (BENCHMARKS.md, churn: -20 brings the join p50 within 2 x the in-kernel PM's, -10 did
-    /// not). 0 leaves the priority alone.
-    pub nice: i8,
-    /// SCHED_FIFO priority (1..=99) for the threads that handle events and send commands; 0
-    /// (default) keeps the normal scheduler. Under heavy CPU contention it brings join latency
-    /// close to the in-kernel PM's (whose joins run in kernel context). The sock_diag thread
-    /// stays on the normal scheduler.
-    pub realtime_priority: u8,
-}
-
-impl Default for KernelConfig {
-    fn default() -> Self {
-        KernelConfig {
-            set_userspace_pm: true,
-            events_rcvbuf: 4 * 1024 * 1024,
-            nice: -20,
-            realtime_priority: 0,
-        }
-    }
-}
-
-/// `poll:` section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct PollConfig {
-    /// sock_diag poll period while connections exist, ms. 10..=3600000, default 1000.
-    pub interval_ms: u32,
-}
-
-impl Default for PollConfig {
-    fn default() -> Self {
-        PollConfig { interval_ms: 1000 }
-    }
-}
-
-impl PollConfig {
-    /// `interval_ms` as a duration.
-    pub fn interval(&self) -> Duration {
-        Duration::from_millis(self.interval_ms.into())
-    }
-}
-
-/// `subflow:` section: retry behaviour for subflow creation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct SubflowConfig {
-    /// A requested subflow that neither establishes nor fails within this many ms is
-    /// treated as failed and retried. 100..=600000, default 5000.
-    pub request_timeout_ms: u32,
-    /// First retry delay, ms; doubles per failure. 1..=3600000, default 500.
-    pub backoff_initial_ms: u32,
-    /// Retry delay cap, ms. `backoff_initial_ms`..=3600000, default 30000.
-    pub backoff_max_ms: u32,
-    /// Consecutive failures of one path before giving up until its address changes.
-    /// 0..=1000 (0: never retry), default 6.
-    pub max_retries: u32,
-}
-
-impl Default for SubflowConfig {
-    fn default() -> Self {
-        SubflowConfig {
-            request_timeout_ms: 5000,
-            backoff_initial_ms: 500,
-            backoff_max_ms: 30_000,
-            max_retries: 6,
-        }
-    }
-}
-
-impl SubflowConfig {
-    /// `request_timeout_ms` as a duration.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms.into())
-    }
-    /// `backoff_initial_ms` as a duration.
-    pub fn backoff_initial(&self) -> Duration {
-        Duration::from_millis(self.backoff_initial_ms.into())
-    }
-    /// `backoff_max_ms` as a duration.
-    pub fn backoff_max(&self) -> Duration {
-        Duration::from_millis(self.backoff_max_ms.into())
-    }
-}
-
-/// Log verbosity, most to least severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum LogLevel {
-    /// `critical`
-    Critical,
-    /// `error`
-    Error,
-    /// `warning`
-    Warning,
-    /// `info` (default)
-    #[default]
-    Info,
-    /// `debug`
-    Debug,
-    /// `trace`
-    Trace,
-}
-
-impl LogLevel {
-    /// Every level, most severe first.
-    pub const ALL: [LogLevel; 6] = [
-        LogLevel::Critical,
-        LogLevel::Error,
-        LogLevel::Warning,
-        LogLevel::Info,
-        LogLevel::Debug,
-        LogLevel::Trace,
-    ];
-
-    /// The YAML spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Critical => "critical",
-            LogLevel::Error => "error",
-            LogLevel::Warning => "warning",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        }
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for LogLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        LogLevel::ALL
-            .into_iter()
-            .find(|l| l.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown log level {s:?}, expected one of critical, error, warning, info, debug, trace"
-                )
-            })
-    }
-}
-
-impl Serialize for LogLevel {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum LogFormat {
-    /// Human-readable lines (default).
-    #[default]
-    Term,
-    /// One JSON object per line.
-    Json,
-}
-
-impl LogFormat {
-    /// The YAML spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Term => "term",
-            LogFormat::Json => "json",
-        }
-    }
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "term" => Ok(LogFormat::Term),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(format!(
-                "unknown log format {s:?}, expected one of term, json"
-            )),
-        }
-    }
-}
-
-impl Serialize for LogFormat {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-/// `log:` section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct LogConfig {
-    /// Default `info`.
-    pub level: LogLevel,
-    /// Default `term`.
-    pub format: LogFormat,
-}
-
-/// `control:` section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ControlConfig {
-    /// Absolute path of the control socket. Default `/run/mptcp-pmd.sock`.
-    pub socket: PathBuf,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig {
-            socket: PathBuf::from("/run/mptcp-pmd.sock"),
-        }
-    }
-}
-
-/// `metrics:` section: the optional Prometheus text endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct MetricsConfig {
-    /// Address and port to serve `/metrics` on (HTTP). Default: none (off).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Which end of a connection this host is: the `side` matcher of a rule.
@@ -372,6 +75,41 @@ impl Serialize for Side {
     }
 }
 
+impl<'de> Deserialize<'de> for Side {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(params::refuse)
+    }
+}
+
+/// Rule matchers parsed from text with the type's own message (`invalid CIDR ...`), or nothing.
+fn matcher<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    Option::<String>::deserialize(d)?
+        .map(|text| text.parse().map_err(params::refuse))
+        .transpose()
+}
+
+fn interface_matcher<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<InterfacePattern>::deserialize(d)?.map(|p| p.0))
+}
+
+/// `policy: <name>` and `<section>: <parameters>`, in the rule's mapping.
+fn spec_entries<S: Serializer>(spec: &PolicySpec, s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(2))?;
+    m.serialize_entry("policy", spec.plugin)?;
+    m.serialize_entry(spec.plugin.section, spec)?;
+    m.end()
+}
+
+/// Stands in for a rule's spec until `build.rs` has read the rule's policy.
+fn no_spec() -> PolicySpec {
+    plugin::default_plugin().default_spec()
+}
+
 /// What rules look at in a connection: its initial subflow and which end we are. Facts the
 /// caller does not know are `None`; a rule that sets a matcher for an unknown fact does not
 /// match.
@@ -390,22 +128,53 @@ pub struct RuleTarget<'a> {
 }
 
 /// One entry of `rules:`: a per-connection policy. At least one matcher is set.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its mapping holds the matchers (the fields here, read by serde), `policy` and the policy's
+/// override section (read by `build.rs`, which knows the registry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// Remote address prefix of the connection.
+    /// Remote address prefix of the connection (`198.51.100.0/24`; a bare address is a host).
+    #[serde(
+        default,
+        deserialize_with = "matcher",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remote: Option<Cidr>,
-    /// Remote port or port range.
+    /// Remote port or port range (`443`, `"8000-8100"`).
+    #[serde(
+        default,
+        deserialize_with = "matcher",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port: Option<PortRange>,
     /// Glob pattern for the interface of the initial subflow.
+    #[serde(
+        default,
+        deserialize_with = "interface_matcher",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interface: Option<String>,
     /// Local port or port range of the initial subflow (on the server side: the listening
     /// port).
+    #[serde(
+        default,
+        deserialize_with = "matcher",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_port: Option<PortRange>,
-    /// Which end of the connection this host is.
+    /// Which end of the connection this host is (`client`, `server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub side: Option<Side>,
     /// The policy and its parameters: the rule's override section merged over the
     /// top-level section of that policy (keys missing in the override keep the top-level
-    /// values).
+    /// values). Written as `policy:` and the policy's section, always with every value.
+    #[serde(
+        flatten,
+        serialize_with = "spec_entries",
+        skip_deserializing,
+        default = "no_spec"
+    )]
     pub spec: PolicySpec,
 }
 
@@ -442,30 +211,8 @@ impl Rule {
     }
 }
 
-/// Matchers, `policy:` and the policy's section (always written, with the resolved values).
-impl Serialize for Rule {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        if let Some(remote) = &self.remote {
-            m.serialize_entry("remote", remote)?;
-        }
-        if let Some(port) = &self.port {
-            m.serialize_entry("port", port)?;
-        }
-        if let Some(interface) = &self.interface {
-            m.serialize_entry("interface", interface)?;
-        }
-        if let Some(local_port) = &self.local_port {
-            m.serialize_entry("local_port", local_port)?;
-        }
-        if let Some(side) = &self.side {
-            m.serialize_entry("side", side)?;
-        }
-        m.serialize_entry("policy", self.spec.plugin)?;
-        m.serialize_entry(self.spec.plugin.section, &self.spec)?;
-        m.end()
-    }
-}
+/// The key of the list of rules.
+pub(crate) const RULES: &str = "rules";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -518,14 +265,14 @@ impl Serialize for Config {
         for spec in &self.policies {
             m.serialize_entry(spec.plugin.section, spec)?;
         }
-        m.serialize_entry("addresses", &self.addresses)?;
-        m.serialize_entry("kernel", &self.kernel)?;
-        m.serialize_entry("poll", &self.poll)?;
-        m.serialize_entry("subflow", &self.subflow)?;
-        m.serialize_entry("log", &self.log)?;
-        m.serialize_entry("control", &self.control)?;
-        m.serialize_entry("metrics", &self.metrics)?;
-        m.serialize_entry("rules", &self.rules)?;
+        m.serialize_entry(AddressFilter::KEY, &self.addresses)?;
+        m.serialize_entry(KernelConfig::KEY, &self.kernel)?;
+        m.serialize_entry(PollConfig::KEY, &self.poll)?;
+        m.serialize_entry(SubflowConfig::KEY, &self.subflow)?;
+        m.serialize_entry(LogConfig::KEY, &self.log)?;
+        m.serialize_entry(ControlConfig::KEY, &self.control)?;
+        m.serialize_entry(MetricsConfig::KEY, &self.metrics)?;
+        m.serialize_entry(RULES, &self.rules)?;
         m.end()
     }
 }

@@ -314,7 +314,7 @@ fn effective_yaml_round_trips() {
         FULL,
         "policy: rtt-based\nrtt_based: {backup_ratio: 1.1, restore_ratio: 0.3, loss_threshold: 0.0001}\n",
         // Names YAML would read as something else unless the emitter quotes them.
-        r##"addresses: {include_interfaces: ["*", "?x", "null", "yes", "1", "-", "#a", "&b", "!c", "'", "\"", "[", "~", "%", "@", "0x1", "1e3", ".inf", "a#b", "true", "no", "off"]}"##,
+        r##"addresses: {include_interfaces: ["*", "?x", "null", "yes", "1", "-", "#a", "&b", "!c", "'", "\"", "{", "~", "%", "@", "0x1", "1e3", ".inf", "a#b", "true", "no", "off"]}"##,
         r#"rules: [{interface: "*", policy: fullmesh}, {remote: "::/0", policy: fullmesh}]"#,
     ];
     for yaml in tricky {
@@ -619,4 +619,81 @@ fn shipped_example_documents_and_builds_every_registered_policy() {
         // `policy: <name>` alone selects it.
         assert_eq!(ok(&format!("policy: {}\n", p.name)).policy, *p);
     }
+}
+
+#[test]
+fn null_is_none_where_a_value_is_optional_and_empty_sections_are_defaults() {
+    // Optional values, sections and lists take `~` as none / empty / defaults ...
+    for yaml in [
+        "metrics: {listen: ~}\n",
+        "metrics: {listen: null}\n",
+        "kernel: ~\n",
+        "addresses: {include_interfaces: ~}\n",
+        "rules: ~\n",
+        "policy:\n",
+    ] {
+        assert_eq!(ok(yaml), Config::default(), "{yaml:?}");
+    }
+    // ... a value that is needed does not (errors.rs has the messages).
+    for yaml in [
+        "policy: ~\n",
+        "policy: null\n",
+        "kernel: {nice: ~}\n",
+        "kernel: {nice:}\n",
+        "log: {format: null}\n",
+        "control: {socket:}\n",
+        "ndiffports: {subflows: ~}\n",
+        "rules: [{port: 443, policy: ~}]\n",
+    ] {
+        assert!(parse(yaml, "t").is_err(), "{yaml:?} was accepted");
+    }
+}
+
+#[test]
+fn decimal_numbers_and_quoted_text_are_read_as_written() {
+    // Leading zeros and a plus sign are still decimal (YAML 1.2).
+    assert_eq!(ok("kernel: {nice: +5}").kernel.nice, 5);
+    assert_eq!(ok("poll: {interval_ms: 0250}").poll.interval_ms, 250);
+    assert_eq!(
+        ok("rtt_based: {backup_ratio: 3e0}")
+            .params::<RttBasedConfig>()
+            .unwrap()
+            .backup_ratio,
+        3.0
+    );
+    // Quoted, a non-decimal spelling is text, kept as written.
+    let c = ok(r#"addresses: {include_interfaces: ["0x1", "1_0", '0o7']}"#);
+    assert_eq!(c.addresses.include_interfaces, ["0x1", "1_0", "0o7"]);
+    // A plain decimal number where text is expected is the number's text (YAML reads `007` as
+    // the number 7): quote it to keep the leading zeros.
+    assert_eq!(
+        ok("rules: [{interface: 007, policy: fullmesh}]").rules[0]
+            .interface
+            .as_deref(),
+        Some("7")
+    );
+}
+
+#[test]
+fn a_rule_may_give_announce_the_server_side_and_client_policies_any_side() {
+    let c = ok("rules: [{side: server, policy: announce}, {side: client, policy: fullmesh}]");
+    assert_eq!(c.rules.len(), 2);
+    assert!(parse("rules: [{side: client, policy: announce}]", "t").is_err());
+    // Without a side matcher the rule may match either side: not refused.
+    assert_eq!(ok("rules: [{port: 443, policy: announce}]").rules.len(), 1);
+}
+
+#[test]
+fn interface_lists_that_agree_are_accepted() {
+    // Excluding one of an included glob, and a backup that is included: both meaningful.
+    let c = ok(
+        r#"addresses: {include_interfaces: ["eth*"], exclude_interfaces: [eth1], backup_interfaces: [eth2, "wwan*"]}"#,
+    );
+    assert!(c.addresses.interface_allowed("eth0") && !c.addresses.interface_allowed("eth1"));
+    // A backup glob overlapping an exclude glob is not a contradiction for every name.
+    assert!(parse(
+        r#"addresses: {exclude_interfaces: ["wwan1"], backup_interfaces: ["wwan*"]}"#,
+        "t"
+    )
+    .is_ok());
 }

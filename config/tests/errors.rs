@@ -356,6 +356,150 @@ const CASES: &[Case] = &[
         want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "\u{1b}[31mred", expected one of fullmesh, ndiffports, rtt-based, announce"#,
         key: Some("policy"),
     },
+    Case {
+        what: "huge integer: quoted as written, not rounded",
+        yaml: "kernel:\n  events_rcvbuf: 99999999999999999999999999999999999\n",
+        want: "/etc/mptcp-pm.yaml:2:18: kernel.events_rcvbuf must be an integer between 4096 and 2147483647, got 99999999999999999999999999999999999",
+        key: Some("kernel.events_rcvbuf"),
+    },
+    Case {
+        what: "integer beyond any setting",
+        yaml: "subflow:\n  max_retries: 1000000000000000000000000000000000000000000\n",
+        want: "/etc/mptcp-pm.yaml:2:16: the integer 1000000000000000000000000000000000000000000 is too large for any setting",
+        key: None,
+    },
+    Case {
+        what: "huge number with an exponent",
+        yaml: "rtt_based:\n  backup_ratio: 1e35\n",
+        want: "/etc/mptcp-pm.yaml:2:17: rtt_based.backup_ratio must be a number greater than 1 and at most 100, got 1e35",
+        key: Some("rtt_based.backup_ratio"),
+    },
+    Case {
+        what: "hexadecimal number",
+        yaml: "fullmesh:\n  max_subflows: 0x10\n",
+        want: "/etc/mptcp-pm.yaml:2:17: 0x10 is not a decimal number (YAML would read it as 16): write numbers in decimal, or quote the value if it is text",
+        key: None,
+    },
+    Case {
+        what: "octal number",
+        yaml: "kernel:\n  nice: 0o10\n",
+        want: "/etc/mptcp-pm.yaml:2:9: 0o10 is not a decimal number (YAML would read it as 8): write numbers in decimal, or quote the value if it is text",
+        key: None,
+    },
+    Case {
+        what: "number with an underscore",
+        yaml: "poll:\n  interval_ms: 1_000\n",
+        want: "/etc/mptcp-pm.yaml:2:16: 1_000 is not a decimal number (YAML would read it as 1000): write numbers in decimal, or quote the value if it is text",
+        key: None,
+    },
+    Case {
+        what: "unquoted hexadecimal where text is expected",
+        yaml: "rules:\n  - interface: 0x1\n    policy: fullmesh\n",
+        want: "/etc/mptcp-pm.yaml:2:16: 0x1 is not a decimal number (YAML would read it as 1): write numbers in decimal, or quote the value if it is text",
+        key: None,
+    },
+    Case {
+        what: "a YAML tag: !!binary",
+        yaml: "policy: !!binary ZnVsbG1lc2g=\n",
+        want: "/etc/mptcp-pm.yaml:1:18: the YAML tag `!!binary` is not supported here: write the value itself (in quotes if it is text)",
+        key: None,
+    },
+    Case {
+        what: "a YAML tag: !!str",
+        yaml: "ndiffports:\n  subflows: !!str 4\n",
+        want: "/etc/mptcp-pm.yaml:2:19: the YAML tag `!!str` is not supported here: write the value itself (in quotes if it is text)",
+        key: None,
+    },
+    Case {
+        what: "null policy",
+        yaml: "policy: ~\n",
+        want: "/etc/mptcp-pm.yaml:1:9: policy: `~` or `null` names no policy: leave the key out for the default (fullmesh), or name one of fullmesh, ndiffports, rtt-based, announce",
+        key: Some("policy"),
+    },
+    Case {
+        what: "null where a number is needed",
+        yaml: "kernel:\n  nice: null\n",
+        want: "/etc/mptcp-pm.yaml:2:9: kernel.nice must be an integer between -20 and 19, got nothing (leave the key out for its default)",
+        key: Some("kernel.nice"),
+    },
+    Case {
+        what: "null where text is needed",
+        yaml: "control:\n  socket: ~\n",
+        want: "/etc/mptcp-pm.yaml:2:11: control.socket needs a value (`~`, `null` and nothing are not values here); leave the key out for its default",
+        key: Some("control.socket"),
+    },
+    Case {
+        what: "brackets in an interface glob",
+        yaml: "addresses:\n  include_interfaces: [\"eth[01]\"]\n",
+        want: r#"/etc/mptcp-pm.yaml:2:24: invalid interface pattern "eth[01]": '[' and ']' are not wildcards here, only '*' and '?' are"#,
+        key: Some("addresses.include_interfaces[0]"),
+    },
+    Case {
+        what: "an interface both included and excluded",
+        yaml: "addresses:\n  include_interfaces: [eth1, wlan0]\n  exclude_interfaces: [\"eth*\"]\n",
+        want: r#"/etc/mptcp-pm.yaml:2:24: addresses.include_interfaces[0] "eth1" is excluded by addresses.exclude_interfaces[0] "eth*": exclude wins, so it is never used; remove it from one of the lists"#,
+        key: Some("addresses.include_interfaces[0]"),
+    },
+    Case {
+        what: "a backup interface that is excluded",
+        yaml: "addresses:\n  exclude_interfaces: [wwan0]\n  backup_interfaces: [eth1, wwan0]\n",
+        want: r#"/etc/mptcp-pm.yaml:3:29: addresses.backup_interfaces[1] "wwan0" is excluded by addresses.exclude_interfaces[0] "wwan0": an excluded interface gets no subflows, so it cannot carry backup ones; remove it from one of the lists"#,
+        key: Some("addresses.backup_interfaces[1]"),
+    },
+    Case {
+        what: "announce for client-side connections",
+        yaml: "rules:\n  - side: client\n    policy: announce\n",
+        want: "/etc/mptcp-pm.yaml:3:13: rules[0] gives side: client connections the policy announce, which acts only on connections accepted here (side: server): they would get no path management at all; use fullmesh, ndiffports or rtt-based for side: client, or side: server",
+        key: Some("rules[0].policy"),
+    },
+    Case {
+        what: "metrics on port 0",
+        yaml: "metrics:\n  listen: \"[::1]:0\"\n",
+        want: r#"/etc/mptcp-pm.yaml:2:11: invalid metrics.listen "[::1]:0": port 0 would make the kernel pick a port, which no scraper could know; give the port to serve on"#,
+        key: Some("metrics.listen"),
+    },
+    Case {
+        what: "nested too deep",
+        yaml: "rules: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+        want: "/etc/mptcp-pm.yaml:1:39: refused: it is nested more than 32 levels deep; a configuration is a few hundred short values",
+        key: None,
+    },
+];
+
+/// Inputs too long to show whole: (what is wrong, what the input is, the input, expected).
+struct LongCase {
+    what: &'static str,
+    input: &'static str,
+    yaml: fn() -> String,
+    want: &'static str,
+}
+
+const LONG_CASES: &[LongCase] = &[
+    LongCase {
+        what: "a 100 KB key",
+        input: "a line of 100,000 `k` then `: 1`",
+        yaml: || format!("{}: 1\n", "k".repeat(100_000)),
+        want: r#"/etc/mptcp-pm.yaml:1:1: this key ("kkkkkkkkkkkkkkkkkkkk"...) is 100000 characters long: YAML keys are at most 1024 characters, and every key of this configuration is a short name"#,
+    },
+    LongCase {
+        what: "too many values",
+        input: "`addresses: {include_interfaces: [a, a, ...]}` with 60,000 entries",
+        yaml: || format!("addresses: {{include_interfaces: [{}]}}\n", vec!["a"; 60_000].join(", ")),
+        want: "/etc/mptcp-pm.yaml:1:150019: refused: it holds more than 50000 values; a configuration is a few hundred short values",
+    },
+    LongCase {
+        what: "an alias bomb",
+        input: "`a: &a [x, x, ...]` then nine levels of ten aliases each to the level below",
+        yaml: || {
+            let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+            for i in 1..10 {
+                let below = if i == 1 { "*a".to_string() } else { format!("*b{}", i - 1) };
+                bomb.push_str(&format!("b{i}: &b{i} [{}]\n", vec![below; 10].join(", ")));
+            }
+            bomb
+        },
+        want: "/etc/mptcp-pm.yaml:5:10: refused: its aliases (`*name`) expand to more than 20000 values; a configuration needs few if any",
+    },
 ];
 
 fn error_of(yaml: &str) -> ConfigError {
@@ -401,6 +545,14 @@ fn every_error_has_its_exact_message_and_location() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
+#[test]
+fn long_inputs_get_their_exact_message() {
+    for case in LONG_CASES {
+        let got = error_of(&(case.yaml)()).to_string();
+        assert_eq!(got, case.want, "{}", case.what);
+    }
+}
+
 fn markdown() -> String {
     let mut out = String::from(
         "# Configuration errors\n\n\
@@ -413,9 +565,20 @@ fn markdown() -> String {
          (YAML syntax, unknown keys, structure; located by the YAML parser) and *invalid*\n\
          errors (values checked after parsing; they also carry the dotted key, shown here).\n\n\
          Decisions worth knowing: an empty file, a comments-only file, or an empty section\n\
-         (`fullmesh:` with nothing under it) means the defaults; booleans are only\n\
-         `true`/`false`; a list or mapping given where a single value belongs is located at\n\
-         its key rather than at the value.\n\n\
+         (`fullmesh:` with nothing under it) means the defaults, and so does `policy:` with\n\
+         nothing after it; a key that needs a value refuses `~`/`null` (and nothing), while an\n\
+         optional one (`metrics.listen`) takes it as none; booleans are only `true`/`false`;\n\
+         numbers are decimal only (`16`, `1.5`, `2e3`; not `0x10`, `0o20`, `1_000`), and an\n\
+         integer is quoted back with every digit; YAML tags (`!!binary`, `!!str`, `!custom`)\n\
+         are refused; interface globs know `*` and `?` only; a list or mapping given where a\n\
+         single value belongs is located at its key rather than at the value.\n\n\
+         The file itself must be a regular file (a symlink to one is fine) of at most 1 MiB:\n\
+         a FIFO, a device, a directory or a larger file is refused before it is read, as\n\
+         `FILE: cannot read configuration: it is a FIFO (named pipe), not a regular file (a\n\
+         symlink to a regular file is fine)` or `FILE: cannot read configuration: it is larger\n\
+         than 1048576 bytes (1 MiB), the limit for a configuration file` (exit 78). The YAML\n\
+         reader refuses more than 50,000 values, nesting deeper than 32 levels, aliases that\n\
+         expand to more than 20,000 values and keys longer than 1,024 characters (see the end).\n\n\
          Each case shows the configuration, then the error.\n",
     );
     for case in CASES {
@@ -429,6 +592,18 @@ fn markdown() -> String {
             case.what,
             case.yaml.trim_end(),
             err
+        ));
+    }
+    out.push_str(
+        "\n# Inputs too long to show\n\n\
+         The same, for inputs described rather than shown.\n",
+    );
+    for case in LONG_CASES {
+        out.push_str(&format!(
+            "\n## {}\n\nInput: {}.\n\n```text\n{}\n```\n",
+            case.what,
+            case.input,
+            error_of(&(case.yaml)())
         ));
     }
     out

@@ -25,7 +25,7 @@ pub fn timers(config: &Config) -> ConnTimers {
     }
 }
 
-/// The sock_diag poll period.
+/// The sock_diag poll period (its range is the config's to check: `poll.interval_ms`).
 pub fn poll_interval(config: &Config) -> Duration {
-    config.poll.interval().max(Duration::from_millis(10))
+    config.poll.interval()
 }

@@ -133,6 +133,55 @@ fn bad_config_exits_78_with_location() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/mptcp-pm.yaml"));
 }
 
+/// `--check-config` on a FIFO nobody writes to: refused at once (the open does not wait for a
+/// writer), exit 78, the message names the file and what it is. Likewise a device.
+#[test]
+fn check_config_on_a_fifo_or_device_exits_78_within_a_second() {
+    let dir = std::env::temp_dir().join(format!("mptcp-pmd-cli-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("f.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let zero = dir.join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    for (path, what) in [(&fifo, "a FIFO"), (&zero, "a character device")] {
+        let mut child = Command::new(BIN)
+            .args(["-c", path.to_str().unwrap(), "--check-config"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() > std::time::Duration::from_secs(1) {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("--check-config on {what} did not exit within a second");
+        };
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(status.code(), Some(78), "{what}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "{}: cannot read configuration: it is {what}",
+                path.display()
+            )),
+            "{err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn missing_net_admin_exits_77() {
     // setpriv drops CAP_NET_ADMIN from the bounding set, so even root lacks it after exec.

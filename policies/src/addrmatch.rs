@@ -64,10 +64,14 @@ pub fn has_wildcard(pattern: &str) -> bool {
 
 /// Why `pattern` can never match a valid Linux interface name, if it cannot: it is empty,
 /// contains `/`, `:`, whitespace or a control character, or is a literal longer than
-/// [`MAX_IFNAME`].
+/// [`MAX_IFNAME`]. Also refused: `[` and `]`, which other globs read as a character class
+/// (`eth[01]`) and this matcher would take literally, matching nothing the writer meant.
 pub fn interface_glob_problem(pattern: &str) -> Option<&'static str> {
     if pattern.is_empty() {
         return Some("it is empty");
+    }
+    if pattern.contains(['[', ']']) {
+        return Some("'[' and ']' are not wildcards here, only '*' and '?' are");
     }
     if pattern
         .chars()

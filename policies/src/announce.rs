@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use crate::addrmatch::{Cidr, InterfaceGlob};
 use crate::model::{LocalAddr, PmEvent};
 use crate::params::{self, Keys, ParamError};
-use crate::plugin::{Plugin, PolicyParams};
+use crate::plugin::{Plugin, PolicyParams, Serves};
 use crate::policy::{Action, Ctx, Decision, Policy, Reason};
 
 /// The registry entry.
@@ -61,7 +61,8 @@ pub static PLUGIN: Plugin = Plugin::new::<AnnounceParams>(
     "announce",
     "announce",
     "announce the other usable local addresses to the peers of connections accepted here",
-);
+)
+.serving(Serves::Server);
 
 /// The `announce:` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,12 @@
 //! Error positions follow one rule: a *shape* error (an unknown key, a list where a single
 //! value belongs) points at the key whose value is wrong; a *value* error (out of range, the
 //! wrong kind of scalar) points at the value. The helpers [`int`], [`float`] and [`boolean`]
-//! (for `#[serde(deserialize_with = ...)]`) produce value errors that name the range.
+//! (for `#[serde(deserialize_with = ...)]`) produce value errors that name the range; a type
+//! that parses text with a message of its own refuses with [`refuse`] (also a value error).
+//!
+//! An empty or null value (`key:`, `key: ~`) is nothing: an `Option` reads it as `None`, a
+//! section or a list as empty, and anything else refuses it (`needs a value`), so that `~` never
+//! silently means a default.
 
 use std::fmt;
 
@@ -198,6 +203,23 @@ enum DeKind {
     Shape(String),
     /// `must be <expected>, got <value>`: the key is prepended when the path is known.
     Value(String),
+    /// A value error with a complete message (from [`refuse`]); [`KEY`] in it stands for the key.
+    Complete(String),
+}
+
+/// In a [`refuse`] message, stands for the full dotted key of the refused value.
+pub const KEY: &str = "{key}";
+
+/// What [`refuse`] puts before its message so that [`DeError::custom`] tells it from a shape
+/// error. Only our deserializer sees it: another one shows the message with this prefix.
+const COMPLETE: &str = "\u{1}complete:";
+
+/// A value error with a message of its own, for a parameter type that parses text (an address,
+/// a name from a list, a path): `refuse(format!("invalid {KEY} {text:?}: expected ..."))`.
+/// Located at the value like a range error; [`KEY`] in the message is replaced by the value's
+/// full dotted key (`rules[0].remote`), and a message without it is shown as it is.
+pub fn refuse<E: de::Error>(msg: impl fmt::Display) -> E {
+    E::custom(format_args!("{COMPLETE}{msg}"))
 }
 
 impl fmt::Display for DeError {
@@ -205,6 +227,9 @@ impl fmt::Display for DeError {
         match &self.kind {
             DeKind::Shape(m) => f.write_str(m),
             DeKind::Value(m) => write!(f, "{} {m}", self.path.join(".")),
+            DeKind::Complete(m) => {
+                f.write_str(&m.replace(KEY, &self.path.join(".").replace(".[", "[")))
+            }
         }
     }
 }
@@ -220,7 +245,7 @@ impl fmt::Display for Got<'_> {
             Unexpected::Bool(b) => write!(f, "{b}"),
             Unexpected::Signed(n) => write!(f, "{n}"),
             Unexpected::Unsigned(n) => write!(f, "{n}"),
-            Unexpected::Float(x) => write!(f, "{x}"),
+            Unexpected::Float(x) => write!(f, "{}", Number(x)),
             Unexpected::Str(s) => write!(f, "{s:?}"),
             Unexpected::Other(s) => f.write_str(s),
             ref other => write!(f, "{other}"),
@@ -228,9 +253,30 @@ impl fmt::Display for Got<'_> {
     }
 }
 
+/// A float as it was most likely written: `1e35`, not 36 digits of which 35 are made up.
+struct Number(f64);
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_finite() && self.0.abs() >= 1e16 {
+            write!(f, "{:e}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError::shape(msg.to_string())
+        let msg = msg.to_string();
+        match msg.strip_prefix(COMPLETE) {
+            Some(m) => DeError {
+                kind: DeKind::Complete(m.to_owned()),
+                path: Vec::new(),
+                at: None,
+            },
+            None => DeError::shape(msg),
+        }
     }
 
     /// A scalar parameter that does not fit (wrong kind of scalar, or out of range): a value
@@ -268,7 +314,7 @@ impl DeError {
         if self.at.is_none() {
             self.at = Some(match self.kind {
                 DeKind::Shape(_) => key_at,
-                DeKind::Value(_) => value_at,
+                DeKind::Value(_) | DeKind::Complete(_) => value_at,
             });
         }
         self
@@ -297,6 +343,14 @@ impl DeError {
                     at,
                 }
             }
+            DeKind::Complete(msg) => {
+                let key = keys.key(&rel);
+                ParamError::Value {
+                    msg: msg.replace(KEY, &key),
+                    key,
+                    at,
+                }
+            }
         }
     }
 }
@@ -313,6 +367,9 @@ struct NodeDe<'a>(&'a Node);
 const EXPECT_MAP: &str = "expected a mapping (indented `key: value` lines or `{key: value}`)";
 const EXPECT_SEQ: &str = "expected a list (`[a, b]` or `- a` lines)";
 const EXPECT_SCALAR: &str = "expected a single value, not a list or mapping";
+/// For a value that is nothing where an `Option` would have taken it as `None`.
+const NEEDS_VALUE: &str =
+    "{key} needs a value (`~`, `null` and nothing are not values here); leave the key out for its default";
 
 impl NodeDe<'_> {
     fn here(&self, msg: &str) -> DeError {
@@ -368,6 +425,11 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
     fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match spell(&self.0.value) {
             Some(s) => v.visit_string(s),
+            None if self.0.value == Value::Null => Err(DeError {
+                kind: DeKind::Complete(NEEDS_VALUE.to_owned()),
+                path: Vec::new(),
+                at: Some(self.0.at),
+            }),
             None => Err(self.here(EXPECT_SCALAR)),
         }
     }
@@ -429,6 +491,11 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         // Unit variants only (`mode: strict`): a string names the variant.
         match &self.0.value {
             Value::Str(s) => v.visit_enum(s.as_str().into_deserializer()),
+            Value::Null => Err(DeError {
+                kind: DeKind::Complete(NEEDS_VALUE.to_owned()),
+                path: Vec::new(),
+                at: Some(self.0.at),
+            }),
             _ => Err(self.here(EXPECT_SCALAR)),
         }
     }
@@ -521,7 +588,7 @@ impl fmt::Display for Scalar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Scalar::Int(n) => write!(f, "{n}"),
-            Scalar::Float(x) => write!(f, "{x}"),
+            Scalar::Float(x) => write!(f, "{}", Number(*x)),
             Scalar::Bool(b) => write!(f, "{b}"),
             Scalar::Str(s) => write!(f, "{s:?}"),
             Scalar::Null => f.write_str("nothing"),
@@ -536,17 +603,23 @@ impl<'de> de::Deserialize<'de> for Scalar {
 }
 
 impl Scalar {
-    fn unexpected(&self) -> Unexpected<'_> {
-        match self {
+    /// The value error `must be <exp>, got <this value>`, an integer with all its digits.
+    fn refused<E: de::Error>(&self, exp: &dyn de::Expected) -> E {
+        let digits;
+        let unexp = match self {
             Scalar::Int(n) => match i64::try_from(*n) {
                 Ok(i) => Unexpected::Signed(i),
-                Err(_) => Unexpected::Other("a huge integer"),
+                Err(_) => {
+                    digits = n.to_string();
+                    Unexpected::Other(&digits)
+                }
             },
             Scalar::Float(x) => Unexpected::Float(*x),
             Scalar::Bool(b) => Unexpected::Bool(*b),
             Scalar::Str(s) => Unexpected::Str(s),
-            Scalar::Null => Unexpected::Other("nothing"),
-        }
+            Scalar::Null => Unexpected::Other("nothing (leave the key out for its default)"),
+        };
+        E::invalid_value(unexp, exp)
     }
 }
 
@@ -609,7 +682,7 @@ where
     T: TryFrom<i128>,
 {
     let s = scalar(d)?;
-    let bad = || <D::Error as de::Error>::invalid_value(s.unexpected(), &IntIn(LO, HI));
+    let bad = || s.refused::<D::Error>(&IntIn(LO, HI));
     match s {
         Scalar::Int(n) if (LO..=HI).contains(&n) => T::try_from(n).map_err(|_| bad()),
         _ => Err(bad()),
@@ -640,10 +713,7 @@ where
     if x.is_finite() && ok(x) {
         Ok(x)
     } else {
-        Err(<D::Error as de::Error>::invalid_value(
-            s.unexpected(),
-            &NumberIn(expected),
-        ))
+        Err(s.refused::<D::Error>(&NumberIn(expected)))
     }
 }
 
@@ -651,9 +721,6 @@ where
 pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match scalar(d)? {
         Scalar::Bool(b) => Ok(b),
-        s => Err(<D::Error as de::Error>::invalid_value(
-            s.unexpected(),
-            &"true or false",
-        )),
+        s => Err(s.refused::<D::Error>(&"true or false")),
     }
 }

@@ -5,7 +5,9 @@
 //! - its parameter struct: serde `Deserialize` + `Serialize`, `Default` (the documented
 //!   defaults), `#[serde(default, deny_unknown_fields)]`, implementing [`PolicyParams`]
 //!   (cross-field validation and the factory that builds a [`Policy`] for one connection);
-//! - `pub static PLUGIN: Plugin = Plugin::new::<Params>(name, section, about)`;
+//! - `pub static PLUGIN: Plugin = Plugin::new::<Params>(name, section, about)`, with
+//!   `.serving(Serves::Client)` (or `Server`) when it acts on one side of connections only, so
+//!   that a rule giving it the other side is refused (its connections would get nothing);
 //!
 //! and the registry table in `lib.rs` lists the plugin. The config crate parses each registered
 //! section with [`Plugin::parse`] and hands the daemon a [`PolicySpec`]: the plugin and its
@@ -85,6 +87,29 @@ impl<P: PolicyParams> PolicyConfig for P {
 /// Reads and validates one policy's section.
 type ParseFn = fn(&Node, &Keys) -> Result<Arc<dyn PolicyConfig>, ParamError>;
 
+/// Which connections a policy acts on: the config refuses a rule whose `side` matcher gives a
+/// policy only connections it leaves alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// Connections this host dialled (the client side).
+    Client,
+    /// Connections this host accepted on a listening socket (the server side).
+    Server,
+    /// Both sides (what [`Plugin::new`] assumes until [`Plugin::serving`] says otherwise).
+    Both,
+}
+
+impl Serves {
+    /// True if the policy acts on connections of this side (`server_side`: accepted here).
+    pub fn covers(self, server_side: bool) -> bool {
+        match self {
+            Serves::Client => !server_side,
+            Serves::Server => server_side,
+            Serves::Both => true,
+        }
+    }
+}
+
 /// A compiled-in policy: its names and how to read its parameters.
 pub struct Plugin {
     /// The name `policy:` uses (lower case, `-` between words).
@@ -93,6 +118,8 @@ pub struct Plugin {
     pub section: &'static str,
     /// One line for listings.
     pub about: &'static str,
+    /// Which connections it acts on.
+    pub serves: Serves,
     parse: ParseFn,
     default: fn() -> Arc<dyn PolicyConfig>,
 }
@@ -121,9 +148,15 @@ impl Plugin {
             name,
             section,
             about,
+            serves: Serves::Both,
             parse: parse_as::<P>,
             default: default_of::<P>,
         }
+    }
+
+    /// This entry for a policy that acts on connections of one side only.
+    pub const fn serving(self, serves: Serves) -> Plugin {
+        Plugin { serves, ..self }
     }
 
     /// Reads and validates this policy's section (`keys` spells its full key names).
