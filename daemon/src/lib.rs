@@ -9,7 +9,6 @@
 //! format (`config`).
 
 mod actors;
-mod addrset;
 mod adopt;
 pub mod cli;
 pub mod client;

@@ -8,9 +8,8 @@ use std::time::Instant;
 
 use mptcp_pmd_policies::conn::{AnnounceState, Announcement, Connection, Subflow, SubflowState};
 use mptcp_pmd_policies::LocalAddr;
+use netlink_actor::actors::Skipped;
 use serde::{Deserialize, Serialize};
-
-use crate::addrset::Skipped;
 
 /// Every tracked connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,9 +13,10 @@ use std::time::Instant;
 use actix::prelude::*;
 use mptcp_pmd_policies::policy::Ctx;
 use mptcp_pmd_policies::LocalAddr;
+use netlink_actor::actors::LocalsChanged;
 use slog::{debug, info, warn, Logger};
 
-use super::messages::{ConnectionGone, Decide, Decided, Hook, LocalsChanged};
+use super::messages::{ConnectionGone, Decide, Decided, Hook};
 use crate::listeners::{self, Listeners};
 use crate::metrics::Metrics;
 use crate::rules::PolicyBook;

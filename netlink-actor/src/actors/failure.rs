@@ -1,27 +1,13 @@
-//! What happens when a kernel socket fails: one rule for all five of them (the `mptcp_pm`
-//! events and command sockets, sock_diag, the rtnetlink monitor and its dump socket), documented
-//! in docs/ARCHITECTURE.md ("When a kernel socket fails").
-//!
-//! - **Transient** (EINTR, EAGAIN, a timeout, a kernel refusal, a message that does not decode):
-//!   nothing is wrong with the socket; the operation is dropped or retried.
-//! - **Lost** (ENOBUFS, or a datagram larger than the buffer): the kernel dropped messages. The
-//!   owner rebuilds its view: a resync from sock_diag for events, a re-dump of links and
-//!   addresses for rtnetlink.
-//! - **Fatal** (any other errno, or the event loop cannot poll the socket): the socket is
-//!   unusable. Its owner reports a [`SocketFailure`] through [`Failures`]; `service::run` then
-//!   stops and returns exit code 70, so systemd restarts the daemon and the new one re-adopts
-//!   every connection from sock_diag. A daemon that keeps running without seeing events or
-//!   address changes would be broken without saying so.
-//!
-//! The classification functions are pure; they are the only place that looks inside the
-//! netlink crate's error type.
+//! How the kernel actors report a socket that failed for good: which socket
+//! ([`KernelSocket`]), the errno and what failed ([`SocketFailure`]), sent through
+//! [`Failures`], a callback the daemon gives every actor. What follows (the daemon stops with
+//! exit code 70 so that a restarted one re-adopts every connection) is the daemon's rule, not
+//! this crate's. Which errors are fatal is [`crate::Error::severity`]'s answer.
 
 use std::fmt;
+use std::sync::Arc;
 
-use netlink_actor::Error;
-use tokio::sync::mpsc;
-
-/// The daemon's kernel sockets.
+/// The kernel sockets the actors own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelSocket {
     /// The `mptcp_pm_events` multicast socket.
@@ -48,52 +34,6 @@ impl fmt::Display for KernelSocket {
     }
 }
 
-/// What a failed socket operation means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Nothing was lost and the socket works: drop or retry the operation.
-    Transient,
-    /// The kernel dropped messages: rebuild the view from a dump.
-    Lost,
-    /// The socket is unusable: stop the daemon (exit 70).
-    Fatal,
-}
-
-/// The verdict for an errno returned by a system call on a socket.
-pub fn errno_verdict(errno: Option<i32>) -> Verdict {
-    match errno {
-        Some(libc::EINTR) | Some(libc::EAGAIN) => Verdict::Transient,
-        Some(libc::ENOBUFS) => Verdict::Lost,
-        _ => Verdict::Fatal,
-    }
-}
-
-/// The verdict for an error of a socket that carries a stream of messages (the `mptcp_pm`
-/// events and command sockets, the rtnetlink monitor and its dump socket).
-pub fn stream(e: &Error) -> Verdict {
-    match e {
-        e if e.lost_messages() => Verdict::Lost,
-        Error::WouldBlock | Error::Timeout { .. } | Error::Kernel { .. } | Error::Decode { .. } => {
-            Verdict::Transient
-        }
-        Error::Io { source, .. } => errno_verdict(source.raw_os_error()),
-        // Only at start-up (resolving the family), or a programming error (a dump asked of
-        // the monitor): a socket that worked cannot produce them, and no retry fixes them.
-        Error::Unresolved { .. } | Error::DumpOnMonitor => Verdict::Fatal,
-        // Covered by `lost_messages` above.
-        Error::Overrun | Error::Truncated { .. } => Verdict::Lost,
-    }
-}
-
-/// The verdict for a sock_diag socket error. A dump that came back incomplete is simply
-/// taken again (the next poll, or the caller's retry): there is no stream of messages to lose.
-pub fn diag(e: &Error) -> Verdict {
-    match stream(e) {
-        Verdict::Lost => Verdict::Transient,
-        v => v,
-    }
-}
-
 /// The errno inside an error, when a system call produced it (for the failure report).
 pub fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -106,9 +46,9 @@ pub fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     None
 }
 
-/// A kernel socket failed for good: the daemon stops (exit 70).
+/// A kernel socket failed for good.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the {socket} socket failed{}: {detail}; stopping so that a restarted daemon re-adopts every connection",
+#[error("the {socket} socket failed{}: {detail}",
     .errno.map(|e| format!(" (errno {e})")).unwrap_or_default())]
 pub struct SocketFailure {
     /// Which socket.
@@ -130,140 +70,37 @@ impl SocketFailure {
     }
 }
 
-/// Where socket owners report fatal failures (cloneable, usable from any thread). The first
-/// report stops `service::run`.
-#[derive(Debug, Clone)]
-pub struct Failures(mpsc::UnboundedSender<SocketFailure>);
+/// Where the actors report fatal socket failures: a callback, cloneable and callable from any
+/// thread (the sock_diag poller has its own). The daemon's callback hands the failure to its `run`.
+#[derive(Clone)]
+pub struct Failures(Arc<dyn Fn(SocketFailure) + Send + Sync>);
 
-/// The receiving end of [`Failures`], held by `service::run`.
-#[derive(Debug)]
-pub struct FailureWatch(mpsc::UnboundedReceiver<SocketFailure>);
-
-/// A connected pair.
-pub fn channel() -> (Failures, FailureWatch) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Failures(tx), FailureWatch(rx))
-}
-
-impl Failures {
-    /// Report a fatal failure. After the daemon has begun to stop nobody listens: the report is
-    /// dropped, as there is nothing left to stop.
-    pub fn report(&self, failure: SocketFailure) {
-        let _ = self.0.send(failure);
+impl fmt::Debug for Failures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failures").finish_non_exhaustive()
     }
 }
 
-impl FailureWatch {
-    /// The first failure reported. Pending forever if every [`Failures`] is gone without a
-    /// report (the actors stopped on their own, which only happens while stopping).
-    pub async fn first(&mut self) -> SocketFailure {
-        match self.0.recv().await {
-            Some(f) => f,
-            None => std::future::pending().await,
-        }
+impl Failures {
+    /// Failures go to `report`.
+    pub fn new(report: impl Fn(SocketFailure) + Send + Sync + 'static) -> Self {
+        Failures(Arc::new(report))
+    }
+
+    /// Report a fatal failure.
+    pub fn report(&self, failure: SocketFailure) {
+        (self.0)(failure)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use std::io;
 
     fn io_err(errno: i32) -> io::Error {
         io::Error::from_raw_os_error(errno)
-    }
-
-    #[test]
-    fn errnos_follow_one_rule() {
-        assert_eq!(errno_verdict(Some(libc::EINTR)), Verdict::Transient);
-        assert_eq!(errno_verdict(Some(libc::EAGAIN)), Verdict::Transient);
-        assert_eq!(errno_verdict(Some(libc::ENOBUFS)), Verdict::Lost);
-        for e in [
-            libc::EBADF,
-            libc::ENOTSOCK,
-            libc::EINVAL,
-            libc::ECONNREFUSED,
-        ] {
-            assert_eq!(errno_verdict(Some(e)), Verdict::Fatal, "errno {e}");
-        }
-        assert_eq!(errno_verdict(None), Verdict::Fatal);
-    }
-
-    #[test]
-    fn stream_errors() {
-        assert_eq!(stream(&Error::Overrun), Verdict::Lost);
-        assert_eq!(stream(&Error::WouldBlock), Verdict::Transient);
-        let big = Error::Truncated {
-            what: "rtnetlink events",
-            len: 70_000,
-            cap: 65_536,
-        };
-        assert_eq!(
-            stream(&big),
-            Verdict::Lost,
-            "a truncated datagram lost its messages"
-        );
-        let refused = Error::Kernel {
-            errno: libc::EINVAL,
-            message: None,
-            what: "subflow_create",
-        };
-        assert_eq!(
-            stream(&refused),
-            Verdict::Transient,
-            "a kernel refusal is never fatal"
-        );
-        let timeout = Error::Timeout {
-            what: "announce",
-            after: std::time::Duration::from_millis(100),
-        };
-        assert_eq!(stream(&timeout), Verdict::Transient);
-        let dead = Error::Io {
-            what: "mptcp_pm events",
-            step: "recv",
-            source: io_err(libc::ENOTSOCK),
-        };
-        assert_eq!(stream(&dead), Verdict::Fatal);
-        let bad_fd = Error::Io {
-            what: "rtnetlink events",
-            step: "recv",
-            source: io_err(libc::EBADF),
-        };
-        assert_eq!(stream(&bad_fd), Verdict::Fatal);
-        let interrupted = Error::Io {
-            what: "mptcp_pm commands",
-            step: "send",
-            source: io_err(libc::EINTR),
-        };
-        assert_eq!(stream(&interrupted), Verdict::Transient);
-        assert_eq!(stream(&Error::DumpOnMonitor), Verdict::Fatal);
-    }
-
-    #[test]
-    fn diag_errors() {
-        let refused = Error::Kernel {
-            what: "MPTCP IPv4 sock_diag dump",
-            errno: libc::ENOENT,
-            message: None,
-        };
-        assert_eq!(diag(&refused), Verdict::Transient);
-        let overrun = Error::Io {
-            what: "MPTCP IPv4 sock_diag dump",
-            step: "recv",
-            source: io_err(libc::ENOBUFS),
-        };
-        assert_eq!(
-            diag(&overrun),
-            Verdict::Transient,
-            "an incomplete dump is taken again"
-        );
-        assert_eq!(diag(&Error::Overrun), Verdict::Transient);
-        let dead = Error::Io {
-            what: "MPTCP IPv4 sock_diag dump",
-            step: "send",
-            source: io_err(libc::ENOTSOCK),
-        };
-        assert_eq!(diag(&dead), Verdict::Fatal);
     }
 
     #[test]
@@ -290,23 +127,23 @@ mod tests {
     }
 
     #[test]
-    fn the_first_report_is_seen() {
-        let (tx, mut rx) = channel();
-        let other = tx.clone();
-        other.report(SocketFailure {
-            socket: KernelSocket::SockDiag,
-            errno: Some(libc::ENOTSOCK),
-            detail: "x".into(),
+    fn reports_reach_the_callback() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let failures = Failures::new(move |f: SocketFailure| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(f.socket);
+            }
         });
-        tx.report(SocketFailure {
-            socket: KernelSocket::Events,
+        let other = failures.clone();
+        let f = |socket| SocketFailure {
+            socket,
             errno: None,
-            detail: "y".into(),
-        });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| e.to_string());
-        let first = rt.map(|rt| rt.block_on(rx.first()).socket);
-        assert_eq!(first, Ok(KernelSocket::SockDiag));
+            detail: "x".into(),
+        };
+        other.report(f(KernelSocket::SockDiag));
+        failures.report(f(KernelSocket::Events));
+        let got = seen.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(got, [KernelSocket::SockDiag, KernelSocket::Events]);
     }
 }
