@@ -36,10 +36,12 @@ use tokio::sync::mpsc;
 
 use crate::actors::policy::{PolicyActor, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
-use crate::control::{ControlSocket, Views};
-use crate::failure::FailureWatch;
-use crate::metrics::Metrics;
-use crate::{control, exit, failure, http, logging, notify, privs, startup, wiring};
+use crate::endpoints::control::{self, ControlSocket, Views};
+use crate::endpoints::http;
+use crate::endpoints::metrics::Metrics;
+use crate::process::failure::{self, FailureWatch};
+use crate::process::{exit, logging, notify, privs, startup};
+use crate::wiring;
 
 /// Why the daemon did not run or stopped on its own, with its exit code (README.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,7 +16,7 @@ use slog::{debug, info, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook, Reconcile, Samples};
 use super::policy::PolicyActor;
-use crate::metrics::Metrics;
+use crate::endpoints::metrics::Metrics;
 
 /// Ask a connection actor for a copy of its state machine (status).
 #[derive(Message)]

@@ -17,9 +17,9 @@ use netlink_actor::actors::LocalsChanged;
 use slog::{debug, info, warn, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook};
-use crate::listeners::{self, Listeners};
-use crate::metrics::Metrics;
-use crate::rules::PolicyBook;
+use crate::core::listeners::{self, Listeners};
+use crate::core::rules::PolicyBook;
+use crate::endpoints::metrics::Metrics;
 
 /// An MPTCP listener appeared (LISTENER_CREATED) or went away (LISTENER_CLOSED).
 #[derive(Message, Debug, Clone, Copy)]

@@ -19,9 +19,9 @@ use slog::{debug, info, warn, Logger};
 use super::connection::{ConnectionActor, Peers};
 use super::messages::{ConnectionGone, Hook, Reconcile, Samples};
 use super::policy::{ListenerChanged, ListenersSeen, PolicyActor};
-use crate::adopt::Adoptable;
-use crate::metrics::Metrics;
-use crate::registry_core::{EventRoute, Output, RegistryCore};
+use crate::core::adopt::Adoptable;
+use crate::core::registry_core::{EventRoute, Output, RegistryCore};
+use crate::endpoints::metrics::Metrics;
 
 /// Ask the registry for the tracked connection actors, ordered by token (status).
 #[derive(Message)]
@@ -151,7 +151,7 @@ impl Registry {
                 Output::Polling(on) => self.diag.do_send(SetPolling(on)),
                 Output::Trim => {
                     debug!(self.log, "returning freed heap to the kernel"; "tracked" => self.core.len());
-                    crate::trim::release_free_memory();
+                    crate::process::trim::release_free_memory();
                 }
             }
         }

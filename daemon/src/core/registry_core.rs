@@ -13,9 +13,9 @@ use mptcp_pmd_policies::conn::{ConnTimers, Connection};
 use mptcp_pmd_policies::{PmEvent, SubflowKey, SubflowSample, Token};
 use netlink_actor::actors::MptcpSnapshot;
 
+use super::adopt::{adoptable, Adoptable};
 use crate::actors::messages::Hook;
-use crate::adopt::{adoptable, Adoptable};
-use crate::trim::TrimGate;
+use crate::process::trim::TrimGate;
 
 /// Polls a tracked connection may be missing from sock_diag before it is retired.
 pub const MISSING_POLLS: u32 = 3;

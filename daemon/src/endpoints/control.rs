@@ -19,11 +19,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use netlink_actor::actors::{AddressMonitor, DiagPoller, GetAddresses, TakeSnapshot};
 
+use super::metrics::Metrics;
+use super::status::{self, Addresses, Status};
 use crate::actors::connection::GetConnection;
 use crate::actors::policy::{Describe, GetListeners, PolicyActor};
 use crate::actors::registry::{ListConnections, Registry};
-use crate::metrics::Metrics;
-use crate::status::{self, Addresses, Status};
 
 /// Claiming the control socket failed.
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +222,7 @@ const REQUEST_LIMIT: u64 = 4096;
 pub fn serve(listener: UnixListener, views: Views, log: Logger) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
-    crate::server::spawn(
+    super::server::spawn(
         listener,
         "control socket",
         views,
