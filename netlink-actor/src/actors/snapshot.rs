@@ -1,7 +1,7 @@
 //! The sock_diag view of the MPTCP sockets in domain terms, as it leaves this crate: the
-//! sock_diag poller turns each codec [`Snapshot`](crate::sock_diag::Snapshot) into an
-//! [`MptcpSnapshot`] (tokens, addresses, [`KernelSubflow`]s) before sending it, so no codec
-//! struct crosses an actor boundary. Pure.
+//! sock_diag poller turns each codec [`Snapshot`] into an [`MptcpSnapshot`] (tokens,
+//! addresses, [`KernelSubflow`]s) before sending it, so no codec struct crosses an actor
+//! boundary. Pure.
 
 use std::net::SocketAddr;
 
