@@ -2,32 +2,20 @@
 //! (`main.rs`) parses the command line, loads the configuration, builds the shutdown future from
 //! signals and calls [`service::run`]; tests run the same daemon in-process.
 //!
-//! Owns: start-up checks and order, the privilege drop, the actors that own the kernel sockets
-//! and the per-connection state machines, the rule for socket failures ([`failure`]), the
-//! control socket and metrics endpoint, signals and exit codes. It does not own the domain
-//! logic (`policies`), the netlink codecs and sockets (`netlink-actor`) or the configuration
-//! format (`config`).
+//! Owns: start-up checks and order ([`service`]), the registry, the per-connection actors and
+//! the policy actor (`actors/`) with the pure cores they drive (`core/`), the control socket,
+//! the metrics endpoint and the client subcommands (`endpoints/`), and the process: privilege
+//! drop, signals, exit codes, logging and the rule for kernel sockets that fail (`process/`).
+//! It does not own the domain logic (`policies`), the netlink codecs, sockets and the kernel
+//! actors that own them (`netlink-actor`) or the configuration format (`config`).
 
 mod actors;
-mod addrset;
-mod adopt;
 pub mod cli;
-pub mod client;
-mod control;
-pub mod exit;
-pub mod failure;
-mod http;
-mod listeners;
-pub mod logging;
-mod metrics;
-mod notify;
-mod privs;
-mod registry_core;
-mod rules;
-mod server;
+mod core;
+mod endpoints;
+mod process;
 pub mod service;
-pub mod signals;
-pub mod startup;
-mod status;
-mod trim;
 mod wiring;
+
+pub use endpoints::client;
+pub use process::{exit, failure, logging, signals, startup};

@@ -12,6 +12,9 @@
 //!    `shutdown` resolves (exit 0) or a kernel socket fails for good (exit 70, see
 //!    [`crate::failure`]).
 //!
+//! The kernel actors are `netlink_actor::actors`; the daemon opens their sockets (it owns the
+//! start-up order and its exit codes) and wires them to its own actors.
+//!
 //! Where reloads and the stop come from is the caller's business: signals in `main`, a channel
 //! in the in-process tests.
 
@@ -20,23 +23,25 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use mptcp_pmd_config::{Config, KernelConfig};
+use netlink_actor::actors::addresses;
+use netlink_actor::actors::{
+    AddressMonitor, CommandPath, DiagPoller, EventActor, EventSinks, Failures, LocalsChanged,
+    RtnlSockets, SetFilter, SetSampling, SocketFailure, Stats,
+};
 use netlink_actor::genl::{PmClient, PmEventSocket};
 use netlink_actor::rtnl::RtnlSocket;
 use netlink_actor::sock_diag::DiagSocket;
 use slog::{debug, info, warn, Logger};
 use tokio::sync::mpsc;
 
-use crate::actors::addresses::{self, AddressMonitor, RtnlSockets, SetFilter};
-use crate::actors::commands::CommandPath;
-use crate::actors::diag::DiagPoller;
-use crate::actors::events::EventActor;
-use crate::actors::messages::{LocalsChanged, SetSampling};
 use crate::actors::policy::{PolicyActor, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
-use crate::control::{ControlSocket, Views};
-use crate::failure::{FailureWatch, Failures, SocketFailure};
-use crate::metrics::Metrics;
-use crate::{control, exit, failure, http, logging, notify, privs, startup, wiring};
+use crate::endpoints::control::{self, ControlSocket, Views};
+use crate::endpoints::http;
+use crate::endpoints::metrics::Metrics;
+use crate::process::failure::{self, FailureWatch};
+use crate::process::{exit, logging, notify, privs, startup};
+use crate::wiring;
 
 /// Why the daemon did not run or stopped on its own, with its exit code (README.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +57,7 @@ impl From<SocketFailure> for RunError {
     fn from(f: SocketFailure) -> Self {
         RunError {
             code: exit::SOFTWARE,
-            message: f.to_string(),
+            message: failure::stop_message(&f),
         }
     }
 }
@@ -258,10 +263,11 @@ fn start_actors(
     )
     .start();
     // Commands are a direct call from the connection actors on this thread (see
-    // actors/commands.rs for why not an actor).
+    // netlink-actor's actors/commands.rs for why not an actor).
+    let stats: Arc<dyn Stats> = Arc::new(metrics.clone());
     let cmds = CommandPath::new(
         commands,
-        metrics.clone(),
+        stats.clone(),
         failures.clone(),
         log.new(slog::o!("actor" => "commands")),
     );
@@ -284,7 +290,7 @@ fn start_actors(
     let reg_ctx = Context::<Registry>::new();
     let reg_addr = reg_ctx.address();
     let sink = reg_addr.clone().recipient();
-    let (diag_metrics, diag_failures) = (metrics.clone(), failures.clone());
+    let (diag_stats, diag_failures) = (stats.clone(), failures.clone());
     let diag_log = log.new(slog::o!("actor" => "diag"));
     let diag = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
         DiagPoller::new(
@@ -292,7 +298,7 @@ fn start_actors(
             sink,
             interval,
             sampling,
-            diag_metrics,
+            diag_stats,
             diag_failures,
             diag_log,
         )
@@ -316,10 +322,14 @@ fn start_actors(
         log.new(slog::o!("actor" => "addresses")),
     )
     .start();
+    let event_sinks = EventSinks {
+        events: registry.clone().recipient(),
+        resync: registry.clone().recipient(),
+    };
     EventActor::new(
         events,
-        registry.clone(),
-        metrics.clone(),
+        event_sinks,
+        stats,
         failures,
         log.new(slog::o!("actor" => "events")),
     )

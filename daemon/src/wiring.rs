@@ -6,7 +6,7 @@ use std::time::Duration;
 use mptcp_pmd_config::Config;
 use mptcp_pmd_policies::conn::ConnTimers;
 
-use crate::rules::PolicyBook;
+use crate::core::rules::PolicyBook;
 
 /// The default policy and one policy per rule.
 pub fn build_book(config: &Config) -> PolicyBook {

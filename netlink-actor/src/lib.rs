@@ -10,13 +10,24 @@
 //! - the sockets of each family, built on the transport, that turn bytes into domain types of
 //!   `mptcp-pmd-policies`: [`genl::PmEventSocket`], [`genl::PmClient`],
 //!   [`sock_diag::DiagSocket`], [`rtnl::RtnlSocket`];
-//! - one error type for socket operations ([`Error`]) and one for undecodable bytes
-//!   ([`DecodeError`]).
+//! - one error type for socket operations ([`Error`]), which says itself whether a failure is
+//!   transient, an overrun or fatal ([`Error::severity`]), and one for undecodable bytes
+//!   ([`DecodeError`]);
+//! - the kernel actors ([`actors`]), on the daemon's actix event loop: the events actor, the
+//!   sock_diag poller (on its own arbiter), the address monitor with the usable-address set it
+//!   keeps, and the command path the connection actors call. They own the sockets above, speak
+//!   domain types only (events, an [`actors::MptcpSnapshot`], local addresses), reach the
+//!   daemon's actors through `Recipient`s of messages defined here, count through a
+//!   [`actors::Stats`] trait and report a dead socket through [`actors::Failures`]; they log
+//!   with `slog`.
 //!
-//! It does not own actors, threads, event loops or logging (the daemon drives these sockets,
-//! blocking or through their file descriptors), nor decisions: what to do with an event is the
-//! daemon's and the policies' business.
+//! It does not own the registry, the connection actors, the policy actor or the process (what
+//! to do with an event, and what happens when a socket dies, are the daemon's and the
+//! policies' business), nor the metrics registry. Nothing of the daemon is a dependency: the
+//! dependencies are `libc`, `thiserror`, `actix`, `tokio` (the reactor's `AsyncFd`), `slog`,
+//! `mptcp-pmd-policies` (the domain types) and `mptcp-pmd-config` (the `addresses:` filter).
 
+pub mod actors;
 pub mod dump;
 pub mod error;
 pub mod genl;
@@ -24,7 +35,9 @@ pub mod genl_ctrl;
 pub mod mptcp_pm;
 pub mod nlmsg;
 pub mod rtnl;
+pub mod severity;
 pub mod sock_diag;
 pub mod transport;
 
 pub use error::{DecodeError, Error};
+pub use severity::Severity;

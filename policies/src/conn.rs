@@ -44,11 +44,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::decision::{Action, Decision, Reason};
 use crate::model::{
     AddrId, ConnInfo, KernelSubflow, PmCommand, PmEvent, SubflowInfo, SubflowKey, SubflowSample,
     Token,
 };
-use crate::policy::{Action, Decision, Reason};
 
 /// Linux ETIMEDOUT: recorded in `Failed` when the state machine itself gives up on a request.
 const ETIMEDOUT: i32 = 110;

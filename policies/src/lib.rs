@@ -1,7 +1,8 @@
 //! mptcp-pmd's domain model and decision logic.
 //!
 //! This crate owns: the types every other crate speaks ([`model`]), the per-connection subflow
-//! state machine ([`conn`]), the [`Policy`] trait ([`policy`]), the plugin API through which
+//! state machine ([`conn`]), the [`Policy`] trait ([`policy`]) and what it answers
+//! ([`decision`]), the plugin API through which
 //! the config and the daemon reach a policy without naming it ([`plugin`], [`params`]), one
 //! module per policy, and the registry table below. It owns no I/O: no sockets, no clock
 //! reads, no actix, no neli. Time comes in as an argument, so every decision is reproducible
@@ -14,6 +15,7 @@
 
 pub mod addrmatch;
 pub mod conn;
+pub mod decision;
 pub mod mesh;
 pub mod model;
 pub mod params;

@@ -11,14 +11,12 @@ use std::time::Instant;
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::PmEvent;
+use netlink_actor::actors::{Cause, CommandPath, KernelEvent, LocalsChanged};
 use slog::{debug, info, Logger};
 
-use super::commands::{Cause, CommandPath};
-use super::messages::{
-    ConnectionGone, Decide, Decided, Hook, KernelEvent, LocalsChanged, Reconcile, Samples,
-};
+use super::messages::{ConnectionGone, Decide, Decided, Hook, Reconcile, Samples};
 use super::policy::PolicyActor;
-use crate::metrics::Metrics;
+use crate::endpoints::metrics::Metrics;
 
 /// Ask a connection actor for a copy of its state machine (status).
 #[derive(Message)]

@@ -1,68 +1,16 @@
-//! Messages exchanged by the actors. Domain types only: no neli type crosses an actor boundary.
-
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Instant;
+//! Messages between the daemon's actors (the kernel actors' own are
+//! `netlink_actor::actors::messages`). Domain types only: no netlink type crosses an actor
+//! boundary.
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Decision;
-use mptcp_pmd_policies::{LocalAddr, PmEvent, SubflowKey, SubflowSample, Token};
-use netlink_actor::sock_diag::Snapshot;
-
-/// A kernel PM event (events actor -> registry -> connection actor).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct KernelEvent {
-    /// The event.
-    pub event: PmEvent,
-    /// When the events actor read it from the socket: where the latency of the commands it
-    /// causes is counted from (metrics).
-    pub received: Instant,
-}
-
-/// Events were lost (ENOBUFS): rebuild the view from sock_diag.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Resync {
-    /// Why.
-    pub reason: &'static str,
-}
-
-/// A sock_diag snapshot (diag poller -> registry).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct DiagSnapshot(pub Snapshot);
-
-/// Ask the diag poller for one snapshot now.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<Snapshot, String>")]
-pub struct TakeSnapshot;
-
-/// Tell the diag poller whether connections exist (it polls only while they do).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct SetPolling(pub bool);
-
-/// Include the subflows' samples in the periodic snapshots, or not (a policy reads them).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetSampling(pub bool);
+use mptcp_pmd_policies::{PmEvent, SubflowKey, SubflowSample, Token};
 
 /// Health samples of one connection's subflows (registry -> connection actor).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Samples(pub Vec<(SubflowKey, SubflowSample)>);
-
-/// The usable local addresses changed (address monitor -> policy actor, registry, connections).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct LocalsChanged {
-    /// The new usable set.
-    pub locals: Arc<Vec<LocalAddr>>,
-    /// Addresses that were not usable before.
-    pub added: Vec<IpAddr>,
-}
 
 /// Which policy hook a decision request is for.
 #[derive(Debug, Clone)]

@@ -13,12 +13,13 @@ use std::time::Instant;
 use actix::prelude::*;
 use mptcp_pmd_policies::policy::Ctx;
 use mptcp_pmd_policies::LocalAddr;
+use netlink_actor::actors::LocalsChanged;
 use slog::{debug, info, warn, Logger};
 
-use super::messages::{ConnectionGone, Decide, Decided, Hook, LocalsChanged};
-use crate::listeners::{self, Listeners};
-use crate::metrics::Metrics;
-use crate::rules::PolicyBook;
+use super::messages::{ConnectionGone, Decide, Decided, Hook};
+use crate::core::listeners::{self, Listeners};
+use crate::core::rules::PolicyBook;
+use crate::endpoints::metrics::Metrics;
 
 /// An MPTCP listener appeared (LISTENER_CREATED) or went away (LISTENER_CLOSED).
 #[derive(Message, Debug, Clone, Copy)]

@@ -10,19 +10,18 @@ use std::time::Instant;
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::{ConnTimers, Connection};
 use mptcp_pmd_policies::{PmEvent, Token};
-use slog::{debug, info, warn, Logger};
-
-use super::commands::CommandPath;
-use super::connection::{ConnectionActor, Peers};
-use super::diag::DiagPoller;
-use super::messages::{
-    ConnectionGone, DiagSnapshot, Hook, KernelEvent, LocalsChanged, Reconcile, Resync, Samples,
+use netlink_actor::actors::{
+    CommandPath, DiagPoller, DiagSnapshot, KernelEvent, LocalsChanged, MptcpSnapshot, Resync,
     SetPolling, TakeSnapshot,
 };
+use slog::{debug, info, warn, Logger};
+
+use super::connection::{ConnectionActor, Peers};
+use super::messages::{ConnectionGone, Hook, Reconcile, Samples};
 use super::policy::{ListenerChanged, ListenersSeen, PolicyActor};
-use crate::adopt::Adoptable;
-use crate::metrics::Metrics;
-use crate::registry_core::{EventRoute, Output, RegistryCore};
+use crate::core::adopt::Adoptable;
+use crate::core::registry_core::{EventRoute, Output, RegistryCore};
+use crate::endpoints::metrics::Metrics;
 
 /// Ask the registry for the tracked connection actors, ordered by token (status).
 #[derive(Message)]
@@ -96,7 +95,7 @@ impl Registry {
     }
 
     /// Adopt from `snap` (asked for at `taken_at`); returns how many were adopted.
-    fn adopt(&mut self, snap: &netlink_actor::sock_diag::Snapshot, taken_at: Instant) -> usize {
+    fn adopt(&mut self, snap: &MptcpSnapshot, taken_at: Instant) -> usize {
         tell_listeners(&self.peers.policy, snap);
         let (peers, log) = (&self.peers, &self.log);
         self.core.adopt(Instant::now(), snap, taken_at, |conn, c| {
@@ -152,7 +151,7 @@ impl Registry {
                 Output::Polling(on) => self.diag.do_send(SetPolling(on)),
                 Output::Trim => {
                     debug!(self.log, "returning freed heap to the kernel"; "tracked" => self.core.len());
-                    crate::trim::release_free_memory();
+                    crate::process::trim::release_free_memory();
                 }
             }
         }
@@ -197,14 +196,8 @@ impl Registry {
 
 /// The MPTCP listeners of a full snapshot replace the policy actor's (events may have been
 /// lost before it).
-fn tell_listeners(policy: &Addr<PolicyActor>, snap: &netlink_actor::sock_diag::Snapshot) {
-    let listeners = snap
-        .conns
-        .iter()
-        .filter(|c| c.conn.is_listener())
-        .map(|c| c.conn.local)
-        .collect();
-    policy.do_send(ListenersSeen(listeners));
+fn tell_listeners(policy: &Addr<PolicyActor>, snap: &MptcpSnapshot) {
+    policy.do_send(ListenersSeen(snap.listeners().collect()));
 }
 
 fn token_text(token: Option<Token>) -> String {

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use crate::exit;
+use super::exit;
 
 /// A start-up check failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,8 @@ use std::time::Instant;
 
 use mptcp_pmd_policies::conn::{AnnounceState, Announcement, Connection, Subflow, SubflowState};
 use mptcp_pmd_policies::LocalAddr;
+use netlink_actor::actors::Skipped;
 use serde::{Deserialize, Serialize};
-
-use crate::addrset::Skipped;
 
 /// Every tracked connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,7 +246,7 @@ pub fn subflows_by_state(conns: &[ConnStatus]) -> BTreeMap<&'static str, usize> 
         .iter()
         .flat_map(|c| &c.subflows)
         .map(|s| s.state.as_str());
-    by_state(&crate::metrics::SUBFLOW_STATES, states)
+    by_state(&super::metrics::SUBFLOW_STATES, states)
 }
 
 /// Announcements per state name over all connections (for the metrics gauge).
@@ -256,7 +255,7 @@ pub fn announced_by_state(conns: &[ConnStatus]) -> BTreeMap<&'static str, usize>
         .iter()
         .flat_map(|c| &c.announced)
         .map(|a| a.state.as_str());
-    by_state(&crate::metrics::ANNOUNCE_STATES, states)
+    by_state(&super::metrics::ANNOUNCE_STATES, states)
 }
 
 /// Local addresses, usable and skipped, and the MPTCP listeners.
@@ -335,7 +334,7 @@ pub fn addresses(
             .map(|(addr, confined)| ListenerStatus {
                 addr: addr.to_string(),
                 joins_anywhere: !confined,
-                note: confined.then(|| crate::listeners::CONFINED.to_string()),
+                note: confined.then(|| crate::core::listeners::CONFINED.to_string()),
             })
             .collect(),
     }

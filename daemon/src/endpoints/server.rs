@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use slog::{debug, warn, Logger};
 
-use crate::control::Views;
-
 /// How long one client may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -34,12 +32,13 @@ impl Accept for tokio::net::TcpListener {
     }
 }
 
-/// Spawn the accept loop for `listener`; `serve_one` handles one client. `what` names the
-/// server in log lines.
-pub fn spawn<L, F, Fut>(listener: L, what: &'static str, views: Views, log: Logger, serve_one: F)
+/// Spawn the accept loop for `listener`; `serve_one` handles one client with a clone of
+/// `views` (what the server reads its answers from). `what` names the server in log lines.
+pub fn spawn<L, V, F, Fut>(listener: L, what: &'static str, views: V, log: Logger, serve_one: F)
 where
     L: Accept,
-    F: Fn(L::Stream, Views) -> Fut + 'static,
+    V: Clone + 'static,
+    F: Fn(L::Stream, V) -> Fut + 'static,
     Fut: Future<Output = std::io::Result<()>> + 'static,
 {
     actix::spawn(async move {

@@ -4,11 +4,13 @@
 //! render. Cheap to clone and update
 //! from any actor or thread; rendered as Prometheus/OpenMetrics text by [`Metrics::encode`] for
 //! the `metrics.listen` endpoint (see `crate::http`), and summarised in the stop log line.
+//! The kernel actors of `netlink-actor` count into it through its [`Stats`] implementation.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use netlink_actor::actors::{EventTrace, Stats};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -78,39 +80,16 @@ const TRACE_STAGES: [&str; 6] = [
     "last_answered",
 ];
 
-/// The last kernel event that caused commands, as [`Metrics::last_event_trace`] publishes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventTrace {
-    /// The event was read.
-    pub event_read: Instant,
-    /// Its decision was applied to the connection.
-    pub decided: Instant,
-    /// Its first command was sent.
-    pub first_sent: Instant,
-    /// The kernel's answer to the first command was read.
-    pub first_answered: Instant,
-    /// Its last command (so far) was sent.
-    pub last_sent: Instant,
-    /// The kernel's answer to the last command was read.
-    pub last_answered: Instant,
-    /// The time spent inside its commands' send and answer calls, summed.
-    pub in_calls: Duration,
-    /// How many commands it caused.
-    pub commands: u32,
-}
-
-impl EventTrace {
-    /// The instants in [`TRACE_STAGES`] order.
-    fn stages(&self) -> [Instant; TRACE_STAGES.len()] {
-        [
-            self.event_read,
-            self.decided,
-            self.first_sent,
-            self.first_answered,
-            self.last_sent,
-            self.last_answered,
-        ]
-    }
+/// The instants of a trace in [`TRACE_STAGES`] order.
+fn stages(t: &EventTrace) -> [Instant; TRACE_STAGES.len()] {
+    [
+        t.event_read,
+        t.decided,
+        t.first_sent,
+        t.first_answered,
+        t.last_sent,
+        t.last_answered,
+    ]
 }
 
 /// Shared metrics.
@@ -369,7 +348,7 @@ impl Metrics {
     /// Publish the trace of the last event that caused commands.
     pub fn last_event_trace(&self, t: &EventTrace) {
         let clock = MonotonicNs::now();
-        for (gauge, at) in self.trace_stages.iter().zip(t.stages()) {
+        for (gauge, at) in self.trace_stages.iter().zip(stages(t)) {
             gauge.set(clock.of(at));
         }
         self.trace_in_calls
@@ -445,6 +424,32 @@ impl Metrics {
         let mut buf = String::new();
         prometheus_client::encoding::text::encode(&mut buf, &self.registry)?;
         Ok(buf)
+    }
+}
+
+/// What the kernel actors report (`netlink_actor::actors`), into the same families as before
+/// they moved there.
+impl Stats for Metrics {
+    fn event(&self, name: &str) {
+        Metrics::event(self, name);
+    }
+    fn overrun(&self) {
+        Metrics::overrun(self);
+    }
+    fn poll_duration(&self, took: Duration) {
+        Metrics::poll_duration(self, took);
+    }
+    fn event_to_command(&self, since_event: Duration) {
+        Metrics::event_to_command(self, since_event);
+    }
+    fn command(&self, name: &str, errno: i32, took: Duration) {
+        self.command_timed(name, errno, took);
+    }
+    fn refusal(&self, name: &str, errno: i32) {
+        Metrics::refusal(self, name, errno);
+    }
+    fn last_event_trace(&self, trace: &EventTrace) {
+        Metrics::last_event_trace(self, trace);
     }
 }
 

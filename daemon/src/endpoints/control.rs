@@ -17,14 +17,13 @@ use serde::{Deserialize, Serialize};
 use slog::Logger;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-use crate::actors::addresses::{AddressMonitor, GetAddresses};
+use netlink_actor::actors::{AddressMonitor, DiagPoller, GetAddresses, TakeSnapshot};
+
+use super::metrics::Metrics;
+use super::status::{self, Addresses, Status};
 use crate::actors::connection::GetConnection;
-use crate::actors::diag::DiagPoller;
-use crate::actors::messages::TakeSnapshot;
 use crate::actors::policy::{Describe, GetListeners, PolicyActor};
 use crate::actors::registry::{ListConnections, Registry};
-use crate::metrics::Metrics;
-use crate::status::{self, Addresses, Status};
 
 /// Claiming the control socket failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +157,7 @@ impl Views {
         if let Ok(snap) = self.diag.send(TakeSnapshot).await? {
             let now = Instant::now();
             let by_token: std::collections::HashMap<_, _> =
-                snap.conns.iter().map(|c| (c.conn.token, c)).collect();
+                snap.conns.iter().map(|c| (c.token, c)).collect();
             for conn in &mut conns {
                 if let Some(c) = by_token.get(&conn.token()) {
                     conn.handle_samples(now, &c.samples());
@@ -223,7 +222,7 @@ const REQUEST_LIMIT: u64 = 4096;
 pub fn serve(listener: UnixListener, views: Views, log: Logger) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
-    crate::server::spawn(
+    super::server::spawn(
         listener,
         "control socket",
         views,

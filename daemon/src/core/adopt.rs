@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use mptcp_pmd_policies::{KernelSubflow, Token};
-use netlink_actor::sock_diag::{Snapshot, TcpState};
+use netlink_actor::actors::MptcpSnapshot;
 
 /// A connection to adopt.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,32 +23,17 @@ pub struct Adoptable {
 
 /// The established, non-fallback MPTCP connections of `snap`. A connection whose local port is
 /// that of a local MPTCP listener was accepted here, so it is server side.
-pub fn adoptable(snap: &Snapshot) -> Vec<Adoptable> {
-    let listen_ports: HashSet<u16> = snap
-        .conns
-        .iter()
-        .filter(|c| c.conn.is_listener())
-        .map(|c| c.conn.local.port())
-        .collect();
+pub fn adoptable(snap: &MptcpSnapshot) -> Vec<Adoptable> {
+    let listen_ports: HashSet<u16> = snap.listeners().map(|l| l.port()).collect();
     snap.conns
         .iter()
-        .filter(|c| c.conn.state == TcpState::Established && !c.conn.flags.fallback())
+        .filter(|c| c.established && !c.fallback)
         .map(|c| Adoptable {
-            token: c.conn.token,
-            local: c.conn.local,
-            remote: c.conn.remote,
-            server_side: listen_ports.contains(&c.conn.local.port()),
-            subflows: c
-                .subflows
-                .iter()
-                .map(|s| KernelSubflow {
-                    key: s.key,
-                    loc_id: s.loc_id,
-                    rem_id: s.rem_id,
-                    backup: s.sample.backup,
-                    sample: s.sample,
-                })
-                .collect(),
+            token: c.token,
+            local: c.local,
+            remote: c.remote,
+            server_side: listen_ports.contains(&c.local.port()),
+            subflows: c.subflows.clone(),
         })
         .collect()
 }

@@ -6,7 +6,8 @@
 //! On-demand snapshots ([`TakeSnapshot`]: adoption, resync, status) are always complete. With no
 //! connections it does not wake up at all. It runs on its own arbiter thread so a large dump
 //! never stalls the event loop. A failed dump is dropped (the next poll or the caller tries
-//! again) unless the socket itself is unusable: that is reported as fatal ([`crate::failure`]).
+//! again; an overrun only made that dump incomplete) unless the socket itself is unusable:
+//! that is reported to [`Failures`]. Every snapshot leaves as domain data ([`MptcpSnapshot`]).
 //!
 //! **Sampling rounds.** The kernel builds `tcp_info` for every subflow a dump returns, so with
 //! tens of thousands of subflows one dump would hold this thread (and a CPU) for most of a
@@ -19,20 +20,22 @@
 //! each sample at most one period old. Below that size a period is one snapshot, as before.
 //! Either way the IPv6 subflow dump is skipped while no IPv6 connection exists.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use netlink_actor::dump::Dump;
-use netlink_actor::sock_diag::{
+use slog::{debug, warn, Logger};
+
+use super::failure::{Failures, KernelSocket, SocketFailure};
+use super::messages::{DiagSnapshot, SetPolling, SetSampling, TakeSnapshot};
+use super::snapshot::MptcpSnapshot;
+use super::stats::Stats;
+use crate::dump::Dump;
+use crate::sock_diag::{
     join, port_windows, DiagSocket, MptcpConnDiag, PortPair, PortWindow, Snapshot, SubflowDiag,
     WINDOW_SUBFLOWS,
 };
-use netlink_actor::Error as DiagError;
-use slog::{debug, warn, Logger};
-
-use super::messages::{DiagSnapshot, SetPolling, SetSampling, TakeSnapshot};
-use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
-use crate::metrics::Metrics;
+use crate::{Error as DiagError, Severity};
 
 /// One sampling round in progress: the connections dumped at its start and the subflows of the
 /// windows dumped so far (pure; the poller drives it).
@@ -104,20 +107,21 @@ pub struct DiagPoller {
     windows: Vec<PortWindow>,
     round: Option<Round>,
     rounds: u64,
-    metrics: Metrics,
+    stats: Arc<dyn Stats>,
     failures: Failures,
     log: Logger,
 }
 
 impl DiagPoller {
     /// A poller sending snapshots to `sink` every `interval` while enabled, with the subflows'
-    /// samples if `sampling`. A dead socket is reported to `failures`.
+    /// samples if `sampling`, timing each poll into `stats`. A dead socket is reported to
+    /// `failures`.
     pub fn new(
         sock: DiagSocket,
         sink: Recipient<DiagSnapshot>,
         interval: Duration,
         sampling: bool,
-        metrics: Metrics,
+        stats: Arc<dyn Stats>,
         failures: Failures,
         log: Logger,
     ) -> Self {
@@ -130,15 +134,16 @@ impl DiagPoller {
             windows: vec![PortWindow::ALL],
             round: None,
             rounds: 0,
-            metrics,
+            stats,
             failures,
             log,
         }
     }
 
-    /// Report a dump's failure as fatal if the socket is unusable (see [`crate::failure`]).
+    /// Report a dump's failure if the socket is unusable. An overrun is not: there is no
+    /// stream of messages to lose, the incomplete dump is simply taken again.
     fn check(&self, e: &DiagError) {
-        if failure::diag(e) == Verdict::Fatal {
+        if e.severity() == Severity::Fatal {
             self.failures
                 .report(SocketFailure::new(KernelSocket::SockDiag, e));
         }
@@ -152,7 +157,7 @@ impl DiagPoller {
     ) -> Option<T> {
         let t0 = Instant::now();
         let res = f(&mut self.sock);
-        self.metrics.poll_duration(t0.elapsed());
+        self.stats.poll_duration(t0.elapsed());
         match res {
             Ok(v) => {
                 debug!(self.log, "sock_diag poll"; "what" => what, "us" => t0.elapsed().as_micros() as u64);
@@ -170,7 +175,7 @@ impl DiagPoller {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if !self.sampling {
             if let Some(s) = self.timed("connections", DiagSocket::connections_snapshot) {
-                self.sink.do_send(DiagSnapshot(s));
+                self.sink.do_send(DiagSnapshot(s.into()));
             }
             return;
         }
@@ -181,7 +186,7 @@ impl DiagPoller {
         if self.windows.len() <= 1 {
             if let Some(s) = self.timed("snapshot", DiagSocket::snapshot) {
                 self.windows = windows_after(&s);
-                self.sink.do_send(DiagSnapshot(s));
+                self.sink.do_send(DiagSnapshot(s.into()));
             }
             return;
         }
@@ -244,7 +249,7 @@ impl DiagPoller {
             let snap = r.finish();
             self.windows = windows_after(&snap);
             debug!(self.log, "sampling round done"; "conns" => snap.conns.len(), "windows" => self.windows.len());
-            self.sink.do_send(DiagSnapshot(snap));
+            self.sink.do_send(DiagSnapshot(snap.into()));
         }
     }
 }
@@ -288,18 +293,18 @@ impl Handler<SetSampling> for DiagPoller {
 }
 
 impl Handler<TakeSnapshot> for DiagPoller {
-    type Result = Result<Snapshot, String>;
+    type Result = Result<MptcpSnapshot, String>;
 
     fn handle(&mut self, _msg: TakeSnapshot, _ctx: &mut Self::Context) -> Self::Result {
         let t0 = Instant::now();
         let res = self.sock.snapshot();
-        self.metrics.poll_duration(t0.elapsed());
+        self.stats.poll_duration(t0.elapsed());
         match res {
             Ok(s) => {
                 // Adoption at start-up sees every connection first: the first round already
                 // knows how to split them.
                 self.windows = windows_after(&s);
-                Ok(s)
+                Ok(s.into())
             }
             Err(e) => {
                 self.check(&e);
@@ -312,27 +317,12 @@ impl Handler<TakeSnapshot> for DiagPoller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mptcp_pmd_policies::{SubflowKey, SubflowSample, Token};
-    use netlink_actor::sock_diag::{SubflowFlags, TcpState};
+    use crate::actors::snapshot::tests::{diag, sub};
+    use crate::sock_diag::TcpState;
+    use mptcp_pmd_policies::Token;
 
     fn conn(token: u32) -> MptcpConnDiag {
-        crate::registry_core::tests::diag(token, TcpState::Established, "10.0.0.1:40000")
-    }
-
-    fn sub(token: u32, sport: u16) -> SubflowDiag {
-        SubflowDiag {
-            token: Token(token),
-            remote_token: Token(0),
-            key: SubflowKey {
-                local: format!("10.0.0.1:{sport}").parse().unwrap(),
-                remote: "10.0.9.1:5201".parse().unwrap(),
-            },
-            state: 1,
-            loc_id: 0,
-            rem_id: 0,
-            flags: SubflowFlags(0),
-            sample: SubflowSample::default(),
-        }
+        diag(token, TcpState::Established, "10.0.0.1:40000")
     }
 
     fn dump<T>(items: Vec<T>) -> Dump<T> {

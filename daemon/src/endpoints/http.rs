@@ -1,12 +1,12 @@
 //! The `metrics.listen` endpoint: a minimal HTTP/1.1 responder on the actix/tokio loop that
-//! answers `GET /metrics` with the OpenMetrics text of [`crate::metrics::Metrics`] (gauges
+//! answers `GET /metrics` with the OpenMetrics text of [`super::metrics::Metrics`] (gauges
 //! refreshed from the actors first), 404 for other paths and 405 for other methods. One request
 //! per connection (`Connection: close`), headers capped at 8 KiB, 5 s per client.
 
 use slog::Logger;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::control::Views;
+use super::control::Views;
 
 const HEADER_LIMIT: usize = 8192;
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -15,7 +15,7 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 pub fn serve(listener: std::net::TcpListener, views: Views, log: Logger) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    crate::server::spawn(
+    super::server::spawn(
         listener,
         "metrics endpoint",
         views,

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 
+use super::{control, status};
 use crate::cli::{Cli, Command};
-use crate::{control, exit, status};
+use crate::process::exit;
 
 /// Run `command`; `cli` gives the config file whose `control.socket` a client talks to when
 /// `-s` is not given.

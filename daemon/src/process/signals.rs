@@ -199,7 +199,7 @@ where
             .spawn(move || {
                 // Threads inherit SCHED_FIFO (`kernel.realtime_priority`): parsing is not
                 // real-time work. Leaving it needs no privilege; if it fails, the read still runs.
-                let _ = crate::privs::set_normal_scheduler();
+                let _ = crate::process::privs::set_normal_scheduler();
                 let _ = tx.send(load(&path));
             });
         if let Err(e) = spawned {

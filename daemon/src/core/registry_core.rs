@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use mptcp_pmd_policies::conn::{ConnTimers, Connection};
 use mptcp_pmd_policies::{PmEvent, SubflowKey, SubflowSample, Token};
-use netlink_actor::sock_diag::Snapshot;
+use netlink_actor::actors::MptcpSnapshot;
 
+use super::adopt::{adoptable, Adoptable};
 use crate::actors::messages::Hook;
-use crate::adopt::{adoptable, Adoptable};
-use crate::trim::TrimGate;
+use crate::process::trim::TrimGate;
 
 /// Polls a tracked connection may be missing from sock_diag before it is retired.
 pub const MISSING_POLLS: u32 = 3;
@@ -200,7 +200,7 @@ impl<H> RegistryCore<H> {
     pub fn adopt(
         &mut self,
         now: Instant,
-        snap: &Snapshot,
+        snap: &MptcpSnapshot,
         taken_at: Instant,
         mut start: impl FnMut(Connection, &Adoptable) -> H,
     ) -> usize {
@@ -228,10 +228,10 @@ impl<H> RegistryCore<H> {
     /// A periodic snapshot: route the subflows' samples (when it has them) and retire the
     /// connections it has not listed [`MISSING_POLLS`] times in a row (closed without a CLOSED
     /// event, e.g. lost in an overrun).
-    pub fn handle_snapshot(&mut self, snap: &Snapshot) {
+    pub fn handle_snapshot(&mut self, snap: &MptcpSnapshot) {
         let mut seen = HashSet::with_capacity(snap.conns.len());
         for c in &snap.conns {
-            let token = c.conn.token;
+            let token = c.token;
             seen.insert(token);
             if snap.has_subflows && self.conns.contains_key(&token) {
                 self.out.push_back(Output::Samples {
@@ -277,7 +277,7 @@ impl<H> RegistryCore<H> {
     pub fn resync_done(
         &mut self,
         now: Instant,
-        snap: Option<&Snapshot>,
+        snap: Option<&MptcpSnapshot>,
         start: impl FnMut(Connection, &Adoptable) -> H,
     ) -> Option<usize> {
         let Resync::Running { taken_at, again } = self.resync else {
@@ -314,13 +314,11 @@ impl<H> RegistryCore<H> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::net::SocketAddr;
 
-    use mptcp_pmd_policies::{ConnFlags, ConnInfo, SubflowInfo};
-    use netlink_actor::sock_diag::{
-        ConnSnapshot, MptcpConnDiag, MptcpInfoFlags, SubflowDiag, SubflowFlags, TcpState,
-    };
+    use mptcp_pmd_policies::{ConnFlags, ConnInfo, KernelSubflow, SubflowInfo};
+    use netlink_actor::actors::SnapshotConn;
 
     use super::*;
 
@@ -357,10 +355,17 @@ pub(crate) mod tests {
         }
     }
 
-    /// An MPTCP connection (or listener) as the MPTCP dump lists it (also for the poller's
-    /// tests).
-    pub(crate) fn diag(token: u32, state: TcpState, local: &str) -> MptcpConnDiag {
-        MptcpConnDiag {
+    /// The TCP states of the sockets the tests list.
+    #[derive(Clone, Copy, PartialEq)]
+    enum TcpState {
+        Established,
+        SynSent,
+        Listen,
+    }
+
+    /// An MPTCP connection (or listener) as sock_diag shows it, without subflows.
+    fn diag(token: u32, state: TcpState, local: &str) -> SnapshotConn {
+        SnapshotConn {
             token: Token(token),
             local: addr(local),
             remote: if state == TcpState::Listen {
@@ -368,63 +373,42 @@ pub(crate) mod tests {
             } else {
                 addr("10.9.0.1:80")
             },
-            state,
-            inode: 0,
-            subflows: 0,
-            add_addr_signal: 0,
-            add_addr_accepted: 0,
-            subflows_max: 0,
-            add_addr_signal_max: 0,
-            add_addr_accepted_max: 0,
-            flags: MptcpInfoFlags::default(),
-            local_addr_used: 0,
-            local_addr_max: 0,
-            retransmits: None,
-            bytes_retrans: None,
-            bytes_sent: None,
-            bytes_received: None,
-            bytes_acked: None,
-            subflows_total: None,
-            last_data_sent_ms: None,
-            last_data_recv_ms: None,
-            last_ack_recv_ms: None,
+            listener: state == TcpState::Listen,
+            established: state == TcpState::Established,
+            fallback: false,
+            subflows: Vec::new(),
         }
     }
 
     /// A snapshot of established connections `tokens`, each with one subflow whose srtt is
     /// the token (so routed samples can be told apart), with or without the subflows dumped.
-    fn snap(tokens: &[u32], has_subflows: bool) -> Snapshot {
+    fn snap(tokens: &[u32], has_subflows: bool) -> MptcpSnapshot {
         let conns = tokens
             .iter()
             .map(|&t| {
-                let conn = diag(t, TcpState::Established, "10.0.0.1:40000");
-                let subflows = if has_subflows {
-                    vec![SubflowDiag {
-                        token: Token(t),
-                        remote_token: Token(!t),
+                let mut conn = diag(t, TcpState::Established, "10.0.0.1:40000");
+                if has_subflows {
+                    let sample = SubflowSample {
+                        srtt_us: t,
+                        ..SubflowSample::default()
+                    };
+                    conn.subflows = vec![KernelSubflow {
                         key: SubflowKey {
                             local: conn.local,
                             remote: conn.remote,
                         },
-                        state: 1,
                         loc_id: 0,
                         rem_id: 0,
-                        flags: SubflowFlags::default(),
-                        sample: SubflowSample {
-                            srtt_us: t,
-                            ..SubflowSample::default()
-                        },
-                    }]
-                } else {
-                    Vec::new()
-                };
-                ConnSnapshot { conn, subflows }
+                        backup: sample.backup,
+                        sample,
+                    }];
+                }
+                conn
             })
             .collect();
-        Snapshot {
+        MptcpSnapshot {
             conns,
             has_subflows,
-            ..Snapshot::default()
         }
     }
 
@@ -574,20 +558,11 @@ pub(crate) mod tests {
 
         let mut sn = snap(&[1, 2, 3], true);
         // Listeners, fallback and not-yet-established connections are not adopted.
-        sn.conns.push(ConnSnapshot {
-            conn: diag(0, TcpState::Listen, "0.0.0.0:80"),
-            subflows: Vec::new(),
-        });
+        sn.conns.push(diag(0, TcpState::Listen, "0.0.0.0:80"));
         let mut fallback = diag(4, TcpState::Established, "10.0.0.1:40004");
-        fallback.flags = MptcpInfoFlags(1);
-        sn.conns.push(ConnSnapshot {
-            conn: fallback,
-            subflows: Vec::new(),
-        });
-        sn.conns.push(ConnSnapshot {
-            conn: diag(5, TcpState::SynSent, "10.0.0.1:40005"),
-            subflows: Vec::new(),
-        });
+        fallback.fallback = true;
+        sn.conns.push(fallback);
+        sn.conns.push(diag(5, TcpState::SynSent, "10.0.0.1:40005"));
         // The same socket listed twice by a dump that raced a change.
         let dup = sn.conns[2].clone();
         sn.conns.push(dup);

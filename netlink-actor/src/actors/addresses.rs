@@ -3,8 +3,8 @@
 //! changes, tells the policy actor and the registry (which tells every connection). An overrun of
 //! the monitor socket (ENOBUFS: changes were lost) triggers a fresh dump of links and addresses;
 //! a dump that fails for a transient reason is retried until it succeeds. Any other failure of
-//! either socket is fatal ([`crate::failure`]): the daemon stops rather than keep using an
-//! address set it can no longer update.
+//! either socket is fatal: it is reported to [`Failures`] rather than keep using an address set
+//! that can no longer be updated.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -14,14 +14,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use mptcp_pmd_config::AddressFilter;
 use mptcp_pmd_policies::LocalAddr;
-use netlink_actor::rtnl::{AddrInfo, LinkInfo, RtnlEvent, RtnlSocket};
-use netlink_actor::DecodeError;
-use netlink_actor::Error as RtnlError;
 use slog::{debug, info, warn, Logger};
 
+use super::addrset::{AddrSet, Link, Skipped};
+use super::failure::{Failures, KernelSocket, SocketFailure};
 use super::messages::LocalsChanged;
-use crate::addrset::{AddrSet, Link, Skipped};
-use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
+use super::reader::read_until_dead;
+use crate::rtnl::{AddrInfo, LinkInfo, RtnlEvent, RtnlSocket};
+use crate::{DecodeError, Error as RtnlError, Severity};
 
 /// How long to wait before retrying a re-dump that failed for a transient reason.
 const REDUMP_RETRY: Duration = Duration::from_millis(500);
@@ -148,7 +148,7 @@ impl AddressMonitor {
         match dump(&mut self.dumper) {
             Ok(set) => self.set = set,
             Err(e) => {
-                if failure::stream(&e) == Verdict::Fatal {
+                if e.severity() == Severity::Fatal {
                     self.failures
                         .report(SocketFailure::new(KernelSocket::RtnlDump, &e));
                     return;
@@ -218,18 +218,18 @@ impl Actor for AddressMonitor {
 /// Read the monitor socket until it fails for good; returns that failure.
 async fn read_changes(sock: RtnlSocket, me: Addr<AddressMonitor>, log: Logger) -> SocketFailure {
     let set_nonblocking = |s: &RtnlSocket| s.set_nonblocking(true);
-    super::read_until_dead(sock, set_nonblocking, KernelSocket::RtnlMonitor, |guard| {
+    read_until_dead(sock, set_nonblocking, KernelSocket::RtnlMonitor, |guard| {
         match guard.get_inner_mut().recv_batch() {
             Ok(events) => me.do_send(RtnlBatch::Events(events)),
-            Err(e) => match failure::stream(&e) {
-                Verdict::Transient => {
+            Err(e) => match e.severity() {
+                Severity::Transient => {
                     if !e.is_would_block() {
                         warn!(log, "rtnetlink receive failed, waiting for the next datagram"; "error" => %e);
                     }
                     guard.clear_ready();
                 }
-                Verdict::Lost => me.do_send(RtnlBatch::Lost(e.to_string())),
-                Verdict::Fatal => return Err(e),
+                Severity::Overrun => me.do_send(RtnlBatch::Lost(e.to_string())),
+                Severity::Fatal => return Err(e),
             },
         }
         Ok(())

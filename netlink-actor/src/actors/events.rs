@@ -1,44 +1,55 @@
 //! The events actor: owns the `mptcp_pm_events` multicast socket. It reads every datagram as
 //! soon as the socket is readable (tokio `AsyncFd`, no extra thread), forwards each decoded event
-//! to the registry, logs and drops undecodable messages (the rest of the batch still counts),
-//! and turns a receive overrun (ENOBUFS: events were lost) into a [`Resync`] request. Any other
-//! failure of the socket, or of the event loop polling it, is fatal ([`crate::failure`]): the
-//! daemon stops rather than run without events.
+//! as a [`KernelEvent`], logs and drops undecodable messages (the rest of the batch still
+//! counts), and turns a receive overrun (ENOBUFS: events were lost) into a [`Resync`] request.
+//! Any other failure of the socket, or of the event loop polling it, is fatal: it is reported
+//! to [`Failures`] rather than running on without events.
+
+use std::sync::Arc;
 
 use actix::prelude::*;
-use netlink_actor::genl::PmEventSocket;
-use netlink_actor::Error as GenlError;
 use slog::{debug, warn, Logger};
 
+use super::failure::{Failures, KernelSocket, SocketFailure};
 use super::messages::{KernelEvent, Resync};
-use super::registry::Registry;
-use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
-use crate::metrics::Metrics;
+use super::reader::read_until_dead;
+use super::stats::Stats;
+use crate::genl::PmEventSocket;
+use crate::{Error as GenlError, Severity};
+
+/// Where the events actor sends what it reads (the daemon's registry).
+#[derive(Clone)]
+pub struct EventSinks {
+    /// Every decoded event.
+    pub events: Recipient<KernelEvent>,
+    /// A request to rebuild the view after events were lost.
+    pub resync: Recipient<Resync>,
+}
 
 /// Owner of the events socket.
 pub struct EventActor {
     sock: Option<PmEventSocket>,
-    registry: Addr<Registry>,
-    metrics: Metrics,
+    sinks: EventSinks,
+    stats: Arc<dyn Stats>,
     failures: Failures,
     log: Logger,
 }
 
 impl EventActor {
     /// An actor for an already-subscribed socket (subscribe before reading any kernel state, so
-    /// nothing falls between the start-up dump and the first event). A dead socket is reported
-    /// to `failures`.
+    /// nothing falls between the start-up dump and the first event), sending to `sinks` and
+    /// counting into `stats`. A dead socket is reported to `failures`.
     pub fn new(
         sock: PmEventSocket,
-        registry: Addr<Registry>,
-        metrics: Metrics,
+        sinks: EventSinks,
+        stats: Arc<dyn Stats>,
         failures: Failures,
         log: Logger,
     ) -> Self {
         EventActor {
             sock: Some(sock),
-            registry,
-            metrics,
+            sinks,
+            stats,
             failures,
             log,
         }
@@ -48,12 +59,12 @@ impl EventActor {
 /// Read events until the socket fails for good; returns that failure.
 async fn read_events(
     sock: PmEventSocket,
-    registry: Addr<Registry>,
-    metrics: Metrics,
+    sinks: EventSinks,
+    stats: Arc<dyn Stats>,
     log: Logger,
 ) -> SocketFailure {
     let set_nonblocking = |s: &PmEventSocket| s.set_nonblocking(true);
-    super::read_until_dead(sock, set_nonblocking, KernelSocket::Events, |guard| {
+    read_until_dead(sock, set_nonblocking, KernelSocket::Events, |guard| {
         let res = guard.get_inner_mut().recv_batch();
         let received = std::time::Instant::now();
         if res.is_ok() && guard.get_inner().drained() {
@@ -64,21 +75,21 @@ async fn read_events(
         let batch = match res {
             Ok(batch) => batch,
             Err(e) => {
-                match failure::stream(&e) {
-                    Verdict::Lost => {
-                        metrics.overrun();
+                match e.severity() {
+                    Severity::Overrun => {
+                        stats.overrun();
                         warn!(log, "events socket overrun (ENOBUFS): events were lost, resyncing from sock_diag"; "error" => %e);
-                        registry.do_send(Resync {
+                        sinks.resync.do_send(Resync {
                             reason: "event overrun",
                         });
                     }
-                    Verdict::Transient => {
+                    Severity::Transient => {
                         if !matches!(e, GenlError::WouldBlock) {
                             warn!(log, "events socket receive failed, waiting for the next datagram"; "error" => %e);
                         }
                         guard.clear_ready();
                     }
-                    Verdict::Fatal => return Err(e),
+                    Severity::Fatal => return Err(e),
                 }
                 return Ok(());
             }
@@ -90,14 +101,14 @@ async fn read_events(
                         debug!(log, "event carries unknown attributes";
                             "event" => ev.event.name(), "attrs" => ?ev.unknown_attrs);
                     }
-                    metrics.event(ev.event.name());
-                    registry.do_send(KernelEvent {
+                    stats.event(ev.event.name());
+                    sinks.events.do_send(KernelEvent {
                         event: ev.event,
                         received,
                     });
                 }
                 Err(e) => {
-                    metrics.event("malformed");
+                    stats.event("malformed");
                     warn!(log, "dropping malformed PM event"; "error" => %e);
                 }
             }
@@ -114,8 +125,8 @@ impl Actor for EventActor {
         let Some(sock) = self.sock.take() else { return };
         let reader = read_events(
             sock,
-            self.registry.clone(),
-            self.metrics.clone(),
+            self.sinks.clone(),
+            self.stats.clone(),
             self.log.clone(),
         );
         let failures = self.failures.clone();

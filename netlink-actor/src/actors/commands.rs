@@ -7,19 +7,20 @@
 //! round trip per join (sequential join p50 with 2 links: 0.176 ms with its own thread, 0.142 ms
 //! on this thread as an actor; see BENCHMARKS.md for the direct call).
 //! A kernel refusal is the command's result, never fatal; a command socket that is itself
-//! unusable is ([`crate::failure`]).
+//! unusable is reported to [`Failures`].
 
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mptcp_pmd_policies::conn::KernelRefusal;
 use mptcp_pmd_policies::PmCommand;
-use netlink_actor::genl::PmClient;
-use netlink_actor::Error as GenlError;
 use slog::{debug, warn, Logger};
 
-use crate::failure::{self, Failures, KernelSocket, SocketFailure, Verdict};
-use crate::metrics::{EventTrace, Metrics};
+use super::failure::{Failures, KernelSocket, SocketFailure};
+use super::stats::{EventTrace, Stats};
+use crate::genl::PmClient;
+use crate::{Error as GenlError, Severity};
 
 /// What led to a command: the kernel event behind it (when the events actor read it) and
 /// when the policy's decision was applied (latency metrics).
@@ -37,18 +38,18 @@ pub struct CommandPath {
     client: RefCell<PmClient>,
     /// The commands of the last event that caused any (metrics: `last_event_trace`).
     trace: Cell<Option<EventTrace>>,
-    metrics: Metrics,
+    stats: Arc<dyn Stats>,
     failures: Failures,
     log: Logger,
 }
 
 impl CommandPath {
-    /// Wrap an opened client; a dead socket is reported to `failures`.
-    pub fn new(client: PmClient, metrics: Metrics, failures: Failures, log: Logger) -> Self {
+    /// Wrap an opened client, counting into `stats`; a dead socket is reported to `failures`.
+    pub fn new(client: PmClient, stats: Arc<dyn Stats>, failures: Failures, log: Logger) -> Self {
         CommandPath {
             client: RefCell::new(client),
             trace: Cell::new(None),
-            metrics,
+            stats,
             failures,
             log,
         }
@@ -59,7 +60,7 @@ impl CommandPath {
     pub fn execute(&self, cmd: &PmCommand, cause: Option<Cause>) -> Result<(), KernelRefusal> {
         let sent = Instant::now();
         if let Some(c) = cause {
-            self.metrics
+            self.stats
                 .event_to_command(sent.saturating_duration_since(c.read));
         }
         let res = match self.client.try_borrow_mut() {
@@ -96,17 +97,17 @@ impl CommandPath {
                 },
             };
             self.trace.set(Some(t));
-            self.metrics.last_event_trace(&t);
+            self.stats.last_event_trace(&t);
         }
         match res {
             Ok(()) => {
-                self.metrics.command_timed(cmd.name(), 0, took);
+                self.stats.command(cmd.name(), 0, took);
                 debug!(self.log, "command done"; "cmd" => cmd.name(), "token" => %cmd.token());
                 Ok(())
             }
             Err(GenlError::Kernel { errno, message, .. }) => {
-                self.metrics.command_timed(cmd.name(), errno, took);
-                self.metrics.refusal(cmd.name(), errno);
+                self.stats.command(cmd.name(), errno, took);
+                self.stats.refusal(cmd.name(), errno);
                 warn!(self.log, "kernel refused command"; "cmd" => cmd.name(), "token" => %cmd.token(),
                     "errno" => errno, "kernel_msg" => message.as_deref().unwrap_or("-"), "detail" => ?cmd);
                 Err(KernelRefusal { errno, message })
@@ -119,9 +120,9 @@ impl CommandPath {
                 } else {
                     libc::EIO
                 };
-                self.metrics.command_timed(cmd.name(), errno, took);
+                self.stats.command(cmd.name(), errno, took);
                 warn!(self.log, "command failed"; "cmd" => cmd.name(), "token" => %cmd.token(), "error" => %e);
-                if failure::stream(&e) == Verdict::Fatal {
+                if e.severity() == Severity::Fatal {
                     self.failures
                         .report(SocketFailure::new(KernelSocket::Commands, &e));
                 }

@@ -1,0 +1,13 @@
+//! The daemon's pure cores: the logic its actors drive, sans-IO (time is an argument, no
+//! sockets, no actors), unit-tested on plain values.
+//!
+//! - [`registry_core`]: which connection an event, a snapshot or an adoption goes to, the
+//!   retirement of connections that vanished, resync coalescing;
+//! - [`adopt`]: which connections of a sock_diag snapshot a (re)started daemon adopts;
+//! - [`listeners`]: the namespace's MPTCP listeners, as the policy actor tracks them;
+//! - [`rules`]: the configured policies and the one policy object per connection.
+
+pub mod adopt;
+pub mod listeners;
+pub mod registry_core;
+pub mod rules;

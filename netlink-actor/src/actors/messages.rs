@@ -1,0 +1,63 @@
+//! The messages the kernel actors send and answer. Domain types only (`mptcp-pmd-policies`
+//! and [`MptcpSnapshot`]): no codec struct and no socket error crosses an actor boundary. The
+//! daemon's actors handle the outgoing ones; the kernel actors reach them through actix
+//! `Recipient`s, so this crate does not know the daemon.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use mptcp_pmd_policies::{LocalAddr, PmEvent};
+
+use super::snapshot::MptcpSnapshot;
+
+/// A kernel PM event (events actor -> registry -> connection actor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct KernelEvent {
+    /// The event.
+    pub event: PmEvent,
+    /// When the events actor read it from the socket: where the latency of the commands it
+    /// causes is counted from (metrics).
+    pub received: Instant,
+}
+
+/// Events were lost (ENOBUFS): rebuild the view from sock_diag.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Resync {
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// A periodic sock_diag snapshot (diag poller -> registry).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct DiagSnapshot(pub MptcpSnapshot);
+
+/// Ask the diag poller for one complete snapshot now (connections and subflows); the error is
+/// the failed dump's text.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<MptcpSnapshot, String>")]
+pub struct TakeSnapshot;
+
+/// Tell the diag poller whether connections exist (it polls only while they do).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SetPolling(pub bool);
+
+/// Include the subflows' samples in the periodic snapshots, or not (a policy reads them).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSampling(pub bool);
+
+/// The usable local addresses changed (address monitor -> policy actor, registry, connections).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LocalsChanged {
+    /// The new usable set.
+    pub locals: Arc<Vec<LocalAddr>>,
+    /// Addresses that were not usable before.
+    pub added: Vec<IpAddr>,
+}

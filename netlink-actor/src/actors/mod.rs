@@ -1,0 +1,40 @@
+//! The kernel actors: each owns kernel sockets and speaks domain types only (see
+//! docs/ARCHITECTURE.md, "The actors"):
+//!
+//! - [`events::EventActor`] owns the `mptcp_pm_events` socket and sends each decoded event as a
+//!   [`KernelEvent`], and a [`Resync`] when events were lost;
+//! - [`diag::DiagPoller`] owns the sock_diag socket and polls subflow health while connections
+//!   exist ([`DiagSnapshot`] of an [`MptcpSnapshot`]); it answers [`TakeSnapshot`];
+//! - [`addresses::AddressMonitor`] owns the rtnetlink sockets and keeps the usable local
+//!   addresses ([`addrset::AddrSet`], filtered by the `addresses:` config), sending
+//!   [`LocalsChanged`];
+//! - [`commands::CommandPath`] (not an actor) owns the command socket: the daemon's connection
+//!   actors execute PM commands through it directly, on the event loop's thread.
+//!
+//! They reach the daemon's actors through actix `Recipient`s of the [`messages`] defined here,
+//! count through the [`Stats`] trait the daemon implements for its metrics, and report a
+//! socket that failed for good to [`Failures`]. What the daemon does then (stop, exit code 70)
+//! is its business.
+
+pub mod addresses;
+pub mod addrset;
+pub mod commands;
+pub mod diag;
+pub mod events;
+pub mod failure;
+pub mod messages;
+mod reader;
+pub mod snapshot;
+pub mod stats;
+
+pub use addresses::{AddressMonitor, GetAddresses, RtnlSockets, SetFilter};
+pub use addrset::{AddrSet, Skipped};
+pub use commands::{Cause, CommandPath};
+pub use diag::DiagPoller;
+pub use events::{EventActor, EventSinks};
+pub use failure::{Failures, KernelSocket, SocketFailure};
+pub use messages::{
+    DiagSnapshot, KernelEvent, LocalsChanged, Resync, SetPolling, SetSampling, TakeSnapshot,
+};
+pub use snapshot::{MptcpSnapshot, SnapshotConn};
+pub use stats::{EventTrace, Stats};
