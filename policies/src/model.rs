@@ -199,6 +199,8 @@ pub struct LocalAddr {
 /// One measurement of one subflow's health, from a sock_diag poll.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct SubflowSample {
+    /// The socket's TCP state (tcpi_state: 1 ESTABLISHED, 2 SYN_SENT, ...; 0 if unknown).
+    pub tcp_state: u8,
     /// Smoothed RTT in microseconds (tcpi_rtt).
     pub srtt_us: u32,
     /// RTT variance in microseconds (tcpi_rttvar).
@@ -243,6 +245,9 @@ pub struct SubflowSample {
     /// MPTCP says the subflow is fully established.
     pub fully_established: bool,
 }
+
+/// `tcpi_state` of a socket whose join SYN is still unanswered (TCP_SYN_SENT).
+pub const TCP_SYN_SENT: u8 = 2;
 
 /// One subflow of a connection as sock_diag lists it (adoption at start-up, resync).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::conn::Connection;
 use crate::model::{LocalAddr, PmEvent, SubflowKey};
@@ -30,6 +30,14 @@ pub enum Action {
         remote: SocketAddr,
         /// Mark it backup.
         backup: bool,
+        /// `None`: the connection's usual request handling (`ConnTimers::request_timeout`,
+        /// retried with the path's backoff, given up after `max_retries`). `Some(t)`: a
+        /// *probe*: sent at once whatever the path's backoff, and abandoned if it has not
+        /// established within `t` (the entry fails with ETIMEDOUT and the kernel's socket is
+        /// destroyed once its port is known); none of its failures count against the path.
+        /// The policy re-opens at its own pace, so a join SYN never sits in its own
+        /// exponential backoff on a path that may have healed.
+        timeout: Option<Duration>,
     },
     /// Close one subflow.
     Close {
@@ -77,13 +85,16 @@ impl fmt::Display for Action {
                 local,
                 remote,
                 backup,
+                timeout,
                 ..
             } => {
                 write!(f, "open {local} -> {remote}")?;
-                if *backup {
-                    f.write_str(" (backup)")?;
+                match (backup, timeout) {
+                    (false, None) => Ok(()),
+                    (true, None) => f.write_str(" (backup)"),
+                    (false, Some(t)) => write!(f, " (probe, {} ms)", t.as_millis()),
+                    (true, Some(t)) => write!(f, " (backup, probe, {} ms)", t.as_millis()),
                 }
-                Ok(())
             }
             Action::Close { key } => write!(f, "close {key}"),
             Action::SetBackup { key, backup: true } => write!(f, "set backup {key}"),
@@ -225,5 +236,13 @@ pub trait Policy: Send + fmt::Debug {
     /// reconcile.
     fn on_tick(&mut self, _ctx: &Ctx<'_>) -> Vec<Decision> {
         Vec::new()
+    }
+
+    /// What the policy has to say about the connection as a whole right now, when no
+    /// subflow's last decision says it: why it opens nothing (the peer denies joins to its
+    /// initial address), which path carries the traffic and why. For `mptcp-pmd status`, next
+    /// to the policy's name. Pure and cheap: it is asked on every status request.
+    fn note(&self, _ctx: &Ctx<'_>) -> Option<Reason> {
+        None
     }
 }

@@ -460,6 +460,7 @@ pub fn parse_tcp_info(info: &[u8]) -> SubflowSample {
     };
     let u8_at = |at: usize| info.get(at).copied().unwrap_or(0);
     SubflowSample {
+        tcp_state: u8_at(0),
         retransmits: u8_at(2),
         probes: u8_at(3),
         backoff: u8_at(4),
@@ -870,6 +871,10 @@ mod tests {
         for sf in &s {
             assert_eq!(sf.token, conn.token);
             assert_eq!(sf.state, 1);
+            assert_eq!(
+                sf.sample.tcp_state, sf.state,
+                "tcpi_state is the diag state"
+            );
             assert_eq!(sf.key.remote, v4("10.77.1.2:5201"));
             assert!(sf.flags.fully_established());
             assert!(sf.sample.fully_established);
@@ -1101,6 +1106,7 @@ mod tests {
         b[128..136].copy_from_slice(&2000u64.to_ne_bytes());
         b[160..168].copy_from_slice(&3000u64.to_ne_bytes());
         // The fields the active-standby policy reads (include/uapi/linux/tcp.h).
+        b[0] = 2;
         b[3] = 2;
         b[4] = 4;
         put32(&mut b, 8, 408_000);
@@ -1110,8 +1116,8 @@ mod tests {
         put32(&mut b, 228, 65_535);
         let s = parse_tcp_info(&b);
         assert_eq!(
-            (s.probes, s.backoff, s.rto_us, s.unacked),
-            (2, 4, 408_000, 6)
+            (s.tcp_state, s.probes, s.backoff, s.rto_us, s.unacked),
+            (2, 2, 4, 408_000, 6)
         );
         assert_eq!(
             (s.last_data_sent_ms, s.last_ack_recv_ms, s.snd_wnd),
