@@ -20,6 +20,7 @@ pub mod params;
 pub mod plugin;
 pub mod policy;
 
+pub mod active_standby;
 pub mod announce;
 pub mod fullmesh;
 pub mod ndiffports;
@@ -30,6 +31,7 @@ pub static REGISTRY: &[&plugin::Plugin] = &[
     &fullmesh::PLUGIN,
     &ndiffports::PLUGIN,
     &rtt_based::PLUGIN,
+    &active_standby::PLUGIN,
     &announce::PLUGIN,
 ];
 
