@@ -22,8 +22,8 @@
 //!   [`note`] says so for `status`, and that nothing can be added when it announced nothing.
 //!
 //! The pieces ([`closes`], [`backup_changes`], [`opens`], [`joinable_remotes`]) are public for
-//! policies that build on the mesh but own some paths themselves (active-standby: the failed
-//! active paths are its to probe, and the backup flags are its own).
+//! policies that build on the mesh but own some paths themselves (e.g. paths they probe after
+//! a failure, or backup flags they set by their own rules).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -1105,7 +1105,7 @@ mod tests {
         b[120..128].copy_from_slice(&1000u64.to_ne_bytes());
         b[128..136].copy_from_slice(&2000u64.to_ne_bytes());
         b[160..168].copy_from_slice(&3000u64.to_ne_bytes());
-        // The fields the active-standby policy reads (include/uapi/linux/tcp.h).
+        // The fields a failure detector reads (include/uapi/linux/tcp.h).
         b[0] = 2;
         b[3] = 2;
         b[4] = 4;
