@@ -1306,6 +1306,8 @@ impl Connection {
             attempt,
         };
         sf.acked = false;
+        // A new create is a new socket: a port learnt for an earlier attempt is not its own.
+        sf.local_port = None;
         self.commands.push_back(PmCommand::CreateSubflow {
             token: self.token,
             local: sf.path.local,

@@ -1519,3 +1519,28 @@ fn no_join_towards_the_initial_address_of_a_peer_that_denies_it() {
     // Without the flag, the initial address is joinable.
     assert!(!established(t0, ConnTimers::default()).join_denied(sa(INIT_REMOTE)));
 }
+
+#[test]
+fn a_retried_request_forgets_the_port_of_its_earlier_socket() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    drain(&mut c);
+    c.handle_samples(
+        t0 + ms(20),
+        &[(key("10.0.2.1:50001", INIT_REMOTE), syn_sent())],
+    );
+    assert_eq!(c.subflows()[1].local_port, Some(50001));
+    // The ordinary request times out, backs off and is sent again: a new socket.
+    c.handle_timeout(t0 + Duration::from_secs(5));
+    let SubflowState::Pending { due } = state_of(&c, 1) else {
+        panic!("expected a retry: {:?}", state_of(&c, 1));
+    };
+    c.handle_timeout(due);
+    assert_eq!(drain(&mut c).len(), 1);
+    assert!(matches!(
+        state_of(&c, 1),
+        SubflowState::Requested { attempt: 2, .. }
+    ));
+    assert_eq!(c.subflows()[1].local_port, None);
+}
