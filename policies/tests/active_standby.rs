@@ -1174,3 +1174,49 @@ fn a_path_that_cannot_be_joined_again_is_kept_as_backup_and_trusted_when_it_acks
     let kept = s.c.subflows().iter().find(|sf| sf.initial).unwrap();
     assert!(kept.is_established() && !kept.backup, "{kept:?}");
 }
+
+#[test]
+fn the_last_subflow_left_carries_the_traffic_even_while_held() {
+    // Two active links, no standby: a failed one is still closed, probed and held.
+    let eth1 = LocalAddr {
+        addr: ip("10.0.3.1"),
+        if_index: 3,
+        if_name: "eth1".into(),
+        backup: false,
+    };
+    let mut s = Sim::with(policy(), vec![eth(), eth1], false);
+    assert_eq!(
+        s.established(),
+        vec![(ip(PRIMARY), false), (ip("10.0.3.1"), false)]
+    );
+    s.run_until(1000);
+    s.kill(PRIMARY);
+    s.run_until(1400);
+    // The second active path carries on: no failover of a standby, just the close.
+    assert_eq!(
+        codes(&s.decisions(1000, 1400)).first(),
+        Some(&("close", "stalled"))
+    );
+    assert_eq!(s.established(), vec![(ip("10.0.3.1"), false)]);
+    s.heal(PRIMARY);
+    s.run_until(1700);
+    assert!(matches!(
+        s.p.path_state(&primary_path()),
+        PathState::Holding { .. }
+    ));
+    // The other link goes away (its address, then its subflow): the held probe is all that is
+    // left, and carries the traffic before its hold is over.
+    let other =
+        s.c.subflows()
+            .iter()
+            .find(|sf| sf.is_established() && sf.path.local == ip("10.0.3.1"))
+            .and_then(|sf| sf.key())
+            .unwrap();
+    let mut closed = sub("0.0.0.0:1", INIT_REMOTE, 0, 0, false);
+    closed.local = other.local;
+    s.locals.retain(|l| l.addr != ip("10.0.3.1"));
+    s.event(PmEvent::SubClosed(closed));
+    let ds = s.decisions(1700, 1701);
+    assert_eq!(codes(&ds), vec![("set_backup", "last-active")], "{ds:?}");
+    assert_eq!(s.established(), vec![(ip(PRIMARY), false)]);
+}
