@@ -23,13 +23,13 @@ const CASES: &[Case] = &[
     Case {
         what: "unknown policy",
         yaml: "policy: fulmesh\n",
-        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "fulmesh", expected one of fullmesh, ndiffports, rtt-based, announce"#,
+        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "fulmesh", expected one of fullmesh, ndiffports, rtt-based, active-standby, announce"#,
         key: Some("policy"),
     },
     Case {
         what: "unknown top-level key",
         yaml: "policy: fullmesh\npolcy: fullmesh\n",
-        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, announce, addresses, kernel, poll, subflow, log, control, metrics, rules",
+        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, active_standby, announce, addresses, kernel, poll, subflow, log, control, metrics, rules",
         key: None,
     },
     Case {
@@ -165,6 +165,24 @@ const CASES: &[Case] = &[
         key: Some("rules[0].rtt_based.backup_ratio"),
     },
     Case {
+        what: "active_standby hold_max_ms < hold_ms",
+        yaml: "active_standby:\n  hold_ms: 5000\n  hold_max_ms: 1000\n",
+        want: "/etc/mptcp-pm.yaml:3:16: active_standby.hold_max_ms (1000) must be at least active_standby.hold_ms (5000): it caps the hold, which starts there",
+        key: Some("active_standby.hold_max_ms"),
+    },
+    Case {
+        what: "active_standby stall_floor_ms < sample_ms",
+        yaml: "active_standby:\n  sample_ms: 200\n",
+        want: "/etc/mptcp-pm.yaml:2:14: active_standby.stall_floor_ms (100) must be at least active_standby.sample_ms (200): a stall is only seen on a sample",
+        key: Some("active_standby.sample_ms"),
+    },
+    Case {
+        what: "active_standby standby interface that can never match",
+        yaml: "active_standby:\n  standby_interfaces: [\"wwan 0\"]\n",
+        want: "/etc/mptcp-pm.yaml:2:24: active_standby.standby_interfaces[0] must be an interface name or glob (interface names cannot contain '/', ':' or whitespace), got \"wwan 0\"",
+        key: Some("active_standby.standby_interfaces[0]"),
+    },
+    Case {
         what: "backoff_max_ms < backoff_initial_ms",
         yaml: "subflow:\n  backoff_max_ms: 100\n",
         want: "/etc/mptcp-pm.yaml:2:19: subflow.backoff_max_ms (100) must not be less than subflow.backoff_initial_ms (500)",
@@ -293,13 +311,13 @@ const CASES: &[Case] = &[
     Case {
         what: "rule without a policy",
         yaml: "rules:\n  - remote: 10.0.0.0/8\n",
-        want: "/etc/mptcp-pm.yaml:2:5: rules[0] has no policy, expected policy: fullmesh, ndiffports, rtt-based or announce",
+        want: "/etc/mptcp-pm.yaml:2:5: rules[0] has no policy, expected policy: fullmesh, ndiffports, rtt-based, active-standby or announce",
         key: Some("rules[0].policy"),
     },
     Case {
         what: "rule with an unknown policy",
         yaml: "rules:\n  - remote: 10.0.0.0/8\n    policy: rtt\n",
-        want: r#"/etc/mptcp-pm.yaml:3:13: unknown policy "rtt", expected one of fullmesh, ndiffports, rtt-based, announce"#,
+        want: r#"/etc/mptcp-pm.yaml:3:13: unknown policy "rtt", expected one of fullmesh, ndiffports, rtt-based, active-standby, announce"#,
         key: Some("rules[0].policy"),
     },
     Case {
@@ -353,7 +371,7 @@ const CASES: &[Case] = &[
     Case {
         what: "control characters are escaped in messages",
         yaml: "policy: \"\\e[31mred\"\n",
-        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "\u{1b}[31mred", expected one of fullmesh, ndiffports, rtt-based, announce"#,
+        want: r#"/etc/mptcp-pm.yaml:1:9: unknown policy "\u{1b}[31mred", expected one of fullmesh, ndiffports, rtt-based, active-standby, announce"#,
         key: Some("policy"),
     },
     Case {
@@ -413,7 +431,7 @@ const CASES: &[Case] = &[
     Case {
         what: "null policy",
         yaml: "policy: ~\n",
-        want: "/etc/mptcp-pm.yaml:1:9: policy: `~` or `null` names no policy: leave the key out for the default (fullmesh), or name one of fullmesh, ndiffports, rtt-based, announce",
+        want: "/etc/mptcp-pm.yaml:1:9: policy: `~` or `null` names no policy: leave the key out for the default (fullmesh), or name one of fullmesh, ndiffports, rtt-based, active-standby, announce",
         key: Some("policy"),
     },
     Case {
@@ -449,7 +467,7 @@ const CASES: &[Case] = &[
     Case {
         what: "announce for client-side connections",
         yaml: "rules:\n  - side: client\n    policy: announce\n",
-        want: "/etc/mptcp-pm.yaml:3:13: rules[0] gives side: client connections the policy announce, which acts only on connections accepted here (side: server): they would get no path management at all; use fullmesh, ndiffports or rtt-based for side: client, or side: server",
+        want: "/etc/mptcp-pm.yaml:3:13: rules[0] gives side: client connections the policy announce, which acts only on connections accepted here (side: server): they would get no path management at all; use fullmesh, ndiffports, rtt-based or active-standby for side: client, or side: server",
         key: Some("rules[0].policy"),
     },
     Case {

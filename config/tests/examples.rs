@@ -6,6 +6,8 @@
 use std::net::IpAddr;
 
 use mptcp_pmd_config::{load, Config, RuleTarget, Side};
+use mptcp_pmd_policies::active_standby::{ActiveStandbyParams, PLUGIN as ACTIVE_STANDBY};
+use mptcp_pmd_policies::addrmatch::InterfaceGlob;
 use mptcp_pmd_policies::announce::PLUGIN as ANNOUNCE;
 use mptcp_pmd_policies::fullmesh::PLUGIN as FULLMESH;
 use mptcp_pmd_policies::plugin::Plugin;
@@ -64,4 +66,24 @@ fn both_roles_mesh_dialled_connections_and_announce_on_accepted_ones() {
     let c = example("both-roles.yaml");
     assert_eq!(policy_of(&c, Side::Client), &FULLMESH);
     assert_eq!(policy_of(&c, Side::Server), &ANNOUNCE);
+}
+
+#[test]
+fn hybrid_access_keeps_the_mobile_link_standby() {
+    let c = example("hybrid-access.yaml");
+    assert_eq!(c.policy, &ACTIVE_STANDBY);
+    assert_eq!(policy_of(&c, Side::Client), &ACTIVE_STANDBY);
+    let spec = c.spec_of(ACTIVE_STANDBY.name).unwrap();
+    let p = spec.params::<ActiveStandbyParams>().unwrap();
+    assert!(p
+        .standby_interfaces
+        .iter()
+        .any(|g: &InterfaceGlob| g.matches("wwan0")));
+    assert!(!p.standby_interfaces.iter().any(|g| g.matches("eth0")));
+    assert!(spec.wants_samples());
+    assert_eq!(
+        spec.sample_period(),
+        Some(std::time::Duration::from_millis(20))
+    );
+    let _policy = spec.build();
 }

@@ -22,8 +22,21 @@
 //!   itself (the entry goes back to `Pending` with backoff). A refused create or a join that ended
 //!   in SUB_CLOSED becomes `Failed`/`Closed`: the policy decides whether to open again, and the
 //!   backoff applies to that new attempt.
-//! - The kernel's SUB_ESTABLISHED for a path we asked for is matched to the *oldest* waiting
-//!   request on that path (a policy may ask for several per path).
+//! - A *probe* (an `Open` with its own `timeout`) is the exception: it is sent at once whatever
+//!   the path's backoff or given-up state, abandoned (`Failed`, ETIMEDOUT) when it has not
+//!   established within its timeout, never retried by the state machine, and none of its
+//!   failures count against the path: the policy that asked re-probes at its own fixed pace,
+//!   so a join SYN never sits in the kernel's exponential SYN backoff while the path may have
+//!   healed. The kernel's socket of an abandoned probe is destroyed when its port is known: a
+//!   sock_diag sample of a SYN_SENT subflow on a path with a requested entry tells it
+//!   ([`Connection::handle_samples`]). Otherwise it lingers until its own SYN retries end, and
+//!   should it establish later it is learnt like any unknown subflow.
+//! - The kernel's SUB_ESTABLISHED for a path we asked for is matched to the request whose port
+//!   it has (learnt from a sample), else to the *oldest* waiting request on that path (a
+//!   policy may ask for several per path).
+//! - Never a join towards the peer's initial address and port when the peer set
+//!   `deny_join_id0` ([`Connection::join_denied`]): such an `Open` is ignored. Policies check
+//!   it themselves first (and say why they open nothing); this is the backstop.
 //! - Local address ids: one per address for the connection's life, kept in one table shared by
 //!   the subflows we open (lowest free id first), the ids the kernel reports (learnt from
 //!   SUB_ESTABLISHED: the kernel gives a join towards an address we never announced the lowest
@@ -47,7 +60,7 @@ use std::time::{Duration, Instant};
 use crate::decision::{Action, Decision, Reason};
 use crate::model::{
     AddrId, ConnInfo, KernelSubflow, PmCommand, PmEvent, SubflowInfo, SubflowKey, SubflowSample,
-    Token,
+    Token, TCP_SYN_SENT,
 };
 
 /// Linux ETIMEDOUT: recorded in `Failed` when the state machine itself gives up on a request.
@@ -202,6 +215,10 @@ pub struct Subflow {
     pub closing: bool,
     /// Why the policy last acted on this subflow (opened it, changed its flag, closed it).
     pub reason: Option<Reason>,
+    /// The request's own timeout, for a probe (see `Action::Open::timeout`): abandoned after
+    /// it, never retried, its failures not counted against the path. `None`: the
+    /// connection's `request_timeout` with retries and backoff.
+    pub timeout: Option<Duration>,
     /// The kernel acknowledged the SUBFLOW_CREATE (matches answers to the several requests
     /// one path can have).
     acked: bool,
@@ -261,6 +278,7 @@ impl Subflow {
             initial: false,
             closing: false,
             reason: None,
+            timeout: None,
             acked: false,
         }
     }
@@ -628,6 +646,15 @@ impl Connection {
             .count()
     }
 
+    /// Whether a join towards `remote` is refused by the peer's `deny_join_id0`: the peer set
+    /// the flag and `remote` is its initial address and port (id 0). Its announced addresses
+    /// are never denied, even at the same IP with another port. An adopted connection does
+    /// not know the flag (sock_diag does not report it): false.
+    pub fn join_denied(&self, remote: SocketAddr) -> bool {
+        self.info
+            .is_some_and(|i| i.flags.deny_join_id0 && i.remote == remote)
+    }
+
     /// How many live subflows the connection has.
     pub fn live_count(&self) -> usize {
         self.subflows.iter().filter(|s| s.is_live()).count()
@@ -740,7 +767,8 @@ impl Connection {
                     if_index,
                     remote,
                     backup,
-                } => self.open(now, local, if_index, remote, backup, reason),
+                    timeout,
+                } => self.open(now, local, if_index, remote, backup, timeout, reason),
                 Action::Close { key } => {
                     let token = self.token;
                     match self.established_mut(key) {
@@ -839,7 +867,9 @@ impl Connection {
                             errno: refusal.errno.saturating_abs(),
                             message: refusal.message.clone(),
                         };
-                        self.record_failure(path, now);
+                        if self.subflows[i].timeout.is_none() {
+                            self.record_failure(path, now);
+                        }
                     }
                     None => self.ignored += 1,
                 }
@@ -879,16 +909,23 @@ impl Connection {
     }
 
     /// Fresh health samples from sock_diag; each is stored on the established subflow it names.
+    /// A sample of a socket still in SYN_SENT on a path with a requested entry whose port is
+    /// not known yet gives that entry its port (the oldest such entry; several on one path are
+    /// told apart only by their order): an abandoned probe can then be destroyed.
     pub fn handle_samples(&mut self, now: Instant, samples: &[(SubflowKey, SubflowSample)]) {
         if self.closed {
             return;
         }
         self.touch(now);
         for (key, sample) in samples {
-            match self.established_mut(*key) {
-                Some(sf) => sf.sample = Some(*sample),
-                None => self.ignored += 1,
+            if let Some(sf) = self.established_mut(*key) {
+                sf.sample = Some(*sample);
+                continue;
             }
+            if sample.tcp_state == TCP_SYN_SENT && self.learn_request_port(*key) {
+                continue;
+            }
+            self.ignored += 1;
         }
     }
 
@@ -922,8 +959,16 @@ impl Connection {
                         self.request(i, now);
                     }
                 }
+                SubflowState::Requested { since, .. }
+                    if self.subflows[i]
+                        .timeout
+                        .is_some_and(|t| now.saturating_duration_since(since) >= t) =>
+                {
+                    self.abandon(i, now);
+                }
                 SubflowState::Requested { since, attempt }
-                    if now.saturating_duration_since(since) >= self.timers.request_timeout =>
+                    if self.subflows[i].timeout.is_none()
+                        && now.saturating_duration_since(since) >= self.timers.request_timeout =>
                 {
                     let failures = self.record_failure(path, now);
                     self.subflows[i].state = if self.timers.gives_up_at(failures) {
@@ -987,7 +1032,12 @@ impl Connection {
         (0..self.subflows.len())
             .filter_map(|i| match self.subflows[i].state {
                 SubflowState::Pending { due } => Some(due),
-                SubflowState::Requested { since, .. } => Some(since + self.timers.request_timeout),
+                SubflowState::Requested { since, .. } => Some(
+                    since
+                        + self.subflows[i]
+                            .timeout
+                            .unwrap_or(self.timers.request_timeout),
+                ),
                 SubflowState::Established { .. } => self.stable_deadline(i),
                 _ => None,
             })
@@ -1188,6 +1238,65 @@ impl Connection {
             .map(|(_, i)| i)
     }
 
+    /// The `Requested` entry whose port (learnt from a sample) makes its key `key`.
+    fn requested_with_key(&self, key: SubflowKey) -> Option<usize> {
+        self.subflows
+            .iter()
+            .position(|s| matches!(s.state, SubflowState::Requested { .. }) && s.key() == Some(key))
+    }
+
+    /// A SYN_SENT socket named `key` is the kernel's socket of the oldest requested entry on
+    /// its path that has no port yet; returns whether one took it.
+    fn learn_request_port(&mut self, key: SubflowKey) -> bool {
+        if self.subflows.iter().any(|s| s.key() == Some(key)) {
+            return true;
+        }
+        let path = Path {
+            local: key.local.ip(),
+            remote: key.remote,
+        };
+        let oldest = self
+            .subflows
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.path == path && s.local_port.is_none())
+            .filter_map(|(i, s)| match s.state {
+                SubflowState::Requested { since, .. } => Some((since, i)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, i)| i);
+        match oldest {
+            Some(i) => {
+                self.subflows[i].local_port = Some(key.local.port());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A probe that did not establish within its own timeout: it fails without counting
+    /// against its path, and its kernel socket (if its port is known) is destroyed so that its
+    /// SYN stops being retransmitted and cannot establish a stray subflow later.
+    fn abandon(&mut self, i: usize, now: Instant) {
+        let sf = &mut self.subflows[i];
+        let waited = sf.timeout.unwrap_or_default();
+        sf.state = SubflowState::Failed {
+            at: now,
+            errno: ETIMEDOUT,
+            message: Some(format!(
+                "probe not established within {} ms: abandoned",
+                waited.as_millis()
+            )),
+        };
+        if let Some(key) = sf.key() {
+            self.commands.push_back(PmCommand::DestroySubflow {
+                token: self.token,
+                key,
+            });
+        }
+    }
+
     /// Turns entry `i` into a `Requested` one and queues its create.
     fn request(&mut self, i: usize, now: Instant) {
         let attempt = self.failures(&self.subflows[i].path).saturating_add(1);
@@ -1197,6 +1306,8 @@ impl Connection {
             attempt,
         };
         sf.acked = false;
+        // A new create is a new socket: a port learnt for an earlier attempt is not its own.
+        sf.local_port = None;
         self.commands.push_back(PmCommand::CreateSubflow {
             token: self.token,
             local: sf.path.local,
@@ -1207,6 +1318,7 @@ impl Connection {
         });
     }
 
+    #[allow(clippy::too_many_arguments)] // the fields of one `Action::Open`, plus time and reason
     fn open(
         &mut self,
         now: Instant,
@@ -1214,10 +1326,16 @@ impl Connection {
         if_index: Option<u32>,
         remote: SocketAddr,
         backup: bool,
+        timeout: Option<Duration>,
         reason: Reason,
     ) {
         let path = Path { local, remote };
-        if !self.established || local.is_ipv4() != remote.is_ipv4() || self.given_up(&path) {
+        let probe = timeout.is_some();
+        if !self.established
+            || local.is_ipv4() != remote.is_ipv4()
+            || self.join_denied(remote)
+            || (!probe && self.given_up(&path))
+        {
             self.ignored += 1;
             return;
         }
@@ -1232,7 +1350,7 @@ impl Connection {
             .map_or(0, |(id, _)| id);
         let due = self.health.get(&path).and_then(|h| {
             h.last_failure
-                .filter(|_| h.failures > 0)
+                .filter(|_| h.failures > 0 && !probe)
                 .map(|t| t + self.timers.backoff(h.failures))
         });
         let mut sf = Subflow::new(path, SubflowState::Pending { due: now });
@@ -1241,6 +1359,7 @@ impl Connection {
         sf.rem_id = rem_id;
         sf.if_index = if_index;
         sf.reason = Some(reason);
+        sf.timeout = timeout;
         let i = self.push_subflow(sf);
         match due {
             Some(due) if due > now => self.subflows[i].state = SubflowState::Pending { due },
@@ -1329,7 +1448,8 @@ impl Connection {
             remote: key.remote,
         };
         let waiting = self
-            .oldest_requested(path, false)
+            .requested_with_key(key)
+            .or_else(|| self.oldest_requested(path, false))
             .or_else(|| self.oldest_pending(path));
         let initial_key = self.info.map(|i| SubflowKey {
             local: i.local,
@@ -1338,10 +1458,18 @@ impl Connection {
         let i = match waiting {
             Some(i) => i,
             None => {
-                // Not ours: peer-initiated, or one we lost track of.
+                // Not ours: peer-initiated, or one we lost track of. Or an abandoned probe
+                // that established before its destroy (queued when it was abandoned) took
+                // effect: that destroy is on its way, so it is closing already.
+                let abandoned = self.subflows.iter().any(|sf| {
+                    sf.key() == Some(key)
+                        && sf.timeout.is_some()
+                        && matches!(sf.state, SubflowState::Failed { .. })
+                });
                 let mut sf = Subflow::new(path, SubflowState::Established { since: now });
                 sf.want_backup = s.backup;
                 sf.initial = initial_key == Some(key);
+                sf.closing = abandoned;
                 self.push_subflow(sf)
             }
         };
@@ -1400,12 +1528,13 @@ impl Connection {
             }
             return;
         }
-        if self.subflows.iter().any(|sf| sf.key() == Some(key)) {
-            // Already closed (repeated event, or ESRCH answered first).
+        let requested = self.requested_with_key(key);
+        if requested.is_none() && self.subflows.iter().any(|sf| sf.key() == Some(key)) {
+            // Already closed (repeated event, or ESRCH answered first), or an abandoned probe.
             return;
         }
         // A join that never established: the kernel reports it closed with the port it used.
-        match self.oldest_requested(path, false) {
+        match requested.or_else(|| self.oldest_requested(path, false)) {
             Some(i) => {
                 let reason = s
                     .reset_reason
@@ -1416,7 +1545,9 @@ impl Connection {
                     errno: error.map_or(0, i32::from),
                     message: Some(format!("join failed before establishing{reason}")),
                 };
-                self.record_failure(path, now);
+                if self.subflows[i].timeout.is_none() {
+                    self.record_failure(path, now);
+                }
             }
             None => self.ignored += 1,
         }

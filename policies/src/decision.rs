@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use crate::model::SubflowKey;
 
@@ -23,6 +24,14 @@ pub enum Action {
         remote: SocketAddr,
         /// Mark it backup.
         backup: bool,
+        /// `None`: the connection's usual request handling (`ConnTimers::request_timeout`,
+        /// retried with the path's backoff, given up after `max_retries`). `Some(t)`: a
+        /// *probe*: sent at once whatever the path's backoff, and abandoned if it has not
+        /// established within `t` (the entry fails with ETIMEDOUT and the kernel's socket is
+        /// destroyed once its port is known); none of its failures count against the path.
+        /// The policy re-opens at its own pace, so a join SYN never sits in its own
+        /// exponential backoff on a path that may have healed.
+        timeout: Option<Duration>,
     },
     /// Close one subflow.
     Close {
@@ -70,13 +79,16 @@ impl fmt::Display for Action {
                 local,
                 remote,
                 backup,
+                timeout,
                 ..
             } => {
                 write!(f, "open {local} -> {remote}")?;
-                if *backup {
-                    f.write_str(" (backup)")?;
+                match (backup, timeout) {
+                    (false, None) => Ok(()),
+                    (true, None) => f.write_str(" (backup)"),
+                    (false, Some(t)) => write!(f, " (probe, {} ms)", t.as_millis()),
+                    (true, Some(t)) => write!(f, " (backup, probe, {} ms)", t.as_millis()),
                 }
-                Ok(())
             }
             Action::Close { key } => write!(f, "close {key}"),
             Action::SetBackup { key, backup: true } => write!(f, "set backup {key}"),

@@ -1,7 +1,9 @@
 //! The `fullmesh` policy: one live subflow per (usable local address × known remote address)
 //! pair of the same family, up to `max_subflows` per connection (the initial subflow counts).
 //! Remote addresses are the connection's destination plus every address the peer announced,
-//! minus removed ones. The mesh rules are in [`crate::mesh`].
+//! minus removed ones. The mesh rules are in [`crate::mesh`]; among them, a peer that set
+//! `deny_join_id0` gets no subflow towards its initial address (its announced ones are joined),
+//! and [`Policy::note`] says so.
 //!
 //! Config section `fullmesh:`
 //! - `max_subflows` (1..=64, default 8): live subflows per connection, counting the initial
@@ -14,7 +16,7 @@ use crate::mesh;
 use crate::model::PmEvent;
 use crate::params;
 use crate::plugin::{Plugin, PolicyParams};
-use crate::policy::{Ctx, Decision, Policy};
+use crate::policy::{Ctx, Decision, Policy, Reason};
 
 /// The registry entry.
 pub static PLUGIN: Plugin = Plugin::new::<FullmeshParams>(
@@ -79,5 +81,9 @@ impl Policy for Fullmesh {
 
     fn on_tick(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
         self.reconcile(ctx)
+    }
+
+    fn note(&self, ctx: &Ctx<'_>) -> Option<Reason> {
+        mesh::note(ctx)
     }
 }

@@ -22,6 +22,7 @@ pub mod params;
 pub mod plugin;
 pub mod policy;
 
+pub mod active_standby;
 pub mod announce;
 pub mod fullmesh;
 pub mod ndiffports;
@@ -32,6 +33,7 @@ pub static REGISTRY: &[&plugin::Plugin] = &[
     &fullmesh::PLUGIN,
     &ndiffports::PLUGIN,
     &rtt_based::PLUGIN,
+    &active_standby::PLUGIN,
     &announce::PLUGIN,
 ];
 

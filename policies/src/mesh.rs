@@ -16,11 +16,19 @@
 //!   by the path's backoff and a given-up path is skipped.
 //! - When the budget is short, non-backup local addresses are served first.
 //! - A subflow's backup flag follows its local address's `backup` setting.
+//! - **deny_join_id0**: when the peer set it, no subflow is opened towards its initial address
+//!   and port (the connection's remote, id 0): behind a layer-4 load balancer such a join
+//!   reaches another backend and is reset. Joins to the addresses it announced still happen.
+//!   [`note`] says so for `status`, and that nothing can be added when it announced nothing.
+//!
+//! The pieces ([`closes`], [`backup_changes`], [`opens`], [`joinable_remotes`]) are public for
+//! policies that build on the mesh but own some paths themselves (e.g. paths they probe after
+//! a failure, or backup flags they set by their own rules).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use crate::conn::Path;
+use crate::conn::{Connection, Path};
 use crate::model::LocalAddr;
 use crate::policy::{Action, Ctx, Decision, Reason};
 
@@ -36,14 +44,41 @@ const MISSING: Reason = Reason::fixed("mesh", "no live subflow on this path of t
 /// What the connection needs to match the mesh, with at most `max_subflows` live subflows
 /// (the initial one included): closes first, then backup changes, then opens.
 pub fn reconcile(ctx: &Ctx<'_>, max_subflows: usize) -> Vec<Decision> {
-    let conn = ctx.conn;
-    if conn.is_closed() || !conn.is_established() || conn.is_server_side() {
+    if !acts_on(ctx.conn) {
         return Vec::new();
     }
+    let mut out = closes(ctx);
+    out.extend(backup_changes(ctx));
+    let budget = budget(ctx.conn, max_subflows, &out);
+    let mut locals: Vec<&LocalAddr> = ctx.locals.iter().collect();
+    locals.sort_by_key(|l| l.backup);
+    out.extend(opens(ctx, locals, budget, |local, _| Some(local.backup)));
+    out
+}
+
+/// Whether a client policy acts on the connection at all: established, not closed, not
+/// accepted by this host.
+pub fn acts_on(conn: &Connection) -> bool {
+    !conn.is_closed() && conn.is_established() && !conn.is_server_side()
+}
+
+/// The peer's addresses a subflow may be opened towards: every known remote but its initial
+/// address and port when the peer set `deny_join_id0`.
+pub fn joinable_remotes(conn: &Connection) -> Vec<SocketAddr> {
+    conn.remotes()
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| !conn.join_denied(*r))
+        .collect()
+}
+
+/// Closes of established subflows (the initial one excepted) whose local address is no
+/// longer usable or whose remote the peer removed.
+pub fn closes(ctx: &Ctx<'_>) -> Vec<Decision> {
+    let conn = ctx.conn;
     let remotes: Vec<SocketAddr> = conn.remotes().into_iter().map(|(_, r)| r).collect();
     let usable: BTreeSet<_> = ctx.locals.iter().map(|l| l.addr).collect();
     let mut out = Vec::new();
-
     for sf in conn.subflows() {
         if !sf.is_live() || !sf.is_established() || sf.initial {
             continue;
@@ -55,8 +90,13 @@ pub fn reconcile(ctx: &Ctx<'_>, max_subflows: usize) -> Vec<Decision> {
             out.push(Decision::new(Action::Close { key }, REMOVED));
         }
     }
+    out
+}
 
-    for sf in conn.subflows() {
+/// Backup flags that disagree with their local address's `backup` setting.
+pub fn backup_changes(ctx: &Ctx<'_>) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for sf in ctx.conn.subflows() {
         if !sf.is_live() || !sf.is_established() {
             continue;
         }
@@ -70,16 +110,32 @@ pub fn reconcile(ctx: &Ctx<'_>, max_subflows: usize) -> Vec<Decision> {
             }
         }
     }
+    out
+}
 
-    let closing = out
+/// How many more subflows `max_subflows` allows once the closes among `decided` are done.
+pub fn budget(conn: &Connection, max_subflows: usize, decided: &[Decision]) -> usize {
+    let closing = decided
         .iter()
         .filter(|d| matches!(d.action, Action::Close { .. }))
         .count();
     let live = conn.live_count().saturating_sub(closing);
-    let mut budget = max_subflows.saturating_sub(live);
+    max_subflows.saturating_sub(live)
+}
 
-    let mut locals: Vec<&LocalAddr> = ctx.locals.iter().collect();
-    locals.sort_by_key(|l| l.backup);
+/// Opens for the (local, joinable remote) pairs of the same family that have no live subflow
+/// and are not given up, in the order of `locals` then of the remotes, at most `budget`.
+/// `wanted(local, remote)` says whether to open the pair (`None`: it is not the mesh's to
+/// open) and with which backup flag.
+pub fn opens<'a>(
+    ctx: &Ctx<'_>,
+    locals: impl IntoIterator<Item = &'a LocalAddr>,
+    mut budget: usize,
+    mut wanted: impl FnMut(&LocalAddr, SocketAddr) -> Option<bool>,
+) -> Vec<Decision> {
+    let conn = ctx.conn;
+    let remotes = joinable_remotes(conn);
+    let mut out = Vec::new();
     for local in locals {
         for remote in &remotes {
             if budget == 0 {
@@ -95,11 +151,15 @@ pub fn reconcile(ctx: &Ctx<'_>, max_subflows: usize) -> Vec<Decision> {
             if conn.live_on(local.addr, *remote) > 0 || conn.given_up(&path) {
                 continue;
             }
+            let Some(backup) = wanted(local, *remote) else {
+                continue;
+            };
             let open = Action::Open {
                 local: local.addr,
                 if_index: Some(local.if_index),
                 remote: *remote,
-                backup: local.backup,
+                backup,
+                timeout: None,
             };
             out.push(Decision::new(open, MISSING));
             budget -= 1;
@@ -107,3 +167,29 @@ pub fn reconcile(ctx: &Ctx<'_>, max_subflows: usize) -> Vec<Decision> {
     }
     out
 }
+
+/// Why the mesh leaves out the peer's initial address, when it does (for `status`): the peer
+/// set `deny_join_id0` on a connection the mesh acts on.
+pub fn note(ctx: &Ctx<'_>) -> Option<Reason> {
+    let conn = ctx.conn;
+    let info = conn.info()?;
+    if !info.flags.deny_join_id0 || !acts_on(conn) {
+        return None;
+    }
+    let others = joinable_remotes(conn).len();
+    let rest = match others {
+        0 => "it announced no other address, so no subflow can be added".to_owned(),
+        1 => "joins go to the 1 address it announced".to_owned(),
+        n => format!("joins go to the {n} addresses it announced"),
+    };
+    Some(Reason::new(
+        DENY_JOIN_ID0,
+        format!(
+            "the peer denies joins to its initial address {} (deny_join_id0): no subflow is opened towards it; {rest}",
+            info.remote
+        ),
+    ))
+}
+
+/// The reason code of [`note`] (and of every policy's note about `deny_join_id0`).
+pub const DENY_JOIN_ID0: &str = "deny-join-id0";

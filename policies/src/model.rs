@@ -199,6 +199,8 @@ pub struct LocalAddr {
 /// One measurement of one subflow's health, from a sock_diag poll.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct SubflowSample {
+    /// The socket's TCP state (tcpi_state: 1 ESTABLISHED, 2 SYN_SENT, ...; 0 if unknown).
+    pub tcp_state: u8,
     /// Smoothed RTT in microseconds (tcpi_rtt).
     pub srtt_us: u32,
     /// RTT variance in microseconds (tcpi_rttvar).
@@ -207,8 +209,25 @@ pub struct SubflowSample {
     pub min_rtt_us: u32,
     /// Congestion window in segments.
     pub snd_cwnd: u32,
-    /// Retransmissions of the current segment (tcpi_retransmits).
+    /// Retransmission timeouts of the oldest unacknowledged segment in a row, without an ACK
+    /// in between (tcpi_retransmits; 0 again once data is acknowledged).
     pub retransmits: u8,
+    /// Unanswered zero-window or keepalive probes (tcpi_probes; any ACK resets it).
+    pub probes: u8,
+    /// Exponential backoffs of the retransmission (or zero-window probe) timer
+    /// (tcpi_backoff).
+    pub backoff: u8,
+    /// The current retransmission timeout in microseconds (tcpi_rto), 0 if unknown.
+    pub rto_us: u32,
+    /// Segments sent and not yet acknowledged (tcpi_unacked): data outstanding.
+    pub unacked: u32,
+    /// Milliseconds since data was last sent, retransmissions included (tcpi_last_data_sent).
+    pub last_data_sent_ms: u32,
+    /// Milliseconds since an ACK was last received (tcpi_last_ack_recv).
+    pub last_ack_recv_ms: u32,
+    /// The peer's advertised receive window in bytes (tcpi_snd_wnd), 0 if the kernel does
+    /// not report it (before Linux 6.2) or the window is closed.
+    pub snd_wnd: u32,
     /// Total retransmitted segments (tcpi_total_retrans).
     pub total_retrans: u32,
     /// Segments counted lost (tcpi_lost).
@@ -226,6 +245,9 @@ pub struct SubflowSample {
     /// MPTCP says the subflow is fully established.
     pub fully_established: bool,
 }
+
+/// `tcpi_state` of a socket whose join SYN is still unanswered (TCP_SYN_SENT).
+pub const TCP_SYN_SENT: u8 = 2;
 
 /// One subflow of a connection as sock_diag lists it (adoption at start-up, resync).
 #[derive(Debug, Clone, Copy, PartialEq)]

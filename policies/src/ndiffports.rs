@@ -6,6 +6,9 @@
 //! path is the application's choice (it may well be on a filtered interface such as loopback).
 //! If the address vanishes, creates fail, back off and give up until the address returns.
 //! Nothing before ESTABLISHED, nothing on server-side connections, nothing for `subflows <= 1`.
+//! Nothing either when the peer set `deny_join_id0`: every subflow of this policy is a join
+//! towards the peer's initial address and port, which such a peer refuses (behind a layer-4
+//! load balancer the join reaches another backend and is reset); [`Policy::note`] says why.
 //! Extra subflows on the path (peer-initiated) are left alone.
 //!
 //! Config section `ndiffports:`
@@ -15,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::conn::Path;
+use crate::mesh;
 use crate::model::PmEvent;
 use crate::params;
 use crate::plugin::{Plugin, PolicyParams};
@@ -77,6 +81,9 @@ impl Ndiffports {
         let Some(info) = conn.info() else {
             return Vec::new();
         };
+        if conn.join_denied(info.remote) {
+            return Vec::new();
+        }
         let path = Path {
             local: info.local.ip(),
             remote: info.remote,
@@ -97,6 +104,7 @@ impl Ndiffports {
                     if_index,
                     remote: path.remote,
                     backup: false,
+                    timeout: None,
                 };
                 Decision::new(open, MISSING)
             })
@@ -118,5 +126,24 @@ impl Policy for Ndiffports {
 
     fn on_tick(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
         self.reconcile(ctx)
+    }
+
+    /// Why it opens nothing on a connection whose peer set `deny_join_id0`.
+    fn note(&self, ctx: &Ctx<'_>) -> Option<Reason> {
+        let conn = ctx.conn;
+        let info = conn.info()?;
+        let acts = self.subflows > 1
+            && !conn.is_closed()
+            && conn.is_established()
+            && !conn.is_server_side();
+        (acts && conn.join_denied(info.remote)).then(|| {
+            Reason::new(
+                mesh::DENY_JOIN_ID0,
+                format!(
+                    "the peer denies joins to its initial address {} (deny_join_id0), and every ndiffports subflow would join it: none is opened",
+                    info.remote
+                ),
+            )
+        })
     }
 }

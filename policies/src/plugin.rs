@@ -22,6 +22,7 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,6 +50,15 @@ pub trait PolicyParams:
     fn wants_samples(&self) -> bool {
         false
     }
+
+    /// How often the connections this policy serves must be sampled, when the policy needs
+    /// it faster than the daemon's `poll.interval_ms` (a failure detector reads every
+    /// subflow's `tcp_info` every few tens of ms). `None`: the daemon's poll period is enough.
+    /// Only meaningful with [`PolicyParams::wants_samples`]; the daemon samples just the
+    /// connections of such a policy at this period, so the cost grows with their number only.
+    fn sample_period(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// [`PolicyParams`] behind a pointer: what the config and the daemon hold. Implemented for
@@ -58,6 +68,8 @@ pub trait PolicyConfig: fmt::Debug + Send + Sync {
     fn build(&self) -> Box<dyn Policy>;
     /// See [`PolicyParams::wants_samples`].
     fn wants_samples(&self) -> bool;
+    /// See [`PolicyParams::sample_period`].
+    fn sample_period(&self) -> Option<Duration>;
     /// The parameters, for rendering the effective configuration.
     fn as_serialize(&self) -> &dyn erased_serde::Serialize;
     /// The parameters as `Any`, for typed access ([`PolicySpec::params`]).
@@ -72,6 +84,9 @@ impl<P: PolicyParams> PolicyConfig for P {
     }
     fn wants_samples(&self) -> bool {
         PolicyParams::wants_samples(self)
+    }
+    fn sample_period(&self) -> Option<Duration> {
+        PolicyParams::sample_period(self)
     }
     fn as_serialize(&self) -> &dyn erased_serde::Serialize {
         self
@@ -222,6 +237,11 @@ impl PolicySpec {
     /// See [`PolicyParams::wants_samples`].
     pub fn wants_samples(&self) -> bool {
         self.params.wants_samples()
+    }
+
+    /// See [`PolicyParams::sample_period`].
+    pub fn sample_period(&self) -> Option<Duration> {
+        self.params.sample_period()
     }
 
     /// The parameters, if they are a `P`.

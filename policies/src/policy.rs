@@ -90,4 +90,12 @@ pub trait Policy: Send + fmt::Debug {
     fn on_tick(&mut self, _ctx: &Ctx<'_>) -> Vec<Decision> {
         Vec::new()
     }
+
+    /// What the policy has to say about the connection as a whole right now, when no
+    /// subflow's last decision says it: why it opens nothing (the peer denies joins to its
+    /// initial address), which path carries the traffic and why. For `mptcp-pmd status`, next
+    /// to the policy's name. Pure and cheap: it is asked on every status request.
+    fn note(&self, _ctx: &Ctx<'_>) -> Option<Reason> {
+        None
+    }
 }

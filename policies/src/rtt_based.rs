@@ -1079,7 +1079,7 @@ impl RttBased {
         let wanted = !conn.is_closed()
             && conn.is_established()
             && conn.live_on(path.local, path.remote) == 0
-            && conn.remotes().iter().any(|(_, r)| *r == path.remote)
+            && mesh::joinable_remotes(conn).contains(&path.remote)
             && !conn.given_up(&conn_path)
             && conn.live_count() + opened < self.params.max_subflows;
         wanted.then_some(Action::Open {
@@ -1087,6 +1087,7 @@ impl RttBased {
             if_index: Some(local.if_index),
             remote: path.remote,
             backup: local.backup,
+            timeout: None,
         })
     }
 }
@@ -1140,6 +1141,11 @@ impl Policy for RttBased {
         }
         let verdicts = judge.evaluate(ctx.now, &input);
         self.decide(ctx, verdicts)
+    }
+
+    /// The mesh's note: why the peer's initial address gets no subflow, if it does not.
+    fn note(&self, ctx: &Ctx<'_>) -> Option<Reason> {
+        mesh::note(ctx)
     }
 
     /// The mesh's reconcile (filtered), then the re-opens whose cooldown ended.

@@ -17,6 +17,18 @@ fn open(local: &str, remote: &str, backup: bool) -> Decision {
         if_index: Some(3),
         remote: sa(remote),
         backup,
+        timeout: None,
+    })
+}
+
+/// A probe: an open with its own timeout.
+fn probe(local: &str, remote: &str, timeout: Duration) -> Decision {
+    d(Action::Open {
+        local: ip(local),
+        if_index: Some(3),
+        remote: sa(remote),
+        backup: true,
+        timeout: Some(timeout),
     })
 }
 
@@ -1247,4 +1259,288 @@ fn an_unanswered_create_stays_requested_until_its_timeout() {
         }),
     );
     assert_eq!(c.poll_timeout(), Some(t0 + timers.request_timeout));
+}
+
+// ---- probes: opens with their own timeout ----
+
+fn syn_sent() -> SubflowSample {
+    SubflowSample {
+        tcp_state: mptcp_pmd_policies::model::TCP_SYN_SENT,
+        ..SubflowSample::default()
+    }
+}
+
+#[test]
+fn a_probe_is_abandoned_at_its_own_timeout_without_backoff_or_failure() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    let p = path("10.0.2.1", INIT_REMOTE);
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    let cmds = drain(&mut c);
+    assert!(matches!(
+        cmds.as_slice(),
+        [PmCommand::CreateSubflow { backup: true, .. }]
+    ));
+    assert_eq!(c.subflows()[1].timeout, Some(ms(150)));
+    // Its own deadline, not the connection's 5 s request timeout.
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(150)));
+    c.handle_timeout(t0 + ms(149));
+    assert!(matches!(state_of(&c, 1), SubflowState::Requested { .. }));
+    c.handle_timeout(t0 + ms(150));
+    let SubflowState::Failed { errno, message, .. } = state_of(&c, 1) else {
+        panic!("expected the probe abandoned: {:?}", state_of(&c, 1));
+    };
+    assert_eq!(errno, 110);
+    assert!(message.unwrap().contains("within 150 ms"));
+    assert_eq!(
+        c.failures(&p),
+        0,
+        "an abandoned probe is no failure of its path"
+    );
+    assert_eq!(c.poll_timeout(), None, "never retried by the state machine");
+    assert!(
+        drain(&mut c).is_empty(),
+        "no port known: nothing to destroy"
+    );
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 0);
+
+    // The next probe goes out at once.
+    c.handle_decisions(t0 + ms(200), vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    assert_eq!(drain(&mut c).len(), 1);
+    assert!(matches!(
+        state_of(&c, 2),
+        SubflowState::Requested { since, attempt: 1 } if since == t0 + ms(200)
+    ));
+}
+
+#[test]
+fn a_probe_ignores_the_paths_backoff_and_given_up_state_and_its_failures_do_not_count() {
+    let t0 = Instant::now();
+    let timers = ConnTimers {
+        max_retries: 2,
+        ..ConnTimers::default()
+    };
+    let mut c = established(t0, timers);
+    let p = path("10.0.2.1", INIT_REMOTE);
+    // Two refused ordinary creates: the path is given up.
+    for n in 0..2 {
+        // A second apart: past the first failure's backoff.
+        let now = t0 + Duration::from_secs(n);
+        c.handle_decisions(now, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+        let cmds = drain(&mut c);
+        assert_eq!(cmds.len(), 1);
+        for cmd in cmds {
+            c.handle_command_result(
+                now,
+                &cmd,
+                Err(KernelRefusal {
+                    errno: 101,
+                    message: None,
+                }),
+            );
+        }
+    }
+    assert!(c.given_up(&p));
+    // Inside the last failure's backoff (1 s after it), too.
+    let t0 = t0 + ms(1001);
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert!(drain(&mut c).is_empty(), "an ordinary open is refused");
+    // A probe still goes out; refused, it counts nothing.
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(100))]);
+    let cmds = drain(&mut c);
+    assert_eq!(cmds.len(), 1);
+    c.handle_command_result(
+        t0,
+        &cmds[0],
+        Err(KernelRefusal {
+            errno: 101,
+            message: None,
+        }),
+    );
+    assert_eq!(c.failures(&p), 2);
+    // A probe whose join the kernel reports failed (SUB_CLOSED with its port) neither.
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(100))]);
+    assert_eq!(drain(&mut c).len(), 1);
+    c.handle_event(
+        t0 + ms(5),
+        &PmEvent::SubClosed(sub("10.0.2.1:50123", INIT_REMOTE, 1, 0, true)),
+    );
+    assert!(matches!(
+        c.subflows().last().unwrap().state,
+        SubflowState::Failed { .. }
+    ));
+    assert_eq!(c.failures(&p), 2);
+    // One that joins makes the path usable again, as any join does.
+    c.handle_decisions(t0 + ms(10), vec![probe("10.0.2.1", INIT_REMOTE, ms(100))]);
+    assert_eq!(drain(&mut c).len(), 1);
+    c.handle_event(
+        t0 + ms(12),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50124", INIT_REMOTE, 1, 0, true)),
+    );
+    assert!(c.subflows().last().unwrap().is_established());
+    assert!(!c.given_up(&p));
+}
+
+#[test]
+fn an_abandoned_probe_whose_syn_was_sampled_is_destroyed() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    assert_eq!(drain(&mut c).len(), 1);
+    // sock_diag lists the join's socket in SYN_SENT: the request learns its port. An
+    // established socket the connection does not know teaches nothing.
+    let before = c.ignored();
+    c.handle_samples(
+        t0 + ms(20),
+        &[
+            (key("10.0.2.1:50001", INIT_REMOTE), syn_sent()),
+            (key("10.0.2.1:50002", INIT_REMOTE), SubflowSample::default()),
+        ],
+    );
+    assert_eq!(c.ignored(), before + 1);
+    assert_eq!(
+        c.subflows()[1].key(),
+        Some(key("10.0.2.1:50001", INIT_REMOTE))
+    );
+    assert!(matches!(state_of(&c, 1), SubflowState::Requested { .. }));
+    assert!(!c.subflows()[1].is_live() || !c.subflows()[1].is_established());
+    c.handle_timeout(t0 + ms(150));
+    assert_eq!(
+        drain(&mut c),
+        vec![PmCommand::DestroySubflow {
+            token: T,
+            key: key("10.0.2.1:50001", INIT_REMOTE)
+        }]
+    );
+    // The kernel's SUB_CLOSED for it fails nothing else, and a newer probe on the path is
+    // left alone.
+    c.handle_decisions(t0 + ms(200), vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    assert_eq!(drain(&mut c).len(), 1);
+    c.handle_event(
+        t0 + ms(201),
+        &PmEvent::SubClosed(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, true)),
+    );
+    assert!(matches!(state_of(&c, 2), SubflowState::Requested { .. }));
+}
+
+#[test]
+fn a_join_is_matched_to_the_request_whose_port_it_has() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    c.handle_decisions(t0 + ms(1), vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert_eq!(drain(&mut c).len(), 2);
+    // Both SYNs are sampled; the oldest request takes the first port seen.
+    c.handle_samples(
+        t0 + ms(2),
+        &[(key("10.0.2.1:50001", INIT_REMOTE), syn_sent())],
+    );
+    c.handle_samples(
+        t0 + ms(2),
+        &[(key("10.0.2.1:50002", INIT_REMOTE), syn_sent())],
+    );
+    assert_eq!(c.subflows()[1].local_port, Some(50001));
+    assert_eq!(c.subflows()[2].local_port, Some(50002));
+    // The younger SYN establishes first: it fills its own entry, not the oldest.
+    c.handle_event(
+        t0 + ms(3),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50002", INIT_REMOTE, 1, 0, false)),
+    );
+    assert!(matches!(state_of(&c, 2), SubflowState::Established { .. }));
+    assert!(matches!(state_of(&c, 1), SubflowState::Requested { .. }));
+    // And the older one's failure fails the older one.
+    c.handle_event(
+        t0 + ms(4),
+        &PmEvent::SubClosed(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, false)),
+    );
+    assert!(matches!(state_of(&c, 1), SubflowState::Failed { .. }));
+    assert!(matches!(state_of(&c, 2), SubflowState::Established { .. }));
+}
+
+#[test]
+fn an_abandoned_probe_that_establishes_before_its_destroy_is_closing() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    drain(&mut c);
+    c.handle_samples(
+        t0 + ms(20),
+        &[(key("10.0.2.1:50001", INIT_REMOTE), syn_sent())],
+    );
+    c.handle_timeout(t0 + ms(150));
+    assert_eq!(drain(&mut c).len(), 1, "the destroy");
+    c.handle_event(
+        t0 + ms(151),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, true)),
+    );
+    let sf = c.subflows().last().unwrap();
+    assert!(sf.is_established() && sf.closing && !sf.is_live());
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 0);
+    // Its SUB_CLOSED (from our destroy) is no failure of the path.
+    c.handle_event(
+        t0 + ms(152),
+        &PmEvent::SubClosed(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, true)),
+    );
+    assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 0);
+}
+
+#[test]
+fn no_join_towards_the_initial_address_of_a_peer_that_denies_it() {
+    let t0 = Instant::now();
+    let mut c = Connection::new(T, ConnTimers::default());
+    let mut i = info(INIT_LOCAL, INIT_REMOTE, false);
+    i.flags.deny_join_id0 = true;
+    c.handle_event(t0, &PmEvent::Created(i));
+    c.handle_event(t0, &PmEvent::Established(i));
+    assert!(c.join_denied(sa(INIT_REMOTE)));
+    // Same address, another port: an announced endpoint, not id 0.
+    assert!(!c.join_denied(sa("10.0.9.1:81")));
+    let before = c.ignored();
+    c.handle_decisions(
+        t0,
+        vec![
+            open("10.0.2.1", INIT_REMOTE, false),
+            probe("10.0.2.1", INIT_REMOTE, ms(100)),
+        ],
+    );
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.ignored(), before + 2);
+    c.handle_event(
+        t0,
+        &PmEvent::Announced {
+            token: T,
+            rem_id: 5,
+            addr: ip("10.0.8.1"),
+            port: None,
+        },
+    );
+    c.handle_decisions(t0, vec![open("10.0.2.1", "10.0.8.1:80", false)]);
+    assert_eq!(drain(&mut c).len(), 1, "its announced address is joined");
+    // Without the flag, the initial address is joinable.
+    assert!(!established(t0, ConnTimers::default()).join_denied(sa(INIT_REMOTE)));
+}
+
+#[test]
+fn a_retried_request_forgets_the_port_of_its_earlier_socket() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    drain(&mut c);
+    c.handle_samples(
+        t0 + ms(20),
+        &[(key("10.0.2.1:50001", INIT_REMOTE), syn_sent())],
+    );
+    assert_eq!(c.subflows()[1].local_port, Some(50001));
+    // The ordinary request times out, backs off and is sent again: a new socket.
+    c.handle_timeout(t0 + Duration::from_secs(5));
+    let SubflowState::Pending { due } = state_of(&c, 1) else {
+        panic!("expected a retry: {:?}", state_of(&c, 1));
+    };
+    c.handle_timeout(due);
+    assert_eq!(drain(&mut c).len(), 1);
+    assert!(matches!(
+        state_of(&c, 1),
+        SubflowState::Requested { attempt: 2, .. }
+    ));
+    assert_eq!(c.subflows()[1].local_port, None);
 }

@@ -1053,6 +1053,7 @@ fn policy_closes_a_lossy_path_and_reopens_it_after_cooldown() {
             if_index: Some(3),
             remote: SocketAddr::from(REMOTE),
             backup: false,
+            timeout: None,
         }]
     );
     assert_eq!(reopen[0].reason.code, "cooldown-over");

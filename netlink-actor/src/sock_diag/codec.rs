@@ -458,9 +458,17 @@ pub fn parse_tcp_info(info: &[u8]) -> SubflowSample {
         u32::MAX => 0,
         v => v,
     };
+    let u8_at = |at: usize| info.get(at).copied().unwrap_or(0);
     SubflowSample {
-        retransmits: info.get(2).copied().unwrap_or(0),
+        tcp_state: u8_at(0),
+        retransmits: u8_at(2),
+        probes: u8_at(3),
+        backoff: u8_at(4),
+        rto_us: u32_at(8),
+        unacked: u32_at(24),
         lost: u32_at(32),
+        last_data_sent_ms: u32_at(44),
+        last_ack_recv_ms: u32_at(56),
         srtt_us: u32_at(68),
         rttvar_us: u32_at(72),
         snd_cwnd: u32_at(80),
@@ -470,6 +478,7 @@ pub fn parse_tcp_info(info: &[u8]) -> SubflowSample {
         segs_out: u32_at(136),
         min_rtt_us: min_rtt,
         delivery_rate: u64_at(160),
+        snd_wnd: u32_at(228),
         backup: false,
         fully_established: false,
     }
@@ -862,6 +871,10 @@ mod tests {
         for sf in &s {
             assert_eq!(sf.token, conn.token);
             assert_eq!(sf.state, 1);
+            assert_eq!(
+                sf.sample.tcp_state, sf.state,
+                "tcpi_state is the diag state"
+            );
             assert_eq!(sf.key.remote, v4("10.77.1.2:5201"));
             assert!(sf.flags.fully_established());
             assert!(sf.sample.fully_established);
@@ -1054,6 +1067,10 @@ mod tests {
         assert_eq!(old.sample.delivery_rate, 0);
         assert_eq!(old.sample.bytes_acked, 0);
         assert_eq!(old.sample.segs_out, 0);
+        assert!(full.sample.rto_us > 0 && full.sample.snd_wnd > 0);
+        assert_eq!(old.sample.rto_us, full.sample.rto_us);
+        assert_eq!(old.sample.last_ack_recv_ms, full.sample.last_ack_recv_ms);
+        assert_eq!(old.sample.snd_wnd, 0);
         assert_eq!(old.token, full.token);
         // And none at all: still a subflow, with an empty sample.
         let none = parse_subflow(&with_attr(p, INET_DIAG_INFO, |_| Vec::new()))
@@ -1088,7 +1105,27 @@ mod tests {
         b[120..128].copy_from_slice(&1000u64.to_ne_bytes());
         b[128..136].copy_from_slice(&2000u64.to_ne_bytes());
         b[160..168].copy_from_slice(&3000u64.to_ne_bytes());
+        // The fields a failure detector reads (include/uapi/linux/tcp.h).
+        b[0] = 2;
+        b[3] = 2;
+        b[4] = 4;
+        put32(&mut b, 8, 408_000);
+        put32(&mut b, 24, 6);
+        put32(&mut b, 44, 11);
+        put32(&mut b, 56, 182);
+        put32(&mut b, 228, 65_535);
         let s = parse_tcp_info(&b);
+        assert_eq!(
+            (s.tcp_state, s.probes, s.backoff, s.rto_us, s.unacked),
+            (2, 2, 4, 408_000, 6)
+        );
+        assert_eq!(
+            (s.last_data_sent_ms, s.last_ack_recv_ms, s.snd_wnd),
+            (11, 182, 65_535)
+        );
+        // A tcp_info that ends before tcpi_snd_wnd (Linux < 6.2) reads it as 0.
+        assert_eq!(parse_tcp_info(&b[..228]).snd_wnd, 0);
+        assert_eq!(parse_tcp_info(&b[..228]).last_ack_recv_ms, 182);
         assert_eq!(
             (
                 s.retransmits,

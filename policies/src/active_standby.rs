@@ -1,0 +1,1343 @@
+//! The `active-standby` policy (hybrid access): subflows on every usable path, but the
+//! *standby* interfaces (a metered mobile link, typically) carry the backup flag while an
+//! *active* path (the fixed line) carries the traffic. When the active path fails, the standby
+//! subflows lose the backup flag and the failed path's subflows are closed at once, so the
+//! kernel sends their unacknowledged data again on the standby; the failed path is probed with
+//! fresh joins at a short fixed period and handed the traffic back once it has been healthy for
+//! a hold time that grows with every recent failure (a flapping path is not trusted again soon).
+//!
+//! # Why closing, not only the flag
+//! Measured on Linux 6.18 (docs/POLICIES.md, `active-standby`; the kernel facts of the
+//! project): with the primary silently dropped, a flag change alone leaves the data already
+//! sent on the dead subflow blocking in-order delivery until the kernel reinjects it on its own
+//! schedule (~800 ms); SET_FLAGS *and then* SUBFLOW_DESTROY of the dead subflow makes the kernel
+//! reinject at once. So the delay an application sees is the detection time plus a few tens of
+//! ms, and detection is what this policy makes fast and safe.
+//!
+//! # Failure signals, and why these
+//! The kernel's own word first: a path is down when its local address leaves the usable set
+//! (address removed, link down), or when one of its subflows is closed by the kernel or the
+//! peer (SUB_CLOSED for a subflow this policy did not close). Then the measurements, from
+//! each subflow's `tcp_info` sampled every `sample_ms` ([`Watch`]):
+//! - **stalled** (the fast one): data outstanding (`tcpi_unacked > 0`) and no acknowledgment
+//!   progress (`tcpi_bytes_acked` unchanged) for longer than
+//!   `max(stall_floor_ms, stall_rtt_factor x srtt + 4 x rttvar)`. This is "no ACK progress
+//!   while data is outstanding", not "the RTT is high": a path that is merely slow or queued
+//!   (a bulk upload through a full tbf queue, srtt hundreds of ms) still has its ACKs flowing
+//!   every few segments and is never judged, whatever its RTT. The threshold is what a healthy
+//!   path may legitimately take to acknowledge data sent into an empty pipe: one RTT, plus the
+//!   receiver's delayed-ACK timer, which Linux bounds by max(40 ms, its RTT estimate) (hence
+//!   the factor 2 on srtt and the floor well above 40 ms on short paths), plus RFC 6298's
+//!   4 x rttvar for jitter. On a 20 Mbit/s line with a healthy srtt of a few ms the floor
+//!   (100 ms) decides: detection 100 ms after the last ACK, plus at most two sample periods.
+//!   The stall's start is estimated conservatively (never earlier than it can have been):
+//!   `tcpi_last_ack_recv` and `tcpi_last_data_sent` bound it from one sample
+//!   (the oldest unacknowledged data cannot have waited less than the smaller of the two), and
+//!   consecutive samples with data outstanding and `bytes_acked` unchanged carry it forward.
+//!   A subflow with nothing outstanding is never judged: an idle path proves nothing either
+//!   way (its failure shows when data is next sent).
+//! - **rto**: `tcpi_retransmits >= 2` with data outstanding: two retransmission timeouts of the
+//!   same segment without an ACK. Slower than the stall (the kernel's RTO is >= 200 ms and
+//!   doubles), it covers what the stall estimate cannot see, e.g. a subflow first sampled
+//!   mid-outage.
+//! - **unanswered-probes**: `tcpi_probes >= 2`: zero-window (or keepalive) probes that got no
+//!   ACK. A closed receive window itself (`tcpi_snd_wnd == 0`) is *not* a failure: MPTCP's
+//!   receive window belongs to the connection, so it means the receiving application is slow,
+//!   and the standby would see the same window. Only probes the peer does not answer are.
+//!
+//! A measured failure is acted on only when another established subflow can take the data (a
+//! standby, another active path): with none, closing the stuck subflow would strand its data,
+//! and [`Policy::note`] says the path is stalled with nowhere to go.
+//!
+//! # On failure, at once (one decision batch, in this order)
+//! 1. every standby subflow loses the backup flag (`failover`), unless another active path
+//!    still carries traffic;
+//! 2. every subflow of the failed path is closed (reason: the signal, with the numbers), so
+//!    that the kernel reinjects its unacknowledged data. Never the connection's last
+//!    established subflow. A path towards the peer's initial address when the peer set
+//!    `deny_join_id0` cannot be re-joined, so its subflow is kept as backup instead (it counts
+//!    as healed when its data is acknowledged again).
+//!
+//! # Failback
+//! The failed path is probed with a fresh join (`Action::Open` with a timeout: a *probe* in the
+//! connection state machine), one at a time, every `probe_ms`: a probe that has not
+//! established within `probe_ms` is abandoned (its SYN socket destroyed once its port is
+//! known) and the next one sent at once, so a SYN never sits in the kernel's exponential SYN
+//! backoff (1 s, 2 s, ...) while the path may have healed, and no path backoff applies. A join
+//! proves the path works: the path is then *held*, its subflow kept backup, for
+//! `hold_ms x 2^(n-1)` (at most `hold_max_ms`), n = its failures within the last
+//! `flap_window_s`. An idle backup subflow gives no measurement, so while held the path is
+//! re-verified with a fresh join every `probe_ms` (the previous probe subflow is closed when
+//! the new one joins); one that does not establish is a new failure. When the hold is over,
+//! the path's subflow is made active (`handback`) and then the standby subflows backup again
+//! (`standby`). Failures older than the window are forgotten, so the hold decays back to
+//! `hold_ms` on a path that stays stable.
+//!
+//! Invariant: whenever the connection has an established subflow, at least one of them is not
+//! backup (`last-active` restores one if nothing else would carry the traffic).
+//!
+//! Subflows are opened like `fullmesh` (the mesh, [`crate::mesh`]: one per usable local x
+//! joinable remote, up to `max_subflows`, no join towards the initial address of a peer that
+//! set `deny_join_id0`); the failed active paths are this policy's to probe, and the backup
+//! flags are its own (`addresses.backup_interfaces` interfaces are standby interfaces here).
+//!
+//! # The daemon's part
+//! The policy's clock is its samples: the daemon samples the connections of this policy every
+//! [`PolicyParams::sample_period`] (`sample_ms`) and feeds them through `on_samples`, as it does
+//! for every sampling policy. Probe timeouts are the connection's own timers (its `on_tick`).
+//!
+//! Config section `active_standby:` ([`ActiveStandbyParams`]; defaults in brackets):
+//! - `standby_interfaces` [[]]: interface globs of the standby links. Empty: the interfaces
+//!   `addresses.backup_interfaces` names (their addresses are flagged backup); those count as
+//!   standby in any case. Every other usable interface is active. With no standby interface
+//!   at all, every path is active and a failed one is closed and probed all the same.
+//! - `max_subflows` (1..=64) [8]: live subflows per connection, the initial one and probes
+//!   included.
+//! - `sample_ms` (10..=1000) [20]: how often the daemon samples these connections; the
+//!   detection granularity.
+//! - `stall_floor_ms` (10..=60000, >= `sample_ms`) [100] and `stall_rtt_factor`
+//!   (1 <= x <= 16) [2.0]: the stall threshold above.
+//! - `probe_ms` (20..=60000) [200]: one probe at a time per failed path, each abandoned after
+//!   this long and replaced at once.
+//! - `hold_ms` (0..=3600000) [400], `hold_max_ms` (>= `hold_ms`, ..=86400000) [60000],
+//!   `flap_window_s` (1..=86400) [60]: the hold before hand-back, doubled per failure within
+//!   the window, capped.
+//!
+//! With the defaults, traffic is back on a healed primary within `probe_ms + RTT + hold_ms +
+//! sample_ms` (~620 ms), and a path flapping every second is no longer handed back after its
+//! second or third failure.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::addrmatch::InterfaceGlob;
+use crate::conn::{Path, Subflow, SubflowState};
+use crate::mesh;
+use crate::model::{LocalAddr, PmEvent, SubflowKey, SubflowSample};
+use crate::params::{self, Keys, ParamError};
+use crate::plugin::{Plugin, PolicyParams};
+use crate::policy::{Action, Ctx, Decision, Policy, Reason};
+
+/// The registry entry.
+pub static PLUGIN: Plugin = Plugin::new::<ActiveStandbyParams>(
+    "active-standby",
+    "active_standby",
+    "standby interfaces stay backup while an active path works; fast failover and failback",
+);
+
+/// Two RTOs of the same segment without an ACK fail a path (see the module docs).
+pub const RTO_LIMIT: u8 = 2;
+/// Two unanswered zero-window or keepalive probes fail a path (see the module docs).
+pub const PROBES_LIMIT: u8 = 2;
+
+/// The `active_standby:` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActiveStandbyParams {
+    /// Interface globs of the standby links; empty: the `addresses.backup_interfaces` ones.
+    /// Default [].
+    pub standby_interfaces: Vec<InterfaceGlob>,
+    /// Live subflows per connection, counting the initial one and probes. 1..=64, default 8.
+    #[serde(deserialize_with = "params::int::<_, _, 1, 64>")]
+    pub max_subflows: u8,
+    /// Sampling period the daemon uses for these connections, ms. 10..=1000, default 20.
+    #[serde(deserialize_with = "params::int::<_, _, 10, 1000>")]
+    pub sample_ms: u32,
+    /// The least time without ACK progress that fails a path with data outstanding, ms.
+    /// 10..=60000 and at least `sample_ms`, default 100.
+    #[serde(deserialize_with = "params::int::<_, _, 10, 60_000>")]
+    pub stall_floor_ms: u32,
+    /// The stall threshold is `max(floor, factor x srtt + 4 x rttvar)`. 1 <= x <= 16,
+    /// default 2.0.
+    #[serde(deserialize_with = "stall_rtt_factor")]
+    pub stall_rtt_factor: f64,
+    /// A failed path gets a fresh join every this many ms, each abandoned after as long.
+    /// 20..=60000, default 200.
+    #[serde(deserialize_with = "params::int::<_, _, 20, 60_000>")]
+    pub probe_ms: u32,
+    /// How long a joined probe must stay healthy before the path gets the traffic back, ms,
+    /// after its first failure within the window (doubled per further failure). 0..=3600000,
+    /// default 400.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 3_600_000>")]
+    pub hold_ms: u32,
+    /// The longest hold, ms. At least `hold_ms`, at most 86400000, default 60000.
+    #[serde(deserialize_with = "params::int::<_, _, 0, 86_400_000>")]
+    pub hold_max_ms: u32,
+    /// Failures older than this many seconds no longer lengthen the hold. 1..=86400,
+    /// default 60.
+    #[serde(deserialize_with = "params::int::<_, _, 1, 86_400>")]
+    pub flap_window_s: u32,
+}
+
+fn stall_rtt_factor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    params::float(d, |x| (1.0..=16.0).contains(&x), "between 1 and 16")
+}
+
+impl Default for ActiveStandbyParams {
+    fn default() -> Self {
+        ActiveStandbyParams {
+            standby_interfaces: Vec::new(),
+            max_subflows: 8,
+            sample_ms: 20,
+            stall_floor_ms: 100,
+            stall_rtt_factor: 2.0,
+            probe_ms: 200,
+            hold_ms: 400,
+            hold_max_ms: 60_000,
+            flap_window_s: 60,
+        }
+    }
+}
+
+impl ActiveStandbyParams {
+    /// The tunables in the units the policy computes with.
+    pub fn tunables(&self) -> Tunables {
+        let ms = |v: u32| Duration::from_millis(v.into());
+        Tunables {
+            max_subflows: self.max_subflows.into(),
+            stall_floor: ms(self.stall_floor_ms),
+            stall_rtt_factor: self.stall_rtt_factor,
+            probe: ms(self.probe_ms),
+            hold: ms(self.hold_ms),
+            hold_max: ms(self.hold_max_ms),
+            flap_window: Duration::from_secs(self.flap_window_s.into()),
+        }
+    }
+}
+
+impl PolicyParams for ActiveStandbyParams {
+    fn validate(&self, keys: &Keys) -> Result<(), ParamError> {
+        if self.hold_max_ms < self.hold_ms {
+            return Err(ParamError::check(
+                &["hold_max_ms", "hold_ms"],
+                format!(
+                    "{} ({}) must be at least {} ({}): it caps the hold, which starts there",
+                    keys.key("hold_max_ms"),
+                    self.hold_max_ms,
+                    keys.key("hold_ms"),
+                    self.hold_ms
+                ),
+            ));
+        }
+        if self.stall_floor_ms < self.sample_ms {
+            return Err(ParamError::check(
+                &["stall_floor_ms", "sample_ms"],
+                format!(
+                    "{} ({}) must be at least {} ({}): a stall is only seen on a sample",
+                    keys.key("stall_floor_ms"),
+                    self.stall_floor_ms,
+                    keys.key("sample_ms"),
+                    self.sample_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Box<dyn Policy> {
+        Box::new(ActiveStandby::new(
+            self.standby_interfaces.clone(),
+            self.tunables(),
+        ))
+    }
+
+    fn wants_samples(&self) -> bool {
+        true
+    }
+
+    fn sample_period(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.sample_ms.into()))
+    }
+}
+
+/// The policy's tunables ([`ActiveStandbyParams::tunables`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tunables {
+    /// Live subflows per connection.
+    pub max_subflows: usize,
+    /// The least stall that fails a path.
+    pub stall_floor: Duration,
+    /// The srtt factor of the stall threshold.
+    pub stall_rtt_factor: f64,
+    /// Probe period and timeout.
+    pub probe: Duration,
+    /// The hold after the first failure within the window.
+    pub hold: Duration,
+    /// The longest hold.
+    pub hold_max: Duration,
+    /// How long a failure counts for the hold.
+    pub flap_window: Duration,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        ActiveStandbyParams::default().tunables()
+    }
+}
+
+impl Tunables {
+    /// `max(stall_floor, stall_rtt_factor x srtt + 4 x rttvar)` for this sample, with how it
+    /// was reached (for the reason).
+    pub fn stall_threshold(&self, s: &SubflowSample) -> (Duration, String) {
+        let srtt = Duration::from_micros(s.srtt_us.into());
+        let rttvar = Duration::from_micros(s.rttvar_us.into());
+        let by_rtt = srtt.mul_f64(self.stall_rtt_factor) + rttvar * 4;
+        let threshold = by_rtt.max(self.stall_floor);
+        let how = format!(
+            "threshold {} = max(floor {}, {} x srtt {} + 4 x rttvar {})",
+            fmt_dur(threshold),
+            fmt_dur(self.stall_floor),
+            self.stall_rtt_factor,
+            fmt_dur(srtt),
+            fmt_dur(rttvar)
+        );
+        (threshold, how)
+    }
+
+    /// The hold of a path with `failures` failures within the window:
+    /// `hold x 2^(failures-1)`, at most `hold_max`.
+    pub fn hold_for(&self, failures: usize) -> Duration {
+        let doublings = u32::try_from(failures.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(31);
+        self.hold
+            .checked_mul(1 << doublings)
+            .unwrap_or(self.hold_max)
+            .min(self.hold_max)
+    }
+}
+
+/// What the samples say about a path: a failure, with the rule (`stalled`, `rto`,
+/// `unanswered-probes`: a reason code) and the numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The rule that fired: the decision's reason code.
+    pub code: &'static str,
+    /// The numbers behind it.
+    pub detail: String,
+}
+
+/// The failure detector of one subflow (module docs, "Failure signals"): fed its samples in
+/// order with the time they were taken, it says when they prove the path dead. Pure.
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    /// The last sample observed and when.
+    last: Option<(Instant, SubflowSample)>,
+    /// The latest the current stall can have started (data outstanding, no ACK progress).
+    stall_start: Option<Instant>,
+    /// The last time a sample showed acknowledged data moving.
+    progress_at: Option<Instant>,
+}
+
+impl Watch {
+    /// Observes the sample `s` taken at `now`; returns the failure it proves, if any. A sample
+    /// equal to the last one observed is not new (no sock_diag poll since) and changes
+    /// nothing.
+    pub fn observe(&mut self, t: &Tunables, now: Instant, s: &SubflowSample) -> Option<Failure> {
+        if let Some((at, last)) = self.last {
+            if last == *s {
+                // Judged as of when it was taken: no new evidence, no longer stall.
+                return self.judge(t, at, s);
+            }
+        }
+        let prev = self.last.replace((now, *s)).map(|(_, p)| p);
+        if prev.is_some_and(|p| p.bytes_acked != s.bytes_acked) {
+            self.progress_at = Some(now);
+        }
+        if s.unacked == 0 {
+            self.stall_start = None;
+        } else {
+            // The oldest outstanding data was sent no later than the last send, and was not
+            // acknowledged since the last ACK: it has waited at least the smaller of the two.
+            let waited = Duration::from_millis(s.last_ack_recv_ms.min(s.last_data_sent_ms).into());
+            let latest = now.checked_sub(waited).unwrap_or(now);
+            let continued = prev.is_some_and(|p| p.unacked > 0 && p.bytes_acked == s.bytes_acked);
+            self.stall_start = Some(match (continued, self.stall_start) {
+                (true, Some(start)) => start.min(latest),
+                _ => latest,
+            });
+        }
+        self.judge(t, now, s)
+    }
+
+    /// How long data has been outstanding without acknowledgment progress, as of `now`.
+    pub fn stalled_for(&self, now: Instant) -> Option<Duration> {
+        self.stall_start
+            .map(|start| now.saturating_duration_since(start))
+    }
+
+    /// Whether a sample showed acknowledged data moving after `t`.
+    pub fn progressed_since(&self, t: Instant) -> bool {
+        self.progress_at.is_some_and(|p| p > t)
+    }
+
+    fn judge(&self, t: &Tunables, now: Instant, s: &SubflowSample) -> Option<Failure> {
+        if let Some(stalled) = self.stalled_for(now) {
+            let (threshold, how) = t.stall_threshold(s);
+            if stalled > threshold {
+                return Some(Failure {
+                    code: "stalled",
+                    detail: format!(
+                        "no ack for {} with {} segment{} outstanding ({how})",
+                        fmt_dur(stalled),
+                        s.unacked,
+                        if s.unacked == 1 { "" } else { "s" }
+                    ),
+                });
+            }
+        }
+        if s.retransmits >= RTO_LIMIT && s.unacked > 0 {
+            return Some(Failure {
+                code: "rto",
+                detail: format!(
+                    "{} retransmission timeouts in a row without an ack ({} segments outstanding, rto {}, backoff {})",
+                    s.retransmits,
+                    s.unacked,
+                    fmt_dur(Duration::from_micros(s.rto_us.into())),
+                    s.backoff
+                ),
+            });
+        }
+        if s.probes >= PROBES_LIMIT {
+            return Some(Failure {
+                code: "unanswered-probes",
+                detail: format!(
+                    "{} zero-window or keepalive probes unanswered (peer window {} bytes, no ack for {})",
+                    s.probes,
+                    s.snd_wnd,
+                    fmt_dur(Duration::from_millis(s.last_ack_recv_ms.into()))
+                ),
+            });
+        }
+        None
+    }
+}
+
+/// Where an active path is. A path without an entry (or `Up`) is trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathState {
+    /// Trusted: its subflows carry traffic.
+    Up,
+    /// Failed at `since`; probed.
+    Down {
+        /// When it failed.
+        since: Instant,
+        /// The signal (a reason code).
+        code: &'static str,
+        /// The numbers.
+        why: String,
+    },
+    /// A join proved it works at `since`; its subflow stays backup until `hold` has passed.
+    Holding {
+        /// When the join that proved it established.
+        since: Instant,
+        /// The hold for this path now.
+        hold: Duration,
+    },
+}
+
+/// What the policy remembers of one active path.
+#[derive(Debug, Clone)]
+struct PathMem {
+    state: PathState,
+    /// Failure times within the flap window, oldest first.
+    failures: VecDeque<Instant>,
+    /// When the last probe was opened.
+    probe_at: Option<Instant>,
+    /// Probes opened since the path last went down.
+    probes: u32,
+}
+
+impl PathMem {
+    fn new() -> Self {
+        PathMem {
+            state: PathState::Up,
+            failures: VecDeque::new(),
+            probe_at: None,
+            probes: 0,
+        }
+    }
+}
+
+/// What the policy remembers of one established subflow.
+#[derive(Debug, Clone)]
+struct SubMem {
+    path: Path,
+    watch: Watch,
+    verdict: Option<Failure>,
+    closed_by_us: bool,
+}
+
+/// One established subflow as this round sees it.
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    key: SubflowKey,
+    path: Path,
+    since: Instant,
+    want_backup: bool,
+    initial: bool,
+    standby: bool,
+}
+
+/// The decisions of one round, in the order they must reach the kernel: flags cleared (so
+/// that something carries traffic), closes (the kernel reinjects their data on what is not
+/// backup), flags set, opens.
+#[derive(Default)]
+struct Out {
+    clear: Vec<Decision>,
+    close: Vec<Decision>,
+    set: Vec<Decision>,
+    open: Vec<Decision>,
+    closing: Vec<SubflowKey>,
+}
+
+impl Out {
+    fn close(&mut self, key: SubflowKey, reason: Reason) {
+        if !self.closing.contains(&key) {
+            self.closing.push(key);
+            self.close
+                .push(Decision::new(Action::Close { key }, reason));
+        }
+    }
+
+    fn into_vec(self) -> Vec<Decision> {
+        let mut v = self.clear;
+        v.extend(self.close);
+        v.extend(self.set);
+        v.extend(self.open);
+        v
+    }
+}
+
+/// The active-standby policy for one connection. See the module docs.
+#[derive(Debug)]
+pub struct ActiveStandby {
+    standby: Vec<InterfaceGlob>,
+    t: Tunables,
+    /// Whether each local address seen is a standby one (remembered for addresses that went).
+    classes: BTreeMap<IpAddr, bool>,
+    paths: BTreeMap<Path, PathMem>,
+    subs: HashMap<SubflowKey, SubMem>,
+    /// The last failure, "path: why", for the failover reason and the note.
+    last_failure: Option<String>,
+    /// A measured failure with nowhere to fail over to (for the note).
+    stuck: Option<String>,
+}
+
+impl ActiveStandby {
+    /// The policy with these standby interface globs and tunables.
+    pub fn new(standby: Vec<InterfaceGlob>, t: Tunables) -> Self {
+        ActiveStandby {
+            standby,
+            t,
+            classes: BTreeMap::new(),
+            paths: BTreeMap::new(),
+            subs: HashMap::new(),
+            last_failure: None,
+            stuck: None,
+        }
+    }
+
+    /// The tunables in use.
+    pub fn tunables(&self) -> &Tunables {
+        &self.t
+    }
+
+    /// Where an active path is (`Up` when the policy remembers nothing of it).
+    pub fn path_state(&self, path: &Path) -> PathState {
+        self.paths
+            .get(path)
+            .map_or(PathState::Up, |m| m.state.clone())
+    }
+
+    /// The path's failures within the flap window (as of the last decision).
+    pub fn failures(&self, path: &Path) -> usize {
+        self.paths.get(path).map_or(0, |m| m.failures.len())
+    }
+
+    fn is_standby_local(&self, l: &LocalAddr) -> bool {
+        l.backup || self.standby.iter().any(|g| g.matches(&l.if_name))
+    }
+
+    fn is_standby(&self, addr: IpAddr) -> bool {
+        self.classes.get(&addr).copied().unwrap_or(false)
+    }
+
+    fn state_of(&self, path: &Path) -> &PathState {
+        const UP: &PathState = &PathState::Up;
+        self.paths.get(path).map_or(UP, |m| &m.state)
+    }
+
+    /// Feeds the samples to the detectors of the subflows already known; true when that is all
+    /// this round has to do (see `on_samples`). Allocates nothing: it runs for every
+    /// connection of this policy every `sample_ms`.
+    fn quiet(&mut self, ctx: &Ctx<'_>) -> bool {
+        if !mesh::acts_on(ctx.conn)
+            || self.stuck.is_some()
+            || self.paths.values().any(|m| m.state != PathState::Up)
+        {
+            return false;
+        }
+        let mut live = 0;
+        for sf in ctx.conn.subflows() {
+            if !sf.is_established() || sf.closing {
+                continue;
+            }
+            let Some(m) = sf.key().and_then(|k| self.subs.get_mut(&k)) else {
+                return false;
+            };
+            live += 1;
+            if let Some(s) = sf.sample {
+                m.verdict = m.watch.observe(&self.t, ctx.now, &s);
+            }
+            if m.verdict.is_some() {
+                return false;
+            }
+        }
+        live == self.subs.len()
+    }
+
+    /// One round: everything the policy decides, from whatever hook.
+    fn evaluate(&mut self, ctx: &Ctx<'_>, sampled: bool) -> Vec<Decision> {
+        let conn = ctx.conn;
+        if !mesh::acts_on(conn) {
+            return Vec::new();
+        }
+        let now = ctx.now;
+        let usable = |addr: IpAddr| ctx.locals.iter().any(|l| l.addr == addr);
+        let joinable = mesh::joinable_remotes(conn);
+        let known: Vec<_> = conn.remotes().into_iter().map(|(_, r)| r).collect();
+        // Addresses seen usable before this round: only those can be "gone" (the initial
+        // subflow's address may never have been usable, e.g. on an excluded interface).
+        let seen: Vec<IpAddr> = self.classes.keys().copied().collect();
+        for l in ctx.locals {
+            let standby = self.is_standby_local(l);
+            self.classes.insert(l.addr, standby);
+        }
+        for m in self.paths.values_mut() {
+            while m
+                .failures
+                .front()
+                .is_some_and(|f| now.saturating_duration_since(*f) > self.t.flap_window)
+            {
+                m.failures.pop_front();
+            }
+        }
+        // Forget paths the peer removed, and trusted ones with nothing to remember.
+        self.paths.retain(|p, m| {
+            known.contains(&p.remote) && !(m.state == PathState::Up && m.failures.is_empty())
+        });
+
+        let live = self.track(conn.subflows(), now, sampled);
+        let mut out = Out::default();
+
+        // Failures, kernel-signalled and measured.
+        let mut failing: Vec<(Path, &'static str, String)> = Vec::new();
+        for (path, key, error) in self.kernel_closed(conn.subflows()) {
+            if !self.is_standby(path.local)
+                && !matches!(self.state_of(&path), PathState::Down { .. })
+            {
+                let by = match error {
+                    Some(e) => format!("closed by the kernel (error {e})"),
+                    None => "closed by the peer or the kernel".to_owned(),
+                };
+                failing.push((path, "closed", format!("its subflow {key} was {by}")));
+            }
+        }
+        let mut active_paths: Vec<Path> =
+            live.iter().filter(|l| !l.standby).map(|l| l.path).collect();
+        active_paths.extend(self.paths.keys().copied());
+        active_paths.sort();
+        active_paths.dedup();
+        for path in &active_paths {
+            if seen.contains(&path.local)
+                && !usable(path.local)
+                && !matches!(self.state_of(path), PathState::Down { .. })
+            {
+                failing.push((
+                    *path,
+                    "address-gone",
+                    format!(
+                        "its local address {} is no longer usable (removed, or its link is down)",
+                        path.local
+                    ),
+                ));
+            }
+        }
+        self.held_probe_failures(conn.subflows(), &live, &mut failing);
+        let measured = self.measured(&live, &failing, &mut out);
+        failing.extend(measured);
+        let mut once: Vec<Path> = Vec::new();
+        failing.retain(|(p, _, _)| {
+            let first = !once.contains(p);
+            once.push(*p);
+            first
+        });
+
+        for (path, code, why) in failing {
+            self.fail(path, code, why, now, &live, &joinable, &mut out);
+        }
+
+        // Down paths: recovery evidence, probes; held paths: verification, hand-back.
+        let mut budget = mesh::budget(conn, self.t.max_subflows, &out.close);
+        let mut handed_back: Vec<(Path, String)> = Vec::new();
+        let paths: Vec<Path> = self.paths.keys().copied().collect();
+        for path in paths {
+            let on_path: Vec<Live> = live
+                .iter()
+                .filter(|l| l.path == path && !out.closing.contains(&l.key))
+                .copied()
+                .collect();
+            let in_flight = conn.subflows().iter().any(|sf| {
+                sf.path == path
+                    && !sf.closing
+                    && matches!(
+                        sf.state,
+                        SubflowState::Pending { .. } | SubflowState::Requested { .. }
+                    )
+            });
+            let Some(mem) = self.paths.get_mut(&path) else {
+                continue;
+            };
+            match mem.state.clone() {
+                PathState::Up => {}
+                PathState::Down { since, code, why } => {
+                    let proof = on_path
+                        .iter()
+                        .filter(|l| {
+                            l.since > since
+                                || self
+                                    .subs
+                                    .get(&l.key)
+                                    .is_some_and(|m| m.watch.progressed_since(since))
+                        })
+                        .map(|l| l.since.max(since))
+                        .max();
+                    if let Some(joined) = proof {
+                        let hold = self.t.hold_for(mem.failures.len());
+                        mem.state = PathState::Holding {
+                            since: joined,
+                            hold,
+                        };
+                        continue;
+                    }
+                    let due = mem.probe_at.unwrap_or(since) + self.t.probe;
+                    if usable(path.local)
+                        && joinable.contains(&path.remote)
+                        && on_path.is_empty()
+                        && !in_flight
+                        && now >= due
+                        && budget > 0
+                    {
+                        mem.probe_at = Some(now);
+                        mem.probes += 1;
+                        budget -= 1;
+                        let detail = format!(
+                            "path {} down for {} ({code}: {why}); probe {} every {}",
+                            PathFmt(&path),
+                            fmt_dur(now.saturating_duration_since(since)),
+                            mem.probes,
+                            fmt_dur(self.t.probe)
+                        );
+                        out.open.push(probe_open(ctx, path, self.t.probe, detail));
+                    }
+                }
+                PathState::Holding { since, hold } => {
+                    // The newest join is the proof; older probe subflows go.
+                    let newest = on_path.iter().max_by_key(|l| l.since).copied();
+                    for l in &on_path {
+                        if Some(l.key) != newest.map(|n| n.key) {
+                            out.close(
+                                l.key,
+                                Reason::new(
+                                    "reprobe",
+                                    format!(
+                                        "path {} held: replaced by a fresh probe that joined {} later",
+                                        PathFmt(&path),
+                                        fmt_dur(newest.map_or(Duration::ZERO, |n| n
+                                            .since
+                                            .saturating_duration_since(l.since)))
+                                    ),
+                                ),
+                            );
+                            if let Some(m) = self.subs.get_mut(&l.key) {
+                                m.closed_by_us = true;
+                            }
+                        }
+                    }
+                    let held = now.saturating_duration_since(since);
+                    if held >= hold && newest.is_some() {
+                        mem.state = PathState::Up;
+                        let n = mem.failures.len();
+                        handed_back.push((
+                            path,
+                            format!(
+                                "path {} healthy for {} since a probe joined (hold {}: {n} failure{} in the last {}); active again",
+                                PathFmt(&path),
+                                fmt_dur(held),
+                                fmt_dur(hold),
+                                if n == 1 { "" } else { "s" },
+                                fmt_dur(self.t.flap_window)
+                            ),
+                        ));
+                        continue;
+                    }
+                    let due = mem.probe_at.unwrap_or(since) + self.t.probe;
+                    if usable(path.local)
+                        && joinable.contains(&path.remote)
+                        && !in_flight
+                        && now >= due
+                        && budget > 0
+                    {
+                        mem.probe_at = Some(now);
+                        mem.probes += 1;
+                        budget -= 1;
+                        let detail = format!(
+                            "path {} held for {} of {}: a fresh join every {} proves it still works",
+                            PathFmt(&path),
+                            fmt_dur(held),
+                            fmt_dur(hold),
+                            fmt_dur(self.t.probe)
+                        );
+                        out.open.push(probe_open(ctx, path, self.t.probe, detail));
+                    }
+                }
+            }
+        }
+
+        // Up paths: one subflow each (a late probe SYN may have joined too).
+        let mut up_paths: Vec<Path> = live
+            .iter()
+            .filter(|l| !l.standby && *self.state_of(&l.path) == PathState::Up)
+            .map(|l| l.path)
+            .collect();
+        up_paths.sort();
+        up_paths.dedup();
+        for path in up_paths {
+            let mut on_path: Vec<Live> = live
+                .iter()
+                .filter(|l| l.path == path && !out.closing.contains(&l.key))
+                .copied()
+                .collect();
+            if on_path.len() < 2 {
+                continue;
+            }
+            on_path.sort_by_key(|l| (!l.initial, l.want_backup, l.since));
+            for l in &on_path[1..] {
+                out.close(
+                    l.key,
+                    Reason::new(
+                        "duplicate",
+                        format!(
+                            "a second subflow on active path {} (a probe that joined late); {} carries it",
+                            PathFmt(&path),
+                            on_path[0].key
+                        ),
+                    ),
+                );
+                if let Some(m) = self.subs.get_mut(&l.key) {
+                    m.closed_by_us = true;
+                }
+            }
+        }
+
+        self.flags(&live, &handed_back, &mut out);
+
+        // The mesh: closes for gone addresses and removed remotes, opens of missing pairs
+        // (the failed active paths excepted: they are probed above).
+        for d in mesh::closes(ctx) {
+            if let Action::Close { key } = d.action {
+                if let Some(m) = self.subs.get_mut(&key) {
+                    m.closed_by_us = true;
+                }
+                out.close(key, d.reason);
+            }
+        }
+        let budget =
+            mesh::budget(conn, self.t.max_subflows, &out.close).saturating_sub(out.open.len());
+        let carrying = self.carrying(&live, &out.closing);
+        let mut locals: Vec<&LocalAddr> = ctx.locals.iter().collect();
+        locals.sort_by_key(|l| self.is_standby(l.addr));
+        let opens = mesh::opens(ctx, locals, budget, |local, remote| {
+            let path = Path {
+                local: local.addr,
+                remote,
+            };
+            if self.is_standby(local.addr) {
+                Some(carrying)
+            } else {
+                (*self.state_of(&path) == PathState::Up).then_some(false)
+            }
+        });
+        out.open.extend(opens);
+        out.into_vec()
+    }
+
+    /// Brings the subflow memory in line with the connection (and feeds new samples to the
+    /// detectors when `sampled`); returns the established subflows not being closed.
+    fn track(&mut self, subflows: &[Subflow], now: Instant, sampled: bool) -> Vec<Live> {
+        let mut live = Vec::new();
+        for sf in subflows {
+            let Some(key) = sf.key() else { continue };
+            if !sf.is_established() {
+                continue;
+            }
+            if sf.closing {
+                if let Some(m) = self.subs.get_mut(&key) {
+                    m.closed_by_us = true;
+                }
+                continue;
+            }
+            let SubflowState::Established { since } = sf.state else {
+                continue;
+            };
+            let m = self.subs.entry(key).or_insert_with(|| SubMem {
+                path: sf.path,
+                watch: Watch::default(),
+                verdict: None,
+                closed_by_us: false,
+            });
+            if sampled {
+                if let Some(s) = sf.sample {
+                    m.verdict = m.watch.observe(&self.t, now, &s);
+                }
+            }
+            live.push(Live {
+                key,
+                path: sf.path,
+                since,
+                want_backup: sf.want_backup,
+                initial: sf.initial,
+                standby: self.classes.get(&sf.path.local).copied().unwrap_or(false),
+            });
+        }
+        live
+    }
+
+    /// The remembered subflows that are no longer established and that this policy did not
+    /// close: (path, key, the socket error the kernel reported). They are forgotten.
+    fn kernel_closed(&mut self, subflows: &[Subflow]) -> Vec<(Path, SubflowKey, Option<u8>)> {
+        let mut gone = Vec::new();
+        self.subs.retain(|key, m| {
+            // An abandoned probe may have left a dead entry with the same key: the
+            // established one counts first.
+            let named = || subflows.iter().filter(|sf| sf.key() == Some(*key));
+            let entry = named()
+                .find(|sf| sf.is_established())
+                .or_else(|| named().find(|sf| sf.is_dead()));
+            if entry.is_some_and(|sf| sf.is_established() && !sf.closing) {
+                return true;
+            }
+            if !m.closed_by_us {
+                let error = entry.and_then(|sf| match sf.state {
+                    SubflowState::Closed { error, .. } => error,
+                    _ => None,
+                });
+                gone.push((m.path, *key, error));
+            }
+            false
+        });
+        gone.sort();
+        gone
+    }
+
+    /// Held paths whose verification probe (opened after the hold began) neither established
+    /// nor is still in flight: a new failure.
+    fn held_probe_failures(
+        &self,
+        subflows: &[Subflow],
+        live: &[Live],
+        failing: &mut Vec<(Path, &'static str, String)>,
+    ) {
+        for (path, mem) in &self.paths {
+            let PathState::Holding { since, .. } = mem.state else {
+                continue;
+            };
+            let Some(probe_at) = mem.probe_at.filter(|t| *t > since) else {
+                continue;
+            };
+            let in_flight = subflows.iter().any(|sf| {
+                sf.path == *path
+                    && matches!(
+                        sf.state,
+                        SubflowState::Pending { .. } | SubflowState::Requested { .. }
+                    )
+            });
+            let joined = live.iter().any(|l| l.path == *path && l.since >= probe_at);
+            if !in_flight && !joined {
+                failing.push((
+                    *path,
+                    "probe-failed",
+                    format!(
+                        "a fresh join did not establish within {} while the path was held ({} after it was first joined again)",
+                        fmt_dur(self.t.probe),
+                        fmt_dur(probe_at.saturating_duration_since(since))
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Failures the samples prove on active paths that are trusted or held, each acted on only
+    /// when another subflow can take the data; a failed standby subflow that carries traffic
+    /// is closed (when another can take it) and re-opened by the mesh.
+    fn measured(
+        &mut self,
+        live: &[Live],
+        failing: &[(Path, &'static str, String)],
+        out: &mut Out,
+    ) -> Vec<(Path, &'static str, String)> {
+        let bad = |l: &Live, subs: &HashMap<SubflowKey, SubMem>| {
+            subs.get(&l.key).is_some_and(|m| m.verdict.is_some())
+        };
+        let mut found = Vec::new();
+        self.stuck = None;
+        for l in live {
+            let Some(f) = self.subs.get(&l.key).and_then(|m| m.verdict.clone()) else {
+                continue;
+            };
+            let target = live.iter().any(|o| {
+                o.path != l.path
+                    && !bad(o, &self.subs)
+                    && !failing.iter().any(|(p, _, _)| *p == o.path)
+                    && !matches!(self.state_of(&o.path), PathState::Down { .. })
+            });
+            if l.standby {
+                if !l.want_backup && target {
+                    out.close(
+                        l.key,
+                        Reason::new(f.code, format!("standby subflow failed: {}", f.detail)),
+                    );
+                    if let Some(m) = self.subs.get_mut(&l.key) {
+                        m.closed_by_us = true;
+                    }
+                }
+                continue;
+            }
+            if matches!(self.state_of(&l.path), PathState::Down { .. }) {
+                continue;
+            }
+            if target {
+                found.push((l.path, f.code, f.detail));
+            } else {
+                self.stuck = Some(format!(
+                    "path {} {}: {}, and no other subflow can take its data",
+                    PathFmt(&l.path),
+                    f.code,
+                    f.detail
+                ));
+            }
+        }
+        found
+    }
+
+    /// Path `path` failed: remember it, and close its subflows (see the module docs).
+    #[allow(clippy::too_many_arguments)]
+    fn fail(
+        &mut self,
+        path: Path,
+        code: &'static str,
+        why: String,
+        now: Instant,
+        live: &[Live],
+        joinable: &[std::net::SocketAddr],
+        out: &mut Out,
+    ) {
+        let mem = self.paths.entry(path).or_insert_with(PathMem::new);
+        mem.failures.push_back(now);
+        mem.state = PathState::Down {
+            since: now,
+            code,
+            why: why.clone(),
+        };
+        mem.probe_at = None;
+        mem.probes = 0;
+        let n = mem.failures.len();
+        self.last_failure = Some(format!("path {} {code}: {why}", PathFmt(&path)));
+        if !joinable.contains(&path.remote) {
+            // It could never be joined again: keep its subflow, as backup (module docs).
+            return;
+        }
+        for l in live.iter().filter(|l| l.path == path) {
+            let others = live
+                .iter()
+                .filter(|o| o.key != l.key && !out.closing.contains(&o.key))
+                .count();
+            if others == 0 {
+                continue;
+            }
+            let then = if l.want_backup {
+                "closed: it carried nothing, and the path is probed afresh"
+            } else {
+                "closed so that its unacknowledged data is sent again at once"
+            };
+            out.close(
+                l.key,
+                Reason::new(
+                    code,
+                    format!(
+                        "path {} failed ({n} failure{} in the last {}): {why}; {then}",
+                        PathFmt(&path),
+                        if n == 1 { "" } else { "s" },
+                        fmt_dur(self.t.flap_window)
+                    ),
+                ),
+            );
+            if let Some(m) = self.subs.get_mut(&l.key) {
+                m.closed_by_us = true;
+            }
+        }
+    }
+
+    /// Whether an active path carries traffic: trusted, with an established subflow that
+    /// stays.
+    fn carrying(&self, live: &[Live], closing: &[SubflowKey]) -> bool {
+        live.iter().any(|l| {
+            !l.standby && !closing.contains(&l.key) && *self.state_of(&l.path) == PathState::Up
+        })
+    }
+
+    /// The backup flag every remaining subflow should have, and the decisions that set it.
+    fn flags(&self, live: &[Live], handed_back: &[(Path, String)], out: &mut Out) {
+        let remaining: Vec<&Live> = live
+            .iter()
+            .filter(|l| !out.closing.contains(&l.key))
+            .collect();
+        let carrying = self.carrying(live, &out.closing);
+        let mut wish: Vec<(&Live, bool)> = remaining
+            .iter()
+            .map(|l| {
+                let backup = if l.standby {
+                    carrying
+                } else {
+                    *self.state_of(&l.path) != PathState::Up
+                };
+                (*l, backup)
+            })
+            .collect();
+        // Never nothing to carry the traffic: the standby first, then the newest held path,
+        // then anything.
+        let mut last_active = None;
+        if !wish.is_empty() && wish.iter().all(|(_, b)| *b) {
+            let pick = wish
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, (l, _))| {
+                    let rank = match self.state_of(&l.path) {
+                        _ if l.standby => 3,
+                        PathState::Holding { .. } => 2,
+                        PathState::Up => 1,
+                        PathState::Down { .. } => 0,
+                    };
+                    (rank, l.since)
+                })
+                .map(|(i, _)| i);
+            if let Some(i) = pick {
+                wish[i].1 = false;
+                last_active = Some(wish[i].0.key);
+            }
+        }
+        let carrier = remaining
+            .iter()
+            .find(|l| !l.standby && *self.state_of(&l.path) == PathState::Up)
+            .map(|l| l.path);
+        for (l, backup) in wish {
+            if l.want_backup == backup {
+                continue;
+            }
+            let action = Action::SetBackup { key: l.key, backup };
+            let reason = if Some(l.key) == last_active {
+                Reason::fixed(
+                    "last-active",
+                    "no other subflow would carry the traffic: this one does",
+                )
+            } else if l.standby && !backup {
+                Reason::new(
+                    "failover",
+                    format!(
+                        "no active path carries the traffic ({}): the standby takes over",
+                        self.last_failure
+                            .as_deref()
+                            .unwrap_or("none is established")
+                    ),
+                )
+            } else if l.standby {
+                let how = handed_back
+                    .iter()
+                    .find(|(p, _)| Some(*p) == carrier)
+                    .map_or_else(|| "it is established".to_owned(), |(_, d)| d.clone());
+                Reason::new(
+                    "standby",
+                    format!(
+                        "active path {} carries the traffic ({how}): standby again",
+                        carrier
+                            .as_ref()
+                            .map_or_else(String::new, |p| PathFmt(p).to_string())
+                    ),
+                )
+            } else if !backup {
+                match handed_back.iter().find(|(p, _)| *p == l.path) {
+                    Some((_, detail)) => Reason::new("handback", detail.clone()),
+                    None => Reason::fixed(
+                        "active",
+                        "a subflow of a trusted active path carries traffic",
+                    ),
+                }
+            } else {
+                let state = match self.state_of(&l.path) {
+                    PathState::Holding { since: _, hold } => {
+                        format!("held for {} after it failed", fmt_dur(*hold))
+                    }
+                    _ => "down".to_owned(),
+                };
+                Reason::new(
+                    "holding",
+                    format!(
+                        "path {} is {state}: backup until it has been healthy for its hold",
+                        PathFmt(&l.path)
+                    ),
+                )
+            };
+            if backup {
+                out.set.push(Decision::new(action, reason));
+            } else {
+                out.clear.push(Decision::new(action, reason));
+            }
+        }
+    }
+}
+
+/// A probe of `path`: backup, abandoned after `timeout`.
+fn probe_open(ctx: &Ctx<'_>, path: Path, timeout: Duration, detail: String) -> Decision {
+    let if_index = ctx
+        .locals
+        .iter()
+        .find(|l| l.addr == path.local)
+        .map(|l| l.if_index);
+    Decision::new(
+        Action::Open {
+            local: path.local,
+            if_index,
+            remote: path.remote,
+            backup: true,
+            timeout: Some(timeout),
+        },
+        Reason::new("probe", detail),
+    )
+}
+
+impl Policy for ActiveStandby {
+    fn on_event(&mut self, ctx: &Ctx<'_>, event: &PmEvent) -> Vec<Decision> {
+        match event {
+            PmEvent::Established(_)
+            | PmEvent::Announced { .. }
+            | PmEvent::Removed { .. }
+            | PmEvent::SubEstablished(_)
+            | PmEvent::SubClosed(_)
+            | PmEvent::SubPriority(_) => self.evaluate(ctx, false),
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_locals_changed(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
+        self.evaluate(ctx, false)
+    }
+
+    /// The samples are the policy's clock: every `sample_ms` the detectors see them, and the
+    /// probes, holds and hand-backs advance. In the steady state (every path trusted, no
+    /// sample proving a failure, no subflow the policy has not seen yet or lost) only the
+    /// detectors run: nothing else can be due that an event or a tick would not bring.
+    fn on_samples(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
+        if self.quiet(ctx) {
+            return Vec::new();
+        }
+        self.evaluate(ctx, true)
+    }
+
+    fn on_tick(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {
+        self.evaluate(ctx, false)
+    }
+
+    /// Which path carries the traffic, which are down or held and since when; a stall with
+    /// nowhere to fail over to; and the mesh's `deny_join_id0` note.
+    fn note(&self, ctx: &Ctx<'_>) -> Option<Reason> {
+        let conn = ctx.conn;
+        if !mesh::acts_on(conn) {
+            return None;
+        }
+        let now = ctx.now;
+        let mut parts: Vec<String> = Vec::new();
+        for (path, mem) in &self.paths {
+            match &mem.state {
+                PathState::Up => {}
+                PathState::Down { since, code, why } => parts.push(format!(
+                    "path {} down for {} ({code}: {why}), {} probe{} so far",
+                    PathFmt(path),
+                    fmt_dur(now.saturating_duration_since(*since)),
+                    mem.probes,
+                    if mem.probes == 1 { "" } else { "s" }
+                )),
+                PathState::Holding { since, hold } => parts.push(format!(
+                    "path {} held for {} of {} ({} failures in the last {})",
+                    PathFmt(path),
+                    fmt_dur(now.saturating_duration_since(*since)),
+                    fmt_dur(*hold),
+                    mem.failures.len(),
+                    fmt_dur(self.t.flap_window)
+                )),
+            }
+        }
+        let carrying = conn.subflows().iter().any(|sf| {
+            sf.is_established()
+                && !sf.closing
+                && !self.is_standby(sf.path.local)
+                && *self.state_of(&sf.path) == PathState::Up
+        });
+        let (code, lead) = match (&self.stuck, carrying) {
+            (Some(s), _) => ("stalled", s.clone()),
+            (None, true) => (
+                "active",
+                "an active path carries the traffic, the standby is backup".to_owned(),
+            ),
+            (None, false) => (
+                "failover",
+                "no active path carries the traffic: the standby does".to_owned(),
+            ),
+        };
+        let mut detail = lead;
+        for p in parts {
+            detail.push_str("; ");
+            detail.push_str(&p);
+        }
+        if let Some(deny) = mesh::note(ctx) {
+            detail.push_str("; ");
+            detail.push_str(&deny.detail);
+        }
+        Some(Reason::new(code, detail))
+    }
+}
+
+/// `local -> remote` of a path, for reasons.
+struct PathFmt<'a>(&'a Path);
+
+impl fmt::Display for PathFmt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.0.local, self.0.remote)
+    }
+}
+
+/// A duration for reasons: `3.1 ms`, `182 ms`, `12.5 s`.
+pub fn fmt_dur(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 10_000.0 {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
