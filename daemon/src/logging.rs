@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use slog::{
-    BorrowedKV, Drain, Key, Level, Logger, OwnedKVList, Record, RecordStatic, Serializer,
-    SingleKV, KV,
+    BorrowedKV, Drain, Key, Level, Logger, OwnedKVList, Record, RecordStatic, Serializer, SingleKV,
+    KV,
 };
 use slog_async::AsyncCore;
 
@@ -282,11 +282,7 @@ impl Pipeline {
             return;
         }
         let drained = self.drain_blocking(within);
-        let core = self
-            .queue
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let core = self.queue.write().unwrap_or_else(|p| p.into_inner()).take();
         let Some(core) = core else { return };
         if drained && self.counts.is_caught_up() {
             // Sends the thread its end and joins it: its queue is empty.
@@ -572,9 +568,8 @@ mod tests {
     fn piped(format: mptcp_pmd_config::LogFormat) -> (Arc<Pipeline>, io::PipeReader, Logger) {
         let (r, w) = io::pipe().unwrap();
         let w = Arc::new(w);
-        let out: Output = Arc::new(move || {
-            Box::new(w.try_clone().unwrap()) as Box<dyn Write + Send>
-        });
+        let out: Output =
+            Arc::new(move || Box::new(w.try_clone().unwrap()) as Box<dyn Write + Send>);
         let p = Arc::new(Pipeline::new(format, out));
         let level = Arc::new(AtomicUsize::new(Level::Debug.as_usize()));
         let log = root(&level, p.clone());
@@ -666,7 +661,15 @@ mod tests {
         // Whole lines only, in order.
         let mut prev = None;
         for l in lines.iter().filter(|l| l.contains(" INFO line")) {
-            let i: u32 = l.split("i: ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+            let i: u32 = l
+                .split("i: ")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!(prev.is_none_or(|p| p < i), "out of order: {l}");
             prev = Some(i);
         }
@@ -705,7 +708,10 @@ mod tests {
         assert_eq!(v["actor"], "x");
         assert!(v.get(STAMP_KEY).is_none(), "the stamp leaked: {text}");
         let ts = v["ts"].as_f64().unwrap();
-        assert!(ts >= before - 0.001 && ts < before + 5.0, "{ts} vs {before}");
+        assert!(
+            ts >= before - 0.001 && ts < before + 5.0,
+            "{ts} vs {before}"
+        );
         p.stop(STOP_WAIT);
     }
 
@@ -749,7 +755,10 @@ mod tests {
         // "Nov 28 04:08:05.648 INFO started, adopted: 2, actor: x"
         let words: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(words[3], "INFO", "{text}");
-        assert!(words[2].len() == 12 && words[2].as_bytes()[2] == b':', "{text}");
+        assert!(
+            words[2].len() == 12 && words[2].as_bytes()[2] == b':',
+            "{text}"
+        );
         assert!(
             text.contains("INFO started, adopted: 2, actor: x"),
             "{text}"
