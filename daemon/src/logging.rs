@@ -195,9 +195,9 @@ impl Pipeline {
             } else {
                 self.counts.drop_lines(1);
             }
-        } else if self.abandoned.load(Ordering::Relaxed) {
-            self.counts.drop_lines(1);
-        } else if lock(&self.direct).write(record, values).is_err() {
+        } else if self.abandoned.load(Ordering::Relaxed)
+            || lock(&self.direct).write(record, values).is_err()
+        {
             self.counts.drop_lines(1);
         }
     }
