@@ -33,9 +33,9 @@ use slog::{
 use slog_async::AsyncCore;
 
 /// Lines that wait for the writer thread at most; a line that finds the queue full is dropped
-/// and counted. At `log.level: debug` a new connection logs about ten lines, so the queue
-/// absorbs a burst of ~200 connections while the reader keeps up; its slots (~100 bytes each)
-/// are allocated at start.
+/// and counted. At `log.level: debug` a new connection (fullmesh, two links) logs about five
+/// lines, so the queue absorbs a burst of ~400 connections while the reader keeps up; its slots
+/// (~100 bytes each) are allocated at start.
 pub const QUEUE_LINES: usize = 2048;
 
 /// At most one `N log lines dropped` line this often while lines keep being dropped.
