@@ -348,7 +348,8 @@ impl Drain for Writer {
 /// The writer thread inherited the event loop's scheduling (`kernel.nice`, default -20, and
 /// possibly `kernel.realtime_priority`): it goes back to the normal scheduler at nice 0, so that
 /// waking it for a line never makes it take the CPU from the loop (at the loop's weight it
-/// did: +10 µs per join in the bench). Lowering a priority needs no capability.
+/// did: +10 µs per join in the bench). A writer above its reader's priority (journald runs at
+/// 0) would only fill the pipe sooner. Lowering a priority needs no capability.
 fn leave_the_loops_priority() {
     let _ = crate::privs::set_normal_scheduler();
     // SAFETY: setpriority on the calling thread (who = 0) with integer arguments.
