@@ -4,8 +4,8 @@
 //! and a level that a SIGHUP reload can change at run time. The format is fixed at start.
 //!
 //! Logging never blocks the event loop. Once [`start_writer`] ran (after the privilege drop:
-//! the writer is a thread, and capabilities and scheduling are per thread), a line is handed to
-//! a writer thread through slog-async's bounded queue ([`QUEUE_LINES`]); when the queue is full
+//! the writer is a thread, and capabilities are per thread), a line is handed to a writer
+//! thread (at nice 0, below the loop) through slog-async's bounded queue ([`QUEUE_LINES`]); when the queue is full
 //! (stderr is not read fast enough) the line is dropped and counted
 //! (`mptcp_pmd_log_lines_dropped_total`), and once the queue has room again the next line is
 //! preceded by `N log lines dropped` (at most one such line every [`REPORT_EVERY`]). Only the
