@@ -69,6 +69,9 @@ fn fail(code: i32, what: &str, e: impl std::fmt::Display) -> RunError {
     }
 }
 
+/// How long READY=1 waits for the `started` line to be written.
+const READY_LOG_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the daemon runs with besides its configuration.
 #[derive(Debug)]
 pub struct Env {
@@ -88,12 +91,12 @@ pub async fn run(
     env: Env,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    // Log writes of this (the event loop's) thread wait for the end of each loop round; the
-    // guard writes out what is left when `run` returns.
-    let _deferred = logging::defer_writes();
     let endpoints = claim_endpoints(&config)?;
     let kernel = open_kernel(&config, &env.log)?;
     drop_privileges(&config.kernel, &env.log)?;
+    // From here on log lines go through the writer thread (started after the privilege drop,
+    // which it inherits); the guard writes out its queue when `run` returns.
+    let _log_writer = logging::start_writer();
     let metrics = Metrics::default();
     let (failures, failed) = failure::channel();
     let actors = start_actors(&config, kernel, &metrics, failures, &env.log);
@@ -382,9 +385,9 @@ async fn serve(
         }
         Err(e) => warn!(log, "start-up adoption failed"; "error" => %e),
     }
-    // The loop's log writes are deferred (logging::defer_writes): whoever reads READY=1 (systemd,
-    // a test, the bench) finds the `started` line already written.
-    logging::flush();
+    // Whoever reads READY=1 (systemd, a test, the bench) finds the `started` line written,
+    // unless stderr is stuck (logging never blocks the loop; READY=1 then goes out anyway).
+    logging::caught_up(READY_LOG_WAIT).await;
     match notify::notify("READY=1\nSTATUS=managing MPTCP subflows") {
         Ok(true) => debug!(log, "told systemd we are ready"),
         Ok(false) => {}

@@ -66,6 +66,9 @@ pub struct DaemonOpts {
     pub notify: bool,
     /// Timestamp each log line on receipt ([`Daemon::line_after`]); the log file still gets it.
     pub stamp_lines: bool,
+    /// stdout and stderr into a pipe that nobody reads (a stalled log reader) until
+    /// [`Daemon::read_output`]; the log file gets the lines from then on.
+    pub unread_output: bool,
     /// On drop, SIGTERM the daemon and give it 5 s to exit (a wrapper tool then writes its
     /// report) before the SIGKILL.
     pub stop_on_drop: bool,
@@ -81,6 +84,7 @@ impl Default for DaemonOpts {
             direct: false,
             notify: false,
             stamp_lines: false,
+            unread_output: false,
             stop_on_drop: false,
             keep_dir: false,
         }
@@ -97,6 +101,8 @@ pub struct Daemon {
     dir: PathBuf,
     spawned: Instant,
     lines: Option<Stamped>,
+    /// The read end of the pipe of [`DaemonOpts::unread_output`], until it is read.
+    unread: Option<std::io::PipeReader>,
     notes: Option<Stamped>,
     stop_listener: Arc<AtomicBool>,
     opts: DaemonOpts,
@@ -198,7 +204,12 @@ impl Daemon {
             notes
         });
         let mut pipe = None;
-        if opts.stamp_lines {
+        let mut unread = None;
+        if opts.unread_output {
+            let (r, w) = std::io::pipe().expect("pipe");
+            cmd.stdout(w.try_clone().expect("dup")).stderr(w);
+            unread = Some(r);
+        } else if opts.stamp_lines {
             let (r, w) = std::io::pipe().expect("pipe");
             cmd.stdout(w.try_clone().expect("dup")).stderr(w);
             pipe = Some(r);
@@ -217,9 +228,22 @@ impl Daemon {
             dir,
             spawned,
             lines,
+            unread,
             notes,
             stop_listener,
             opts,
+        }
+    }
+
+    /// Start reading the output of [`DaemonOpts::unread_output`] (into the log file, each line
+    /// stamped on receipt as with [`DaemonOpts::stamp_lines`]).
+    pub fn read_output(&mut self) {
+        if let Some(r) = self.unread.take() {
+            let log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(self.dir.join("log"))
+                .expect("log file");
+            self.lines = Some(line_stamper(r, log));
         }
     }
 

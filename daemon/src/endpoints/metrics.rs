@@ -144,6 +144,23 @@ pub const SUBFLOW_STATES: [&str; 5] = ["pending", "requested", "established", "c
 /// present).
 pub const ANNOUNCE_STATES: [&str; 5] = ["sent", "unjoined", "joined", "withdrawn", "refused"];
 
+/// A counter kept elsewhere (the log writer's dropped lines), read when rendered.
+#[derive(Debug)]
+struct ReadCounter(fn() -> u64);
+
+impl prometheus_client::encoding::EncodeMetric for ReadCounter {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+    ) -> std::fmt::Result {
+        encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&(self.0)(), None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Counter
+    }
+}
+
 /// Register `metric` under `name` and hand it back (the registry keeps a clone sharing it).
 fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
     registry.register(name, help, metric.clone());
@@ -267,6 +284,11 @@ impl Default for Metrics {
             "announced_addresses",
             "Local addresses announced to the peers of the tracked connections, by state (sent: waiting for a join; unjoined: none within the pacing window; joined; withdrawn; refused)",
             Family::<Labels, Gauge>::default(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped: the log writer's queue was full (stderr not read fast enough) or the write failed",
+            ReadCounter(crate::logging::dropped_lines),
         );
         Metrics {
             event_to_decision,
@@ -522,6 +544,7 @@ mod tests {
             "mptcp_pmd_sock_diag_poll_seconds_count 1",
             "mptcp_pmd_decisions_total{policy=\"mesh-x\",action=\"open\",reason=\"mesh\"} 1",
             "mptcp_pmd_policy_objects 2",
+            "mptcp_pmd_log_lines_dropped_total 0",
             "mptcp_pmd_commands_total{command=\"subflow_destroy\",result=\"ok\"} 1",
             "mptcp_pmd_command_seconds_count{command=\"subflow_destroy\"} 1",
             "mptcp_pmd_event_to_decision_seconds_count 1",
