@@ -284,12 +284,7 @@ impl PmClient {
     /// A client over an already opened transport, for `family`: for a socket opened elsewhere,
     /// or a test's fake kernel. Turns on extended ACKs.
     pub fn with_transport(t: Transport, family: PmFamily) -> Result<Self, Error> {
-        t.set_option(
-            libc::SOL_NETLINK,
-            libc::NETLINK_EXT_ACK,
-            1,
-            "setsockopt NETLINK_EXT_ACK",
-        )?;
+        t.enable_ext_ack()?;
         // Only the request header is echoed back in errors: smaller replies, same information.
         t.set_option(
             libc::SOL_NETLINK,

@@ -2,10 +2,15 @@
 //! sock_diag, rtnetlink dumps and monitor) is a [`Transport`], and this is the only module that
 //! makes socket system calls. The families above it are codecs plus a few lines of policy.
 //!
-//! It owns:
-//! - the socket (`AF_NETLINK`, any protocol), bound to a port id the kernel picks, and
-//!   connected to its peer (the kernel, port 0): the kernel then refuses unicasts to it from any
-//!   other process, and datagrams from another sender are dropped unread all the same;
+//! The socket itself is neli's `NlSocket`: creation, bind, port id, non-blocking mode,
+//! multicast membership, extended ACKs, the receive buffer and `send` are its calls. What
+//! neli does not have is here, over its file descriptor:
+//! - `connect` to the peer (the kernel, port 0): the kernel then refuses unicasts to the
+//!   socket from any other process;
+//! - the receives. neli's `recv` returns the length and the groups of a datagram but not its
+//!   sender, and reads one datagram per call; here `recvfrom` checks the sender (a datagram
+//!   from a port other than the peer's is dropped unread), and `recvmmsg` reads a batch of
+//!   datagrams per call for the event socket ([`Transport::recv_datagrams`]);
 //! - one receive buffer of [`RECV_BUF`] bytes, reused for every datagram. Each receive asks for
 //!   the real length (`MSG_TRUNC`), so a larger datagram is reported as [`Error::Truncated`]
 //!   instead of being decoded from its first bytes;
@@ -20,8 +25,12 @@
 //! behaviour is tested against a fake kernel (`tests/fake_kernel.rs`, `NETLINK_USERSOCK`).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
+
+use neli::consts::socket::{Msg, NlFamily};
+use neli::socket::NlSocket;
+use neli::utils::Groups;
 
 use crate::dump::{self, Dump};
 use crate::error::{DecodeError, Error};
@@ -54,7 +63,7 @@ pub enum Traced {
 
 /// A netlink socket with its receive buffer; see the module docs.
 pub struct Transport {
-    fd: OwnedFd,
+    sock: NlSocket,
     /// Names the socket in errors that concern no particular request.
     what: &'static str,
     port: u32,
@@ -71,7 +80,7 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("what", &self.what)
-            .field("fd", &self.fd.as_raw_fd())
+            .field("fd", &self.sock.as_raw_fd())
             .field("port", &self.port)
             .field("peer", &self.peer)
             .field("seq", &self.seq)
@@ -130,48 +139,14 @@ impl Transport {
     /// the calling thread's network namespace, bound to a port id of the kernel's choice and
     /// connected to the kernel. `what` names the socket in errors.
     pub fn open(protocol: i32, what: &'static str) -> Result<Self, Error> {
-        // SAFETY: plain system call; the returned fd is checked and owned below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                protocol,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::io(what, "socket")(io::Error::last_os_error()));
-        }
-        // SAFETY: fd is a freshly created socket that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let local = sockaddr_nl(0);
-        // SAFETY: `local` is a valid sockaddr_nl of the size we pass.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&local).cast(),
-                SOCKADDR_NL_LEN,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(what, "bind")(io::Error::last_os_error()));
-        }
-        let mut bound = sockaddr_nl(0);
-        let mut len = SOCKADDR_NL_LEN;
-        // SAFETY: `bound` is writable storage of `len` bytes; the kernel writes at most that.
-        let rc = unsafe {
-            libc::getsockname(
-                fd.as_raw_fd(),
-                std::ptr::from_mut(&mut bound).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(what, "getsockname")(io::Error::last_os_error()));
-        }
+        let sock = NlSocket::new(NlFamily::from(protocol)).map_err(Error::io(what, "socket"))?;
+        sock.bind(None, Groups::empty())
+            .map_err(Error::io(what, "bind"))?;
+        let port = sock.pid().map_err(Error::io(what, "getsockname"))?;
         let mut t = Transport {
-            fd,
+            sock,
             what,
-            port: bound.nl_pid,
+            port,
             peer: 0,
             seq: 0,
             buf: vec![0; RECV_BUF],
@@ -191,7 +166,7 @@ impl Transport {
         // SAFETY: `sa` is a valid sockaddr_nl of the size we pass.
         let rc = unsafe {
             libc::connect(
-                self.fd.as_raw_fd(),
+                self.sock.as_raw_fd(),
                 std::ptr::from_ref(&sa).cast(),
                 SOCKADDR_NL_LEN,
             )
@@ -210,13 +185,17 @@ impl Transport {
 
     /// Join multicast group `group` (a group number, not a bit mask).
     pub fn join_group(&self, group: u32) -> Result<(), Error> {
-        setsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_NETLINK,
-            libc::NETLINK_ADD_MEMBERSHIP,
-            &group,
-        )
-        .map_err(Error::io(self.what, "setsockopt NETLINK_ADD_MEMBERSHIP"))
+        self.sock
+            .add_mcast_membership(Groups::new_groups(&[group]))
+            .map_err(Error::io(self.what, "setsockopt NETLINK_ADD_MEMBERSHIP"))
+    }
+
+    /// Ask the kernel to explain its refusals (NETLINK_EXT_ACK): the text and the offending
+    /// attribute's offset come back as extended-ACK attributes.
+    pub fn enable_ext_ack(&self) -> Result<(), Error> {
+        self.sock
+            .enable_ext_ack(true)
+            .map_err(Error::io(self.what, "setsockopt NETLINK_EXT_ACK"))
     }
 
     /// Set an integer socket option; `step` names it in the error.
@@ -227,45 +206,39 @@ impl Transport {
         value: i32,
         step: &'static str,
     ) -> Result<(), Error> {
-        setsockopt(self.fd.as_raw_fd(), level, opt, &value).map_err(Error::io(self.what, step))
+        setsockopt(self.sock.as_raw_fd(), level, opt, &value).map_err(Error::io(self.what, step))
     }
 
     /// Ask for a receive buffer of `bytes`: SO_RCVBUFFORCE when privileged (beyond
     /// `net.core.rmem_max`), else SO_RCVBUF (capped by it). The kernel doubles the value for
     /// its bookkeeping and enforces a small minimum.
     pub fn set_recv_buffer(&self, bytes: usize) -> Result<(), Error> {
+        let bytes = bytes.min(i32::MAX as usize);
+        // neli has SO_RCVBUF only; SO_RCVBUFFORCE is ours.
         let size = i32::try_from(bytes).unwrap_or(i32::MAX);
-        let fd = self.fd.as_raw_fd();
-        if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_ok() {
+        let forced = setsockopt(
+            self.sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size,
+        );
+        if forced.is_ok() {
             return Ok(());
         }
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)
+        self.sock
+            .set_recv_buffer_size(bytes)
             .map_err(Error::io(self.what, "setsockopt SO_RCVBUF"))
     }
 
     /// Switch between blocking (the default) and non-blocking receives of
     /// [`Transport::recv_datagram`]. Requests never block beyond their reply timeout either way.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: fcntl on an fd we own, with integer arguments only.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(Error::io(self.what, "fcntl F_GETFL")(
-                io::Error::last_os_error(),
-            ));
-        }
-        let flags = if nonblocking {
-            flags | libc::O_NONBLOCK
+        if nonblocking {
+            self.sock.nonblock()
         } else {
-            flags & !libc::O_NONBLOCK
-        };
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-            return Err(Error::io(self.what, "fcntl O_NONBLOCK")(
-                io::Error::last_os_error(),
-            ));
+            self.sock.block()
         }
-        Ok(())
+        .map_err(Error::io(self.what, "fcntl O_NONBLOCK"))
     }
 
     /// How long [`Transport::request`] waits for the end of the replies
@@ -305,26 +278,16 @@ impl Transport {
     /// Send one datagram to the peer.
     pub fn send(&mut self, what: &'static str, datagram: &[u8]) -> Result<(), Error> {
         loop {
-            // SAFETY: the pointer and length describe `datagram`, which outlives the call; the
-            // socket is connected, so no address is needed.
-            let rc = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    datagram.as_ptr().cast(),
-                    datagram.len(),
-                    0,
-                )
-            };
-            if rc >= 0 {
-                break;
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::Io {
-                    what,
-                    step: "send",
-                    source: e,
-                });
+            match self.sock.send(datagram, Msg::empty()) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        what,
+                        step: "send",
+                        source,
+                    })
+                }
             }
         }
         if let Some(t) = self.trace.as_mut() {
@@ -343,7 +306,7 @@ impl Transport {
             // storage of `from_len` bytes; the kernel writes at most that much into each.
             let rc = unsafe {
                 libc::recvfrom(
-                    self.fd.as_raw_fd(),
+                    self.sock.as_raw_fd(),
                     self.buf.as_mut_ptr().cast(),
                     self.buf.len(),
                     flags | libc::MSG_TRUNC,
@@ -430,7 +393,7 @@ impl Transport {
             // and the kernel writes at most their stated sizes. No timeout.
             let rc = unsafe {
                 libc::recvmmsg(
-                    self.fd.as_raw_fd(),
+                    self.sock.as_raw_fd(),
                     hdrs.as_mut_ptr(),
                     count as libc::c_uint,
                     // c_int in glibc, c_uint in musl; the flags are small and positive.
@@ -467,7 +430,7 @@ impl Transport {
             tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
         };
         let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
+            fd: self.sock.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -562,13 +525,15 @@ impl Transport {
 
 impl AsRawFd for Transport {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.sock.as_raw_fd()
     }
 }
 
 impl AsFd for Transport {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        // SAFETY: the NlSocket owns this fd and closes it only when dropped, which the borrow
+        // of `self` prevents while the BorrowedFd lives.
+        unsafe { BorrowedFd::borrow_raw(self.sock.as_raw_fd()) }
     }
 }
 
