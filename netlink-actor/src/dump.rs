@@ -1,11 +1,12 @@
 //! Netlink dumps, shared by every family: the decoded items of one dump and the replies that
 //! could not be decoded, counted instead of failing the whole dump. [`feed`] is the pure form
-//! (captured bytes in, items out); [`crate::transport::Transport::dump`] runs a dump on a
-//! socket with the same [`collector`].
+//! (captured bytes in, items out); [`run`] runs a dump on a socket with the same
+//! [`collector`]. Built on the transport, which knows nothing of dumps beyond the end of a
+//! request's replies (so the two modules do not import each other).
 
 use crate::error::{DecodeError, Error};
 use crate::nlmsg::NlMsg;
-use crate::transport::{Replies, Step};
+use crate::transport::{Replies, Step, Transport};
 
 /// The decoded items of one dump and what could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,4 +77,19 @@ pub fn feed<T>(
     let mut replies = Replies::new(what, seq);
     let step = replies.feed(datagram, &mut collector(parse, out), None);
     replies.finish().map(|()| step)
+}
+
+/// Run a dump on `t`: send `req` (sequence number `seq`) and collect its replies with `parse`
+/// (see [`collector`]): `Ok(None)` leaves a reply out, an undecodable one is counted in
+/// [`Dump::skipped`] instead of failing the dump. Errors are those of
+/// [`Transport::request`].
+pub fn run<T>(
+    t: &mut Transport,
+    what: &'static str,
+    seq: u32,
+    req: &[u8],
+    parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
+    out: &mut Dump<T>,
+) -> Result<(), Error> {
+    t.request(what, seq, req, collector(parse, out))
 }

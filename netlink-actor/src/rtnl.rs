@@ -19,7 +19,7 @@
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::dump::{payload_of, Dump};
+use crate::dump::{self, payload_of, Dump};
 use crate::error::{DecodeError, Error};
 use crate::nlmsg::{
     attrs, messages, ne_u32, MsgBuilder, NlMsg, NLMSG_MIN_TYPE, NLM_F_DUMP, NLM_F_REQUEST,
@@ -437,7 +437,7 @@ impl RtnlSocket {
         }
         let seq = self.t.next_seq();
         let mut out = Dump::default();
-        self.t.dump(what, seq, &req_for(seq), parse, &mut out)?;
+        dump::run(&mut self.t, what, seq, &req_for(seq), parse, &mut out)?;
         Ok(out)
     }
 
@@ -492,7 +492,6 @@ mod tests {
     //! 10.78.0.1/24 and 2001:db8:78::1/64 added to and removed from v0; v0 set down; v0 deleted;
     //! dumps taken while both addresses were present; dump requests with sequence number 1).
     use super::*;
-    use crate::dump;
     use crate::nlmsg::NLMSG_ERROR;
     use crate::nlmsg::NLMSG_HDRLEN;
     use crate::transport::Step;

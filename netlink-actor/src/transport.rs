@@ -16,10 +16,10 @@
 //!   instead of being decoded from its first bytes;
 //! - the receive errors: EINTR is retried (without extending a deadline), ENOBUFS is
 //!   [`Error::Overrun`], EAGAIN is [`Error::WouldBlock`];
-//! - request/reply and dumps ([`Transport::request`], [`Transport::dump`]): the replies to a
-//!   request are those with its sequence number, so a late reply to an earlier request that
-//!   timed out is skipped, never taken for this one's; the wait for them is bounded by the
-//!   reply timeout ([`REPLY_TIMEOUT`] unless changed).
+//! - request/reply ([`Transport::request`], and dumps through it, [`crate::dump::run`]): the
+//!   replies to a request are those with its sequence number, so a late reply to an earlier
+//!   request that timed out is skipped, never taken for this one's; the wait for them is
+//!   bounded by the reply timeout ([`REPLY_TIMEOUT`] unless changed).
 //!
 //! The reply scanning itself is pure ([`Replies`]) and tested on bytes; the real-socket
 //! behaviour is tested against a fake kernel (`tests/fake_kernel.rs`, `NETLINK_USERSOCK`).
@@ -32,7 +32,6 @@ use neli::consts::socket::{Msg, NlFamily};
 use neli::socket::NlSocket;
 use neli::utils::Groups;
 
-use crate::dump::{self, Dump};
 use crate::error::{DecodeError, Error};
 use crate::nlmsg::{
     align, messages, parse_done, parse_error, NlMsg, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE,
@@ -506,20 +505,6 @@ impl Transport {
                 deadline = None;
             }
         }
-    }
-
-    /// Run a dump: send `req` (sequence number `seq`) and collect its replies with `parse`
-    /// (see [`dump::collector`]): `Ok(None)` leaves a reply out, an undecodable one is counted
-    /// in [`Dump::skipped`] instead of failing the dump.
-    pub fn dump<T>(
-        &mut self,
-        what: &'static str,
-        seq: u32,
-        req: &[u8],
-        parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
-        out: &mut Dump<T>,
-    ) -> Result<(), Error> {
-        self.request(what, seq, req, dump::collector(parse, out))
     }
 }
 

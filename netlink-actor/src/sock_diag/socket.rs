@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::dump::Dump;
+use crate::dump::{self, Dump};
 use crate::error::Error;
 use crate::transport::Transport;
 
@@ -53,7 +53,7 @@ impl DiagSocket {
             let before = out.items.len();
             let seq = self.t.next_seq();
             let req = mptcp_dump_request(fam, self.mptcp_states, seq);
-            self.t.dump(what, seq, &req, parse_mptcp_reply, out)?;
+            dump::run(&mut self.t, what, seq, &req, parse_mptcp_reply, out)?;
             if fam == IpFamily::V6 {
                 v6_conns = out
                     .items
@@ -79,7 +79,7 @@ impl DiagSocket {
             }
             let seq = self.t.next_seq();
             let req = tcp_window_request(fam, tcpf::CONNECTED, window, seq);
-            self.t.dump(what, seq, &req, parse_subflow_reply, out)?;
+            dump::run(&mut self.t, what, seq, &req, parse_subflow_reply, out)?;
         }
         Ok(())
     }
