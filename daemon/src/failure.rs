@@ -76,6 +76,8 @@ pub fn stream(e: &Error) -> Verdict {
         Error::WouldBlock | Error::Timeout { .. } | Error::Kernel { .. } | Error::Decode { .. } => {
             Verdict::Transient
         }
+        // A request neli could not build: nothing was sent and the socket is fine.
+        Error::Encode(_) => Verdict::Transient,
         Error::Io { source, .. } => errno_verdict(source.raw_os_error()),
         // Only at start-up (resolving the family), or a programming error (a dump asked of
         // the monitor): a socket that worked cannot produce them, and no retry fixes them.

@@ -2,16 +2,26 @@
 //!
 //! It owns
 //! - one netlink transport ([`transport`]): the only code that makes socket system calls;
-//!   receive with truncation detection, EINTR / EAGAIN / ENOBUFS handling, request/reply and
-//!   dumps matched by sequence number and sender, with a bounded wait;
-//! - pure codecs over shared framing ([`nlmsg`], [`dump`]), tested on bytes captured from the
-//!   kernel: the `mptcp_pm` generic netlink family ([`mptcp_pm`]) and the controller that
-//!   resolves it ([`genl_ctrl`]), `NETLINK_SOCK_DIAG` ([`sock_diag`]) and rtnetlink ([`rtnl`]);
+//!   receive with truncation detection, EINTR / EAGAIN / ENOBUFS handling, batched receive of
+//!   events, request/reply and dumps ([`dump`]) matched by sequence number and sender, with a
+//!   bounded wait;
+//! - pure codecs, tested on bytes captured from the kernel: the `mptcp_pm` generic netlink
+//!   family ([`mptcp_pm`]) and the controller that resolves it ([`genl_ctrl`]),
+//!   `NETLINK_SOCK_DIAG` ([`sock_diag`]) and rtnetlink ([`rtnl`]);
 //! - the sockets of each family, built on the transport, that turn bytes into domain types of
 //!   `mptcp-pmd-policies`: [`genl::PmEventSocket`], [`genl::PmClient`],
 //!   [`sock_diag::DiagSocket`], [`rtnl::RtnlSocket`];
-//! - one error type for socket operations ([`Error`]) and one for undecodable bytes
-//!   ([`DecodeError`]).
+//! - one error type for socket operations ([`Error`]), one for undecodable bytes
+//!   ([`DecodeError`]) and one for requests that could not be built ([`EncodeError`]).
+//!
+//! The netlink wire format is neli's: its `NlSocket` is the transport's socket, and its
+//! header, attribute, extended-ACK and generic netlink controller types parse and build every
+//! message ([`wire`] is where the crate meets them). What neli 0.7 lacks is ours: the
+//! transport's receive path and reply matching (neli's `recv` does not report the sender, and
+//! its `NlRouter` is a second transport on a thread of its own, without a bound on a reply's
+//! wait or batched receive), zero-copy attribute payloads and length checks in [`wire`], and
+//! the sock_diag structs (neli has no sock_diag). No neli type appears in the public API:
+//! the codecs take and give bytes, [`wire::Message`] / [`wire::Attr`] views and domain types.
 //!
 //! It does not own actors, threads, event loops or logging (the daemon drives these sockets,
 //! blocking or through their file descriptors), nor decisions: what to do with an event is the
@@ -22,9 +32,9 @@ pub mod error;
 pub mod genl;
 pub mod genl_ctrl;
 pub mod mptcp_pm;
-pub mod nlmsg;
 pub mod rtnl;
 pub mod sock_diag;
 pub mod transport;
+pub mod wire;
 
-pub use error::{DecodeError, Error};
+pub use error::{DecodeError, EncodeError, Error};

@@ -19,10 +19,17 @@
 //! - request/reply ([`Transport::request`], and dumps through it, [`crate::dump::run`]): the
 //!   replies to a request are those with its sequence number, so a late reply to an earlier
 //!   request that timed out is skipped, never taken for this one's; the wait for them is
-//!   bounded by the reply timeout ([`REPLY_TIMEOUT`] unless changed).
+//!   bounded by the reply timeout ([`REPLY_TIMEOUT`] unless changed); after a failure the
+//!   replies still queued are read to their end, so that an abandoned dump does not keep the
+//!   socket busy.
 //!
-//! The reply scanning itself is pure ([`Replies`]) and tested on bytes; the real-socket
-//! behaviour is tested against a fake kernel (`tests/fake_kernel.rs`, `NETLINK_USERSOCK`).
+//! neli's `NlRouter`, which also matches replies to requests, is not used: it is a second
+//! transport that owns the socket from a thread of its own, with no bound on a reply's wait
+//! and no batched receive (and the crate builds neli without it).
+//!
+//! The reply scanning itself is pure ([`Replies`], over neli's framing in [`crate::wire`]) and
+//! tested on bytes; the real-socket behaviour is tested against a fake kernel
+//! (`tests/fake_kernel.rs`, `NETLINK_USERSOCK`).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -33,8 +40,8 @@ use neli::socket::NlSocket;
 use neli::utils::Groups;
 
 use crate::error::{DecodeError, Error};
-use crate::nlmsg::{
-    align, messages, parse_done, parse_error, NlMsg, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE,
+use crate::wire::{
+    done_verdict, error_verdict, messages, Message, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE,
 };
 
 /// Size of the receive buffer of every socket. The kernel's dump datagrams are at most 32 KiB
@@ -190,7 +197,7 @@ impl Transport {
     }
 
     /// Ask the kernel to explain its refusals (NETLINK_EXT_ACK): the text and the offending
-    /// attribute's offset come back as extended-ACK attributes.
+    /// attribute's offset come back as extended-ACK attributes ([`crate::wire::Verdict`]).
     pub fn enable_ext_ack(&self) -> Result<(), Error> {
         self.sock
             .enable_ext_ack(true)
@@ -469,7 +476,7 @@ impl Transport {
         what: &'static str,
         seq: u32,
         req: &[u8],
-        mut on_msg: impl FnMut(&NlMsg<'_>) -> Result<(), DecodeError>,
+        mut on_msg: impl FnMut(&Message<'_>) -> Result<(), DecodeError>,
     ) -> Result<(), Error> {
         self.send(what, req)?;
         let mut replies = Replies::new(what, seq);
@@ -650,11 +657,10 @@ impl Replies {
     pub fn feed(
         &mut self,
         datagram: &[u8],
-        on_msg: &mut impl FnMut(&NlMsg<'_>) -> Result<(), DecodeError>,
+        on_msg: &mut impl FnMut(&Message<'_>) -> Result<(), DecodeError>,
         mut trace: Option<&mut Vec<Traced>>,
     ) -> Step {
         let what = self.what;
-        let mut offset = 0;
         for m in messages(datagram) {
             let m = match m {
                 Ok(m) => m,
@@ -663,33 +669,28 @@ impl Replies {
                     return Step::More;
                 }
             };
-            let start = offset;
-            offset += align(m.header.len as usize);
-            if m.header.seq != self.seq {
+            if m.seq() != self.seq {
                 continue;
             }
             self.matched += 1;
             if let Some(t) = trace.as_deref_mut() {
-                let end = start + m.header.len as usize;
-                t.push(Traced::Received(
-                    datagram.get(start..end).unwrap_or_default().to_vec(),
-                ));
+                t.push(Traced::Received(m.bytes().to_vec()));
             }
-            match m.header.ty {
+            match m.ty() {
                 NLMSG_ERROR => {
-                    match parse_error(&m.header, m.payload) {
-                        Ok(e) if e.errno == 0 => {}
-                        Ok(e) => self.fail(Error::Kernel {
+                    match error_verdict(&m) {
+                        Ok(v) if v.errno == 0 => {}
+                        Ok(v) => self.fail(Error::Kernel {
                             what,
-                            errno: e.errno,
-                            message: e.message,
+                            errno: v.errno,
+                            message: v.message,
                         }),
                         Err(source) => self.fail(Error::Decode { what, source }),
                     }
                     return Step::Done;
                 }
                 NLMSG_DONE => {
-                    let done = parse_done(&m);
+                    let done = done_verdict(&m);
                     if done.errno != 0 {
                         self.fail(Error::Kernel {
                             what,
@@ -714,31 +715,32 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nlmsg::{MsgBuilder, NLMSG_HDRLEN, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_MULTI};
+    use crate::wire::test_message as msg;
+    use crate::wire::NLMSG_HDRLEN;
+
+    const NLM_F_MULTI: u16 = libc::NLM_F_MULTI as u16;
+    const NLM_F_CAPPED: u16 = libc::NLM_F_CAPPED as u16;
+    const NLM_F_ACK_TLVS: u16 = libc::NLM_F_ACK_TLVS as u16;
 
     fn ack(seq: u32, errno: i32) -> Vec<u8> {
-        let mut b = MsgBuilder::new(NLMSG_ERROR, NLM_F_CAPPED, seq);
         let mut body = (-errno).to_ne_bytes().to_vec();
-        body.extend_from_slice(&MsgBuilder::new(0x1c, 0, seq).finish()[..NLMSG_HDRLEN]);
-        b.bytes(&body);
-        b.finish()
+        body.extend_from_slice(&msg(0x1c, 0, seq, &[])[..NLMSG_HDRLEN]);
+        msg(NLMSG_ERROR, NLM_F_CAPPED, seq, &body)
     }
 
     fn data(seq: u32, v: u32) -> Vec<u8> {
-        let mut b = MsgBuilder::new(0x1c, NLM_F_MULTI, seq);
-        b.bytes(&v.to_ne_bytes());
-        b.finish()
+        msg(0x1c, NLM_F_MULTI, seq, &v.to_ne_bytes())
     }
 
-    fn read_u32(m: &NlMsg<'_>) -> Result<u32, DecodeError> {
-        m.payload
+    fn read_u32(m: &Message<'_>) -> Result<u32, DecodeError> {
+        m.payload()
             .get(..4)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(u32::from_ne_bytes)
             .ok_or(DecodeError::Truncated {
                 what: "test payload",
                 need: 4,
-                have: m.payload.len(),
+                have: m.payload().len(),
             })
     }
 
@@ -750,7 +752,7 @@ mod tests {
         dgram.extend(ack(7, 0));
         let mut r = Replies::new("t", 7);
         let mut got = Vec::new();
-        let mut on = |m: &NlMsg<'_>| read_u32(m).map(|v| got.push(v));
+        let mut on = |m: &Message<'_>| read_u32(m).map(|v| got.push(v));
         assert_eq!(r.feed(&dgram, &mut on, None), Step::Done);
         assert!(r.finish().is_ok());
         assert_eq!(got, [42]);
@@ -771,11 +773,10 @@ mod tests {
     fn replies_continue_over_datagrams_until_done() {
         let mut r = Replies::new("t", 1);
         let mut got = Vec::new();
-        let mut on = |m: &NlMsg<'_>| read_u32(m).map(|v| got.push(v));
+        let mut on = |m: &Message<'_>| read_u32(m).map(|v| got.push(v));
         assert_eq!(r.feed(&data(1, 5), &mut on, None), Step::More);
-        let done = MsgBuilder::new(NLMSG_DONE, NLM_F_MULTI, 1);
         let mut d = data(1, 6);
-        d.extend(done.finish());
+        d.extend(msg(NLMSG_DONE, NLM_F_MULTI, 1, &[]));
         assert_eq!(r.feed(&d, &mut on, None), Step::Done);
         assert!(r.finish().is_ok());
         assert_eq!(got, [5, 6]);
@@ -784,13 +785,12 @@ mod tests {
     #[test]
     fn a_failed_dump_says_why_in_its_done() {
         // NLMSG_DONE carrying -EINVAL and an extack text (GET_ADDR with an unknown token).
-        let mut b = MsgBuilder::new(NLMSG_DONE, NLM_F_MULTI | NLM_F_ACK_TLVS, 4);
         let mut body = (-libc::EINVAL).to_ne_bytes().to_vec();
         body.extend_from_slice(&[18, 0, 1, 0]);
         body.extend_from_slice(b"invalid token\0\0\0");
-        b.bytes(&body);
+        let done = msg(NLMSG_DONE, NLM_F_MULTI | NLM_F_ACK_TLVS, 4, &body);
         let mut r = Replies::new("get_addr", 4);
-        assert_eq!(r.feed(&b.finish(), &mut |_| Ok(()), None), Step::Done);
+        assert_eq!(r.feed(&done, &mut |_| Ok(()), None), Step::Done);
         match r.finish() {
             Err(Error::Kernel { errno, message, .. }) => {
                 assert_eq!(errno, libc::EINVAL);
@@ -802,12 +802,12 @@ mod tests {
 
     #[test]
     fn an_undecodable_reply_fails_but_reading_goes_on_to_the_end() {
-        let mut dgram = MsgBuilder::new(0x1c, 0, 2).finish(); // no payload: read_u32 fails
+        let mut dgram = msg(0x1c, 0, 2, &[]); // no payload: read_u32 fails
         dgram.extend(data(2, 9));
         dgram.extend(ack(2, 0));
         let mut r = Replies::new("t", 2);
         let mut got = Vec::new();
-        let mut on = |m: &NlMsg<'_>| read_u32(m).map(|v| got.push(v));
+        let mut on = |m: &Message<'_>| read_u32(m).map(|v| got.push(v));
         let mut trace = Vec::new();
         assert_eq!(r.feed(&dgram, &mut on, Some(&mut trace)), Step::Done);
         assert_eq!(got, [9]);
