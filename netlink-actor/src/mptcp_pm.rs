@@ -487,18 +487,15 @@ fn family_of(addr: &IpAddr) -> u16 {
     }
 }
 
-/// FAMILY and ADDR4/ADDR6 of an `MPTCP_PM_ADDR_ATTR_*` nest, appended to `out`.
-fn addr_attrs(
-    what: &'static str,
-    addr: &IpAddr,
-    out: &mut Vec<Nlattr<u16, Buffer>>,
-) -> Result<(), EncodeError> {
-    out.push(attr(what, MPTCP_PM_ADDR_ATTR_FAMILY, family_of(addr))?);
-    out.push(match addr {
-        IpAddr::V4(a) => attr(what, MPTCP_PM_ADDR_ATTR_ADDR4, a.octets())?,
-        IpAddr::V6(a) => attr(what, MPTCP_PM_ADDR_ATTR_ADDR6, a.octets())?,
-    });
-    Ok(())
+/// FAMILY and ADDR4/ADDR6 of an `MPTCP_PM_ADDR_ATTR_*` nest.
+fn addr_attrs(what: &'static str, addr: &IpAddr) -> Result<[Nlattr<u16, Buffer>; 2], EncodeError> {
+    Ok([
+        attr(what, MPTCP_PM_ADDR_ATTR_FAMILY, family_of(addr))?,
+        match addr {
+            IpAddr::V4(a) => attr(what, MPTCP_PM_ADDR_ATTR_ADDR4, a.octets())?,
+            IpAddr::V6(a) => attr(what, MPTCP_PM_ADDR_ATTR_ADDR6, a.octets())?,
+        },
+    ])
 }
 
 /// A nested address with family, address and a host-order port (and `flags`, if given).
@@ -508,13 +505,20 @@ fn sockaddr_nest(
     sa: &SocketAddr,
     flags: Option<u32>,
 ) -> Result<Nlattr<u16, Buffer>, EncodeError> {
-    let mut inner = Vec::with_capacity(4);
-    addr_attrs(what, &sa.ip(), &mut inner)?;
-    inner.push(attr(what, MPTCP_PM_ADDR_ATTR_PORT, sa.port())?);
-    if let Some(f) = flags {
-        inner.push(attr(what, MPTCP_PM_ADDR_ATTR_FLAGS, f)?);
-    }
-    nest(what, ty, &inner)
+    let [family, addr] = addr_attrs(what, &sa.ip())?;
+    let flags = flags
+        .map(|f| attr(what, MPTCP_PM_ADDR_ATTR_FLAGS, f))
+        .transpose()?;
+    nest(
+        what,
+        ty,
+        [
+            Some(family),
+            Some(addr),
+            Some(attr(what, MPTCP_PM_ADDR_ATTR_PORT, sa.port())?),
+            flags,
+        ],
+    )
 }
 
 /// The genl command number a [`PmCommand`] is sent as.
@@ -542,9 +546,9 @@ pub fn command_number(cmd: &PmCommand) -> u8 {
 /// Ports are host order here (unlike events).
 pub fn encode_command(family: u16, seq: u32, cmd: &PmCommand) -> Result<Vec<u8>, EncodeError> {
     let what = cmd.name();
-    let mut list = GenlAttrs::new();
-    list.push(attr(what, MPTCP_PM_ATTR_TOKEN, cmd.token().0)?);
-    match cmd {
+    let token = attr(what, MPTCP_PM_ATTR_TOKEN, cmd.token().0)?;
+    // Built as arrays (no list grown attribute by attribute: this is the join's path).
+    let list: GenlAttrs = match cmd {
         PmCommand::CreateSubflow {
             local,
             local_id,
@@ -553,73 +557,75 @@ pub fn encode_command(family: u16, seq: u32, cmd: &PmCommand) -> Result<Vec<u8>,
             backup,
             ..
         } => {
-            let mut inner = Vec::with_capacity(5);
-            addr_attrs(what, local, &mut inner)?;
-            inner.push(attr(what, MPTCP_PM_ADDR_ATTR_ID, *local_id)?);
-            if *backup {
-                inner.push(attr(
-                    what,
-                    MPTCP_PM_ADDR_ATTR_FLAGS,
-                    MPTCP_PM_ADDR_FLAG_BACKUP,
-                )?);
-            }
-            if let Some(idx) = if_index.and_then(|i| i32::try_from(i).ok()) {
-                inner.push(attr(what, MPTCP_PM_ADDR_ATTR_IF_IDX, idx)?);
-            }
-            list.push(nest(what, MPTCP_PM_ATTR_ADDR, &inner)?);
-            list.push(sockaddr_nest(
+            let [family, addr] = addr_attrs(what, local)?;
+            let flags = backup
+                .then(|| attr(what, MPTCP_PM_ADDR_ATTR_FLAGS, MPTCP_PM_ADDR_FLAG_BACKUP))
+                .transpose()?;
+            let if_idx = if_index
+                .and_then(|i| i32::try_from(i).ok())
+                .map(|i| attr(what, MPTCP_PM_ADDR_ATTR_IF_IDX, i))
+                .transpose()?;
+            let local = nest(
                 what,
-                MPTCP_PM_ATTR_ADDR_REMOTE,
-                remote,
-                None,
-            )?);
+                MPTCP_PM_ATTR_ADDR,
+                [
+                    Some(family),
+                    Some(addr),
+                    Some(attr(what, MPTCP_PM_ADDR_ATTR_ID, *local_id)?),
+                    flags,
+                    if_idx,
+                ],
+            )?;
+            let remote = sockaddr_nest(what, MPTCP_PM_ATTR_ADDR_REMOTE, remote, None)?;
+            [token, local, remote].into_iter().collect()
         }
-        PmCommand::DestroySubflow { key, .. } => {
-            list.push(sockaddr_nest(what, MPTCP_PM_ATTR_ADDR, &key.local, None)?);
-            list.push(sockaddr_nest(
-                what,
-                MPTCP_PM_ATTR_ADDR_REMOTE,
-                &key.remote,
-                None,
-            )?);
-        }
+        PmCommand::DestroySubflow { key, .. } => [
+            token,
+            sockaddr_nest(what, MPTCP_PM_ATTR_ADDR, &key.local, None)?,
+            sockaddr_nest(what, MPTCP_PM_ATTR_ADDR_REMOTE, &key.remote, None)?,
+        ]
+        .into_iter()
+        .collect(),
         PmCommand::SetBackup { key, backup, .. } => {
             let flags = if *backup {
                 MPTCP_PM_ADDR_FLAG_BACKUP
             } else {
                 0
             };
-            list.push(sockaddr_nest(
-                what,
-                MPTCP_PM_ATTR_ADDR,
-                &key.local,
-                Some(flags),
-            )?);
-            list.push(sockaddr_nest(
-                what,
-                MPTCP_PM_ATTR_ADDR_REMOTE,
-                &key.remote,
-                None,
-            )?);
+            [
+                token,
+                sockaddr_nest(what, MPTCP_PM_ATTR_ADDR, &key.local, Some(flags))?,
+                sockaddr_nest(what, MPTCP_PM_ATTR_ADDR_REMOTE, &key.remote, None)?,
+            ]
+            .into_iter()
+            .collect()
         }
         PmCommand::Announce { id, addr, port, .. } => {
-            let mut inner = Vec::with_capacity(5);
-            addr_attrs(what, addr, &mut inner)?;
-            inner.push(attr(what, MPTCP_PM_ADDR_ATTR_ID, *id)?);
-            if let Some(p) = port {
-                inner.push(attr(what, MPTCP_PM_ADDR_ATTR_PORT, *p)?);
-            }
-            inner.push(attr(
+            let [family, addr] = addr_attrs(what, addr)?;
+            let port = port
+                .map(|p| attr(what, MPTCP_PM_ADDR_ATTR_PORT, p))
+                .transpose()?;
+            let addr = nest(
                 what,
-                MPTCP_PM_ADDR_ATTR_FLAGS,
-                MPTCP_PM_ADDR_FLAG_SIGNAL,
-            )?);
-            list.push(nest(what, MPTCP_PM_ATTR_ADDR, &inner)?);
+                MPTCP_PM_ATTR_ADDR,
+                [
+                    Some(family),
+                    Some(addr),
+                    Some(attr(what, MPTCP_PM_ADDR_ATTR_ID, *id)?),
+                    port,
+                    Some(attr(
+                        what,
+                        MPTCP_PM_ADDR_ATTR_FLAGS,
+                        MPTCP_PM_ADDR_FLAG_SIGNAL,
+                    )?),
+                ],
+            )?;
+            [token, addr].into_iter().collect()
         }
-        PmCommand::Remove { id, .. } => {
-            list.push(attr(what, MPTCP_PM_ATTR_LOC_ID, *id)?);
-        }
-    }
+        PmCommand::Remove { id, .. } => [token, attr(what, MPTCP_PM_ATTR_LOC_ID, *id)?]
+            .into_iter()
+            .collect(),
+    };
     genl_request(
         what,
         family,
