@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use netlink_actor::mptcp_pm::{decode_addr, decode_event, decode_limits};
-use netlink_actor::nlmsg::messages;
+use netlink_actor::wire::messages;
 
 fuzz_target!(|data: &[u8]| {
     for m in messages(data).take(4096) {

@@ -5,11 +5,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use netlink_actor::dump::{feed, Dump};
-use netlink_actor::nlmsg::messages;
 use netlink_actor::sock_diag::{
     join, parse_inet_diag_msg, parse_mptcp_conn, parse_mptcp_reply, parse_subflow,
     parse_subflow_reply,
 };
+use netlink_actor::wire::messages;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_inet_diag_msg(data);
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let seq = messages(data)
         .next()
         .and_then(|m| m.ok())
-        .map(|m| m.header.seq)
+        .map(|m| m.seq())
         .unwrap_or(0);
     let mut conns = Dump::default();
     let _ = feed(data, seq, "fuzz mptcp", parse_mptcp_reply, &mut conns);

@@ -1,11 +1,12 @@
 //! Netlink dumps, shared by every family: the decoded items of one dump and the replies that
 //! could not be decoded, counted instead of failing the whole dump. [`feed`] is the pure form
-//! (captured bytes in, items out); [`crate::transport::Transport::dump`] runs a dump on a
-//! socket with the same [`collector`].
+//! (captured bytes in, items out); [`run`] runs a dump on a socket with the same
+//! [`collector`]. Built on the transport (which knows nothing of dumps beyond the end of a
+//! request's replies).
 
 use crate::error::{DecodeError, Error};
-use crate::nlmsg::NlMsg;
-use crate::transport::{Replies, Step};
+use crate::transport::{Replies, Step, Transport};
+use crate::wire::Message;
 
 /// The decoded items of one dump and what could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,12 +32,12 @@ impl<T> Default for Dump<T> {
 /// `parse` on the payload of a reply of message type `ty`; a reply of any other type is not
 /// for us (`Ok(None)`): the shape of every family's dump reply parser.
 pub fn payload_of<T>(
-    m: &NlMsg<'_>,
+    m: &Message<'_>,
     ty: u16,
     parse: impl FnOnce(&[u8]) -> Result<Option<T>, DecodeError>,
 ) -> Result<Option<T>, DecodeError> {
-    if m.header.ty == ty {
-        parse(m.payload)
+    if m.ty() == ty {
+        parse(m.payload())
     } else {
         Ok(None)
     }
@@ -46,9 +47,9 @@ pub fn payload_of<T>(
 /// "not for us" (e.g. a TCP socket that is no subflow), a reply it cannot decode is counted in
 /// [`Dump::skipped`] and the dump goes on.
 pub fn collector<'a, T>(
-    parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError> + 'a,
+    parse: impl Fn(&Message<'_>) -> Result<Option<T>, DecodeError> + 'a,
     out: &'a mut Dump<T>,
-) -> impl FnMut(&NlMsg<'_>) -> Result<(), DecodeError> + 'a {
+) -> impl FnMut(&Message<'_>) -> Result<(), DecodeError> + 'a {
     move |m| {
         match parse(m) {
             Ok(Some(item)) => out.items.push(item),
@@ -70,10 +71,25 @@ pub fn feed<T>(
     datagram: &[u8],
     seq: u32,
     what: &'static str,
-    parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
+    parse: impl Fn(&Message<'_>) -> Result<Option<T>, DecodeError>,
     out: &mut Dump<T>,
 ) -> Result<Step, Error> {
     let mut replies = Replies::new(what, seq);
     let step = replies.feed(datagram, &mut collector(parse, out), None);
     replies.finish().map(|()| step)
+}
+
+/// Run a dump on `t`: send `req` (sequence number `seq`) and collect its replies with `parse`
+/// (see [`collector`]): `Ok(None)` leaves a reply out, an undecodable one is counted in
+/// [`Dump::skipped`] instead of failing the dump. Errors are those of
+/// [`Transport::request`].
+pub fn run<T>(
+    t: &mut Transport,
+    what: &'static str,
+    seq: u32,
+    req: &[u8],
+    parse: impl Fn(&Message<'_>) -> Result<Option<T>, DecodeError>,
+    out: &mut Dump<T>,
+) -> Result<(), Error> {
+    t.request(what, seq, req, collector(parse, out))
 }

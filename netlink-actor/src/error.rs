@@ -1,8 +1,10 @@
-//! The crate's errors: [`Error`] for everything a socket operation can report (system calls,
-//! truncated datagrams, timeouts, overruns, kernel refusals), and [`DecodeError`] for bytes that
-//! cannot be decoded. A codec is a pure function and returns a [`DecodeError`], a plain value
-//! (cloneable, comparable, kept per skipped dump entry); the transport wraps it in
-//! [`Error::Decode`] with the request it belongs to. Nothing here panics on what the kernel sent.
+//! The crate's errors: [`enum@Error`] for everything a socket operation can report (system calls,
+//! truncated datagrams, timeouts, overruns, kernel refusals), [`DecodeError`] for bytes that
+//! cannot be decoded and [`EncodeError`] for a request that could not be built. A codec is a
+//! pure function and returns a [`DecodeError`] or [`EncodeError`], plain values (cloneable,
+//! comparable, kept per skipped dump entry); the sockets wrap them in [`Error::Decode`] /
+//! [`Error::Encode`] with the request they belong to. No neli error type appears here: the
+//! codecs translate neli's into these. Nothing here panics on what the kernel sent.
 
 use std::io;
 use std::time::Duration;
@@ -68,6 +70,18 @@ pub enum DecodeError {
         /// What went wrong inside it.
         source: Box<DecodeError>,
     },
+}
+
+/// A request could not be built: neli's builders and serialisation are fallible in their
+/// types (a missing builder field, a write that failed), though not with the requests this
+/// crate builds. Reported instead of sending a half-built request.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("building {what} failed: {reason}")]
+pub struct EncodeError {
+    /// The message being built (`MPTCP_PM_CMD_SUBFLOW_CREATE`, `RTM_GETLINK dump`, ...).
+    pub what: &'static str,
+    /// neli's explanation.
+    pub reason: String,
 }
 
 /// Failure of a netlink socket operation, for every family (`mptcp_pm`, sock_diag,
@@ -145,6 +159,9 @@ pub enum Error {
         #[source]
         source: DecodeError,
     },
+    /// A request could not be built (see [`EncodeError`], which names it); nothing was sent.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     /// A dump was asked of a monitoring socket, where its replies would be interleaved with
     /// (and could be confused with) events: dump on a second socket.
     #[error("dumps must use a separate socket from the monitor (RtnlSocket::open)")]

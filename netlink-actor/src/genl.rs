@@ -18,9 +18,9 @@ use crate::mptcp_pm::{
     decode_addr, decode_event, decode_limits, encode_command, encode_get_addrs, encode_get_limits,
     encode_set_limits, DecodedEvent, Limits, PmAddr, MPTCP_PM_EV_GRP_NAME, MPTCP_PM_NAME,
 };
-use crate::nlmsg::{align, messages};
 pub use crate::transport::Traced;
 use crate::transport::{RecvSlots, Transport};
+use crate::wire::messages;
 
 /// At most this many datagrams are drained by one [`PmEventSocket::recv_batch`].
 const MAX_BATCH: usize = 256;
@@ -48,7 +48,7 @@ pub fn resolve_family() -> Result<PmFamily, Error> {
     let res = ctrl.request(
         "CTRL_CMD_GETFAMILY mptcp_pm",
         seq,
-        &encode_get_family(MPTCP_PM_NAME, seq),
+        &encode_get_family(MPTCP_PM_NAME, seq)?,
         |m| {
             info = Some(decode_family(m)?);
             Ok(())
@@ -231,19 +231,12 @@ fn decode_datagram<T>(
     out: &mut Vec<T>,
     push: impl Fn(&[u8], Result<DecodedEvent, DecodeError>) -> T,
 ) {
-    let mut offset = 0;
-    for m in messages(dgram) {
+    let mut it = messages(dgram);
+    while let Some(m) = it.next() {
         match m {
-            Ok(m) => {
-                let len = m.header.len as usize;
-                let start = offset;
-                offset += align(len);
-                if m.header.ty == family {
-                    let raw = dgram.get(start..start + len).unwrap_or_default();
-                    out.push(push(raw, decode_event(&m)));
-                }
-            }
-            Err(e) => out.push(push(dgram.get(offset..).unwrap_or_default(), Err(e))),
+            Ok(m) if m.ty() == family => out.push(push(m.bytes(), decode_event(&m))),
+            Ok(_) => {}
+            Err(e) => out.push(push(it.rest(), Err(e))),
         }
     }
 }
@@ -284,12 +277,7 @@ impl PmClient {
     /// A client over an already opened transport, for `family`: for a socket opened elsewhere,
     /// or a test's fake kernel. Turns on extended ACKs.
     pub fn with_transport(t: Transport, family: PmFamily) -> Result<Self, Error> {
-        t.set_option(
-            libc::SOL_NETLINK,
-            libc::NETLINK_EXT_ACK,
-            1,
-            "setsockopt NETLINK_EXT_ACK",
-        )?;
+        t.enable_ext_ack()?;
         // Only the request header is echoed back in errors: smaller replies, same information.
         t.set_option(
             libc::SOL_NETLINK,
@@ -334,7 +322,7 @@ impl PmClient {
     /// late ACK is never taken for a later command's), [`Error::Overrun`], [`Error::Io`].
     pub fn execute(&mut self, cmd: &PmCommand) -> Result<(), Error> {
         let seq = self.t.next_seq();
-        let req = encode_command(self.family.id, seq, cmd);
+        let req = encode_command(self.family.id, seq, cmd)?;
         self.t.request(cmd.name(), seq, &req, |_| Ok(()))
     }
 
@@ -342,11 +330,11 @@ impl PmClient {
     /// without, the in-kernel PM's endpoints.
     pub fn get_addrs(&mut self, token: Option<Token>) -> Result<Vec<PmAddr>, Error> {
         let seq = self.t.next_seq();
-        let req = encode_get_addrs(self.family.id, seq, token);
+        let req = encode_get_addrs(self.family.id, seq, token)?;
         let family = self.family.id;
         let mut out = Vec::new();
         self.t.request("get_addr", seq, &req, |m| {
-            if m.header.ty == family {
+            if m.ty() == family {
                 out.push(decode_addr(m)?);
             }
             Ok(())
@@ -357,11 +345,11 @@ impl PmClient {
     /// GET_LIMITS of the socket's namespace.
     pub fn get_limits(&mut self) -> Result<Limits, Error> {
         let seq = self.t.next_seq();
-        let req = encode_get_limits(self.family.id, seq);
+        let req = encode_get_limits(self.family.id, seq)?;
         let family = self.family.id;
         let mut limits = None;
         self.t.request("get_limits", seq, &req, |m| {
-            if m.header.ty == family {
+            if m.ty() == family {
                 limits = Some(decode_limits(m)?);
             }
             Ok(())
@@ -378,7 +366,7 @@ impl PmClient {
     /// SET_LIMITS of the socket's namespace.
     pub fn set_limits(&mut self, limits: &Limits) -> Result<(), Error> {
         let seq = self.t.next_seq();
-        let req = encode_set_limits(self.family.id, seq, limits);
+        let req = encode_set_limits(self.family.id, seq, limits)?;
         self.t.request("set_limits", seq, &req, |_| Ok(()))
     }
 }

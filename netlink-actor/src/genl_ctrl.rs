@@ -1,29 +1,20 @@
 //! Pure codec for the generic netlink controller (`nlctrl`, family id `GENL_ID_CTRL`): the
 //! CTRL_CMD_GETFAMILY request that resolves a family name, and its reply (family id and
 //! multicast groups). Ids are per kernel and boot: they are always resolved at run time
-//! ([`crate::genl::resolve_family`]), never hard-coded. Layout: `include/uapi/linux/genetlink.h`.
+//! ([`crate::genl::resolve_family`]), never hard-coded. The controller's commands and
+//! attributes are neli's (`CtrlCmd`, `CtrlAttr`, `CtrlAttrMcastGrp`); the reply's attributes
+//! are walked without copies ([`crate::wire`]) and become a [`GenlFamilyInfo`] of our own.
+//! Layout: `include/uapi/linux/genetlink.h`.
 
-use crate::error::DecodeError;
-use crate::nlmsg::{attrs, MsgBuilder, NlMsg, GENL_HDRLEN, NLM_F_ACK, NLM_F_REQUEST};
+use neli::consts::genl::{CtrlAttr, CtrlAttrMcastGrp, CtrlCmd};
+use neli::consts::nl::NlmF;
+use neli::types::GenlBuffer;
 
-/// GENL_ID_CTRL: the controller's own family id.
+use crate::error::{DecodeError, EncodeError};
+use crate::wire::{attr, attrs, genl_header, genl_request, Message};
+
+/// GENL_ID_CTRL: the controller's own family id (the `nlmsg_type` of its messages).
 pub const GENL_ID_CTRL: u16 = libc::GENL_ID_CTRL as u16;
-/// CTRL_CMD_NEWFAMILY: the reply's command.
-pub const CTRL_CMD_NEWFAMILY: u8 = libc::CTRL_CMD_NEWFAMILY as u8;
-/// CTRL_CMD_GETFAMILY.
-pub const CTRL_CMD_GETFAMILY: u8 = libc::CTRL_CMD_GETFAMILY as u8;
-/// CTRL_ATTR_FAMILY_ID (u16).
-pub const CTRL_ATTR_FAMILY_ID: u16 = libc::CTRL_ATTR_FAMILY_ID as u16;
-/// CTRL_ATTR_FAMILY_NAME (string).
-pub const CTRL_ATTR_FAMILY_NAME: u16 = libc::CTRL_ATTR_FAMILY_NAME as u16;
-/// CTRL_ATTR_VERSION (u32).
-pub const CTRL_ATTR_VERSION: u16 = libc::CTRL_ATTR_VERSION as u16;
-/// CTRL_ATTR_MCAST_GROUPS (nested array of nested groups).
-pub const CTRL_ATTR_MCAST_GROUPS: u16 = libc::CTRL_ATTR_MCAST_GROUPS as u16;
-/// CTRL_ATTR_MCAST_GRP_NAME (string), inside one group.
-pub const CTRL_ATTR_MCAST_GRP_NAME: u16 = libc::CTRL_ATTR_MCAST_GRP_NAME as u16;
-/// CTRL_ATTR_MCAST_GRP_ID (u32), inside one group.
-pub const CTRL_ATTR_MCAST_GRP_ID: u16 = libc::CTRL_ATTR_MCAST_GRP_ID as u16;
 
 /// Version of the controller protocol we speak.
 const CTRL_VERSION: u8 = 1;
@@ -53,47 +44,40 @@ impl GenlFamilyInfo {
 
 /// CTRL_CMD_GETFAMILY for family `name` (answered by one CTRL_CMD_NEWFAMILY, then the ACK;
 /// ENOENT if the kernel has no such family).
-pub fn encode_get_family(name: &str, seq: u32) -> Vec<u8> {
-    let mut b = MsgBuilder::genl(
+pub fn encode_get_family(name: &str, seq: u32) -> Result<Vec<u8>, EncodeError> {
+    const WHAT: &str = "CTRL_CMD_GETFAMILY";
+    let mut list = GenlBuffer::new();
+    list.push(attr(WHAT, CtrlAttr::FamilyName, name)?);
+    genl_request(
+        WHAT,
         GENL_ID_CTRL,
-        CTRL_CMD_GETFAMILY,
-        CTRL_VERSION,
-        NLM_F_REQUEST | NLM_F_ACK,
+        (CtrlCmd::Getfamily, CTRL_VERSION),
+        NlmF::REQUEST | NlmF::ACK,
         seq,
-    );
-    let mut z = Vec::with_capacity(name.len() + 1);
-    z.extend_from_slice(name.as_bytes());
-    z.push(0);
-    b.attr(CTRL_ATTR_FAMILY_NAME, &z);
-    b.finish()
+        list,
+    )
 }
 
 /// Decode a CTRL_CMD_NEWFAMILY reply. Unknown attributes (ops, policies) are ignored.
-pub fn decode_family(msg: &NlMsg<'_>) -> Result<GenlFamilyInfo, DecodeError> {
+pub fn decode_family(msg: &Message<'_>) -> Result<GenlFamilyInfo, DecodeError> {
     const MSG: &str = "CTRL_CMD_NEWFAMILY";
-    let body = msg
-        .payload
-        .get(GENL_HDRLEN..)
-        .ok_or(DecodeError::Truncated {
-            what: "genlmsghdr",
-            need: GENL_HDRLEN,
-            have: msg.payload.len(),
-        })?;
+    let (_, run) = genl_header(msg)?;
     let (mut id, mut name, mut version, mut groups) = (None, None, 0, Vec::new());
-    for a in attrs(body) {
+    for a in attrs(run) {
         let a = a?;
-        match a.ty {
-            CTRL_ATTR_FAMILY_ID => id = Some(a.u16("CTRL_ATTR_FAMILY_ID")?),
-            CTRL_ATTR_FAMILY_NAME => name = Some(a.string()),
-            CTRL_ATTR_VERSION => version = a.u32("CTRL_ATTR_VERSION")?,
-            CTRL_ATTR_MCAST_GROUPS => {
+        match CtrlAttr::from(a.ty()) {
+            CtrlAttr::FamilyId => id = Some(a.u16("CTRL_ATTR_FAMILY_ID")?),
+            CtrlAttr::FamilyName => name = Some(a.string()),
+            CtrlAttr::Version => version = a.u32("CTRL_ATTR_VERSION")?,
+            CtrlAttr::McastGroups => {
+                // An array: one nest per group, numbered from 1.
                 for g in a.attrs() {
                     let (mut gname, mut gid) = (None, None);
                     for f in g?.attrs() {
                         let f = f?;
-                        match f.ty {
-                            CTRL_ATTR_MCAST_GRP_NAME => gname = Some(f.string()),
-                            CTRL_ATTR_MCAST_GRP_ID => gid = Some(f.u32("CTRL_ATTR_MCAST_GRP_ID")?),
+                        match CtrlAttrMcastGrp::from(f.ty()) {
+                            CtrlAttrMcastGrp::Name => gname = Some(f.string()),
+                            CtrlAttrMcastGrp::Id => gid = Some(f.u32("CTRL_ATTR_MCAST_GRP_ID")?),
                             _ => {}
                         }
                     }
@@ -122,13 +106,13 @@ mod tests {
     //! 6.18 kernel, captured by `tests/fixtures/genl_ctrl/capture.py`; the expected values are
     //! iproute2's decoding of the same family (`genl_ctrl_get.txt` there).
     use super::*;
-    use crate::nlmsg::{messages, NLMSG_HDRLEN};
+    use crate::wire::{message, test_message, GENL_HDRLEN, NLMSG_HDRLEN};
 
     const REPLY: &[u8] = include_bytes!("../tests/fixtures/genl_ctrl/getfamily_mptcp_pm.bin");
 
     #[test]
     fn request_is_getfamily_with_the_name() {
-        let r = encode_get_family("mptcp_pm", 1);
+        let r = encode_get_family("mptcp_pm", 1).unwrap();
         let mut want = Vec::new();
         want.extend_from_slice(&36u32.to_ne_bytes()); // 16 + 4 + (4 + 9, padded to 16)
         want.extend_from_slice(&0x10u16.to_ne_bytes());
@@ -145,9 +129,9 @@ mod tests {
 
     #[test]
     fn reply_gives_id_version_and_groups() {
-        let m = messages(REPLY).next().unwrap().unwrap();
-        assert_eq!(m.header.ty, GENL_ID_CTRL);
-        assert_eq!(m.payload[0], CTRL_CMD_NEWFAMILY);
+        let m = message(REPLY).unwrap();
+        assert_eq!(m.ty(), GENL_ID_CTRL);
+        assert_eq!(m.payload()[0], u8::from(CtrlCmd::Newfamily));
         let f = decode_family(&m).unwrap();
         assert_eq!(f.name, "mptcp_pm");
         assert_eq!(f.id, 0x1c);
@@ -165,36 +149,29 @@ mod tests {
 
     #[test]
     fn reply_without_id_or_cut_short_is_an_error() {
-        let m = messages(REPLY).next().unwrap().unwrap();
+        let m = message(REPLY).unwrap();
+        // The same message with its payload replaced.
+        let with = |payload: &[u8]| test_message(m.ty(), m.flags(), m.seq(), payload);
         // The name attribute alone (genl header + 16 bytes): no id.
-        let cut = NlMsg {
-            header: m.header,
-            payload: &m.payload[..GENL_HDRLEN + 16],
-        };
+        let cut = with(&m.payload()[..GENL_HDRLEN + 16]);
         assert!(matches!(
-            decode_family(&cut),
+            decode_family(&message(&cut).unwrap()),
             Err(DecodeError::Missing {
                 what: "CTRL_ATTR_FAMILY_ID",
                 ..
             })
         ));
-        let short = NlMsg {
-            header: m.header,
-            payload: &m.payload[..2],
-        };
+        let short = with(&m.payload()[..2]);
         assert!(matches!(
-            decode_family(&short),
+            decode_family(&message(&short).unwrap()),
             Err(DecodeError::Truncated { .. })
         ));
         // An attribute whose length runs past the message.
-        let mut bad = m.payload[..GENL_HDRLEN + 8].to_vec();
+        let mut bad = m.payload()[..GENL_HDRLEN + 8].to_vec();
         bad[GENL_HDRLEN] = 200;
-        let bad = NlMsg {
-            header: m.header,
-            payload: &bad,
-        };
+        let bad = with(&bad);
         assert!(matches!(
-            decode_family(&bad),
+            decode_family(&message(&bad).unwrap()),
             Err(DecodeError::BadLength { .. })
         ));
     }

@@ -1,6 +1,8 @@
 //! Pure codec for the `mptcp_pm` generic netlink family: decoding `mptcp_pm_events` multicast
 //! messages into [`PmEvent`]s, encoding userspace-PM [`PmCommand`]s, and the small GET_ADDR /
-//! GET_LIMITS / SET_LIMITS exchanges. No sockets here (see [`crate::genl`]).
+//! GET_LIMITS / SET_LIMITS exchanges. No sockets here (see [`crate::genl`]). neli frames the
+//! messages and attributes and builds the requests ([`crate::wire`]); what is here is the
+//! family's meaning: which attributes, which byte order, which domain value.
 //!
 //! Constant names follow the kernel uAPI (`include/uapi/linux/mptcp.h` and the generated
 //! `mptcp_pm.h`). Two byte-order traps live here: event ports (`MPTCP_ATTR_SPORT/DPORT`) are
@@ -11,10 +13,12 @@ use std::net::{IpAddr, SocketAddr};
 
 use mptcp_pmd_policies::{AddrId, ConnFlags, ConnInfo, PmCommand, PmEvent, SubflowInfo, Token};
 
-use crate::error::DecodeError;
-use crate::nlmsg::{
-    attrs, Attr, MsgBuilder, NlMsg, GENL_HDRLEN, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use neli::consts::nl::NlmF;
+use neli::genl::Nlattr;
+use neli::types::Buffer;
+
+use crate::error::{DecodeError, EncodeError};
+use crate::wire::{attr, attrs, genl_header, genl_request, nest, Attr, GenlAttrs, Message};
 
 /// Generic netlink family name.
 pub const MPTCP_PM_NAME: &str = "mptcp_pm";
@@ -214,18 +218,6 @@ pub fn event_name(cmd: u8) -> &'static str {
     }
 }
 
-/// Split a genl payload into (command, attributes bytes).
-fn genl_split<'a>(msg: &NlMsg<'a>) -> Result<(u8, &'a [u8]), DecodeError> {
-    match (msg.payload.first(), msg.payload.get(GENL_HDRLEN..)) {
-        (Some(&cmd), Some(rest)) => Ok((cmd, rest)),
-        _ => Err(DecodeError::Truncated {
-            what: "genlmsghdr",
-            need: GENL_HDRLEN,
-            have: msg.payload.len(),
-        }),
-    }
-}
-
 /// The raw attributes of an event, each validated for size when present.
 #[derive(Default)]
 struct EvAttrs<'a> {
@@ -260,7 +252,7 @@ impl<'a> EvAttrs<'a> {
         let mut ev = EvAttrs::default();
         for a in attrs(buf) {
             let a = a?;
-            let slot = match a.ty {
+            let slot = match a.ty() {
                 MPTCP_ATTR_TOKEN => &mut ev.token,
                 MPTCP_ATTR_FAMILY => &mut ev.family,
                 MPTCP_ATTR_LOC_ID => &mut ev.loc_id,
@@ -423,12 +415,12 @@ impl<'a> EvAttrs<'a> {
 
 /// Decode one message of the `mptcp_pm_events` group (genl header, then `MPTCP_ATTR_*`).
 ///
-/// The caller has already checked that `msg.header.ty` is the resolved `mptcp_pm` family id.
+/// The caller has already checked that `msg.ty()` is the resolved `mptcp_pm` family id.
 /// Unknown event numbers become [`PmEvent::Unknown`]; unknown attributes are listed in
 /// [`DecodedEvent::unknown_attrs`]. Missing required attributes or wrong sizes are errors that
 /// name the attribute and the event.
-pub fn decode_event(msg: &NlMsg<'_>) -> Result<DecodedEvent, DecodeError> {
-    let (cmd, body) = genl_split(msg)?;
+pub fn decode_event(msg: &Message<'_>) -> Result<DecodedEvent, DecodeError> {
+    let (cmd, body) = genl_header(msg)?;
     let name = event_name(cmd);
     let ctx = |e: DecodeError| match e {
         // Missing already names the event.
@@ -495,24 +487,38 @@ fn family_of(addr: &IpAddr) -> u16 {
     }
 }
 
-/// Append FAMILY and ADDR4/ADDR6 to an open `MPTCP_PM_ADDR_ATTR_*` nest.
-fn put_addr(b: &mut MsgBuilder, addr: &IpAddr) {
-    b.u16(MPTCP_PM_ADDR_ATTR_FAMILY, family_of(addr));
-    match addr {
-        IpAddr::V4(a) => b.attr(MPTCP_PM_ADDR_ATTR_ADDR4, &a.octets()),
-        IpAddr::V6(a) => b.attr(MPTCP_PM_ADDR_ATTR_ADDR6, &a.octets()),
-    };
+/// FAMILY and ADDR4/ADDR6 of an `MPTCP_PM_ADDR_ATTR_*` nest.
+fn addr_attrs(what: &'static str, addr: &IpAddr) -> Result<[Nlattr<u16, Buffer>; 2], EncodeError> {
+    Ok([
+        attr(what, MPTCP_PM_ADDR_ATTR_FAMILY, family_of(addr))?,
+        match addr {
+            IpAddr::V4(a) => attr(what, MPTCP_PM_ADDR_ATTR_ADDR4, a.octets())?,
+            IpAddr::V6(a) => attr(what, MPTCP_PM_ADDR_ATTR_ADDR6, a.octets())?,
+        },
+    ])
 }
 
-/// Append a nested address with family, address and a host-order port.
-fn put_sockaddr(b: &mut MsgBuilder, nest: u16, sa: &SocketAddr, flags: Option<u32>) {
-    b.begin_nest(nest);
-    put_addr(b, &sa.ip());
-    b.u16(MPTCP_PM_ADDR_ATTR_PORT, sa.port());
-    if let Some(f) = flags {
-        b.u32(MPTCP_PM_ADDR_ATTR_FLAGS, f);
-    }
-    b.end_nest();
+/// A nested address with family, address and a host-order port (and `flags`, if given).
+fn sockaddr_nest(
+    what: &'static str,
+    ty: u16,
+    sa: &SocketAddr,
+    flags: Option<u32>,
+) -> Result<Nlattr<u16, Buffer>, EncodeError> {
+    let [family, addr] = addr_attrs(what, &sa.ip())?;
+    let flags = flags
+        .map(|f| attr(what, MPTCP_PM_ADDR_ATTR_FLAGS, f))
+        .transpose()?;
+    nest(
+        what,
+        ty,
+        [
+            Some(family),
+            Some(addr),
+            Some(attr(what, MPTCP_PM_ADDR_ATTR_PORT, sa.port())?),
+            flags,
+        ],
+    )
 }
 
 /// The genl command number a [`PmCommand`] is sent as.
@@ -538,16 +544,11 @@ pub fn command_number(cmd: &PmCommand) -> u8 {
 /// - REMOVE: TOKEN, LOC_ID
 ///
 /// Ports are host order here (unlike events).
-pub fn encode_command(family: u16, seq: u32, cmd: &PmCommand) -> Vec<u8> {
-    let mut b = MsgBuilder::genl(
-        family,
-        command_number(cmd),
-        MPTCP_PM_VER,
-        NLM_F_REQUEST | NLM_F_ACK,
-        seq,
-    );
-    b.u32(MPTCP_PM_ATTR_TOKEN, cmd.token().0);
-    match cmd {
+pub fn encode_command(family: u16, seq: u32, cmd: &PmCommand) -> Result<Vec<u8>, EncodeError> {
+    let what = cmd.name();
+    let token = attr(what, MPTCP_PM_ATTR_TOKEN, cmd.token().0)?;
+    // Built as arrays (no list grown attribute by attribute: this is the join's path).
+    let list: GenlAttrs = match cmd {
         PmCommand::CreateSubflow {
             local,
             local_id,
@@ -556,88 +557,137 @@ pub fn encode_command(family: u16, seq: u32, cmd: &PmCommand) -> Vec<u8> {
             backup,
             ..
         } => {
-            b.begin_nest(MPTCP_PM_ATTR_ADDR);
-            put_addr(&mut b, local);
-            b.u8(MPTCP_PM_ADDR_ATTR_ID, *local_id);
-            if *backup {
-                b.u32(MPTCP_PM_ADDR_ATTR_FLAGS, MPTCP_PM_ADDR_FLAG_BACKUP);
-            }
-            if let Some(idx) = if_index.and_then(|i| i32::try_from(i).ok()) {
-                b.i32(MPTCP_PM_ADDR_ATTR_IF_IDX, idx);
-            }
-            b.end_nest();
-            put_sockaddr(&mut b, MPTCP_PM_ATTR_ADDR_REMOTE, remote, None);
+            let [family, addr] = addr_attrs(what, local)?;
+            let flags = backup
+                .then(|| attr(what, MPTCP_PM_ADDR_ATTR_FLAGS, MPTCP_PM_ADDR_FLAG_BACKUP))
+                .transpose()?;
+            let if_idx = if_index
+                .and_then(|i| i32::try_from(i).ok())
+                .map(|i| attr(what, MPTCP_PM_ADDR_ATTR_IF_IDX, i))
+                .transpose()?;
+            let local = nest(
+                what,
+                MPTCP_PM_ATTR_ADDR,
+                [
+                    Some(family),
+                    Some(addr),
+                    Some(attr(what, MPTCP_PM_ADDR_ATTR_ID, *local_id)?),
+                    flags,
+                    if_idx,
+                ],
+            )?;
+            let remote = sockaddr_nest(what, MPTCP_PM_ATTR_ADDR_REMOTE, remote, None)?;
+            [token, local, remote].into_iter().collect()
         }
-        PmCommand::DestroySubflow { key, .. } => {
-            put_sockaddr(&mut b, MPTCP_PM_ATTR_ADDR, &key.local, None);
-            put_sockaddr(&mut b, MPTCP_PM_ATTR_ADDR_REMOTE, &key.remote, None);
-        }
+        PmCommand::DestroySubflow { key, .. } => [
+            token,
+            sockaddr_nest(what, MPTCP_PM_ATTR_ADDR, &key.local, None)?,
+            sockaddr_nest(what, MPTCP_PM_ATTR_ADDR_REMOTE, &key.remote, None)?,
+        ]
+        .into_iter()
+        .collect(),
         PmCommand::SetBackup { key, backup, .. } => {
             let flags = if *backup {
                 MPTCP_PM_ADDR_FLAG_BACKUP
             } else {
                 0
             };
-            put_sockaddr(&mut b, MPTCP_PM_ATTR_ADDR, &key.local, Some(flags));
-            put_sockaddr(&mut b, MPTCP_PM_ATTR_ADDR_REMOTE, &key.remote, None);
+            [
+                token,
+                sockaddr_nest(what, MPTCP_PM_ATTR_ADDR, &key.local, Some(flags))?,
+                sockaddr_nest(what, MPTCP_PM_ATTR_ADDR_REMOTE, &key.remote, None)?,
+            ]
+            .into_iter()
+            .collect()
         }
         PmCommand::Announce { id, addr, port, .. } => {
-            b.begin_nest(MPTCP_PM_ATTR_ADDR);
-            put_addr(&mut b, addr);
-            b.u8(MPTCP_PM_ADDR_ATTR_ID, *id);
-            if let Some(p) = port {
-                b.u16(MPTCP_PM_ADDR_ATTR_PORT, *p);
-            }
-            b.u32(MPTCP_PM_ADDR_ATTR_FLAGS, MPTCP_PM_ADDR_FLAG_SIGNAL);
-            b.end_nest();
+            let [family, addr] = addr_attrs(what, addr)?;
+            let port = port
+                .map(|p| attr(what, MPTCP_PM_ADDR_ATTR_PORT, p))
+                .transpose()?;
+            let addr = nest(
+                what,
+                MPTCP_PM_ATTR_ADDR,
+                [
+                    Some(family),
+                    Some(addr),
+                    Some(attr(what, MPTCP_PM_ADDR_ATTR_ID, *id)?),
+                    port,
+                    Some(attr(
+                        what,
+                        MPTCP_PM_ADDR_ATTR_FLAGS,
+                        MPTCP_PM_ADDR_FLAG_SIGNAL,
+                    )?),
+                ],
+            )?;
+            [token, addr].into_iter().collect()
         }
-        PmCommand::Remove { id, .. } => {
-            b.u8(MPTCP_PM_ATTR_LOC_ID, *id);
-        }
-    }
-    b.finish()
+        PmCommand::Remove { id, .. } => [token, attr(what, MPTCP_PM_ATTR_LOC_ID, *id)?]
+            .into_iter()
+            .collect(),
+    };
+    genl_request(
+        what,
+        family,
+        (command_number(cmd), MPTCP_PM_VER),
+        NlmF::REQUEST | NlmF::ACK,
+        seq,
+        list,
+    )
 }
 
 /// Encode a GET_ADDR dump request; with a token the userspace PM lists that connection's
 /// local addresses, without one the in-kernel PM lists its endpoints.
-pub fn encode_get_addrs(family: u16, seq: u32, token: Option<Token>) -> Vec<u8> {
-    let mut b = MsgBuilder::genl(
-        family,
-        MPTCP_PM_CMD_GET_ADDR,
-        MPTCP_PM_VER,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        seq,
-    );
+pub fn encode_get_addrs(
+    family: u16,
+    seq: u32,
+    token: Option<Token>,
+) -> Result<Vec<u8>, EncodeError> {
+    const WHAT: &str = "MPTCP_PM_CMD_GET_ADDR";
+    let mut list = GenlAttrs::new();
     if let Some(t) = token {
-        b.u32(MPTCP_PM_ATTR_TOKEN, t.0);
+        list.push(attr(WHAT, MPTCP_PM_ATTR_TOKEN, t.0)?);
     }
-    b.finish()
+    genl_request(
+        WHAT,
+        family,
+        (MPTCP_PM_CMD_GET_ADDR, MPTCP_PM_VER),
+        NlmF::REQUEST | NlmF::DUMP,
+        seq,
+        list,
+    )
 }
 
 /// Encode a GET_LIMITS request (answered by one reply message, then the ACK).
-pub fn encode_get_limits(family: u16, seq: u32) -> Vec<u8> {
-    MsgBuilder::genl(
+pub fn encode_get_limits(family: u16, seq: u32) -> Result<Vec<u8>, EncodeError> {
+    genl_request(
+        "MPTCP_PM_CMD_GET_LIMITS",
         family,
-        MPTCP_PM_CMD_GET_LIMITS,
-        MPTCP_PM_VER,
-        NLM_F_REQUEST | NLM_F_ACK,
+        (MPTCP_PM_CMD_GET_LIMITS, MPTCP_PM_VER),
+        NlmF::REQUEST | NlmF::ACK,
         seq,
+        GenlAttrs::new(),
     )
-    .finish()
 }
 
 /// Encode a SET_LIMITS request.
-pub fn encode_set_limits(family: u16, seq: u32, limits: &Limits) -> Vec<u8> {
-    let mut b = MsgBuilder::genl(
+pub fn encode_set_limits(family: u16, seq: u32, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
+    const WHAT: &str = "MPTCP_PM_CMD_SET_LIMITS";
+    let mut list = GenlAttrs::new();
+    list.push(attr(
+        WHAT,
+        MPTCP_PM_ATTR_RCV_ADD_ADDRS,
+        limits.add_addr_accepted,
+    )?);
+    list.push(attr(WHAT, MPTCP_PM_ATTR_SUBFLOWS, limits.subflows)?);
+    genl_request(
+        WHAT,
         family,
-        MPTCP_PM_CMD_SET_LIMITS,
-        MPTCP_PM_VER,
-        NLM_F_REQUEST | NLM_F_ACK,
+        (MPTCP_PM_CMD_SET_LIMITS, MPTCP_PM_VER),
+        NlmF::REQUEST | NlmF::ACK,
         seq,
-    );
-    b.u32(MPTCP_PM_ATTR_RCV_ADD_ADDRS, limits.add_addr_accepted)
-        .u32(MPTCP_PM_ATTR_SUBFLOWS, limits.subflows);
-    b.finish()
+        list,
+    )
 }
 
 /// Decode the nested `MPTCP_PM_ADDR_ATTR_*` of one address.
@@ -652,7 +702,7 @@ fn decode_addr_nest(a: &Attr<'_>) -> Result<PmAddr, DecodeError> {
     let mut if_index = None;
     for n in a.attrs() {
         let n = n?;
-        match n.ty {
+        match n.ty() {
             MPTCP_PM_ADDR_ATTR_FAMILY => family = Some(n.u16("MPTCP_PM_ADDR_ATTR_FAMILY")?),
             MPTCP_PM_ADDR_ATTR_ID => id = Some(n.u8("MPTCP_PM_ADDR_ATTR_ID")?),
             MPTCP_PM_ADDR_ATTR_ADDR4 => addr4 = Some(n.ipv4("MPTCP_PM_ADDR_ATTR_ADDR4")?),
@@ -693,11 +743,11 @@ fn decode_addr_nest(a: &Attr<'_>) -> Result<PmAddr, DecodeError> {
 }
 
 /// Decode one GET_ADDR reply message (genl header + nested MPTCP_PM_ATTR_ADDR).
-pub fn decode_addr(msg: &NlMsg<'_>) -> Result<PmAddr, DecodeError> {
-    let (_, body) = genl_split(msg)?;
+pub fn decode_addr(msg: &Message<'_>) -> Result<PmAddr, DecodeError> {
+    let (_, body) = genl_header(msg)?;
     for a in attrs(body) {
         let a = a?;
-        if a.ty == MPTCP_PM_ATTR_ADDR {
+        if a.ty() == MPTCP_PM_ATTR_ADDR {
             return decode_addr_nest(&a).map_err(|e| DecodeError::Context {
                 context: "MPTCP_PM_CMD_GET_ADDR reply",
                 source: Box::new(e),
@@ -711,14 +761,14 @@ pub fn decode_addr(msg: &NlMsg<'_>) -> Result<PmAddr, DecodeError> {
 }
 
 /// Decode a GET_LIMITS reply.
-pub fn decode_limits(msg: &NlMsg<'_>) -> Result<Limits, DecodeError> {
+pub fn decode_limits(msg: &Message<'_>) -> Result<Limits, DecodeError> {
     const MSG: &str = "MPTCP_PM_CMD_GET_LIMITS reply";
-    let (_, body) = genl_split(msg)?;
+    let (_, body) = genl_header(msg)?;
     let mut subflows = None;
     let mut accepted = None;
     for a in attrs(body) {
         let a = a?;
-        match a.ty {
+        match a.ty() {
             MPTCP_PM_ATTR_SUBFLOWS => subflows = Some(a.u32("MPTCP_PM_ATTR_SUBFLOWS")?),
             MPTCP_PM_ATTR_RCV_ADD_ADDRS => accepted = Some(a.u32("MPTCP_PM_ATTR_RCV_ADD_ADDRS")?),
             _ => {}

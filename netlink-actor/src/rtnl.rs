@@ -5,7 +5,8 @@
 //! `RTM_NEWADDR`/`RTM_DELADDR` (`struct ifaddrmsg` + `IFA_*`), the `RTM_GETLINK`/`RTM_GETADDR`
 //! dump requests, and [`RtnlSocket`], a [`Transport`] of protocol `NETLINK_ROUTE`. Messages
 //! become [`RtnlEvent`]s; anything this build does not know becomes [`RtnlEvent::Other`], never
-//! an error.
+//! an error. The headers are neli's (`Ifinfomsg`, `Ifaddrmsg`, parsed without their attribute
+//! lists), the attributes neli's `Rtattr`s walked without copies ([`crate::wire`]).
 //!
 //! Subscribe first, dump second, on two sockets: open the monitor ([`RtnlSocket::open_monitor`])
 //! before dumping on a second socket ([`RtnlSocket::open`]) so that no change between the dump
@@ -16,15 +17,19 @@
 //!
 //! Layouts: `include/uapi/linux/rtnetlink.h`, `if_addr.h`, `if_link.h`, `if.h`.
 
+use std::io::Cursor;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::dump::{payload_of, Dump};
-use crate::error::{DecodeError, Error};
-use crate::nlmsg::{
-    attrs, messages, ne_u32, MsgBuilder, NlMsg, NLMSG_MIN_TYPE, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use neli::consts::nl::NlmF;
+use neli::consts::rtnl::{RtAddrFamily, RtScope};
+use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder};
+use neli::FromBytesWithInput;
+
+use crate::dump::{self, payload_of, Dump};
+use crate::error::{DecodeError, EncodeError, Error};
 use crate::transport::Transport;
+use crate::wire::{encode_error, messages, request, rtattrs, Attr, Message, NLMSG_MIN_TYPE};
 
 /// RTM_NEWLINK.
 pub const RTM_NEWLINK: u16 = libc::RTM_NEWLINK;
@@ -246,18 +251,24 @@ pub enum RtnlEvent {
 /// Decode the payload of RTM_NEWADDR / RTM_DELADDR; `Ok(None)` for a family other than
 /// IPv4/IPv6.
 pub fn parse_addr(payload: &[u8]) -> Result<Option<AddrInfo>, DecodeError> {
-    let (Some(h), Some(rest)) = (payload.get(..IFADDRMSG_LEN), payload.get(IFADDRMSG_LEN..)) else {
-        return Err(DecodeError::Truncated {
-            what: "ifaddrmsg",
-            need: IFADDRMSG_LEN,
-            have: payload.len(),
-        });
+    let truncated = DecodeError::Truncated {
+        what: "ifaddrmsg",
+        need: IFADDRMSG_LEN,
+        have: payload.len(),
     };
-    let family = i32::from(h[0]);
+    let (Some(head), Some(rest)) = (payload.get(..IFADDRMSG_LEN), payload.get(IFADDRMSG_LEN..))
+    else {
+        return Err(truncated);
+    };
+    // neli parses the header; its attribute list is left empty (the cursor ends with the
+    // header) and walked below without copies.
+    let h = Ifaddrmsg::from_bytes_with_input(&mut Cursor::new(head), IFADDRMSG_LEN)
+        .map_err(|_| truncated)?;
+    let family = i32::from(u8::from(*h.ifa_family()));
     if family != libc::AF_INET && family != libc::AF_INET6 {
         return Ok(None);
     }
-    let ip = |a: &crate::nlmsg::Attr<'_>, what| -> Result<IpAddr, DecodeError> {
+    let ip = |a: &Attr<'_>, what| -> Result<IpAddr, DecodeError> {
         if family == libc::AF_INET {
             a.ipv4(what).map(IpAddr::V4)
         } else {
@@ -265,9 +276,9 @@ pub fn parse_addr(payload: &[u8]) -> Result<Option<AddrInfo>, DecodeError> {
         }
     };
     let (mut address, mut local, mut label, mut flags) = (None, None, None, None);
-    for a in attrs(rest) {
+    for a in rtattrs(rest) {
         let a = a?;
-        match a.ty {
+        match a.ty() {
             IFA_ADDRESS => address = Some(ip(&a, "IFA_ADDRESS")?),
             IFA_LOCAL => local = Some(ip(&a, "IFA_LOCAL")?),
             IFA_LABEL => label = Some(a.string()),
@@ -280,38 +291,42 @@ pub fn parse_addr(payload: &[u8]) -> Result<Option<AddrInfo>, DecodeError> {
         what: "IFA_LOCAL or IFA_ADDRESS",
     })?;
     Ok(Some(AddrInfo {
-        if_index: ne_u32(h, 4).unwrap_or(0),
+        if_index: *h.ifa_index(),
         addr,
-        prefix_len: h[1],
-        scope: AddrScope::from(h[3]),
-        flags: flags.unwrap_or(u32::from(h[2])),
+        prefix_len: *h.ifa_prefixlen(),
+        scope: AddrScope::from(u8::from(*h.ifa_scope())),
+        flags: flags.unwrap_or(u32::from(h.ifa_flags().bits())),
         label,
     }))
 }
 
 /// Decode the payload of RTM_NEWLINK / RTM_DELLINK.
 pub fn parse_link(payload: &[u8]) -> Result<LinkInfo, DecodeError> {
-    let (Some(h), Some(rest)) = (payload.get(..IFINFOMSG_LEN), payload.get(IFINFOMSG_LEN..)) else {
-        return Err(DecodeError::Truncated {
-            what: "ifinfomsg",
-            need: IFINFOMSG_LEN,
-            have: payload.len(),
-        });
+    let truncated = DecodeError::Truncated {
+        what: "ifinfomsg",
+        need: IFINFOMSG_LEN,
+        have: payload.len(),
     };
+    let (Some(head), Some(rest)) = (payload.get(..IFINFOMSG_LEN), payload.get(IFINFOMSG_LEN..))
+    else {
+        return Err(truncated);
+    };
+    let h = Ifinfomsg::from_bytes_with_input(&mut Cursor::new(head), IFINFOMSG_LEN)
+        .map_err(|_| truncated)?;
     // ifi_index is an int, but indexes are always positive.
-    let index = ne_u32(h, 4).unwrap_or(0);
-    let flags = ne_u32(h, 8).unwrap_or(0);
+    let index = u32::from_ne_bytes(h.ifi_index().to_ne_bytes());
+    let flags = h.ifi_flags().bits();
     let (mut name, mut operstate, mut mtu, mut kind) = (None, None, None, None);
-    for a in attrs(rest) {
+    for a in rtattrs(rest) {
         let a = a?;
-        match a.ty {
+        match a.ty() {
             IFLA_IFNAME => name = Some(a.string()),
             IFLA_OPERSTATE => operstate = Some(OperState::from(a.u8("IFLA_OPERSTATE")?)),
             IFLA_MTU => mtu = Some(a.u32("IFLA_MTU")?),
             IFLA_LINKINFO => {
-                for i in a.attrs() {
+                for i in a.rtattrs() {
                     let i = i?;
-                    if i.ty == IFLA_INFO_KIND {
+                    if i.ty() == IFLA_INFO_KIND {
                         kind = Some(i.string());
                     }
                 }
@@ -334,17 +349,17 @@ pub fn parse_link(payload: &[u8]) -> Result<LinkInfo, DecodeError> {
 }
 
 /// Decode one rtnetlink message into an event.
-pub fn parse_event(msg: &NlMsg<'_>) -> Result<RtnlEvent, DecodeError> {
-    let ty = msg.header.ty;
+pub fn parse_event(msg: &Message<'_>) -> Result<RtnlEvent, DecodeError> {
+    let ty = msg.ty();
     Ok(match ty {
-        RTM_NEWADDR | RTM_DELADDR => match parse_addr(msg.payload)? {
+        RTM_NEWADDR | RTM_DELADDR => match parse_addr(msg.payload())? {
             Some(a) if ty == RTM_NEWADDR => RtnlEvent::AddrAdded(a),
             Some(a) => RtnlEvent::AddrRemoved(a),
             None => RtnlEvent::Other { ty },
         },
-        RTM_NEWLINK => RtnlEvent::LinkChanged(parse_link(msg.payload)?),
+        RTM_NEWLINK => RtnlEvent::LinkChanged(parse_link(msg.payload())?),
         RTM_DELLINK => {
-            let l = parse_link(msg.payload)?;
+            let l = parse_link(msg.payload())?;
             RtnlEvent::LinkRemoved {
                 index: l.index,
                 name: l.name,
@@ -355,17 +370,36 @@ pub fn parse_event(msg: &NlMsg<'_>) -> Result<RtnlEvent, DecodeError> {
 }
 
 /// RTM_GETLINK dump request (all links).
-pub fn getlink_dump_request(seq: u32) -> Vec<u8> {
-    let mut b = MsgBuilder::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq);
-    b.bytes(&[0u8; IFINFOMSG_LEN]);
-    b.finish()
+pub fn getlink_dump_request(seq: u32) -> Result<Vec<u8>, EncodeError> {
+    let header = IfinfomsgBuilder::default()
+        .ifi_family(RtAddrFamily::Unspecified)
+        .build()
+        .map_err(encode_error(WHAT_LINKS))?;
+    request(
+        WHAT_LINKS,
+        RTM_GETLINK,
+        NlmF::REQUEST | NlmF::DUMP,
+        seq,
+        header,
+    )
 }
 
 /// RTM_GETADDR dump request (IPv4 and IPv6: family AF_UNSPEC).
-pub fn getaddr_dump_request(seq: u32) -> Vec<u8> {
-    let mut b = MsgBuilder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq);
-    b.bytes(&[0u8; IFADDRMSG_LEN]);
-    b.finish()
+pub fn getaddr_dump_request(seq: u32) -> Result<Vec<u8>, EncodeError> {
+    let header = IfaddrmsgBuilder::default()
+        .ifa_family(RtAddrFamily::Unspecified)
+        .ifa_prefixlen(0)
+        .ifa_scope(RtScope::Universe)
+        .ifa_index(0)
+        .build()
+        .map_err(encode_error(WHAT_ADDRS))?;
+    request(
+        WHAT_ADDRS,
+        RTM_GETADDR,
+        NlmF::REQUEST | NlmF::DUMP,
+        seq,
+        header,
+    )
 }
 
 /// SO_RCVBUF asked for the monitor (SO_RCVBUFFORCE when privileged).
@@ -429,15 +463,15 @@ impl RtnlSocket {
     fn dump<T>(
         &mut self,
         what: &'static str,
-        req_for: impl FnOnce(u32) -> Vec<u8>,
-        parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
+        req_for: impl FnOnce(u32) -> Result<Vec<u8>, EncodeError>,
+        parse: impl Fn(&Message<'_>) -> Result<Option<T>, DecodeError>,
     ) -> Result<Dump<T>, Error> {
         if self.monitor {
             return Err(Error::DumpOnMonitor);
         }
         let seq = self.t.next_seq();
         let mut out = Dump::default();
-        self.t.dump(what, seq, &req_for(seq), parse, &mut out)?;
+        dump::run(&mut self.t, what, seq, &req_for(seq)?, parse, &mut out)?;
         Ok(out)
     }
 
@@ -460,13 +494,13 @@ impl AsRawFd for RtnlSocket {
 
 /// Decode one reply of the link dump: RTM_NEWLINK through [`parse_link`], anything else is not
 /// for us.
-pub fn parse_link_reply(m: &NlMsg<'_>) -> Result<Option<LinkInfo>, DecodeError> {
+pub fn parse_link_reply(m: &Message<'_>) -> Result<Option<LinkInfo>, DecodeError> {
     payload_of(m, RTM_NEWLINK, |p| parse_link(p).map(Some))
 }
 
 /// Decode one reply of the address dump: RTM_NEWADDR through [`parse_addr`], anything else is
 /// not for us.
-pub fn parse_addr_reply(m: &NlMsg<'_>) -> Result<Option<AddrInfo>, DecodeError> {
+pub fn parse_addr_reply(m: &Message<'_>) -> Result<Option<AddrInfo>, DecodeError> {
     payload_of(m, RTM_NEWADDR, parse_addr)
 }
 
@@ -477,7 +511,7 @@ pub fn decode_events(datagram: &[u8]) -> Vec<Result<RtnlEvent, DecodeError>> {
     let mut out = Vec::new();
     for m in messages(datagram) {
         match m {
-            Ok(m) if m.header.ty < NLMSG_MIN_TYPE => {}
+            Ok(m) if m.ty() < NLMSG_MIN_TYPE => {}
             Ok(m) => out.push(parse_event(&m)),
             Err(e) => out.push(Err(e)),
         }
@@ -492,10 +526,8 @@ mod tests {
     //! 10.78.0.1/24 and 2001:db8:78::1/64 added to and removed from v0; v0 set down; v0 deleted;
     //! dumps taken while both addresses were present; dump requests with sequence number 1).
     use super::*;
-    use crate::dump;
-    use crate::nlmsg::NLMSG_ERROR;
-    use crate::nlmsg::NLMSG_HDRLEN;
     use crate::transport::Step;
+    use crate::wire::{message, test_message, NLMSG_ERROR, NLMSG_HDRLEN};
 
     const ADDR4_ADD: &[u8] = include_bytes!("../tests/fixtures/rtnl/addr4_add.bin");
     const ADDR4_DEL: &[u8] = include_bytes!("../tests/fixtures/rtnl/addr4_del.bin");
@@ -519,18 +551,15 @@ mod tests {
 
     #[test]
     fn dump_requests() {
-        let r = getlink_dump_request(3);
+        let r = getlink_dump_request(3).unwrap();
         assert_eq!(r.len(), NLMSG_HDRLEN + IFINFOMSG_LEN);
-        let m = messages(&r).next().unwrap().unwrap();
-        assert_eq!(
-            (m.header.ty, m.header.flags, m.header.seq),
-            (RTM_GETLINK, 0x301, 3)
-        );
-        assert!(m.payload.iter().all(|&b| b == 0));
-        let r = getaddr_dump_request(4);
+        let m = message(&r).unwrap();
+        assert_eq!((m.ty(), m.flags(), m.seq()), (RTM_GETLINK, 0x301, 3));
+        assert!(m.payload().iter().all(|&b| b == 0));
+        let r = getaddr_dump_request(4).unwrap();
         assert_eq!(r.len(), NLMSG_HDRLEN + IFADDRMSG_LEN);
-        let m = messages(&r).next().unwrap().unwrap();
-        assert_eq!((m.header.ty, m.header.seq), (RTM_GETADDR, 4));
+        let m = message(&r).unwrap();
+        assert_eq!((m.ty(), m.seq()), (RTM_GETADDR, 4));
     }
 
     #[test]
@@ -658,7 +687,7 @@ mod tests {
     }
 
     fn first_payload(b: &[u8]) -> Vec<u8> {
-        messages(b).next().unwrap().unwrap().payload.to_vec()
+        message(b).unwrap().payload().to_vec()
     }
 
     #[test]
@@ -680,9 +709,7 @@ mod tests {
             })
         ));
         // In a datagram: the event list carries the error and the rest still decodes.
-        let mut b = MsgBuilder::new(RTM_NEWADDR, 0, 0);
-        b.bytes(&p[..4]);
-        let mut dgram = b.finish();
+        let mut dgram = test_message(RTM_NEWADDR, 0, 0, &p[..4]);
         dgram.extend_from_slice(ADDR4_DEL);
         let ev = decode_events(&dgram);
         assert_eq!(ev.len(), 2);
@@ -719,12 +746,15 @@ mod tests {
         let mut p = first_payload(ADDR4_ADD);
         p[0] = 45; // AF_MCTP
         assert_eq!(parse_addr(&p).unwrap(), None);
-        let mut b = MsgBuilder::new(RTM_NEWADDR, 0, 0);
-        b.bytes(&p);
-        assert_eq!(only(&b.finish()), RtnlEvent::Other { ty: RTM_NEWADDR });
-        let mut b = MsgBuilder::new(24, 0, 0); // RTM_NEWROUTE
-        b.bytes(&[0u8; 12]);
-        assert_eq!(only(&b.finish()), RtnlEvent::Other { ty: 24 });
+        assert_eq!(
+            only(&test_message(RTM_NEWADDR, 0, 0, &p)),
+            RtnlEvent::Other { ty: RTM_NEWADDR }
+        );
+        // RTM_NEWROUTE
+        assert_eq!(
+            only(&test_message(24, 0, 0, &[0u8; 12])),
+            RtnlEvent::Other { ty: 24 }
+        );
     }
 
     #[test]
@@ -734,12 +764,10 @@ mod tests {
             dump::feed(DUMP_LINKS, 2, "t", |_| Ok(None), &mut d).unwrap(),
             Step::More
         );
-        let mut b = MsgBuilder::new(NLMSG_ERROR, 0x100, 9);
         let mut body = (-libc::EPERM).to_ne_bytes().to_vec();
-        body.extend_from_slice(&getlink_dump_request(9)[..NLMSG_HDRLEN]);
-        b.bytes(&body);
+        body.extend_from_slice(&getlink_dump_request(9).unwrap()[..NLMSG_HDRLEN]);
         let e = dump::feed(
-            &b.finish(),
+            &test_message(NLMSG_ERROR, 0x100, 9, &body),
             9,
             "RTM_GETLINK dump",
             |_| Ok(None::<()>),

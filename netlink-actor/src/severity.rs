@@ -42,6 +42,8 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Kernel { .. }
             | Error::Decode { .. } => Severity::Transient,
+            // A request neli could not build: nothing was sent and the socket is fine.
+            Error::Encode(_) => Severity::Transient,
             Error::Io { source, .. } => errno_severity(source.raw_os_error()),
             // Only at start-up (resolving the family), or a programming error (a dump asked of
             // the monitor): a socket that worked cannot produce them, and no retry fixes them.

@@ -2,31 +2,46 @@
 //! sock_diag, rtnetlink dumps and monitor) is a [`Transport`], and this is the only module that
 //! makes socket system calls. The families above it are codecs plus a few lines of policy.
 //!
-//! It owns:
-//! - the socket (`AF_NETLINK`, any protocol), bound to a port id the kernel picks, and
-//!   connected to its peer (the kernel, port 0): the kernel then refuses unicasts to it from any
-//!   other process, and datagrams from another sender are dropped unread all the same;
+//! The socket itself is neli's `NlSocket`: creation, bind, port id, non-blocking mode,
+//! multicast membership, extended ACKs, the receive buffer and `send` are its calls. What
+//! neli does not have is here, over its file descriptor:
+//! - `connect` to the peer (the kernel, port 0): the kernel then refuses unicasts to the
+//!   socket from any other process;
+//! - the receives. neli's `recv` returns the length and the groups of a datagram but not its
+//!   sender, and reads one datagram per call; here `recvfrom` checks the sender (a datagram
+//!   from a port other than the peer's is dropped unread), and `recvmmsg` reads a batch of
+//!   datagrams per call for the event socket ([`Transport::recv_datagrams`]);
 //! - one receive buffer of [`RECV_BUF`] bytes, reused for every datagram. Each receive asks for
 //!   the real length (`MSG_TRUNC`), so a larger datagram is reported as [`Error::Truncated`]
 //!   instead of being decoded from its first bytes;
 //! - the receive errors: EINTR is retried (without extending a deadline), ENOBUFS is
 //!   [`Error::Overrun`], EAGAIN is [`Error::WouldBlock`];
-//! - request/reply and dumps ([`Transport::request`], [`Transport::dump`]): the replies to a
-//!   request are those with its sequence number, so a late reply to an earlier request that
-//!   timed out is skipped, never taken for this one's; the wait for them is bounded by the
-//!   reply timeout ([`REPLY_TIMEOUT`] unless changed).
+//! - request/reply ([`Transport::request`], and dumps through it, [`crate::dump::run`]): the
+//!   replies to a request are those with its sequence number, so a late reply to an earlier
+//!   request that timed out is skipped, never taken for this one's; the wait for them is
+//!   bounded by the reply timeout ([`REPLY_TIMEOUT`] unless changed); after a failure the
+//!   replies still queued are read to their end, so that an abandoned dump does not keep the
+//!   socket busy.
 //!
-//! The reply scanning itself is pure ([`Replies`]) and tested on bytes; the real-socket
-//! behaviour is tested against a fake kernel (`tests/fake_kernel.rs`, `NETLINK_USERSOCK`).
+//! neli's `NlRouter`, which also matches replies to requests, is not used: it is a second
+//! transport that owns the socket from a thread of its own, with no bound on a reply's wait
+//! and no batched receive (and the crate builds neli without it).
+//!
+//! The reply scanning itself is pure ([`Replies`], over neli's framing in [`crate::wire`]) and
+//! tested on bytes; the real-socket behaviour is tested against a fake kernel
+//! (`tests/fake_kernel.rs`, `NETLINK_USERSOCK`).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use crate::dump::{self, Dump};
+use neli::consts::socket::{Msg, NlFamily};
+use neli::socket::NlSocket;
+use neli::utils::Groups;
+
 use crate::error::{DecodeError, Error};
-use crate::nlmsg::{
-    align, messages, parse_done, parse_error, NlMsg, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE,
+use crate::wire::{
+    done_verdict, error_verdict, messages, Message, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE,
 };
 
 /// Size of the receive buffer of every socket. The kernel's dump datagrams are at most 32 KiB
@@ -54,7 +69,7 @@ pub enum Traced {
 
 /// A netlink socket with its receive buffer; see the module docs.
 pub struct Transport {
-    fd: OwnedFd,
+    sock: NlSocket,
     /// Names the socket in errors that concern no particular request.
     what: &'static str,
     port: u32,
@@ -71,7 +86,7 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("what", &self.what)
-            .field("fd", &self.fd.as_raw_fd())
+            .field("fd", &self.sock.as_raw_fd())
             .field("port", &self.port)
             .field("peer", &self.peer)
             .field("seq", &self.seq)
@@ -130,48 +145,14 @@ impl Transport {
     /// the calling thread's network namespace, bound to a port id of the kernel's choice and
     /// connected to the kernel. `what` names the socket in errors.
     pub fn open(protocol: i32, what: &'static str) -> Result<Self, Error> {
-        // SAFETY: plain system call; the returned fd is checked and owned below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                protocol,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::io(what, "socket")(io::Error::last_os_error()));
-        }
-        // SAFETY: fd is a freshly created socket that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let local = sockaddr_nl(0);
-        // SAFETY: `local` is a valid sockaddr_nl of the size we pass.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&local).cast(),
-                SOCKADDR_NL_LEN,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(what, "bind")(io::Error::last_os_error()));
-        }
-        let mut bound = sockaddr_nl(0);
-        let mut len = SOCKADDR_NL_LEN;
-        // SAFETY: `bound` is writable storage of `len` bytes; the kernel writes at most that.
-        let rc = unsafe {
-            libc::getsockname(
-                fd.as_raw_fd(),
-                std::ptr::from_mut(&mut bound).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(what, "getsockname")(io::Error::last_os_error()));
-        }
+        let sock = NlSocket::new(NlFamily::from(protocol)).map_err(Error::io(what, "socket"))?;
+        sock.bind(None, Groups::empty())
+            .map_err(Error::io(what, "bind"))?;
+        let port = sock.pid().map_err(Error::io(what, "getsockname"))?;
         let mut t = Transport {
-            fd,
+            sock,
             what,
-            port: bound.nl_pid,
+            port,
             peer: 0,
             seq: 0,
             buf: vec![0; RECV_BUF],
@@ -191,7 +172,7 @@ impl Transport {
         // SAFETY: `sa` is a valid sockaddr_nl of the size we pass.
         let rc = unsafe {
             libc::connect(
-                self.fd.as_raw_fd(),
+                self.sock.as_raw_fd(),
                 std::ptr::from_ref(&sa).cast(),
                 SOCKADDR_NL_LEN,
             )
@@ -210,13 +191,17 @@ impl Transport {
 
     /// Join multicast group `group` (a group number, not a bit mask).
     pub fn join_group(&self, group: u32) -> Result<(), Error> {
-        setsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_NETLINK,
-            libc::NETLINK_ADD_MEMBERSHIP,
-            &group,
-        )
-        .map_err(Error::io(self.what, "setsockopt NETLINK_ADD_MEMBERSHIP"))
+        self.sock
+            .add_mcast_membership(Groups::new_groups(&[group]))
+            .map_err(Error::io(self.what, "setsockopt NETLINK_ADD_MEMBERSHIP"))
+    }
+
+    /// Ask the kernel to explain its refusals (NETLINK_EXT_ACK): the text and the offending
+    /// attribute's offset come back as extended-ACK attributes ([`crate::wire::Verdict`]).
+    pub fn enable_ext_ack(&self) -> Result<(), Error> {
+        self.sock
+            .enable_ext_ack(true)
+            .map_err(Error::io(self.what, "setsockopt NETLINK_EXT_ACK"))
     }
 
     /// Set an integer socket option; `step` names it in the error.
@@ -227,45 +212,39 @@ impl Transport {
         value: i32,
         step: &'static str,
     ) -> Result<(), Error> {
-        setsockopt(self.fd.as_raw_fd(), level, opt, &value).map_err(Error::io(self.what, step))
+        setsockopt(self.sock.as_raw_fd(), level, opt, &value).map_err(Error::io(self.what, step))
     }
 
     /// Ask for a receive buffer of `bytes`: SO_RCVBUFFORCE when privileged (beyond
     /// `net.core.rmem_max`), else SO_RCVBUF (capped by it). The kernel doubles the value for
     /// its bookkeeping and enforces a small minimum.
     pub fn set_recv_buffer(&self, bytes: usize) -> Result<(), Error> {
+        let bytes = bytes.min(i32::MAX as usize);
+        // neli has SO_RCVBUF only; SO_RCVBUFFORCE is ours.
         let size = i32::try_from(bytes).unwrap_or(i32::MAX);
-        let fd = self.fd.as_raw_fd();
-        if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_ok() {
+        let forced = setsockopt(
+            self.sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size,
+        );
+        if forced.is_ok() {
             return Ok(());
         }
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)
+        self.sock
+            .set_recv_buffer_size(bytes)
             .map_err(Error::io(self.what, "setsockopt SO_RCVBUF"))
     }
 
     /// Switch between blocking (the default) and non-blocking receives of
     /// [`Transport::recv_datagram`]. Requests never block beyond their reply timeout either way.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: fcntl on an fd we own, with integer arguments only.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(Error::io(self.what, "fcntl F_GETFL")(
-                io::Error::last_os_error(),
-            ));
-        }
-        let flags = if nonblocking {
-            flags | libc::O_NONBLOCK
+        if nonblocking {
+            self.sock.nonblock()
         } else {
-            flags & !libc::O_NONBLOCK
-        };
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-            return Err(Error::io(self.what, "fcntl O_NONBLOCK")(
-                io::Error::last_os_error(),
-            ));
+            self.sock.block()
         }
-        Ok(())
+        .map_err(Error::io(self.what, "fcntl O_NONBLOCK"))
     }
 
     /// How long [`Transport::request`] waits for the end of the replies
@@ -305,26 +284,16 @@ impl Transport {
     /// Send one datagram to the peer.
     pub fn send(&mut self, what: &'static str, datagram: &[u8]) -> Result<(), Error> {
         loop {
-            // SAFETY: the pointer and length describe `datagram`, which outlives the call; the
-            // socket is connected, so no address is needed.
-            let rc = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    datagram.as_ptr().cast(),
-                    datagram.len(),
-                    0,
-                )
-            };
-            if rc >= 0 {
-                break;
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::Io {
-                    what,
-                    step: "send",
-                    source: e,
-                });
+            match self.sock.send(datagram, Msg::empty()) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        what,
+                        step: "send",
+                        source,
+                    })
+                }
             }
         }
         if let Some(t) = self.trace.as_mut() {
@@ -343,7 +312,7 @@ impl Transport {
             // storage of `from_len` bytes; the kernel writes at most that much into each.
             let rc = unsafe {
                 libc::recvfrom(
-                    self.fd.as_raw_fd(),
+                    self.sock.as_raw_fd(),
                     self.buf.as_mut_ptr().cast(),
                     self.buf.len(),
                     flags | libc::MSG_TRUNC,
@@ -430,7 +399,7 @@ impl Transport {
             // and the kernel writes at most their stated sizes. No timeout.
             let rc = unsafe {
                 libc::recvmmsg(
-                    self.fd.as_raw_fd(),
+                    self.sock.as_raw_fd(),
                     hdrs.as_mut_ptr(),
                     count as libc::c_uint,
                     // c_int in glibc, c_uint in musl; the flags are small and positive.
@@ -467,7 +436,7 @@ impl Transport {
             tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
         };
         let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
+            fd: self.sock.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -507,7 +476,7 @@ impl Transport {
         what: &'static str,
         seq: u32,
         req: &[u8],
-        mut on_msg: impl FnMut(&NlMsg<'_>) -> Result<(), DecodeError>,
+        mut on_msg: impl FnMut(&Message<'_>) -> Result<(), DecodeError>,
     ) -> Result<(), Error> {
         self.send(what, req)?;
         let mut replies = Replies::new(what, seq);
@@ -544,31 +513,19 @@ impl Transport {
             }
         }
     }
-
-    /// Run a dump: send `req` (sequence number `seq`) and collect its replies with `parse`
-    /// (see [`dump::collector`]): `Ok(None)` leaves a reply out, an undecodable one is counted
-    /// in [`Dump::skipped`] instead of failing the dump.
-    pub fn dump<T>(
-        &mut self,
-        what: &'static str,
-        seq: u32,
-        req: &[u8],
-        parse: impl Fn(&NlMsg<'_>) -> Result<Option<T>, DecodeError>,
-        out: &mut Dump<T>,
-    ) -> Result<(), Error> {
-        self.request(what, seq, req, dump::collector(parse, out))
-    }
 }
 
 impl AsRawFd for Transport {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.sock.as_raw_fd()
     }
 }
 
 impl AsFd for Transport {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        // SAFETY: the NlSocket owns this fd and closes it only when dropped, which the borrow
+        // of `self` prevents while the BorrowedFd lives.
+        unsafe { BorrowedFd::borrow_raw(self.sock.as_raw_fd()) }
     }
 }
 
@@ -700,11 +657,10 @@ impl Replies {
     pub fn feed(
         &mut self,
         datagram: &[u8],
-        on_msg: &mut impl FnMut(&NlMsg<'_>) -> Result<(), DecodeError>,
+        on_msg: &mut impl FnMut(&Message<'_>) -> Result<(), DecodeError>,
         mut trace: Option<&mut Vec<Traced>>,
     ) -> Step {
         let what = self.what;
-        let mut offset = 0;
         for m in messages(datagram) {
             let m = match m {
                 Ok(m) => m,
@@ -713,33 +669,28 @@ impl Replies {
                     return Step::More;
                 }
             };
-            let start = offset;
-            offset += align(m.header.len as usize);
-            if m.header.seq != self.seq {
+            if m.seq() != self.seq {
                 continue;
             }
             self.matched += 1;
             if let Some(t) = trace.as_deref_mut() {
-                let end = start + m.header.len as usize;
-                t.push(Traced::Received(
-                    datagram.get(start..end).unwrap_or_default().to_vec(),
-                ));
+                t.push(Traced::Received(m.bytes().to_vec()));
             }
-            match m.header.ty {
+            match m.ty() {
                 NLMSG_ERROR => {
-                    match parse_error(&m.header, m.payload) {
-                        Ok(e) if e.errno == 0 => {}
-                        Ok(e) => self.fail(Error::Kernel {
+                    match error_verdict(&m) {
+                        Ok(v) if v.errno == 0 => {}
+                        Ok(v) => self.fail(Error::Kernel {
                             what,
-                            errno: e.errno,
-                            message: e.message,
+                            errno: v.errno,
+                            message: v.message,
                         }),
                         Err(source) => self.fail(Error::Decode { what, source }),
                     }
                     return Step::Done;
                 }
                 NLMSG_DONE => {
-                    let done = parse_done(&m);
+                    let done = done_verdict(&m);
                     if done.errno != 0 {
                         self.fail(Error::Kernel {
                             what,
@@ -764,31 +715,32 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nlmsg::{MsgBuilder, NLMSG_HDRLEN, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_MULTI};
+    use crate::wire::test_message as msg;
+    use crate::wire::NLMSG_HDRLEN;
+
+    const NLM_F_MULTI: u16 = libc::NLM_F_MULTI as u16;
+    const NLM_F_CAPPED: u16 = libc::NLM_F_CAPPED as u16;
+    const NLM_F_ACK_TLVS: u16 = libc::NLM_F_ACK_TLVS as u16;
 
     fn ack(seq: u32, errno: i32) -> Vec<u8> {
-        let mut b = MsgBuilder::new(NLMSG_ERROR, NLM_F_CAPPED, seq);
         let mut body = (-errno).to_ne_bytes().to_vec();
-        body.extend_from_slice(&MsgBuilder::new(0x1c, 0, seq).finish()[..NLMSG_HDRLEN]);
-        b.bytes(&body);
-        b.finish()
+        body.extend_from_slice(&msg(0x1c, 0, seq, &[])[..NLMSG_HDRLEN]);
+        msg(NLMSG_ERROR, NLM_F_CAPPED, seq, &body)
     }
 
     fn data(seq: u32, v: u32) -> Vec<u8> {
-        let mut b = MsgBuilder::new(0x1c, NLM_F_MULTI, seq);
-        b.bytes(&v.to_ne_bytes());
-        b.finish()
+        msg(0x1c, NLM_F_MULTI, seq, &v.to_ne_bytes())
     }
 
-    fn read_u32(m: &NlMsg<'_>) -> Result<u32, DecodeError> {
-        m.payload
+    fn read_u32(m: &Message<'_>) -> Result<u32, DecodeError> {
+        m.payload()
             .get(..4)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(u32::from_ne_bytes)
             .ok_or(DecodeError::Truncated {
                 what: "test payload",
                 need: 4,
-                have: m.payload.len(),
+                have: m.payload().len(),
             })
     }
 
@@ -800,7 +752,7 @@ mod tests {
         dgram.extend(ack(7, 0));
         let mut r = Replies::new("t", 7);
         let mut got = Vec::new();
-        let mut on = |m: &NlMsg<'_>| read_u32(m).map(|v| got.push(v));
+        let mut on = |m: &Message<'_>| read_u32(m).map(|v| got.push(v));
         assert_eq!(r.feed(&dgram, &mut on, None), Step::Done);
         assert!(r.finish().is_ok());
         assert_eq!(got, [42]);
@@ -821,11 +773,10 @@ mod tests {
     fn replies_continue_over_datagrams_until_done() {
         let mut r = Replies::new("t", 1);
         let mut got = Vec::new();
-        let mut on = |m: &NlMsg<'_>| read_u32(m).map(|v| got.push(v));
+        let mut on = |m: &Message<'_>| read_u32(m).map(|v| got.push(v));
         assert_eq!(r.feed(&data(1, 5), &mut on, None), Step::More);
-        let done = MsgBuilder::new(NLMSG_DONE, NLM_F_MULTI, 1);
         let mut d = data(1, 6);
-        d.extend(done.finish());
+        d.extend(msg(NLMSG_DONE, NLM_F_MULTI, 1, &[]));
         assert_eq!(r.feed(&d, &mut on, None), Step::Done);
         assert!(r.finish().is_ok());
         assert_eq!(got, [5, 6]);
@@ -834,13 +785,12 @@ mod tests {
     #[test]
     fn a_failed_dump_says_why_in_its_done() {
         // NLMSG_DONE carrying -EINVAL and an extack text (GET_ADDR with an unknown token).
-        let mut b = MsgBuilder::new(NLMSG_DONE, NLM_F_MULTI | NLM_F_ACK_TLVS, 4);
         let mut body = (-libc::EINVAL).to_ne_bytes().to_vec();
         body.extend_from_slice(&[18, 0, 1, 0]);
         body.extend_from_slice(b"invalid token\0\0\0");
-        b.bytes(&body);
+        let done = msg(NLMSG_DONE, NLM_F_MULTI | NLM_F_ACK_TLVS, 4, &body);
         let mut r = Replies::new("get_addr", 4);
-        assert_eq!(r.feed(&b.finish(), &mut |_| Ok(()), None), Step::Done);
+        assert_eq!(r.feed(&done, &mut |_| Ok(()), None), Step::Done);
         match r.finish() {
             Err(Error::Kernel { errno, message, .. }) => {
                 assert_eq!(errno, libc::EINVAL);
@@ -852,12 +802,12 @@ mod tests {
 
     #[test]
     fn an_undecodable_reply_fails_but_reading_goes_on_to_the_end() {
-        let mut dgram = MsgBuilder::new(0x1c, 0, 2).finish(); // no payload: read_u32 fails
+        let mut dgram = msg(0x1c, 0, 2, &[]); // no payload: read_u32 fails
         dgram.extend(data(2, 9));
         dgram.extend(ack(2, 0));
         let mut r = Replies::new("t", 2);
         let mut got = Vec::new();
-        let mut on = |m: &NlMsg<'_>| read_u32(m).map(|v| got.push(v));
+        let mut on = |m: &Message<'_>| read_u32(m).map(|v| got.push(v));
         let mut trace = Vec::new();
         assert_eq!(r.feed(&dgram, &mut on, Some(&mut trace)), Step::Done);
         assert_eq!(got, [9]);

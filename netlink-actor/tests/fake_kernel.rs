@@ -25,12 +25,19 @@ use std::time::{Duration, Instant};
 use mptcp_pmd_policies::{PmCommand, PmEvent, Token};
 use netlink_actor::genl::{PmClient, PmEventSocket, PmFamily};
 use netlink_actor::mptcp_pm::{MPTCP_ATTR_TOKEN, MPTCP_EVENT_CLOSED, MPTCP_PM_VER};
-use netlink_actor::nlmsg::{
-    messages, MsgBuilder, NLMSGERR_ATTR_MSG, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP, NLM_F_ACK_TLVS,
-    NLM_F_CAPPED,
-};
 use netlink_actor::transport::{Transport, RECV_BUF, REPLY_TIMEOUT};
+use netlink_actor::wire::message;
 use netlink_actor::Error;
+
+mod common;
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_NOOP: u16 = libc::NLMSG_NOOP as u16;
+const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+const NLM_F_CAPPED: u16 = libc::NLM_F_CAPPED as u16;
+const NLM_F_ACK_TLVS: u16 = libc::NLM_F_ACK_TLVS as u16;
+/// NLMSGERR_ATTR_MSG: the kernel's text in an extended ACK.
+const NLMSGERR_ATTR_MSG: u16 = 1;
 
 /// Any id: the fake kernel answers whatever it is sent.
 const FAMILY: PmFamily = PmFamily {
@@ -128,7 +135,7 @@ impl Fake {
             std::io::Error::last_os_error()
         );
         bytes.truncate(n as usize);
-        let seq = messages(&bytes).next().unwrap().unwrap().header.seq;
+        let seq = message(&bytes).unwrap().seq();
         Request {
             bytes,
             seq,
@@ -174,16 +181,14 @@ impl Fake {
 /// An NLMSG_ERROR answering request `seq`: errno 0 is an ACK.
 fn ack(seq: u32, errno: i32, text: Option<&str>) -> Vec<u8> {
     let flags = NLM_F_CAPPED | if text.is_some() { NLM_F_ACK_TLVS } else { 0 };
-    let mut b = MsgBuilder::new(NLMSG_ERROR, flags, seq);
     let mut body = (-errno).to_ne_bytes().to_vec();
-    body.extend_from_slice(&MsgBuilder::new(FAMILY.id, 5, seq).finish()[..NLMSG_HDRLEN]);
-    b.bytes(&body);
+    body.extend_from_slice(&common::message(FAMILY.id, 5, seq, &[])[..NLMSG_HDRLEN]);
     if let Some(t) = text {
         let mut z = t.as_bytes().to_vec();
         z.push(0);
-        b.attr(NLMSGERR_ATTR_MSG, &z);
+        body.extend(common::attr(NLMSGERR_ATTR_MSG, &z));
     }
-    b.finish()
+    common::message(NLMSG_ERROR, flags, seq, &body)
 }
 
 /// A client socket talking to `fake` instead of the kernel.
@@ -214,9 +219,12 @@ fn remove(id: u8) -> PmCommand {
 }
 
 fn closed_event(token: u32) -> Vec<u8> {
-    let mut b = MsgBuilder::genl(FAMILY.id, MPTCP_EVENT_CLOSED, MPTCP_PM_VER, 0, 0);
-    b.u32(MPTCP_ATTR_TOKEN, token);
-    b.finish()
+    assert_eq!(MPTCP_PM_VER, 1, "common::genl sends version 1");
+    common::genl(
+        FAMILY.id,
+        MPTCP_EVENT_CLOSED,
+        &[(MPTCP_ATTR_TOKEN, token.to_ne_bytes().to_vec())],
+    )
 }
 
 #[test]
@@ -228,9 +236,12 @@ fn oversized_genl_reply_is_reported_not_truncated() {
         let r = f.recv();
         let mut dgram = Vec::new();
         while dgram.len() < RECV_BUF {
-            let mut b = MsgBuilder::new(NLMSG_NOOP, 0, r.seq);
-            b.bytes(&vec![0u8; 4096 - NLMSG_HDRLEN]);
-            dgram.extend(b.finish());
+            dgram.extend(common::message(
+                NLMSG_NOOP,
+                0,
+                r.seq,
+                &[0u8; 4096 - NLMSG_HDRLEN],
+            ));
         }
         assert_eq!(dgram.len(), RECV_BUF);
         dgram.extend(ack(r.seq, libc::EINVAL, Some("the verdict")));
@@ -273,10 +284,7 @@ fn a_request_never_answered_times_out_after_the_bound() {
     assert!(took < REPLY_TIMEOUT + SLACK, "waited too long: {took:?}");
     // The fake did receive the command: silence, not a lost request.
     let r = fake.recv();
-    assert_eq!(
-        messages(&r.bytes).next().unwrap().unwrap().header.ty,
-        FAMILY.id
-    );
+    assert_eq!(message(&r.bytes).unwrap().ty(), FAMILY.id);
 }
 
 #[test]

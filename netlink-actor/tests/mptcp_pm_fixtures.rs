@@ -17,8 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use mptcp_pmd_policies::{ConnFlags, ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, Token};
 use netlink_actor::mptcp_pm::*;
-use netlink_actor::nlmsg::{attrs, messages, MsgBuilder, NlMsg, NLA_F_NESTED};
+use netlink_actor::wire::{attrs, messages, Message, NLA_F_NESTED};
 use netlink_actor::DecodeError;
+
+mod common;
 
 /// The family id on the capture machine (only checked against, never assumed at run time).
 const FAMILY: u16 = 0x1c;
@@ -34,7 +36,7 @@ macro_rules! fixture {
     };
 }
 
-fn one(bytes: &[u8]) -> NlMsg<'_> {
+fn one(bytes: &[u8]) -> Message<'_> {
     let mut it = messages(bytes);
     let m = it.next().unwrap().unwrap();
     assert!(it.next().is_none(), "one message per fixture");
@@ -43,7 +45,7 @@ fn one(bytes: &[u8]) -> NlMsg<'_> {
 
 fn decode(bytes: &[u8]) -> PmEvent {
     let m = one(bytes);
-    assert_eq!(m.header.ty, FAMILY);
+    assert_eq!(m.ty(), FAMILY);
     let d = decode_event(&m).unwrap();
     assert!(d.unknown_attrs.is_empty(), "{:?}", d.unknown_attrs);
     d.event
@@ -149,30 +151,31 @@ fn server_side_from_flags_bit_or_attribute() {
     // must be enough.
     let raw = fixture!("ev_created_v4_server.bin");
     let m = one(raw);
-    let kept: Vec<_> = attrs(&m.payload[4..]).map(|a| a.unwrap()).collect();
-    assert!(kept.iter().any(|a| a.ty == MPTCP_ATTR_SERVER_SIDE));
-    assert!(kept.iter().any(|a| a.ty == MPTCP_ATTR_FLAGS));
+    let kept: Vec<(u16, Vec<u8>)> = attrs(&m.payload()[4..])
+        .map(|a| a.unwrap())
+        .map(|a| (a.ty(), a.payload().to_vec()))
+        .collect();
+    assert!(kept.iter().any(|a| a.0 == MPTCP_ATTR_SERVER_SIDE));
+    assert!(kept.iter().any(|a| a.0 == MPTCP_ATTR_FLAGS));
     for drop in [MPTCP_ATTR_SERVER_SIDE, MPTCP_ATTR_FLAGS] {
-        let mut b = MsgBuilder::genl(FAMILY, MPTCP_EVENT_CREATED, 1, 0, 0);
-        for a in kept.iter().filter(|a| a.ty != drop) {
-            b.attr(a.ty, a.payload);
-        }
-        let bytes = b.finish();
+        let without: Vec<_> = kept.iter().filter(|a| a.0 != drop).cloned().collect();
+        let bytes = common::genl(FAMILY, MPTCP_EVENT_CREATED, &without);
         let PmEvent::Created(c) = decode(&bytes) else {
             panic!("not CREATED")
         };
         assert!(c.flags.server_side, "without attr {drop}");
     }
     // FLAGS bit0 is deny_join_id0, independent of server side.
-    let mut b = MsgBuilder::genl(FAMILY, MPTCP_EVENT_CREATED, 1, 0, 0);
-    for a in kept
+    let mut list: Vec<_> = kept
         .iter()
-        .filter(|a| a.ty != MPTCP_ATTR_FLAGS && a.ty != MPTCP_ATTR_SERVER_SIDE)
-    {
-        b.attr(a.ty, a.payload);
-    }
-    b.u16(MPTCP_ATTR_FLAGS, MPTCP_PM_EV_FLAG_DENY_JOIN_ID0);
-    let PmEvent::Created(c) = decode(&b.finish()) else {
+        .filter(|a| a.0 != MPTCP_ATTR_FLAGS && a.0 != MPTCP_ATTR_SERVER_SIDE)
+        .cloned()
+        .collect();
+    list.push((
+        MPTCP_ATTR_FLAGS,
+        MPTCP_PM_EV_FLAG_DENY_JOIN_ID0.to_ne_bytes().to_vec(),
+    ));
+    let PmEvent::Created(c) = decode(&common::genl(FAMILY, MPTCP_EVENT_CREATED, &list)) else {
         panic!("not CREATED")
     };
     assert_eq!(
@@ -301,11 +304,11 @@ fn event_ports_are_big_endian() {
     // endian reading would be 38309).
     let raw = fixture!("ev_created_v4_client.bin");
     let m = one(raw);
-    let sport = attrs(&m.payload[4..])
+    let sport = attrs(&m.payload()[4..])
         .map(|a| a.unwrap())
-        .find(|a| a.ty == MPTCP_ATTR_SPORT)
+        .find(|a| a.ty() == MPTCP_ATTR_SPORT)
         .unwrap();
-    assert_eq!(sport.payload, &[0xa5, 0x95]);
+    assert_eq!(sport.payload(), &[0xa5, 0x95]);
     let PmEvent::Created(c) = decode(raw) else {
         panic!()
     };
@@ -419,32 +422,32 @@ fn command_encodings_match_kernel_accepted_bytes() {
         ),
     ];
     for (seq, cmd, want) in cases {
-        assert_eq!(encode_command(FAMILY, seq, &cmd), want, "{cmd:?}");
+        assert_eq!(encode_command(FAMILY, seq, &cmd).unwrap(), want, "{cmd:?}");
     }
 }
 
 #[test]
 fn subflow_create_layout_per_uapi() {
-    // Independent of MsgBuilder: walk the kernel-accepted bytes and check each field.
-    let bytes = encode_command(FAMILY, 9, &create_v4());
+    // Walk the encoded bytes (equal to the kernel-accepted ones, above) and check each field.
+    let bytes = encode_command(FAMILY, 9, &create_v4()).unwrap();
     let m = one(&bytes);
-    assert_eq!(m.header.flags, 0x01 | 0x04, "REQUEST|ACK");
-    assert_eq!(m.header.seq, 9);
-    assert_eq!(&m.payload[..4], &[MPTCP_PM_CMD_SUBFLOW_CREATE, 1, 0, 0]);
-    let top: Vec<_> = attrs(&m.payload[4..]).map(|a| a.unwrap()).collect();
+    assert_eq!(m.flags(), 0x01 | 0x04, "REQUEST|ACK");
+    assert_eq!(m.seq(), 9);
+    assert_eq!(&m.payload()[..4], &[MPTCP_PM_CMD_SUBFLOW_CREATE, 1, 0, 0]);
+    let top: Vec<_> = attrs(&m.payload()[4..]).map(|a| a.unwrap()).collect();
     assert_eq!(top.len(), 3);
-    assert_eq!(top[0].ty, MPTCP_PM_ATTR_TOKEN);
-    assert_eq!(top[0].payload, &C4_TOKEN.0.to_ne_bytes());
-    assert_eq!((top[1].ty, top[1].nested), (MPTCP_PM_ATTR_ADDR, true));
+    assert_eq!(top[0].ty(), MPTCP_PM_ATTR_TOKEN);
+    assert_eq!(top[0].payload(), &C4_TOKEN.0.to_ne_bytes());
+    assert_eq!((top[1].ty(), top[1].nested()), (MPTCP_PM_ATTR_ADDR, true));
     assert_eq!(
-        (top[2].ty, top[2].nested),
+        (top[2].ty(), top[2].nested()),
         (MPTCP_PM_ATTR_ADDR_REMOTE, true)
     );
     // NLA_F_NESTED is really on the wire.
     let raw_ty = u16::from_ne_bytes([bytes[16 + 4 + 8 + 2], bytes[16 + 4 + 8 + 3]]);
     assert_eq!(raw_ty, MPTCP_PM_ATTR_ADDR | NLA_F_NESTED);
     let local: Vec<_> = top[1].attrs().map(|a| a.unwrap()).collect();
-    let l: Vec<_> = local.iter().map(|a| (a.ty, a.payload)).collect();
+    let l: Vec<_> = local.iter().map(|a| (a.ty(), a.payload())).collect();
     assert_eq!(
         l,
         vec![
@@ -454,7 +457,7 @@ fn subflow_create_layout_per_uapi() {
         ]
     );
     let remote: Vec<_> = top[2].attrs().map(|a| a.unwrap()).collect();
-    let r: Vec<_> = remote.iter().map(|a| (a.ty, a.payload)).collect();
+    let r: Vec<_> = remote.iter().map(|a| (a.ty(), a.payload())).collect();
     assert_eq!(
         r,
         vec![
@@ -470,18 +473,18 @@ fn command_ports_are_host_order() {
     // Opposite of events: 4242 = 0x1092 is sent as 92 10 on this little-endian machine.
     let bytes = fixture!("cmd_subflow_create_v4.bin");
     let m = one(bytes);
-    let remote = attrs(&m.payload[4..])
+    let remote = attrs(&m.payload()[4..])
         .map(|a| a.unwrap())
-        .find(|a| a.ty == MPTCP_PM_ATTR_ADDR_REMOTE)
+        .find(|a| a.ty() == MPTCP_PM_ATTR_ADDR_REMOTE)
         .unwrap();
     let port = remote
         .attrs()
         .map(|a| a.unwrap())
-        .find(|a| a.ty == MPTCP_PM_ADDR_ATTR_PORT)
+        .find(|a| a.ty() == MPTCP_PM_ADDR_ATTR_PORT)
         .unwrap();
-    assert_eq!(port.payload, &4242u16.to_ne_bytes());
+    assert_eq!(port.payload(), &4242u16.to_ne_bytes());
     if cfg!(target_endian = "little") {
-        assert_eq!(port.payload, &[0x92, 0x10]);
+        assert_eq!(port.payload(), &[0x92, 0x10]);
     }
 }
 
@@ -495,14 +498,14 @@ fn optional_create_fields() {
         remote: sa("[2001:db8::2]:80"),
         backup: true,
     };
-    let bytes = encode_command(FAMILY, 1, &cmd);
+    let bytes = encode_command(FAMILY, 1, &cmd).unwrap();
     let m = one(&bytes);
-    let addr = attrs(&m.payload[4..])
+    let addr = attrs(&m.payload()[4..])
         .map(|a| a.unwrap())
-        .find(|a| a.ty == MPTCP_PM_ATTR_ADDR)
+        .find(|a| a.ty() == MPTCP_PM_ATTR_ADDR)
         .unwrap();
     let inner: Vec<_> = addr.attrs().map(|a| a.unwrap()).collect();
-    let get = |ty| inner.iter().find(|a| a.ty == ty).unwrap();
+    let get = |ty| inner.iter().find(|a| a.ty() == ty).unwrap();
     assert_eq!(get(MPTCP_PM_ADDR_ATTR_FAMILY).u16("f").unwrap(), AF_INET6);
     assert_eq!(
         get(MPTCP_PM_ADDR_ATTR_FLAGS).u32("f").unwrap(),
@@ -518,7 +521,7 @@ fn optional_create_fields() {
 #[test]
 fn limits_and_get_addr() {
     assert_eq!(
-        encode_get_limits(FAMILY, 1),
+        encode_get_limits(FAMILY, 1).unwrap(),
         fixture!("cmd_get_limits.bin"),
         "GET_LIMITS request"
     );
@@ -537,12 +540,13 @@ fn limits_and_get_addr() {
                 subflows: 3,
                 add_addr_accepted: 2
             }
-        ),
+        )
+        .unwrap(),
         fixture!("cmd_set_limits.bin")
     );
     // GET_ADDR dump for the connection with token 0x5523bbcc (same_pair test: local id 7).
     assert_eq!(
-        encode_get_addrs(FAMILY, 4, Some(Token(0x5523_bbcc))),
+        encode_get_addrs(FAMILY, 4, Some(Token(0x5523_bbcc))).unwrap(),
         fixture!("cmd_get_addr.bin")
     );
     assert_eq!(
@@ -562,16 +566,12 @@ fn limits_and_get_addr() {
 /// Rebuild a captured event with `edit` applied to its attribute list.
 fn rebuild(raw: &[u8], cmd: Option<u8>, edit: impl FnOnce(&mut Vec<(u16, Vec<u8>)>)) -> Vec<u8> {
     let m = one(raw);
-    let mut list: Vec<(u16, Vec<u8>)> = attrs(&m.payload[4..])
+    let mut list: Vec<(u16, Vec<u8>)> = attrs(&m.payload()[4..])
         .map(|a| a.unwrap())
-        .map(|a| (a.ty, a.payload.to_vec()))
+        .map(|a| (a.ty(), a.payload().to_vec()))
         .collect();
     edit(&mut list);
-    let mut b = MsgBuilder::genl(FAMILY, cmd.unwrap_or(m.payload[0]), 1, 0, 0);
-    for (ty, p) in &list {
-        b.attr(*ty, p);
-    }
-    b.finish()
+    common::genl(FAMILY, cmd.unwrap_or(m.payload()[0]), &list)
 }
 
 fn decode_err(bytes: &[u8]) -> DecodeError {
@@ -636,12 +636,7 @@ fn truncated_attribute_is_an_error() {
     assert!(e.to_string().contains("MPTCP_EVENT_SUB_ESTABLISHED"), "{e}");
     assert!(e.to_string().contains("nlattr"), "{e}");
     // A genl header cut short.
-    let mut b = MsgBuilder::new(FAMILY, 0, 0);
-    b.bytes(&[]);
-    let mut short = b.finish();
-    short.extend_from_slice(&[1, 1]);
-    let len = short.len() as u32;
-    short[..4].copy_from_slice(&len.to_ne_bytes());
+    let short = common::message(FAMILY, 0, 0, &[1, 1]);
     assert!(matches!(
         decode_err(&short),
         DecodeError::Truncated {
@@ -739,7 +734,7 @@ fn announce_with_port_matches_kernel_accepted_bytes() {
         port: Some(6000),
     };
     assert_eq!(
-        encode_command(FAMILY, 1, &v4),
+        encode_command(FAMILY, 1, &v4).unwrap(),
         fixture!("cmd_announce_port_v4.bin")
     );
     // The IPv6 one went out second on its socket (seq 2).
@@ -750,27 +745,27 @@ fn announce_with_port_matches_kernel_accepted_bytes() {
         port: Some(6100),
     };
     assert_eq!(
-        encode_command(FAMILY, 2, &v6),
+        encode_command(FAMILY, 2, &v6).unwrap(),
         fixture!("cmd_announce_port_v6.bin")
     );
 }
 
 #[test]
 fn announce_layout_per_uapi() {
-    // Walk the kernel-accepted bytes field by field, independently of MsgBuilder:
+    // Walk the kernel-accepted bytes field by field, independently of the encoder:
     // TOKEN, then ADDR{FAMILY, ADDR4, ID, PORT (host order), FLAGS=SIGNAL}.
     let m = one(fixture!("cmd_announce_port_v4.bin"));
-    assert_eq!(m.header.flags, 0x01 | 0x04, "REQUEST|ACK");
-    assert_eq!(&m.payload[..4], &[MPTCP_PM_CMD_ANNOUNCE, 1, 0, 0]);
-    let top: Vec<_> = attrs(&m.payload[4..]).map(|a| a.unwrap()).collect();
+    assert_eq!(m.flags(), 0x01 | 0x04, "REQUEST|ACK");
+    assert_eq!(&m.payload()[..4], &[MPTCP_PM_CMD_ANNOUNCE, 1, 0, 0]);
+    let top: Vec<_> = attrs(&m.payload()[4..]).map(|a| a.unwrap()).collect();
     assert_eq!(top.len(), 2);
     assert_eq!(
-        (top[0].ty, top[0].payload),
+        (top[0].ty(), top[0].payload()),
         (MPTCP_PM_ATTR_TOKEN, &SP4_TOKEN.0.to_ne_bytes()[..])
     );
-    assert_eq!((top[1].ty, top[1].nested), (MPTCP_PM_ATTR_ADDR, true));
+    assert_eq!((top[1].ty(), top[1].nested()), (MPTCP_PM_ATTR_ADDR, true));
     let inner: Vec<_> = top[1].attrs().map(|a| a.unwrap()).collect();
-    let l: Vec<_> = inner.iter().map(|a| (a.ty, a.payload)).collect();
+    let l: Vec<_> = inner.iter().map(|a| (a.ty(), a.payload())).collect();
     assert_eq!(
         l,
         vec![
@@ -786,9 +781,9 @@ fn announce_layout_per_uapi() {
     );
     // REMOVE: TOKEN and LOC_ID (u8) only.
     let m = one(fixture!("cmd_remove_v4.bin"));
-    assert_eq!(&m.payload[..4], &[MPTCP_PM_CMD_REMOVE, 1, 0, 0]);
-    let top: Vec<_> = attrs(&m.payload[4..]).map(|a| a.unwrap()).collect();
-    let t: Vec<_> = top.iter().map(|a| (a.ty, a.payload)).collect();
+    assert_eq!(&m.payload()[..4], &[MPTCP_PM_CMD_REMOVE, 1, 0, 0]);
+    let top: Vec<_> = attrs(&m.payload()[4..]).map(|a| a.unwrap()).collect();
+    let t: Vec<_> = top.iter().map(|a| (a.ty(), a.payload())).collect();
     assert_eq!(
         t,
         vec![

@@ -10,6 +10,11 @@
 //! so fixed structs are parsed by length: a field beyond the end of what the kernel sent is
 //! "absent" (0 or `None`), never an error.
 //!
+//! The structs are ours (neli has no sock_diag): `inet_diag_req_v2` is serialised by neli inside
+//! its `Nlmsghdr` (`InetDiagReqV2` derives neli's `ToBytes`), `inet_diag_msg`, `tcp_info` and
+//! `mptcp_info` are read at their offsets; the attributes around them are neli's `Rtattr`s
+//! (sock_diag speaks the rtattr format), walked without copies ([`crate::wire`]).
+//!
 //! Layouts: `include/uapi/linux/inet_diag.h`, `tcp.h`, `mptcp.h`; offsets below were checked
 //! against the 6.18 headers (mptcp_info 96 bytes, tcp_info 280 bytes on this kernel).
 
@@ -21,7 +26,11 @@ use mptcp_pmd_policies::model::{SubflowKey, SubflowSample, Token};
 use super::filter::PortWindow;
 use crate::dump::payload_of;
 use crate::error::DecodeError;
-use crate::nlmsg::{attrs, be_u16, ne_u32, ne_u64, MsgBuilder, NlMsg, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::error::EncodeError;
+use crate::wire::{request, rtattr, rtattrs, Message, RtAttrs};
+
+use neli::consts::nl::NlmF;
+use neli::types::{Buffer, RtBuffer};
 
 /// Netlink protocol number of sock_diag.
 pub const NETLINK_SOCK_DIAG: i32 = libc::NETLINK_SOCK_DIAG;
@@ -277,6 +286,19 @@ pub fn parse_inet_diag_msg(payload: &[u8]) -> Result<(InetDiagMsg, &[u8]), Decod
     Ok((msg, rest))
 }
 
+/// `struct inet_diag_req_v2` and the attributes after it: the payload of a dump request.
+#[derive(Debug, neli::Size, neli::ToBytes)]
+struct InetDiagReqV2 {
+    sdiag_family: u8,
+    sdiag_protocol: u8,
+    idiag_ext: u8,
+    pad: u8,
+    idiag_states: u32,
+    /// `struct inet_diag_sockid`, all zero: no filter on addresses, ports, interface, cookie.
+    id: [u8; INET_DIAG_REQ_V2_LEN - 8],
+    attrs: RtBuffer<u16, Buffer>,
+}
+
 fn dump_request(
     family: IpFamily,
     proto: u8,
@@ -284,40 +306,54 @@ fn dump_request(
     states: u32,
     filter: Option<&[u8]>,
     seq: u32,
-) -> Vec<u8> {
-    let mut req = [0u8; INET_DIAG_REQ_V2_LEN];
-    req[0] = family.af();
-    req[1] = proto;
-    req[2] = 1 << (INET_DIAG_INFO - 1);
-    req[4..8].copy_from_slice(&states.to_ne_bytes());
-    // The sockid stays zero: no filter on addresses, ports, interface or cookie.
-    let mut b = MsgBuilder::new(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq);
-    b.bytes(&req);
+) -> Result<Vec<u8>, EncodeError> {
+    const WHAT: &str = "SOCK_DIAG_BY_FAMILY dump";
+    let mut attrs = RtAttrs::new();
     if let Some(bc) = filter {
-        b.attr(super::filter::INET_DIAG_REQ_BYTECODE, bc);
+        attrs.push(rtattr(WHAT, super::filter::INET_DIAG_REQ_BYTECODE, bc)?);
     }
     if let Some(p) = proto_attr {
-        b.u32(INET_DIAG_REQ_PROTOCOL, p);
+        attrs.push(rtattr(WHAT, INET_DIAG_REQ_PROTOCOL, p)?);
     }
-    b.finish()
+    let req = InetDiagReqV2 {
+        sdiag_family: family.af(),
+        sdiag_protocol: proto,
+        idiag_ext: 1 << (INET_DIAG_INFO - 1),
+        pad: 0,
+        idiag_states: states,
+        id: [0; INET_DIAG_REQ_V2_LEN - 8],
+        attrs,
+    };
+    request(
+        WHAT,
+        SOCK_DIAG_BY_FAMILY,
+        NlmF::REQUEST | NlmF::DUMP,
+        seq,
+        req,
+    )
 }
 
 /// A dump request for the MPTCP sockets of one family, with `INET_DIAG_INFO`
 /// (`struct mptcp_info`), in the states of `states` (see [`tcpf`]).
-pub fn mptcp_dump_request(family: IpFamily, states: u32, seq: u32) -> Vec<u8> {
+pub fn mptcp_dump_request(family: IpFamily, states: u32, seq: u32) -> Result<Vec<u8>, EncodeError> {
     // sdiag_protocol must be 0 here: the real protocol is the INET_DIAG_REQ_PROTOCOL attribute.
     dump_request(family, 0, Some(IPPROTO_MPTCP), states, None, seq)
 }
 
 /// A dump request for the TCP sockets of one family in `states`, with `INET_DIAG_INFO`
 /// (`struct tcp_info`; the kernel adds `INET_DIAG_ULP_INFO` by itself for ULP sockets).
-pub fn tcp_dump_request(family: IpFamily, states: u32, seq: u32) -> Vec<u8> {
+pub fn tcp_dump_request(family: IpFamily, states: u32, seq: u32) -> Result<Vec<u8>, EncodeError> {
     dump_request(family, IPPROTO_TCP, None, states, None, seq)
 }
 
 /// [`tcp_dump_request`] for the sockets of one [`PortWindow`] only (an
 /// `INET_DIAG_REQ_BYTECODE` filter the kernel runs on each socket before building its reply).
-pub fn tcp_window_request(family: IpFamily, states: u32, window: &PortWindow, seq: u32) -> Vec<u8> {
+pub fn tcp_window_request(
+    family: IpFamily,
+    states: u32,
+    window: &PortWindow,
+    seq: u32,
+) -> Result<Vec<u8>, EncodeError> {
     let bc = window.bytecode();
     dump_request(family, IPPROTO_TCP, None, states, bc.as_deref(), seq)
 }
@@ -400,10 +436,10 @@ impl MptcpConnDiag {
 pub fn parse_mptcp_conn(payload: &[u8]) -> Result<MptcpConnDiag, DecodeError> {
     let (msg, rest) = parse_inet_diag_msg(payload)?;
     let mut info = None;
-    for a in attrs(rest) {
+    for a in rtattrs(rest) {
         let a = a?;
-        if a.ty == INET_DIAG_INFO {
-            info = Some(a.payload);
+        if a.ty() == INET_DIAG_INFO {
+            info = Some(a.payload());
         }
     }
     let info = info.ok_or(DecodeError::Missing {
@@ -553,10 +589,10 @@ pub fn parse_subflow(payload: &[u8]) -> Result<Option<SubflowDiag>, DecodeError>
     let (msg, rest) = parse_inet_diag_msg(payload)?;
     let mut tcp_info: &[u8] = &[];
     let mut ulp = None;
-    for a in attrs(rest) {
+    for a in rtattrs(rest) {
         let a = a?;
-        match a.ty {
-            INET_DIAG_INFO => tcp_info = a.payload,
+        match a.ty() {
+            INET_DIAG_INFO => tcp_info = a.payload(),
             INET_DIAG_ULP_INFO => ulp = Some(a),
             _ => {}
         }
@@ -564,10 +600,12 @@ pub fn parse_subflow(payload: &[u8]) -> Result<Option<SubflowDiag>, DecodeError>
     let Some(ulp) = ulp else { return Ok(None) };
     let mut is_mptcp = false;
     let mut sub = None;
-    for a in ulp.attrs() {
+    for a in ulp.rtattrs() {
         let a = a?;
-        match a.ty {
-            INET_ULP_INFO_NAME => is_mptcp = a.payload.split(|&c| c == 0).next() == Some(b"mptcp"),
+        match a.ty() {
+            INET_ULP_INFO_NAME => {
+                is_mptcp = a.payload().split(|&c| c == 0).next() == Some(b"mptcp")
+            }
             INET_ULP_INFO_MPTCP => sub = Some(a),
             _ => {}
         }
@@ -576,9 +614,9 @@ pub fn parse_subflow(payload: &[u8]) -> Result<Option<SubflowDiag>, DecodeError>
         return Ok(None);
     };
     let (mut token, mut remote_token, mut flags, mut loc_id, mut rem_id) = (None, 0, 0, 0, 0);
-    for a in sub.attrs() {
+    for a in sub.rtattrs() {
         let a = a?;
-        match a.ty {
+        match a.ty() {
             MPTCP_SUBFLOW_ATTR_TOKEN_LOC => token = Some(a.u32("MPTCP_SUBFLOW_ATTR_TOKEN_LOC")?),
             MPTCP_SUBFLOW_ATTR_TOKEN_REM => remote_token = a.u32("MPTCP_SUBFLOW_ATTR_TOKEN_REM")?,
             MPTCP_SUBFLOW_ATTR_FLAGS => flags = a.u32("MPTCP_SUBFLOW_ATTR_FLAGS")?,
@@ -680,14 +718,38 @@ pub fn join(conns: Vec<MptcpConnDiag>, subflows: Vec<SubflowDiag>) -> Snapshot {
 
 /// Decode one reply of the MPTCP dump: SOCK_DIAG_BY_FAMILY messages through
 /// [`parse_mptcp_conn`], anything else is not for us.
-pub fn parse_mptcp_reply(m: &NlMsg<'_>) -> Result<Option<MptcpConnDiag>, DecodeError> {
+pub fn parse_mptcp_reply(m: &Message<'_>) -> Result<Option<MptcpConnDiag>, DecodeError> {
     payload_of(m, SOCK_DIAG_BY_FAMILY, |p| parse_mptcp_conn(p).map(Some))
 }
 
 /// Decode one reply of the TCP dump: SOCK_DIAG_BY_FAMILY messages through [`parse_subflow`],
 /// anything else is not for us.
-pub fn parse_subflow_reply(m: &NlMsg<'_>) -> Result<Option<SubflowDiag>, DecodeError> {
+pub fn parse_subflow_reply(m: &Message<'_>) -> Result<Option<SubflowDiag>, DecodeError> {
     payload_of(m, SOCK_DIAG_BY_FAMILY, parse_subflow)
+}
+
+// Fixed-offset reads of the kernel's structs (`inet_diag_msg`, `tcp_info`, `mptcp_info`):
+// `None` past the end of what the kernel sent.
+
+/// The host-order u32 at `at`, if `b` is long enough.
+fn ne_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// The host-order u64 at `at`, if `b` is long enough.
+fn ne_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+/// The big-endian u16 at `at`, if `b` is long enough.
+fn be_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -699,9 +761,10 @@ mod tests {
     use super::*;
     use crate::dump::{self, Dump};
     use crate::error::Error;
-    use crate::nlmsg::NLMSG_HDRLEN;
-    use crate::nlmsg::{messages, NLMSG_ERROR};
     use crate::transport::Step;
+    use crate::wire::{
+        message, messages, test_message, Attr, NLA_F_NESTED, NLMSG_ERROR, NLMSG_HDRLEN,
+    };
 
     const CLIENT_MPTCP_V4: &[u8] =
         include_bytes!("../../tests/fixtures/sock_diag/client_mptcp_v4.bin");
@@ -739,24 +802,20 @@ mod tests {
     fn payloads(bytes: &[u8]) -> Vec<Vec<u8>> {
         messages(bytes)
             .map(|m| m.unwrap())
-            .filter(|m| m.header.ty == SOCK_DIAG_BY_FAMILY)
-            .map(|m| m.payload.to_vec())
+            .filter(|m| m.ty() == SOCK_DIAG_BY_FAMILY)
+            .map(|m| m.payload().to_vec())
             .collect()
     }
 
     /// Re-emit a run of attributes: `f` gives each one's new payload, `None` leaves it out.
-    fn reemit(run: &[u8], f: impl Fn(&crate::nlmsg::Attr<'_>) -> Option<Vec<u8>>) -> Vec<u8> {
+    fn reemit(run: &[u8], f: impl Fn(&Attr<'_>) -> Option<Vec<u8>>) -> Vec<u8> {
         let mut out = Vec::new();
-        for a in attrs(run) {
+        for a in rtattrs(run) {
             let a = a.unwrap();
             let Some(p) = f(&a) else { continue };
-            let nested = if a.nested {
-                crate::nlmsg::NLA_F_NESTED
-            } else {
-                0
-            };
+            let nested = if a.nested() { NLA_F_NESTED } else { 0 };
             out.extend_from_slice(&((p.len() + 4) as u16).to_ne_bytes());
-            out.extend_from_slice(&(a.ty | nested).to_ne_bytes());
+            out.extend_from_slice(&(a.ty() | nested).to_ne_bytes());
             out.extend_from_slice(&p);
             while !out.len().is_multiple_of(4) {
                 out.push(0);
@@ -769,10 +828,10 @@ mod tests {
     fn with_attr(payload: &[u8], ty: u16, f: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
         let mut out = payload[..INET_DIAG_MSG_LEN].to_vec();
         out.extend(reemit(&payload[INET_DIAG_MSG_LEN..], |a| {
-            Some(if a.ty == ty {
-                f(a.payload)
+            Some(if a.ty() == ty {
+                f(a.payload())
             } else {
-                a.payload.to_vec()
+                a.payload().to_vec()
             })
         }));
         out
@@ -784,14 +843,14 @@ mod tests {
 
     #[test]
     fn request_bytes_are_inet_diag_req_v2_with_protocol_attr() {
-        let r = mptcp_dump_request(IpFamily::V6, tcpf::MPTCP_DEFAULT, 7);
+        let r = mptcp_dump_request(IpFamily::V6, tcpf::MPTCP_DEFAULT, 7).unwrap();
         assert_eq!(r.len(), NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN + 8);
-        let m = messages(&r).next().unwrap().unwrap();
-        assert_eq!(m.header.len as usize, r.len());
-        assert_eq!(m.header.ty, SOCK_DIAG_BY_FAMILY);
-        assert_eq!(m.header.flags, NLM_F_REQUEST | NLM_F_DUMP);
-        assert_eq!(m.header.seq, 7);
-        let p = m.payload;
+        let m = message(&r).unwrap();
+        assert_eq!(m.bytes().len(), r.len());
+        assert_eq!(m.ty(), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(m.flags(), (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16);
+        assert_eq!(m.seq(), 7);
+        let p = m.payload();
         assert_eq!(p[0], libc::AF_INET6 as u8);
         assert_eq!(p[1], 0, "u8 protocol must be 0 for MPTCP");
         assert_eq!(p[2], 1 << (INET_DIAG_INFO - 1));
@@ -800,12 +859,12 @@ mod tests {
             0xFFF & !(1 << 6) & !(1 << 3)
         );
         assert!(p[8..56].iter().all(|&b| b == 0), "no sockid filter");
-        let a: Vec<_> = attrs(&p[56..]).map(|a| a.unwrap()).collect();
+        let a: Vec<_> = rtattrs(&p[56..]).map(|a| a.unwrap()).collect();
         assert_eq!(a.len(), 1);
-        assert_eq!(a[0].ty, INET_DIAG_REQ_PROTOCOL);
+        assert_eq!(a[0].ty(), INET_DIAG_REQ_PROTOCOL);
         assert_eq!(a[0].u32("proto").unwrap(), 262);
 
-        let r = tcp_dump_request(IpFamily::V4, tcpf::CONNECTED, 9);
+        let r = tcp_dump_request(IpFamily::V4, tcpf::CONNECTED, 9).unwrap();
         assert_eq!(r.len(), NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN);
         assert_eq!(r[NLMSG_HDRLEN], libc::AF_INET as u8);
         assert_eq!(r[NLMSG_HDRLEN + 1], 6);
@@ -817,13 +876,16 @@ mod tests {
 
     #[test]
     fn a_window_request_is_the_dump_request_plus_its_program() {
-        let whole = tcp_window_request(IpFamily::V4, tcpf::CONNECTED, &PortWindow::ALL, 9);
-        assert_eq!(whole, tcp_dump_request(IpFamily::V4, tcpf::CONNECTED, 9));
+        let whole = tcp_window_request(IpFamily::V4, tcpf::CONNECTED, &PortWindow::ALL, 9).unwrap();
+        assert_eq!(
+            whole,
+            tcp_dump_request(IpFamily::V4, tcpf::CONNECTED, 9).unwrap()
+        );
         let w = PortWindow {
             from: (10_000, 0),
             to: Some((20_001, 0)),
         };
-        let r = tcp_window_request(IpFamily::V4, tcpf::CONNECTED, &w, 9);
+        let r = tcp_window_request(IpFamily::V4, tcpf::CONNECTED, &w, 9).unwrap();
         let bc = w.bytecode().unwrap();
         assert_eq!(r.len(), whole.len() + 4 + bc.len());
         assert_eq!(
@@ -831,12 +893,12 @@ mod tests {
             r.len(),
             "nlmsg_len covers the attribute"
         );
-        let a: Vec<_> = attrs(&r[NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN..])
+        let a: Vec<_> = rtattrs(&r[NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN..])
             .map(Result::unwrap)
             .collect();
         assert_eq!(a.len(), 1);
-        assert_eq!(a[0].ty, super::super::filter::INET_DIAG_REQ_BYTECODE);
-        assert_eq!(a[0].payload, &bc[..]);
+        assert_eq!(a[0].ty(), super::super::filter::INET_DIAG_REQ_BYTECODE);
+        assert_eq!(a[0].payload(), &bc[..]);
     }
 
     #[test]
@@ -1150,7 +1212,7 @@ mod tests {
         // Without ULP info: a plain TCP socket.
         let mut plain = p[..INET_DIAG_MSG_LEN].to_vec();
         plain.extend(reemit(&p[INET_DIAG_MSG_LEN..], |a| {
-            (a.ty != INET_DIAG_ULP_INFO).then(|| a.payload.to_vec())
+            (a.ty() != INET_DIAG_ULP_INFO).then(|| a.payload().to_vec())
         }));
         assert_eq!(parse_subflow(&plain).unwrap(), None);
         // Another ULP (kTLS).
@@ -1176,14 +1238,14 @@ mod tests {
         // A token attribute of the wrong size inside the nest.
         let wrong = with_attr(&p, INET_DIAG_ULP_INFO, |ulp| {
             reemit(ulp, |a| {
-                Some(if a.ty == INET_ULP_INFO_MPTCP {
+                Some(if a.ty() == INET_ULP_INFO_MPTCP {
                     let mut inner = Vec::new();
                     inner.extend_from_slice(&6u16.to_ne_bytes());
                     inner.extend_from_slice(&MPTCP_SUBFLOW_ATTR_TOKEN_LOC.to_ne_bytes());
                     inner.extend_from_slice(&[1, 2, 0, 0]);
                     inner
                 } else {
-                    a.payload.to_vec()
+                    a.payload().to_vec()
                 })
             })
         });
@@ -1192,12 +1254,8 @@ mod tests {
             Err(DecodeError::AttrSize { got: 2, .. })
         ));
         // In a dump, both are counted and the good reply still comes through.
-        let mut b = MsgBuilder::new(SOCK_DIAG_BY_FAMILY, 2, SEQ);
-        b.bytes(&bad);
-        let mut dgram = b.finish();
-        let mut b = MsgBuilder::new(SOCK_DIAG_BY_FAMILY, 2, SEQ);
-        b.bytes(&wrong);
-        dgram.extend(b.finish());
+        let mut dgram = test_message(SOCK_DIAG_BY_FAMILY, 2, SEQ, &bad);
+        dgram.extend(test_message(SOCK_DIAG_BY_FAMILY, 2, SEQ, &wrong));
         dgram.extend_from_slice(CLIENT_TCP_V4);
         let mut d = Dump::default();
         assert_eq!(
@@ -1212,12 +1270,10 @@ mod tests {
     #[test]
     fn kernel_error_ends_the_dump_with_errno() {
         // What an unsupported protocol (no mptcp_diag) looks like: NLMSG_ERROR, -ENOENT.
-        let req = mptcp_dump_request(IpFamily::V4, tcpf::ALL, 5);
-        let mut b = MsgBuilder::new(NLMSG_ERROR, 0x100, 5);
+        let req = mptcp_dump_request(IpFamily::V4, tcpf::ALL, 5).unwrap();
         let mut body = (-libc::ENOENT).to_ne_bytes().to_vec();
         body.extend_from_slice(&req[..NLMSG_HDRLEN]);
-        b.bytes(&body);
-        let dgram = b.finish();
+        let dgram = test_message(NLMSG_ERROR, 0x100, 5, &body);
         let mut d: Dump<MptcpConnDiag> = Dump::default();
         let e = dump::feed(&dgram, 5, "MPTCP IPv4 dump", parse_mptcp_reply, &mut d).unwrap_err();
         assert!(

@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::dump::Dump;
+use crate::dump::{self, Dump};
 use crate::error::Error;
 use crate::transport::Transport;
 
@@ -52,8 +52,8 @@ impl DiagSocket {
         for (fam, what) in [(IpFamily::V4, WHAT_MPTCP4), (IpFamily::V6, WHAT_MPTCP6)] {
             let before = out.items.len();
             let seq = self.t.next_seq();
-            let req = mptcp_dump_request(fam, self.mptcp_states, seq);
-            self.t.dump(what, seq, &req, parse_mptcp_reply, out)?;
+            let req = mptcp_dump_request(fam, self.mptcp_states, seq)?;
+            dump::run(&mut self.t, what, seq, &req, parse_mptcp_reply, out)?;
             if fam == IpFamily::V6 {
                 v6_conns = out
                     .items
@@ -78,8 +78,8 @@ impl DiagSocket {
                 continue;
             }
             let seq = self.t.next_seq();
-            let req = tcp_window_request(fam, tcpf::CONNECTED, window, seq);
-            self.t.dump(what, seq, &req, parse_subflow_reply, out)?;
+            let req = tcp_window_request(fam, tcpf::CONNECTED, window, seq)?;
+            dump::run(&mut self.t, what, seq, &req, parse_subflow_reply, out)?;
         }
         Ok(())
     }
