@@ -33,6 +33,12 @@
 //!   (`EINVAL "did not match address and id"`), so the same address keeps the same id, also
 //!   across REMOVE and a later re-announcement. Addresses are compared in canonical form: a
 //!   connection accepted by a dual-stack `[::]` listener reports IPv4 as `::ffff:a.b.c.d`.
+//! - A refusal that says the connection itself is gone ([`RefusalMeaning::ConnectionGone`]: the
+//!   kernel no longer knows the token) closes the connection at once, as CLOSED would: its CLOSED
+//!   event may have been lost in an overrun, or it was adopted from a snapshot that predates its
+//!   close. A SUBFLOW_CREATE refused with ENOTCONN ([`RefusalMeaning::NotJoinable`]: not, or no
+//!   longer, fully established) makes the connection wait for the kernel's ESTABLISHED before it
+//!   asks for joins again, without counting a failure against the path.
 //! - Announcements ([`Announcement`]) are sent in decision order, unpaced: pacing is the
 //!   policy's choice. For it, an announcement stays [`AnnounceState::Sent`] until the peer joins
 //!   it or `ConnTimers::announce_pace` passes (then [`AnnounceState::Unjoined`]), and
@@ -54,6 +60,14 @@ use crate::model::{
 const ETIMEDOUT: i32 = 110;
 /// Linux ESRCH: SUBFLOW_DESTROY's answer when the subflow is already gone.
 const ESRCH: i32 = 3;
+/// Linux EINVAL: with the extended-ACK text [`INVALID_TOKEN`], the kernel no longer knows the
+/// connection.
+const EINVAL: i32 = 22;
+/// Linux ENOTCONN: SUBFLOW_CREATE's answer while the connection is not fully established.
+const ENOTCONN: i32 = 107;
+/// The kernel's extended-ACK text when no connection has the token (`pm_userspace.c`,
+/// `mptcp_userspace_pm_get_sock`), for every userspace-PM command.
+const INVALID_TOKEN: &str = "invalid token";
 
 /// Which local address id a SUBFLOW_CREATE from the connection's *initial* local address carries.
 ///
@@ -352,6 +366,51 @@ pub struct KernelRefusal {
     pub message: Option<String>,
 }
 
+/// What a kernel refusal says beyond "this command failed", as verified on Linux 6.18
+/// (`integration/tests/kernel_pm.rs`, `commands_on_closing_and_gone_connections`): every
+/// command for a token the kernel no longer has (closed and destroyed, or reset by the peer)
+/// is EINVAL "invalid token"; SUBFLOW_CREATE on a connection that is not fully established —
+/// not yet (nothing sent yet), or no longer (closed by either side, still in the kernel's
+/// table) — is ENOTCONN "connect error: -107", while SET_FLAGS, ANNOUNCE, REMOVE and
+/// SUBFLOW_DESTROY are still accepted then; SUBFLOW_DESTROY of a subflow that is already gone
+/// is ESRCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalMeaning {
+    /// The kernel no longer knows the connection: it is gone, whatever we heard of it.
+    ConnectionGone,
+    /// SUBFLOW_CREATE on a connection that is not fully established (not yet, or no longer).
+    NotJoinable,
+    /// SUBFLOW_DESTROY of a subflow that is already gone.
+    SubflowGone,
+    /// About this command only (a port conflict, an id rule, a timeout, ...).
+    Command,
+}
+
+impl RefusalMeaning {
+    /// The refusal is an expected outcome of a race with the kernel (a connection or subflow
+    /// that ended meanwhile), not a fault worth a warning: callers log it at debug level.
+    pub fn is_race(self) -> bool {
+        self != RefusalMeaning::Command
+    }
+}
+
+impl KernelRefusal {
+    /// What this refusal of `cmd` says (see [`RefusalMeaning`]).
+    pub fn meaning(&self, cmd: &PmCommand) -> RefusalMeaning {
+        let errno = self.errno.saturating_abs();
+        let invalid_token = self
+            .message
+            .as_deref()
+            .is_some_and(|m| m.trim() == INVALID_TOKEN);
+        match cmd {
+            _ if errno == EINVAL && invalid_token => RefusalMeaning::ConnectionGone,
+            PmCommand::CreateSubflow { .. } if errno == ENOTCONN => RefusalMeaning::NotJoinable,
+            PmCommand::DestroySubflow { .. } if errno == ESRCH => RefusalMeaning::SubflowGone,
+            _ => RefusalMeaning::Command,
+        }
+    }
+}
+
 /// Failure bookkeeping of one path.
 #[derive(Debug, Clone, Copy, Default)]
 struct PathHealth {
@@ -389,6 +448,8 @@ pub struct Connection {
     ignored: u64,
     refusals: u64,
     last_refusal: Option<(&'static str, KernelRefusal)>,
+    /// Closed because a refusal said the kernel no longer knows the connection.
+    gone_in_kernel: bool,
 }
 
 impl Connection {
@@ -412,6 +473,7 @@ impl Connection {
             ignored: 0,
             refusals: 0,
             last_refusal: None,
+            gone_in_kernel: false,
         }
     }
 
@@ -587,9 +649,16 @@ impl Connection {
         self.server_side
     }
 
-    /// CLOSED was seen: no more commands, no more timers.
+    /// CLOSED was seen (or the kernel said it no longer knows the connection): no more
+    /// commands, no more timers.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Closed because a command's refusal said the kernel no longer knows the connection
+    /// ([`RefusalMeaning::ConnectionGone`]), not by a CLOSED event.
+    pub fn is_gone_in_kernel(&self) -> bool {
+        self.gone_in_kernel
     }
 
     /// The peer's addresses: id 0 is the initial remote (unless the peer removed it), then the
@@ -819,6 +888,41 @@ impl Connection {
             Err(refusal) => refusal,
         };
         self.refusals += 1;
+        match refusal.meaning(cmd) {
+            RefusalMeaning::ConnectionGone => {
+                // Whatever else is queued would be refused the same way.
+                self.gone_in_kernel = true;
+                self.last_refusal = Some((cmd.name(), refusal));
+                self.on_closed(now);
+                return;
+            }
+            RefusalMeaning::NotJoinable => {
+                // Not the paths' fault: no failure recorded. Every join not yet sent or
+                // answered would be refused the same way, so they end here; new ones wait for
+                // the kernel's next ESTABLISHED (a connection that is closing sends none).
+                self.established = false;
+                self.commands
+                    .retain(|c| !matches!(c, PmCommand::CreateSubflow { .. }));
+                for sf in &mut self.subflows {
+                    let waiting = match sf.state {
+                        SubflowState::Pending { .. } => true,
+                        SubflowState::Requested { .. } => !sf.acked,
+                        _ => false,
+                    };
+                    if waiting {
+                        sf.state = SubflowState::Failed {
+                            at: now,
+                            errno: refusal.errno.saturating_abs(),
+                            message: refusal.message.clone(),
+                        };
+                    }
+                }
+                self.last_refusal = Some((cmd.name(), refusal));
+                self.prune();
+                return;
+            }
+            RefusalMeaning::SubflowGone | RefusalMeaning::Command => {}
+        }
         match cmd {
             // No answer in time (ETIMEDOUT from the command path): the kernel may still have
             // applied it, so the request stays `Requested` and its request timeout decides. A
