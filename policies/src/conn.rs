@@ -619,8 +619,43 @@ impl Connection {
     }
 
     /// Marks an adopted connection as accepted by this host (sock_diag tells, events do not).
+    /// On a server-side connection, a subflow that arrived on another local address than the
+    /// initial one is a peer's join to an address this host announced (a peer can join only
+    /// what it was told about): it is recorded as a joined announcement under the id the
+    /// kernel reports, so a restarted daemon does not announce it again.
     pub fn with_server_side(mut self, server_side: bool) -> Self {
         self.server_side = server_side;
+        if !server_side {
+            return self;
+        }
+        let initial = self.info.map(|i| i.local.ip().to_canonical());
+        let joined: Vec<(IpAddr, AddrId, Instant)> = self
+            .subflows
+            .iter()
+            .filter_map(|sf| match sf.state {
+                SubflowState::Established { since } if !sf.initial && sf.loc_id != 0 => {
+                    Some((sf.path.local.to_canonical(), sf.loc_id, since))
+                }
+                _ => None,
+            })
+            .filter(|(addr, _, _)| Some(*addr) != initial)
+            .collect();
+        for (addr, id, since) in joined {
+            if self.announcements.iter().any(|a| a.addr == addr)
+                || self.known_local_id(addr) != Some(id)
+            {
+                continue;
+            }
+            self.announcements.reserve_exact(1);
+            self.announcements.push(Announcement {
+                addr,
+                id,
+                port: None,
+                state: AnnounceState::Joined { at: since },
+                refusals: 0,
+                reason: None,
+            });
+        }
         self
     }
 

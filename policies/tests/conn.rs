@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mptcp_pmd_policies::{
-    Action, ConnTimers, Connection, Decision, KernelRefusal, KernelSubflow, Path, PmCommand,
-    PmEvent, RefusalMeaning, SubflowSample, SubflowState, Token,
+    Action, AnnounceState, ConnTimers, Connection, Decision, KernelRefusal, KernelSubflow, Path,
+    PmCommand, PmEvent, RefusalMeaning, SubflowSample, SubflowState, Token,
 };
 
 fn open(local: &str, remote: &str, backup: bool) -> Decision {
@@ -1202,6 +1202,53 @@ fn adopt_rebuilds_an_established_connection() {
     let server = Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), Vec::new())
         .with_server_side(true);
     assert!(server.is_server_side());
+}
+
+/// Issue 15 item 7: a restarted server re-adopts a connection whose peer joined an address
+/// the old daemon announced. The join shows the announcement (under the kernel's id), so the
+/// address is not announced again; a join to the initial address is no announcement.
+#[test]
+fn adopting_a_server_connection_learns_its_joined_announcements() {
+    let t0 = Instant::now();
+    let sub = |local: &str, remote: &str, loc_id: u8| KernelSubflow {
+        key: key(local, remote),
+        loc_id,
+        rem_id: 0,
+        backup: false,
+        sample: SubflowSample::default(),
+    };
+    let subflows = vec![
+        sub(INIT_LOCAL, INIT_REMOTE, 0),
+        // The peer joined our announced 10.0.2.1 (id 255) ...
+        sub("10.0.2.1:40000", "10.0.9.1:50001", 255),
+        // ... and our initial address from another of its addresses.
+        sub(INIT_LOCAL, "10.0.9.2:50002", 0),
+    ];
+    let c = Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), subflows.clone())
+        .with_server_side(true);
+    let a: Vec<_> = c
+        .announcements()
+        .iter()
+        .map(|a| (a.addr, a.id, a.state.clone()))
+        .collect();
+    assert_eq!(
+        a,
+        vec![(ip("10.0.2.1"), 255, AnnounceState::Joined { at: t0 })]
+    );
+    assert_eq!(c.local_id(ip("10.0.2.1")), Some(255));
+    let mut c = c;
+    c.handle_decisions(
+        t0,
+        vec![d(Action::Announce {
+            addr: ip("10.0.2.1"),
+            port: None,
+        })],
+    );
+    assert!(drain(&mut c).is_empty(), "active: not announced again");
+    // A client-side connection learns ids, not announcements.
+    let client =
+        Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), subflows).with_server_side(false);
+    assert!(client.announcements().is_empty());
 }
 
 #[test]
