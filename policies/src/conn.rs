@@ -366,6 +366,15 @@ pub struct KernelRefusal {
     pub message: Option<String>,
 }
 
+/// Whether the kernel's subflows of a connection show it fully established at the MPTCP level
+/// (joins allowed): one of them carries the FULLY_ESTABLISHED flag (the initial subflow gets it
+/// with the connection; ss shows it as `e`). No subflow listed tells nothing either way: taken
+/// as established, as the kernel listed the connection in TCP_ESTABLISHED. Verified on 6.18: a
+/// client that connected and sent nothing shows `Mmc`, once its data was acknowledged `Mmec`.
+pub fn fully_established(kernel: &[KernelSubflow]) -> bool {
+    kernel.is_empty() || kernel.iter().any(|k| k.sample.fully_established)
+}
+
 /// What a kernel refusal says beyond "this command failed", as verified on Linux 6.18
 /// (`integration/tests/kernel_pm.rs`, `commands_on_closing_and_gone_connections`): every
 /// command for a token the kernel no longer has (closed and destroyed, or reset by the peer)
@@ -477,9 +486,12 @@ impl Connection {
         }
     }
 
-    /// A connection found by sock_diag at start-up: established, with its live subflows. The
-    /// subflow whose key is (`local`, `remote`) is the initial one. Remote ids other than 0
-    /// become known remotes.
+    /// A connection found by sock_diag at start-up, with its live subflows. The subflow whose
+    /// key is (`local`, `remote`) is the initial one. Remote ids other than 0 become known
+    /// remotes. It is established (joins allowed) unless the kernel lists subflows and none of
+    /// them is fully established ([`fully_established`]): such a connection is connected but
+    /// not yet fully established at the MPTCP level (the kernel would refuse joins with ENOTCONN),
+    /// and its ESTABLISHED event is still to come.
     /// Default timers and client side: see [`Connection::with_timers`] and
     /// [`Connection::with_server_side`].
     pub fn adopt(
@@ -500,7 +512,8 @@ impl Connection {
             rem_id: 0,
             flags: Default::default(),
         });
-        conn.established = true;
+        let subflows: Vec<KernelSubflow> = subflows.into_iter().collect();
+        conn.established = fully_established(&subflows);
         for KernelSubflow {
             key,
             loc_id,
@@ -537,10 +550,11 @@ impl Connection {
     }
 
     /// Bring a tracked connection in line with a sock_diag snapshot taken at `taken_at`
-    /// (after events were lost): it is established if the kernel lists it, every kernel
-    /// subflow is established here (a request it answers is matched, an unknown one learnt),
-    /// and an established subflow the kernel no longer lists is closed, unless it established
-    /// after the snapshot was taken. Returns whether anything changed.
+    /// (after events were lost): it is established if the kernel lists it as fully established
+    /// ([`fully_established`]), every kernel subflow is established here (a request it answers
+    /// is matched, an unknown one learnt), and an established subflow the kernel no longer lists
+    /// is closed, unless it established after the snapshot was taken. Returns whether anything
+    /// changed.
     pub fn reconcile(
         &mut self,
         now: Instant,
@@ -554,7 +568,7 @@ impl Connection {
         }
         self.touch(now);
         let before = (self.established, self.subflows.clone());
-        if !self.established {
+        if !self.established && fully_established(kernel) {
             let mut info = self.info.unwrap_or(ConnInfo {
                 token: self.token,
                 local,
@@ -814,7 +828,14 @@ impl Connection {
                 }
             }
             PmEvent::Removed { rem_id, .. } => self.on_removed(now, *rem_id),
-            PmEvent::SubEstablished(s) => self.on_sub_established(now, s),
+            PmEvent::SubEstablished(s) => {
+                // A join completes only on a fully established connection: proof enough when
+                // the ESTABLISHED event was lost (or the connection was adopted before it).
+                if self.info.is_some() {
+                    self.established = true;
+                }
+                self.on_sub_established(now, s)
+            }
             PmEvent::SubClosed(s) => self.on_sub_closed(now, s),
             PmEvent::SubPriority(s) => {
                 let key = s.key();

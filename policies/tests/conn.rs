@@ -1152,6 +1152,7 @@ fn adopt_rebuilds_an_established_connection() {
     let t0 = Instant::now();
     let sample = SubflowSample {
         srtt_us: 1234,
+        fully_established: true,
         ..SubflowSample::default()
     };
     let mut c = Connection::adopt(
@@ -1330,14 +1331,64 @@ fn closed_connection_sends_and_waits_for_nothing() {
     assert!(c.subflows().iter().all(|s| !s.is_live()));
 }
 
+/// A subflow as sock_diag lists it, fully established (ss: `e`).
 fn kernel_sub(local: &str, remote: &str, loc_id: u8) -> KernelSubflow {
     KernelSubflow {
         key: key(local, remote),
         loc_id,
         rem_id: 0,
         backup: false,
-        sample: SubflowSample::default(),
+        sample: SubflowSample {
+            fully_established: true,
+            ..SubflowSample::default()
+        },
     }
+}
+
+/// Issue 15 item 5: a connection caught by a resync between its TCP handshake and full MPTCP
+/// establishment (a client that has not sent data yet: ss `Mmc`) was taken as established, and
+/// its join was refused with ENOTCONN.
+#[test]
+fn adopt_and_reconcile_wait_for_full_establishment() {
+    let t0 = Instant::now();
+    let mut early = kernel_sub(INIT_LOCAL, INIT_REMOTE, 0);
+    early.sample.fully_established = false;
+    // Adopted: not established, so no join is asked for ...
+    let mut c = Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), vec![early]);
+    assert!(!c.is_established());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert!(drain(&mut c).is_empty());
+    // ... until its ESTABLISHED event.
+    c.handle_event(
+        t0,
+        &PmEvent::Established(info(INIT_LOCAL, INIT_REMOTE, false)),
+    );
+    assert!(c.is_established());
+    // No subflow listed tells nothing: adopted as established (as before).
+    assert!(Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), vec![]).is_established());
+
+    // Reconciled: the same.
+    let mut c = Connection::new(T, ConnTimers::default());
+    c.handle_event(t0, &PmEvent::Created(info(INIT_LOCAL, INIT_REMOTE, false)));
+    c.reconcile(t0, t0, sa(INIT_LOCAL), sa(INIT_REMOTE), &[early]);
+    assert!(!c.is_established());
+    c.reconcile(
+        t0,
+        t0,
+        sa(INIT_LOCAL),
+        sa(INIT_REMOTE),
+        &[kernel_sub(INIT_LOCAL, INIT_REMOTE, 0)],
+    );
+    assert!(c.is_established());
+
+    // A completed join proves full establishment when the ESTABLISHED event was lost.
+    let mut c = Connection::new(T, ConnTimers::default());
+    c.handle_event(t0, &PmEvent::Created(info(INIT_LOCAL, INIT_REMOTE, false)));
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    assert!(c.is_established());
 }
 
 #[test]
