@@ -102,9 +102,9 @@ const TCP_ESTABLISHED: u8 = 1;
 
 /// How many subflows of an MPTCP socket of ours are established (TCP state), the initial one
 /// included, read from the kernel (`MPTCP_TCPINFO`); `None` if the kernel does not say (e.g.
-/// the socket fell back to TCP). Unlike `mptcp_info`'s subflow counters, which count a join
-/// from the moment it is asked for (and, on this kernel, one the kernel refused), this counts
-/// only joins that completed.
+/// the socket fell back to TCP). It counts completed joins only; `mptcp_info`'s subflow
+/// counters do not (`mptcpi_subflows_total` read 2 while the kernel was refusing the join with
+/// ENOTCONN).
 pub fn established_subflows(stream: &TcpStream) -> Option<usize> {
     use std::os::fd::AsRawFd;
     const HEADER: usize = 16;
