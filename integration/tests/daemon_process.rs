@@ -2,17 +2,18 @@
 //! (issue 15 item 2: a second one exits 75 naming the first, whatever its control socket, and
 //! makes no join; one in another namespace runs), a control socket file that a tmp cleaner
 //! deletes is re-created and a path something else took is left alone; and the start-up
-//! refusals (issue 15 item 7): exit 69 when MPTCP is disabled, the userspace path manager is
-//! not selected with `kernel.set_userspace_pm: false`, not offered, or cannot be selected,
-//! the `pm_type` fallback of kernels before 6.15, and exit 73 for a metrics address that
-//! cannot be bound.
+//! refusals (issue 15 item 7): exit 69 when MPTCP is disabled or missing, the userspace path
+//! manager is not selected with `kernel.set_userspace_pm: false`, not offered, or cannot be
+//! selected, the `pm_type` fallback of kernels before 6.15, and exit 73 for a metrics address
+//! that cannot be bound.
 //!
-//! The kernel of this machine offers both path managers and has `net.mptcp.path_manager`, so
-//! "not offered", "cannot be selected" and "no `path_manager` sysctl" are simulated: the daemon
-//! runs in a private mount namespace (`unshare -m`) where the sysctl file is covered by a bind
-//! mount (a file saying `kernel` for `available_path_managers`, a read-only file for
-//! `path_manager`, a unix socket — which cannot be opened, as a missing file cannot — for
-//! `path_manager`). Everything else is the real kernel: `pm_type` is really written and the
+//! The kernel of this machine has MPTCP, offers both path managers and has
+//! `net.mptcp.path_manager`, so "no MPTCP", "not offered", "cannot be selected" and "no
+//! `path_manager` sysctl" are simulated: the daemon runs in a private mount namespace
+//! (`unshare -m`) where /proc/sys/net/mptcp is hidden under an empty tmpfs, or one of its files
+//! is covered by a bind mount (a file saying `kernel` for `available_path_managers`, a read-only
+//! file for `path_manager`, a unix socket — which cannot be opened, as a missing file cannot —
+//! for `path_manager`). Everything else is the real kernel: `pm_type` is really written and the
 //! namespace's path manager really changes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
@@ -136,6 +137,7 @@ fn a_second_daemon_in_the_namespace_exits_75_naming_the_first_and_makes_no_join(
         .unwrap_or_else(|| panic!("the second daemon kept running:\n{}", second.log()));
     let log = second.log();
     assert_eq!(code, Some(75), "{log}");
+    eprintln!("the second daemon exited {after:?} after its start");
     assert!(
         after < Duration::from_secs(1),
         "refused after {after:?}, not within a second:\n{log}"
@@ -284,7 +286,8 @@ fn a_deleted_control_socket_is_recreated_and_a_taken_path_left_alone() {
     assert_ne!(status(&sock).0, Some(0));
     // Freed again: re-created.
     std::fs::remove_file(&sock).unwrap();
-    back_within("freed", &d);
+    let took = back_within("freed", &d);
+    eprintln!("status answered again {took:?} after the path was freed");
 
     // Another process's live socket: left alone; once that process is gone (a stale file),
     // taken over.
@@ -300,7 +303,8 @@ fn a_deleted_control_socket_is_recreated_and_a_taken_path_left_alone() {
     );
     assert!(d.log().contains("already running"), "{}", d.log());
     drop(other);
-    back_within("stale", &d);
+    let took = back_within("stale", &d);
+    eprintln!("status answered again {took:?} after the other socket went stale");
     assert_eq!(
         d.count("re-created it"),
         3,
@@ -365,6 +369,24 @@ fn startup_refusals_exit_69_with_the_fix_in_the_message() {
     assert_eq!(code, Some(69), "{log}");
     assert!(
         log.contains("MPTCP is disabled in this network namespace: sysctl -w net.mptcp.enabled=1"),
+        "{log}"
+    );
+
+    // No MPTCP in the kernel (simulated: /proc/sys/net/mptcp hidden under an empty tmpfs).
+    let hide = [
+        "unshare",
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /proc/sys/net/mptcp && exec \"$0\" \"$@\"",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (code, log) = refused(&ns, FULLMESH, hide);
+    assert_eq!(code, Some(69), "{log}");
+    assert!(
+        log.contains("this kernel has no MPTCP support (/proc/sys/net/mptcp is missing)"),
         "{log}"
     );
 
