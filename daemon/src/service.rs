@@ -1,8 +1,9 @@
 //! [`run`]`(config, env, shutdown)`: the daemon from start-up to stop, in the documented order
 //! (docs/ARCHITECTURE.md, "Start-up order"), as four named steps:
 //!
-//! 1. [`claim_endpoints`]: the control socket (a second daemon refuses here, before touching any
-//!    kernel state) and the metrics listener;
+//! 1. [`claim_endpoints`]: the network namespace's lock (a second daemon in the namespace
+//!    refuses here, before touching any kernel state, whatever its control socket), the control
+//!    socket and the metrics listener;
 //! 2. [`open_kernel`]: the MPTCP checks, the events subscription *before* any state is read,
 //!    the command, sock_diag and rtnetlink sockets, and the dump of links and addresses;
 //! 3. [`drop_privileges`]: the scheduling priority, then every capability but CAP_NET_ADMIN —
@@ -36,10 +37,12 @@ use tokio::sync::mpsc;
 
 use crate::actors::policy::{PolicyActor, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
-use crate::endpoints::control::{self, ControlSocket, Views};
+use crate::endpoints::control::{self, Views};
+use crate::endpoints::ctlsock::{self, Check, ControlSocket};
 use crate::endpoints::http;
 use crate::endpoints::metrics::Metrics;
 use crate::process::failure::{self, FailureWatch};
+use crate::process::nslock::{self, NsLock};
 use crate::process::{exit, logging, notify, privs, startup};
 use crate::wiring;
 
@@ -105,17 +108,26 @@ pub async fn run(
     res
 }
 
-/// The control socket (claimed) and the metrics listener (bound), before any kernel state is
-/// touched.
+/// The namespace's lock (held), the control socket (claimed) and the metrics listener (bound),
+/// before any kernel state is touched.
 struct Endpoints {
+    /// Released when dropped.
+    lock: NsLock,
     /// Removes the control socket file when dropped.
     control: ControlSocket,
     metrics: Option<std::net::TcpListener>,
 }
 
-/// Step 1: claim the control socket (exit 73 if another daemon serves it) and bind the metrics
-/// listener (exit 73).
+/// Step 1: take the network namespace's lock (exit 75 if another daemon holds it), claim the
+/// control socket (exit 73 if another daemon serves it) and bind the metrics listener (exit 73).
 fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
+    let lock = NsLock::acquire().map_err(|e| match e {
+        e @ nslock::LockError::Held { .. } => RunError {
+            code: exit::TEMPFAIL,
+            message: e.to_string(),
+        },
+        e => fail(exit::SOFTWARE, "namespace lock", e),
+    })?;
     let control = ControlSocket::claim(&config.control.socket)
         .map_err(|e| fail(exit::CANTCREAT, "control socket", e))?;
     let metrics = match config.metrics.listen {
@@ -128,7 +140,11 @@ fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
         })?),
         None => None,
     };
-    Ok(Endpoints { control, metrics })
+    Ok(Endpoints {
+        lock,
+        control,
+        metrics,
+    })
 }
 
 /// The kernel sockets, opened in order, and the addresses dumped through them.
@@ -360,9 +376,19 @@ async fn serve(
 ) -> Result<(), RunError> {
     let Env { log, mut reloads } = env;
     let Endpoints {
+        mut lock,
         control: mut control_sock,
         metrics: metrics_listener,
     } = endpoints;
+    let answer = nslock::Answer {
+        pid: std::process::id(),
+        control: config.control.socket.display().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    if let Err(e) = lock.answer_probes(&answer, log.new(slog::o!("actor" => "nslock"))) {
+        // The lock still holds; a second daemon only learns less about us.
+        warn!(log, "cannot answer probes of the namespace lock"; "error" => %e);
+    }
     let views = Views {
         registry: actors.registry.clone(),
         policy: actors.policy.clone(),
@@ -370,12 +396,16 @@ async fn serve(
         diag: actors.diag.clone(),
         metrics: metrics.clone(),
     };
-    if let Some(l) = control_sock.take_listener() {
-        control::serve(l, views.clone(), log.new(slog::o!("actor" => "control")))
-            .map_err(|e| fail(exit::SOFTWARE, "cannot serve the control socket", e))?;
-    }
+    let control_log = log.new(slog::o!("actor" => "control"));
+    let mut control_server = match control_sock.take_listener() {
+        Some(l) => Some(
+            control::serve(l, views.clone(), control_log.clone())
+                .map_err(|e| fail(exit::SOFTWARE, "cannot serve the control socket", e))?,
+        ),
+        None => None,
+    };
     if let Some(l) = metrics_listener {
-        http::serve(l, views, log.new(slog::o!("actor" => "metrics")))
+        http::serve(l, views.clone(), log.new(slog::o!("actor" => "metrics")))
             .map_err(|e| fail(exit::SOFTWARE, "cannot serve metrics", e))?;
     }
     match actors.registry.send(AdoptExisting).await {
@@ -396,6 +426,9 @@ async fn serve(
 
     tokio::pin!(shutdown);
     let mut reloading = true;
+    let mut watch = tokio::time::interval(ctlsock::WATCH_EVERY);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut occupied = None;
     let res = loop {
         tokio::select! {
             () = &mut shutdown => break Ok(()),
@@ -404,6 +437,10 @@ async fn serve(
                 Some(new) => apply(&new, actors),
                 None => reloading = false,
             },
+            _ = watch.tick() => {
+                let check = control_sock.check();
+                keep_control_socket(check, &mut control_server, &mut occupied, &views, &control_log);
+            }
         }
     };
     if let Err(e) = notify::notify("STOPPING=1") {
@@ -412,7 +449,56 @@ async fn serve(
     let c = metrics.snapshot();
     info!(log, "stopped"; "events" => ?c.events, "commands" => ?c.commands, "overruns" => c.overruns, "resyncs" => c.resyncs);
     drop(control_sock);
+    drop(lock);
     res
+}
+
+/// Act on what the watch of the control socket file found: serve a re-created socket (ending
+/// the accept loop of the old one, whose file is gone), and log a path that something else
+/// occupies — once per distinct cause, and again when it changes.
+fn keep_control_socket(
+    check: Check,
+    server: &mut Option<tokio::task::JoinHandle<()>>,
+    reported: &mut Option<String>,
+    views: &Views,
+    log: &Logger,
+) {
+    match check {
+        Check::Ours => *reported = None,
+        Check::Recreated(listener) => {
+            *reported = None;
+            match control::serve(listener, views.clone(), log.clone()) {
+                Ok(task) => {
+                    if let Some(old) = server.replace(task) {
+                        old.abort();
+                    }
+                    warn!(
+                        log,
+                        "the control socket file was gone (deleted?): re-created it"
+                    );
+                }
+                Err(e) => {
+                    warn!(log, "cannot serve the re-created control socket"; "error" => %e)
+                }
+            }
+        }
+        Check::Occupied(e) => {
+            let text = e.to_string();
+            if reported.as_deref() != Some(text.as_str()) {
+                warn!(log, "the control socket path is taken by something else: left alone; this daemon \
+                    is unreachable there until the path is free again (checked every second)"; "error" => &text);
+                *reported = Some(text);
+            }
+        }
+        Check::Failed(e) => {
+            let text = e.to_string();
+            if reported.as_deref() != Some(text.as_str()) {
+                warn!(log, "the control socket file is gone and cannot be re-created now; trying again every second";
+                    "error" => &text);
+                *reported = Some(text);
+            }
+        }
+    }
 }
 
 /// Apply a reloaded configuration: the policies, whether subflows are sampled, the address

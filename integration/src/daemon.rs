@@ -425,6 +425,25 @@ impl Daemon {
         }
     }
 
+    /// Wait up to `timeout` for the daemon to exit on its own (a refused start): its exit code
+    /// (`Some(None)`: killed by a signal) and the time from spawn to the moment it was seen
+    /// gone (polled every 5 ms). `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<(Option<i32>, Duration)> {
+        let c = self.child.as_mut()?;
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                let after = self.spawned.elapsed();
+                self.child = None;
+                return Some((status.code(), after));
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         match &mut self.child {

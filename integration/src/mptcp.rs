@@ -91,3 +91,47 @@ pub fn ping(stream: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `SOL_MPTCP`.
+const SOL_MPTCP: libc::c_int = 284;
+/// `MPTCP_TCPINFO` (getsockopt at `SOL_MPTCP`): `struct mptcp_subflow_data` then one
+/// `struct tcp_info` per subflow.
+const MPTCP_TCPINFO: libc::c_int = 2;
+/// `TCP_ESTABLISHED`.
+const TCP_ESTABLISHED: u8 = 1;
+
+/// How many subflows of an MPTCP socket of ours are established (TCP state), the initial one
+/// included, read from the kernel (`MPTCP_TCPINFO`); `None` if the kernel does not say (e.g.
+/// the socket fell back to TCP). It counts completed joins only; `mptcp_info`'s subflow
+/// counters do not (`mptcpi_subflows_total` read 2 while the kernel was refusing the join with
+/// ENOTCONN).
+pub fn established_subflows(stream: &TcpStream) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    const HEADER: usize = 16;
+    // The state is tcp_info's first byte; 8 bytes per subflow are enough.
+    const PER: usize = 8;
+    const MAX: usize = 16;
+    let mut buf = [0u8; HEADER + PER * MAX];
+    buf[0..4].copy_from_slice(&(HEADER as u32).to_ne_bytes()); // size_subflow_data
+    buf[12..16].copy_from_slice(&(PER as u32).to_ne_bytes()); // size_user
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `buf`, which lives for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            SOL_MPTCP,
+            MPTCP_TCPINFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let n = u32::from_ne_bytes(buf[4..8].try_into().ok()?) as usize;
+    Some(
+        (0..n.min(MAX))
+            .filter(|i| buf[HEADER + i * PER] == TCP_ESTABLISHED)
+            .count(),
+    )
+}

@@ -523,3 +523,110 @@ fn two_daemons_in_both_roles_mesh_both_directions() {
         );
     }
 }
+
+/// Issue 15 item 7: the server-side daemon is killed (SIGKILL) and started again while its
+/// connections live on. The new daemon adopts them from sock_diag with the ids the kernel
+/// reports: the announced address keeps its id (the client hears no ANNOUNCED under another
+/// id, for another address, or at all), no subflow is duplicated on either side, and the
+/// status shows each announcement joined under its id. New connections are served as before.
+#[test]
+fn a_restarted_server_readopts_its_announced_connections_with_their_ids() {
+    if !kernel_tests_enabled("a_restarted_server_readopts_its_announced_connections_with_their_ids")
+    {
+        return;
+    }
+    let t = topo(Pm::Kernel, 1);
+    let f = fam(&t, false);
+    let port = 5431;
+    echo(
+        &t.server,
+        SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+    );
+    let mut d = daemon(&t.server, SERVER);
+    let mut cev = EventLog::open(&t.client, "client");
+    let n = 3;
+    let _conns = connect(&t.client, SocketAddr::new(f.s0, port), f.c0, n);
+    let both = BTreeSet::from([f.s0, f.s1]);
+    let two_once = |v: &[SsSubflow], local: bool| v.len() == 2 && ips(v, local) == both;
+    wait_ss(&t.server, port, n, |v| two_once(v, true))
+        .unwrap_or_else(|s| panic!("not joined: {s}\nlog:\n{}", d.log()));
+    let mut ids = BTreeSet::new();
+    for i in 0..n {
+        let ev = cev.wait(
+            &format!("client ANNOUNCED #{i}"),
+            WAIT,
+            |ev| matches!(ev, PmEvent::Announced { addr, .. } if *addr == f.s1),
+        );
+        if let PmEvent::Announced { rem_id, .. } = ev.event {
+            ids.insert(rem_id);
+        }
+    }
+    assert_eq!(ids, BTreeSet::from([255]), "announced under the top id");
+    cev.clear();
+
+    d.kill();
+    let d2 = daemon(&t.server, SERVER);
+    assert!(
+        d2.log().contains(&format!("adopted_connections: {n}")),
+        "{}",
+        d2.log()
+    );
+    // The status shows every adopted connection's announcement joined under its id.
+    let joined = wait_for(WAIT, || {
+        let v = view(&d2, "status");
+        v["connections"]
+            .as_array()
+            .is_some_and(|cs| {
+                cs.len() == n
+                    && cs.iter().all(|c| {
+                        c["server_side"] == true
+                            && c["announced"].as_array().is_some_and(|a| {
+                                a.len() == 1
+                                    && a[0]["addr"] == f.s1.to_string()
+                                    && a[0]["id"] == 255
+                                    && a[0]["state"] == "joined"
+                            })
+                    })
+            })
+            .then_some(())
+    });
+    assert!(
+        joined.is_some(),
+        "status after the restart: {}\nlog:\n{}",
+        view(&d2, "status"),
+        d2.log()
+    );
+    // Give the adopted connections time to act (ticks, the pace): nothing is announced again,
+    // nothing duplicated.
+    std::thread::sleep(Duration::from_secs(2));
+    let heard: Vec<PmEvent> = cev
+        .unclaimed()
+        .into_iter()
+        .filter(|e| matches!(e, PmEvent::Announced { .. } | PmEvent::Removed { .. }))
+        .collect();
+    assert!(
+        heard.is_empty(),
+        "the client heard: {heard:?}\nlog:\n{}",
+        d2.log()
+    );
+    wait_ss(&t.server, port, n, |v| two_once(v, true))
+        .unwrap_or_else(|s| panic!("server after the restart: {s}\nlog:\n{}", d2.log()));
+    wait_ss(&t.client, port, n, |v| two_once(v, false))
+        .unwrap_or_else(|s| panic!("client after the restart: {s}\nlog:\n{}", d2.log()));
+    assert!(
+        !d2.log().contains("action: announce"),
+        "no announce decision for the adopted connections:\n{}",
+        d2.log()
+    );
+
+    // A new connection still gets the address announced (same id: it is per connection).
+    let _more = connect(&t.client, SocketAddr::new(f.s0, port), f.c0, 1);
+    let ev = cev.wait(
+        "client ANNOUNCED for the new connection",
+        WAIT,
+        |ev| matches!(ev, PmEvent::Announced { addr, .. } if *addr == f.s1),
+    );
+    assert!(matches!(ev.event, PmEvent::Announced { rem_id: 255, .. }));
+    wait_ss(&t.server, port, n + 1, |v| two_once(v, true))
+        .unwrap_or_else(|s| panic!("new connection: {s}\nlog:\n{}", d2.log()));
+}

@@ -231,3 +231,67 @@ fn sigterm_stops_cleanly_and_sighup_with_bad_config_keeps_running() {
     assert!(d.running(), "a bad reload must not stop the daemon");
     assert_eq!(d.stop(Duration::from_secs(5)), Some(0), "{}", d.log());
 }
+
+/// Issue 15 item 7: `addresses.include_interfaces` and `backup_interfaces` end to end, with the
+/// kernel's word for it: of three links only the included c0 and c2 get subflows, c2's with
+/// the backup flag (`b`, BKUP_LOC, in `ss`'s MPTCP subflow flags: this host asked for it);
+/// a reload that drops c2 from `backup_interfaces` clears the flag on the open connections
+/// (SET_FLAGS) and one that includes c1 meshes it.
+#[test]
+fn include_and_backup_interfaces_as_the_kernel_shows_them() {
+    if !kernel_tests_enabled("include_and_backup_interfaces_as_the_kernel_shows_them") {
+        return;
+    }
+    let t = topo(3, 1);
+    let cfg = |include: &str, backup: &str| {
+        format!("{FULLMESH}addresses:\n  include_interfaces: {include}\n  backup_interfaces: {backup}\n")
+    };
+    let d = Daemon::start(&t.client, &cfg("[c0, c2]", "[c2]"));
+    d.wait_ready();
+    let n = 3;
+    let _conns = connect(&t, n);
+    let (a0, a1, a2) = (t.client_addr(0), t.client_addr(1), t.client_addr(2));
+    // (local address, backup as the kernel says) of each subflow, per connection.
+    let seen = |t: &Topology| -> Vec<BTreeSet<(IpAddr, bool)>> {
+        subflows(&t.client, PORT)
+            .values()
+            .map(|v| {
+                v.iter()
+                    .map(|s| (s.local.ip(), s.flags.contains('b')))
+                    .collect()
+            })
+            .collect()
+    };
+    let wait_all = |want: BTreeSet<(IpAddr, bool)>, what: &str| {
+        let ok = wait_for(Duration::from_secs(15), || {
+            let s = seen(&t);
+            (s.len() == n && s.iter().all(|c| *c == want)).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{what}: want {want:?} on every connection, kernel shows {:?}\n{}",
+            seen(&t),
+            d.log()
+        );
+    };
+    wait_all(
+        [(a0, false), (a2, true)].into(),
+        "include c0, c2; backup c2",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    wait_all([(a0, false), (a2, true)].into(), "stable");
+
+    std::fs::write(d.config_path(), cfg("[c0, c2]", "[]")).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_all(
+        [(a0, false), (a2, false)].into(),
+        "backup cleared by a reload",
+    );
+
+    std::fs::write(d.config_path(), cfg("[c0, c1, c2]", "[c1]")).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_all(
+        [(a0, false), (a1, true), (a2, false)].into(),
+        "c1 included as a backup interface by a reload",
+    );
+}

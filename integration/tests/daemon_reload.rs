@@ -154,3 +154,177 @@ fn sighup_with_a_fifo_as_config_keeps_serving_and_keeps_the_old_config() {
     // The FIFO was never written to: the stop is clean as well.
     assert_eq!(d.stop(Duration::from_secs(5)), Some(0), "{}", d.log());
 }
+
+/// Subflows of each connection towards PORT by local address: (count, whether one of them is
+/// the initial subflow: MP_CAPABLE in its ss flags).
+fn per_local(t: &Topology) -> Vec<std::collections::BTreeMap<IpAddr, (usize, bool)>> {
+    subflows(&t.client, PORT)
+        .values()
+        .map(|v| {
+            let mut m = std::collections::BTreeMap::new();
+            for s in v {
+                let e = m.entry(s.local.ip()).or_insert((0, false));
+                e.0 += 1;
+                e.1 |= s.flags.contains('M') || s.flags.contains('m');
+            }
+            m
+        })
+        .collect()
+}
+
+fn reload(d: &Daemon, yaml: &str) {
+    let before = d.count("configuration reloaded");
+    std::fs::write(d.config_path(), yaml).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(10), || (d
+            .count("configuration reloaded")
+            > before)
+            .then_some(()))
+        .is_some(),
+        "no reload:\n{}",
+        d.log()
+    );
+}
+
+const FULLMESH: &str =
+    "policy: fullmesh\nsubflow:\n  backoff_initial_ms: 200\n  backoff_max_ms: 1000\n";
+
+/// Issue 15 item 6: a reload from ndiffports (3) to fullmesh used to leave every connection
+/// with 4 subflows, 3 on the initial pair. What a reload does (README "Signals",
+/// docs/POLICIES.md): the new policy takes over every open connection; fullmesh keeps one
+/// subflow per (local, remote) pair — the initial one on its pair — and opens the missing
+/// pairs. Back to ndiffports, the initial pair gets its 3 subflows again and the other pair's
+/// subflow is left alone (ndiffports never closes subflows). Verdicts from the kernel (`ss`).
+#[test]
+fn a_reload_changes_the_kernels_subflows_of_open_connections() {
+    if !kernel_tests_enabled("a_reload_changes_the_kernels_subflows_of_open_connections") {
+        return;
+    }
+    let t = topo();
+    let mut d = Daemon::start(&t.client, OLD);
+    d.wait_ready();
+    let n = 3;
+    let _conns = connect(&t, n);
+    assert!(
+        wait_for(Duration::from_secs(15), || ndiffports_3(&t, n)
+            .then_some(()))
+        .is_some(),
+        "{:#?}\n{}",
+        subflows(&t.client, PORT),
+        d.log()
+    );
+    let (a0, a1) = (t.client_addr(0), t.client_addr(1));
+
+    reload(&d, FULLMESH);
+    let meshed = |t: &Topology| {
+        let p = per_local(t);
+        p.len() == n
+            && p.iter().all(|m| {
+                m.get(&a0) == Some(&(1, true)) && m.get(&a1) == Some(&(1, false)) && m.len() == 2
+            })
+    };
+    assert!(
+        wait_for(Duration::from_secs(15), || meshed(&t).then_some(())).is_some(),
+        "after the reload to fullmesh: {:?}\n{}",
+        per_local(&t),
+        d.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(meshed(&t), "not stable: {:?}", per_local(&t));
+    assert_eq!(d.count("reason: duplicate"), 2 * n, "{}", d.log());
+
+    reload(&d, OLD);
+    let ndiff_again = |t: &Topology| {
+        let p = per_local(t);
+        p.len() == n
+            && p.iter()
+                .all(|m| m.get(&a0) == Some(&(3, true)) && m.get(&a1) == Some(&(1, false)))
+    };
+    assert!(
+        wait_for(Duration::from_secs(15), || ndiff_again(&t).then_some(())).is_some(),
+        "after the reload back to ndiffports: {:?}\n{}",
+        per_local(&t),
+        d.log()
+    );
+    assert_eq!(d.stop(Duration::from_secs(5)), Some(0), "{}", d.log());
+}
+
+/// Issue 15 item 7: a reload changes the log level and the address filters at once. At
+/// `warning`, the closes that an excluded interface causes happen (the kernel shows them) and
+/// log nothing below a warning; back at `debug` with the interface allowed again, its
+/// subflows return and the debug lines with them.
+#[test]
+fn a_reload_changes_the_log_level_and_the_address_filters() {
+    if !kernel_tests_enabled("a_reload_changes_the_log_level_and_the_address_filters") {
+        return;
+    }
+    let t = topo();
+    let mut d = Daemon::start(&t.client, &format!("{FULLMESH}log:\n  level: debug\n"));
+    d.wait_ready();
+    let n = 2;
+    let _conns = connect(&t, n);
+    let (a0, a1) = (t.client_addr(0), t.client_addr(1));
+    let locals = |t: &Topology| -> Vec<BTreeSet<IpAddr>> {
+        subflows(&t.client, PORT)
+            .values()
+            .map(|v| v.iter().map(|s| s.local.ip()).collect())
+            .collect()
+    };
+    let all_are = |want: BTreeSet<IpAddr>| {
+        let t = &t;
+        move || {
+            let l = locals(t);
+            (l.len() == n && l.iter().all(|s| *s == want)).then_some(())
+        }
+    };
+    assert!(
+        wait_for(Duration::from_secs(15), all_are([a0, a1].into())).is_some(),
+        "{}",
+        d.log()
+    );
+
+    reload(
+        &d,
+        &format!("{FULLMESH}log:\n  level: warning\naddresses:\n  exclude_interfaces: [c1]\n"),
+    );
+    let quiet_from = d.log().len();
+    assert!(
+        wait_for(Duration::from_secs(15), all_are([a0].into())).is_some(),
+        "the excluded interface kept its subflows: {:?}\n{}",
+        locals(&t),
+        d.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let quiet = d.log()[quiet_from..].to_string();
+    assert!(
+        !quiet
+            .lines()
+            .any(|l| l.contains(" INFO ") || l.contains(" DEBG ")),
+        "lines below warning after the reload to warning:\n{quiet}"
+    );
+
+    // The reload line itself is at info: at warning it is not written. Wait for its effect.
+    std::fs::write(d.config_path(), format!("{FULLMESH}log:\n  level: debug\n")).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(15), all_are([a0, a1].into())).is_some(),
+        "the interface's subflows did not return: {:?}\n{}",
+        locals(&t),
+        d.log()
+    );
+    let loud = d.log()[quiet_from..].to_string();
+    assert!(
+        loud.lines()
+            .any(|l| l.contains(" DEBG ") && l.contains("command")),
+        "no debug lines after the reload to debug:\n{loud}"
+    );
+    assert!(
+        loud.lines()
+            .filter(|l| l.contains(" INFO decision") && l.contains("reason: mesh"))
+            .count()
+            >= n,
+        "{loud}"
+    );
+    assert_eq!(d.stop(Duration::from_secs(5)), Some(0), "{}", d.log());
+}

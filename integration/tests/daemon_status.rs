@@ -303,26 +303,49 @@ fn status_matches_ss_metrics_move_caps_dropped_second_daemon_refused() {
         d.log()
     );
 
-    // A second daemon on the same socket refuses to start, with exit code 73.
+    // A second daemon in the namespace refuses to start with exit code 75 (the namespace's
+    // lock, before the control socket); one in another namespace on the same socket path gets
+    // past the lock and refuses with 73 (the socket is live), before touching that
+    // namespace's path manager.
     let mut second = Daemon::start(&t.client, &config(&sock, ""));
+    let exited = second.wait_exit(Duration::from_secs(10));
     assert!(
-        wait_for(Duration::from_secs(10), || (!second.running())
-            .then_some(()))
-        .is_some(),
-        "second daemon kept running:\n{}",
+        matches!(exited, Some((Some(75), _))),
+        "second daemon in the namespace: {exited:?}\n{}",
         second.log()
     );
-    assert_eq!(
-        second.stop(Duration::from_secs(1)),
-        Some(73),
+    assert!(
+        second
+            .log()
+            .contains("already manages this network namespace"),
         "{}",
         second.log()
     );
-    assert!(second.log().contains("already running"), "{}", second.log());
+    let router_pm = || {
+        t.router
+            .run(&["sysctl", "-n", "net.mptcp.path_manager"])
+            .unwrap()
+    };
+    let pm_before = router_pm();
+    let mut elsewhere = Daemon::start(&t.router, &config(&sock, ""));
+    let exited = elsewhere.wait_exit(Duration::from_secs(10));
+    assert!(
+        matches!(exited, Some((Some(73), _))),
+        "daemon in another namespace on the same socket: {exited:?}\n{}",
+        elsewhere.log()
+    );
+    assert!(
+        elsewhere.log().contains("already running"),
+        "{}",
+        elsewhere.log()
+    );
+    assert_eq!(router_pm(), pm_before, "refused before touching the kernel");
     assert!(
         d.running(),
-        "first daemon must survive the second's attempt"
+        "first daemon must survive the others' attempts"
     );
+    let (code, _, err) = cli(&["status", "-s", s]);
+    assert_eq!(code, Some(0), "its socket still serves it: {err}");
 
     // A clean stop removes the file.
     assert_eq!(d.stop(Duration::from_secs(10)), Some(0));

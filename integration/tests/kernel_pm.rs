@@ -18,6 +18,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use integration::{kernel_tests_enabled, mptcp, Netns, Pm, TopoOpts, Topology};
+use mptcp_pmd_policies::conn::{KernelRefusal, RefusalMeaning};
 use mptcp_pmd_policies::{ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, Token};
 use netlink_actor::genl::{PmClient, PmEventSocket, RawEvent, Traced};
 use netlink_actor::mptcp_pm::Limits;
@@ -744,4 +745,199 @@ fn overrun_is_reported_and_recoverable() {
     assert!(two.is_some(), "no LISTENER events for port 30001");
     assert!(sock.drained(), "the batch read everything queued");
     assert!(matches!(sock.recv_batch(), Err(GenlError::WouldBlock)));
+}
+
+/// What each command gets for a connection that is closing or gone (verified on 6.18), and what
+/// the daemon reads from it (`KernelRefusal::meaning`, issue 15 item 5): a token the kernel no
+/// longer has is EINVAL "invalid token" for every command (`ConnectionGone`); a connection that
+/// is not fully established — not yet, or no longer (closed by either side but still in the
+/// kernel's table) — refuses SUBFLOW_CREATE with ENOTCONN (`NotJoinable`) and still accepts the
+/// other commands.
+#[test]
+fn commands_on_closing_and_gone_connections() {
+    if !kernel_tests_enabled("commands_on_closing_and_gone_connections") {
+        return;
+    }
+    let t = topo(2, 1);
+    let mut cev = Monitor::open(&t.client, "client", false);
+    let mut cpm = client(&t.client);
+    let srv = SocketAddr::new(t.server_addr(0), 4251);
+    let l = t.server.exec(move || mptcp::listen(srv)).unwrap().unwrap();
+    // Each accepted connection echoes one 5-byte ping on its own thread, then is handed to
+    // the test, which decides when (and how) the server side closes.
+    let (tx, rx) = std::sync::mpsc::channel::<TcpStream>();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 5];
+                if s.read_exact(&mut b).is_ok() && s.write_all(&b).is_ok() {
+                    let _ = tx.send(s);
+                }
+            });
+        }
+    });
+    let other = t.client_addr(1);
+    // Every command on `token`, and what the kernel answered: (name, errno or 0, message).
+    let probe = |cpm: &mut PmClient, token: Token, key: SubflowKey| {
+        let cmds = [
+            PmCommand::CreateSubflow {
+                token,
+                local: other,
+                local_id: 5,
+                if_index: None,
+                remote: srv,
+                backup: false,
+            },
+            PmCommand::SetBackup {
+                token,
+                key,
+                backup: true,
+            },
+            PmCommand::Announce {
+                token,
+                id: 6,
+                addr: other,
+                port: None,
+            },
+            PmCommand::Remove { token, id: 6 },
+        ];
+        cmds.iter()
+            .map(|c| {
+                let r = match cpm.execute(c) {
+                    Ok(()) => KernelRefusal {
+                        errno: 0,
+                        message: None,
+                    },
+                    Err(GenlError::Kernel { errno, message, .. }) => {
+                        KernelRefusal { errno, message }
+                    }
+                    Err(e) => panic!("{}: not a kernel answer: {e}", c.name()),
+                };
+                (c.clone(), r)
+            })
+            .collect::<Vec<_>>()
+    };
+    let all_gone = |answers: &[(PmCommand, KernelRefusal)], what: &str| {
+        for (c, r) in answers {
+            assert_eq!(
+                (r.errno, r.message.as_deref()),
+                (libc::EINVAL, Some("invalid token")),
+                "{what}: {}",
+                c.name()
+            );
+            assert_eq!(r.meaning(c), RefusalMeaning::ConnectionGone, "{what}");
+        }
+    };
+    let not_joinable = |answers: &[(PmCommand, KernelRefusal)], what: &str| {
+        let (create, r) = &answers[0];
+        assert_eq!(
+            (r.errno, r.message.as_deref()),
+            (libc::ENOTCONN, Some("connect error: -107")),
+            "{what}"
+        );
+        assert_eq!(r.meaning(create), RefusalMeaning::NotJoinable, "{what}");
+        for (c, r) in &answers[1..] {
+            assert_eq!(r.errno, 0, "{what}: {} is still accepted: {r:?}", c.name());
+        }
+    };
+    let established = |cev: &mut Monitor| {
+        is_conn(
+            &cev.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
+            true,
+            None,
+        )
+        .unwrap()
+    };
+    let initial = |c: &ConnInfo| SubflowKey {
+        local: c.local,
+        remote: c.remote,
+    };
+
+    // 1. Not fully established yet: connected, nothing sent.
+    let quiet = t
+        .client
+        .exec(move || mptcp::connect(srv, None))
+        .unwrap()
+        .unwrap();
+    let c = is_conn(
+        &cev.wait("CREATED", |e| is_conn(e, false, None).is_some()),
+        false,
+        None,
+    )
+    .unwrap();
+    not_joinable(
+        &probe(&mut cpm, c.token, initial(&c)),
+        "not fully established yet",
+    );
+    drop(quiet);
+
+    // 2. The peer closed (CLOSE_WAIT here, the application still holds the socket), then 3.
+    // we close too: CLOSED is emitted, and the token is gone.
+    let s = connect(&t.client, srv, t.client_addr(0));
+    let c = established(&mut cev);
+    drop(rx.recv_timeout(WAIT).unwrap());
+    wait_state(&t.client, c.local, "CLOSE-WAIT");
+    not_joinable(&probe(&mut cpm, c.token, initial(&c)), "closed by the peer");
+    drop(s);
+    cev.wait("CLOSED", |e| *e == PmEvent::Closed { token: c.token });
+    // Until the peer's last ACK the kernel may keep the token a moment.
+    wait_token_gone(&mut cpm, c.token, "closed by both sides");
+    all_gone(
+        &probe(&mut cpm, c.token, initial(&c)),
+        "closed by both sides",
+    );
+
+    // 4. We close first: CLOSED is emitted at once, while the kernel still has the token (the
+    // connection waits for the peer's DATA_FIN).
+    let s = connect(&t.client, srv, t.client_addr(0));
+    let c = established(&mut cev);
+    let server_side = rx.recv_timeout(WAIT).unwrap();
+    drop(s);
+    cev.wait("CLOSED", |e| *e == PmEvent::Closed { token: c.token });
+    not_joinable(&probe(&mut cpm, c.token, initial(&c)), "closed by us first");
+    drop(server_side);
+
+    // 5. Reset by the peer while the application still holds the socket: no CLOSED, and the
+    // token is gone.
+    let s = connect(&t.client, srv, t.client_addr(0));
+    let c = established(&mut cev);
+    let server_side = rx.recv_timeout(WAIT).unwrap();
+    socket2::SockRef::from(&server_side)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(server_side);
+    wait_token_gone(&mut cpm, c.token, "reset by the peer");
+    all_gone(&probe(&mut cpm, c.token, initial(&c)), "reset by the peer");
+    drop(s);
+}
+
+/// Wait (at most [`WAIT`]) until the kernel no longer knows `token`, asked without side effects
+/// (a GET_ADDR dump for it).
+fn wait_token_gone(cpm: &mut PmClient, token: Token, what: &str) {
+    let end = Instant::now() + WAIT;
+    while cpm.get_addrs(Some(token)).is_ok() {
+        assert!(
+            Instant::now() < end,
+            "{what}: the kernel still knows {token}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait until `ss -M` shows the MPTCP socket at `local` in `state`.
+fn wait_state(ns: &Netns, local: SocketAddr, state: &str) {
+    let end = Instant::now() + WAIT;
+    loop {
+        let out = ns.run(&["ss", "-MaH"]).unwrap_or_default();
+        if out
+            .lines()
+            .any(|l| l.starts_with(state) && l.contains(&local.to_string()))
+        {
+            return;
+        }
+        assert!(Instant::now() < end, "{local} never in {state}:\n{out}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

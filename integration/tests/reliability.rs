@@ -214,6 +214,139 @@ fn event_overrun_triggers_resync_and_every_connection_is_meshed() {
     );
 }
 
+/// What one round of [`churn`] did.
+#[derive(Debug, Default)]
+struct Churned {
+    /// Connections opened (and closed).
+    opened: usize,
+    /// Of them, closed without their join (none came within the wait).
+    unjoined: usize,
+}
+
+/// `threads` clients in the client namespace, each for `run`: connect, ping, wait (at most 5 s)
+/// until the kernel shows the connection's join established (`MPTCP_TCPINFO`), close.
+/// Each connection closes only once it is meshed, so no create for it is doomed by the close
+/// itself: what the daemon sends afterwards for a closed connection comes from a stale view.
+fn churn(t: &Topology, threads: usize, run: Duration) -> Churned {
+    let dst = SocketAddr::new(t.server_addr(0), PORT);
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            t.client
+                .exec_bg(move || {
+                    let mut c = Churned::default();
+                    let end = Instant::now() + run;
+                    while Instant::now() < end {
+                        let mut s = mptcp::connect(dst, None).expect("connect");
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        mptcp::ping(&mut s, b"x").expect("ping");
+                        c.opened += 1;
+                        let joined = wait_for(Duration::from_secs(5), || {
+                            (mptcp::established_subflows(&s).unwrap_or(0) >= 2).then_some(())
+                        });
+                        if joined.is_none() {
+                            c.unjoined += 1;
+                        }
+                    }
+                    c
+                })
+                .unwrap()
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("churn thread"))
+        .fold(Churned::default(), |a, b| Churned {
+            opened: a.opened + b.opened,
+            unjoined: a.unjoined + b.unjoined,
+        })
+}
+
+// Issue 15 item 5: a resync during a close storm re-adopted 10 already-closed connections and
+// sent 79 doomed SUBFLOW_CREATEs, each a WARN line, until the next polls dropped them.
+#[test]
+fn a_close_storm_through_resyncs_sends_no_doomed_command_and_warns_nothing() {
+    if !kernel_tests_enabled(
+        "a_close_storm_through_resyncs_sends_no_doomed_command_and_warns_nothing",
+    ) {
+        return;
+    }
+    let t = topo(2, vec![]);
+    echo(&t);
+    let metrics_port = 9467;
+    let d = Daemon::start(
+        &t.client,
+        &config(&format!(
+            "kernel:\n  events_rcvbuf: 4096\nsubflow:\n  backoff_initial_ms: 200\n  backoff_max_ms: 1000\nmetrics:\n  listen: 127.0.0.1:{metrics_port}\n"
+        )),
+    );
+    d.wait_ready();
+    // Rounds of churn (8 clients, 3 s) until the tiny events buffer overran and a resync
+    // completed while connections were closing; the first round practically always does it.
+    let mut total = Churned::default();
+    for _ in 0..4 {
+        let c = churn(&t, 8, Duration::from_secs(3));
+        total.opened += c.opened;
+        total.unjoined += c.unjoined;
+        if d.count("events socket overrun") > 0 && d.count("resync done") > 0 {
+            break;
+        }
+    }
+    assert!(
+        d.count("events socket overrun") > 0 && d.count("resync done") > 0,
+        "no overrun and resync provoked by {} connections",
+        total.opened
+    );
+    // Let the polls retire whatever a lost CLOSED left behind (3 polls of 1 s).
+    std::thread::sleep(Duration::from_secs(4));
+    let log = d.log();
+    let metrics =
+        integration::metrics::samples(&integration::metrics::scrape(&t.client, metrics_port));
+    let refusals: Vec<(&String, &f64)> = metrics
+        .iter()
+        .filter(|(k, v)| k.starts_with("mptcp_pmd_kernel_refusals_total") && **v > 0.0)
+        .collect();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("kernel refused command"))
+        .count();
+    let quiet = count(&log, "connection or subflow gone");
+    let skipped: usize = log
+        .lines()
+        .filter(|l| l.contains("resync done"))
+        .filter_map(|l| {
+            l.split("closed_meanwhile: ")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    eprintln!(
+        "{} connections, {} not joined within 5 s; overruns: {}, resyncs done: {}, not adopted \
+         because closed meanwhile: {skipped}; refusals: {refusals:?}, warned: {warned}, quiet: {quiet}",
+        total.opened,
+        total.unjoined,
+        d.count("events socket overrun"),
+        d.count("resync done"),
+    );
+    assert_eq!(
+        total.unjoined, 0,
+        "every connection gets its join before it closes"
+    );
+    assert_eq!(warned, 0, "a WARN per refused command:\n{log}");
+    assert!(
+        refusals.is_empty() && quiet == 0,
+        "doomed commands: {refusals:?}, {quiet} quiet refusals:\n{log}"
+    );
+    assert_eq!(
+        metrics.get("mptcp_pmd_connections").copied(),
+        Some(0.0),
+        "every closed connection is forgotten"
+    );
+}
+
 // ---- a tiny SHA-256 (FIPS 180-4), enough to compare what was sent with what arrived ----
 
 struct Sha256 {

@@ -46,6 +46,12 @@
 //!   (`EINVAL "did not match address and id"`), so the same address keeps the same id, also
 //!   across REMOVE and a later re-announcement. Addresses are compared in canonical form: a
 //!   connection accepted by a dual-stack `[::]` listener reports IPv4 as `::ffff:a.b.c.d`.
+//! - A refusal that says the connection itself is gone ([`RefusalMeaning::ConnectionGone`]: the
+//!   kernel no longer knows the token) closes the connection at once, as CLOSED would: its CLOSED
+//!   event may have been lost in an overrun, or it was adopted from a snapshot that predates its
+//!   close. A SUBFLOW_CREATE refused with ENOTCONN ([`RefusalMeaning::NotJoinable`]: not, or no
+//!   longer, fully established) makes the connection wait for the kernel's ESTABLISHED before it
+//!   asks for joins again, without counting a failure against the path.
 //! - Announcements ([`Announcement`]) are sent in decision order, unpaced: pacing is the
 //!   policy's choice. For it, an announcement stays [`AnnounceState::Sent`] until the peer joins
 //!   it or `ConnTimers::announce_pace` passes (then [`AnnounceState::Unjoined`]), and
@@ -67,6 +73,14 @@ use crate::model::{
 const ETIMEDOUT: i32 = 110;
 /// Linux ESRCH: SUBFLOW_DESTROY's answer when the subflow is already gone.
 const ESRCH: i32 = 3;
+/// Linux EINVAL: with the extended-ACK text [`INVALID_TOKEN`], the kernel no longer knows the
+/// connection.
+const EINVAL: i32 = 22;
+/// Linux ENOTCONN: SUBFLOW_CREATE's answer while the connection is not fully established.
+const ENOTCONN: i32 = 107;
+/// The kernel's extended-ACK text when no connection has the token (`pm_userspace.c`,
+/// `mptcp_userspace_pm_get_sock`), for every userspace-PM command.
+const INVALID_TOKEN: &str = "invalid token";
 
 /// Which local address id a SUBFLOW_CREATE from the connection's *initial* local address carries.
 ///
@@ -370,6 +384,60 @@ pub struct KernelRefusal {
     pub message: Option<String>,
 }
 
+/// Whether the kernel's subflows of a connection show it fully established at the MPTCP level
+/// (joins allowed): one of them carries the FULLY_ESTABLISHED flag (the initial subflow gets it
+/// with the connection; ss shows it as `e`). No subflow listed tells nothing either way: taken
+/// as established, as the kernel listed the connection in TCP_ESTABLISHED. Verified on 6.18: a
+/// client that connected and sent nothing shows `Mmc`, once its data was acknowledged `Mmec`.
+pub fn fully_established(kernel: &[KernelSubflow]) -> bool {
+    kernel.is_empty() || kernel.iter().any(|k| k.sample.fully_established)
+}
+
+/// What a kernel refusal says beyond "this command failed", as verified on Linux 6.18
+/// (`integration/tests/kernel_pm.rs`, `commands_on_closing_and_gone_connections`): every
+/// command for a token the kernel no longer has (closed and destroyed, or reset by the peer)
+/// is EINVAL "invalid token"; SUBFLOW_CREATE on a connection that is not fully established —
+/// not yet (nothing sent yet), or no longer (closed by either side, still in the kernel's
+/// table) — is ENOTCONN "connect error: -107", while SET_FLAGS, ANNOUNCE, REMOVE and
+/// SUBFLOW_DESTROY are still accepted then; SUBFLOW_DESTROY of a subflow that is already gone
+/// is ESRCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalMeaning {
+    /// The kernel no longer knows the connection: it is gone, whatever we heard of it.
+    ConnectionGone,
+    /// SUBFLOW_CREATE on a connection that is not fully established (not yet, or no longer).
+    NotJoinable,
+    /// SUBFLOW_DESTROY of a subflow that is already gone.
+    SubflowGone,
+    /// About this command only (a port conflict, an id rule, a timeout, ...).
+    Command,
+}
+
+impl RefusalMeaning {
+    /// The refusal is an expected outcome of a race with the kernel (a connection or subflow
+    /// that ended meanwhile), not a fault worth a warning: callers log it at debug level.
+    pub fn is_race(self) -> bool {
+        self != RefusalMeaning::Command
+    }
+}
+
+impl KernelRefusal {
+    /// What this refusal of `cmd` says (see [`RefusalMeaning`]).
+    pub fn meaning(&self, cmd: &PmCommand) -> RefusalMeaning {
+        let errno = self.errno.saturating_abs();
+        let invalid_token = self
+            .message
+            .as_deref()
+            .is_some_and(|m| m.trim() == INVALID_TOKEN);
+        match cmd {
+            _ if errno == EINVAL && invalid_token => RefusalMeaning::ConnectionGone,
+            PmCommand::CreateSubflow { .. } if errno == ENOTCONN => RefusalMeaning::NotJoinable,
+            PmCommand::DestroySubflow { .. } if errno == ESRCH => RefusalMeaning::SubflowGone,
+            _ => RefusalMeaning::Command,
+        }
+    }
+}
+
 /// Failure bookkeeping of one path.
 #[derive(Debug, Clone, Copy, Default)]
 struct PathHealth {
@@ -407,6 +475,8 @@ pub struct Connection {
     ignored: u64,
     refusals: u64,
     last_refusal: Option<(&'static str, KernelRefusal)>,
+    /// Closed because a refusal said the kernel no longer knows the connection.
+    gone_in_kernel: bool,
 }
 
 impl Connection {
@@ -430,12 +500,16 @@ impl Connection {
             ignored: 0,
             refusals: 0,
             last_refusal: None,
+            gone_in_kernel: false,
         }
     }
 
-    /// A connection found by sock_diag at start-up: established, with its live subflows. The
-    /// subflow whose key is (`local`, `remote`) is the initial one. Remote ids other than 0
-    /// become known remotes.
+    /// A connection found by sock_diag at start-up, with its live subflows. The subflow whose
+    /// key is (`local`, `remote`) is the initial one. Remote ids other than 0 become known
+    /// remotes. It is established (joins allowed) unless the kernel lists subflows and none of
+    /// them is fully established ([`fully_established`]): such a connection is connected but
+    /// not yet fully established at the MPTCP level (the kernel would refuse joins with ENOTCONN),
+    /// and its ESTABLISHED event is still to come.
     /// Default timers and client side: see [`Connection::with_timers`] and
     /// [`Connection::with_server_side`].
     pub fn adopt(
@@ -456,7 +530,8 @@ impl Connection {
             rem_id: 0,
             flags: Default::default(),
         });
-        conn.established = true;
+        let subflows: Vec<KernelSubflow> = subflows.into_iter().collect();
+        conn.established = fully_established(&subflows);
         for KernelSubflow {
             key,
             loc_id,
@@ -493,10 +568,11 @@ impl Connection {
     }
 
     /// Bring a tracked connection in line with a sock_diag snapshot taken at `taken_at`
-    /// (after events were lost): it is established if the kernel lists it, every kernel
-    /// subflow is established here (a request it answers is matched, an unknown one learnt),
-    /// and an established subflow the kernel no longer lists is closed, unless it established
-    /// after the snapshot was taken. Returns whether anything changed.
+    /// (after events were lost): it is established if the kernel lists it as fully established
+    /// ([`fully_established`]), every kernel subflow is established here (a request it answers
+    /// is matched, an unknown one learnt), and an established subflow the kernel no longer lists
+    /// is closed, unless it established after the snapshot was taken. Returns whether anything
+    /// changed.
     pub fn reconcile(
         &mut self,
         now: Instant,
@@ -510,7 +586,7 @@ impl Connection {
         }
         self.touch(now);
         let before = (self.established, self.subflows.clone());
-        if !self.established {
+        if !self.established && fully_established(kernel) {
             let mut info = self.info.unwrap_or(ConnInfo {
                 token: self.token,
                 local,
@@ -575,8 +651,43 @@ impl Connection {
     }
 
     /// Marks an adopted connection as accepted by this host (sock_diag tells, events do not).
+    /// On a server-side connection, a subflow that arrived on another local address than the
+    /// initial one is a peer's join to an address this host announced (a peer can join only
+    /// what it was told about): it is recorded as a joined announcement under the id the
+    /// kernel reports, so a restarted daemon does not announce it again.
     pub fn with_server_side(mut self, server_side: bool) -> Self {
         self.server_side = server_side;
+        if !server_side {
+            return self;
+        }
+        let initial = self.info.map(|i| i.local.ip().to_canonical());
+        let joined: Vec<(IpAddr, AddrId, Instant)> = self
+            .subflows
+            .iter()
+            .filter_map(|sf| match sf.state {
+                SubflowState::Established { since } if !sf.initial && sf.loc_id != 0 => {
+                    Some((sf.path.local.to_canonical(), sf.loc_id, since))
+                }
+                _ => None,
+            })
+            .filter(|(addr, _, _)| Some(*addr) != initial)
+            .collect();
+        for (addr, id, since) in joined {
+            if self.announcements.iter().any(|a| a.addr == addr)
+                || self.known_local_id(addr) != Some(id)
+            {
+                continue;
+            }
+            self.announcements.reserve_exact(1);
+            self.announcements.push(Announcement {
+                addr,
+                id,
+                port: None,
+                state: AnnounceState::Joined { at: since },
+                refusals: 0,
+                reason: None,
+            });
+        }
         self
     }
 
@@ -605,9 +716,16 @@ impl Connection {
         self.server_side
     }
 
-    /// CLOSED was seen: no more commands, no more timers.
+    /// CLOSED was seen (or the kernel said it no longer knows the connection): no more
+    /// commands, no more timers.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Closed because a command's refusal said the kernel no longer knows the connection
+    /// ([`RefusalMeaning::ConnectionGone`]), not by a CLOSED event.
+    pub fn is_gone_in_kernel(&self) -> bool {
+        self.gone_in_kernel
     }
 
     /// The peer's addresses: id 0 is the initial remote (unless the peer removed it), then the
@@ -737,7 +855,14 @@ impl Connection {
                 }
             }
             PmEvent::Removed { rem_id, .. } => self.on_removed(now, *rem_id),
-            PmEvent::SubEstablished(s) => self.on_sub_established(now, s),
+            PmEvent::SubEstablished(s) => {
+                // A join completes only on a fully established connection: proof enough when
+                // the ESTABLISHED event was lost (or the connection was adopted before it).
+                if self.info.is_some() {
+                    self.established = true;
+                }
+                self.on_sub_established(now, s)
+            }
             PmEvent::SubClosed(s) => self.on_sub_closed(now, s),
             PmEvent::SubPriority(s) => {
                 let key = s.key();
@@ -847,6 +972,41 @@ impl Connection {
             Err(refusal) => refusal,
         };
         self.refusals += 1;
+        match refusal.meaning(cmd) {
+            RefusalMeaning::ConnectionGone => {
+                // Whatever else is queued would be refused the same way.
+                self.gone_in_kernel = true;
+                self.last_refusal = Some((cmd.name(), refusal));
+                self.on_closed(now);
+                return;
+            }
+            RefusalMeaning::NotJoinable => {
+                // Not the paths' fault: no failure recorded. Every join not yet sent or
+                // answered would be refused the same way, so they end here; new ones wait for
+                // the kernel's next ESTABLISHED (a connection that is closing sends none).
+                self.established = false;
+                self.commands
+                    .retain(|c| !matches!(c, PmCommand::CreateSubflow { .. }));
+                for sf in &mut self.subflows {
+                    let waiting = match sf.state {
+                        SubflowState::Pending { .. } => true,
+                        SubflowState::Requested { .. } => !sf.acked,
+                        _ => false,
+                    };
+                    if waiting {
+                        sf.state = SubflowState::Failed {
+                            at: now,
+                            errno: refusal.errno.saturating_abs(),
+                            message: refusal.message.clone(),
+                        };
+                    }
+                }
+                self.last_refusal = Some((cmd.name(), refusal));
+                self.prune();
+                return;
+            }
+            RefusalMeaning::SubflowGone | RefusalMeaning::Command => {}
+        }
         match cmd {
             // No answer in time (ETIMEDOUT from the command path): the kernel may still have
             // applied it, so the request stays `Requested` and its request timeout decides. A

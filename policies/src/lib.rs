@@ -38,7 +38,8 @@ pub static REGISTRY: &[&plugin::Plugin] = &[
 ];
 
 pub use conn::{
-    AnnounceState, Announcement, ConnTimers, Connection, KernelRefusal, Path, Subflow, SubflowState,
+    AnnounceState, Announcement, ConnTimers, Connection, KernelRefusal, Path, RefusalMeaning,
+    Subflow, SubflowState,
 };
 pub use model::*;
 pub use plugin::{Plugin, PolicyParams, PolicySpec};

@@ -16,6 +16,11 @@
 //!   by the path's backoff and a given-up path is skipped.
 //! - When the budget is short, non-backup local addresses are served first.
 //! - A subflow's backup flag follows its local address's `backup` setting.
+//! - What the mesh would not have opened is closed ([`trim`]): a second live subflow on an
+//!   address pair that already has one (keeping the initial subflow, else the oldest established
+//!   one), and established subflows beyond `max_subflows` (the newest first; never the initial
+//!   one). The mesh itself never opens either, so they come from elsewhere: another policy before
+//!   a reload (ndiffports' subflows over the initial pair), or a lower `max_subflows` after one.
 //! - **deny_join_id0**: when the peer set it, no subflow is opened towards its initial address
 //!   and port (the connection's remote, id 0): behind a layer-4 load balancer such a join
 //!   reaches another backend and is reset. Joins to the addresses it announced still happen.
@@ -29,7 +34,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::conn::{Connection, Path};
-use crate::model::LocalAddr;
+use crate::model::{LocalAddr, SubflowKey};
 use crate::policy::{Action, Ctx, Decision, Reason};
 
 const GONE: Reason = Reason::fixed("address-gone", "its local address is no longer usable");
@@ -40,6 +45,14 @@ const BACKUP_OFF: Reason = Reason::fixed(
     "its interface is no longer a backup interface",
 );
 const MISSING: Reason = Reason::fixed("mesh", "no live subflow on this path of the mesh");
+const DUPLICATE: Reason = Reason::fixed(
+    "duplicate",
+    "another subflow serves this (local, remote) pair; the mesh keeps one per pair",
+);
+const OVER_LIMIT: Reason = Reason::fixed(
+    "over-limit",
+    "more live subflows than max_subflows; the newest are closed",
+);
 
 /// What the connection needs to match the mesh, with at most `max_subflows` live subflows
 /// (the initial one included): closes first, then backup changes, then opens.
@@ -48,12 +61,74 @@ pub fn reconcile(ctx: &Ctx<'_>, max_subflows: usize) -> Vec<Decision> {
         return Vec::new();
     }
     let mut out = closes(ctx);
-    out.extend(backup_changes(ctx));
+    trim(ctx.conn, max_subflows, &mut out);
+    let flags: Vec<Decision> = backup_changes(ctx)
+        .into_iter()
+        .filter(|d| !matches!(d.action, Action::SetBackup { key, .. } if closed(&out, key)))
+        .collect();
+    out.extend(flags);
     let budget = budget(ctx.conn, max_subflows, &out);
     let mut locals: Vec<&LocalAddr> = ctx.locals.iter().collect();
     locals.sort_by_key(|l| l.backup);
     out.extend(opens(ctx, locals, budget, |local, _| Some(local.backup)));
     out
+}
+
+/// Whether `out` already closes `key`.
+fn closed(out: &[Decision], key: SubflowKey) -> bool {
+    out.iter()
+        .any(|d| matches!(d.action, Action::Close { key: k } if k == key))
+}
+
+/// Close what the mesh would not have opened (see the module docs): duplicates on a pair,
+/// then established subflows beyond `max_subflows`, newest first. `out` holds the closes
+/// decided so far; what they close no longer counts.
+pub fn trim(conn: &Connection, max_subflows: usize, out: &mut Vec<Decision>) {
+    // One per pair: the initial subflow's pair is taken by it; otherwise the first established
+    // subflow in creation order (the oldest) keeps the pair.
+    let mut kept: Vec<Path> = conn
+        .subflows()
+        .iter()
+        .filter(|sf| sf.initial && sf.is_live())
+        .map(|sf| sf.path)
+        .collect();
+    for sf in conn.subflows() {
+        if !sf.is_live() || !sf.is_established() || sf.initial {
+            continue;
+        }
+        let Some(key) = sf.key() else { continue };
+        if closed(out, key) {
+            continue;
+        }
+        if kept.contains(&sf.path) {
+            out.push(Decision::new(Action::Close { key }, DUPLICATE));
+        } else {
+            kept.push(sf.path);
+        }
+    }
+    // Only established subflows count here: a pending request is no reason to close a
+    // working subflow (once established, it is the newest and goes first).
+    let established = conn
+        .subflows()
+        .iter()
+        .filter(|sf| sf.is_live() && sf.is_established())
+        .filter(|sf| sf.key().is_none_or(|key| !closed(out, key)))
+        .count();
+    let mut excess = established.saturating_sub(max_subflows);
+    for sf in conn.subflows().iter().rev() {
+        if excess == 0 {
+            break;
+        }
+        if !sf.is_live() || !sf.is_established() || sf.initial {
+            continue;
+        }
+        let Some(key) = sf.key() else { continue };
+        if closed(out, key) {
+            continue;
+        }
+        out.push(Decision::new(Action::Close { key }, OVER_LIMIT));
+        excess -= 1;
+    }
 }
 
 /// Whether a client policy acts on the connection at all: established, not closed, not

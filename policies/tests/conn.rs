@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mptcp_pmd_policies::{
-    Action, ConnTimers, Connection, Decision, KernelRefusal, KernelSubflow, Path, PmCommand,
-    PmEvent, SubflowSample, SubflowState, Token,
+    Action, AnnounceState, ConnTimers, Connection, Decision, KernelRefusal, KernelSubflow, Path,
+    PmCommand, PmEvent, RefusalMeaning, SubflowSample, SubflowState, Token,
 };
 
 fn open(local: &str, remote: &str, backup: bool) -> Decision {
@@ -410,6 +410,187 @@ fn refused_create_fails_with_errno_and_message_and_backs_off() {
     c.handle_decisions(t1, vec![open("10.0.2.1", INIT_REMOTE, false)]);
     assert!(drain(&mut c).is_empty());
     assert!(matches!(state_of(&c, 3), SubflowState::Pending { due } if due == t0 + ms(500)));
+}
+
+fn refusal(errno: i32, message: &str) -> KernelRefusal {
+    KernelRefusal {
+        errno,
+        message: Some(message.into()),
+    }
+}
+
+#[test]
+fn what_a_refusal_says_about_the_connection() {
+    let k = key(INIT_LOCAL, INIT_REMOTE);
+    let create = PmCommand::CreateSubflow {
+        token: T,
+        local: ip("10.0.2.1"),
+        local_id: 1,
+        if_index: None,
+        remote: sa(INIT_REMOTE),
+        backup: false,
+    };
+    let destroy = PmCommand::DestroySubflow { token: T, key: k };
+    let flags = PmCommand::SetBackup {
+        token: T,
+        key: k,
+        backup: true,
+    };
+    let announce = PmCommand::Announce {
+        token: T,
+        id: 9,
+        addr: ip("10.0.2.1"),
+        port: None,
+    };
+    let remove = PmCommand::Remove { token: T, id: 9 };
+    // The texts and errnos of Linux 6.18 (integration/tests/kernel_pm.rs checks them).
+    for cmd in [&create, &destroy, &flags, &announce, &remove] {
+        assert_eq!(
+            refusal(22, "invalid token").meaning(cmd),
+            RefusalMeaning::ConnectionGone,
+            "{cmd:?}"
+        );
+        assert_eq!(
+            refusal(-22, "invalid token").meaning(cmd),
+            RefusalMeaning::ConnectionGone,
+            "a negative errno is the same"
+        );
+        // Another EINVAL, or the text without EINVAL, is about the command.
+        assert_eq!(
+            refusal(22, "did not match address and id").meaning(cmd),
+            RefusalMeaning::Command
+        );
+        assert_eq!(
+            refusal(1, "invalid token").meaning(cmd),
+            RefusalMeaning::Command
+        );
+        let no_text = KernelRefusal {
+            errno: 22,
+            message: None,
+        };
+        assert_eq!(no_text.meaning(cmd), RefusalMeaning::Command);
+    }
+    assert_eq!(
+        refusal(107, "connect error: -107").meaning(&create),
+        RefusalMeaning::NotJoinable
+    );
+    assert_eq!(
+        refusal(107, "x").meaning(&flags),
+        RefusalMeaning::Command,
+        "ENOTCONN is only SUBFLOW_CREATE's answer"
+    );
+    assert_eq!(
+        refusal(3, "").meaning(&destroy),
+        RefusalMeaning::SubflowGone
+    );
+    assert_eq!(refusal(3, "").meaning(&create), RefusalMeaning::Command);
+    assert_eq!(
+        refusal(98, "connect error: -98").meaning(&create),
+        RefusalMeaning::Command
+    );
+    assert!(RefusalMeaning::ConnectionGone.is_race());
+    assert!(RefusalMeaning::NotJoinable.is_race());
+    assert!(RefusalMeaning::SubflowGone.is_race());
+    assert!(!RefusalMeaning::Command.is_race());
+}
+
+#[test]
+fn a_refusal_saying_the_connection_is_gone_closes_it_at_once() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(
+        t0,
+        vec![
+            open("10.0.2.1", INIT_REMOTE, false),
+            open("10.0.3.1", INIT_REMOTE, false),
+        ],
+    );
+    let cmds = drain(&mut c);
+    assert_eq!(cmds.len(), 2);
+    c.handle_command_result(t0, &cmds[0], Err(refusal(22, "invalid token")));
+    assert!(c.is_closed() && c.is_gone_in_kernel());
+    assert_eq!(c.poll_command(), None, "nothing else is sent");
+    assert_eq!(c.poll_timeout(), None, "no timer: no retry");
+    assert!(
+        c.subflows().iter().all(|s| s.is_dead()),
+        "{:?}",
+        c.subflows()
+    );
+    assert_eq!(
+        c.failures(&path("10.0.2.1", INIT_REMOTE)),
+        0,
+        "not a path failure"
+    );
+    assert_eq!(c.refusals().0, 1);
+    // The second create's answer (had it been sent) and later decisions change nothing.
+    c.handle_command_result(t0, &cmds[1], Err(refusal(22, "invalid token")));
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert_eq!(c.poll_command(), None);
+    assert_eq!(c.refusals().0, 1, "answers after the close are ignored");
+
+    // The same for SET_FLAGS; and an ordinary refusal does not close.
+    let mut c = established(t0, ConnTimers::default());
+    let k = key(INIT_LOCAL, INIT_REMOTE);
+    let flags = PmCommand::SetBackup {
+        token: T,
+        key: k,
+        backup: true,
+    };
+    c.handle_command_result(t0, &flags, Err(refusal(22, "no subflow")));
+    assert!(!c.is_closed());
+    c.handle_command_result(t0, &flags, Err(refusal(22, "invalid token")));
+    assert!(c.is_closed() && c.is_gone_in_kernel());
+    // A CLOSED event is not "gone in the kernel".
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_event(t0, &PmEvent::Closed { token: T });
+    assert!(c.is_closed() && !c.is_gone_in_kernel());
+}
+
+#[test]
+fn a_create_refused_as_not_joinable_waits_for_established_without_a_path_failure() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(
+        t0,
+        vec![
+            open("10.0.2.1", INIT_REMOTE, false),
+            open("10.0.3.1", INIT_REMOTE, false),
+        ],
+    );
+    let first = c.poll_command().unwrap();
+    c.handle_command_result(t0, &first, Err(refusal(107, "connect error: -107")));
+    assert!(!c.is_closed(), "the kernel still has the connection");
+    assert!(!c.is_established(), "joins wait for ESTABLISHED");
+    assert_eq!(c.poll_command(), None, "the second create is dropped too");
+    for i in [1, 2] {
+        assert!(
+            matches!(state_of(&c, i), SubflowState::Failed { errno: 107, .. }),
+            "{:?}",
+            c.subflows()
+        );
+    }
+    assert!(matches!(state_of(&c, 0), SubflowState::Established { .. }));
+    assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 0);
+    assert_eq!(c.failures(&path("10.0.3.1", INIT_REMOTE)), 0);
+    assert_eq!(
+        c.poll_timeout().filter(|t| *t < t0 + ms(5000)),
+        None,
+        "no retry timer"
+    );
+    // Decisions before ESTABLISHED are ignored ...
+    let t1 = t0 + ms(10);
+    c.handle_decisions(t1, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert_eq!(c.poll_command(), None);
+    // ... and work again once the kernel says ESTABLISHED (a connection that was not fully
+    // established yet), at once: no backoff.
+    let i = info(INIT_LOCAL, INIT_REMOTE, false);
+    c.handle_event(t1, &PmEvent::Established(i));
+    assert!(c.is_established());
+    c.handle_decisions(t1, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert!(matches!(
+        c.poll_command(),
+        Some(PmCommand::CreateSubflow { .. })
+    ));
 }
 
 #[test]
@@ -983,6 +1164,7 @@ fn adopt_rebuilds_an_established_connection() {
     let t0 = Instant::now();
     let sample = SubflowSample {
         srtt_us: 1234,
+        fully_established: true,
         ..SubflowSample::default()
     };
     let mut c = Connection::adopt(
@@ -1033,6 +1215,53 @@ fn adopt_rebuilds_an_established_connection() {
     let server = Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), Vec::new())
         .with_server_side(true);
     assert!(server.is_server_side());
+}
+
+/// Issue 15 item 7: a restarted server re-adopts a connection whose peer joined an address
+/// the old daemon announced. The join shows the announcement (under the kernel's id), so the
+/// address is not announced again; a join to the initial address is no announcement.
+#[test]
+fn adopting_a_server_connection_learns_its_joined_announcements() {
+    let t0 = Instant::now();
+    let sub = |local: &str, remote: &str, loc_id: u8| KernelSubflow {
+        key: key(local, remote),
+        loc_id,
+        rem_id: 0,
+        backup: false,
+        sample: SubflowSample::default(),
+    };
+    let subflows = vec![
+        sub(INIT_LOCAL, INIT_REMOTE, 0),
+        // The peer joined our announced 10.0.2.1 (id 255) ...
+        sub("10.0.2.1:40000", "10.0.9.1:50001", 255),
+        // ... and our initial address from another of its addresses.
+        sub(INIT_LOCAL, "10.0.9.2:50002", 0),
+    ];
+    let c = Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), subflows.clone())
+        .with_server_side(true);
+    let a: Vec<_> = c
+        .announcements()
+        .iter()
+        .map(|a| (a.addr, a.id, a.state.clone()))
+        .collect();
+    assert_eq!(
+        a,
+        vec![(ip("10.0.2.1"), 255, AnnounceState::Joined { at: t0 })]
+    );
+    assert_eq!(c.local_id(ip("10.0.2.1")), Some(255));
+    let mut c = c;
+    c.handle_decisions(
+        t0,
+        vec![d(Action::Announce {
+            addr: ip("10.0.2.1"),
+            port: None,
+        })],
+    );
+    assert!(drain(&mut c).is_empty(), "active: not announced again");
+    // A client-side connection learns ids, not announcements.
+    let client =
+        Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), subflows).with_server_side(false);
+    assert!(client.announcements().is_empty());
 }
 
 #[test]
@@ -1114,14 +1343,64 @@ fn closed_connection_sends_and_waits_for_nothing() {
     assert!(c.subflows().iter().all(|s| !s.is_live()));
 }
 
+/// A subflow as sock_diag lists it, fully established (ss: `e`).
 fn kernel_sub(local: &str, remote: &str, loc_id: u8) -> KernelSubflow {
     KernelSubflow {
         key: key(local, remote),
         loc_id,
         rem_id: 0,
         backup: false,
-        sample: SubflowSample::default(),
+        sample: SubflowSample {
+            fully_established: true,
+            ..SubflowSample::default()
+        },
     }
+}
+
+/// Issue 15 item 5: a connection caught by a resync between its TCP handshake and full MPTCP
+/// establishment (a client that has not sent data yet: ss `Mmc`) was taken as established, and
+/// its join was refused with ENOTCONN.
+#[test]
+fn adopt_and_reconcile_wait_for_full_establishment() {
+    let t0 = Instant::now();
+    let mut early = kernel_sub(INIT_LOCAL, INIT_REMOTE, 0);
+    early.sample.fully_established = false;
+    // Adopted: not established, so no join is asked for ...
+    let mut c = Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), vec![early]);
+    assert!(!c.is_established());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    assert!(drain(&mut c).is_empty());
+    // ... until its ESTABLISHED event.
+    c.handle_event(
+        t0,
+        &PmEvent::Established(info(INIT_LOCAL, INIT_REMOTE, false)),
+    );
+    assert!(c.is_established());
+    // No subflow listed tells nothing: adopted as established (as before).
+    assert!(Connection::adopt(t0, T, sa(INIT_LOCAL), sa(INIT_REMOTE), vec![]).is_established());
+
+    // Reconciled: the same.
+    let mut c = Connection::new(T, ConnTimers::default());
+    c.handle_event(t0, &PmEvent::Created(info(INIT_LOCAL, INIT_REMOTE, false)));
+    c.reconcile(t0, t0, sa(INIT_LOCAL), sa(INIT_REMOTE), &[early]);
+    assert!(!c.is_established());
+    c.reconcile(
+        t0,
+        t0,
+        sa(INIT_LOCAL),
+        sa(INIT_REMOTE),
+        &[kernel_sub(INIT_LOCAL, INIT_REMOTE, 0)],
+    );
+    assert!(c.is_established());
+
+    // A completed join proves full establishment when the ESTABLISHED event was lost.
+    let mut c = Connection::new(T, ConnTimers::default());
+    c.handle_event(t0, &PmEvent::Created(info(INIT_LOCAL, INIT_REMOTE, false)));
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    assert!(c.is_established());
 }
 
 #[test]

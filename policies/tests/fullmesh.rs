@@ -262,3 +262,104 @@ fn address_families_are_not_mixed() {
     let ds = p.on_tick(&ctx(t0, &c, &locals));
     assert_eq!(opens(&ds), vec![(ip("fd00::2"), sa("[fd00::9]:80"), false)]);
 }
+
+fn reasons(ds: &[mptcp_pmd_policies::Decision]) -> Vec<&'static str> {
+    ds.iter().map(|d| d.reason.code).collect()
+}
+
+/// Issue 15 item 6: after a reload from ndiffports (3) to fullmesh, a connection had 4
+/// subflows, 3 on the initial pair. The mesh keeps one per pair: the initial one.
+#[test]
+fn a_reload_from_ndiffports_trims_to_one_subflow_per_pair_keeping_the_initial() {
+    let t0 = Instant::now();
+    let locals = [eth(1), eth(2)];
+    let mut port = 50000;
+    let mut c = established(t0, ConnTimers::default());
+    let mut nd = mptcp_pmd_policies::ndiffports::Ndiffports::new(3);
+    let ds = nd.on_event(&ctx(t0, &c, &locals), &established_event());
+    apply(&mut c, t0, ds, &mut port);
+    assert_eq!(c.live_on(ip("10.0.1.1"), sa(INIT_REMOTE)), 3);
+
+    // The reload: the new policy object decides at the next hook.
+    let mut p = Fullmesh::new(8);
+    let t1 = t0 + Duration::from_secs(1);
+    let ds = p.on_tick(&ctx(t1, &c, &locals));
+    assert_eq!(
+        closes(&ds),
+        vec![
+            key("10.0.1.1:50000", INIT_REMOTE),
+            key("10.0.1.1:50001", INIT_REMOTE)
+        ],
+        "the two extras, not the initial"
+    );
+    assert_eq!(opens(&ds), vec![(ip("10.0.2.1"), sa(INIT_REMOTE), false)]);
+    assert_eq!(reasons(&ds), vec!["duplicate", "duplicate", "mesh"]);
+    apply(&mut c, t1, ds, &mut port);
+    assert_eq!(c.live_on(ip("10.0.1.1"), sa(INIT_REMOTE)), 1);
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 1);
+    assert!(c.subflows().iter().any(|s| s.initial && s.is_live()));
+    assert!(p.on_tick(&ctx(t1, &c, &locals)).is_empty(), "stable");
+}
+
+#[test]
+fn a_duplicate_on_another_pair_keeps_the_oldest() {
+    let t0 = Instant::now();
+    let locals = [eth(1), eth(2)];
+    let mut port = 50000;
+    let mut p = Fullmesh::new(8);
+    let mut c = meshed(&mut p, t0, &locals, &mut port);
+    // A second subflow on (10.0.2.1, remote), e.g. opened by the policy in force before.
+    let mut s = sub("10.0.2.1:60000", INIT_REMOTE, 1, 0, false);
+    s.token = T;
+    c.handle_event(t0, &PmEvent::SubEstablished(s));
+    assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 2);
+    let ds = p.on_tick(&ctx(t0, &c, &locals));
+    assert_eq!(closes(&ds), vec![key("10.0.2.1:60000", INIT_REMOTE)]);
+    assert_eq!(reasons(&ds), vec!["duplicate"]);
+    assert!(opens(&ds).is_empty());
+}
+
+#[test]
+fn a_lower_max_subflows_closes_the_newest_and_never_the_initial() {
+    let t0 = Instant::now();
+    let locals = [eth(1), eth(2), eth(3), eth(4)];
+    let mut port = 50000;
+    let mut p = Fullmesh::new(8);
+    let mut c = meshed(&mut p, t0, &locals, &mut port);
+    assert_eq!(c.live_count(), 4);
+    // Reloaded with max_subflows 2: the two newest go.
+    let mut p = Fullmesh::new(2);
+    let ds = p.on_tick(&ctx(t0, &c, &locals));
+    assert_eq!(
+        closes(&ds),
+        vec![
+            key("10.0.3.1:50001", INIT_REMOTE),
+            key("10.0.4.1:50002", INIT_REMOTE)
+        ]
+    );
+    assert_eq!(reasons(&ds), vec!["over-limit", "over-limit"]);
+    apply(&mut c, t0, ds, &mut port);
+    assert_eq!(c.live_count(), 2);
+    assert!(p.on_tick(&ctx(t0, &c, &locals)).is_empty(), "stable");
+    // max 1: only the initial subflow remains.
+    let mut p = Fullmesh::new(1);
+    let ds = p.on_tick(&ctx(t0, &c, &locals));
+    assert_eq!(closes(&ds), vec![key("10.0.2.1:50000", INIT_REMOTE)]);
+}
+
+#[test]
+fn pending_requests_are_no_reason_to_close_a_working_subflow() {
+    let t0 = Instant::now();
+    let locals = [eth(1), eth(2), eth(3)];
+    let mut p = Fullmesh::new(8);
+    let mut c = established(t0, ConnTimers::default());
+    // Both joins requested, not established yet.
+    let ds = p.on_event(&ctx(t0, &c, &locals), &established_event());
+    c.handle_decisions(t0, ds);
+    let _ = drain(&mut c);
+    assert_eq!(c.live_count(), 3);
+    let mut small = Fullmesh::new(2);
+    let ds = small.on_tick(&ctx(t0, &c, &locals));
+    assert!(closes(&ds).is_empty(), "{ds:?}");
+    assert!(opens(&ds).is_empty(), "{ds:?}");
+}

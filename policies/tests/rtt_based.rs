@@ -823,7 +823,11 @@ fn conn(now: Instant, b_backup: bool) -> Connection {
                 loc_id: 0,
                 rem_id: 0,
                 backup: false,
-                sample: rtt(10),
+                // Fully established (ss `e`): joins allowed.
+                sample: SubflowSample {
+                    fully_established: true,
+                    ..rtt(10)
+                },
             },
             KernelSubflow {
                 key: key(2, 1001),

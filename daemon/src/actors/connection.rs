@@ -102,6 +102,13 @@ impl ConnectionActor {
             let res = self.peers.cmds.execute(&cmd, cause);
             let refused = res.is_err();
             self.conn.handle_command_result(Instant::now(), &cmd, res);
+            if self.conn.is_gone_in_kernel() {
+                // The kernel no longer knows the token: retired at once, as by CLOSED (whose
+                // event was lost, or which came before an adoption from an older snapshot).
+                debug!(self.log(), "the kernel no longer knows the connection, retiring it"; "token" => %self.conn.token(), "cmd" => cmd.name());
+                ctx.stop();
+                return;
+            }
             if refused {
                 // A refused request is Failed and not retried by the state machine: let the
                 // policy decide again (the path's backoff delays the new attempt).

@@ -98,9 +98,13 @@ impl Registry {
     fn adopt(&mut self, snap: &MptcpSnapshot, taken_at: Instant) -> usize {
         tell_listeners(&self.peers.policy, snap);
         let (peers, log) = (&self.peers, &self.log);
-        self.core.adopt(Instant::now(), snap, taken_at, |conn, c| {
+        let adopted = self.core.adopt(Instant::now(), snap, taken_at, |conn, c| {
             start_adopted(peers, log, conn, c)
-        })
+        });
+        if adopted.ended > 0 {
+            debug!(self.log, "not adopted: closed after the snapshot was asked for"; "connections" => adopted.ended);
+        }
+        adopted.started
     }
 
     /// Carry out the core's outputs, in order.
@@ -186,7 +190,8 @@ impl Registry {
                             start_adopted(peers, log, conn, c)
                         });
                     if let Some(n) = adopted {
-                        info!(act.log, "resync done"; "adopted" => n, "tracked" => act.core.len());
+                        info!(act.log, "resync done"; "adopted" => n.started, "closed_meanwhile" => n.ended,
+                            "tracked" => act.core.len());
                     }
                     act.drain(ctx);
                 }),
@@ -253,7 +258,7 @@ impl Handler<AdoptExisting> for Registry {
     type Result = ResponseActFuture<Self, usize>;
 
     fn handle(&mut self, _msg: AdoptExisting, _ctx: &mut Self::Context) -> Self::Result {
-        let taken_at = Instant::now();
+        let taken_at = self.core.snapshot_requested(Instant::now());
         Box::pin(
             self.diag
                 .send(TakeSnapshot)
@@ -263,10 +268,12 @@ impl Handler<AdoptExisting> for Registry {
                         Ok(Ok(snap)) => act.adopt(&snap, taken_at),
                         Ok(Err(e)) => {
                             warn!(act.log, "start-up adoption: sock_diag failed"; "error" => e);
+                            act.core.snapshot_failed();
                             0
                         }
                         Err(e) => {
                             warn!(act.log, "start-up adoption: diag poller unavailable"; "error" => %e);
+                            act.core.snapshot_failed();
                             0
                         }
                     };
@@ -300,7 +307,7 @@ impl Handler<ConnectionGone> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectionGone, ctx: &mut Self::Context) {
-        self.core.gone(msg.0);
+        self.core.gone(Instant::now(), msg.0);
         self.drain(ctx);
     }
 }

@@ -5,6 +5,12 @@
 //! handle `H` of a connection (an actix `Addr` in the daemon, a plain value in the tests). The
 //! one effect it cannot defer is starting a connection's driver, whose handle it must store: the
 //! driver passes that as a function to the calls that may create connections.
+//!
+//! A snapshot is a picture of the moment it was asked for: a connection that ends while it is
+//! in flight (its CLOSED read, or its driver stopped) may still be listed as established. Such
+//! connections are remembered until the snapshot is handed back and are not adopted from it
+//! (re-adopting a closed connection made its policy ask for subflows the kernel could only
+//! refuse: issue 15, item 5).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -82,6 +88,16 @@ pub enum EventRoute {
     Unknown,
 }
 
+/// What [`RegistryCore::adopt`] did with a snapshot's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Adopted {
+    /// Unknown connections whose driver was started.
+    pub started: usize,
+    /// Connections listed as established that ended after the snapshot was asked for: not
+    /// adopted.
+    pub ended: usize,
+}
+
 /// Where a resync stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resync {
@@ -107,6 +123,11 @@ pub struct RegistryCore<H> {
     conns: HashMap<Token, Tracked<H>>,
     timers: ConnTimers,
     resync: Resync,
+    /// Snapshots asked for (start-up adoption, resyncs) and not handed back yet.
+    in_flight: u32,
+    /// Connections that ended while a snapshot was in flight, and when: such a snapshot may
+    /// still list them. Emptied when no snapshot is in flight.
+    ended: HashMap<Token, Instant>,
     trim: TrimGate,
     out: VecDeque<Output>,
 }
@@ -118,6 +139,8 @@ impl<H> RegistryCore<H> {
             conns: HashMap::new(),
             timers,
             resync: Resync::Idle,
+            in_flight: 0,
+            ended: HashMap::new(),
             trim: TrimGate::default(),
             out: VecDeque::new(),
         }
@@ -170,6 +193,9 @@ impl<H> RegistryCore<H> {
         let Some(token) = event.token() else {
             return EventRoute::NoConnection;
         };
+        if matches!(event, PmEvent::Closed { .. }) {
+            self.note_ended(token, now);
+        }
         if self.conns.contains_key(&token) {
             self.out.push_back(Output::Deliver {
                 token,
@@ -194,21 +220,67 @@ impl<H> RegistryCore<H> {
         }
     }
 
-    /// Adopt the connections of `snap` (asked for at `taken_at`) that are not tracked, starting
-    /// each through `start(connection, what the snapshot showed)` (its first hook is a tick),
-    /// and reconcile those that are. Returns how many were adopted.
+    /// A connection ended at `at` (CLOSED read, or its driver stopped): a snapshot in flight
+    /// must not bring it back.
+    fn note_ended(&mut self, token: Token, at: Instant) {
+        if self.in_flight > 0 {
+            self.ended.entry(token).or_insert(at);
+        }
+    }
+
+    /// A snapshot is being asked for at `now` outside a resync (start-up adoption): until it is
+    /// handed to [`RegistryCore::adopt`], connections that end are remembered. Returns `now`,
+    /// the `taken_at` to pass to `adopt`.
+    pub fn snapshot_requested(&mut self, now: Instant) -> Instant {
+        self.in_flight += 1;
+        now
+    }
+
+    /// The snapshot of [`RegistryCore::snapshot_requested`] failed: nothing to adopt from it.
+    pub fn snapshot_failed(&mut self) {
+        self.snapshot_returned();
+    }
+
+    /// A snapshot asked for came back (or failed).
+    fn snapshot_returned(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0 {
+            self.ended = HashMap::new();
+        }
+    }
+
+    /// Adopt the connections of `snap` (asked for at `taken_at`, see
+    /// [`RegistryCore::snapshot_requested`]) that are not tracked, starting each through
+    /// `start(connection, what the snapshot showed)` (its first hook is a tick), and reconcile
+    /// those that are. A connection that ended after `taken_at` is left alone.
     pub fn adopt(
         &mut self,
         now: Instant,
         snap: &MptcpSnapshot,
         taken_at: Instant,
+        start: impl FnMut(Connection, &Adoptable) -> H,
+    ) -> Adopted {
+        let adopted = self.adopt_from(now, snap, taken_at, start);
+        self.snapshot_returned();
+        adopted
+    }
+
+    fn adopt_from(
+        &mut self,
+        now: Instant,
+        snap: &MptcpSnapshot,
+        taken_at: Instant,
         mut start: impl FnMut(Connection, &Adoptable) -> H,
-    ) -> usize {
-        let mut adopted = 0;
+    ) -> Adopted {
+        let mut adopted = Adopted::default();
         // A dump can list a socket twice when the table changes under it: adopt it once.
         let mut seen = HashSet::new();
         for c in adoptable(snap) {
             if !seen.insert(c.token) {
+                continue;
+            }
+            if self.ended.get(&c.token).is_some_and(|at| *at >= taken_at) {
+                adopted.ended += 1;
                 continue;
             }
             if self.conns.contains_key(&c.token) {
@@ -220,7 +292,7 @@ impl<H> RegistryCore<H> {
                 .with_server_side(c.server_side);
             let handle = start(conn, &c);
             self.track(c.token, handle);
-            adopted += 1;
+            adopted.started += 1;
         }
         adopted
     }
@@ -265,21 +337,21 @@ impl<H> RegistryCore<H> {
                     taken_at: now,
                     again: false,
                 };
+                self.in_flight += 1;
                 self.out.push_back(Output::TakeSnapshot { reason });
             }
         }
     }
 
     /// The snapshot of the resync in flight arrived (`None`: it failed). Adopts and reconciles
-    /// from it, routes its samples; returns how many connections were adopted, `None` if there
-    /// was no snapshot (a retry is scheduled unless another resync is due anyway) or no resync
-    /// was running.
+    /// from it, routes its samples; returns what was adopted, `None` if there was no snapshot
+    /// (a retry is scheduled unless another resync is due anyway) or no resync was running.
     pub fn resync_done(
         &mut self,
         now: Instant,
         snap: Option<&MptcpSnapshot>,
         start: impl FnMut(Connection, &Adoptable) -> H,
-    ) -> Option<usize> {
+    ) -> Option<Adopted> {
         let Resync::Running { taken_at, again } = self.resync else {
             return None;
         };
@@ -287,23 +359,25 @@ impl<H> RegistryCore<H> {
         if again {
             self.request_resync(now, "events lost during a resync");
         }
+        let adopted = snap.map(|snap| self.adopt_from(now, snap, taken_at, start));
+        self.snapshot_returned();
         let Some(snap) = snap else {
             if !again {
                 self.out.push_back(Output::ResyncAfter(RESYNC_RETRY));
             }
             return None;
         };
-        let adopted = self.adopt(now, snap, taken_at, start);
         self.handle_snapshot(snap);
-        Some(adopted)
+        adopted
     }
 
     /// A connection's driver stopped: forget it. Turns polling off after the last one and
     /// trims the heap after many closed.
-    pub fn gone(&mut self, token: Token) {
+    pub fn gone(&mut self, now: Instant, token: Token) {
         if self.conns.remove(&token).is_none() {
             return;
         }
+        self.note_ended(token, now);
         if self.trim.observe(self.conns.len()) {
             self.out.push_back(Output::Trim);
         }
@@ -446,6 +520,13 @@ mod tests {
         }
     }
 
+    fn started(n: usize) -> Adopted {
+        Adopted {
+            started: n,
+            ended: 0,
+        }
+    }
+
     fn fresh() -> (RegistryCore<Id>, Starts) {
         (RegistryCore::new(ConnTimers::default()), Starts::new())
     }
@@ -569,7 +650,7 @@ mod tests {
 
         let taken_at = t0 + Duration::from_millis(5);
         let n = core.adopt(t0 + Duration::from_millis(9), &sn, taken_at, s.adopt());
-        assert_eq!(n, 2);
+        assert_eq!(n, started(2));
         let started: Vec<Token> = s.started.iter().map(|(t, _)| *t).collect();
         assert_eq!(
             started,
@@ -593,9 +674,15 @@ mod tests {
     fn adopting_into_an_empty_registry_starts_polling() {
         let now = Instant::now();
         let (mut core, mut s) = fresh();
-        assert_eq!(core.adopt(now, &snap(&[], true), now, s.adopt()), 0);
+        assert_eq!(
+            core.adopt(now, &snap(&[], true), now, s.adopt()),
+            started(0)
+        );
         assert_eq!(drain(&mut core), vec![]);
-        assert_eq!(core.adopt(now, &snap(&[4, 5], true), now, s.adopt()), 2);
+        assert_eq!(
+            core.adopt(now, &snap(&[4, 5], true), now, s.adopt()),
+            started(2)
+        );
         assert_eq!(drain(&mut core), vec![Output::Polling(true)]);
     }
 
@@ -656,10 +743,10 @@ mod tests {
                 assert_eq!(out, vec![Output::Retire { token: Token(2) }]);
             }
         }
-        core.gone(Token(2));
+        core.gone(now, Token(2));
         assert_eq!(drain(&mut core), vec![]);
-        core.gone(Token(2));
-        core.gone(Token(1));
+        core.gone(now, Token(2));
+        core.gone(now, Token(1));
         assert_eq!(
             drain(&mut core),
             vec![Output::Polling(false)],
@@ -687,7 +774,7 @@ mod tests {
         let t1 = t0 + Duration::from_millis(10);
         assert_eq!(
             core.resync_done(t1, Some(&snap(&[6], true)), s.adopt()),
-            Some(1)
+            Some(started(1))
         );
         let out = drain(&mut core);
         assert_eq!(
@@ -703,7 +790,7 @@ mod tests {
         let t2 = t1 + Duration::from_millis(10);
         assert_eq!(
             core.resync_done(t2, Some(&snap(&[6], true)), s.adopt()),
-            Some(0)
+            Some(started(0))
         );
         let out = drain(&mut core);
         assert!(
@@ -716,6 +803,114 @@ mod tests {
             core.resync_done(t2, Some(&snap(&[7], true)), s.adopt()),
             None
         );
+        assert_eq!(core.len(), 1);
+    }
+
+    #[test]
+    fn a_resync_does_not_bring_back_connections_that_closed_while_it_ran() {
+        let t0 = Instant::now();
+        // 1 and 2 tracked; 3 never seen (its events were lost).
+        let (mut core, mut s) = tracking(t0, &[1, 2]);
+        core.request_resync(t0, "event overrun");
+        drain(&mut core);
+        // While the snapshot is in flight: 1 closes (CLOSED delivered, then its driver stops),
+        // 2's driver stops (retired: the kernel no longer knew it), 3's CLOSED arrives untracked.
+        let t1 = t0 + Duration::from_millis(2);
+        let closed = |t| PmEvent::Closed { token: Token(t) };
+        assert_eq!(
+            core.handle_event(t1, closed(1), s.event()),
+            EventRoute::Delivered
+        );
+        core.gone(t1, Token(1));
+        core.gone(t1, Token(2));
+        assert_eq!(
+            core.handle_event(t1, closed(3), s.event()),
+            EventRoute::Untracked
+        );
+        drain(&mut core);
+        // The snapshot, dumped before those closes, lists all three (and a live 4) established.
+        let done = core.resync_done(t1, Some(&snap(&[1, 2, 3, 4], true)), s.adopt());
+        assert_eq!(
+            done,
+            Some(Adopted {
+                started: 1,
+                ended: 3
+            })
+        );
+        let tokens: Vec<Token> = s.started.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tokens, vec![Token(1), Token(2), Token(4)], "only 4 adopted");
+        assert_eq!(core.len(), 1);
+        assert!(core.get(Token(4)).is_some());
+        assert!(
+            !drain(&mut core)
+                .iter()
+                .any(|o| matches!(o, Output::Reconcile { .. })),
+            "nothing reconciled for the closed ones"
+        );
+
+        // With no snapshot in flight nothing is remembered: a later snapshot (which cannot list
+        // a connection closed before it was asked for, except under a reused token) adopts.
+        let t2 = t1 + Duration::from_millis(10);
+        assert_eq!(
+            core.handle_event(t2, closed(9), s.event()),
+            EventRoute::Untracked
+        );
+        core.request_resync(t2, "event overrun");
+        drain(&mut core);
+        let done = core.resync_done(t2, Some(&snap(&[4, 9], true)), s.adopt());
+        assert_eq!(
+            done,
+            Some(started(1)),
+            "9 closed before the snapshot was asked for"
+        );
+    }
+
+    #[test]
+    fn a_close_just_before_the_snapshot_was_asked_for_does_not_block_adoption() {
+        let t0 = Instant::now();
+        let (mut core, mut s) = fresh();
+        // Two snapshots in flight: the start-up adoption (t0) and a resync asked for at t2.
+        let taken_at = core.snapshot_requested(t0);
+        let t1 = t0 + Duration::from_millis(1);
+        core.handle_event(t1, PmEvent::Closed { token: Token(5) }, s.event());
+        let t2 = t0 + Duration::from_millis(2);
+        core.request_resync(t2, "event overrun");
+        drain(&mut core);
+        // The start-up snapshot (asked before 5 closed) does not adopt it ...
+        let a = core.adopt(t2, &snap(&[5, 6], true), taken_at, s.adopt());
+        assert_eq!(
+            a,
+            Adopted {
+                started: 1,
+                ended: 1
+            }
+        );
+        // ... the resync's, asked for after it closed, would: the close predates it (a listed
+        // 5 is then a new connection that reuses the token).
+        core.gone(t2, Token(6));
+        let done = core.resync_done(t2, Some(&snap(&[5], true)), s.adopt());
+        assert_eq!(done, Some(started(1)));
+        // A failed start-up snapshot releases what it held.
+        let taken_at = core.snapshot_requested(t2);
+        core.handle_event(t2, PmEvent::Closed { token: Token(7) }, s.event());
+        core.snapshot_failed();
+        let a = core.adopt(t2, &snap(&[7], true), taken_at, s.adopt());
+        assert_eq!(a, started(1), "nothing in flight: nothing remembered");
+    }
+
+    #[test]
+    fn connections_in_a_closing_state_are_not_adopted() {
+        let now = Instant::now();
+        let (mut core, mut s) = fresh();
+        let mut sn = snap(&[1], true);
+        // FIN_WAIT / CLOSE_WAIT / LAST_ACK: listed by sock_diag, not established.
+        for t in 2..5 {
+            let mut c = diag(t, TcpState::SynSent, "10.0.0.1:40002");
+            c.established = false;
+            c.subflows = sn.conns[0].subflows.clone();
+            sn.conns.push(c);
+        }
+        assert_eq!(core.adopt(now, &sn, now, s.adopt()), started(1));
         assert_eq!(core.len(), 1);
     }
 
@@ -749,7 +944,7 @@ mod tests {
         drain(&mut core);
         let mut trims = 0;
         for t in 1..=1000 {
-            core.gone(Token(t));
+            core.gone(now, Token(t));
             trims += drain(&mut core)
                 .iter()
                 .filter(|o| **o == Output::Trim)

@@ -1,13 +1,11 @@
 //! The control socket: a Unix stream socket (mode 0600) at `control.socket`. Protocol: the
 //! client sends one request line (`status` or `addresses`), the daemon answers with one JSON
 //! object on one line — `{"ok":true,"status":{…}}`, `{"ok":true,"addresses":{…}}` or
-//! `{"ok":false,"error":"…"}` — and closes. Owns: claiming the path at start (a stale file
-//! left by a crashed daemon is replaced, a live daemon on it makes the start fail), serving
-//! requests on the actix loop with data gathered from the actors ([`Views`]), removing the file
-//! on a clean stop, and the client side used by the `status`/`addresses` subcommands.
+//! `{"ok":false,"error":"…"}` — and closes. Owns: serving requests on the actix loop with data
+//! gathered from the actors ([`Views`]), and the client side used by the `status`/`addresses`
+//! subcommands. The socket's file (claiming, re-creating, removing it) is `ctlsock`'s.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,78 +22,6 @@ use super::status::{self, Addresses, Status};
 use crate::actors::connection::GetConnection;
 use crate::actors::policy::{Describe, GetListeners, PolicyActor};
 use crate::actors::registry::{ListConnections, Registry};
-
-/// Claiming the control socket failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    /// Another process accepts connections on the path.
-    #[error("another mptcp-pmd is already running (its control socket {0} accepts connections); stop it first or set control.socket to another path")]
-    AlreadyRunning(PathBuf),
-    /// The path exists and is not a socket.
-    #[error("{0} exists and is not a socket; refusing to replace it")]
-    NotASocket(PathBuf),
-    /// Creating the socket failed.
-    #[error("cannot create the control socket {path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
-
-/// The bound control socket; removes its file when dropped.
-#[derive(Debug)]
-pub struct ControlSocket {
-    listener: Option<UnixListener>,
-    path: PathBuf,
-}
-
-impl ControlSocket {
-    /// Claim `path`: probe an existing file (a connect that succeeds means a live daemon), remove
-    /// a stale one, bind, and restrict the file to its owner (0600).
-    pub fn claim(path: &Path) -> Result<ControlSocket, ClaimError> {
-        let io = |source| ClaimError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_socket() => {
-                if UnixStream::connect(path).is_ok() {
-                    return Err(ClaimError::AlreadyRunning(path.to_path_buf()));
-                }
-                std::fs::remove_file(path).map_err(io)?;
-            }
-            Ok(_) => return Err(ClaimError::NotASocket(path.to_path_buf())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
-        // Create the file without group/other bits, so there is no window where it is open.
-        // SAFETY: umask has no preconditions; it is restored right after.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
-        let listener = bound.map_err(io)?;
-        let me = ControlSocket {
-            listener: Some(listener),
-            path: path.to_path_buf(),
-        };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        Ok(me)
-    }
-
-    /// Take the listener (to serve it); the file is still removed when `self` drops.
-    pub fn take_listener(&mut self) -> Option<UnixListener> {
-        self.listener.take()
-    }
-}
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 /// One reply on the control socket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,18 +144,22 @@ impl Views {
 
 const REQUEST_LIMIT: u64 = 4096;
 
-/// Serve the control socket on the current actix/tokio loop until the process stops.
-pub fn serve(listener: UnixListener, views: Views, log: Logger) -> std::io::Result<()> {
+/// Serve the control socket on the current actix/tokio loop until the process stops (or the
+/// returned task is aborted: a re-created socket replaces it).
+pub fn serve(
+    listener: UnixListener,
+    views: Views,
+    log: Logger,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
-    super::server::spawn(
+    Ok(super::server::spawn(
         listener,
         "control socket",
         views,
         log,
         |stream, views| async move { serve_one(stream, &views).await },
-    );
-    Ok(())
+    ))
 }
 
 async fn serve_one(stream: tokio::net::UnixStream, views: &Views) -> std::io::Result<()> {
@@ -293,40 +223,4 @@ pub fn request(path: &Path, req: &str) -> Result<(Reply, String), ClientError> {
         ));
     }
     Ok((reply, line))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("mptcp-pmd-control-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    #[test]
-    fn claim_sets_0600_replaces_stale_and_refuses_live() {
-        let p = dir().join("a.sock");
-        // A stale socket: bound then the listener closed (nobody accepts).
-        drop(UnixListener::bind(&p).unwrap());
-        assert!(p.exists());
-        let mut c = ControlSocket::claim(&p).unwrap();
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        // Live: the listener exists, a connect succeeds (queued in the backlog).
-        match ControlSocket::claim(&p) {
-            Err(ClaimError::AlreadyRunning(_)) => {}
-            other => panic!("expected AlreadyRunning, got {other:?}"),
-        }
-        let _l = c.take_listener();
-        drop(c);
-        assert!(!p.exists(), "file removed on drop");
-        let f = dir().join("plain");
-        std::fs::write(&f, "x").unwrap();
-        assert!(matches!(
-            ControlSocket::claim(&f),
-            Err(ClaimError::NotASocket(_))
-        ));
-    }
 }

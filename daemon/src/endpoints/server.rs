@@ -34,7 +34,14 @@ impl Accept for tokio::net::TcpListener {
 
 /// Spawn the accept loop for `listener`; `serve_one` handles one client with a clone of
 /// `views` (what the server reads its answers from). `what` names the server in log lines.
-pub fn spawn<L, V, F, Fut>(listener: L, what: &'static str, views: V, log: Logger, serve_one: F)
+/// Aborting the returned task ends the loop (clients already accepted finish).
+pub fn spawn<L, V, F, Fut>(
+    listener: L,
+    what: &'static str,
+    views: V,
+    log: Logger,
+    serve_one: F,
+) -> tokio::task::JoinHandle<()>
 where
     L: Accept,
     V: Clone + 'static,
@@ -61,5 +68,5 @@ where
                 }
             });
         }
-    });
+    })
 }

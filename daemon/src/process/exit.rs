@@ -15,3 +15,8 @@ pub const CONFIG: i32 = 78;
 /// The control socket or the metrics endpoint cannot be created — notably because another
 /// mptcp-pmd already serves the control socket (EX_CANTCREAT).
 pub const CANTCREAT: i32 = 73;
+/// Another mptcp-pmd already manages this network namespace (it holds the namespace's lock,
+/// see `process::nslock`). EX_TEMPFAIL: unlike 73 (a path that cannot be created) or 69 (the
+/// kernel lacks something), nothing is wrong with this host or this configuration, and the
+/// same start succeeds once the other daemon stops; a supervisor may retry.
+pub const TEMPFAIL: i32 = 75;

@@ -1,7 +1,8 @@
-//! The process around the daemon: start-up checks ([`startup`]), scheduling priority and
-//! capabilities ([`privs`]), signals ([`signals`]), systemd notification ([`notify`]), exit
-//! codes ([`exit`]), what a dead kernel socket means for the process ([`failure`]), logging
-//! ([`logging`]) and returning freed heap to the kernel ([`trim`]). The public ones are
+//! The process around the daemon: start-up checks ([`startup`]), the lock that keeps one daemon
+//! per network namespace ([`nslock`]), scheduling priority and capabilities ([`privs`]),
+//! signals ([`signals`]), systemd notification ([`notify`]), exit codes ([`exit`]), what a dead
+//! kernel socket means for the process ([`failure`]), logging ([`logging`]) and returning freed
+//! heap to the kernel ([`trim`]). The public ones are
 //! re-exported at the crate root (`mptcp_pmd::exit`, ...), where `main` and the tests find
 //! them.
 
@@ -9,6 +10,7 @@ pub mod exit;
 pub mod failure;
 pub mod logging;
 pub mod notify;
+pub mod nslock;
 pub mod privs;
 pub mod signals;
 pub mod startup;

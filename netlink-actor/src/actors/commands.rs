@@ -6,8 +6,10 @@
 //! An actor of its own (on its own thread, or even on this one) cost a wake-up and a mailbox
 //! round trip per join (sequential join p50 with 2 links: 0.176 ms with its own thread, 0.142 ms
 //! on this thread as an actor; see BENCHMARKS.md for the direct call).
-//! A kernel refusal is the command's result, never fatal; a command socket that is itself
-//! unusable is reported to [`Failures`].
+//! A kernel refusal is the command's result, never fatal; one that only says the connection or
+//! the subflow ended meanwhile (`KernelRefusal::meaning`: an expected race) is logged at debug
+//! level, any other as a warning. A command socket that is itself unusable is reported to
+//! [`Failures`].
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -108,9 +110,20 @@ impl CommandPath {
             Err(GenlError::Kernel { errno, message, .. }) => {
                 self.stats.command(cmd.name(), errno, took);
                 self.stats.refusal(cmd.name(), errno);
-                warn!(self.log, "kernel refused command"; "cmd" => cmd.name(), "token" => %cmd.token(),
-                    "errno" => errno, "kernel_msg" => message.as_deref().unwrap_or("-"), "detail" => ?cmd);
-                Err(KernelRefusal { errno, message })
+                let refusal = KernelRefusal { errno, message };
+                let meaning = refusal.meaning(cmd);
+                let text = refusal.message.as_deref().unwrap_or("-");
+                if meaning.is_race() {
+                    // The connection or subflow ended under us (a close storm, a resync that
+                    // caught a closing connection): counted, and the state machine acts on
+                    // it, but not a warning per command.
+                    debug!(self.log, "kernel refused command: connection or subflow gone"; "cmd" => cmd.name(),
+                        "token" => %cmd.token(), "errno" => errno, "kernel_msg" => text, "meaning" => ?meaning);
+                } else {
+                    warn!(self.log, "kernel refused command"; "cmd" => cmd.name(), "token" => %cmd.token(),
+                        "errno" => errno, "kernel_msg" => text, "detail" => ?cmd);
+                }
+                Err(refusal)
             }
             Err(e) => {
                 // No answer within the bound: the outcome is unknown (ETIMEDOUT tells the state
