@@ -709,9 +709,15 @@ impl Meter {
         })
     }
 
-    /// Whether interface `name` is metered and its budget is not spent.
+    /// Whether interface `name` is metered.
     pub fn is_metered(&self, name: &str) -> bool {
         self.accounts.iter().any(|a| a.budget.matches(name))
+    }
+
+    /// The use of the budget interface `name` counts against, as [`Spent::detail`] says it.
+    pub fn detail_of(&self, name: &str) -> Option<String> {
+        let i = self.accounts.iter().position(|a| a.budget.matches(name))?;
+        Some(self.detail(i))
     }
 
     /// The civil time `t` on account `i`'s clock, `2027-01-01 00:00` (`... UTC` for UTC).
