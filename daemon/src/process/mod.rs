@@ -1,7 +1,8 @@
 //! The process around the daemon: start-up checks ([`startup`]), scheduling priority and
 //! capabilities ([`privs`]), signals ([`signals`]), systemd notification ([`notify`]), exit
 //! codes ([`exit`]), what a dead kernel socket means for the process ([`failure`]), logging
-//! ([`logging`]) and returning freed heap to the kernel ([`trim`]). The public ones are
+//! ([`logging`]), returning freed heap to the kernel ([`trim`]), the metered budgets' state
+//! file ([`state_file`]) and the wall clock and time zone they are counted on ([`wallclock`]). The public ones are
 //! re-exported at the crate root (`mptcp_pmd::exit`, ...), where `main` and the tests find
 //! them.
 
@@ -12,4 +13,6 @@ pub mod notify;
 pub mod privs;
 pub mod signals;
 pub mod startup;
+pub mod state_file;
 pub mod trim;
+pub mod wallclock;
