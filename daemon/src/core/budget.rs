@@ -185,10 +185,8 @@ pub fn period_at(
     let zone = budget.timezone;
     let today = civil(zones, zone, now).date();
     let at = |d: NaiveDate| instant(zones, zone, reset_on(budget, d));
-    let (prev, next): (
-        fn(NaiveDate) -> Option<NaiveDate>,
-        fn(NaiveDate) -> Option<NaiveDate>,
-    ) = match budget.period {
+    type Step = fn(NaiveDate) -> Option<NaiveDate>;
+    let (prev, next): (Step, Step) = match budget.period {
         Period::Day => (
             |d| d.checked_sub_days(Days::new(1)),
             |d| d.checked_add_days(Days::new(1)),
@@ -694,6 +692,7 @@ impl Meter {
     }
 
     /// The earliest end of a period: when [`Meter::roll`] has something to do.
+    #[cfg(test)]
     pub fn next_rollover(&self) -> Option<DateTime<Utc>> {
         self.accounts.iter().map(|a| a.end).min()
     }
@@ -1130,7 +1129,7 @@ mod tests {
         );
         observe(&mut m, "2026-12-01 10:01", &c);
         assert_eq!(used(&m), wire(42_000));
-        assert!(m.tracks.get(&Token(7)).is_none(), "no longer tracked");
+        assert!(!m.tracks.contains_key(&Token(7)), "no longer tracked");
         observe(&mut m, "2026-12-01 10:02", &c);
         assert_eq!(used(&m), wire(42_000), "and not counted twice");
     }

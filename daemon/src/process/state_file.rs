@@ -116,6 +116,25 @@ impl StateFile {
         Ok(())
     }
 
+    /// Whether a file can be created in the directory (a read-only file system, a directory
+    /// of another owner): found at start-up rather than at the first save.
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        let probe = self.dir.join(format!("{FILE_NAME}.tmp"));
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&probe)
+            .map_err(|source| StateError::Write {
+                path: probe.clone(),
+                step: "create",
+                source,
+            })?;
+        let _ = fs::remove_file(&probe);
+        Ok(())
+    }
+
     /// Read and parse the file. Never fails: a file that cannot be used is [`Loaded::Corrupt`]
     /// (and moved aside).
     pub fn load(&self) -> Loaded {
@@ -267,10 +286,7 @@ mod tests {
     use super::*;
 
     fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "mptcp-pmd-state-{}-{tag}",
-            std::process::id()
-        ));
+        let d = std::env::temp_dir().join(format!("mptcp-pmd-state-{}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
     }
@@ -326,7 +342,10 @@ mod tests {
         fs::write(f.path(), serde_json::to_vec(&newer).unwrap()).unwrap();
         assert!(matches!(f.load(), Loaded::Corrupt { why, .. } if why.contains("version 99")));
         fs::create_dir(f.path()).unwrap();
-        assert!(matches!(f.load(), Loaded::Corrupt { .. }), "a directory in its place");
+        assert!(
+            matches!(f.load(), Loaded::Corrupt { .. }),
+            "a directory in its place"
+        );
     }
 
     #[test]
