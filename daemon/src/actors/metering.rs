@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use mptcp_pmd_config::{AddressFilter, Config, MeteredConfig};
 use mptcp_pmd_policies::conn::Connection;
-use mptcp_pmd_policies::policy::Decision;
+use mptcp_pmd_policies::policy::{Action, Decision};
 use mptcp_pmd_policies::{LocalAddr, Token};
 use slog::{debug, error, info, warn, Logger};
 
@@ -146,7 +146,7 @@ impl Metering {
 
     /// The policy's `decisions` for `conn`, after the per-interface limits.
     pub fn limit(
-        &self,
+        &mut self,
         conn: &Connection,
         locals: &[LocalAddr],
         decisions: Vec<Decision>,
@@ -159,6 +159,22 @@ impl Metering {
         let limited = interface_limits::apply(conn, &limits, decisions);
         if limited.refused > 0 {
             debug!(self.log, "decisions refused by the interface limits"; "token" => %conn.token(), "refused" => limited.refused);
+        }
+        // Which paths a budget flagged, for a restart to know (the state file keeps them).
+        for d in &limited.out {
+            let code = d.reason.code;
+            match &d.action {
+                Action::SetBackup { key, backup } if code == interface_limits::BUDGET => {
+                    self.meter.flag((key.local.ip(), key.remote), *backup);
+                }
+                Action::SetBackup { key, .. } if code == interface_limits::BUDGET_RESTORED => {
+                    self.meter.flag((key.local.ip(), key.remote), false);
+                }
+                Action::Open { local, remote, .. } if code == interface_limits::BUDGET => {
+                    self.meter.flag((*local, *remote), true);
+                }
+                _ => {}
+            }
         }
         limited.out
     }

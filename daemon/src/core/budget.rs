@@ -311,6 +311,11 @@ pub struct SavedState {
     /// adopted subflow continues from them (its bytes while the daemon was down are counted,
     /// none twice).
     pub subflows: Vec<SavedSubflow>,
+    /// The paths (local address, remote address and port) whose subflows a spent budget made
+    /// backup, so that a restarted daemon clears the flag of the ones it adopts once the budget
+    /// is no longer spent.
+    #[serde(default)]
+    pub flagged: Vec<(IpAddr, SocketAddr)>,
 }
 
 /// One budget in the state file.
@@ -394,6 +399,8 @@ pub struct Meter {
     /// when they wait.
     baselines: HashMap<SubflowKey, Counters>,
     baselines_until: DateTime<Utc>,
+    /// Paths whose subflows a spent budget made backup (see [`SavedState::flagged`]).
+    flagged: std::collections::BTreeSet<(IpAddr, SocketAddr)>,
     events: Vec<MeterEvent>,
     /// Something changed since the last save.
     dirty: bool,
@@ -435,6 +442,7 @@ impl Meter {
             by_addr: HashMap::new(),
             baselines: HashMap::new(),
             baselines_until: now + chrono::Duration::seconds(BASELINE_TTL_S),
+            flagged: Default::default(),
             events: Vec::new(),
             dirty: false,
         };
@@ -443,12 +451,14 @@ impl Meter {
             saved_at: unix(now),
             budgets: Vec::new(),
             subflows: Vec::new(),
+            flagged: Vec::new(),
         });
         m.accounts = budgets
             .iter()
             .map(|b| m.continued(b, saved.budgets.iter().find(|s| s.name == b.name()), now))
             .collect();
         if !budgets.is_empty() {
+            m.flagged = saved.flagged.into_iter().collect();
             m.baselines = saved
                 .subflows
                 .into_iter()
@@ -539,6 +549,7 @@ impl Meter {
         if budgets.is_empty() {
             self.tracks.clear();
             self.baselines.clear();
+            self.flagged.clear();
         }
         self.dirty = true;
     }
@@ -708,6 +719,22 @@ impl Meter {
         })
     }
 
+    /// A spent budget made the subflows of `path` (local address, remote) backup (`true`), or
+    /// that was undone (`false`).
+    pub fn flag(&mut self, path: (IpAddr, SocketAddr), on: bool) {
+        let changed = if on {
+            self.flagged.insert(path)
+        } else {
+            self.flagged.remove(&path)
+        };
+        self.dirty |= changed;
+    }
+
+    /// Whether a spent budget made the subflows of `path` backup (before a restart, too).
+    pub fn was_flagged(&self, path: (IpAddr, SocketAddr)) -> bool {
+        self.flagged.contains(&path)
+    }
+
     /// Whether interface `name` is metered.
     pub fn is_metered(&self, name: &str) -> bool {
         self.accounts.iter().any(|a| a.budget.matches(name))
@@ -812,11 +839,23 @@ impl Meter {
             })
             .collect();
         subflows.sort_by_key(|s| (s.local, s.remote));
+        // Only the paths of subflows still counted: the others are gone.
+        let flagged = self
+            .flagged
+            .iter()
+            .filter(|(local, remote)| {
+                subflows
+                    .iter()
+                    .any(|s| s.local.ip() == *local && s.remote == *remote)
+            })
+            .copied()
+            .collect();
         SavedState {
             version: STATE_VERSION,
             saved_at: unix(now),
             budgets,
             subflows,
+            flagged,
         }
     }
 }

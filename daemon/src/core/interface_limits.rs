@@ -17,7 +17,8 @@
 //!    (after a reload lowered it, or joins the peer opened) has its newest ones there closed,
 //!    never the initial subflow nor the last one.
 //! 4. **Restores**: a subflow this module made backup gets the flag cleared once its budget
-//!    is no longer spent (the period rolled over, a reload raised or removed the budget).
+//!    is no longer spent (the period rolled over, a reload raised or removed the budget);
+//!    after a restart, the meter's saved flagged paths tell which adopted subflows those are.
 //!
 //! Every decision of its own carries a reason (`budget`, `budget-restored`, `interface-cap`)
 //! with the numbers: the log, `status` and the decision metrics show it like a policy's.
@@ -260,9 +261,15 @@ pub fn apply(conn: &Connection, limits: &Limits<'_>, decisions: Vec<Decision>) -
     // 4. Restores.
     for sf in subflows {
         let Some(key) = sf.key() else { continue };
+        // Ours: flagged for a budget by this daemon, or (adopted after a restart, with no
+        // reason of its own) by the one before, as the state file says.
+        let ours = match &sf.reason {
+            Some(r) => r.code == BUDGET,
+            None => limits.meter.was_flagged((sf.path.local, sf.path.remote)),
+        };
         if !stays(sf, &closing)
             || !sf.want_backup
-            || sf.reason.as_ref().map(|r| r.code) != Some(BUDGET)
+            || !ours
             || flagged.iter().any(|(k, _)| *k == key)
         {
             continue;
@@ -502,6 +509,48 @@ mod tests {
         assert!(run(&other, &fresh, &AddressFilter::default(), vec![])
             .out
             .is_empty());
+    }
+
+    #[test]
+    fn after_a_restart_only_the_paths_a_budget_flagged_are_restored() {
+        // Adopted as backup: the connection knows no reason.
+        let adopted = Connection::adopt(
+            Instant::now(),
+            Token(1),
+            key(ETH, 1).local,
+            key(ETH, 1).remote,
+            [key(ETH, 1), key(WWAN, 2)].map(|k| KernelSubflow {
+                key: k,
+                loc_id: 0,
+                rem_id: 0,
+                backup: k.local.port() == 2,
+                sample: SubflowSample::default(),
+            }),
+        );
+        let mut m = meter(WhenSpent::Backup, false);
+        assert!(run(&adopted, &m, &AddressFilter::default(), vec![]).out.is_empty());
+        let path = (key(WWAN, 2).local.ip(), key(WWAN, 2).remote);
+        m.flag(path, true);
+        // Through the state file, as a restart reads it.
+        let saved = m.save(now());
+        assert_eq!(saved.flagged, vec![], "no subflow counted on it yet: not kept");
+        let saved = crate::core::budget::SavedState {
+            flagged: vec![path],
+            ..saved
+        };
+        let budgets = vec![Budget {
+            interfaces: vec!["wwan*".into()],
+            budget: ByteSize(1000),
+            period: Period::Month,
+            reset: "day 1 00:00".parse().unwrap(),
+            timezone: Zone::Utc,
+            when_spent: WhenSpent::Backup,
+        }];
+        let m = Meter::new(Box::new(UtcOnly), &budgets, Some(saved), now());
+        assert!(m.was_flagged(path));
+        let r = run(&adopted, &m, &AddressFilter::default(), vec![]);
+        let actions: Vec<String> = r.out.iter().map(|d| d.action.to_string()).collect();
+        assert_eq!(actions, ["clear backup 10.0.2.1:2 -> 10.0.9.1:80"]);
     }
 
     #[test]

@@ -304,6 +304,7 @@ mod tests {
                 spent_at: None,
             }],
             subflows: Vec::new(),
+            flagged: Vec::new(),
         }
     }
 
