@@ -528,12 +528,18 @@ mod tests {
             }),
         );
         let mut m = meter(WhenSpent::Backup, false);
-        assert!(run(&adopted, &m, &AddressFilter::default(), vec![]).out.is_empty());
+        assert!(run(&adopted, &m, &AddressFilter::default(), vec![])
+            .out
+            .is_empty());
         let path = (key(WWAN, 2).local.ip(), key(WWAN, 2).remote);
         m.flag(path, true);
         // Through the state file, as a restart reads it.
         let saved = m.save(now());
-        assert_eq!(saved.flagged, vec![], "no subflow counted on it yet: not kept");
+        assert_eq!(
+            saved.flagged,
+            vec![],
+            "no subflow counted on it yet: not kept"
+        );
         let saved = crate::core::budget::SavedState {
             flagged: vec![path],
             ..saved
