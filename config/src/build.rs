@@ -11,6 +11,7 @@ use mptcp_pmd_policies::plugin::{self, Plugin, Serves};
 use serde::de::{self, Deserialize, Visitor};
 
 use crate::error::ConfigError;
+use crate::metered::MeteredConfig;
 use crate::read::{Doc, Item, Raw};
 use crate::sections::{
     AddressFilter, ControlConfig, KernelConfig, LogConfig, MetricsConfig, PollConfig, Section,
@@ -60,6 +61,7 @@ fn root_keys() -> Vec<&'static str> {
         LogConfig::KEY,
         ControlConfig::KEY,
         MetricsConfig::KEY,
+        MeteredConfig::KEY,
         RULES,
     ]);
     v
@@ -241,7 +243,8 @@ impl Builder<'_> {
                     || self.section(name, value, &mut c.subflow)?
                     || self.section(name, value, &mut c.log)?
                     || self.section(name, value, &mut c.control)?
-                    || self.section(name, value, &mut c.metrics)?;
+                    || self.section(name, value, &mut c.metrics)?
+                    || self.section(name, value, &mut c.metered)?;
                 if !known {
                     return Err(self.unknown_key(&key, &root_keys()));
                 }

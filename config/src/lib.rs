@@ -33,6 +33,7 @@
 mod build;
 mod error;
 mod file;
+mod metered;
 mod net;
 mod read;
 mod sections;
@@ -42,12 +43,13 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use file::MAX_BYTES as MAX_FILE_BYTES;
+pub use metered::{Budget, ByteSize, MeteredConfig, Period, ResetAt, WhenSpent, Zone};
 pub use mptcp_pmd_policies::addrmatch::{glob_match, Cidr, CidrError};
 pub use mptcp_pmd_policies::plugin::{Plugin, PolicySpec};
 pub use net::{PortRange, PortRangeError};
 pub use sections::{
-    AddressFilter, ControlConfig, KernelConfig, LogConfig, LogFormat, LogLevel, MetricsConfig,
-    PollConfig, SubflowConfig,
+    AddressFilter, ControlConfig, InterfaceCap, KernelConfig, LogConfig, LogFormat, LogLevel,
+    MetricsConfig, PollConfig, SubflowConfig,
 };
 pub use types::{find_policy, Config, Rule, RuleTarget, Side, UnknownPolicy};
 

@@ -46,7 +46,7 @@ impl<'de> Deserialize<'de> for InterfacePattern {
     }
 }
 
-fn interface_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn interface_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let v = Vec::<InterfacePattern>::deserialize(d)?;
     Ok(v.into_iter().map(|p| p.0).collect())
 }
@@ -80,6 +80,22 @@ pub struct AddressFilter {
     /// interface named exactly here must not be excluded.
     #[serde(deserialize_with = "interface_patterns")]
     pub backup_interfaces: Vec<String>,
+    /// Caps on a connection's live subflows per interface: the first entry whose globs match
+    /// an interface applies there, whatever the policy asks. Default [] (no cap).
+    pub max_subflows_per_interface: Vec<InterfaceCap>,
+}
+
+/// One entry of `addresses.max_subflows_per_interface`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceCap {
+    /// Interface name globs (`["*"]`: every interface).
+    #[serde(deserialize_with = "interface_patterns")]
+    pub interfaces: Vec<String>,
+    /// Live subflows (pending, requested or established) a connection may have on one such
+    /// interface, the initial one included. 1..=64.
+    #[serde(deserialize_with = "params::int::<_, _, 1, 64>")]
+    pub max: u32,
 }
 
 impl Default for AddressFilter {
@@ -90,6 +106,7 @@ impl Default for AddressFilter {
             include_interfaces: Vec::new(),
             exclude_interfaces: Vec::new(),
             backup_interfaces: Vec::new(),
+            max_subflows_per_interface: Vec::new(),
         }
     }
 }
@@ -137,6 +154,20 @@ impl Section for AddressFilter {
                 }
             }
         }
+        if let Some(i) = self
+            .max_subflows_per_interface
+            .iter()
+            .position(|c| c.interfaces.is_empty())
+        {
+            let key = keys.key(&format!("max_subflows_per_interface[{i}].interfaces"));
+            return Err(ParamError::Value {
+                msg: format!(
+                    "{key} is empty: name the interfaces the cap applies to (\"*\" for all)"
+                ),
+                key,
+                at: Some(element_at(written, "max_subflows_per_interface", i)),
+            });
+        }
         Ok(())
     }
 }
@@ -147,6 +178,15 @@ impl AddressFilter {
         let included = self.include_interfaces.is_empty()
             || self.include_interfaces.iter().any(|p| glob_match(p, name));
         included && !self.exclude_interfaces.iter().any(|p| glob_match(p, name))
+    }
+
+    /// The cap on a connection's live subflows on interface `name`, if any (the first entry
+    /// of `max_subflows_per_interface` that matches it).
+    pub fn subflow_cap(&self, name: &str) -> Option<u32> {
+        self.max_subflows_per_interface
+            .iter()
+            .find(|c| c.interfaces.iter().any(|p| glob_match(p, name)))
+            .map(|c| c.max)
     }
 
     /// True if subflows from interface `name` should carry the backup flag.

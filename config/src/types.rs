@@ -15,6 +15,7 @@ use mptcp_pmd_policies::plugin::{self, Plugin, PolicyParams, PolicySpec};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::metered::MeteredConfig;
 use crate::net::PortRange;
 use crate::sections::{
     AddressFilter, ControlConfig, InterfacePattern, KernelConfig, LogConfig, MetricsConfig,
@@ -236,6 +237,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// Prometheus endpoint (off by default).
     pub metrics: MetricsConfig,
+    /// Byte budgets of metered interfaces (none by default).
+    pub metered: MeteredConfig,
     /// Per-destination policies; the first matching rule wins. Default [].
     pub rules: Vec<Rule>,
 }
@@ -252,6 +255,7 @@ impl Default for Config {
             log: LogConfig::default(),
             control: ControlConfig::default(),
             metrics: MetricsConfig::default(),
+            metered: MeteredConfig::default(),
             rules: Vec::new(),
         }
     }
@@ -272,6 +276,7 @@ impl Serialize for Config {
         m.serialize_entry(LogConfig::KEY, &self.log)?;
         m.serialize_entry(ControlConfig::KEY, &self.control)?;
         m.serialize_entry(MetricsConfig::KEY, &self.metrics)?;
+        m.serialize_entry(MeteredConfig::KEY, &self.metered)?;
         m.serialize_entry(RULES, &self.rules)?;
         m.end()
     }

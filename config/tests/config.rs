@@ -230,6 +230,7 @@ fn every_key_is_read() {
             include_interfaces: vec!["eth*".into(), "wlan?".into()],
             exclude_interfaces: vec!["docker*".into()],
             backup_interfaces: vec!["wwan0".into()],
+            max_subflows_per_interface: Vec::new(),
         }
     );
     assert!(!c.kernel.set_userspace_pm);
@@ -348,6 +349,7 @@ fn effective_yaml_fills_every_key() {
         "include_interfaces:",
         "exclude_interfaces:",
         "backup_interfaces:",
+        "max_subflows_per_interface:",
         "set_userspace_pm:",
         "events_rcvbuf:",
         "nice:",
@@ -360,6 +362,10 @@ fn effective_yaml_fills_every_key() {
         "level:",
         "format:",
         "socket:",
+        "metered:",
+        "state_directory:",
+        "save_interval_s:",
+        "budgets:",
         "rules:",
     ] {
         assert!(out.contains(key), "{key} missing from\n{out}");

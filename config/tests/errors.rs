@@ -29,7 +29,7 @@ const CASES: &[Case] = &[
     Case {
         what: "unknown top-level key",
         yaml: "policy: fullmesh\npolcy: fullmesh\n",
-        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, active_standby, announce, addresses, kernel, poll, subflow, log, control, metrics, rules",
+        want: "/etc/mptcp-pm.yaml:2:1: unknown field `polcy`, expected one of policy, fullmesh, ndiffports, rtt_based, active_standby, announce, addresses, kernel, poll, subflow, log, control, metrics, metered, rules",
         key: None,
     },
     Case {
@@ -475,6 +475,42 @@ const CASES: &[Case] = &[
         yaml: "metrics:\n  listen: \"[::1]:0\"\n",
         want: r#"/etc/mptcp-pm.yaml:2:11: invalid metrics.listen "[::1]:0": port 0 would make the kernel pick a port, which no scraper could know; give the port to serve on"#,
         key: Some("metrics.listen"),
+    },
+    Case {
+        what: "metered budget with an unknown unit",
+        yaml: "metered:\n  budgets:\n    - {interfaces: [wwan0], budget: 10 gigabytes, period: month}\n",
+        want: r#"/etc/mptcp-pm.yaml:3:37: invalid metered.budgets[0].budget "10 gigabytes": expected a number of bytes, or a number and a unit (B, kB, KB, MB, GB, TB, KiB, MiB, GiB, TiB) such as "10GiB""#,
+        key: Some("metered.budgets[0].budget"),
+    },
+    Case {
+        what: "metered budget of 0 bytes",
+        yaml: "metered:\n  budgets:\n    - {interfaces: [wwan0], budget: 0, period: day}\n",
+        want: "/etc/mptcp-pm.yaml:3:37: invalid metered.budgets[0].budget 0: a budget of 0 bytes is spent before it starts; give at least 1",
+        key: Some("metered.budgets[0].budget"),
+    },
+    Case {
+        what: "metered monthly reset without a day",
+        yaml: "metered:\n  budgets:\n    - interfaces: [\"wwan*\"]\n      budget: 10GiB\n      period: month\n      reset: \"04:00\"\n",
+        want: r#"/etc/mptcp-pm.yaml:6:14: metered.budgets[0].reset "04:00" has no day, but the period is month: write "day D 04:00" (D 1-31)"#,
+        key: Some("metered.budgets[0].reset"),
+    },
+    Case {
+        what: "metered budget without a period",
+        yaml: "metered:\n  budgets:\n    - {interfaces: [wwan0], budget: 1GB}\n",
+        want: "/etc/mptcp-pm.yaml:3:7: missing field `period`",
+        key: None,
+    },
+    Case {
+        what: "two metered budgets with the same interfaces",
+        yaml: "metered:\n  budgets:\n    - {interfaces: [wwan0], budget: 1GB, period: day}\n    - {interfaces: [wwan0], budget: 9GB, period: month}\n",
+        want: "/etc/mptcp-pm.yaml:4:20: metered.budgets[1].interfaces are the same as those of metered.budgets[0]: a budget is known by its interfaces; merge the two",
+        key: Some("metered.budgets[1].interfaces"),
+    },
+    Case {
+        what: "a subflow cap of 0",
+        yaml: "addresses:\n  max_subflows_per_interface: [{interfaces: [\"wwan*\"], max: 0}]\n",
+        want: "/etc/mptcp-pm.yaml:2:61: addresses.max_subflows_per_interface[0].max must be an integer between 1 and 64, got 0",
+        key: Some("addresses.max_subflows_per_interface[0].max"),
     },
     Case {
         what: "nested too deep",

@@ -35,7 +35,8 @@ use netlink_actor::sock_diag::DiagSocket;
 use slog::{debug, info, warn, Logger};
 use tokio::sync::mpsc;
 
-use crate::actors::policy::{PolicyActor, SetPolicy};
+use crate::actors::metering::{self, Metering};
+use crate::actors::policy::{PolicyActor, SaveState, SetLimits, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
 use crate::endpoints::control::{self, Views};
 use crate::endpoints::ctlsock::{self, Check, ControlSocket};
@@ -95,6 +96,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let endpoints = claim_endpoints(&config)?;
+    let state = claim_state(&config, &env.log)?;
     let kernel = open_kernel(&config, &env.log)?;
     drop_privileges(&config.kernel, &env.log)?;
     // From here on log lines go through the writer thread (started after the privilege drop,
@@ -102,7 +104,7 @@ pub async fn run(
     let _log_writer = logging::start_writer();
     let metrics = Metrics::default();
     let (failures, failed) = failure::channel();
-    let actors = start_actors(&config, kernel, &metrics, failures, &env.log);
+    let actors = start_actors(&config, kernel, state, &metrics, failures, &env.log);
     let res = serve(&config, endpoints, &actors, &metrics, env, failed, shutdown).await;
     actors.stop();
     res
@@ -145,6 +147,18 @@ fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
         control,
         metrics,
     })
+}
+
+/// Step 1b: with metered budgets configured, their state directory (created if missing, exit
+/// 73 if it cannot be written) and what its state file holds (a file that cannot be used is
+/// logged, and counting starts from zero). No thread yet: the writer starts with the actors.
+fn claim_state(config: &Config, log: &Logger) -> Result<Option<metering::Claimed>, RunError> {
+    if !config.metered.is_active() {
+        return Ok(None);
+    }
+    metering::claim(&config.metered, log)
+        .map(Some)
+        .map_err(|e| fail(exit::CANTCREAT, "metered.state_directory", e))
 }
 
 /// The kernel sockets, opened in order, and the addresses dumped through them.
@@ -261,6 +275,7 @@ impl Actors {
 fn start_actors(
     config: &Config,
     kernel: KernelSockets,
+    state: Option<metering::Claimed>,
     metrics: &Metrics,
     failures: Failures,
     log: &Logger,
@@ -272,11 +287,13 @@ fn start_actors(
         rtnl,
     } = kernel;
     let book = wiring::build_book(config);
-    let sampling = book.wants_samples();
+    let sampling = wiring::sampling(config, &book);
     let locals = Arc::new(rtnl.set.evaluate(&config.addresses).0);
+    let metering = Metering::new(config, state, log.new(slog::o!("actor" => "metering")));
     let policy = PolicyActor::new(
         book,
         locals,
+        metering,
         metrics.clone(),
         log.new(slog::o!("actor" => "policy")),
     )
@@ -303,7 +320,7 @@ fn start_actors(
     let timers = wiring::timers(config);
     let interval = wiring::poll_interval(config);
     info!(log, "sock_diag polling"; "interval_ms" => interval.as_millis() as u64,
-        "subflow_samples" => if sampling { "on (a policy reads them)" } else { "off (no policy reads them)" });
+        "subflow_samples" => if sampling { "on (a policy or a metered budget reads them)" } else { "off (nothing reads them)" });
     // The registry and the poller need each other's address: make the registry's mailbox
     // first, start the poller on its own thread with it, then run the registry.
     let reg_ctx = Context::<Registry>::new();
@@ -446,6 +463,9 @@ async fn serve(
     if let Err(e) = notify::notify("STOPPING=1") {
         warn!(log, "cannot notify systemd (NOTIFY_SOCKET)"; "error" => %e);
     }
+    if let Err(e) = actors.policy.send(SaveState).await {
+        warn!(log, "cannot save the metered state at stop"; "error" => %e);
+    }
     let c = metrics.snapshot();
     info!(log, "stopped"; "events" => ?c.events, "commands" => ?c.commands, "overruns" => c.overruns, "resyncs" => c.resyncs);
     drop(control_sock);
@@ -501,11 +521,15 @@ fn keep_control_socket(
     }
 }
 
-/// Apply a reloaded configuration: the policies, whether subflows are sampled, the address
-/// filters. (The log level is the caller's: it owns the logger.)
+/// Apply a reloaded configuration: the policies, whether subflows are sampled, the
+/// per-interface limits (budgets, caps), the address filters. (The log level is the caller's:
+/// it owns the logger.)
 fn apply(config: &Config, actors: &Actors) {
     let book = wiring::build_book(config);
-    actors.diag.do_send(SetSampling(book.wants_samples()));
+    actors
+        .diag
+        .do_send(SetSampling(wiring::sampling(config, &book)));
     actors.policy.do_send(SetPolicy(book));
+    actors.policy.do_send(SetLimits(Box::new(config.clone())));
     actors.monitor.do_send(SetFilter(config.addresses.clone()));
 }

@@ -1,5 +1,5 @@
-//! Config -> runtime parameters: the policies to build (default and per rule) and the
-//! connection timers.
+//! Config -> runtime parameters: the policies to build (default and per rule), the
+//! connection timers and whether the poller samples subflows.
 
 use std::time::Duration;
 
@@ -28,4 +28,10 @@ pub fn timers(config: &Config) -> ConnTimers {
 /// The sock_diag poll period (its range is the config's to check: `poll.interval_ms`).
 pub fn poll_interval(config: &Config) -> Duration {
     config.poll.interval()
+}
+
+/// Whether the sock_diag poller dumps the subflows' `tcp_info` each period: a policy reads the
+/// samples, or a metered budget counts the subflows' bytes from them.
+pub fn sampling(config: &Config, book: &PolicyBook) -> bool {
+    book.wants_samples() || config.metered.is_active()
 }

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod daemon;
+pub mod link;
 pub mod metrics;
 pub mod mptcp;
 pub mod netns;

@@ -240,6 +240,15 @@ pub struct SubflowSample {
     pub bytes_acked: u64,
     /// Bytes received.
     pub bytes_received: u64,
+    /// Payload bytes sent, retransmissions included (tcpi_bytes_sent, Linux 4.19+; 0 before).
+    pub bytes_sent: u64,
+    /// Segments received (tcpi_segs_in), 0 if the kernel does not report it.
+    pub segs_in: u32,
+    /// Segments sent that carried data (tcpi_data_segs_out); the rest of `segs_out` are
+    /// control segments (ACKs, SYN, FIN).
+    pub data_segs_out: u32,
+    /// Segments received that carried data (tcpi_data_segs_in).
+    pub data_segs_in: u32,
     /// The subflow's backup flag as the kernel reports it in the ULP info (local side).
     pub backup: bool,
     /// MPTCP says the subflow is fully established.

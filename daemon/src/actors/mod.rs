@@ -4,9 +4,11 @@
 //!
 //! - [`registry::Registry`] maps tokens to [`connection::ConnectionActor`]s and routes to them;
 //! - [`connection::ConnectionActor`] drives one connection's pure state machine;
-//! - [`policy::PolicyActor`] holds the configured `Box<dyn Policy>` and answers with decisions.
+//! - [`policy::PolicyActor`] holds the configured `Box<dyn Policy>` and answers with decisions,
+//!   after the per-interface limits of [`metering::Metering`] (byte budgets, subflow caps).
 
 pub mod connection;
 pub mod messages;
+pub mod metering;
 pub mod policy;
 pub mod registry;

@@ -4,7 +4,9 @@
 //! each connection's [`Decide`] with [`Decided`]. All decisions of the daemon pass through
 //! here, one at a time, so a policy needs no locking. Every decision is logged and counted
 //! here, with the reason the policy gave; so is every listener that confines joins to its own
-//! address.
+//! address. The per-interface limits (spent byte budgets, subflow caps) act here too, on every
+//! policy's decisions alike, and the meter counts each connection's samples before its policy
+//! decides ([`Metering`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use netlink_actor::actors::LocalsChanged;
 use slog::{debug, info, warn, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook};
+use super::metering::{self, Metering};
+use crate::core::budget::BudgetUse;
 use crate::core::listeners::{self, Listeners};
 use crate::core::rules::PolicyBook;
 use crate::endpoints::metrics::Metrics;
@@ -54,11 +58,28 @@ pub struct SetPolicy(pub PolicyBook);
 #[rtype(result = "Vec<(&'static str, String)>")]
 pub struct Describe(pub Vec<mptcp_pmd_policies::conn::Connection>);
 
+/// Replace the per-interface limits (SIGHUP reload): budgets, caps, state directory.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetLimits(pub Box<mptcp_pmd_config::Config>);
+
+/// Every metered budget's use (status, addresses, metrics).
+#[derive(Message)]
+#[rtype(result = "Vec<BudgetUse>")]
+pub struct GetBudgets;
+
+/// Save the metered state now and wait for it (a clean stop).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SaveState;
+
 /// Holder of the policies.
 pub struct PolicyActor {
     book: PolicyBook,
     locals: Arc<Vec<LocalAddr>>,
     listeners: Listeners,
+    metering: Metering,
+    metering_timer: Option<SpawnHandle>,
     metrics: Metrics,
     log: Logger,
 }
@@ -68,6 +89,7 @@ impl PolicyActor {
     pub fn new(
         book: PolicyBook,
         locals: Arc<Vec<LocalAddr>>,
+        metering: Metering,
         metrics: Metrics,
         log: Logger,
     ) -> Self {
@@ -75,8 +97,26 @@ impl PolicyActor {
             book,
             locals,
             listeners: Listeners::default(),
+            metering,
+            metering_timer: None,
             metrics,
             log,
+        }
+    }
+
+    /// Tick the metering once a second while budgets are configured (no timer otherwise).
+    fn arm_metering(&mut self, ctx: &mut Context<Self>) {
+        match (self.metering.is_active(), self.metering_timer.is_some()) {
+            (true, false) => {
+                let h = ctx.run_interval(metering::TICK, |act, _| act.metering.tick());
+                self.metering_timer = Some(h);
+            }
+            (false, true) => {
+                if let Some(h) = self.metering_timer.take() {
+                    ctx.cancel_future(h);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -92,12 +132,17 @@ impl PolicyActor {
 
 impl Actor for PolicyActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.arm_metering(ctx);
+    }
 }
 
 impl Handler<Decide> for PolicyActor {
     type Result = ();
 
     fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) {
+        self.metering.observe(&msg.conn, &self.locals);
         let ctx = Ctx {
             now: Instant::now(),
             conn: &msg.conn,
@@ -112,6 +157,10 @@ impl Handler<Decide> for PolicyActor {
                 Hook::Samples => policy.on_samples(&ctx),
                 Hook::Tick => policy.on_tick(&ctx),
             });
+        let served = crate::core::rules::Served {
+            out: self.metering.limit(&msg.conn, &self.locals, served.out),
+            ..served
+        };
         for d in &served.out {
             self.metrics
                 .decision(served.name, d.action.name(), d.reason.code);
@@ -129,6 +178,7 @@ impl Handler<LocalsChanged> for PolicyActor {
 
     fn handle(&mut self, msg: LocalsChanged, _ctx: &mut Self::Context) {
         self.locals = msg.locals;
+        self.metering.locals_changed();
     }
 }
 
@@ -137,6 +187,7 @@ impl Handler<ConnectionGone> for PolicyActor {
 
     fn handle(&mut self, msg: ConnectionGone, _ctx: &mut Self::Context) {
         self.book.closed(msg.0);
+        self.metering.gone(msg.0);
         self.metrics.set_policy_objects(self.book.objects());
     }
 }
@@ -194,5 +245,30 @@ impl Handler<GetListeners> for PolicyActor {
     fn handle(&mut self, _msg: GetListeners, _ctx: &mut Self::Context) -> Self::Result {
         let l = &self.listeners;
         MessageResult(l.all().iter().map(|a| (*a, l.confines_joins(*a))).collect())
+    }
+}
+
+impl Handler<SetLimits> for PolicyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetLimits, ctx: &mut Self::Context) {
+        self.metering.reload(&msg.0);
+        self.arm_metering(ctx);
+    }
+}
+
+impl Handler<GetBudgets> for PolicyActor {
+    type Result = MessageResult<GetBudgets>;
+
+    fn handle(&mut self, _msg: GetBudgets, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.metering.usage())
+    }
+}
+
+impl Handler<SaveState> for PolicyActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: SaveState, _ctx: &mut Self::Context) {
+        self.metering.stop();
     }
 }

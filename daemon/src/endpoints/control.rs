@@ -20,7 +20,7 @@ use netlink_actor::actors::{AddressMonitor, DiagPoller, GetAddresses, TakeSnapsh
 use super::metrics::Metrics;
 use super::status::{self, Addresses, Status};
 use crate::actors::connection::GetConnection;
-use crate::actors::policy::{Describe, GetListeners, PolicyActor};
+use crate::actors::policy::{Describe, GetBudgets, GetListeners, PolicyActor};
 use crate::actors::registry::{ListConnections, Registry};
 
 /// One reply on the control socket.
@@ -101,10 +101,13 @@ impl Views {
             .set_gauges(connections.len(), &status::subflows_by_state(&connections));
         self.metrics
             .set_announced(&status::announced_by_state(&connections));
+        let budgets = self.policy.send(GetBudgets).await?;
+        self.metrics.set_metered(&budgets);
         Ok(Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             connections,
+            budgets,
         })
     }
 
@@ -112,7 +115,8 @@ impl Views {
     pub async fn addresses(&self) -> Result<Addresses, MailboxError> {
         let (usable, skipped) = self.monitor.send(GetAddresses).await?;
         let listeners = self.policy.send(GetListeners).await?;
-        Ok(status::addresses(&usable, &skipped, &listeners))
+        let budgets = self.policy.send(GetBudgets).await?;
+        Ok(status::addresses(&usable, &skipped, &listeners, budgets))
     }
 
     async fn answer(&self, request: &str) -> Reply {

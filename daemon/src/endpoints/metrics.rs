@@ -116,6 +116,58 @@ pub struct Metrics {
     trace_in_calls: Gauge,
     trace_commands: Gauge,
     announced: Family<Labels, Gauge>,
+    metered: MeteredGauges,
+}
+
+/// The metered budgets' gauges (`metered.budgets`), set from the budgets' use at each scrape.
+#[derive(Clone)]
+struct MeteredGauges {
+    used: Family<Labels, Gauge>,
+    budget: Family<Labels, Gauge>,
+    spent: Family<Labels, Gauge>,
+}
+
+impl MeteredGauges {
+    fn register(registry: &mut Registry) -> MeteredGauges {
+        MeteredGauges {
+            used: registered(
+                registry,
+                "metered_bytes",
+                "Bytes counted against a metered budget in its current period, by budget (its interface globs) and interface: IP bytes of the MPTCP subflows, both directions",
+                Family::<Labels, Gauge>::default(),
+            ),
+            budget: registered(
+                registry,
+                "metered_budget_bytes",
+                "Bytes a metered budget allows per period, by budget",
+                Family::<Labels, Gauge>::default(),
+            ),
+            spent: registered(
+                registry,
+                "metered_spent",
+                "1 while a metered budget is spent (its interfaces' subflows are backup or closed), by budget",
+                Family::<Labels, Gauge>::default(),
+            ),
+        }
+    }
+
+    fn set(&self, budgets: &[crate::core::budget::BudgetUse]) {
+        // Only the budgets and interfaces of now: a reload removes budgets, a rollover
+        // empties a period (scrapes run on the same loop, after this).
+        self.used.clear();
+        self.budget.clear();
+        self.spent.clear();
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for b in budgets {
+            let by = vec![("budget", b.name.clone())];
+            self.budget.get_or_create(&by).set(gauge(b.budget));
+            self.spent.get_or_create(&by).set(i64::from(b.spent));
+            for (interface, n) in &b.interfaces {
+                let l = vec![("budget", b.name.clone()), ("interface", interface.clone())];
+                self.used.get_or_create(&l).set(gauge(*n));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -290,7 +342,9 @@ impl Default for Metrics {
             "Log lines dropped: the log writer's queue was full (stderr not read fast enough) or the write failed",
             ReadCounter(crate::logging::dropped_lines),
         );
+        let metered = MeteredGauges::register(&mut registry);
         Metrics {
+            metered,
             event_to_decision,
             event_to_command,
             command_time,
@@ -431,6 +485,12 @@ impl Metrics {
             .set(i64::try_from(connections).unwrap_or(i64::MAX));
         set_by_state(&self.subflows, &SUBFLOW_STATES, subflows);
     }
+
+    /// Set the metered budgets' gauges.
+    pub fn set_metered(&self, budgets: &[crate::core::budget::BudgetUse]) {
+        self.metered.set(budgets);
+    }
+
     /// Set the announced-addresses gauge from a fresh view (announcements per state name).
     pub fn set_announced(&self, by_state: &BTreeMap<&'static str, usize>) {
         set_by_state(&self.announced, &ANNOUNCE_STATES, by_state);

@@ -9,6 +9,8 @@ use std::time::Instant;
 use mptcp_pmd_policies::conn::{AnnounceState, Announcement, Connection, Subflow, SubflowState};
 use mptcp_pmd_policies::LocalAddr;
 use netlink_actor::actors::Skipped;
+
+use crate::core::budget::{human, BudgetUse};
 use serde::{Deserialize, Serialize};
 
 /// Every tracked connection.
@@ -20,6 +22,9 @@ pub struct Status {
     pub pid: u32,
     /// Tracked connections, by token.
     pub connections: Vec<ConnStatus>,
+    /// The metered budgets (`metered.budgets`) and their use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetUse>,
 }
 
 /// One connection.
@@ -268,6 +273,9 @@ pub struct Addresses {
     /// The MPTCP listening sockets of the namespace.
     #[serde(default)]
     pub listeners: Vec<ListenerStatus>,
+    /// The metered budgets and their use (the usable addresses name theirs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetUse>,
 }
 
 /// One MPTCP listening socket.
@@ -292,6 +300,9 @@ pub struct UsableAddr {
     pub if_index: u32,
     /// Subflows over it are opened as backup.
     pub backup: bool,
+    /// The metered budget its interface counts against, if any (its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
 }
 
 /// A skipped local address.
@@ -310,7 +321,18 @@ pub fn addresses(
     usable: &[LocalAddr],
     skipped: &[Skipped],
     listeners: &[(std::net::SocketAddr, bool)],
+    budgets: Vec<BudgetUse>,
 ) -> Addresses {
+    let budget_of = |name: &str| {
+        budgets
+            .iter()
+            .find(|b| {
+                b.name
+                    .split(',')
+                    .any(|g| mptcp_pmd_config::glob_match(g, name))
+            })
+            .map(|b| b.name.clone())
+    };
     Addresses {
         usable: usable
             .iter()
@@ -319,6 +341,7 @@ pub fn addresses(
                 interface: l.if_name.clone(),
                 if_index: l.if_index,
                 backup: l.backup,
+                budget: budget_of(&l.if_name),
             })
             .collect(),
         skipped: skipped
@@ -337,7 +360,58 @@ pub fn addresses(
                 note: confined.then(|| crate::core::listeners::CONFINED.to_string()),
             })
             .collect(),
+        budgets,
     }
+}
+
+/// The metered budgets as a table: use, budget, period, and how their interfaces are used.
+fn render_budgets(out: &mut String, budgets: &[BudgetUse]) {
+    if budgets.is_empty() {
+        return;
+    }
+    out.push_str("metered budgets:\n");
+    let rows: Vec<Vec<String>> = budgets
+        .iter()
+        .map(|b| {
+            let pct = if b.budget > 0 {
+                b.used as f64 * 100.0 / b.budget as f64
+            } else {
+                0.0
+            };
+            let by_if: Vec<String> = b
+                .interfaces
+                .iter()
+                .map(|(i, n)| format!("{i} {}", human(*n)))
+                .collect();
+            vec![
+                b.name.clone(),
+                format!("{} ({pct:.1}%)", human(b.used)),
+                human(b.budget),
+                format!("{} since {}", b.period, b.since),
+                b.resets.clone(),
+                if b.spent {
+                    format!("spent: {}", b.when_spent)
+                } else {
+                    "ok".to_owned()
+                },
+                by_if.join(", "),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "BUDGET",
+            "USED",
+            "OF",
+            "PERIOD",
+            "RESETS",
+            "STATE",
+            "BY INTERFACE",
+        ],
+        &rows,
+        "  ",
+    );
 }
 
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>], indent: &str) {
@@ -376,6 +450,7 @@ pub fn render_status(s: &Status) -> String {
         s.pid,
         s.connections.len()
     );
+    render_budgets(&mut out, &s.budgets);
     for c in &s.connections {
         let _ = writeln!(
             out,
@@ -469,12 +544,13 @@ pub fn render_addresses(a: &Addresses) -> String {
                 u.interface.clone(),
                 u.if_index.to_string(),
                 if u.backup { "backup" } else { "" }.to_string(),
+                u.budget.clone().unwrap_or_default(),
             ]
         })
         .collect();
     table(
         &mut out,
-        &["ADDRESS", "INTERFACE", "INDEX", "FLAGS"],
+        &["ADDRESS", "INTERFACE", "INDEX", "FLAGS", "BUDGET"],
         &rows,
         "  ",
     );
@@ -503,6 +579,7 @@ pub fn render_addresses(a: &Addresses) -> String {
         })
         .collect();
     table(&mut out, &["ADDRESS", "JOINS", "NOTE"], &rows, "  ");
+    render_budgets(&mut out, &a.budgets);
     out
 }
 
@@ -528,6 +605,7 @@ mod tests {
         assert_eq!(v.token, "000000ab");
         assert_eq!(v.remote.as_deref(), Some("198.51.100.7:443"));
         let s = Status {
+            budgets: Vec::new(),
             version: "0".into(),
             pid: 1,
             connections: vec![v.clone()],
@@ -616,6 +694,7 @@ mod tests {
             }]
         );
         let s = Status {
+            budgets: Vec::new(),
             version: "0".into(),
             pid: 1,
             connections: vec![v.clone()],
@@ -637,7 +716,7 @@ mod tests {
             ("0.0.0.0:80".parse().unwrap(), false),
             ("192.0.2.1:443".parse().unwrap(), true),
         ];
-        let a = addresses(&[], &[], &l);
+        let a = addresses(&[], &[], &l, Vec::new());
         assert!(a.listeners[0].joins_anywhere && a.listeners[0].note.is_none());
         assert!(!a.listeners[1].joins_anywhere);
         let text = render_addresses(&a);
@@ -646,5 +725,55 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("listen on 0.0.0.0 or [::]"), "{text}");
+    }
+
+    #[test]
+    fn budgets_in_status_and_addresses() {
+        let b = BudgetUse {
+            name: "wwan*".into(),
+            budget: 10 << 30,
+            used: 5 << 30,
+            interfaces: [("wwan0".to_string(), 5u64 << 30)].into(),
+            period: "month".into(),
+            since: "2026-12-01 00:00".into(),
+            resets: "2027-01-01 00:00".into(),
+            timezone: "local".into(),
+            spent: false,
+            when_spent: "backup".into(),
+        };
+        let s = Status {
+            version: "0".into(),
+            pid: 1,
+            connections: Vec::new(),
+            budgets: vec![b.clone()],
+        };
+        let text = render_status(&s);
+        assert!(text.contains("metered budgets:"), "{text}");
+        assert!(text.contains("5.0 GiB (50.0%)"), "{text}");
+        assert!(text.contains("wwan0 5.0 GiB"), "{text}");
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
+        let locals = vec![
+            LocalAddr {
+                addr: "10.0.2.1".parse().unwrap(),
+                if_index: 3,
+                if_name: "wwan0".into(),
+                backup: false,
+            },
+            LocalAddr {
+                addr: "10.0.1.1".parse().unwrap(),
+                if_index: 2,
+                if_name: "eth0".into(),
+                backup: false,
+            },
+        ];
+        let a = addresses(&locals, &[], &[], vec![b]);
+        assert_eq!(a.usable[0].budget.as_deref(), Some("wwan*"));
+        assert_eq!(a.usable[1].budget, None);
+        let text = render_addresses(&a);
+        assert!(
+            text.contains("BUDGET") && text.contains("metered budgets:"),
+            "{text}"
+        );
     }
 }

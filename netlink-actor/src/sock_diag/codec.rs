@@ -512,6 +512,10 @@ pub fn parse_tcp_info(info: &[u8]) -> SubflowSample {
         bytes_acked: u64_at(120),
         bytes_received: u64_at(128),
         segs_out: u32_at(136),
+        segs_in: u32_at(140),
+        data_segs_in: u32_at(152),
+        data_segs_out: u32_at(156),
+        bytes_sent: u64_at(200),
         min_rtt_us: min_rtt,
         delivery_rate: u64_at(160),
         snd_wnd: u32_at(228),
@@ -1204,6 +1208,19 @@ mod tests {
             (s.bytes_acked, s.bytes_received, s.delivery_rate),
             (1000, 2000, 3000)
         );
+        // The counters a metered budget reads (tcpi_segs_in, tcpi_data_segs_in/out,
+        // tcpi_bytes_sent).
+        let mut m = b.clone();
+        put32(&mut m, 140, 41);
+        put32(&mut m, 152, 17);
+        put32(&mut m, 156, 88);
+        m[200..208].copy_from_slice(&123_456u64.to_ne_bytes());
+        let s = parse_tcp_info(&m);
+        assert_eq!(
+            (s.segs_in, s.data_segs_in, s.data_segs_out, s.bytes_sent),
+            (41, 17, 88, 123_456)
+        );
+        assert_eq!(parse_tcp_info(&m[..200]).bytes_sent, 0, "before Linux 4.19");
     }
 
     #[test]
