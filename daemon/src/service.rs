@@ -2,14 +2,16 @@
 //! (docs/ARCHITECTURE.md, "Start-up order"), as four named steps:
 //!
 //! 1. [`claim_endpoints`]: the control socket (a second daemon refuses here, before touching any
-//!    kernel state) and the metrics listener;
-//! 2. [`open_kernel`]: the MPTCP checks, the events subscription *before* any state is read,
-//!    the command, sock_diag and rtnetlink sockets, and the dump of links and addresses;
+//!    kernel state; shared with `control.group` if set) and the metrics listener;
+//! 2. [`open_kernel`]: the MPTCP checks (selecting the userspace PM unless `--dry-run`), the
+//!    events subscription *before* any state is read, the command, sock_diag and rtnetlink
+//!    sockets, and the dump of links and addresses;
 //! 3. [`drop_privileges`]: the scheduling priority, then every capability but CAP_NET_ADMIN —
 //!    before any actix thread exists, as both are per thread;
 //! 4. [`start_actors`] and [`serve`]: the actors, the control and metrics servers, adoption of
 //!    the existing connections, `started` and READY=1, then configuration reloads until
-//!    `shutdown` resolves (exit 0) or a kernel socket fails for good (exit 70, see
+//!    `shutdown` resolves (exit 0; the previous path manager is put back first if
+//!    `kernel.restore_path_manager_on_exit`) or a kernel socket fails for good (exit 70, see
 //!    [`crate::failure`]).
 //!
 //! The kernel actors are `netlink_actor::actors`; the daemon opens their sockets (it owns the
@@ -34,11 +36,14 @@ use netlink_actor::sock_diag::DiagSocket;
 use slog::{debug, info, warn, Logger};
 use tokio::sync::mpsc;
 
+use crate::actors::coexist::EndpointWatch;
+use crate::actors::connection::Peers;
 use crate::actors::policy::{PolicyActor, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
-use crate::endpoints::control::{self, ControlSocket, Views};
+use crate::endpoints::control::{self, Control, ControlSocket, Views};
 use crate::endpoints::http;
 use crate::endpoints::metrics::Metrics;
+use crate::endpoints::monitor::Monitor;
 use crate::process::failure::{self, FailureWatch};
 use crate::process::{exit, logging, notify, privs, startup};
 use crate::wiring;
@@ -77,6 +82,9 @@ pub struct Env {
     /// New configurations to apply while running (SIGHUP in `main`): the policies, the
     /// address filters and whether subflows are sampled. A closed channel means no more.
     pub reloads: mpsc::UnboundedReceiver<Config>,
+    /// `--dry-run`: track and decide, but send no command and leave the namespace's path
+    /// manager as it is.
+    pub dry_run: bool,
 }
 
 /// Run the daemon until `shutdown` resolves (`Ok`: a clean stop) or it cannot go on (`Err`
@@ -92,14 +100,37 @@ pub async fn run(
     // guard writes out what is left when `run` returns.
     let _deferred = logging::defer_writes();
     let endpoints = claim_endpoints(&config)?;
-    let kernel = open_kernel(&config, &env.log)?;
+    let kernel = open_kernel(&config, env.dry_run, &env.log)?;
+    let replaced_pm = kernel.pm.replaced.clone();
     drop_privileges(&config.kernel, &env.log)?;
     let metrics = Metrics::default();
     let (failures, failed) = failure::channel();
-    let actors = start_actors(&config, kernel, &metrics, failures, &env.log);
+    let log = env.log.clone();
+    let actors = start_actors(&config, kernel, &metrics, failures, env.dry_run, &env.log);
     let res = serve(&config, endpoints, &actors, &metrics, env, failed, shutdown).await;
     actors.stop();
+    if res.is_ok() && config.kernel.restore_path_manager_on_exit {
+        restore_path_manager(replaced_pm.as_deref(), &log);
+    }
     res
+}
+
+/// On a clean stop with `kernel.restore_path_manager_on_exit`: put back the path manager the
+/// daemon replaced at start (nothing if it replaced none).
+fn restore_path_manager(replaced: Option<&str>, log: &Logger) {
+    let Some(previous) = replaced else {
+        info!(
+            log,
+            "path manager left as it is: the daemon did not switch it at start"
+        );
+        return;
+    };
+    match startup::restore_path_manager(previous) {
+        Ok(()) => info!(log, "path manager restored"; "path_manager" => previous),
+        Err(e) => {
+            warn!(log, "cannot restore the path manager"; "path_manager" => previous, "error" => %e)
+        }
+    }
 }
 
 /// The control socket (claimed) and the metrics listener (bound), before any kernel state is
@@ -107,14 +138,28 @@ pub async fn run(
 struct Endpoints {
     /// Removes the control socket file when dropped.
     control: ControlSocket,
+    /// `control.group`'s id.
+    group: Option<u32>,
     metrics: Option<std::net::TcpListener>,
 }
 
-/// Step 1: claim the control socket (exit 73 if another daemon serves it) and bind the metrics
-/// listener (exit 73).
+/// Step 1: claim the control socket (exit 73 if another daemon serves it; exit 78 if
+/// `control.group` names no group) and bind the metrics listener (exit 73).
 fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
+    let group = match &config.control.group {
+        Some(name) => Some(control::resolve_group(name).map_err(|e| RunError {
+            code: exit::CONFIG,
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
     let control = ControlSocket::claim(&config.control.socket)
         .map_err(|e| fail(exit::CANTCREAT, "control socket", e))?;
+    if let Some(gid) = group {
+        control
+            .share_with_group(gid)
+            .map_err(|e| fail(exit::CANTCREAT, "control socket", e))?;
+    }
     let metrics = match config.metrics.listen {
         Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
             fail(
@@ -125,26 +170,45 @@ fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
         })?),
         None => None,
     };
-    Ok(Endpoints { control, metrics })
+    Ok(Endpoints {
+        control,
+        group,
+        metrics,
+    })
 }
 
 /// The kernel sockets, opened in order, and the addresses dumped through them.
 struct KernelSockets {
     events: PmEventSocket,
     commands: PmClient,
+    /// The endpoint watch's own command socket (its dumps never wait behind a command).
+    endpoints: PmClient,
     diag: DiagSocket,
     rtnl: RtnlSockets,
+    /// The path manager in force, and the one the daemon replaced.
+    pm: startup::KernelPm,
 }
 
-/// Step 2: check MPTCP and the userspace PM (exit 69; selected when configured), subscribe to
+/// Step 2: check MPTCP and the userspace PM (exit 69; selected when configured; with
+/// `dry_run` only MPTCP is checked and the path manager left as it is), subscribe to
 /// `mptcp_pm_events` before reading any state so nothing falls in between, open the command,
 /// sock_diag and rtnetlink sockets and dump links and addresses.
-fn open_kernel(config: &Config, log: &Logger) -> Result<KernelSockets, RunError> {
-    let pm = startup::check_kernel(config.kernel.set_userspace_pm).map_err(|e| RunError {
+fn open_kernel(config: &Config, dry_run: bool, log: &Logger) -> Result<KernelSockets, RunError> {
+    let startup_error = |e: startup::StartupError| RunError {
         code: e.code,
         message: e.message,
-    })?;
-    info!(log, "kernel ready"; "path_manager" => pm);
+    };
+    let pm = if dry_run {
+        let now = startup::check_mptcp().map_err(startup_error)?;
+        warn!(log, "dry run: decisions are logged and streamed, no command is sent, the path manager is left as it is"; "path_manager" => &now);
+        startup::KernelPm {
+            now,
+            replaced: None,
+        }
+    } else {
+        startup::check_kernel(config.kernel.set_userspace_pm).map_err(startup_error)?
+    };
+    info!(log, "kernel ready"; "path_manager" => &pm.now, "replaced" => pm.replaced.as_deref().unwrap_or("-"));
     let events = PmEventSocket::open(config.kernel.events_rcvbuf as usize).map_err(|e| {
         fail(
             exit::UNAVAILABLE,
@@ -152,13 +216,17 @@ fn open_kernel(config: &Config, log: &Logger) -> Result<KernelSockets, RunError>
             e,
         )
     })?;
-    let commands = PmClient::open().map_err(|e| {
-        fail(
-            exit::UNAVAILABLE,
-            "cannot open the mptcp_pm command socket",
-            e,
-        )
-    })?;
+    let open_commands = || {
+        PmClient::open().map_err(|e| {
+            fail(
+                exit::UNAVAILABLE,
+                "cannot open the mptcp_pm command socket",
+                e,
+            )
+        })
+    };
+    let commands = open_commands()?;
+    let endpoints = open_commands()?;
     let diag = DiagSocket::open()
         .map_err(|e| fail(exit::SOFTWARE, "cannot open the sock_diag socket", e))?;
     let monitor = RtnlSocket::open_monitor()
@@ -177,6 +245,8 @@ fn open_kernel(config: &Config, log: &Logger) -> Result<KernelSockets, RunError>
     Ok(KernelSockets {
         events,
         commands,
+        endpoints,
+        pm,
         diag,
         rtnl: RtnlSockets {
             monitor,
@@ -224,6 +294,9 @@ struct Actors {
     diag: Addr<DiagPoller>,
     /// The sock_diag poller's own thread.
     diag_arbiter: Arbiter,
+    /// What `mptcp-pmd monitor` streams.
+    stream: Monitor,
+    dry_run: bool,
 }
 
 impl Actors {
@@ -237,21 +310,25 @@ impl Actors {
 }
 
 /// Step 4a: start the actors (policy, registry and its sock_diag poller on its own thread,
-/// address monitor, events) on the sockets of [`open_kernel`]. A socket that fails for good is
-/// reported to `failures`.
+/// address monitor, events, endpoint watch) on the sockets of [`open_kernel`]. A socket that
+/// fails for good is reported to `failures`.
 fn start_actors(
     config: &Config,
     kernel: KernelSockets,
     metrics: &Metrics,
     failures: Failures,
+    dry_run: bool,
     log: &Logger,
 ) -> Actors {
     let KernelSockets {
         events,
         commands,
+        endpoints,
         diag,
         rtnl,
+        pm: _,
     } = kernel;
+    let stream = Monitor::default();
     let book = wiring::build_book(config);
     let sampling = book.wants_samples();
     let locals = Arc::new(rtnl.set.evaluate(&config.addresses).0);
@@ -259,7 +336,15 @@ fn start_actors(
         book,
         locals,
         metrics.clone(),
+        stream.clone(),
+        dry_run,
         log.new(slog::o!("actor" => "policy")),
+    )
+    .start();
+    EndpointWatch::new(
+        endpoints,
+        dry_run,
+        log.new(slog::o!("actor" => "endpoints")),
     )
     .start();
     // Commands are a direct call from the connection actors on this thread (see
@@ -303,15 +388,16 @@ fn start_actors(
             diag_log,
         )
     });
-    let registry = reg_ctx.run(Registry::new(
-        policy.clone(),
+    let peers = Peers {
+        policy: policy.clone(),
         cmds,
-        diag.clone(),
-        timers,
-        metrics.clone(),
-        log.new(slog::o!("actor" => "registry")),
-        reg_addr.recipient(),
-    ));
+        gone: reg_addr.recipient(),
+        log: log.new(slog::o!("actor" => "registry")),
+        metrics: metrics.clone(),
+        stream: stream.clone(),
+        dry_run,
+    };
+    let registry = reg_ctx.run(Registry::new(peers, diag.clone(), timers));
     let sinks: Vec<Recipient<LocalsChanged>> =
         vec![policy.clone().recipient(), registry.clone().recipient()];
     let monitor = AddressMonitor::new(
@@ -340,6 +426,8 @@ fn start_actors(
         monitor,
         diag,
         diag_arbiter,
+        stream,
+        dry_run,
     }
 }
 
@@ -355,9 +443,12 @@ async fn serve(
     mut failed: FailureWatch,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let Env { log, mut reloads } = env;
+    let Env {
+        log, mut reloads, ..
+    } = env;
     let Endpoints {
         control: mut control_sock,
+        group,
         metrics: metrics_listener,
     } = endpoints;
     let views = Views {
@@ -368,7 +459,14 @@ async fn serve(
         metrics: metrics.clone(),
     };
     if let Some(l) = control_sock.take_listener() {
-        control::serve(l, views.clone(), log.new(slog::o!("actor" => "control")))
+        let server = Control::new(
+            views.clone(),
+            actors.stream.clone(),
+            group,
+            actors.dry_run,
+            log.new(slog::o!("actor" => "control")),
+        );
+        control::serve(l, server)
             .map_err(|e| fail(exit::SOFTWARE, "cannot serve the control socket", e))?;
     }
     if let Some(l) = metrics_listener {
@@ -377,7 +475,7 @@ async fn serve(
     }
     match actors.registry.send(AdoptExisting).await {
         Ok(n) => {
-            info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string(),
+            info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string(), "dry_run" => actors.dry_run,
             "control" => %config.control.socket.display(), "metrics" => config.metrics.listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into()))
         }
         Err(e) => warn!(log, "start-up adoption failed"; "error" => %e),

@@ -3,8 +3,10 @@
 //! usable local addresses and the MPTCP listeners of the namespace ([`Listeners`]), and answers
 //! each connection's [`Decide`] with [`Decided`]. All decisions of the daemon pass through
 //! here, one at a time, so a policy needs no locking. Every decision is logged and counted
-//! here, with the reason the policy gave; so is every listener that confines joins to its own
-//! address.
+//! here, with the reason the policy gave, and published to the monitor; so is every listener
+//! that confines joins to its own address, and every change of the usable local addresses.
+//! With `--dry-run` the decisions are logged and published as not carried out, and the
+//! connection gets none to apply.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use super::messages::{ConnectionGone, Decide, Decided, Hook};
 use crate::core::listeners::{self, Listeners};
 use crate::core::rules::PolicyBook;
 use crate::endpoints::metrics::Metrics;
+use crate::endpoints::monitor::Monitor;
+use crate::endpoints::protocol::{self, Kind};
 
 /// An MPTCP listener appeared (LISTENER_CREATED) or went away (LISTENER_CLOSED).
 #[derive(Message, Debug, Clone, Copy)]
@@ -60,15 +64,20 @@ pub struct PolicyActor {
     locals: Arc<Vec<LocalAddr>>,
     listeners: Listeners,
     metrics: Metrics,
+    stream: Monitor,
+    dry_run: bool,
     log: Logger,
 }
 
 impl PolicyActor {
-    /// A policy actor starting with `locals` as the usable addresses.
+    /// A policy actor starting with `locals` as the usable addresses, publishing to `stream`;
+    /// `dry_run`: decisions are logged and published, never handed back to be carried out.
     pub fn new(
         book: PolicyBook,
         locals: Arc<Vec<LocalAddr>>,
         metrics: Metrics,
+        stream: Monitor,
+        dry_run: bool,
         log: Logger,
     ) -> Self {
         PolicyActor {
@@ -76,6 +85,8 @@ impl PolicyActor {
             locals,
             listeners: Listeners::default(),
             metrics,
+            stream,
+            dry_run,
             log,
         }
     }
@@ -112,15 +123,26 @@ impl Handler<Decide> for PolicyActor {
                 Hook::Samples => policy.on_samples(&ctx),
                 Hook::Tick => policy.on_tick(&ctx),
             });
+        let token = msg.conn.token();
         for d in &served.out {
             self.metrics
                 .decision(served.name, d.action.name(), d.reason.code);
-            info!(self.log, "decision"; "policy" => served.name, "rule" => &served.label,
-                "token" => %msg.conn.token(), "action" => %d.action, "reason" => d.reason.code,
-                "why" => %d.reason.detail);
+            if self.dry_run {
+                info!(self.log, "decision (dry run: not carried out)"; "policy" => served.name,
+                    "rule" => &served.label, "token" => %token, "action" => %d.action,
+                    "reason" => d.reason.code, "why" => %d.reason.detail);
+            } else {
+                info!(self.log, "decision"; "policy" => served.name, "rule" => &served.label,
+                    "token" => %token, "action" => %d.action, "reason" => d.reason.code,
+                    "why" => %d.reason.detail);
+            }
+            self.stream.publish(Kind::Decision, Some(token), |t| {
+                protocol::decision_line(t, token, served.name, &served.label, d, self.dry_run)
+            });
         }
         self.metrics.set_policy_objects(self.book.objects());
-        msg.reply.do_send(Decided(served.out));
+        let out = if self.dry_run { Vec::new() } else { served.out };
+        msg.reply.do_send(Decided(out));
     }
 }
 
@@ -128,6 +150,22 @@ impl Handler<LocalsChanged> for PolicyActor {
     type Result = ();
 
     fn handle(&mut self, msg: LocalsChanged, _ctx: &mut Self::Context) {
+        let (old, new) = (&self.locals, &msg.locals);
+        self.stream.publish(Kind::Address, None, |t| {
+            let ips = |v: &[LocalAddr]| v.iter().map(|l| l.addr).collect::<Vec<_>>();
+            let (before, now) = (ips(old), ips(new));
+            let added: Vec<_> = now
+                .iter()
+                .filter(|a| !before.contains(a))
+                .copied()
+                .collect();
+            let removed: Vec<_> = before
+                .iter()
+                .filter(|a| !now.contains(a))
+                .copied()
+                .collect();
+            protocol::address_line(t, &added, &removed, &now)
+        });
         self.locals = msg.locals;
     }
 }

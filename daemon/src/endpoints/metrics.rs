@@ -116,6 +116,7 @@ pub struct Metrics {
     trace_in_calls: Gauge,
     trace_commands: Gauge,
     announced: Family<Labels, Gauge>,
+    operator: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -268,7 +269,14 @@ impl Default for Metrics {
             "Local addresses announced to the peers of the tracked connections, by state (sent: waiting for a join; unjoined: none within the pacing window; joined; withdrawn; refused)",
             Family::<Labels, Gauge>::default(),
         );
+        let operator = registered(
+            &mut registry,
+            "operator_commands",
+            "Operator commands on the control socket (subflow_create, hold, ...), by command and result (ok or the protocol's error code)",
+            Family::<Labels, Counter>::default(),
+        );
         Metrics {
+            operator,
             event_to_decision,
             event_to_command,
             command_time,
@@ -383,6 +391,15 @@ impl Metrics {
     pub fn resync(&self) {
         self.resyncs.inc();
         self.with(|c| c.resyncs += 1);
+    }
+    /// Count an operator's command and its result (`ok` or the protocol's error code).
+    pub fn operator_command(&self, command: &str, result: &str) {
+        self.operator
+            .get_or_create(&vec![
+                ("command", command.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
     }
     /// Count a policy decision.
     pub fn decision(&self, policy: &str, action: &str, reason: &str) {
