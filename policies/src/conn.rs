@@ -921,10 +921,7 @@ impl Connection {
             return Err(ManualRefusal::InitialAddress(addr));
         }
         if let Some(a) = self.announcement(addr).filter(|a| a.is_active()) {
-            return Err(ManualRefusal::AlreadyAnnounced {
-                addr,
-                id: a.id,
-            });
+            return Err(ManualRefusal::AlreadyAnnounced { addr, id: a.id });
         }
         let id = match (self.known_local_id(addr), id) {
             (Some(has), Some(asked)) if has != asked => {

@@ -71,7 +71,10 @@ fn manual_create_is_queued_at_once_and_learnt_like_a_policy_subflow() {
     let mut policy = FullmeshParams::default().build();
     let locals = [local("10.0.1.1", 1, false), local(SECOND, 2, false)];
     let ds = policy.on_locals_changed(&ctx(t0, &c, &locals));
-    assert!(opens(&ds).is_empty(), "no duplicate of the manual subflow: {ds:?}");
+    assert!(
+        opens(&ds).is_empty(),
+        "no duplicate of the manual subflow: {ds:?}"
+    );
 }
 
 #[test]
@@ -302,7 +305,10 @@ fn announce_with_and_without_an_id_then_withdraw() {
             by_hand(),
         )
         .unwrap();
-    assert!(matches!(cmd, PmCommand::Announce { id: 255, .. }), "{cmd:?}");
+    assert!(
+        matches!(cmd, PmCommand::Announce { id: 255, .. }),
+        "{cmd:?}"
+    );
     drain(&mut c);
 
     let cmd = c
@@ -401,7 +407,10 @@ fn a_held_connection_applies_no_decision_until_released() {
     assert!(!c.set_held(true), "holding twice changes nothing");
     assert!(c.is_held());
     c.handle_decisions(t0, vec![open_decision(SECOND)]);
-    assert!(drain(&mut c).is_empty(), "held: the decision is not applied");
+    assert!(
+        drain(&mut c).is_empty(),
+        "held: the decision is not applied"
+    );
     assert_eq!(c.subflows().len(), 1);
     // The operator still can.
     let cmd = c
