@@ -368,6 +368,26 @@ async fn send<W: tokio::io::AsyncWrite + Unpin>(wr: &mut W, reply: &Reply) -> st
     wr.write_all(reply.to_line().as_bytes()).await
 }
 
+/// How much of a refused request is read and thrown away after the reply, and for how long.
+const DRAIN_LIMIT: u64 = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Send `reply`, end our side, and read what the client still sends (a request that was too
+/// long, several lines) until it ends its side, up to [`DRAIN_LIMIT`] bytes or [`DRAIN_TIME`]:
+/// closing a Unix socket with unread data makes the client's next read fail with ECONNRESET
+/// instead of ending cleanly after the reply.
+async fn reply_and_close<R: tokio::io::AsyncRead + Unpin>(
+    rd: R,
+    mut wr: tokio::net::unix::OwnedWriteHalf,
+    reply: &Reply,
+) -> std::io::Result<()> {
+    send(&mut wr, reply).await?;
+    wr.shutdown().await?;
+    let (mut rest, mut sink) = (rd.take(DRAIN_LIMIT), tokio::io::sink());
+    let _ = tokio::time::timeout(DRAIN_TIME, tokio::io::copy(&mut rest, &mut sink)).await;
+    Ok(())
+}
+
 async fn serve_one(stream: tokio::net::UnixStream, control: Rc<Control>) -> std::io::Result<()> {
     let peer = peer_of(&stream)?;
     let (rd, mut wr) = stream.into_split();
@@ -393,8 +413,7 @@ async fn serve_one(stream: tokio::net::UnixStream, control: Rc<Control>) -> std:
             } else {
                 debug!(control.log, "bad control request"; "uid" => peer.uid, "pid" => peer.pid, "error" => %e);
             }
-            send(&mut wr, &Reply::error(&e)).await?;
-            return wr.shutdown().await;
+            return reply_and_close(rd, wr, &Reply::error(&e)).await;
         }
     };
     let reply = match request {

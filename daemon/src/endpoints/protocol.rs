@@ -763,7 +763,11 @@ impl Reply {
             kernel_message: r.message.clone(),
             ..Reply::error(&RequestError::new(
                 ErrorCode::KernelRefused,
-                format!("the kernel refused {command}: {r}"),
+                format!(
+                    "the kernel refused {command} with errno {}: {}",
+                    r.errno,
+                    r.message.as_deref().unwrap_or("no message")
+                ),
             ))
         }
     }
@@ -1375,6 +1379,87 @@ mod tests {
         assert_eq!(v["ok"], false);
         assert_eq!(v["v"], 1);
         assert_eq!(v["code"], "unknown_command");
+    }
+
+    /// docs/CONTROL.md names every command, error code, kind and limit of the code, and every
+    /// example in it parses as what it shows.
+    #[test]
+    fn the_control_doc_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CONTROL.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        for cmd in COMMANDS {
+            assert!(
+                doc.contains(&format!("`{cmd}`")) || doc.contains(&format!("\"cmd\":\"{cmd}\"")),
+                "{cmd} missing"
+            );
+        }
+        let codes = [
+            ErrorCode::BadRequest,
+            ErrorCode::TooLarge,
+            ErrorCode::UnsupportedVersion,
+            ErrorCode::UnknownCommand,
+            ErrorCode::Forbidden,
+            ErrorCode::Busy,
+            ErrorCode::NoConnection,
+            ErrorCode::Refused,
+            ErrorCode::KernelRefused,
+            ErrorCode::DryRun,
+            ErrorCode::Unavailable,
+        ];
+        for c in codes {
+            let name = serde_json::to_value(c).unwrap();
+            let name = name.as_str().unwrap();
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("no row for error code {name}"));
+            let exit = row.rsplit('|').nth(1).unwrap().trim();
+            assert_eq!(
+                exit,
+                crate::endpoints::client::exit_code(Some(c)).to_string(),
+                "exit code of {name}"
+            );
+        }
+        for k in Kind::SUBSCRIBABLE.into_iter().chain([Kind::Lost]) {
+            assert!(doc.contains(&format!("| `{}` |", k.name())), "kind {k:?}");
+        }
+        for (what, n) in [
+            ("request size", REQUEST_LIMIT),
+            (
+                "requests served at once",
+                super::super::control::MAX_CLIENTS,
+            ),
+            (
+                "monitors attached at once",
+                super::super::monitor::MAX_MONITORS,
+            ),
+            (
+                "monitor queue per client",
+                super::super::monitor::QUEUE_LINES,
+            ),
+        ] {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| {what} |")))
+                .unwrap_or_else(|| panic!("no limit row {what}"));
+            assert!(row.contains(&format!("| {n}")), "{what}: {row}");
+        }
+        let (mut requests, mut replies, mut lines) = (0, 0, 0);
+        for l in doc.lines().map(str::trim) {
+            if l.starts_with("{\"v\":1,\"cmd\"") {
+                parse(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+                requests += 1;
+            } else if l.starts_with("{\"v\":1,\"ok\"") {
+                let r: Reply = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+                assert_ne!(r.code, Some(ErrorCode::Other), "{l}");
+                replies += 1;
+            } else if l.starts_with("{\"kind\"") {
+                let m: MonitorLine = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+                assert!(!render_line(&m).is_empty());
+                lines += 1;
+            }
+        }
+        assert!(requests >= COMMANDS.len() && replies >= 5 && lines >= 5);
     }
 
     #[test]
