@@ -399,6 +399,7 @@ fn monitor_shows_events_decision_and_command_in_order() {
         (l.len() >= 2).then_some(l)
     })
     .unwrap_or_else(|| panic!("no text line: {:?}", text.text()));
+    eprintln!("{}", lines.join("\n"));
     assert!(lines[0].starts_with("TIME"), "{lines:?}");
     for l in &lines[1..] {
         assert!(l.contains(" decision "), "only decisions: {l}");
@@ -532,6 +533,7 @@ fn dry_run_makes_no_join_and_names_the_addresses() {
             .map(String::from)
     })
     .unwrap_or_else(|| panic!("no dry-run decision naming {a1}:\n{}", d.log()));
+    eprintln!("{line}");
     assert!(line.contains("open"), "{line}");
     // ... and streamed as not carried out.
     let i = find(&mon, 0, "a dry-run decision", |v| {
