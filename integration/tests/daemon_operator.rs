@@ -588,9 +588,14 @@ fn a_held_connection_keeps_what_the_operator_did() {
     let v = wait_subflows(&t, PORT, &d, "meshed", |v| v.len() == 2);
     let second = v.iter().find(|f| f.local.ip() == a1).unwrap().clone();
 
+    let mon = MonitorProc::start(&d, &["--json", "--kind", "command"]);
     let (code, out, err) = cli(&["hold", &token, "-s", &s]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("held"), "{out}");
+    // The monitor says who took the connection from its policy.
+    find(&mon, 0, "the hold", |v| {
+        is(v, "command", "hold", &token) && v["origin"] == "operator" && v["uid"] == 0
+    });
     assert_eq!(status(&d)["connections"][0]["held"], true);
     let (code, out, err) = cli(&[
         "subflow",

@@ -354,6 +354,9 @@ impl Handler<Operate> for ConnectionActor {
                     // Released: the policy looks at the connection afresh.
                     self.push_hook(Hook::Tick);
                 }
+                self.peers.stream.publish(Kind::Command, Some(token), |t| {
+                    protocol::hold_line(t, token, on, (msg.uid, msg.pid))
+                });
                 Operated::Done {
                     command: None,
                     changed: Some(changed),

@@ -1083,6 +1083,19 @@ pub fn command_line(
     l
 }
 
+/// An operator held (`held`) or released `token` at `time`: a command line with no kernel
+/// command behind it (`name` `hold` or `release`), so a monitor sees who took the connection
+/// from its policy.
+pub fn hold_line(time: f64, token: Token, held: bool, caller: (u32, u32)) -> MonitorLine {
+    let name = if held { "hold" } else { "release" };
+    let mut l = MonitorLine::new(Kind::Command, time, Some(token), name);
+    l.origin = Some(Origin::Operator);
+    l.uid = Some(caller.0);
+    l.pid = Some(caller.1);
+    l.result = Some("ok".into());
+    l
+}
+
 /// The usable local addresses changed at `time`.
 pub fn address_line(
     time: f64,
