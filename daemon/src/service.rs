@@ -181,8 +181,6 @@ fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
 struct KernelSockets {
     events: PmEventSocket,
     commands: PmClient,
-    /// The endpoint watch's own command socket (its dumps never wait behind a command).
-    endpoints: PmClient,
     diag: DiagSocket,
     rtnl: RtnlSockets,
     /// The path manager in force, and the one the daemon replaced.
@@ -216,17 +214,13 @@ fn open_kernel(config: &Config, dry_run: bool, log: &Logger) -> Result<KernelSoc
             e,
         )
     })?;
-    let open_commands = || {
-        PmClient::open().map_err(|e| {
-            fail(
-                exit::UNAVAILABLE,
-                "cannot open the mptcp_pm command socket",
-                e,
-            )
-        })
-    };
-    let commands = open_commands()?;
-    let endpoints = open_commands()?;
+    let commands = PmClient::open().map_err(|e| {
+        fail(
+            exit::UNAVAILABLE,
+            "cannot open the mptcp_pm command socket",
+            e,
+        )
+    })?;
     let diag = DiagSocket::open()
         .map_err(|e| fail(exit::SOFTWARE, "cannot open the sock_diag socket", e))?;
     let monitor = RtnlSocket::open_monitor()
@@ -245,7 +239,6 @@ fn open_kernel(config: &Config, dry_run: bool, log: &Logger) -> Result<KernelSoc
     Ok(KernelSockets {
         events,
         commands,
-        endpoints,
         pm,
         diag,
         rtnl: RtnlSockets {
@@ -323,7 +316,6 @@ fn start_actors(
     let KernelSockets {
         events,
         commands,
-        endpoints,
         diag,
         rtnl,
         pm: _,
@@ -341,12 +333,7 @@ fn start_actors(
         log.new(slog::o!("actor" => "policy")),
     )
     .start();
-    EndpointWatch::new(
-        endpoints,
-        dry_run,
-        log.new(slog::o!("actor" => "endpoints")),
-    )
-    .start();
+    EndpointWatch::new(dry_run, log.new(slog::o!("actor" => "endpoints"))).start();
     // Commands are a direct call from the connection actors on this thread (see
     // netlink-actor's actors/commands.rs for why not an actor).
     let stats: Arc<dyn Stats> = Arc::new(metrics.clone());

@@ -1,7 +1,8 @@
 //! Coexistence with the in-kernel path manager's configuration: the endpoint watch. At start and
 //! then every [`RECHECK`] it dumps the in-kernel PM's endpoints (GET_ADDR without a token, on a
-//! command socket of its own) and reads which path manager the namespace runs, and says what
-//! matters once, when it changes ([`Watch`], pure):
+//! `mptcp_pm` socket opened for the check and closed after it, so that the daemon keeps exactly
+//! one command socket and a dump never waits behind a command) and reads which path manager
+//! the namespace runs, and says what matters once, when it changes ([`Watch`], pure):
 //!
 //! - endpoints configured (by NetworkManager, mptcpd with the in-kernel PM, `ip mptcp endpoint`)
 //!   while the userspace PM is selected: the kernel ignores them, so whoever configured them
@@ -12,9 +13,9 @@
 //! Why a period and not a notification: the kernel announces no endpoint change. The
 //! `mptcp_pm_cmds` multicast group exists (`net/mptcp/pm_netlink.c` registers it), but nothing
 //! is ever sent on it; checked on Linux 6.18 with a socket joined to both `mptcp_pm` groups
-//! while `ip mptcp endpoint add` and `flush` ran: no datagram. The dump is a few µs
-//! (docs/ARCHITECTURE.md, the command path's table), so a check every 30 s costs nothing;
-//! what it costs is up to 30 s before a new endpoint is reported.
+//! while `ip mptcp endpoint add` and `flush` ran: no datagram. A check (socket, family lookup,
+//! dump of a few µs: docs/ARCHITECTURE.md, the command path's table) every 30 s costs nothing
+//! worth counting; what the period costs is up to 30 s before a new endpoint is reported.
 
 use std::time::Duration;
 
@@ -113,17 +114,15 @@ impl Watch {
 
 /// The actor that runs the checks on the event loop.
 pub struct EndpointWatch {
-    client: PmClient,
     watch: Watch,
     dry_run: bool,
     log: Logger,
 }
 
 impl EndpointWatch {
-    /// A watch dumping through `client` (a command socket of its own).
-    pub fn new(client: PmClient, dry_run: bool, log: Logger) -> Self {
+    /// A watch; `dry_run`: the daemon does not expect the userspace PM.
+    pub fn new(dry_run: bool, log: Logger) -> Self {
         EndpointWatch {
-            client,
             watch: Watch::default(),
             dry_run,
             log,
@@ -131,7 +130,7 @@ impl EndpointWatch {
     }
 
     fn check(&mut self) {
-        let endpoints = match self.client.get_addrs(None) {
+        let endpoints = match PmClient::open().and_then(|mut c| c.get_addrs(None)) {
             Ok(e) => e,
             Err(e) => {
                 debug!(self.log, "cannot list the in-kernel PM's endpoints; trying again later"; "error" => %e);
