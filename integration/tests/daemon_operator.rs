@@ -340,9 +340,21 @@ fn operator_commands_with_a_policy_that_creates_nothing() {
         |e| matches!(e, PmEvent::Removed { rem_id: r, .. } if *r == rem_id),
     );
 
-    // A kernel refusal comes back with the kernel's message and a non-zero exit: a subflow
-    // towards a port nobody listens on is accepted (the join fails later), but a create from
-    // an address of the other family is refused before the kernel.
+    // A kernel refusal comes back with the kernel's errno and message and exit 1: a create
+    // from an address this host does not have.
+    let (code, _, err) = cli(&["subflow", "create", &token, "192.0.2.99", &server, "-s", &s]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the kernel refused subflow_create with errno"),
+        "{err}"
+    );
+    let refused = find(&mon, 0, "the refused command", |v| {
+        is(v, "command", "subflow_create", &token)
+            && v["result"] == "refused"
+            && v["errno"].as_i64().is_some_and(|e| e > 0)
+    });
+    eprintln!("kernel refusal: {err}monitor: {}", mon.json()[refused]);
+    // A create from an address of the other family is refused before the kernel.
     let (code, _, err) = cli(&[
         "subflow",
         "create",
