@@ -240,6 +240,12 @@ pub struct KernelConfig {
     /// stays on the normal scheduler.
     #[serde(deserialize_with = "params::int::<_, _, 0, 99>")]
     pub realtime_priority: u8,
+    /// On a clean stop (SIGTERM/SIGINT), put back the path manager the namespace had before the
+    /// daemon selected the userspace one (only if the daemon switched it). Default false: the
+    /// namespace stays on the userspace PM, whose connections then get no path management
+    /// until a daemon runs again, rather than switch under them.
+    #[serde(deserialize_with = "params::boolean")]
+    pub restore_path_manager_on_exit: bool,
 }
 
 impl Default for KernelConfig {
@@ -249,6 +255,7 @@ impl Default for KernelConfig {
             events_rcvbuf: 4 * 1024 * 1024,
             nice: -20,
             realtime_priority: 0,
+            restore_path_manager_on_exit: false,
         }
     }
 }
@@ -503,6 +510,26 @@ fn socket_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     Err(params::refuse(format!("invalid {KEY} {p:?}: {why}")))
 }
 
+/// A group name (as in /etc/group) or a group id, or nothing.
+fn group_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(g) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let why = if g.is_empty() {
+        "expected a group name or a group id".to_owned()
+    } else if g.len() > 64 {
+        "group names are at most 64 bytes".to_owned()
+    } else if let Some(c) = g
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, ':' | '/' | ','))
+    {
+        format!("{c:?} cannot be part of a group name")
+    } else {
+        return Ok(Some(g));
+    };
+    Err(params::refuse(format!("invalid {KEY} {g:?}: {why}")))
+}
+
 /// `control:` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -510,12 +537,21 @@ pub struct ControlConfig {
     /// Absolute path of the control socket (at most 107 bytes). Default `/run/mptcp-pmd.sock`.
     #[serde(deserialize_with = "socket_path")]
     pub socket: PathBuf,
+    /// A group (name or id) whose members may read through the control socket (status,
+    /// addresses, monitor) but never command: the socket becomes mode 0660 and that group's.
+    /// Default: none (mode 0600, root only). The daemon resolves the name at start.
+    #[serde(
+        deserialize_with = "group_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub group: Option<String>,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
             socket: PathBuf::from("/run/mptcp-pmd.sock"),
+            group: None,
         }
     }
 }

@@ -173,11 +173,11 @@ addresses:
   exclude_interfaces:
     - docker*
   backup_interfaces: [wwan0]
-kernel: {set_userspace_pm: false, events_rcvbuf: 65536, nice: 5, realtime_priority: 20}
+kernel: {set_userspace_pm: false, events_rcvbuf: 65536, nice: 5, realtime_priority: 20, restore_path_manager_on_exit: true}
 poll: {interval_ms: 250}
 subflow: {request_timeout_ms: 2000, backoff_initial_ms: 100, backoff_max_ms: 100, max_retries: 0}
 log: {level: trace, format: json}
-control: {socket: /tmp/pmd.sock}
+control: {socket: /tmp/pmd.sock, group: mptcp-readers}
 metrics: {listen: "127.0.0.1:9464"}
 rules:
   - remote: 198.51.100.0/24
@@ -237,6 +237,8 @@ fn every_key_is_read() {
     assert_eq!(c.kernel.events_rcvbuf, 65536);
     assert_eq!(c.kernel.nice, 5);
     assert_eq!(c.kernel.realtime_priority, 20);
+    assert!(c.kernel.restore_path_manager_on_exit);
+    assert_eq!(c.control.group.as_deref(), Some("mptcp-readers"));
     assert_eq!(c.poll.interval_ms, 250);
     assert_eq!(c.subflow.request_timeout_ms, 2000);
     assert_eq!(c.subflow.backoff_initial_ms, 100);
@@ -354,6 +356,7 @@ fn effective_yaml_fills_every_key() {
         "events_rcvbuf:",
         "nice:",
         "realtime_priority:",
+        "restore_path_manager_on_exit:",
         "interval_ms:",
         "request_timeout_ms:",
         "backoff_initial_ms:",

@@ -207,6 +207,12 @@ const CASES: &[Case] = &[
         key: Some("control.socket"),
     },
     Case {
+        what: "control group with a colon",
+        yaml: "control:\n  group: \"wheel:x\"\n",
+        want: r#"/etc/mptcp-pm.yaml:2:10: invalid control.group "wheel:x": ':' cannot be part of a group name"#,
+        key: Some("control.group"),
+    },
+    Case {
         what: "metrics listen address without a port",
         yaml: "metrics:\n  listen: 127.0.0.1\n",
         want: r#"/etc/mptcp-pm.yaml:2:11: invalid metrics.listen "127.0.0.1": expected an address and port such as "127.0.0.1:9464" or "[::1]:9464""#,

@@ -61,6 +61,7 @@ fn real_main() -> i32 {
         let env = service::Env {
             log: log.clone(),
             reloads,
+            dry_run: cli.dry_run,
         };
         service::run(config, env, shutdown).await
     });

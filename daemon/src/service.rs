@@ -3,14 +3,16 @@
 //!
 //! 1. [`claim_endpoints`]: the network namespace's lock (a second daemon in the namespace
 //!    refuses here, before touching any kernel state, whatever its control socket), the control
-//!    socket and the metrics listener;
-//! 2. [`open_kernel`]: the MPTCP checks, the events subscription *before* any state is read,
-//!    the command, sock_diag and rtnetlink sockets, and the dump of links and addresses;
+//!    socket (shared with `control.group` if set) and the metrics listener;
+//! 2. [`open_kernel`]: the MPTCP checks (selecting the userspace PM unless `--dry-run`), the
+//!    events subscription *before* any state is read, the command, sock_diag and rtnetlink
+//!    sockets, and the dump of links and addresses;
 //! 3. [`drop_privileges`]: the scheduling priority, then every capability but CAP_NET_ADMIN —
 //!    before any actix thread exists, as both are per thread;
 //! 4. [`start_actors`] and [`serve`]: the actors, the control and metrics servers, adoption of
 //!    the existing connections, `started` and READY=1, then configuration reloads until
-//!    `shutdown` resolves (exit 0) or a kernel socket fails for good (exit 70, see
+//!    `shutdown` resolves (exit 0; the previous path manager is put back first if
+//!    `kernel.restore_path_manager_on_exit`) or a kernel socket fails for good (exit 70, see
 //!    [`crate::failure`]).
 //!
 //! The kernel actors are `netlink_actor::actors`; the daemon opens their sockets (it owns the
@@ -20,6 +22,7 @@
 //! in the in-process tests.
 
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -35,13 +38,16 @@ use netlink_actor::sock_diag::DiagSocket;
 use slog::{debug, info, warn, Logger};
 use tokio::sync::mpsc;
 
+use crate::actors::coexist::EndpointWatch;
+use crate::actors::connection::Peers;
 use crate::actors::metering::{self, Metering};
 use crate::actors::policy::{PolicyActor, SaveState, SetLimits, SetPolicy};
 use crate::actors::registry::{AdoptExisting, Registry};
-use crate::endpoints::control::{self, Views};
+use crate::endpoints::control::{self, Control, Views};
 use crate::endpoints::ctlsock::{self, Check, ControlSocket};
 use crate::endpoints::http;
 use crate::endpoints::metrics::Metrics;
+use crate::endpoints::monitor::Monitor;
 use crate::process::failure::{self, FailureWatch};
 use crate::process::nslock::{self, NsLock};
 use crate::process::{exit, logging, notify, privs, startup};
@@ -84,6 +90,9 @@ pub struct Env {
     /// New configurations to apply while running (SIGHUP in `main`): the policies, the
     /// address filters and whether subflows are sampled. A closed channel means no more.
     pub reloads: mpsc::UnboundedReceiver<Config>,
+    /// `--dry-run`: track and decide, but send no command and leave the namespace's path
+    /// manager as it is.
+    pub dry_run: bool,
 }
 
 /// Run the daemon until `shutdown` resolves (`Ok`: a clean stop) or it cannot go on (`Err`
@@ -97,17 +106,48 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let endpoints = claim_endpoints(&config)?;
     let state = claim_state(&config, &env.log)?;
-    let kernel = open_kernel(&config, &env.log)?;
+    let kernel = open_kernel(&config, env.dry_run, &env.log)?;
+    let replaced_pm = kernel.pm.replaced.clone();
     drop_privileges(&config.kernel, &env.log)?;
     // From here on log lines go through the writer thread (started after the privilege drop,
     // which it inherits); the guard writes out its queue when `run` returns.
     let _log_writer = logging::start_writer();
     let metrics = Metrics::default();
     let (failures, failed) = failure::channel();
-    let actors = start_actors(&config, kernel, state, &metrics, failures, &env.log);
+    let log = env.log.clone();
+    let actors = start_actors(
+        &config,
+        kernel,
+        state,
+        &metrics,
+        failures,
+        env.dry_run,
+        &env.log,
+    );
     let res = serve(&config, endpoints, &actors, &metrics, env, failed, shutdown).await;
     actors.stop();
+    if res.is_ok() && config.kernel.restore_path_manager_on_exit {
+        restore_path_manager(replaced_pm.as_deref(), &log);
+    }
     res
+}
+
+/// On a clean stop with `kernel.restore_path_manager_on_exit`: put back the path manager the
+/// daemon replaced at start (nothing if it replaced none).
+fn restore_path_manager(replaced: Option<&str>, log: &Logger) {
+    let Some(previous) = replaced else {
+        info!(
+            log,
+            "path manager left as it is: the daemon did not switch it at start"
+        );
+        return;
+    };
+    match startup::restore_path_manager(previous) {
+        Ok(()) => info!(log, "path manager restored"; "path_manager" => previous),
+        Err(e) => {
+            warn!(log, "cannot restore the path manager"; "path_manager" => previous, "error" => %e)
+        }
+    }
 }
 
 /// The namespace's lock (held), the control socket (claimed) and the metrics listener (bound),
@@ -117,11 +157,14 @@ struct Endpoints {
     lock: NsLock,
     /// Removes the control socket file when dropped.
     control: ControlSocket,
+    /// `control.group`'s id.
+    group: Option<u32>,
     metrics: Option<std::net::TcpListener>,
 }
 
 /// Step 1: take the network namespace's lock (exit 75 if another daemon holds it), claim the
-/// control socket (exit 73 if another daemon serves it) and bind the metrics listener (exit 73).
+/// control socket (exit 73 if another daemon serves it; exit 78 if `control.group` names no
+/// group) and bind the metrics listener (exit 73).
 fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
     let lock = NsLock::acquire().map_err(|e| match e {
         e @ nslock::LockError::Held { .. } => RunError {
@@ -130,8 +173,20 @@ fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
         },
         e => fail(exit::SOFTWARE, "namespace lock", e),
     })?;
-    let control = ControlSocket::claim(&config.control.socket)
+    let group = match &config.control.group {
+        Some(name) => Some(ctlsock::resolve_group(name).map_err(|e| RunError {
+            code: exit::CONFIG,
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    let mut control = ControlSocket::claim(&config.control.socket)
         .map_err(|e| fail(exit::CANTCREAT, "control socket", e))?;
+    if let Some(gid) = group {
+        control
+            .share_with_group(gid)
+            .map_err(|e| fail(exit::CANTCREAT, "control socket", e))?;
+    }
     let metrics = match config.metrics.listen {
         Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
             fail(
@@ -145,6 +200,7 @@ fn claim_endpoints(config: &Config) -> Result<Endpoints, RunError> {
     Ok(Endpoints {
         lock,
         control,
+        group,
         metrics,
     })
 }
@@ -167,17 +223,30 @@ struct KernelSockets {
     commands: PmClient,
     diag: DiagSocket,
     rtnl: RtnlSockets,
+    /// The path manager in force, and the one the daemon replaced.
+    pm: startup::KernelPm,
 }
 
-/// Step 2: check MPTCP and the userspace PM (exit 69; selected when configured), subscribe to
+/// Step 2: check MPTCP and the userspace PM (exit 69; selected when configured; with
+/// `dry_run` only MPTCP is checked and the path manager left as it is), subscribe to
 /// `mptcp_pm_events` before reading any state so nothing falls in between, open the command,
 /// sock_diag and rtnetlink sockets and dump links and addresses.
-fn open_kernel(config: &Config, log: &Logger) -> Result<KernelSockets, RunError> {
-    let pm = startup::check_kernel(config.kernel.set_userspace_pm).map_err(|e| RunError {
+fn open_kernel(config: &Config, dry_run: bool, log: &Logger) -> Result<KernelSockets, RunError> {
+    let startup_error = |e: startup::StartupError| RunError {
         code: e.code,
         message: e.message,
-    })?;
-    info!(log, "kernel ready"; "path_manager" => pm);
+    };
+    let pm = if dry_run {
+        let now = startup::check_mptcp().map_err(startup_error)?;
+        warn!(log, "dry run: decisions are logged and streamed, no command is sent, the path manager is left as it is"; "path_manager" => &now);
+        startup::KernelPm {
+            now,
+            replaced: None,
+        }
+    } else {
+        startup::check_kernel(config.kernel.set_userspace_pm).map_err(startup_error)?
+    };
+    info!(log, "kernel ready"; "path_manager" => &pm.now, "replaced" => pm.replaced.as_deref().unwrap_or("-"));
     let events = PmEventSocket::open(config.kernel.events_rcvbuf as usize).map_err(|e| {
         fail(
             exit::UNAVAILABLE,
@@ -210,6 +279,7 @@ fn open_kernel(config: &Config, log: &Logger) -> Result<KernelSockets, RunError>
     Ok(KernelSockets {
         events,
         commands,
+        pm,
         diag,
         rtnl: RtnlSockets {
             monitor,
@@ -257,6 +327,9 @@ struct Actors {
     diag: Addr<DiagPoller>,
     /// The sock_diag poller's own thread.
     diag_arbiter: Arbiter,
+    /// What `mptcp-pmd monitor` streams.
+    stream: Monitor,
+    dry_run: bool,
 }
 
 impl Actors {
@@ -270,14 +343,15 @@ impl Actors {
 }
 
 /// Step 4a: start the actors (policy, registry and its sock_diag poller on its own thread,
-/// address monitor, events) on the sockets of [`open_kernel`]. A socket that fails for good is
-/// reported to `failures`.
+/// address monitor, events, endpoint watch) on the sockets of [`open_kernel`]. A socket that
+/// fails for good is reported to `failures`.
 fn start_actors(
     config: &Config,
     kernel: KernelSockets,
     state: Option<metering::Claimed>,
     metrics: &Metrics,
     failures: Failures,
+    dry_run: bool,
     log: &Logger,
 ) -> Actors {
     let KernelSockets {
@@ -285,7 +359,9 @@ fn start_actors(
         commands,
         diag,
         rtnl,
+        pm: _,
     } = kernel;
+    let stream = Monitor::default();
     let book = wiring::build_book(config);
     let sampling = wiring::sampling(config, &book);
     let locals = Arc::new(rtnl.set.evaluate(&config.addresses).0);
@@ -295,9 +371,12 @@ fn start_actors(
         locals,
         metering,
         metrics.clone(),
+        stream.clone(),
+        dry_run,
         log.new(slog::o!("actor" => "policy")),
     )
     .start();
+    EndpointWatch::new(dry_run, log.new(slog::o!("actor" => "endpoints"))).start();
     // Commands are a direct call from the connection actors on this thread (see
     // netlink-actor's actors/commands.rs for why not an actor).
     let stats: Arc<dyn Stats> = Arc::new(metrics.clone());
@@ -339,15 +418,16 @@ fn start_actors(
             diag_log,
         )
     });
-    let registry = reg_ctx.run(Registry::new(
-        policy.clone(),
+    let peers = Peers {
+        policy: policy.clone(),
         cmds,
-        diag.clone(),
-        timers,
-        metrics.clone(),
-        log.new(slog::o!("actor" => "registry")),
-        reg_addr.recipient(),
-    ));
+        gone: reg_addr.recipient(),
+        log: log.new(slog::o!("actor" => "registry")),
+        metrics: metrics.clone(),
+        stream: stream.clone(),
+        dry_run,
+    };
+    let registry = reg_ctx.run(Registry::new(peers, diag.clone(), timers));
     let sinks: Vec<Recipient<LocalsChanged>> =
         vec![policy.clone().recipient(), registry.clone().recipient()];
     let monitor = AddressMonitor::new(
@@ -376,6 +456,8 @@ fn start_actors(
         monitor,
         diag,
         diag_arbiter,
+        stream,
+        dry_run,
     }
 }
 
@@ -391,10 +473,13 @@ async fn serve(
     mut failed: FailureWatch,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let Env { log, mut reloads } = env;
+    let Env {
+        log, mut reloads, ..
+    } = env;
     let Endpoints {
         mut lock,
         control: mut control_sock,
+        group,
         metrics: metrics_listener,
     } = endpoints;
     let answer = nslock::Answer {
@@ -414,9 +499,16 @@ async fn serve(
         metrics: metrics.clone(),
     };
     let control_log = log.new(slog::o!("actor" => "control"));
+    let control = Rc::new(Control::new(
+        views.clone(),
+        actors.stream.clone(),
+        group,
+        actors.dry_run,
+        control_log.clone(),
+    ));
     let mut control_server = match control_sock.take_listener() {
         Some(l) => Some(
-            control::serve(l, views.clone(), control_log.clone())
+            control::serve(l, control.clone())
                 .map_err(|e| fail(exit::SOFTWARE, "cannot serve the control socket", e))?,
         ),
         None => None,
@@ -427,7 +519,7 @@ async fn serve(
     }
     match actors.registry.send(AdoptExisting).await {
         Ok(n) => {
-            info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string(),
+            info!(log, "started"; "adopted_connections" => n, "policy" => config.policy.to_string(), "dry_run" => actors.dry_run,
             "control" => %config.control.socket.display(), "metrics" => config.metrics.listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into()))
         }
         Err(e) => warn!(log, "start-up adoption failed"; "error" => %e),
@@ -456,7 +548,7 @@ async fn serve(
             },
             _ = watch.tick() => {
                 let check = control_sock.check();
-                keep_control_socket(check, &mut control_server, &mut occupied, &views, &control_log);
+                keep_control_socket(check, &mut control_server, &mut occupied, &control, &control_log);
             }
         }
     };
@@ -480,14 +572,14 @@ fn keep_control_socket(
     check: Check,
     server: &mut Option<tokio::task::JoinHandle<()>>,
     reported: &mut Option<String>,
-    views: &Views,
+    control: &Rc<Control>,
     log: &Logger,
 ) {
     match check {
         Check::Ours => *reported = None,
         Check::Recreated(listener) => {
             *reported = None;
-            match control::serve(listener, views.clone(), log.clone()) {
+            match control::serve(listener, control.clone()) {
                 Ok(task) => {
                     if let Some(old) = server.replace(task) {
                         old.abort();

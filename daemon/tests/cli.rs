@@ -276,3 +276,141 @@ fn client_without_daemon_exits_69() {
     let o = run(&["addresses", "--json", "-s", "/nonexistent/x.sock"]);
     assert_eq!(o.status.code(), Some(69));
 }
+
+/// A one-shot fake daemon on a fresh socket: reads one request line, answers `reply` (lines,
+/// each ended by a newline), closes; returns the socket path and the request it got.
+fn fake_daemon(reply: &str) -> (PathBuf, std::thread::JoinHandle<serde_json::Value>) {
+    use std::io::{BufRead, Write};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!("mptcp-pmd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("fake-{}.sock", N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_file(&path);
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let reply = reply.to_string();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        (&s).write_all(reply.as_bytes()).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    });
+    (path, h)
+}
+
+/// The operator subcommands send the requests of docs/CONTROL.md and map the daemon's answers
+/// to their output and exit codes.
+#[test]
+fn client_commands_speak_the_documented_protocol() {
+    let ok = r#"{"v":1,"ok":true,"done":{"command":"subflow_create","token":"0a1b2c3d","detail":"SUBFLOW_CREATE sent"}}"#;
+    let cases: [(&[&str], serde_json::Value, String, i32, &str); 9] = [
+        (
+            &["subflow", "create", "0a1b2c3d", "10.0.1.2", "10.0.9.1:443", "--backup"],
+            serde_json::json!({"v":1,"cmd":"subflow_create","token":"0a1b2c3d","local":"10.0.1.2","remote":"10.0.9.1:443","backup":true}),
+            format!("{ok}\n"),
+            0,
+            "SUBFLOW_CREATE sent",
+        ),
+        (
+            &["subflow", "destroy", "abcd", "[2001:db8::2]:40000", "[2001:db8::1]:443"],
+            serde_json::json!({"v":1,"cmd":"subflow_destroy","token":"0000abcd","local":"[2001:db8::2]:40000","remote":"[2001:db8::1]:443"}),
+            "{\"v\":1,\"ok\":false,\"code\":\"kernel_refused\",\"error\":\"the kernel refused subflow_destroy with errno 3: no such subflow\",\"errno\":3}\n".into(),
+            1,
+            "no such subflow",
+        ),
+        (
+            &["subflow", "backup", "0x1", "10.0.1.2:40000", "10.0.9.1:443", "off"],
+            serde_json::json!({"v":1,"cmd":"subflow_backup","token":"00000001","local":"10.0.1.2:40000","remote":"10.0.9.1:443","backup":false}),
+            "{\"v\":1,\"ok\":false,\"code\":\"forbidden\",\"error\":\"only root\"}\n".into(),
+            77,
+            "only root",
+        ),
+        (
+            &["announce", "1", "10.0.1.2", "--id", "5"],
+            serde_json::json!({"v":1,"cmd":"announce","token":"00000001","addr":"10.0.1.2","id":5}),
+            "{\"v\":1,\"ok\":false,\"code\":\"busy\",\"error\":\"try again\"}\n".into(),
+            75,
+            "try again",
+        ),
+        (
+            &["withdraw", "1", "5"],
+            serde_json::json!({"v":1,"cmd":"withdraw","token":"00000001","id":5}),
+            "{\"v\":1,\"ok\":false,\"code\":\"unsupported_version\",\"error\":\"v\"}\n".into(),
+            76,
+            "",
+        ),
+        (
+            &["hold", "1"],
+            serde_json::json!({"v":1,"cmd":"hold","token":"00000001"}),
+            "{\"v\":1,\"ok\":false,\"code\":\"no_connection\",\"error\":\"no tracked connection\"}\n".into(),
+            1,
+            "no tracked connection",
+        ),
+        (
+            &["release", "1"],
+            serde_json::json!({"v":1,"cmd":"release","token":"00000001"}),
+            "{\"v\":1,\"ok\":false,\"code\":\"something_new\",\"error\":\"from a newer daemon\"}\n".into(),
+            76,
+            "from a newer daemon",
+        ),
+        (
+            &["monitor", "--json", "--kind", "decision,command", "--token", "abcd"],
+            serde_json::json!({"v":1,"cmd":"monitor","kinds":["decision","command"],"token":"0000abcd"}),
+            "{\"v\":1,\"ok\":true,\"monitor\":{\"kinds\":[\"decision\",\"command\"],\"token\":\"0000abcd\",\"queue\":1024}}\n{\"kind\":\"lost\",\"time\":1.0,\"name\":\"lost\",\"lines\":3}\n".into(),
+            0,
+            "{\"kind\":\"lost\",\"time\":1.0,\"name\":\"lost\",\"lines\":3}",
+        ),
+        (
+            &["monitor"],
+            serde_json::json!({"v":1,"cmd":"monitor","kinds":["event","decision","command","address"]}),
+            "{\"v\":1,\"ok\":true,\"monitor\":{\"kinds\":[],\"queue\":1024}}\n{\"kind\":\"lost\",\"time\":3661.0,\"name\":\"lost\",\"lines\":3}\n".into(),
+            0,
+            "01:01:01.000 lost     -        lost             3 line(s) dropped",
+        ),
+    ];
+    for (args, want, reply, code, says) in cases {
+        let (path, h) = fake_daemon(&reply);
+        let mut argv = args.to_vec();
+        argv.extend(["-s", path.to_str().unwrap()]);
+        let o = run(&argv);
+        let got = h.join().unwrap();
+        assert_eq!(got, want, "{args:?}");
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {out}{err}");
+        assert!(
+            out.contains(says) || err.contains(says),
+            "{args:?}: {out}{err}"
+        );
+    }
+}
+
+#[test]
+fn bad_operator_arguments_are_usage_errors() {
+    for args in [
+        &["hold", "nothex"][..],
+        &["hold", "123456789"],
+        &["withdraw", "1", "0"],
+        &["withdraw", "1", "256"],
+        &["announce", "1", "10.0.0.1", "--id", "0"],
+        &["subflow", "create", "1", "10.0.0.1", "10.0.0.2"],
+        &[
+            "subflow",
+            "backup",
+            "1",
+            "10.0.0.1:1",
+            "10.0.0.2:2",
+            "maybe",
+        ],
+        &["monitor", "--kind", "lost"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}");
+    }
+    let o = run(&["hold", "1", "-s", "/nonexistent/x.sock"]);
+    assert_eq!(o.status.code(), Some(69));
+}

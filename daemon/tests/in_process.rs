@@ -106,6 +106,7 @@ impl InProcess {
                 let env = Env {
                     log: logger,
                     reloads: rx,
+                    dry_run: false,
                 };
                 let shutdown = async {
                     let _ = stopped.await;

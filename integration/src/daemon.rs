@@ -74,6 +74,8 @@ pub struct DaemonOpts {
     pub stop_on_drop: bool,
     /// Keep the daemon's directory (config, log) on drop.
     pub keep_dir: bool,
+    /// More arguments after `-c` and `--log-level` (e.g. `--dry-run`).
+    pub args: Vec<String>,
 }
 
 impl Default for DaemonOpts {
@@ -87,6 +89,7 @@ impl Default for DaemonOpts {
             unread_output: false,
             stop_on_drop: false,
             keep_dir: false,
+            args: Vec::new(),
         }
     }
 }
@@ -190,6 +193,7 @@ impl Daemon {
             ]
             .map(String::from),
         );
+        argv.extend(opts.args.iter().cloned());
         let mut cmd = if opts.direct {
             setns_command(ns, &argv[0]).expect("open the namespace")
         } else {

@@ -124,6 +124,29 @@ pub const MPTCP_PM_ADDR_FLAG_IMPLICIT: u32 = 1 << 4;
 /// MPTCP_PM_ADDR_FLAG_LAMINAR (6.18+).
 pub const MPTCP_PM_ADDR_FLAG_LAMINAR: u32 = 1 << 5;
 
+/// The names `ip mptcp endpoint show` uses for `MPTCP_PM_ADDR_FLAG_*` bits, unknown bits as
+/// hex (for log lines about the in-kernel PM's endpoints).
+pub fn addr_flag_names(flags: u32) -> Vec<String> {
+    const NAMES: [(u32, &str); 6] = [
+        (MPTCP_PM_ADDR_FLAG_SIGNAL, "signal"),
+        (MPTCP_PM_ADDR_FLAG_SUBFLOW, "subflow"),
+        (MPTCP_PM_ADDR_FLAG_BACKUP, "backup"),
+        (MPTCP_PM_ADDR_FLAG_FULLMESH, "fullmesh"),
+        (MPTCP_PM_ADDR_FLAG_IMPLICIT, "implicit"),
+        (MPTCP_PM_ADDR_FLAG_LAMINAR, "laminar"),
+    ];
+    let mut out: Vec<String> = NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, n)| (*n).to_string())
+        .collect();
+    let unknown = NAMES.iter().fold(flags, |f, (bit, _)| f & !bit);
+    if unknown != 0 {
+        out.push(format!("{unknown:#x}"));
+    }
+    out
+}
+
 // Event attributes (`MPTCP_ATTR_*`).
 /// MPTCP_ATTR_TOKEN (u32).
 pub const MPTCP_ATTR_TOKEN: u16 = 1;

@@ -58,12 +58,18 @@
 //!   [`Connection::poll_timeout`] wakes the connection at that moment. A refused ANNOUNCE is
 //!   recorded; after [`MAX_ANNOUNCE_REFUSALS`] refusals in a row the address is given up for the
 //!   connection (the kernel's refusals are final for an address and id: retrying is pointless).
+//! - Operator commands ([`Connection::handle_manual`], see [`crate::manual`]) are applied like
+//!   decisions but at once, and what they make is marked `manual`: a policy counts a manual
+//!   subflow like its own (no duplicate), and its `Close`, `SetBackup` and `Remove` decisions
+//!   leave manual subflows and announcements alone. A held connection ([`Connection::set_held`])
+//!   applies no decision at all until it is released.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::decision::{Action, Decision, Reason};
+use crate::manual::{Manual, ManualRefusal};
 use crate::model::{
     AddrId, ConnInfo, KernelSubflow, PmCommand, PmEvent, SubflowInfo, SubflowKey, SubflowSample,
     Token, TCP_SYN_SENT,
@@ -233,6 +239,8 @@ pub struct Subflow {
     /// it, never retried, its failures not counted against the path. `None`: the
     /// connection's `request_timeout` with retries and backoff.
     pub timeout: Option<Duration>,
+    /// An operator created it by hand (`mptcp-pmd subflow create`).
+    pub manual: bool,
     /// The kernel acknowledged the SUBFLOW_CREATE (matches answers to the several requests
     /// one path can have).
     acked: bool,
@@ -293,6 +301,7 @@ impl Subflow {
             closing: false,
             reason: None,
             timeout: None,
+            manual: false,
             acked: false,
         }
     }
@@ -349,6 +358,8 @@ pub struct Announcement {
     pub refusals: u32,
     /// Why the policy last acted on it (announced or withdrew it).
     pub reason: Option<Reason>,
+    /// An operator announced it by hand (`mptcp-pmd announce`).
+    pub manual: bool,
 }
 
 impl Announcement {
@@ -456,6 +467,8 @@ pub struct Connection {
     established: bool,
     server_side: bool,
     closed: bool,
+    /// An operator holds the connection: the policy's decisions are not applied.
+    held: bool,
     /// The peer removed its initial address (REMOVED with id 0).
     initial_remote_removed: bool,
     /// The peer's announced addresses by its id; the port, when absent, is the initial one.
@@ -489,6 +502,7 @@ impl Connection {
             established: false,
             server_side: false,
             closed: false,
+            held: false,
             initial_remote_removed: false,
             announced_remotes: BTreeMap::new(),
             subflows: Vec::new(),
@@ -686,6 +700,7 @@ impl Connection {
                 state: AnnounceState::Joined { at: since },
                 refusals: 0,
                 reason: None,
+                manual: false,
             });
         }
         self
@@ -880,7 +895,9 @@ impl Connection {
 
     /// A policy's decisions for this connection: turned into entries and queued commands.
     pub fn handle_decisions(&mut self, now: Instant, decisions: Vec<Decision>) {
-        if self.closed {
+        // A held connection is the operator's: a decision computed before the hold (or
+        // anyway) is not applied.
+        if self.closed || self.held {
             self.ignored += decisions.len() as u64;
             return;
         }
@@ -897,7 +914,8 @@ impl Connection {
                 Action::Close { key } => {
                     let token = self.token;
                     match self.established_mut(key) {
-                        Some(sf) if !sf.closing => {
+                        // What an operator made is not the policy's to close or re-flag.
+                        Some(sf) if !sf.closing && !sf.manual => {
                             sf.closing = true;
                             sf.reason = Some(reason);
                             self.commands
@@ -909,7 +927,8 @@ impl Connection {
                 Action::SetBackup { key, backup } => {
                     let token = self.token;
                     match self.established_mut(key) {
-                        Some(sf) if !sf.closing => {
+                        // What an operator made is not the policy's to close or re-flag.
+                        Some(sf) if !sf.closing && !sf.manual => {
                             // Only a changed wish is sent: a refused or peer-overridden flag is
                             // not fought over.
                             if sf.want_backup != backup {
@@ -929,6 +948,184 @@ impl Connection {
                 Action::Remove { addr } => self.withdraw(now, addr, reason),
             }
         }
+    }
+
+    /// An operator holds the connection (`true`: the policy's decisions are no longer applied;
+    /// the driver stops asking for them) or releases it. Returns whether that changed anything.
+    pub fn set_held(&mut self, held: bool) -> bool {
+        let changed = self.held != held;
+        self.held = held;
+        changed
+    }
+
+    /// An operator holds the connection (see [`Connection::set_held`]).
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// An operator's command (see [`crate::manual`]): checked against the connection's state,
+    /// applied like a policy's decision but at once (no backoff, no given-up path) and marked
+    /// as made by hand, with `reason` (who asked). On success the kernel command is queued
+    /// (drained by [`Connection::poll_command`] like any other) and a copy returned, so the
+    /// driver can tell the operator the kernel's answer to it; on a refusal nothing changes.
+    pub fn handle_manual(
+        &mut self,
+        now: Instant,
+        cmd: &Manual,
+        reason: Reason,
+    ) -> Result<PmCommand, ManualRefusal> {
+        if self.closed {
+            return Err(ManualRefusal::Closed);
+        }
+        self.touch(now);
+        let token = self.token;
+        let out = match *cmd {
+            Manual::Create {
+                local,
+                remote,
+                backup,
+            } => {
+                if !self.established {
+                    return Err(ManualRefusal::NotEstablished);
+                }
+                if local.to_canonical().is_ipv4() != remote.ip().to_canonical().is_ipv4() {
+                    return Err(ManualRefusal::FamilyMismatch { local, remote });
+                }
+                let loc_id = self.id_for(local).ok_or(ManualRefusal::NoFreeId)?;
+                let rem_id = self
+                    .remotes()
+                    .into_iter()
+                    .find(|(_, r)| *r == remote)
+                    .map_or(0, |(id, _)| id);
+                let path = Path { local, remote };
+                let mut sf = Subflow::new(path, SubflowState::Pending { due: now });
+                sf.want_backup = backup;
+                sf.loc_id = loc_id;
+                sf.rem_id = rem_id;
+                sf.reason = Some(reason);
+                sf.manual = true;
+                let i = self.push_subflow(sf);
+                self.request(i, now);
+                // `request` queued the create last.
+                match self.commands.back() {
+                    Some(c) => c.clone(),
+                    None => return Err(ManualRefusal::NoFreeId),
+                }
+            }
+            Manual::Destroy { key } => match self.established_mut(key) {
+                Some(sf) if !sf.closing => {
+                    sf.closing = true;
+                    sf.reason = Some(reason);
+                    let c = PmCommand::DestroySubflow { token, key };
+                    self.commands.push_back(c.clone());
+                    c
+                }
+                _ => return Err(ManualRefusal::NoSuchSubflow { key }),
+            },
+            Manual::SetBackup { key, backup } => match self.established_mut(key) {
+                Some(sf) if !sf.closing => {
+                    sf.want_backup = backup;
+                    sf.reason = Some(reason);
+                    let c = PmCommand::SetBackup { token, key, backup };
+                    self.commands.push_back(c.clone());
+                    c
+                }
+                _ => return Err(ManualRefusal::NoSuchSubflow { key }),
+            },
+            Manual::Announce { addr, id } => {
+                self.manual_announce(now, addr.to_canonical(), id, reason)?
+            }
+            Manual::Withdraw { id } => {
+                if id == 0 {
+                    return Err(ManualRefusal::IdZero);
+                }
+                let a = self
+                    .announcements
+                    .iter_mut()
+                    .find(|a| a.id == id && a.is_active())
+                    .ok_or(ManualRefusal::NoSuchAnnouncement(id))?;
+                a.state = AnnounceState::Withdrawn { at: now };
+                a.reason = Some(reason);
+                a.manual = true;
+                let c = PmCommand::Remove { token, id };
+                self.commands.push_back(c.clone());
+                c
+            }
+        };
+        Ok(out)
+    }
+
+    /// [`Manual::Announce`]: the address keeps the id it has on this connection (an explicit
+    /// other id is refused, as the kernel would), a new address gets the id asked for if it is
+    /// free, else the highest free one.
+    fn manual_announce(
+        &mut self,
+        now: Instant,
+        addr: IpAddr,
+        id: Option<AddrId>,
+        reason: Reason,
+    ) -> Result<PmCommand, ManualRefusal> {
+        if !self.established {
+            return Err(ManualRefusal::NotEstablished);
+        }
+        if id == Some(0) {
+            return Err(ManualRefusal::IdZero);
+        }
+        if self.info.map(|i| i.local.ip().to_canonical()) == Some(addr) {
+            return Err(ManualRefusal::InitialAddress(addr));
+        }
+        if let Some(a) = self.announcement(addr).filter(|a| a.is_active()) {
+            return Err(ManualRefusal::AlreadyAnnounced { addr, id: a.id });
+        }
+        let id = match (self.known_local_id(addr), id) {
+            (Some(has), Some(asked)) if has != asked => {
+                return Err(ManualRefusal::AddressHasId { addr, has, asked })
+            }
+            (Some(has), _) => has,
+            (None, Some(asked)) => {
+                if let Some((other, _)) = self.local_ids.iter().find(|(_, used)| *used == asked) {
+                    return Err(ManualRefusal::IdTaken {
+                        id: asked,
+                        other: *other,
+                    });
+                }
+                self.remember_local_id(addr, asked);
+                asked
+            }
+            (None, None) => self.announce_id(addr).ok_or(ManualRefusal::NoFreeId)?,
+        };
+        if id == 0 {
+            return Err(ManualRefusal::IdZero);
+        }
+        let state = AnnounceState::Sent { at: now };
+        match self.announcements.iter_mut().find(|a| a.addr == addr) {
+            Some(a) => {
+                a.state = state;
+                a.refusals = 0;
+                a.reason = Some(reason);
+                a.manual = true;
+            }
+            None => {
+                self.announcements.reserve_exact(1);
+                self.announcements.push(Announcement {
+                    addr,
+                    id,
+                    port: None,
+                    state,
+                    refusals: 0,
+                    reason: Some(reason),
+                    manual: true,
+                });
+            }
+        }
+        let c = PmCommand::Announce {
+            token: self.token,
+            id,
+            addr,
+            port: None,
+        };
+        self.commands.push_back(c.clone());
+        Ok(c)
     }
 
     /// The kernel's answer to a command this connection queued.
@@ -1317,6 +1514,7 @@ impl Connection {
                     state: AnnounceState::Sent { at: now },
                     refusals: 0,
                     reason: None,
+                    manual: false,
                 });
                 self.announcements.len() - 1
             }
@@ -1325,6 +1523,7 @@ impl Connection {
         a.state = AnnounceState::Sent { at: now };
         a.port = port;
         a.reason = Some(reason);
+        a.manual = false;
         self.commands.push_back(PmCommand::Announce {
             token: self.token,
             id: a.id,
@@ -1340,7 +1539,7 @@ impl Connection {
         match self
             .announcements
             .iter_mut()
-            .find(|a| a.addr == addr && a.is_active())
+            .find(|a| a.addr == addr && a.is_active() && !a.manual)
         {
             Some(a) => {
                 a.state = AnnounceState::Withdrawn { at: now };

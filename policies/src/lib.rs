@@ -1,8 +1,8 @@
 //! mptcp-pmd's domain model and decision logic.
 //!
 //! This crate owns: the types every other crate speaks ([`model`]), the per-connection subflow
-//! state machine ([`conn`]), the [`Policy`] trait ([`policy`]) and what it answers
-//! ([`decision`]), the plugin API through which
+//! state machine ([`conn`]) and the operator commands it accepts ([`manual`]), the [`Policy`]
+//! trait ([`policy`]) and what it answers ([`decision`]), the plugin API through which
 //! the config and the daemon reach a policy without naming it ([`plugin`], [`params`]), one
 //! module per policy, and the registry table below. It owns no I/O: no sockets, no clock
 //! reads, no actix, no neli. Time comes in as an argument, so every decision is reproducible
@@ -16,6 +16,7 @@
 pub mod addrmatch;
 pub mod conn;
 pub mod decision;
+pub mod manual;
 pub mod mesh;
 pub mod model;
 pub mod params;
@@ -41,6 +42,7 @@ pub use conn::{
     AnnounceState, Announcement, ConnTimers, Connection, KernelRefusal, Path, RefusalMeaning,
     Subflow, SubflowState,
 };
+pub use manual::{Manual, ManualRefusal};
 pub use model::*;
 pub use plugin::{Plugin, PolicyParams, PolicySpec};
 pub use policy::{Action, Ctx, Decision, Policy, Reason};

@@ -1,8 +1,11 @@
 //! The connection actor: one per MPTCP connection (token). A thin driver around the pure
 //! [`Connection`] state machine: it feeds inputs (events, samples, address changes, command
-//! results, timers), then drains outputs in a fixed order — kernel commands first, then at most
-//! one outstanding policy request, then the next timer. One policy request at a time per
-//! connection means a decision is never computed from a snapshot that misses our own requests.
+//! results, timers, operator commands), then drains outputs in a fixed order — kernel commands
+//! first, then at most one outstanding policy request, then the next timer. One policy request
+//! at a time per connection means a decision is never computed from a snapshot that misses our
+//! own requests; a held connection sends none. Every command it sends is published to the
+//! monitor with the kernel's answer; with `--dry-run` it sends none (the policy actor then
+//! hands it no decision to apply, and operator commands are refused).
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -10,18 +13,61 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
-use mptcp_pmd_policies::PmEvent;
+use mptcp_pmd_policies::policy::Reason;
+use mptcp_pmd_policies::{KernelRefusal, Manual, ManualRefusal, PmCommand, PmEvent};
 use netlink_actor::actors::{Cause, CommandPath, KernelEvent, LocalsChanged};
-use slog::{debug, info, Logger};
+use slog::{debug, info, warn, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook, Reconcile, Samples};
 use super::policy::PolicyActor;
 use crate::endpoints::metrics::Metrics;
+use crate::endpoints::monitor::Monitor;
+use crate::endpoints::protocol::{self, Kind, Origin};
 
 /// Ask a connection actor for a copy of its state machine (status).
 #[derive(Message)]
 #[rtype(result = "Box<Connection>")]
 pub struct GetConnection;
+
+/// What an operator asks of a connection (control socket -> connection actor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// A PM command by hand, through the state machine.
+    Manual(Manual),
+    /// Hold (`true`: the policy stops acting on the connection) or release it.
+    Hold(bool),
+}
+
+/// An operator's command for this connection, from the caller `uid`/`pid`.
+#[derive(Message, Debug)]
+#[rtype(result = "Operated")]
+pub struct Operate {
+    /// What to do.
+    pub op: Operation,
+    /// The caller's uid (SO_PEERCRED).
+    pub uid: u32,
+    /// The caller's pid.
+    pub pid: u32,
+}
+
+/// What came of an operator's command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operated {
+    /// Sent and acknowledged by the kernel (`command`: what was sent), or a hold/release
+    /// (`changed`: whether it changed anything).
+    Done {
+        /// The kernel command sent, for a manual command.
+        command: Option<PmCommand>,
+        /// For hold/release.
+        changed: Option<bool>,
+    },
+    /// The state machine refused it: nothing was sent.
+    Refused(ManualRefusal),
+    /// The kernel refused it.
+    Kernel(KernelRefusal),
+    /// `--dry-run`: nothing is sent.
+    DryRun,
+}
 
 /// The actors every connection actor talks to, shared by all of them: an actix `Addr` clone
 /// allocates, and tens of thousands of connection actors each holding their own would cost
@@ -38,6 +84,10 @@ pub struct Peers {
     pub log: Logger,
     /// Latency metrics.
     pub metrics: Metrics,
+    /// Where commands are published for `mptcp-pmd monitor`.
+    pub stream: Monitor,
+    /// `--dry-run`: no command is sent.
+    pub dry_run: bool,
 }
 
 /// Drives one connection.
@@ -97,9 +147,49 @@ impl ConnectionActor {
 
     /// [`Self::pump`], for commands that a kernel event led to (`cause`).
     fn pump_after(&mut self, ctx: &mut Context<Self>, cause: Option<Cause>) {
+        self.send_commands(ctx, cause, None);
+        if self.conn.is_gone_in_kernel() {
+            // Retired (see `send_commands`): nothing more to ask or arm.
+            return;
+        }
+        self.decide_and_arm(ctx);
+    }
+
+    /// Send the queued commands in order and publish each with the kernel's answer. `operator`:
+    /// the command an operator asked for and who asked; its answer is returned. A command
+    /// refused because the kernel no longer knows the connection retires it (`ctx.stop()`).
+    fn send_commands(
+        &mut self,
+        ctx: &mut Context<Self>,
+        cause: Option<Cause>,
+        operator: Option<(&PmCommand, (u32, u32))>,
+    ) -> Option<Result<(), KernelRefusal>> {
+        let mut answer = None;
         while let Some(cmd) = self.conn.poll_command() {
             debug!(self.log(), "command"; "token" => %self.conn.token(), "cmd" => ?cmd);
+            if self.peers.dry_run {
+                // Nothing queues commands in a dry run (no decision is applied, operator
+                // commands are refused); should something, it is not sent.
+                warn!(self.log(), "dry run: command not sent"; "token" => %self.conn.token(), "cmd" => ?cmd);
+                continue;
+            }
             let res = self.peers.cmds.execute(&cmd, cause);
+            let by = operator
+                .filter(|(c, _)| answer.is_none() && **c == cmd)
+                .map(|(_, who)| who);
+            self.peers
+                .stream
+                .publish(Kind::Command, Some(cmd.token()), |t| {
+                    let origin = if by.is_some() {
+                        Origin::Operator
+                    } else {
+                        Origin::Policy
+                    };
+                    protocol::command_line(t, &cmd, origin, by, &res)
+                });
+            if by.is_some() {
+                answer = Some(res.clone());
+            }
             let refused = res.is_err();
             self.conn.handle_command_result(Instant::now(), &cmd, res);
             if self.conn.is_gone_in_kernel() {
@@ -107,7 +197,7 @@ impl ConnectionActor {
                 // event was lost, or which came before an adoption from an older snapshot).
                 debug!(self.log(), "the kernel no longer knows the connection, retiring it"; "token" => %self.conn.token(), "cmd" => cmd.name());
                 ctx.stop();
-                return;
+                return answer;
             }
             if refused {
                 // A refused request is Failed and not retried by the state machine: let the
@@ -115,7 +205,17 @@ impl ConnectionActor {
                 self.push_hook(Hook::Tick);
             }
         }
-        if !self.deciding && !self.conn.is_closed() {
+        answer
+    }
+
+    /// At most one policy request (none while held or closed), then the timer.
+    fn decide_and_arm(&mut self, ctx: &mut Context<Self>) {
+        if self.conn.is_held() {
+            // The policy does not act on a held connection: nothing to ask it now; a release
+            // asks again.
+            self.hooks = VecDeque::new();
+        }
+        if !self.deciding && !self.conn.is_closed() && !self.conn.is_held() {
             if let Some(hook) = self.hooks.pop_front() {
                 if self.hooks.is_empty() {
                     // Keep no queue allocated while idle (see `Peers`).
@@ -252,6 +352,56 @@ impl Handler<Decided> for ConnectionActor {
         }
         self.conn.handle_decisions(now, msg.0);
         self.pump_after(ctx, cause);
+    }
+}
+
+impl Handler<Operate> for ConnectionActor {
+    type Result = MessageResult<Operate>;
+
+    fn handle(&mut self, msg: Operate, ctx: &mut Self::Context) -> Self::Result {
+        let token = self.conn.token();
+        let out = match msg.op {
+            Operation::Hold(on) => {
+                let changed = self.conn.set_held(on);
+                if changed && !on {
+                    // Released: the policy looks at the connection afresh.
+                    self.push_hook(Hook::Tick);
+                }
+                self.peers.stream.publish(Kind::Command, Some(token), |t| {
+                    protocol::hold_line(t, token, on, (msg.uid, msg.pid))
+                });
+                Operated::Done {
+                    command: None,
+                    changed: Some(changed),
+                }
+            }
+            Operation::Manual(_) if self.peers.dry_run => Operated::DryRun,
+            Operation::Manual(m) => {
+                let reason = Reason::new("operator", format!("uid {} pid {}", msg.uid, msg.pid));
+                match self.conn.handle_manual(Instant::now(), &m, reason) {
+                    Err(r) => Operated::Refused(r),
+                    Ok(cmd) => {
+                        match self.send_commands(ctx, None, Some((&cmd, (msg.uid, msg.pid)))) {
+                            Some(Ok(())) => Operated::Done {
+                                command: Some(cmd),
+                                changed: None,
+                            },
+                            Some(Err(r)) => Operated::Kernel(r),
+                            // The state machine queued it: unreachable; said rather than assumed.
+                            None => Operated::Kernel(KernelRefusal {
+                                errno: libc::EIO,
+                                message: Some(format!("{} was not sent", cmd.name())),
+                            }),
+                        }
+                    }
+                }
+            }
+        };
+        debug!(self.log(), "operator command"; "token" => %token, "result" => ?out);
+        if !self.conn.is_gone_in_kernel() {
+            self.decide_and_arm(ctx);
+        }
+        MessageResult(out)
     }
 }
 

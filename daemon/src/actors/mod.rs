@@ -5,8 +5,11 @@
 //! - [`registry::Registry`] maps tokens to [`connection::ConnectionActor`]s and routes to them;
 //! - [`connection::ConnectionActor`] drives one connection's pure state machine;
 //! - [`policy::PolicyActor`] holds the configured `Box<dyn Policy>` and answers with decisions,
-//!   after the per-interface limits of [`metering::Metering`] (byte budgets, subflow caps).
+//!   after the per-interface limits of [`metering::Metering`] (byte budgets, subflow caps);
+//! - [`coexist::EndpointWatch`] watches the in-kernel PM's endpoints and the namespace's path
+//!   manager, and warns when they conflict with this daemon.
 
+pub mod coexist;
 pub mod connection;
 pub mod messages;
 pub mod metering;

@@ -3,10 +3,12 @@
 //! usable local addresses and the MPTCP listeners of the namespace ([`Listeners`]), and answers
 //! each connection's [`Decide`] with [`Decided`]. All decisions of the daemon pass through
 //! here, one at a time, so a policy needs no locking. Every decision is logged and counted
-//! here, with the reason the policy gave; so is every listener that confines joins to its own
-//! address. The per-interface limits (spent byte budgets, subflow caps) act here too, on every
-//! policy's decisions alike, and the meter counts each connection's samples before its policy
-//! decides ([`Metering`]).
+//! here, with the reason the policy gave, and published to the monitor; so is every listener
+//! that confines joins to its own address, and every change of the usable local addresses.
+//! The per-interface limits (spent byte budgets, subflow caps) act here too, on every policy's
+//! decisions alike, and the meter counts each connection's samples before its policy decides
+//! ([`Metering`]). With `--dry-run` the decisions are logged and published as not carried out,
+//! and the connection gets none to apply.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use crate::core::budget::BudgetUse;
 use crate::core::listeners::{self, Listeners};
 use crate::core::rules::PolicyBook;
 use crate::endpoints::metrics::Metrics;
+use crate::endpoints::monitor::Monitor;
+use crate::endpoints::protocol::{self, Kind};
 
 /// An MPTCP listener appeared (LISTENER_CREATED) or went away (LISTENER_CLOSED).
 #[derive(Message, Debug, Clone, Copy)]
@@ -81,16 +85,21 @@ pub struct PolicyActor {
     metering: Metering,
     metering_timer: Option<SpawnHandle>,
     metrics: Metrics,
+    stream: Monitor,
+    dry_run: bool,
     log: Logger,
 }
 
 impl PolicyActor {
-    /// A policy actor starting with `locals` as the usable addresses.
+    /// A policy actor starting with `locals` as the usable addresses, publishing to `stream`;
+    /// `dry_run`: decisions are logged and published, never handed back to be carried out.
     pub fn new(
         book: PolicyBook,
         locals: Arc<Vec<LocalAddr>>,
         metering: Metering,
         metrics: Metrics,
+        stream: Monitor,
+        dry_run: bool,
         log: Logger,
     ) -> Self {
         PolicyActor {
@@ -100,6 +109,8 @@ impl PolicyActor {
             metering,
             metering_timer: None,
             metrics,
+            stream,
+            dry_run,
             log,
         }
     }
@@ -161,15 +172,26 @@ impl Handler<Decide> for PolicyActor {
             out: self.metering.limit(&msg.conn, &self.locals, served.out),
             ..served
         };
+        let token = msg.conn.token();
         for d in &served.out {
             self.metrics
                 .decision(served.name, d.action.name(), d.reason.code);
-            info!(self.log, "decision"; "policy" => served.name, "rule" => &served.label,
-                "token" => %msg.conn.token(), "action" => %d.action, "reason" => d.reason.code,
-                "why" => %d.reason.detail);
+            if self.dry_run {
+                info!(self.log, "decision (dry run: not carried out)"; "policy" => served.name,
+                    "rule" => &served.label, "token" => %token, "action" => %d.action,
+                    "reason" => d.reason.code, "why" => %d.reason.detail);
+            } else {
+                info!(self.log, "decision"; "policy" => served.name, "rule" => &served.label,
+                    "token" => %token, "action" => %d.action, "reason" => d.reason.code,
+                    "why" => %d.reason.detail);
+            }
+            self.stream.publish(Kind::Decision, Some(token), |t| {
+                protocol::decision_line(t, token, served.name, &served.label, d, self.dry_run)
+            });
         }
         self.metrics.set_policy_objects(self.book.objects());
-        msg.reply.do_send(Decided(served.out));
+        let out = if self.dry_run { Vec::new() } else { served.out };
+        msg.reply.do_send(Decided(out));
     }
 }
 
@@ -177,6 +199,22 @@ impl Handler<LocalsChanged> for PolicyActor {
     type Result = ();
 
     fn handle(&mut self, msg: LocalsChanged, _ctx: &mut Self::Context) {
+        let (old, new) = (&self.locals, &msg.locals);
+        self.stream.publish(Kind::Address, None, |t| {
+            let ips = |v: &[LocalAddr]| v.iter().map(|l| l.addr).collect::<Vec<_>>();
+            let (before, now) = (ips(old), ips(new));
+            let added: Vec<_> = now
+                .iter()
+                .filter(|a| !before.contains(a))
+                .copied()
+                .collect();
+            let removed: Vec<_> = before
+                .iter()
+                .filter(|a| !now.contains(a))
+                .copied()
+                .collect();
+            protocol::address_line(t, &added, &removed, &now)
+        });
         self.locals = msg.locals;
         self.metering.locals_changed();
     }

@@ -2,7 +2,8 @@
 //! routing, retirement of connections that vanished from sock_diag, resync coalescing). It feeds
 //! the core events, snapshots, adoptions and stopped connections, and carries out its outputs in
 //! order: messages to connection actors, sock_diag requests, the poll switch, heap trims.
-//! Local address changes are broadcast to every connection actor.
+//! Local address changes are broadcast to every connection actor. Every kernel event is
+//! published to the monitor here, before it is routed, so that it comes before what it causes.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -11,8 +12,8 @@ use actix::prelude::*;
 use mptcp_pmd_policies::conn::{ConnTimers, Connection};
 use mptcp_pmd_policies::{PmEvent, Token};
 use netlink_actor::actors::{
-    CommandPath, DiagPoller, DiagSnapshot, KernelEvent, LocalsChanged, MptcpSnapshot, Resync,
-    SetPolling, TakeSnapshot,
+    DiagPoller, DiagSnapshot, KernelEvent, LocalsChanged, MptcpSnapshot, Resync, SetPolling,
+    TakeSnapshot,
 };
 use slog::{debug, info, warn, Logger};
 
@@ -22,11 +23,17 @@ use super::policy::{ListenerChanged, ListenersSeen, PolicyActor};
 use crate::core::adopt::Adoptable;
 use crate::core::registry_core::{EventRoute, Output, RegistryCore};
 use crate::endpoints::metrics::Metrics;
+use crate::endpoints::protocol::{self, Kind};
 
 /// Ask the registry for the tracked connection actors, ordered by token (status).
 #[derive(Message)]
 #[rtype(result = "Vec<(Token, Addr<ConnectionActor>)>")]
 pub struct ListConnections;
+
+/// Ask the registry for one connection's actor (operator commands).
+#[derive(Message)]
+#[rtype(result = "Option<Addr<ConnectionActor>>")]
+pub struct GetConnectionActor(pub Token);
 
 /// Adopt the connections of a fresh sock_diag snapshot now (start-up).
 #[derive(Message)]
@@ -67,24 +74,12 @@ fn start_adopted(
 }
 
 impl Registry {
-    /// A registry wired to its peers; `gone` is the registry's own address (connection actors
-    /// report to it when they stop).
-    pub fn new(
-        policy: Addr<PolicyActor>,
-        cmds: CommandPath,
-        diag: Addr<DiagPoller>,
-        timers: ConnTimers,
-        metrics: Metrics,
-        log: Logger,
-        gone: Recipient<ConnectionGone>,
-    ) -> Self {
-        let peers = Rc::new(Peers {
-            policy,
-            cmds,
-            gone,
-            log: log.clone(),
-            metrics: metrics.clone(),
-        });
+    /// A registry whose connection actors share `peers` (whose `gone` is the registry's own
+    /// address: connection actors report to it when they stop; its logger and metrics are the
+    /// registry's too).
+    pub fn new(peers: Peers, diag: Addr<DiagPoller>, timers: ConnTimers) -> Self {
+        let (log, metrics) = (peers.log.clone(), peers.metrics.clone());
+        let peers = Rc::new(peers);
         Registry {
             core: RegistryCore::new(timers),
             diag,
@@ -218,6 +213,9 @@ impl Handler<KernelEvent> for Registry {
 
     fn handle(&mut self, msg: KernelEvent, ctx: &mut Self::Context) {
         let (ev, received) = (msg.event, msg.received);
+        self.peers
+            .stream
+            .publish(Kind::Event, ev.token(), |t| protocol::event_line(t, &ev));
         if let PmEvent::ListenerCreated { addr } | PmEvent::ListenerClosed { addr } = ev {
             let created = matches!(ev, PmEvent::ListenerCreated { .. });
             self.peers.policy.do_send(ListenerChanged { addr, created });
@@ -309,6 +307,14 @@ impl Handler<ConnectionGone> for Registry {
     fn handle(&mut self, msg: ConnectionGone, ctx: &mut Self::Context) {
         self.core.gone(Instant::now(), msg.0);
         self.drain(ctx);
+    }
+}
+
+impl Handler<GetConnectionActor> for Registry {
+    type Result = Option<Addr<ConnectionActor>>;
+
+    fn handle(&mut self, msg: GetConnectionActor, _ctx: &mut Self::Context) -> Self::Result {
+        self.core.get(msg.0).cloned()
     }
 }
 

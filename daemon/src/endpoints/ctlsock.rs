@@ -53,6 +53,8 @@ pub struct ControlSocket {
     path: PathBuf,
     /// (device, inode) of the socket file we bound.
     id: (u64, u64),
+    /// `control.group`'s id, applied to every file we bind (also a re-created one).
+    group: Option<u32>,
 }
 
 impl ControlSocket {
@@ -64,7 +66,16 @@ impl ControlSocket {
             listener: Some(listener),
             path: path.to_path_buf(),
             id,
+            group: None,
         })
+    }
+
+    /// Let group `gid` connect (`control.group`): the file becomes 0660 and that group's, now
+    /// and whenever [`ControlSocket::check`] re-creates it. Whether a member may do more than
+    /// read is the server's to check, per request.
+    pub fn share_with_group(&mut self, gid: u32) -> Result<(), ClaimError> {
+        self.group = Some(gid);
+        share(&self.path, gid)
     }
 
     /// Take the listener (to serve it); the file is still removed when `self` drops.
@@ -88,13 +99,62 @@ impl ControlSocket {
         match bind(&self.path) {
             Ok((listener, id)) => {
                 self.id = id;
-                Check::Recreated(listener)
+                match self.group.map(|gid| share(&self.path, gid)) {
+                    Some(Err(e)) => Check::Failed(e),
+                    _ => Check::Recreated(listener),
+                }
             }
             Err(e @ (ClaimError::AlreadyRunning(_) | ClaimError::NotASocket(_))) => {
                 Check::Occupied(e)
             }
             Err(e) => Check::Failed(e),
         }
+    }
+}
+
+/// Make the socket file at `path` group `gid`'s, mode 0660.
+fn share(path: &Path, gid: u32) -> Result<(), ClaimError> {
+    let io = |source| ClaimError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::os::unix::fs::chown(path, None, Some(gid)).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)
+}
+
+/// `control.group` names no group.
+#[derive(Debug, thiserror::Error)]
+#[error("control.group {0:?}: no such group (neither a name in the system's group database nor a number)")]
+pub struct NoSuchGroup(pub String);
+
+/// The group id of `control.group`: a group name, or a number (used as it is).
+pub fn resolve_group(name: &str) -> Result<u32, NoSuchGroup> {
+    let no = || NoSuchGroup(name.to_string());
+    let cname = std::ffi::CString::new(name).map_err(|_| no())?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: an all-zero `group` is a valid value of this plain C struct; the call fills it.
+        let mut group: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is to live memory of the size given; getgrnam_r is thread-safe
+        // and writes only into what it is passed.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut group,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc == 0 && !found.is_null() {
+            return Ok(group.gr_gid);
+        }
+        return name.parse().map_err(|_| no());
     }
 }
 

@@ -117,6 +117,7 @@ pub struct Metrics {
     trace_commands: Gauge,
     announced: Family<Labels, Gauge>,
     metered: MeteredGauges,
+    operator: Family<Labels, Counter>,
 }
 
 /// The metered budgets' gauges (`metered.budgets`), set from the budgets' use at each scrape.
@@ -342,9 +343,16 @@ impl Default for Metrics {
             "Log lines dropped: the log writer's queue was full (stderr not read fast enough) or the write failed",
             ReadCounter(crate::logging::dropped_lines),
         );
+        let operator = registered(
+            &mut registry,
+            "operator_commands",
+            "Operator commands on the control socket (subflow_create, hold, ...), by command and result (ok or the protocol's error code)",
+            Family::<Labels, Counter>::default(),
+        );
         let metered = MeteredGauges::register(&mut registry);
         Metrics {
             metered,
+            operator,
             event_to_decision,
             event_to_command,
             command_time,
@@ -459,6 +467,15 @@ impl Metrics {
     pub fn resync(&self) {
         self.resyncs.inc();
         self.with(|c| c.resyncs += 1);
+    }
+    /// Count an operator's command and its result (`ok` or the protocol's error code).
+    pub fn operator_command(&self, command: &str, result: &str) {
+        self.operator
+            .get_or_create(&vec![
+                ("command", command.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
     }
     /// Count a policy decision.
     pub fn decision(&self, policy: &str, action: &str, reason: &str) {

@@ -40,6 +40,9 @@ pub struct ConnStatus {
     pub established: bool,
     /// We are the server side (accepted connection).
     pub server_side: bool,
+    /// An operator holds it (`mptcp-pmd hold`): the policy does not act on it.
+    #[serde(default)]
+    pub held: bool,
     /// The policy serving it.
     pub policy: String,
     /// Which entry chose it: "default" or "rule N" (N = index in `rules:`).
@@ -72,6 +75,9 @@ pub struct AnnouncedStatus {
     pub error: Option<String>,
     /// Why the policy last acted on it (`code: detail`).
     pub why: Option<String>,
+    /// An operator announced or withdrew it by hand.
+    #[serde(default)]
+    pub manual: bool,
 }
 
 /// One address the peer announced.
@@ -108,9 +114,13 @@ pub struct SubflowStatus {
     pub age_s: Option<f64>,
     /// Why it closed or failed.
     pub error: Option<String>,
-    /// Why the policy last acted on it (`code: detail`), if it did.
+    /// Why the policy last acted on it (`code: detail`), if it did; `operator: uid U pid P`
+    /// for one an operator acted on.
     #[serde(default)]
     pub why: Option<String>,
+    /// An operator created it by hand (`mptcp-pmd subflow create`).
+    #[serde(default)]
+    pub manual: bool,
 }
 
 /// The state name of a subflow.
@@ -157,6 +167,7 @@ fn subflow(now: Instant, s: &Subflow) -> SubflowStatus {
         age_s: since.map(|t| age(now, t)),
         error,
         why: s.reason.as_ref().map(ToString::to_string),
+        manual: s.manual,
     }
 }
 
@@ -198,6 +209,7 @@ fn announced(now: Instant, a: &Announcement) -> AnnouncedStatus {
         age_s: age(now, at),
         error,
         why: a.reason.as_ref().map(ToString::to_string),
+        manual: a.manual,
     }
 }
 
@@ -210,6 +222,7 @@ pub fn connection(now: Instant, conn: &Connection, policy: &str, rule: &str) -> 
         remote: info.map(|i| i.remote.to_string()),
         established: conn.is_established(),
         server_side: conn.is_server_side(),
+        held: conn.is_held(),
         policy: policy.to_string(),
         rule: rule.to_string(),
         subflows: conn.subflows().iter().map(|s| subflow(now, s)).collect(),
@@ -454,7 +467,7 @@ pub fn render_status(s: &Status) -> String {
     for c in &s.connections {
         let _ = writeln!(
             out,
-            "\nconnection {}  {} -> {}  policy {} ({}){}{}",
+            "\nconnection {}  {} -> {}  policy {} ({}){}{}{}",
             c.token,
             c.local.as_deref().unwrap_or("?"),
             c.remote.as_deref().unwrap_or("?"),
@@ -466,6 +479,11 @@ pub fn render_status(s: &Status) -> String {
                 "  not established"
             },
             if c.server_side { "  server side" } else { "" },
+            if c.held {
+                "  HELD (the policy does not act on it)"
+            } else {
+                ""
+            },
         );
         let rows: Vec<Vec<String>> = c
             .subflows
@@ -482,7 +500,11 @@ pub fn render_status(s: &Status) -> String {
                     opt(f.retransmits),
                     f.age_s.map_or_else(|| "-".into(), |a| format!("{a:.1}s")),
                     f.error.clone().unwrap_or_default(),
-                    f.why.clone().unwrap_or_default(),
+                    match (&f.why, f.manual) {
+                        (Some(w), true) => format!("[by hand] {w}"),
+                        (None, true) => "[by hand]".to_string(),
+                        (w, false) => w.clone().unwrap_or_default(),
+                    },
                 ]
             })
             .collect();
@@ -708,6 +730,51 @@ mod tests {
         assert_eq!(back, s);
         let by = announced_by_state(&s.connections);
         assert_eq!((by.get("sent"), by.get("refused")), (Some(&1), Some(&1)));
+    }
+
+    #[test]
+    fn held_connections_and_manual_subflows_are_shown() {
+        use mptcp_pmd_policies::policy::Reason;
+        use mptcp_pmd_policies::Manual;
+        let t0 = Instant::now();
+        let mut c = Connection::new(Token(0xef), ConnTimers::default());
+        let info = ConnInfo {
+            token: Token(0xef),
+            local: "192.0.2.1:40000".parse().unwrap(),
+            remote: "198.51.100.7:443".parse().unwrap(),
+            loc_id: 0,
+            rem_id: 0,
+            flags: ConnFlags::default(),
+        };
+        c.handle_event(t0, &PmEvent::Established(info));
+        c.handle_manual(
+            t0,
+            &Manual::Create {
+                local: "192.0.2.2".parse().unwrap(),
+                remote: "198.51.100.7:443".parse().unwrap(),
+                backup: false,
+            },
+            Reason::new("operator", "uid 0 pid 9".into()),
+        )
+        .unwrap();
+        c.set_held(true);
+        let v = connection(t0, &c, "fullmesh", "default");
+        assert!(v.held);
+        assert_eq!(
+            v.subflows.iter().map(|f| f.manual).collect::<Vec<_>>(),
+            [false, true]
+        );
+        let text = render_status(&Status {
+            version: "0".into(),
+            pid: 1,
+            connections: vec![v.clone()],
+            budgets: Vec::new(),
+        });
+        assert!(text.contains("HELD"), "{text}");
+        assert!(text.contains("[by hand] operator: uid 0 pid 9"), "{text}");
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["held"], true);
+        assert_eq!(json["subflows"][1]["manual"], true);
     }
 
     #[test]
