@@ -3,6 +3,12 @@
 //! results, timers), then drains outputs in a fixed order — kernel commands first, then at most
 //! one outstanding policy request, then the next timer. One policy request at a time per
 //! connection means a decision is never computed from a snapshot that misses our own requests.
+//!
+//! It also keeps the metrics gauges current: every input ends in [`ConnectionActor::pump`]
+//! (or in the actor stopping), which publishes the connection's [`Census`] (itself, its
+//! subflows and announcements by state) as a difference from the last one published; the
+//! `stopped` hook withdraws it. A new handler that changes the state machine must end in a
+//! pump too.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -16,7 +22,7 @@ use slog::{debug, info, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook, Reconcile, Samples};
 use super::policy::PolicyActor;
-use crate::endpoints::metrics::Metrics;
+use crate::endpoints::metrics::{Census, Metrics};
 
 /// Ask a connection actor for a copy of its state machine (status).
 #[derive(Message)]
@@ -36,7 +42,7 @@ pub struct Peers {
     /// The registry's logger; connection log lines add the token themselves (a logger per
     /// connection would allocate).
     pub log: Logger,
-    /// Latency metrics.
+    /// Latency metrics and the gauges.
     pub metrics: Metrics,
 }
 
@@ -51,6 +57,8 @@ pub struct ConnectionActor {
     event_at: Option<Instant>,
     /// When the kernel event behind the decision in flight was read.
     decision_cause: Option<Instant>,
+    /// What this connection last added to the gauges.
+    published: Census,
 }
 
 impl ConnectionActor {
@@ -70,6 +78,7 @@ impl ConnectionActor {
             timer: None,
             event_at: received,
             decision_cause: None,
+            published: Census::default(),
         }
     }
 
@@ -90,7 +99,8 @@ impl ConnectionActor {
         }
     }
 
-    /// Drain the state machine's outputs: commands, then a policy request, then the timer.
+    /// Drain the state machine's outputs: commands, then a policy request, then the timer;
+    /// then publish the census.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         self.pump_after(ctx, None);
     }
@@ -126,6 +136,17 @@ impl ConnectionActor {
             }
         }
         self.arm_timer(ctx);
+        self.publish();
+    }
+
+    /// Bring the gauges in line with the state machine: the census now, less the one published
+    /// before (nothing to do when no state changed, the common case).
+    fn publish(&mut self) {
+        let now = Census::of(&self.conn);
+        if now != self.published {
+            self.peers.metrics.shift(&self.published, &now);
+            self.published = now;
+        }
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -157,6 +178,10 @@ impl Actor for ConnectionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.peers
+            .metrics
+            .shift(&self.published, &Census::default());
+        self.published = Census::default();
         let token = self.conn.token();
         self.peers.policy.do_send(ConnectionGone(token));
         self.peers.gone.do_send(ConnectionGone(token));
