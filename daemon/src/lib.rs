@@ -18,4 +18,6 @@ pub mod service;
 mod wiring;
 
 pub use endpoints::client;
+/// The metrics endpoint's request parser, public for its fuzz target.
+pub use endpoints::http_request;
 pub use process::{exit, failure, logging, signals, startup};
