@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS="${FUZZ_SECONDS:-20}"
-TARGETS="${FUZZ_TARGETS:-mptcp_pm_event sock_diag config}"
+TARGETS="${FUZZ_TARGETS:-mptcp_pm_event sock_diag config http_request}"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz
 fi
