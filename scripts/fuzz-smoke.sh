@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS="${FUZZ_SECONDS:-20}"
-TARGETS="${FUZZ_TARGETS:-mptcp_pm_event sock_diag rtnl genl_ctrl netlink_framing config control_request}"
+TARGETS="${FUZZ_TARGETS:-mptcp_pm_event sock_diag rtnl genl_ctrl netlink_framing config control_request http_request}"
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz

@@ -18,5 +18,7 @@ mod process;
 pub mod service;
 mod wiring;
 
+/// The metrics endpoint's request parser, public for its fuzz target.
+pub use endpoints::http_request;
 pub use endpoints::{client, protocol};
 pub use process::{exit, failure, logging, signals, startup};

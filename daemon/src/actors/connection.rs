@@ -6,6 +6,12 @@
 //! own requests; a held connection sends none. Every command it sends is published to the
 //! monitor with the kernel's answer; with `--dry-run` it sends none (the policy actor then
 //! hands it no decision to apply, and operator commands are refused).
+//!
+//! It also keeps the metrics gauges current: every input ends in [`ConnectionActor::pump`]
+//! (or in the actor stopping), which publishes the connection's [`Census`] (itself, its
+//! subflows and announcements by state) as a difference from the last one published; the
+//! `stopped` hook withdraws it. A new handler that changes the state machine must end in a
+//! pump too.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -20,7 +26,7 @@ use slog::{debug, info, warn, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook, Reconcile, Samples};
 use super::policy::PolicyActor;
-use crate::endpoints::metrics::Metrics;
+use crate::endpoints::metrics::{Census, Metrics};
 use crate::endpoints::monitor::Monitor;
 use crate::endpoints::protocol::{self, Kind, Origin};
 
@@ -82,7 +88,7 @@ pub struct Peers {
     /// The registry's logger; connection log lines add the token themselves (a logger per
     /// connection would allocate).
     pub log: Logger,
-    /// Latency metrics.
+    /// Latency metrics and the gauges.
     pub metrics: Metrics,
     /// Where commands are published for `mptcp-pmd monitor`.
     pub stream: Monitor,
@@ -101,6 +107,8 @@ pub struct ConnectionActor {
     event_at: Option<Instant>,
     /// When the kernel event behind the decision in flight was read.
     decision_cause: Option<Instant>,
+    /// What this connection last added to the gauges.
+    published: Census,
 }
 
 impl ConnectionActor {
@@ -120,6 +128,7 @@ impl ConnectionActor {
             timer: None,
             event_at: received,
             decision_cause: None,
+            published: Census::default(),
         }
     }
 
@@ -140,7 +149,8 @@ impl ConnectionActor {
         }
     }
 
-    /// Drain the state machine's outputs: commands, then a policy request, then the timer.
+    /// Drain the state machine's outputs: commands, then a policy request, then the timer;
+    /// then publish the census.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         self.pump_after(ctx, None);
     }
@@ -233,6 +243,17 @@ impl ConnectionActor {
             }
         }
         self.arm_timer(ctx);
+        self.publish();
+    }
+
+    /// Bring the gauges in line with the state machine: the census now, less the one published
+    /// before (nothing to do when no state changed, the common case).
+    fn publish(&mut self) {
+        let now = Census::of(&self.conn);
+        if now != self.published {
+            self.peers.metrics.shift(&self.published, &now);
+            self.published = now;
+        }
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -264,6 +285,10 @@ impl Actor for ConnectionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.peers
+            .metrics
+            .shift(&self.published, &Census::default());
+        self.published = Census::default();
         let token = self.conn.token();
         self.peers.policy.do_send(ConnectionGone(token));
         self.peers.gone.do_send(ConnectionGone(token));

@@ -119,7 +119,12 @@ impl PolicyActor {
     fn arm_metering(&mut self, ctx: &mut Context<Self>) {
         match (self.metering.is_active(), self.metering_timer.is_some()) {
             (true, false) => {
-                let h = ctx.run_interval(metering::TICK, |act, _| act.metering.tick());
+                let h = ctx.run_interval(metering::TICK, |act, _| {
+                    act.metering.tick();
+                    // The metered gauges follow the meter here, so a scrape reads them as
+                    // they are (no round trip to this actor per scrape).
+                    act.metrics.set_metered(&act.metering.usage());
+                });
                 self.metering_timer = Some(h);
             }
             (false, true) => {
@@ -129,6 +134,8 @@ impl PolicyActor {
             }
             _ => {}
         }
+        // At once too: after a reload the budgets may be others (or none).
+        self.metrics.set_metered(&self.metering.usage());
     }
 
     /// Say once, when it appears, that a listener keeps peers from joining other addresses.

@@ -48,14 +48,16 @@ pub struct Views {
     pub monitor: Addr<AddressMonitor>,
     /// The sock_diag poller (fresh subflow samples for the status).
     pub diag: Addr<DiagPoller>,
-    /// Metrics, whose gauges a status refreshes.
+    /// Metrics, served by the metrics endpoint.
     pub metrics: Metrics,
 }
 
 impl Views {
-    /// Every tracked connection with its policy and subflows; also refreshes the gauges. The
-    /// subflows' srtt/cwnd/retransmits come from a sock_diag snapshot taken for this request
-    /// (the periodic poll only dumps subflows while a policy reads them).
+    /// Every tracked connection with its policy and subflows. The subflows' srtt/cwnd/retransmits
+    /// come from a sock_diag snapshot taken for this request (the periodic poll only dumps
+    /// subflows while a policy reads them): a round trip to every connection actor plus a dump
+    /// of every subflow's tcp_info, ~0.1 s at 10,000 connections (BENCHMARKS.md, c.). The
+    /// metrics endpoint does not call this: its gauges are kept current by the actors.
     pub async fn status(&self) -> Result<Status, MailboxError> {
         let actors = self.registry.send(ListConnections).await?;
         let mut conns = Vec::with_capacity(actors.len());
@@ -84,12 +86,7 @@ impl Views {
             .zip(labels)
             .map(|(c, (p, r))| status::connection(now, c, p, &r))
             .collect();
-        self.metrics
-            .set_gauges(connections.len(), &status::subflows_by_state(&connections));
-        self.metrics
-            .set_announced(&status::announced_by_state(&connections));
         let budgets = self.policy.send(GetBudgets).await?;
-        self.metrics.set_metered(&budgets);
         Ok(Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),

@@ -1,15 +1,21 @@
 //! In-process metrics: events by type, commands by type and errno, kernel refusals, overruns,
 //! resyncs, the sock_diag poll duration, and the gauges (connections tracked, subflows by state,
-//! announced addresses by state) that the front ends refresh from the actors just before they
-//! render. Cheap to clone and update
-//! from any actor or thread; rendered as Prometheus/OpenMetrics text by [`Metrics::encode`] for
-//! the `metrics.listen` endpoint (see `crate::http`), and summarised in the stop log line.
+//! announced addresses by state, policy objects). Cheap to clone and update from any actor or
+//! thread; rendered as Prometheus/OpenMetrics text by [`Metrics::encode`] for the
+//! `metrics.listen` endpoint (see `super::http`), and summarised in the stop log line.
 //! The kernel actors of `netlink-actor` count into it through its [`Stats`] implementation.
+//!
+//! The gauges are kept current as state changes, so a scrape reads memory only: each connection
+//! actor publishes its connection's [`Census`] after every input it applied, as the difference
+//! from the census it published before ([`Metrics::shift`]), and withdraws it when it stops. A
+//! gauge is therefore always the sum of the censuses of the live connection actors: there is
+//! no second count that could drift from the first.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mptcp_pmd_policies::conn::{AnnounceState, Connection, SubflowState};
 use netlink_actor::actors::{EventTrace, Stats};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -103,7 +109,9 @@ pub struct Metrics {
     overruns: Counter,
     resyncs: Counter,
     connections: Gauge,
-    subflows: Family<Labels, Gauge>,
+    /// The [`SUBFLOW_STATES`] gauges of `subflows`, resolved once (updated on every state
+    /// change: no label allocation there).
+    subflows: Arc<[Gauge; SUBFLOW_STATES.len()]>,
     poll: Histogram,
     decisions: Family<Labels, Counter>,
     policy_objects: Gauge,
@@ -115,7 +123,8 @@ pub struct Metrics {
     trace_stages: Arc<[Gauge; TRACE_STAGES.len()]>,
     trace_in_calls: Gauge,
     trace_commands: Gauge,
-    announced: Family<Labels, Gauge>,
+    /// The [`ANNOUNCE_STATES`] gauges of `announced_addresses`, resolved once.
+    announced: Arc<[Gauge; ANNOUNCE_STATES.len()]>,
     metered: MeteredGauges,
     operator: Family<Labels, Counter>,
 }
@@ -190,12 +199,75 @@ pub struct Counters {
     pub resyncs: u64,
 }
 
-/// The subflow states reported by the `subflows` gauge (every state always present).
+/// The subflow states reported by the `subflows` gauge (every state always present), in the
+/// order of [`subflow_slot`].
 pub const SUBFLOW_STATES: [&str; 5] = ["pending", "requested", "established", "closed", "failed"];
 
 /// The announcement states reported by the `announced_addresses` gauge (every state always
-/// present).
+/// present), in the order of [`announce_slot`].
 pub const ANNOUNCE_STATES: [&str; 5] = ["sent", "unjoined", "joined", "withdrawn", "refused"];
+
+/// The index of a subflow's state in [`SUBFLOW_STATES`].
+fn subflow_slot(s: &SubflowState) -> usize {
+    match s {
+        SubflowState::Pending { .. } => 0,
+        SubflowState::Requested { .. } => 1,
+        SubflowState::Established { .. } => 2,
+        SubflowState::Closed { .. } => 3,
+        SubflowState::Failed { .. } => 4,
+    }
+}
+
+/// The index of an announcement's state in [`ANNOUNCE_STATES`].
+fn announce_slot(s: &AnnounceState) -> usize {
+    match s {
+        AnnounceState::Sent { .. } => 0,
+        AnnounceState::Unjoined { .. } => 1,
+        AnnounceState::Joined { .. } => 2,
+        AnnounceState::Withdrawn { .. } => 3,
+        AnnounceState::Refused { .. } => 4,
+    }
+}
+
+/// What one connection adds to the gauges: itself, its subflows by state (the dead ones its
+/// state machine still keeps included, as `status` lists them) and its announcements by state.
+/// 22 bytes, kept by every connection actor. A count saturates at 65,535, far above what a
+/// connection holds (the kernel caps subflows at 8 and address ids at 255; the state machine
+/// keeps at most `keep_closed` dead entries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    connections: u16,
+    subflows: [u16; SUBFLOW_STATES.len()],
+    announced: [u16; ANNOUNCE_STATES.len()],
+}
+
+impl Census {
+    /// The census of a live connection.
+    pub fn of(conn: &Connection) -> Census {
+        let mut c = Census {
+            connections: 1,
+            ..Census::default()
+        };
+        for s in conn.subflows() {
+            if let Some(n) = c.subflows.get_mut(subflow_slot(&s.state)) {
+                *n = n.saturating_add(1);
+            }
+        }
+        for a in conn.announcements() {
+            if let Some(n) = c.announced.get_mut(announce_slot(&a.state)) {
+                *n = n.saturating_add(1);
+            }
+        }
+        c
+    }
+}
+
+/// Move a gauge by `to - from`.
+fn shift_gauge(gauge: &Gauge, from: u16, to: u16) {
+    if from != to {
+        gauge.inc_by(i64::from(to) - i64::from(from));
+    }
+}
 
 /// A counter kept elsewhere (the log writer's dropped lines), read when rendered.
 #[derive(Debug)]
@@ -265,6 +337,11 @@ impl Default for Metrics {
             "Subflows of the tracked connections, by state",
             Family::<Labels, Gauge>::default(),
         );
+        let subflows = Arc::new(SUBFLOW_STATES.map(|state| {
+            subflows
+                .get_or_create(&vec![("state", state.to_string())])
+                .clone()
+        }));
         // 50 µs .. ~0.8 s.
         let poll = registered(
             &mut registry,
@@ -338,6 +415,11 @@ impl Default for Metrics {
             "Local addresses announced to the peers of the tracked connections, by state (sent: waiting for a join; unjoined: none within the pacing window; joined; withdrawn; refused)",
             Family::<Labels, Gauge>::default(),
         );
+        let announced = Arc::new(ANNOUNCE_STATES.map(|state| {
+            announced
+                .get_or_create(&vec![("state", state.to_string())])
+                .clone()
+        }));
         registry.register(
             "log_lines_dropped",
             "Log lines dropped: the log writer's queue was full (stderr not read fast enough) or the write failed",
@@ -381,20 +463,6 @@ fn errno_label(errno: i32) -> String {
         "ok".to_string()
     } else {
         errno.to_string()
-    }
-}
-
-/// Every state of `states` gets its count (0 if absent), so a state that empties reads 0.
-fn set_by_state(
-    family: &Family<Labels, Gauge>,
-    states: &[&'static str],
-    counts: &BTreeMap<&'static str, usize>,
-) {
-    for state in states {
-        let n = counts.get(state).copied().unwrap_or(0);
-        family
-            .get_or_create(&vec![("state", (*state).to_string())])
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -487,6 +555,10 @@ impl Metrics {
             ])
             .inc();
     }
+    /// Set the metered budgets' gauges.
+    pub fn set_metered(&self, budgets: &[crate::core::budget::BudgetUse]) {
+        self.metered.set(budgets);
+    }
     /// Set the number of live per-connection policy objects.
     pub fn set_policy_objects(&self, n: usize) {
         self.policy_objects
@@ -496,21 +568,28 @@ impl Metrics {
     pub fn poll_duration(&self, d: Duration) {
         self.poll.observe(d.as_secs_f64());
     }
-    /// Set the gauges from a fresh view: connections tracked and subflows per state name.
-    pub fn set_gauges(&self, connections: usize, subflows: &BTreeMap<&'static str, usize>) {
-        self.connections
-            .set(i64::try_from(connections).unwrap_or(i64::MAX));
-        set_by_state(&self.subflows, &SUBFLOW_STATES, subflows);
-    }
-
-    /// Set the metered budgets' gauges.
-    pub fn set_metered(&self, budgets: &[crate::core::budget::BudgetUse]) {
-        self.metered.set(budgets);
-    }
-
-    /// Set the announced-addresses gauge from a fresh view (announcements per state name).
-    pub fn set_announced(&self, by_state: &BTreeMap<&'static str, usize>) {
-        set_by_state(&self.announced, &ANNOUNCE_STATES, by_state);
+    /// Move one connection's share of the gauges from the census it published before (`from`;
+    /// the default census for a new connection) to its census now (`to`; the default census
+    /// when it goes).
+    pub fn shift(&self, from: &Census, to: &Census) {
+        if from == to {
+            return;
+        }
+        shift_gauge(&self.connections, from.connections, to.connections);
+        for (g, (f, t)) in self
+            .subflows
+            .iter()
+            .zip(from.subflows.iter().zip(&to.subflows))
+        {
+            shift_gauge(g, *f, *t);
+        }
+        for (g, (f, t)) in self
+            .announced
+            .iter()
+            .zip(from.announced.iter().zip(&to.announced))
+        {
+            shift_gauge(g, *f, *t);
+        }
     }
     /// A copy of the counters.
     pub fn snapshot(&self) -> Counters {
@@ -583,9 +662,19 @@ mod tests {
         m.refusal("subflow_create", 110);
         m.overrun();
         m.poll_duration(Duration::from_millis(2));
-        let mut subs = BTreeMap::new();
-        subs.insert("established", 3);
-        m.set_gauges(2, &subs);
+        let three_established = Census {
+            connections: 1,
+            subflows: [0, 0, 3, 0, 0],
+            announced: [0, 0, 2, 0, 0],
+        };
+        m.shift(&Census::default(), &three_established);
+        m.shift(
+            &Census::default(),
+            &Census {
+                connections: 1,
+                ..Census::default()
+            },
+        );
         m.decision("mesh-x", "open", "mesh");
         m.set_policy_objects(2);
         m.command_timed("subflow_destroy", 0, Duration::from_micros(100));
@@ -604,9 +693,6 @@ mod tests {
             in_calls: Duration::from_micros(30),
             commands: 2,
         });
-        let mut announced = BTreeMap::new();
-        announced.insert("joined", 2);
-        m.set_announced(&announced);
         let t = m.encode().unwrap();
         for line in [
             "mptcp_pmd_events_total{event=\"created\"} 2",
@@ -665,5 +751,266 @@ mod tests {
         assert_eq!(bucket(c, "0.0000298").as_deref(), Some("0"), "{t}");
         assert_eq!(bucket(c, "0.0000372").as_deref(), Some("1"), "{t}");
         assert_eq!(m.snapshot().events["created"], 2);
+    }
+
+    /// The gauges as the endpoint shows them: (connections, subflows by state, announced by
+    /// state).
+    type Shown = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
+
+    fn shown(m: &Metrics) -> Shown {
+        let text = m.encode().unwrap();
+        let value = |l: &str| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<i64>().ok());
+        let by_state = |family: &str| -> BTreeMap<String, i64> {
+            text.lines()
+                .filter_map(|l| {
+                    let rest = l.strip_prefix(&format!("{family}{{state=\""))?;
+                    let (state, _) = rest.split_once('"')?;
+                    Some((state.to_string(), value(l)?))
+                })
+                .collect()
+        };
+        let conns = text
+            .lines()
+            .find(|l| l.starts_with("mptcp_pmd_connections "))
+            .and_then(value)
+            .unwrap();
+        (
+            conns,
+            by_state("mptcp_pmd_subflows"),
+            by_state("mptcp_pmd_announced_addresses"),
+        )
+    }
+
+    /// What `status` would count over `conns`, through its own state names.
+    fn recount<'a>(conns: impl Iterator<Item = &'a Connection>) -> Shown {
+        use crate::endpoints::status::{announce_state_name, state_name};
+        let mut subflows: BTreeMap<String, i64> =
+            SUBFLOW_STATES.iter().map(|s| (s.to_string(), 0)).collect();
+        let mut announced: BTreeMap<String, i64> =
+            ANNOUNCE_STATES.iter().map(|s| (s.to_string(), 0)).collect();
+        let mut n = 0;
+        for c in conns {
+            n += 1;
+            for s in c.subflows() {
+                *subflows
+                    .entry(state_name(&s.state).to_string())
+                    .or_default() += 1;
+            }
+            for a in c.announcements() {
+                *announced
+                    .entry(announce_state_name(&a.state).to_string())
+                    .or_default() += 1;
+            }
+        }
+        (n, subflows, announced)
+    }
+
+    /// A connection as its actor drives it: the state machine and the census it published.
+    struct Driven {
+        conn: Connection,
+        published: Census,
+    }
+
+    impl Driven {
+        /// What the actor does after applying an input.
+        fn publish(&mut self, m: &Metrics) {
+            let now = Census::of(&self.conn);
+            m.shift(&self.published, &now);
+            self.published = now;
+        }
+    }
+
+    #[test]
+    fn gauges_equal_a_recount_after_churn() {
+        use mptcp_pmd_policies::conn::{ConnTimers, KernelRefusal};
+        use mptcp_pmd_policies::policy::{Action, Decision, Reason};
+        use mptcp_pmd_policies::{ConnFlags, ConnInfo, PmEvent, SubflowInfo, Token};
+        use std::net::{IpAddr, SocketAddr};
+
+        // xorshift64: a fixed, reproducible churn.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let m = Metrics::default();
+        let remote: SocketAddr = "198.51.100.7:443".parse().unwrap();
+        let local = |i: u64| -> IpAddr { format!("192.0.2.{}", 1 + i % 3).parse().unwrap() };
+        let why = Reason::fixed("test", "churn");
+        let timers = ConnTimers {
+            keep_closed: 4,
+            ..ConnTimers::default()
+        };
+        let mut now = Instant::now();
+        let mut live: Vec<Driven> = Vec::new();
+        let mut next_token = 1u32;
+        let mut seen_subflows = [false; SUBFLOW_STATES.len()];
+        let mut seen_announced = [false; ANNOUNCE_STATES.len()];
+        let mut closed = 0;
+        for step in 0..20_000 {
+            now += Duration::from_millis(rnd(400));
+            if live.is_empty() || rnd(8) == 0 {
+                // A new connection, as the registry starts its actor.
+                let token = Token(next_token);
+                next_token += 1;
+                let info = ConnInfo {
+                    token,
+                    local: SocketAddr::new(local(0), 40_000),
+                    remote,
+                    loc_id: 0,
+                    rem_id: 0,
+                    flags: ConnFlags::default(),
+                };
+                let mut conn = Connection::new(token, timers);
+                conn.handle_event(now, &PmEvent::Created(info));
+                if rnd(4) != 0 {
+                    conn.handle_event(now, &PmEvent::Established(info));
+                }
+                let mut d = Driven {
+                    conn,
+                    published: Census::default(),
+                };
+                d.publish(&m);
+                live.push(d);
+                continue;
+            }
+            let i = usize::try_from(rnd(live.len() as u64)).unwrap();
+            let token = live[i].conn.token();
+            let sub = |local_ip: IpAddr, port: u16, error: Option<u8>| SubflowInfo {
+                token,
+                local: SocketAddr::new(local_ip, port),
+                remote,
+                loc_id: 1,
+                rem_id: 0,
+                backup: false,
+                if_idx: None,
+                error,
+                reset_reason: None,
+                reset_flags: None,
+            };
+            let d = &mut live[i];
+            match rnd(9) {
+                0 | 1 => {
+                    let open = Action::Open {
+                        local: local(rnd(3)),
+                        if_index: None,
+                        remote,
+                        backup: false,
+                        timeout: None,
+                    };
+                    d.conn
+                        .handle_decisions(now, vec![Decision::new(open, why.clone())]);
+                }
+                2 => {
+                    let addr = local(rnd(3));
+                    let action = if rnd(3) == 0 {
+                        Action::Remove { addr }
+                    } else {
+                        Action::Announce { addr, port: None }
+                    };
+                    d.conn
+                        .handle_decisions(now, vec![Decision::new(action, why.clone())]);
+                }
+                3 => {
+                    let port = 50_000 + u16::try_from(rnd(4)).unwrap();
+                    let ev = PmEvent::SubEstablished(sub(local(rnd(3)), port, None));
+                    d.conn.handle_event(now, &ev);
+                }
+                4 => {
+                    let port = 50_000 + u16::try_from(rnd(4)).unwrap();
+                    let ev = PmEvent::SubClosed(sub(local(rnd(3)), port, Some(104)));
+                    d.conn.handle_event(now, &ev);
+                }
+                5 => d.conn.handle_timeout(now + Duration::from_secs(rnd(30))),
+                6 => {
+                    // The closed connection's actor stops: it withdraws its census.
+                    d.conn.handle_event(now, &PmEvent::Closed { token });
+                    let gone = live.swap_remove(i);
+                    m.shift(&gone.published, &Census::default());
+                    closed += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            // The actor's pump: commands answered (some refused), then the census published.
+            while let Some(cmd) = d.conn.poll_command() {
+                let res = if rnd(4) == 0 {
+                    Err(KernelRefusal {
+                        errno: 22,
+                        message: None,
+                    })
+                } else {
+                    Ok(())
+                };
+                d.conn.handle_command_result(now, &cmd, res);
+            }
+            d.publish(&m);
+            if step % 500 == 0 {
+                let want = recount(live.iter().map(|d| &d.conn));
+                assert_eq!(shown(&m), want, "step {step}");
+                for (seen, state) in seen_subflows.iter_mut().zip(SUBFLOW_STATES) {
+                    *seen |= want.1.get(state).is_some_and(|n| *n > 0);
+                }
+                for (seen, state) in seen_announced.iter_mut().zip(ANNOUNCE_STATES) {
+                    *seen |= want.2.get(state).is_some_and(|n| *n > 0);
+                }
+            }
+        }
+        assert_eq!(shown(&m), recount(live.iter().map(|d| &d.conn)));
+        // The churn went through every state it counts, and closed connections.
+        assert!(seen_subflows.iter().all(|s| *s), "{seen_subflows:?}");
+        assert!(seen_announced.iter().all(|s| *s), "{seen_announced:?}");
+        assert!(
+            closed > 100 && live.len() > 10,
+            "{closed} closed, {} live",
+            live.len()
+        );
+        // Every actor stops: nothing is left.
+        for d in live.drain(..) {
+            m.shift(&d.published, &Census::default());
+        }
+        let (conns, subflows, announced) = shown(&m);
+        assert_eq!(conns, 0);
+        assert!(subflows.values().chain(announced.values()).all(|n| *n == 0));
+    }
+
+    #[test]
+    fn slots_are_the_status_names() {
+        use crate::endpoints::status::{announce_state_name, state_name};
+        let at = Instant::now();
+        for s in [
+            SubflowState::Pending { due: at },
+            SubflowState::Requested {
+                since: at,
+                attempt: 1,
+            },
+            SubflowState::Established { since: at },
+            SubflowState::Closed { at, error: None },
+            SubflowState::Failed {
+                at,
+                errno: 1,
+                message: None,
+            },
+        ] {
+            assert_eq!(SUBFLOW_STATES.get(subflow_slot(&s)), Some(&state_name(&s)));
+        }
+        for s in [
+            AnnounceState::Sent { at },
+            AnnounceState::Unjoined { at },
+            AnnounceState::Joined { at },
+            AnnounceState::Withdrawn { at },
+            AnnounceState::Refused {
+                at,
+                errno: 22,
+                message: None,
+            },
+        ] {
+            assert_eq!(
+                ANNOUNCE_STATES.get(announce_slot(&s)),
+                Some(&announce_state_name(&s))
+            );
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! the connection state machines and the address monitor, and their table rendering. Pure: the
 //! daemon builds these from actor snapshots; the client deserialises and prints them.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -240,40 +239,6 @@ pub fn connection(now: Instant, conn: &Connection, policy: &str, rule: &str) -> 
             })
             .collect(),
     }
-}
-
-/// How many of `states` are each of the `known` names; an unknown one counts as the last
-/// known name.
-fn by_state<'a>(
-    known: &[&'static str],
-    states: impl Iterator<Item = &'a str>,
-) -> BTreeMap<&'static str, usize> {
-    let mut m = BTreeMap::new();
-    for s in states {
-        let k = known.iter().find(|n| **n == s).or(known.last());
-        if let Some(k) = k {
-            *m.entry(*k).or_default() += 1;
-        }
-    }
-    m
-}
-
-/// Subflows per state name over all connections (for the metrics gauges).
-pub fn subflows_by_state(conns: &[ConnStatus]) -> BTreeMap<&'static str, usize> {
-    let states = conns
-        .iter()
-        .flat_map(|c| &c.subflows)
-        .map(|s| s.state.as_str());
-    by_state(&super::metrics::SUBFLOW_STATES, states)
-}
-
-/// Announcements per state name over all connections (for the metrics gauge).
-pub fn announced_by_state(conns: &[ConnStatus]) -> BTreeMap<&'static str, usize> {
-    let states = conns
-        .iter()
-        .flat_map(|c| &c.announced)
-        .map(|a| a.state.as_str());
-    by_state(&super::metrics::ANNOUNCE_STATES, states)
 }
 
 /// Local addresses, usable and skipped, and the MPTCP listeners.
@@ -728,8 +693,6 @@ mod tests {
         assert!(text.contains("198.51.100.9"), "{text}");
         let back: Status = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
-        let by = announced_by_state(&s.connections);
-        assert_eq!((by.get("sent"), by.get("refused")), (Some(&1), Some(&1)));
     }
 
     #[test]
