@@ -13,7 +13,9 @@
 pub mod daemon;
 pub mod metrics;
 pub mod mptcp;
+pub mod netdev;
 pub mod netns;
+pub mod nft;
 pub mod observe;
 pub mod topo;
 pub mod transfer;
