@@ -54,6 +54,7 @@ use report::Section;
 
 mod bed;
 mod churn;
+mod hybrid;
 mod join;
 mod report;
 mod scale;
@@ -74,6 +75,7 @@ const SECTIONS: &[Section] = &[
     tput::SECTION,
     startup::SECTION,
     server::SECTION,
+    hybrid::SECTION,
 ];
 
 /// mptcp-pmd against the in-kernel path manager, runs interleaved; writes BENCHMARKS.md.
