@@ -36,8 +36,8 @@
 //!   (the oldest unacknowledged data cannot have waited less than the smaller of the two), and
 //!   consecutive samples with data outstanding and `bytes_acked` unchanged carry it forward,
 //!   but never to before the last ACK received: a path in loss recovery (its cumulative ACK
-//!   held at a hole while SACKs keep coming, e.g. after slow start overshot a shaped queue)
-//!   answers, so it is alive; a silently dropped one returns nothing at all.
+//!   held at a hole while SACKs keep coming) answers, so it is alive; a silently dropped one
+//!   returns nothing at all.
 //!   A subflow with nothing outstanding is never judged: an idle path proves nothing either
 //!   way (its failure shows when data is next sent).
 //! - **rto**: `tcpi_retransmits >= 2` with data outstanding: two retransmission timeouts of the
@@ -365,9 +365,8 @@ impl Watch {
                 _ => latest,
             };
             // Any ACK the path brought back, a duplicate or a SACK too, proves it alive when
-            // it came: a stall cannot have started before it. (A path in loss recovery after
-            // slow start overshot a tbf queue returned SACKs for 120 ms while its cumulative
-            // ACK stood still, and was failed for it: BENCHMARKS.md g.)
+            // it came: a stall cannot have started before it. (In loss recovery the
+            // cumulative ACK stands at the first hole for rounds while SACKs keep coming.)
             let last_ack = Duration::from_millis(s.last_ack_recv_ms.into());
             let alive_at = now.checked_sub(last_ack).unwrap_or(now);
             self.stall_start = Some(start.max(alive_at));

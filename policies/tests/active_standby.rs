@@ -167,10 +167,10 @@ fn a_path_in_loss_recovery_that_returns_sacks_is_not_judged() {
     let t = Tunables::default();
     let t0 = Instant::now();
     let mut w = Watch::default();
-    // A bulk upload whose slow start overshot the shaped queue (measured on the bench: 296
-    // segments outstanding, srtt 13 ms): from 1000 ms to 1300 ms the cumulative ACK stands at
-    // the first hole while duplicate ACKs with SACKs come back every few ms; then the
-    // retransmission fills the hole and the cumulative ACK jumps.
+    // A bulk upload in loss recovery (the numbers of a false failover on the hybrid bench:
+    // 296 segments outstanding, srtt 13 ms): from 1000 ms to 1300 ms the cumulative ACK
+    // stands at the first hole while duplicate ACKs with SACKs come back every few ms; then
+    // the retransmission fills the hole and the cumulative ACK jumps.
     let recovering = |at: u64| {
         let acked = if (1000..1300).contains(&at) {
             1000 * 2_500
