@@ -4,7 +4,9 @@
 //! endpoint); the client (two links) runs the daemon. This server's kernel would accept a join
 //! to its initial address all the same (docs: kernel facts), so what counts is what the client
 //! *requested*: the daemon's own `command` lines (log level debug: every SUBFLOW_CREATE it
-//! sends), the client kernel's events and `ss`. Each test then opens a second connection with
+//! sends; written asynchronously, so the positive checks wait for them, and the negative
+//! ones come after a settling time and are backed by the kernel's own view), the client
+//! kernel's events and `ss`. Each test then opens a second connection with
 //! the server's flag off, on the same daemon, and sees the join to the initial address made:
 //! the observation can fail.
 
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use integration::daemon::{daemon_bin, Daemon};
 use integration::observe::{subflows, EventLog};
-use integration::{kernel_tests_enabled, mptcp, Pm, TopoOpts, Topology};
+use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, TopoOpts, Topology};
 use mptcp_pmd_policies::{PmEvent, Token};
 
 const PORT: u16 = 5201;
@@ -105,6 +107,17 @@ fn creates(d: &Daemon, token: Token) -> Vec<String> {
         .collect()
 }
 
+/// [`creates`], once every one of `want` is among them (the log is written asynchronously:
+/// a command's line can come after the kernel's event for it), or after 5 s.
+fn creates_with(d: &Daemon, token: Token, want: &[String]) -> Vec<String> {
+    let mut last = Vec::new();
+    wait_for(Duration::from_secs(5), || {
+        last = creates(d, token);
+        want.iter().all(|w| last.contains(w)).then_some(())
+    });
+    last
+}
+
 /// Every subflow event of `token` the client kernel sent (claimed or not, from now on).
 fn subflow_events(ev: &mut EventLog, token: Token) -> Vec<(IpAddr, SocketAddr, &'static str)> {
     ev.unclaimed()
@@ -170,16 +183,14 @@ fn mesh_policy_honours_the_flag(test: &str, policy_yaml: &str) {
     std::thread::sleep(SETTLE);
 
     // What the daemon asked the kernel for.
-    let asked = creates(&d, token);
+    let want: Vec<String> = [c0, c1].map(|l| format!("{l} -> {announced}")).to_vec();
+    let asked = creates_with(&d, token, &want);
     assert!(
         asked.iter().all(|c| !c.ends_with(&format!("-> {initial}"))),
         "a SUBFLOW_CREATE towards the initial address of a peer that set deny_join_id0: {asked:?}"
     );
-    for local in [c0, c1] {
-        assert!(
-            asked.contains(&format!("{local} -> {announced}")),
-            "no join {local} -> {announced} requested: {asked:?}"
-        );
+    for w in &want {
+        assert!(asked.contains(w), "no join {w} requested: {asked:?}");
     }
     // What the client's kernel did: no subflow towards the initial address came or went.
     let towards_initial: Vec<_> = subflow_events(&mut ev, token)
@@ -224,11 +235,9 @@ fn mesh_policy_honours_the_flag(test: &str, policy_yaml: &str) {
     deny(&t, false);
     let (_s2, token2) = connect(&t, &mut ev, false);
     joined(&mut ev, token2, c1, initial);
-    assert!(
-        creates(&d, token2).contains(&format!("{c1} -> {initial}")),
-        "{:?}",
-        creates(&d, token2)
-    );
+    let want = format!("{c1} -> {initial}");
+    let asked = creates_with(&d, token2, std::slice::from_ref(&want));
+    assert!(asked.contains(&want), "{asked:?}");
 }
 
 #[test]
@@ -285,9 +294,14 @@ fn ndiffports_opens_nothing_when_joins_to_the_initial_address_are_denied() {
     let c0 = t.client_addr(0);
     joined(&mut ev, token2, c0, initial);
     joined(&mut ev, token2, c0, initial);
+    let want = vec![format!("{c0} -> {initial}"); 2];
+    let mut asked = Vec::new();
+    wait_for(Duration::from_secs(5), || {
+        asked = creates(&d, token2);
+        (asked == want).then_some(())
+    });
     assert_eq!(
-        creates(&d, token2),
-        vec![format!("{c0} -> {initial}"); 2],
+        asked, want,
         "without the flag ndiffports joins the initial address twice more"
     );
 }
