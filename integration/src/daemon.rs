@@ -304,6 +304,15 @@ impl Daemon {
         })
     }
 
+    /// Every output line so far with the instant it arrived (needs
+    /// [`DaemonOpts::stamp_lines`]; empty without).
+    pub fn stamped_lines(&self) -> Vec<(Instant, String)> {
+        self.lines
+            .as_ref()
+            .map(|l| l.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
     /// Spawn -> the `READY=1` notification, as received (needs [`DaemonOpts::notify`]; `None`
     /// if none came within `timeout`).
     pub fn ready_after(&self, timeout: Duration) -> Option<Duration> {

@@ -410,6 +410,28 @@ impl Topology {
 }
 
 impl Topology {
+    /// Make what the router forwards from client link `i` to the server's first address enter
+    /// the server on its link `j` (a policy route by source on the router; the server accepts
+    /// it there: rp_filter is off). With each client link steered to a server link of its
+    /// own, the server's interface counters split what arrived by the client path it took,
+    /// counted after anything the router dropped.
+    pub fn steer_client_link(&self, i: usize, j: usize) -> Result<(), HarnessError> {
+        let table = (200 + i).to_string();
+        let from = format!("{}/24", client_v4(i));
+        let to = server_v4(0).to_string();
+        let (via, dev) = (server_v4(j).to_string(), format!("rs{j}"));
+        let r = &self.router;
+        r.run(&[
+            "ip", "rule", "add", "from", &from, "to", &to, "table", &table,
+        ])?;
+        r.run(&[
+            "ip", "route", "add", &to, "via", &via, "dev", &dev, "table", &table,
+        ])?;
+        Ok(())
+    }
+}
+
+impl Topology {
     /// Serve an MPTCP echo server on every server address (`0.0.0.0:port`: joins towards any
     /// server address reach it).
     pub fn serve_echo(&self, port: u16) -> Result<(), HarnessError> {

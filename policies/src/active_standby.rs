@@ -19,8 +19,9 @@
 //! (address removed, link down), or when one of its subflows is closed by the kernel or the
 //! peer (SUB_CLOSED for a subflow this policy did not close). Then the measurements, from
 //! each subflow's `tcp_info` sampled every `sample_ms` ([`Watch`]):
-//! - **stalled** (the fast one): data outstanding (`tcpi_unacked > 0`) and no acknowledgment
-//!   progress (`tcpi_bytes_acked` unchanged) for longer than
+//! - **stalled** (the fast one): data outstanding (`tcpi_unacked > 0`), no acknowledgment
+//!   progress (`tcpi_bytes_acked` unchanged) and no ACK received at all, not even a
+//!   duplicate or a SACK (`tcpi_last_ack_recv`), for longer than
 //!   `max(stall_floor_ms, stall_rtt_factor x srtt + 4 x rttvar)`. This is "no ACK progress
 //!   while data is outstanding", not "the RTT is high": a path that is merely slow or queued
 //!   (a bulk upload through a full tbf queue, srtt hundreds of ms) still has its ACKs flowing
@@ -33,7 +34,10 @@
 //!   The stall's start is estimated conservatively (never earlier than it can have been):
 //!   `tcpi_last_ack_recv` and `tcpi_last_data_sent` bound it from one sample
 //!   (the oldest unacknowledged data cannot have waited less than the smaller of the two), and
-//!   consecutive samples with data outstanding and `bytes_acked` unchanged carry it forward.
+//!   consecutive samples with data outstanding and `bytes_acked` unchanged carry it forward,
+//!   but never to before the last ACK received: a path in loss recovery (its cumulative ACK
+//!   held at a hole while SACKs keep coming) answers, so it is alive; a silently dropped one
+//!   returns nothing at all.
 //!   A subflow with nothing outstanding is never judged: an idle path proves nothing either
 //!   way (its failure shows when data is next sent).
 //! - **rto**: `tcpi_retransmits >= 2` with data outstanding: two retransmission timeouts of the
@@ -356,10 +360,16 @@ impl Watch {
             let waited = Duration::from_millis(s.last_ack_recv_ms.min(s.last_data_sent_ms).into());
             let latest = now.checked_sub(waited).unwrap_or(now);
             let continued = prev.is_some_and(|p| p.unacked > 0 && p.bytes_acked == s.bytes_acked);
-            self.stall_start = Some(match (continued, self.stall_start) {
+            let start = match (continued, self.stall_start) {
                 (true, Some(start)) => start.min(latest),
                 _ => latest,
-            });
+            };
+            // Any ACK the path brought back, a duplicate or a SACK too, proves it alive when
+            // it came: a stall cannot have started before it. (In loss recovery the
+            // cumulative ACK stands at the first hole for rounds while SACKs keep coming.)
+            let last_ack = Duration::from_millis(s.last_ack_recv_ms.into());
+            let alive_at = now.checked_sub(last_ack).unwrap_or(now);
+            self.stall_start = Some(start.max(alive_at));
         }
         self.judge(t, now, s)
     }

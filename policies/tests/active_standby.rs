@@ -163,6 +163,47 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
 }
 
 #[test]
+fn a_path_in_loss_recovery_that_returns_sacks_is_not_judged() {
+    let t = Tunables::default();
+    let t0 = Instant::now();
+    let mut w = Watch::default();
+    // A bulk upload in loss recovery (the numbers of a false failover on the hybrid bench:
+    // 296 segments outstanding, srtt 13 ms): from 1000 ms to 1300 ms the cumulative ACK
+    // stands at the first hole while duplicate ACKs with SACKs come back every few ms; then
+    // the retransmission fills the hole and the cumulative ACK jumps.
+    let recovering = |at: u64| {
+        let acked = if (1000..1300).contains(&at) {
+            1000 * 2_500
+        } else {
+            at * 2_500
+        };
+        SubflowSample {
+            srtt_us: 13_000,
+            rttvar_us: 700,
+            unacked: 296,
+            bytes_acked: acked,
+            // An ACK 1-7 ms before each sample (each sample differs: new evidence).
+            last_ack_recv_ms: u32::try_from(1 + at % 7).unwrap(),
+            last_data_sent_ms: 1,
+            ..healthy(0)
+        }
+    };
+    assert_eq!(
+        first_failure(&mut w, &t, t0, (0, 3000, 20), recovering),
+        None
+    );
+    // The same cumulative ACK stuck with nothing coming back at all is a failure, at the
+    // threshold.
+    let mut w = Watch::default();
+    let silent = |at: u64| SubflowSample {
+        last_ack_recv_ms: u32::try_from(at.saturating_sub(1000).max(3)).unwrap(),
+        ..recovering(at.min(1299))
+    };
+    let (at, code, _) = first_failure(&mut w, &t, t0, (0, 3000, 20), silent).expect("a failure");
+    assert_eq!((at, code.as_str()), (1120, "stalled"));
+}
+
+#[test]
 fn a_dead_path_with_nothing_outstanding_is_not_judged() {
     let t = Tunables::default();
     let t0 = Instant::now();

@@ -3,14 +3,15 @@
 //! sock_diag poll time, idle wake-ups, what a metrics scrape and a status cost), shaped
 //! throughput, the daemon's start-up and idle cost (cold start to `started` and READY=1, idle
 //! RSS, binary sizes) and the server side (mptcp-pmd `announce` against an in-kernel `signal`
-//! endpoint: announce-to-join latency and throughput over two shaped server links), prints a
-//! table and writes BENCHMARKS.md, one section per benchmark. `--soak MINUTES` instead runs a
+//! endpoint: announce-to-join latency and throughput over two shaped server links) and hybrid
+//! access (a silent failure of the primary link, once and flapping: `active-standby` against
+//! the in-kernel PM's and fullmesh's backup subflows), prints a table and writes BENCHMARKS.md, one section per benchmark. `--soak MINUTES` instead runs a
 //! continuous churn against the daemon and samples its RSS, CPU and the live connections every
 //! few seconds.
 //!
 //! Run as root, after `cargo build --release -p mptcp-pmd`:
 //! `cargo run --release -p integration --bin mptcp-pm-bench -- [--quick] [--soak MINUTES]
-//! [--out FILE] [--only join,churn,scale,tput,startup,server]` (`--only` keeps the file's other
+//! [--out FILE] [--only join,churn,scale,tput,startup,server,hybrid]` (`--only` keeps the file's other
 //! sections).
 //!
 //! Environment: `BENCH_DAEMON_WRAPPER` runs the daemon under a tool (e.g. `heaptrack -o F`);
@@ -27,7 +28,8 @@
 //!
 //! # Layout
 //! This file parses the command line and runs what it names. Each section of the report is a
-//! module ([`join`], [`churn`], [`scale`] with [`scrape`], [`tput`], [`startup`], [`server`])
+//! module ([`join`], [`churn`], [`scale`] with [`scrape`], [`tput`], [`startup`], [`server`],
+//! [`hybrid`])
 //! that measures, renders its text and exports it as a [`Section`]; [`soak`] is the `--soak`
 //! mode. What they share: [`bed`] (the daemon as the bench runs it, the test bed of one path
 //! manager, one join), [`tracker`] (the event stopwatch), [`stages`] (the daemon's own
@@ -54,6 +56,7 @@ use report::Section;
 
 mod bed;
 mod churn;
+mod hybrid;
 mod join;
 mod report;
 mod scale;
@@ -74,6 +77,7 @@ const SECTIONS: &[Section] = &[
     tput::SECTION,
     startup::SECTION,
     server::SECTION,
+    hybrid::SECTION,
 ];
 
 /// mptcp-pmd against the in-kernel path manager, runs interleaved; writes BENCHMARKS.md.
