@@ -124,12 +124,14 @@ fn a_file_over_the_limit_is_refused_without_reading_it() {
         .set_len(200 * 1024 * 1024)
         .unwrap();
     assert!(refusal(&huge).ends_with(want));
-    // At the limit: read and parsed (comments only: the defaults).
+    // At the limit: read and parsed (comments only: the defaults). No time bound here: this
+    // one is read whole, and parsing 1 MiB takes over a second under qemu-user (CI's aarch64
+    // run); what the bound above proves is that the others are refused without reading.
     text.truncate(limit - 1);
     text.push(b'\n');
     let at = d.join("at.yaml");
     std::fs::write(&at, &text).unwrap();
-    assert_eq!(load_within_a_second(&at).unwrap(), Config::default());
+    assert_eq!(load(&at).unwrap(), Config::default());
     let _ = std::fs::remove_dir_all(d);
 }
 
