@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use crate::dump::{self, Dump};
 use crate::error::{DecodeError, Error};
 use crate::nlmsg::{
-    align, messages, parse_done, parse_error, NlMsg, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE,
+    align, messages, parse_done, parse_error, NlMsg, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
+    NLMSG_MIN_TYPE,
 };
 
 /// Size of the receive buffer of every socket. The kernel's dump datagrams are at most 32 KiB
@@ -595,10 +596,17 @@ impl std::fmt::Debug for RecvSlots {
 impl RecvSlots {
     /// Room for `capacity` (at least 1) datagrams.
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        Self::with_size(capacity, RECV_BUF)
+    }
+
+    /// Room for `capacity` (at least 1) datagrams of up to `size` bytes each (a larger one is
+    /// reported as [`Error::Truncated`]): for replies known to be small, such as sock_diag
+    /// lookups.
+    pub fn with_size(capacity: usize, size: usize) -> Self {
+        let (capacity, size) = (capacity.max(1), size.max(NLMSG_HDRLEN));
         RecvSlots {
-            bufs: vec![0; capacity * RECV_BUF],
-            size: RECV_BUF,
+            bufs: vec![0; capacity * size],
+            size,
             from: vec![sockaddr_nl(0); capacity],
             lens: vec![0; capacity],
             foreign: vec![false; capacity],
@@ -764,7 +772,7 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nlmsg::{MsgBuilder, NLMSG_HDRLEN, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_MULTI};
+    use crate::nlmsg::{MsgBuilder, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_MULTI};
 
     fn ack(seq: u32, errno: i32) -> Vec<u8> {
         let mut b = MsgBuilder::new(NLMSG_ERROR, NLM_F_CAPPED, seq);

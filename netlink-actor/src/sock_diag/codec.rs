@@ -535,6 +535,8 @@ pub struct SubflowDiag {
     pub remote_token: Token,
     /// Its 4-tuple.
     pub key: SubflowKey,
+    /// The interface it is bound to (`idiag_if`, 0: none): an exact lookup must name it.
+    pub if_index: u32,
     /// TCP state (raw `TCP_*` value).
     pub state: u8,
     /// Local address id.
@@ -602,6 +604,7 @@ pub fn parse_subflow(payload: &[u8]) -> Result<Option<SubflowDiag>, DecodeError>
             local: msg.local,
             remote: msg.remote,
         },
+        if_index: msg.if_index,
         state: u8::from(msg.state),
         loc_id,
         rem_id,
