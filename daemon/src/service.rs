@@ -26,7 +26,7 @@ use mptcp_pmd_config::{Config, KernelConfig};
 use netlink_actor::actors::addresses;
 use netlink_actor::actors::{
     AddressMonitor, CommandPath, DiagPoller, EventActor, EventSinks, Failures, LocalsChanged,
-    RtnlSockets, SetFilter, SetSampling, SocketFailure, Stats,
+    RtnlSockets, SetFilter, SocketFailure, Stats,
 };
 use netlink_actor::genl::{PmClient, PmEventSocket};
 use netlink_actor::rtnl::RtnlSocket;
@@ -287,7 +287,7 @@ fn start_actors(
     let timers = wiring::timers(config);
     let interval = wiring::poll_interval(config);
     info!(log, "sock_diag polling"; "interval_ms" => interval.as_millis() as u64,
-        "subflow_samples" => if sampling { "on (a policy reads them)" } else { "off (no policy reads them)" });
+        "subflow_samples" => if sampling { "on (a policy reads them: its connections only, each at its period)" } else { "off (no policy reads them)" });
     // The registry and the poller need each other's address: make the registry's mailbox
     // first, start the poller on its own thread with it, then run the registry.
     let reg_ctx = Context::<Registry>::new();
@@ -296,15 +296,7 @@ fn start_actors(
     let (diag_stats, diag_failures) = (stats.clone(), failures.clone());
     let diag_log = log.new(slog::o!("actor" => "diag"));
     let diag = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
-        DiagPoller::new(
-            diag,
-            sink,
-            interval,
-            sampling,
-            diag_stats,
-            diag_failures,
-            diag_log,
-        )
+        DiagPoller::new(diag, sink, interval, diag_stats, diag_failures, diag_log)
     });
     let registry = reg_ctx.run(Registry::new(
         policy.clone(),
@@ -415,11 +407,11 @@ async fn serve(
     res
 }
 
-/// Apply a reloaded configuration: the policies, whether subflows are sampled, the address
-/// filters. (The log level is the caller's: it owns the logger.)
+/// Apply a reloaded configuration: the policies (and with them which connections are sampled
+/// how often: each connection learns it at its next decision), the address filters. (The log
+/// level is the caller's: it owns the logger.)
 fn apply(config: &Config, actors: &Actors) {
     let book = wiring::build_book(config);
-    actors.diag.do_send(SetSampling(book.wants_samples()));
     actors.policy.do_send(SetPolicy(book));
     actors.monitor.do_send(SetFilter(config.addresses.clone()));
 }

@@ -1,21 +1,33 @@
 //! The connection actor: one per MPTCP connection (token). A thin driver around the pure
 //! [`Connection`] state machine: it feeds inputs (events, samples, address changes, command
 //! results, timers), then drains outputs in a fixed order — kernel commands first, then at most
-//! one outstanding policy request, then the next timer. One policy request at a time per
-//! connection means a decision is never computed from a snapshot that misses our own requests.
+//! one outstanding policy request, then the next timer, then what it asks the sock_diag poller
+//! to sample. One policy request at a time per connection means a decision is never computed
+//! from a snapshot that misses our own requests.
+//!
+//! **Sampling.** Each decision says how often the connection's policy wants its subflows
+//! sampled ([`Decided`]); while it does, the actor keeps the poller's sampler told which
+//! subflows to look up ([`crate::core::watch`], sent again only when that changes) and takes
+//! the samples from its [`SampleSlot`] when told they are fresh ([`SamplesReady`]): the latest
+//! ones only, however far behind it is.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::PmEvent;
-use netlink_actor::actors::{Cause, CommandPath, KernelEvent, LocalsChanged};
+use netlink_actor::actors::{
+    Cause, CommandPath, DiagPoller, KernelEvent, LocalsChanged, SampleConnection, SampleSlot,
+    SampleTo, SamplesReady,
+};
 use slog::{debug, info, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook, Reconcile, Samples};
 use super::policy::PolicyActor;
+use crate::core::watch;
 use crate::endpoints::metrics::Metrics;
 
 /// Ask a connection actor for a copy of its state machine (status).
@@ -38,11 +50,21 @@ pub struct Peers {
     pub log: Logger,
     /// Latency metrics.
     pub metrics: Metrics,
+    /// The sock_diag poller, which samples the connections whose policy reads samples.
+    pub diag: Addr<DiagPoller>,
+}
+
+/// A connection's sampling: its period, its slot, and what the sampler was last told.
+struct Sampling {
+    period: Duration,
+    slot: Arc<SampleSlot>,
+    told: Option<u64>,
 }
 
 /// Drives one connection.
 pub struct ConnectionActor {
-    conn: Connection,
+    /// Shared with the policy actor while it decides (see [`Decide`]).
+    conn: Arc<Connection>,
     peers: Rc<Peers>,
     hooks: VecDeque<Hook>,
     deciding: bool,
@@ -51,6 +73,8 @@ pub struct ConnectionActor {
     event_at: Option<Instant>,
     /// When the kernel event behind the decision in flight was read.
     decision_cause: Option<Instant>,
+    /// While the policy reads samples.
+    sampling: Option<Sampling>,
 }
 
 impl ConnectionActor {
@@ -63,14 +87,75 @@ impl ConnectionActor {
         received: Option<Instant>,
     ) -> Self {
         ConnectionActor {
-            conn,
+            conn: Arc::new(conn),
             peers,
             hooks: initial.into_iter().collect(),
             deciding: false,
             timer: None,
             event_at: received,
             decision_cause: None,
+            sampling: None,
         }
+    }
+
+    /// The state machine, to change it (copied only if the policy still holds it).
+    fn conn_mut(&mut self) -> &mut Connection {
+        Arc::make_mut(&mut self.conn)
+    }
+
+    /// Follow the period the policy asked for (`None`: stop sampling).
+    fn set_sample_period(&mut self, period: Option<Duration>) {
+        match (period, self.sampling.as_mut()) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                self.sampling = None;
+                self.unwatch();
+            }
+            (Some(p), Some(s)) => {
+                if s.period != p {
+                    s.period = p;
+                    s.told = None;
+                }
+            }
+            (Some(p), None) => {
+                self.sampling = Some(Sampling {
+                    period: p,
+                    slot: Arc::default(),
+                    told: None,
+                });
+            }
+        }
+    }
+
+    /// Tell the poller what to sample if that changed.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let Some(s) = self.sampling.as_mut() else {
+            return;
+        };
+        if self.conn.is_closed() {
+            return;
+        }
+        let print = watch::fingerprint(&self.conn, s.period);
+        if s.told == Some(print) {
+            return;
+        }
+        s.told = Some(print);
+        self.peers.diag.do_send(SampleConnection {
+            token: self.conn.token(),
+            watch: Some(SampleTo {
+                watch: watch::watch_of(&self.conn, s.period),
+                slot: s.slot.clone(),
+                ready: ctx.address().recipient(),
+            }),
+        });
+    }
+
+    /// Tell the poller to stop sampling this connection.
+    fn unwatch(&self) {
+        self.peers.diag.do_send(SampleConnection {
+            token: self.conn.token(),
+            watch: None,
+        });
     }
 
     fn log(&self) -> &Logger {
@@ -97,11 +182,12 @@ impl ConnectionActor {
 
     /// [`Self::pump`], for commands that a kernel event led to (`cause`).
     fn pump_after(&mut self, ctx: &mut Context<Self>, cause: Option<Cause>) {
-        while let Some(cmd) = self.conn.poll_command() {
+        while let Some(cmd) = self.conn_mut().poll_command() {
             debug!(self.log(), "command"; "token" => %self.conn.token(), "cmd" => ?cmd);
             let res = self.peers.cmds.execute(&cmd, cause);
             let refused = res.is_err();
-            self.conn.handle_command_result(Instant::now(), &cmd, res);
+            self.conn_mut()
+                .handle_command_result(Instant::now(), &cmd, res);
             if refused {
                 // A refused request is Failed and not retried by the state machine: let the
                 // policy decide again (the path's backoff delays the new attempt).
@@ -120,12 +206,13 @@ impl ConnectionActor {
                 }
                 self.peers.policy.do_send(Decide {
                     hook,
-                    conn: Box::new(self.conn.clone()),
+                    conn: self.conn.clone(),
                     reply: ctx.address().recipient(),
                 });
             }
         }
         self.arm_timer(ctx);
+        self.watch(ctx);
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -140,7 +227,7 @@ impl ConnectionActor {
             let delay = at.saturating_duration_since(Instant::now());
             let h = ctx.run_later(delay, |act, ctx| {
                 act.timer = None;
-                act.conn.handle_timeout(Instant::now());
+                act.conn_mut().handle_timeout(Instant::now());
                 act.push_hook(Hook::Tick);
                 act.pump(ctx);
             });
@@ -157,6 +244,9 @@ impl Actor for ConnectionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if self.sampling.take().is_some() {
+            self.unwatch();
+        }
         let token = self.conn.token();
         self.peers.policy.do_send(ConnectionGone(token));
         self.peers.gone.do_send(ConnectionGone(token));
@@ -168,7 +258,7 @@ impl Handler<KernelEvent> for ConnectionActor {
 
     fn handle(&mut self, msg: KernelEvent, ctx: &mut Self::Context) {
         let ev = msg.event;
-        self.conn.handle_event(Instant::now(), &ev);
+        self.conn_mut().handle_event(Instant::now(), &ev);
         if matches!(ev, PmEvent::Closed { .. }) {
             info!(self.log(), "connection closed"; "token" => %self.conn.token());
             ctx.stop();
@@ -188,7 +278,7 @@ impl Handler<Reconcile> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconcile, ctx: &mut Self::Context) {
-        let changed = self.conn.reconcile(
+        let changed = self.conn_mut().reconcile(
             Instant::now(),
             msg.taken_at,
             msg.local,
@@ -207,9 +297,28 @@ impl Handler<Samples> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Samples, ctx: &mut Self::Context) {
-        self.conn.handle_samples(Instant::now(), &msg.0);
+        self.conn_mut().handle_samples(Instant::now(), &msg.0);
         self.push_hook(Hook::Samples);
         self.pump(ctx);
+    }
+}
+
+impl Handler<SamplesReady> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: SamplesReady, ctx: &mut Self::Context) {
+        let Some(slot) = self.sampling.as_ref().map(|s| s.slot.clone()) else {
+            return;
+        };
+        let now = Instant::now();
+        let conn = Arc::make_mut(&mut self.conn);
+        if slot
+            .take(|samples| conn.handle_samples(now, samples))
+            .is_some()
+        {
+            self.push_hook(Hook::Samples);
+            self.pump(ctx);
+        }
     }
 }
 
@@ -218,7 +327,7 @@ impl Handler<LocalsChanged> for ConnectionActor {
 
     fn handle(&mut self, msg: LocalsChanged, ctx: &mut Self::Context) {
         for a in &msg.added {
-            self.conn.local_addr_returned(*a);
+            self.conn_mut().local_addr_returned(*a);
         }
         self.push_hook(Hook::Locals);
         self.pump(ctx);
@@ -243,7 +352,8 @@ impl Handler<Decided> for ConnectionActor {
             }
             debug!(self.log(), "policy decided"; "token" => %self.conn.token(), "decisions" => ?msg.0);
         }
-        self.conn.handle_decisions(now, msg.0);
+        self.set_sample_period(msg.1);
+        self.conn_mut().handle_decisions(now, msg.0);
         self.pump_after(ctx, cause);
     }
 }
@@ -252,6 +362,6 @@ impl Handler<GetConnection> for ConnectionActor {
     type Result = MessageResult<GetConnection>;
 
     fn handle(&mut self, _msg: GetConnection, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(Box::new(self.conn.clone()))
+        MessageResult(Box::new((*self.conn).clone()))
     }
 }

@@ -2,6 +2,9 @@
 //! `netlink_actor::actors::messages`). Domain types only: no netlink type crosses an actor
 //! boundary.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Decision;
@@ -31,16 +34,19 @@ pub enum Hook {
 pub struct Decide {
     /// The hook to call.
     pub hook: Hook,
-    /// A snapshot of the connection's state machine.
-    pub conn: Box<Connection>,
+    /// The connection's state machine as it is now. Shared, not copied: the connection actor
+    /// copies it only if it must change it while the policy still holds it
+    /// (`Arc::make_mut`), which one outstanding decision per connection makes rare.
+    pub conn: Arc<Connection>,
     /// Where the decisions go.
     pub reply: Recipient<Decided>,
 }
 
-/// The policy's answer (policy actor -> connection actor).
+/// The policy's answer (policy actor -> connection actor), and how often the connection's
+/// subflows are to be sampled for its policy (`None`: not at all; it changes on a reload).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct Decided(pub Vec<Decision>);
+pub struct Decided(pub Vec<Decision>, pub Option<Duration>);
 
 /// A connection is gone (connection actor -> policy actor, registry).
 #[derive(Message, Debug, Clone, Copy)]

@@ -48,11 +48,22 @@ pub struct GetListeners;
 #[rtype(result = "()")]
 pub struct SetPolicy(pub PolicyBook);
 
-/// Which policy serves each of these connections: (policy name, "default" or "rule N"),
-/// in the same order (status).
+/// Which policy serves each of these connections, and what it says about it, in the same
+/// order (status).
 #[derive(Message)]
-#[rtype(result = "Vec<(&'static str, String)>")]
+#[rtype(result = "Vec<Described>")]
 pub struct Describe(pub Vec<mptcp_pmd_policies::conn::Connection>);
+
+/// A connection as its policy describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    /// The policy's name.
+    pub policy: &'static str,
+    /// Which entry chose it: "default" or "rule N".
+    pub rule: String,
+    /// The policy's note on the connection as a whole (`code: detail`), if it has one.
+    pub note: Option<String>,
+}
 
 /// Holder of the policies.
 pub struct PolicyActor {
@@ -120,7 +131,7 @@ impl Handler<Decide> for PolicyActor {
                 "why" => %d.reason.detail);
         }
         self.metrics.set_policy_objects(self.book.objects());
-        msg.reply.do_send(Decided(served.out));
+        msg.reply.do_send(Decided(served.out, served.sample_period));
     }
 }
 
@@ -155,10 +166,24 @@ impl Handler<Describe> for PolicyActor {
     type Result = MessageResult<Describe>;
 
     fn handle(&mut self, msg: Describe, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
         let out = msg
             .0
             .iter()
-            .map(|c| self.book.describe(c, &self.locals))
+            .map(|c| {
+                let (policy, rule) = self.book.describe(c, &self.locals);
+                let ctx = Ctx {
+                    now,
+                    conn: c,
+                    locals: &self.locals,
+                    listeners: self.listeners.all(),
+                };
+                Described {
+                    policy,
+                    rule,
+                    note: self.book.note(&ctx).map(|r| r.to_string()),
+                }
+            })
             .collect();
         MessageResult(out)
     }

@@ -84,6 +84,7 @@ impl Registry {
             gone,
             log: log.clone(),
             metrics: metrics.clone(),
+            diag: diag.clone(),
         });
         Registry {
             core: RegistryCore::new(timers),

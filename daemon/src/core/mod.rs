@@ -5,9 +5,11 @@
 //!   retirement of connections that vanished, resync coalescing;
 //! - [`adopt`]: which connections of a sock_diag snapshot a (re)started daemon adopts;
 //! - [`listeners`]: the namespace's MPTCP listeners, as the policy actor tracks them;
-//! - [`rules`]: the configured policies and the one policy object per connection.
+//! - [`rules`]: the configured policies and the one policy object per connection;
+//! - [`watch`]: what a connection asks the sock_diag poller to sample.
 
 pub mod adopt;
 pub mod listeners;
 pub mod registry_core;
 pub mod rules;
+pub mod watch;

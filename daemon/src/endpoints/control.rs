@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use netlink_actor::actors::{AddressMonitor, DiagPoller, GetAddresses, TakeSnapshot};
 
 use super::metrics::Metrics;
-use super::status::{self, Addresses, Status};
+use super::status::{self, Addresses, ConnStatus, Status};
 use crate::actors::connection::GetConnection;
 use crate::actors::policy::{Describe, GetListeners, PolicyActor};
 use crate::actors::registry::{ListConnections, Registry};
@@ -164,12 +164,15 @@ impl Views {
                 }
             }
         }
-        let labels = self.policy.send(Describe(conns.clone())).await?;
+        let described = self.policy.send(Describe(conns.clone())).await?;
         let now = Instant::now();
         let connections: Vec<_> = conns
             .iter()
-            .zip(labels)
-            .map(|(c, (p, r))| status::connection(now, c, p, &r))
+            .zip(described)
+            .map(|(c, d)| ConnStatus {
+                note: d.note,
+                ..status::connection(now, c, d.policy, &d.rule)
+            })
             .collect();
         self.metrics
             .set_gauges(connections.len(), &status::subflows_by_state(&connections));

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use netlink_actor::actors::sampler::TickReport;
 use netlink_actor::actors::{EventTrace, Stats};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -116,6 +117,81 @@ pub struct Metrics {
     trace_in_calls: Gauge,
     trace_commands: Gauge,
     announced: Family<Labels, Gauge>,
+    sampling: SamplingMetrics,
+}
+
+/// Subflow sampling by the sock_diag poller's sampler (`netlink_actor::actors::sampler`): the
+/// set being sampled, the period each tick achieved against the one asked for, the time of
+/// the ticks, and samples replaced before their connection took them (it is behind).
+#[derive(Clone)]
+struct SamplingMetrics {
+    connections: Gauge,
+    subflows: Gauge,
+    period: Family<Labels, Histogram>,
+    tick: Histogram,
+    conflated: Counter,
+}
+
+/// Buckets from 5 ms, each 1.5 x the previous, up to ~11 s: sampling periods from the
+/// active-standby policy's tens of ms to a slow `poll.interval_ms`.
+fn period_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 1.5, 20))
+}
+
+impl SamplingMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        SamplingMetrics {
+            connections: registered(
+                registry,
+                "sampled_connections",
+                "Connections whose subflows are sampled (their policy reads samples)",
+                Gauge::default(),
+            ),
+            subflows: registered(
+                registry,
+                "sampled_subflows",
+                "Subflows sampled (looked up by 4-tuple each period)",
+                Gauge::default(),
+            ),
+            period: registered(
+                registry,
+                "sample_period_seconds",
+                "Achieved sampling period: per sampling tick and period asked for (label wanted, seconds), the longest time since one of its connections was sampled before; above wanted when sampling cannot keep up",
+                Family::<Labels, Histogram>::new_with_constructor(
+                    period_histogram as fn() -> Histogram,
+                ),
+            ),
+            tick: registered(
+                registry,
+                "sample_tick_seconds",
+                "One sampling tick: the lookups of up to 2048 subflows and the discovery dump it needed",
+                latency_histogram(),
+            ),
+            conflated: registered(
+                registry,
+                "samples_conflated",
+                "Samples replaced by newer ones before their connection took them (its actor is behind)",
+                Counter::default(),
+            ),
+        }
+    }
+
+    fn tick(&self, r: &TickReport, took: Duration) {
+        self.tick.observe(took.as_secs_f64());
+        for (wanted, achieved) in &r.achieved {
+            self.period
+                .get_or_create(&vec![("wanted", wanted.as_secs_f64().to_string())])
+                .observe(achieved.as_secs_f64());
+        }
+        self.conflated.inc_by(r.conflated as u64);
+    }
+
+    fn set(&self, connections: usize, subflows: usize) {
+        self.connections
+            .set(i64::try_from(connections).unwrap_or(i64::MAX));
+        self.subflows
+            .set(i64::try_from(subflows).unwrap_or(i64::MAX));
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -285,6 +361,7 @@ impl Default for Metrics {
             "Local addresses announced to the peers of the tracked connections, by state (sent: waiting for a join; unjoined: none within the pacing window; joined; withdrawn; refused)",
             Family::<Labels, Gauge>::default(),
         );
+        let sampling = SamplingMetrics::register(&mut registry);
         registry.register(
             "log_lines_dropped",
             "Log lines dropped: the log writer's queue was full (stderr not read fast enough) or the write failed",
@@ -300,6 +377,7 @@ impl Default for Metrics {
             decisions,
             policy_objects,
             announced,
+            sampling,
             inner: Arc::default(),
             registry: Arc::new(registry),
             events,
@@ -473,6 +551,12 @@ impl Stats for Metrics {
     fn last_event_trace(&self, trace: &EventTrace) {
         Metrics::last_event_trace(self, trace);
     }
+    fn sample_tick(&self, report: &TickReport, took: Duration) {
+        self.sampling.tick(report, took);
+    }
+    fn sampled(&self, connections: usize, subflows: usize) {
+        self.sampling.set(connections, subflows);
+    }
 }
 
 #[cfg(test)]
@@ -588,5 +672,35 @@ mod tests {
         assert_eq!(bucket(c, "0.0000298").as_deref(), Some("0"), "{t}");
         assert_eq!(bucket(c, "0.0000372").as_deref(), Some("1"), "{t}");
         assert_eq!(m.snapshot().events["created"], 2);
+    }
+
+    #[test]
+    fn sampling_block_shows_the_set_and_the_achieved_period_per_wanted_period() {
+        let m = Metrics::default();
+        Stats::sampled(&m, 10, 20);
+        let report = TickReport {
+            connections: 10,
+            subflows: 20,
+            achieved: vec![
+                (Duration::from_millis(20), Duration::from_millis(21)),
+                (Duration::from_secs(1), Duration::from_millis(1500)),
+            ],
+            conflated: 3,
+        };
+        Stats::sample_tick(&m, &report, Duration::from_micros(80));
+        let t = m.encode().unwrap();
+        for line in [
+            "mptcp_pmd_sampled_connections 10",
+            "mptcp_pmd_sampled_subflows 20",
+            "mptcp_pmd_samples_conflated_total 3",
+            "mptcp_pmd_sample_tick_seconds_count 1",
+            "mptcp_pmd_sample_period_seconds_count{wanted=\"0.02\"} 1",
+            "mptcp_pmd_sample_period_seconds_count{wanted=\"1\"} 1",
+            // 21 ms: above 0.005 x 1.5^3 = 16.9 ms, within 0.005 x 1.5^4 = 25.3 ms.
+            "mptcp_pmd_sample_period_seconds_bucket{le=\"0.016875\",wanted=\"0.02\"} 0",
+            "mptcp_pmd_sample_period_seconds_bucket{le=\"0.0253125\",wanted=\"0.02\"} 1",
+        ] {
+            assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
+        }
     }
 }

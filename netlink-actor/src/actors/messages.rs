@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use mptcp_pmd_policies::{LocalAddr, PmEvent};
+use mptcp_pmd_policies::{LocalAddr, PmEvent, Token};
 
+use super::sampler::{SampleSlot, Watch};
 use super::snapshot::MptcpSnapshot;
 
 /// A kernel PM event (events actor -> registry -> connection actor).
@@ -47,10 +48,34 @@ pub struct TakeSnapshot;
 #[rtype(result = "()")]
 pub struct SetPolling(pub bool);
 
-/// Include the subflows' samples in the periodic snapshots, or not (a policy reads them).
-#[derive(Message)]
+/// Sample one connection's subflows at its period from now on, or stop (`watch: None`; also
+/// when the connection is gone). Connection actor -> diag poller, whenever what it asks
+/// changes.
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct SetSampling(pub bool);
+pub struct SampleConnection {
+    /// The connection.
+    pub token: Token,
+    /// What to sample and where the samples go.
+    pub watch: Option<SampleTo>,
+}
+
+/// What [`SampleConnection`] asks for, and where the samples go.
+#[derive(Debug)]
+pub struct SampleTo {
+    /// The period and the subflows.
+    pub watch: Watch,
+    /// The connection's slot: its latest samples.
+    pub slot: Arc<SampleSlot>,
+    /// Told when the slot turns fresh.
+    pub ready: Recipient<SamplesReady>,
+}
+
+/// Fresh samples wait in the connection's [`SampleSlot`] (diag poller -> connection actor;
+/// one outstanding at most, see the slot).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct SamplesReady;
 
 /// The usable local addresses changed (address monitor -> policy actor, registry, connections).
 #[derive(Message, Debug, Clone)]

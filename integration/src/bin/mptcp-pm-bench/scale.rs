@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use integration::{mptcp, wait_for, Netns};
-use netlink_actor::sock_diag::{port_windows, DiagSocket, PortPair, WINDOW_SUBFLOWS};
+use netlink_actor::sock_diag::{
+    port_windows, Answer, DiagSocket, LookupKey, PortPair, WINDOW_SUBFLOWS,
+};
 
 use crate::bed::{bed, count_meshed, pmd_config, Mode, HOLD_PORT, METRICS_PORT};
 use crate::report::Section;
@@ -38,6 +40,8 @@ struct ScaleRow {
     empty_poll_ms: Vec<f64>,
     /// Sampling rounds as the daemon runs them with rtt-based: each round's polls, ms.
     rounds_ms: Vec<Vec<f64>>,
+    /// Every subflow looked up by 4-tuple: (wall, user, sys ms, found), three times.
+    lookup_rounds: Vec<(f64, f64, f64, usize)>,
     /// The daemon itself on rtt-based: its polls over 5 s (count, mean ms, how many took over
     /// 25.6 ms by its histogram), RSS and CPU meanwhile.
     rtt_polls: (f64, f64, f64),
@@ -80,6 +84,45 @@ fn sampling_round(ns: &Netns) -> Vec<f64> {
         out
     })
     .unwrap()
+}
+
+/// One lookup round as the daemon's fast sampling runs it: every subflow of the namespace
+/// looked up by its 4-tuple (batched exact lookups, no walk of the kernel's table). Returns
+/// (wall ms, user ms, sys ms, found) of the lookups alone; the keys come from a dump first.
+fn lookup_round(ns: &Netns) -> (f64, f64, f64, usize) {
+    ns.exec(|| {
+        let mut d = DiagSocket::open().expect("sock_diag");
+        let keys: Vec<LookupKey> = d
+            .subflows()
+            .expect("subflows")
+            .items
+            .iter()
+            .map(|s| LookupKey {
+                key: s.key,
+                if_index: s.if_index,
+            })
+            .collect();
+        let (u0, s0) = thread_cpu_ms();
+        let t0 = Instant::now();
+        let mut found = 0;
+        d.lookup_subflows(&keys, |_, a| {
+            found += usize::from(matches!(a, Answer::Found(_)))
+        })
+        .expect("lookups");
+        let wall = ms(t0.elapsed());
+        let (u1, s1) = thread_cpu_ms();
+        (wall, u1 - u0, s1 - s0, found)
+    })
+    .unwrap()
+}
+
+/// User and system CPU of the calling thread so far, ms.
+fn thread_cpu_ms() -> (f64, f64) {
+    // SAFETY: getrusage on the calling thread, into a zeroed struct it fills.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 * 1e3 + v.tv_usec as f64 / 1e3;
+    (t(u.ru_utime), t(u.ru_stime))
 }
 
 /// The daemon's sock_diag polls so far: (count, sum s, polls of at most 25.6 ms) from its
@@ -184,6 +227,14 @@ fn measure(quick: bool) -> ScaleRow {
         let r = sampling_round(&b.t.client);
         eprintln!("scale: sampling round polls (ms): {r:.1?}");
         row.rounds_ms.push(r);
+    }
+    for _ in 0..3 {
+        let l = lookup_round(&b.t.client);
+        eprintln!(
+            "scale: lookup round: {:.1} ms wall, {:.1} ms user, {:.1} ms sys, {} found",
+            l.0, l.1, l.2, l.3
+        );
+        row.lookup_rounds.push(l);
     }
     // The daemon's policy, switched by a new config and SIGHUP.
     let reload = |policy: &str| {

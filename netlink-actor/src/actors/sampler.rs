@@ -1,0 +1,803 @@
+//! Subflow sampling for a set of connections, each at its own period (pure; the diag poller
+//! drives it). A connection whose policy reads samples registers its subflows ([`Watch`]:
+//! their 4-tuples and bound interfaces, whether it waits for joins whose port it does not
+//! know yet) and a period; the [`Sampler`] says at each tick which subflows to look up
+//! (batched exact lookups, [`crate::sock_diag::lookup`]), assembles the answers per
+//! connection and hands each connection's samples to its [`Sink`].
+//!
+//! Why lookups and not dumps: a dump walks the kernel's whole TCP table whatever it returns,
+//! so the cost of a dump every 20 ms follows the host's socket count; a lookup costs one hash
+//! lookup and one reply (~2.3 µs of kernel time per subflow on Linux 6.18, bench scale
+//! section), so sampling costs in proportion to the subflows sampled and their rate. Only two
+//! things need a dump (one walk, shared by every connection of the tick): joins still in
+//! SYN_SENT whose port nobody reported ([`Watch::discover`]; a SYN_SENT-only dump, which the
+//! active-standby policy's probes need to be destroyed when abandoned), and a subflow its
+//! lookups keep missing although the connection still lists it (e.g. bound to an interface
+//! the connection does not know, after an adoption): a full dump at most once per
+//! [`FULL_DISCOVERY_EVERY`] learns its interface, or that it is gone.
+//!
+//! **Scheduling, and what happens when it cannot keep up.** Each connection is due one period
+//! after it was last due; a tick takes the due connections oldest first, at most
+//! [`SLICE_SUBFLOWS`] subflows (a few ms of kernel time), so a large set is sampled in bounded
+//! slices. A connection's next due time is one period after the last, or now if that has
+//! passed: a connection is never owed more than one sampling, so nothing piles up. The driver
+//! spaces ticks so that the sampling never takes more than half of its thread's time. When the
+//! work exceeds that, every connection's achieved period stretches alike (oldest first); each
+//! tick reports the achieved periods ([`TickReport`]) for the metrics and the log.
+//!
+//! **Delivery.** A connection's samples go into its [`SampleSlot`], which holds only the
+//! latest ones: the consumer is told when the slot turns fresh, and a tick that finds the
+//! previous samples not yet taken replaces them (counted as conflated). However slow the
+//! consumer, one notification and one set of samples per connection are outstanding at most.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mptcp_pmd_policies::{SubflowKey, SubflowSample, Token};
+
+use crate::sock_diag::{tcpf, Answer, LookupKey, SubflowDiag};
+
+/// Subflows looked up in one tick at most: ~5 ms of kernel time at ~2.3 µs each (Linux 6.18,
+/// bench scale section), the bound a sampling round of port windows had.
+pub const SLICE_SUBFLOWS: usize = 2048;
+
+/// A full discovery dump (every connected subflow of the namespace: one walk of the kernel's
+/// table and `tcp_info` for each) runs at most this often.
+pub const FULL_DISCOVERY_EVERY: Duration = Duration::from_secs(1);
+
+/// Consecutive lookups that miss a subflow before a full discovery looks for it (one miss is
+/// usually a subflow that just closed, whose connection has not updated its watch yet).
+const MISSES_BEFORE_DISCOVERY: u8 = 2;
+
+/// One subflow to sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WatchedSubflow {
+    /// Its 4-tuple.
+    pub key: SubflowKey,
+    /// The interface it is bound to, if known (0: none or unknown).
+    pub if_index: u32,
+}
+
+/// What a connection asks to be sampled: its period, its subflows, and whether it waits for
+/// joins whose port it does not know (found among the SYN_SENT sockets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    /// How often.
+    pub period: Duration,
+    /// The subflows to look up.
+    pub subflows: Vec<WatchedSubflow>,
+    /// Look for its joins in SYN_SENT too.
+    pub discover: bool,
+}
+
+/// Where a connection's samples go.
+pub trait Sink {
+    /// One tick's samples of the connection; whether they replaced samples it had not taken.
+    fn deliver(&self, samples: &[(SubflowKey, SubflowSample)]) -> Put;
+}
+
+/// The latest samples of one connection, shared between the sampler's thread (which puts
+/// them) and the connection's (which takes them).
+#[derive(Debug, Default)]
+pub struct SampleSlot {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    samples: Vec<(SubflowKey, SubflowSample)>,
+    fresh: bool,
+}
+
+/// What [`SampleSlot::put`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// The previous samples had been taken: tell the consumer.
+    Fresh,
+    /// The previous samples were still there (the consumer is behind) and were replaced; it
+    /// has been told already.
+    Conflated,
+}
+
+impl SampleSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        // A poisoned lock only means a thread panicked mid-copy; the next put overwrites.
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Replace the samples (reusing the slot's storage).
+    pub fn put(&self, samples: &[(SubflowKey, SubflowSample)]) -> Put {
+        let mut s = self.lock();
+        s.samples.clear();
+        s.samples.extend_from_slice(samples);
+        if std::mem::replace(&mut s.fresh, true) {
+            Put::Conflated
+        } else {
+            Put::Fresh
+        }
+    }
+
+    /// Hand the samples to `f` if they were not taken yet.
+    pub fn take<R>(&self, f: impl FnOnce(&[(SubflowKey, SubflowSample)]) -> R) -> Option<R> {
+        let mut s = self.lock();
+        if !std::mem::replace(&mut s.fresh, false) {
+            return None;
+        }
+        Some(f(&s.samples))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    key: SubflowKey,
+    /// The interface the connection gave.
+    if_index: u32,
+    /// The interface a dump showed it bound to, if one was needed.
+    seen_if: Option<u32>,
+    /// Consecutive lookups that did not find it.
+    misses: u8,
+    /// A full dump did not show it either: not looked up until the connection's watch changes.
+    gone: bool,
+}
+
+impl Key {
+    fn lookup(&self) -> LookupKey {
+        LookupKey {
+            key: self.key,
+            if_index: self.seen_if.unwrap_or(self.if_index),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Watched<S> {
+    period: Duration,
+    keys: Vec<Key>,
+    discover: bool,
+    due: Instant,
+    last: Option<Instant>,
+    /// Its place in the current tick.
+    in_tick: Option<usize>,
+    sink: S,
+}
+
+/// One connection of the tick: its token and its keys' answers in `Sampler::answers`.
+#[derive(Debug, Clone)]
+struct Taken {
+    token: Token,
+    range: Range<usize>,
+}
+
+/// What one tick did, for the metrics and the log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    /// Connections sampled.
+    pub connections: usize,
+    /// Subflows looked up.
+    pub subflows: usize,
+    /// For each period asked for among them: the longest time since a connection's previous
+    /// sampling (only connections sampled before), i.e. the achieved period.
+    pub achieved: Vec<(Duration, Duration)>,
+    /// Samples that replaced ones their connection had not taken yet.
+    pub conflated: usize,
+}
+
+/// The discovery dump a tick needs, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// SYN_SENT sockets only (joins whose port is unknown).
+    SynSent,
+    /// Every connected subflow (a subflow the lookups keep missing).
+    Full,
+}
+
+impl Discovery {
+    /// The `idiag_states` of the dump.
+    pub fn states(self) -> u32 {
+        match self {
+            Discovery::SynSent => tcpf::SYN_SENT,
+            Discovery::Full => tcpf::CONNECTED,
+        }
+    }
+}
+
+/// The watched connections and their schedule. See the module docs.
+#[derive(Debug)]
+pub struct Sampler<S> {
+    conns: HashMap<Token, Watched<S>>,
+    due: BTreeSet<(Instant, Token)>,
+    slice: usize,
+    tick: Vec<Taken>,
+    /// For each lookup of the tick: its connection (index into `tick`) and key (index into
+    /// that connection's keys; gone keys are not looked up).
+    key_of: Vec<(usize, usize)>,
+    answers: Vec<Option<(SubflowKey, SubflowSample)>>,
+    extra: Vec<(Token, SubflowKey, SubflowSample)>,
+    buf: Vec<(SubflowKey, SubflowSample)>,
+    last_full: Option<Instant>,
+    subflows: usize,
+}
+
+impl<S: Sink> Sampler<S> {
+    /// No connection watched; ticks of at most `slice` subflows.
+    pub fn new(slice: usize) -> Self {
+        Sampler {
+            conns: HashMap::new(),
+            due: BTreeSet::new(),
+            slice: slice.max(1),
+            tick: Vec::new(),
+            key_of: Vec::new(),
+            answers: Vec::new(),
+            extra: Vec::new(),
+            buf: Vec::new(),
+            last_full: None,
+            subflows: 0,
+        }
+    }
+
+    /// Connections watched.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Subflows watched.
+    pub fn subflows(&self) -> usize {
+        self.subflows
+    }
+
+    /// When the next connection is due, if any is watched.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.due.first().map(|(at, _)| *at)
+    }
+
+    /// Sample `token` as `watch` says from now on, delivering to `sink`; `None` stops. A new
+    /// connection is due at once; a changed one keeps its schedule (a shorter period takes
+    /// effect from its next sampling) and what was learnt about subflows it still lists.
+    pub fn watch(&mut self, now: Instant, token: Token, watch: Option<(Watch, S)>) {
+        let Some((w, sink)) = watch else {
+            if let Some(old) = self.conns.remove(&token) {
+                self.due.remove(&(old.due, token));
+                self.subflows -= old.keys.len();
+            }
+            return;
+        };
+        let old = self.conns.remove(&token);
+        let keys: Vec<Key> = w
+            .subflows
+            .iter()
+            .map(|s| {
+                let kept = old
+                    .as_ref()
+                    .and_then(|o| o.keys.iter().find(|k| k.key == s.key))
+                    .filter(|k| k.if_index == s.if_index);
+                kept.copied().unwrap_or(Key {
+                    key: s.key,
+                    if_index: s.if_index,
+                    seen_if: None,
+                    misses: 0,
+                    gone: false,
+                })
+            })
+            .collect();
+        let (due, last) = match &old {
+            Some(o) => {
+                self.due.remove(&(o.due, token));
+                self.subflows -= o.keys.len();
+                let sooner = o.last.map_or(now, |l| l + w.period);
+                (o.due.min(sooner.max(now)), o.last)
+            }
+            None => (now, None),
+        };
+        self.subflows += keys.len();
+        self.due.insert((due, token));
+        self.conns.insert(
+            token,
+            Watched {
+                period: w.period,
+                keys,
+                discover: w.discover,
+                due,
+                last,
+                in_tick: None,
+                sink,
+            },
+        );
+    }
+
+    /// Start a tick at `now`: the connections due, oldest first, up to the slice; their
+    /// subflows to look up go into `keys` (cleared first). `false`: nothing is due.
+    pub fn plan(&mut self, now: Instant, keys: &mut Vec<LookupKey>) -> bool {
+        keys.clear();
+        self.tick.clear();
+        self.key_of.clear();
+        self.answers.clear();
+        self.extra.clear();
+        while let Some(&(due, token)) = self.due.first() {
+            if due > now {
+                break;
+            }
+            let Some(c) = self.conns.get_mut(&token) else {
+                self.due.pop_first();
+                continue;
+            };
+            let live = c.keys.iter().filter(|k| !k.gone).count();
+            if !self.tick.is_empty() && keys.len() + live > self.slice {
+                break;
+            }
+            self.due.pop_first();
+            let start = keys.len();
+            let ti = self.tick.len();
+            for (ki, k) in c.keys.iter().enumerate().filter(|(_, k)| !k.gone) {
+                keys.push(k.lookup());
+                self.key_of.push((ti, ki));
+            }
+            c.in_tick = Some(ti);
+            self.tick.push(Taken {
+                token,
+                range: start..keys.len(),
+            });
+        }
+        self.answers.resize(keys.len(), None);
+        !self.tick.is_empty()
+    }
+
+    /// The kernel's answer to lookup `i` of the tick.
+    pub fn answer(&mut self, i: usize, a: &Answer) {
+        let Some(&(ti, ki)) = self.key_of.get(i) else {
+            return;
+        };
+        let Some(t) = self.tick.get(ti) else { return };
+        let Some(k) = self
+            .conns
+            .get_mut(&t.token)
+            .and_then(|c| c.keys.get_mut(ki))
+        else {
+            return;
+        };
+        match a {
+            Answer::Found(s) if s.token == t.token => {
+                k.misses = 0;
+                if let Some(slot) = self.answers.get_mut(i) {
+                    *slot = Some((s.key, s.sample));
+                }
+            }
+            // Another connection's socket on a reused 4-tuple is this one's missing subflow.
+            Answer::Found(_) | Answer::Missing(_) => k.misses = k.misses.saturating_add(1),
+            // Lost or undecodable: no news.
+            Answer::Waiting | Answer::Undecodable => {}
+        }
+    }
+
+    /// The discovery dump this tick needs after its lookups, if any.
+    pub fn discovery(&self, now: Instant) -> Option<Discovery> {
+        let conns = || self.tick.iter().filter_map(|t| self.conns.get(&t.token));
+        let full_allowed = self
+            .last_full
+            .is_none_or(|at| now.saturating_duration_since(at) >= FULL_DISCOVERY_EVERY);
+        if full_allowed
+            && conns().any(|c| {
+                c.keys
+                    .iter()
+                    .any(|k| !k.gone && k.misses >= MISSES_BEFORE_DISCOVERY)
+            })
+        {
+            return Some(Discovery::Full);
+        }
+        conns().any(|c| c.discover).then_some(Discovery::SynSent)
+    }
+
+    /// The subflows a discovery dump of kind `d` listed (at `now`). Those of the tick's
+    /// connections are added to their samples; a full dump also teaches the interface of a
+    /// missed subflow, or that it is gone.
+    pub fn discovered(&mut self, now: Instant, d: Discovery, subflows: &[SubflowDiag]) {
+        for s in subflows {
+            let Some(c) = self.conns.get_mut(&s.token) else {
+                continue;
+            };
+            let Some(t) = c.in_tick.and_then(|i| self.tick.get(i)) else {
+                continue;
+            };
+            let key_of = &self.key_of;
+            let known = t.range.clone().find(|&i| {
+                key_of
+                    .get(i)
+                    .and_then(|&(_, ki)| c.keys.get(ki))
+                    .is_some_and(|k| k.key == s.key)
+            });
+            match known {
+                Some(i) => {
+                    let ki = key_of[i].1;
+                    let k = &mut c.keys[ki];
+                    k.misses = 0;
+                    if s.if_index != k.lookup().if_index {
+                        k.seen_if = Some(s.if_index);
+                    }
+                    if let Some(a) = self.answers.get_mut(i) {
+                        a.get_or_insert((s.key, s.sample));
+                    }
+                }
+                None => {
+                    if c.discover || d == Discovery::Full {
+                        self.extra.push((s.token, s.key, s.sample));
+                    }
+                }
+            }
+        }
+        if d == Discovery::Full {
+            self.last_full = Some(now);
+            for t in &self.tick {
+                if let Some(c) = self.conns.get_mut(&t.token) {
+                    for k in c.keys.iter_mut() {
+                        if k.misses >= MISSES_BEFORE_DISCOVERY {
+                            k.gone = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// End the tick at `now`: deliver each connection's samples (if it got any) and schedule
+    /// its next sampling.
+    pub fn finish(&mut self, now: Instant) -> TickReport {
+        let mut report = TickReport::default();
+        for t in std::mem::take(&mut self.tick) {
+            let Some(c) = self.conns.get_mut(&t.token) else {
+                continue;
+            };
+            c.in_tick = None;
+            report.connections += 1;
+            report.subflows += t.range.len();
+            self.buf.clear();
+            self.buf.extend(
+                self.answers
+                    .get(t.range.clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .flatten(),
+            );
+            self.buf.extend(
+                self.extra
+                    .iter()
+                    .filter(|(tok, _, _)| *tok == t.token)
+                    .map(|(_, k, s)| (*k, *s)),
+            );
+            if !self.buf.is_empty() && c.sink.deliver(&self.buf) == Put::Conflated {
+                report.conflated += 1;
+            }
+            if let Some(last) = c.last {
+                let took = now.saturating_duration_since(last);
+                match report.achieved.iter_mut().find(|(p, _)| *p == c.period) {
+                    Some((_, worst)) => *worst = (*worst).max(took),
+                    None => report.achieved.push((c.period, took)),
+                }
+            }
+            c.last = Some(now);
+            c.due = (c.due + c.period).max(now);
+            self.due.insert((c.due, t.token));
+        }
+        self.answers.clear();
+        self.extra.clear();
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use crate::actors::snapshot::tests::sub;
+
+    type Samples = Vec<(SubflowKey, SubflowSample)>;
+
+    /// Every delivery, in order.
+    #[derive(Debug, Clone, Default)]
+    struct Rec(Rc<RefCell<Vec<Samples>>>);
+
+    impl Sink for Rec {
+        fn deliver(&self, samples: &[(SubflowKey, SubflowSample)]) -> Put {
+            self.0.borrow_mut().push(samples.to_vec());
+            Put::Fresh
+        }
+    }
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn watched(token: u32, ports: &[u16]) -> Vec<WatchedSubflow> {
+        ports
+            .iter()
+            .map(|&p| WatchedSubflow {
+                key: sub(token, p).key,
+                if_index: 0,
+            })
+            .collect()
+    }
+
+    fn watch(period: u64, subflows: Vec<WatchedSubflow>, discover: bool) -> Watch {
+        Watch {
+            period: ms(period),
+            subflows,
+            discover,
+        }
+    }
+
+    /// Answers every lookup of the tick with the subflow `found` says (by key), or ENOENT.
+    fn run(
+        s: &mut Sampler<Rec>,
+        now: Instant,
+        found: impl Fn(&LookupKey) -> Option<SubflowDiag>,
+    ) -> (Vec<LookupKey>, TickReport) {
+        let mut keys = Vec::new();
+        if !s.plan(now, &mut keys) {
+            return (keys, TickReport::default());
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let a = found(k).map_or(Answer::Missing(libc::ENOENT), Answer::Found);
+            s.answer(i, &a);
+        }
+        let r = s.finish(now);
+        (keys, r)
+    }
+
+    fn diag_of(token: u32, k: &LookupKey) -> SubflowDiag {
+        let mut d = sub(token, k.key.local.port());
+        d.key = k.key;
+        d.sample.srtt_us = u32::from(k.key.local.port());
+        d
+    }
+
+    #[test]
+    fn each_connection_is_sampled_at_its_own_period_and_gets_its_own_samples() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(SLICE_SUBFLOWS);
+        let (fast, slow) = (Rec::default(), Rec::default());
+        s.watch(
+            t0,
+            Token(1),
+            Some((watch(20, watched(1, &[1000, 1001]), false), fast.clone())),
+        );
+        s.watch(
+            t0,
+            Token(2),
+            Some((watch(1000, watched(2, &[2000]), false), slow.clone())),
+        );
+        assert_eq!((s.len(), s.subflows()), (2, 3));
+        let token_of = |k: &LookupKey| if k.key.local.port() < 2000 { 1 } else { 2 };
+        let mut looked = 0;
+        for step in 0..=50u64 {
+            let (keys, _) = run(&mut s, t0 + ms(step * 20), |k| {
+                Some(diag_of(token_of(k), k))
+            });
+            looked += keys.len();
+        }
+        // 51 ticks of the fast connection (2 subflows), 2 of the slow one (at 0 and 1000 ms).
+        assert_eq!(fast.0.borrow().len(), 51);
+        assert_eq!(slow.0.borrow().len(), 2);
+        assert_eq!(looked, 51 * 2 + 2);
+        let ports: Vec<u16> = fast.0.borrow()[0]
+            .iter()
+            .map(|(k, _)| k.local.port())
+            .collect();
+        assert_eq!(ports, [1000, 1001]);
+        assert_eq!(slow.0.borrow()[1][0].1.srtt_us, 2000);
+        assert_eq!(s.next_due(), Some(t0 + ms(1020)));
+        // Stopped: never again.
+        s.watch(t0, Token(1), None);
+        s.watch(t0, Token(2), None);
+        assert!(s.is_empty() && s.next_due().is_none() && s.subflows() == 0);
+    }
+
+    #[test]
+    fn a_large_set_is_taken_in_slices_oldest_first_and_the_period_stretches() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(10);
+        let sinks: Vec<Rec> = (0..20).map(|_| Rec::default()).collect();
+        for (i, sink) in sinks.iter().enumerate() {
+            let t = i as u32;
+            let w = watch(
+                20,
+                watched(t, &[1000 + 2 * t as u16, 1001 + 2 * t as u16]),
+                false,
+            );
+            s.watch(t0, Token(t), Some((w, sink.clone())));
+        }
+        // 20 connections x 2 subflows, 10 subflows per tick: four ticks per round. Ticks every
+        // 10 ms (as a driver that is behind would run them): each connection is sampled every
+        // 40 ms, not 20, and never twice in a row while others wait.
+        let mut worst = Duration::ZERO;
+        for step in 0..12u64 {
+            let (keys, r) = run(&mut s, t0 + ms(step * 10), |k| {
+                Some(diag_of(u32::from((k.key.local.port() - 1000) / 2), k))
+            });
+            assert_eq!(keys.len(), 10, "step {step}");
+            assert_eq!(r.connections, 5);
+            if let Some((p, a)) = r.achieved.first() {
+                assert_eq!(*p, ms(20));
+                worst = worst.max(*a);
+            }
+        }
+        assert_eq!(worst, ms(40), "achieved period");
+        assert!(
+            sinks.iter().all(|k| k.0.borrow().len() == 3),
+            "each sampled 3 times in 12 ticks"
+        );
+        // Caught up (ticks every 40 ms, room for all): back to 20 ms? No: each is due at most
+        // once, so there is no burst to catch up, just the next sampling.
+        assert!(s.due.len() == 20);
+    }
+
+    #[test]
+    fn samples_are_conflated_when_the_consumer_is_behind() {
+        let slot = SampleSlot::default();
+        let k = sub(1, 1000).key;
+        let a = SubflowSample {
+            srtt_us: 1,
+            ..SubflowSample::default()
+        };
+        let b = SubflowSample { srtt_us: 2, ..a };
+        assert_eq!(slot.put(&[(k, a)]), Put::Fresh);
+        assert_eq!(slot.put(&[(k, b)]), Put::Conflated);
+        assert_eq!(slot.take(|s| s[0].1.srtt_us), Some(2), "the latest");
+        assert_eq!(slot.take(|s| s.len()), None, "taken once");
+        assert_eq!(slot.put(&[]), Put::Fresh);
+    }
+
+    #[test]
+    fn syn_sent_joins_are_discovered_for_connections_that_wait_for_them() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(SLICE_SUBFLOWS);
+        let (waiting, other) = (Rec::default(), Rec::default());
+        s.watch(
+            t0,
+            Token(1),
+            Some((watch(20, watched(1, &[1000]), true), waiting.clone())),
+        );
+        s.watch(
+            t0,
+            Token(2),
+            Some((watch(20, watched(2, &[2000]), false), other.clone())),
+        );
+        let mut keys = Vec::new();
+        assert!(s.plan(t0, &mut keys));
+        for (i, k) in keys.iter().enumerate() {
+            let t = if k.key.local.port() == 1000 { 1 } else { 2 };
+            s.answer(i, &Answer::Found(diag_of(t, k)));
+        }
+        assert_eq!(s.discovery(t0), Some(Discovery::SynSent));
+        let mut probe = sub(1, 1500);
+        probe.sample.tcp_state = mptcp_pmd_policies::model::TCP_SYN_SENT;
+        let strangers = sub(2, 2500);
+        let unwatched = sub(9, 9000);
+        s.discovered(t0, Discovery::SynSent, &[probe, strangers, unwatched]);
+        s.finish(t0);
+        let got: Vec<u16> = waiting.0.borrow()[0]
+            .iter()
+            .map(|(k, _)| k.local.port())
+            .collect();
+        assert_eq!(got, [1000, 1500], "its subflow and its SYN_SENT join");
+        let got: Vec<u16> = other.0.borrow()[0]
+            .iter()
+            .map(|(k, _)| k.local.port())
+            .collect();
+        assert_eq!(got, [2000], "a connection that waits for no join gets none");
+        // Nobody waits: no dump.
+        s.watch(
+            t0,
+            Token(1),
+            Some((watch(20, watched(1, &[1000, 1500]), false), waiting)),
+        );
+        assert!(s.plan(t0 + ms(20), &mut keys));
+        assert_eq!(s.discovery(t0 + ms(20)), None);
+    }
+
+    #[test]
+    fn a_subflow_the_lookups_keep_missing_is_looked_for_by_a_full_dump_then_given_up() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(SLICE_SUBFLOWS);
+        let rec = Rec::default();
+        s.watch(
+            t0,
+            Token(1),
+            Some((
+                watch(20, watched(1, &[1000, 1001, 1002]), false),
+                rec.clone(),
+            )),
+        );
+        // Port 1001 is bound to interface 5 (the connection did not know), 1002 is gone.
+        let kernel = |k: &LookupKey| match (k.key.local.port(), k.if_index) {
+            (1000, _) | (1001, 5) => Some(diag_of(1, k)),
+            _ => None,
+        };
+        let mut keys = Vec::new();
+        let mut tick = |s: &mut Sampler<Rec>, at: Instant| {
+            assert!(s.plan(at, &mut keys));
+            for (i, k) in keys.iter().enumerate() {
+                s.answer(
+                    i,
+                    &kernel(k).map_or(Answer::Missing(libc::ENOENT), Answer::Found),
+                );
+            }
+            let d = s.discovery(at);
+            if d == Some(Discovery::Full) {
+                let mut bound = diag_of(
+                    1,
+                    &LookupKey {
+                        key: sub(1, 1001).key,
+                        if_index: 5,
+                    },
+                );
+                bound.if_index = 5;
+                s.discovered(at, Discovery::Full, &[diag_of(1, &keys[0]), bound]);
+            }
+            s.finish(at);
+            (keys.clone(), d)
+        };
+        // First miss: no dump yet (a subflow that just closed is usually dropped by then).
+        let (_, d) = tick(&mut s, t0);
+        assert_eq!(d, None);
+        // Second miss: one full dump; it learns 1001's interface and that 1002 is gone.
+        let (_, d) = tick(&mut s, t0 + ms(20));
+        assert_eq!(d, Some(Discovery::Full));
+        let last: Vec<u16> = rec
+            .0
+            .borrow()
+            .last()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.local.port())
+            .collect();
+        assert_eq!(last, [1000, 1001]);
+        let (keys, d) = tick(&mut s, t0 + ms(40));
+        assert_eq!(d, None);
+        let asked: Vec<(u16, u32)> = keys
+            .iter()
+            .map(|k| (k.key.local.port(), k.if_index))
+            .collect();
+        assert_eq!(asked, [(1000, 0), (1001, 5)], "1002 no longer looked up");
+        let last: Vec<u16> = rec
+            .0
+            .borrow()
+            .last()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.local.port())
+            .collect();
+        assert_eq!(last, [1000, 1001]);
+        // The connection lists it again (e.g. with its interface now): looked up again.
+        let mut w = watched(1, &[1000, 1001, 1002]);
+        w[2].if_index = 7;
+        s.watch(t0 + ms(50), Token(1), Some((watch(20, w, false), rec)));
+        let mut keys = Vec::new();
+        assert!(s.plan(t0 + ms(60), &mut keys));
+        assert_eq!(keys.len(), 3);
+        assert_eq!(keys[1].if_index, 5, "what was learnt is kept");
+    }
+
+    #[test]
+    fn another_connections_socket_on_a_reused_tuple_is_not_a_sample() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(SLICE_SUBFLOWS);
+        let rec = Rec::default();
+        s.watch(
+            t0,
+            Token(1),
+            Some((watch(20, watched(1, &[1000]), false), rec.clone())),
+        );
+        run(&mut s, t0, |k| Some(diag_of(2, k)));
+        assert!(rec.0.borrow().is_empty());
+    }
+}
