@@ -293,10 +293,19 @@ fn start_actors(
     let reg_ctx = Context::<Registry>::new();
     let reg_addr = reg_ctx.address();
     let sink = reg_addr.clone().recipient();
+    let fresh = reg_addr.clone().recipient();
     let (diag_stats, diag_failures) = (stats.clone(), failures.clone());
     let diag_log = log.new(slog::o!("actor" => "diag"));
     let diag = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
-        DiagPoller::new(diag, sink, interval, diag_stats, diag_failures, diag_log)
+        DiagPoller::new(
+            diag,
+            sink,
+            fresh,
+            interval,
+            diag_stats,
+            diag_failures,
+            diag_log,
+        )
     });
     let registry = reg_ctx.run(Registry::new(
         policy.clone(),

@@ -7,9 +7,9 @@
 //!
 //! **Sampling.** Each decision says how often the connection's policy wants its subflows
 //! sampled ([`Decided`]); while it does, the actor keeps the poller's sampler told which
-//! subflows to look up ([`crate::core::watch`], sent again only when that changes) and takes
-//! the samples from its [`SampleSlot`] when told they are fresh ([`SamplesReady`]): the latest
-//! ones only, however far behind it is.
+//! subflows to look up ([`crate::core::watch`], sent again only when that changes). Samples
+//! that arrive while a decision is in flight wait for its answer (the latest only): the policy
+//! still shares the state machine then, which would have to be copied to change it.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::PmEvent;
+use mptcp_pmd_policies::{SubflowKey, SubflowSample};
 use netlink_actor::actors::{
-    Cause, CommandPath, DiagPoller, KernelEvent, LocalsChanged, SampleConnection, SampleSlot,
-    SampleTo, SamplesReady,
+    Cause, CommandPath, DiagPoller, KernelEvent, LocalsChanged, SampleConnection,
 };
 use slog::{debug, info, Logger};
 
@@ -54,10 +54,9 @@ pub struct Peers {
     pub diag: Addr<DiagPoller>,
 }
 
-/// A connection's sampling: its period, its slot, and what the sampler was last told.
+/// A connection's sampling: its period and what the sampler was last told.
 struct Sampling {
     period: Duration,
-    slot: Arc<SampleSlot>,
     told: Option<u64>,
 }
 
@@ -75,6 +74,9 @@ pub struct ConnectionActor {
     decision_cause: Option<Instant>,
     /// While the policy reads samples.
     sampling: Option<Sampling>,
+    /// Samples that arrived while a decision was in flight (the latest, with their tick's
+    /// guard: not consumed yet), fed when it returns.
+    waiting: Option<Samples>,
 }
 
 impl ConnectionActor {
@@ -95,6 +97,7 @@ impl ConnectionActor {
             event_at: received,
             decision_cause: None,
             sampling: None,
+            waiting: None,
         }
     }
 
@@ -120,15 +123,20 @@ impl ConnectionActor {
             (Some(p), None) => {
                 self.sampling = Some(Sampling {
                     period: p,
-                    slot: Arc::default(),
                     told: None,
                 });
             }
         }
     }
 
+    /// Feed samples to the state machine and queue the policy's samples hook.
+    fn feed_samples(&mut self, samples: &[(SubflowKey, SubflowSample)]) {
+        self.conn_mut().handle_samples(Instant::now(), samples);
+        self.push_hook(Hook::Samples);
+    }
+
     /// Tell the poller what to sample if that changed.
-    fn watch(&mut self, ctx: &mut Context<Self>) {
+    fn watch(&mut self) {
         let Some(s) = self.sampling.as_mut() else {
             return;
         };
@@ -142,11 +150,7 @@ impl ConnectionActor {
         s.told = Some(print);
         self.peers.diag.do_send(SampleConnection {
             token: self.conn.token(),
-            watch: Some(SampleTo {
-                watch: watch::watch_of(&self.conn, s.period),
-                slot: s.slot.clone(),
-                ready: ctx.address().recipient(),
-            }),
+            watch: Some(watch::watch_of(&self.conn, s.period)),
         });
     }
 
@@ -212,7 +216,7 @@ impl ConnectionActor {
             }
         }
         self.arm_timer(ctx);
-        self.watch(ctx);
+        self.watch();
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -297,28 +301,15 @@ impl Handler<Samples> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Samples, ctx: &mut Self::Context) {
-        self.conn_mut().handle_samples(Instant::now(), &msg.0);
-        self.push_hook(Hook::Samples);
-        self.pump(ctx);
-    }
-}
-
-impl Handler<SamplesReady> for ConnectionActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: SamplesReady, ctx: &mut Self::Context) {
-        let Some(slot) = self.sampling.as_ref().map(|s| s.slot.clone()) else {
+        if self.deciding {
+            // A newer set replaces one still waiting (whose guard goes with it).
+            self.waiting = Some(msg);
             return;
-        };
-        let now = Instant::now();
-        let conn = Arc::make_mut(&mut self.conn);
-        if slot
-            .take(|samples| conn.handle_samples(now, samples))
-            .is_some()
-        {
-            self.push_hook(Hook::Samples);
-            self.pump(ctx);
         }
+        let Samples(samples, guard) = msg;
+        self.feed_samples(&samples);
+        drop(guard);
+        self.pump(ctx);
     }
 }
 
@@ -354,6 +345,10 @@ impl Handler<Decided> for ConnectionActor {
         }
         self.set_sample_period(msg.1);
         self.conn_mut().handle_decisions(now, msg.0);
+        if let Some(Samples(samples, guard)) = self.waiting.take() {
+            self.feed_samples(&samples);
+            drop(guard);
+        }
         self.pump_after(ctx, cause);
     }
 }

@@ -9,11 +9,14 @@ use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Decision;
 use mptcp_pmd_policies::{PmEvent, SubflowKey, SubflowSample, Token};
+use netlink_actor::actors::TickGuard;
 
-/// Health samples of one connection's subflows (registry -> connection actor).
+/// Health samples of one connection's subflows (registry -> connection actor), and the guard
+/// of the sampling tick they come from, if any (held until they are consumed, see
+/// `netlink_actor::actors::FreshSamples`).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct Samples(pub Vec<(SubflowKey, SubflowSample)>);
+pub struct Samples(pub Vec<(SubflowKey, SubflowSample)>, pub Option<TickGuard>);
 
 /// Which policy hook a decision request is for.
 #[derive(Debug, Clone)]

@@ -122,14 +122,14 @@ pub struct Metrics {
 
 /// Subflow sampling by the sock_diag poller's sampler (`netlink_actor::actors::sampler`): the
 /// set being sampled, the period each tick achieved against the one asked for, the time of
-/// the ticks, and samples replaced before their connection took them (it is behind).
+/// the ticks, and ticks held back because the event loop had not consumed the previous ones.
 #[derive(Clone)]
 struct SamplingMetrics {
     connections: Gauge,
     subflows: Gauge,
     period: Family<Labels, Histogram>,
     tick: Histogram,
-    conflated: Counter,
+    held_back: Counter,
 }
 
 /// Buckets from 5 ms, each 1.5 x the previous, up to ~11 s: sampling periods from the
@@ -167,10 +167,10 @@ impl SamplingMetrics {
                 "One sampling tick: the lookups of up to 2048 subflows and the discovery dump it needed",
                 latency_histogram(),
             ),
-            conflated: registered(
+            held_back: registered(
                 registry,
-                "samples_conflated",
-                "Samples replaced by newer ones before their connection took them (its actor is behind)",
+                "sample_ticks_held_back",
+                "Sampling ticks postponed because the event loop had not consumed the samples of the previous ones yet (it is behind; periods stretch)",
                 Counter::default(),
             ),
         }
@@ -183,7 +183,6 @@ impl SamplingMetrics {
                 .get_or_create(&vec![("wanted", wanted.as_secs_f64().to_string())])
                 .observe(achieved.as_secs_f64());
         }
-        self.conflated.inc_by(r.conflated as u64);
     }
 
     fn set(&self, connections: usize, subflows: usize) {
@@ -557,6 +556,9 @@ impl Stats for Metrics {
     fn sampled(&self, connections: usize, subflows: usize) {
         self.sampling.set(connections, subflows);
     }
+    fn sample_held_back(&self) {
+        self.sampling.held_back.inc();
+    }
 }
 
 #[cfg(test)]
@@ -685,14 +687,14 @@ mod tests {
                 (Duration::from_millis(20), Duration::from_millis(21)),
                 (Duration::from_secs(1), Duration::from_millis(1500)),
             ],
-            conflated: 3,
         };
         Stats::sample_tick(&m, &report, Duration::from_micros(80));
+        Stats::sample_held_back(&m);
         let t = m.encode().unwrap();
         for line in [
             "mptcp_pmd_sampled_connections 10",
             "mptcp_pmd_sampled_subflows 20",
-            "mptcp_pmd_samples_conflated_total 3",
+            "mptcp_pmd_sample_ticks_held_back_total 1",
             "mptcp_pmd_sample_tick_seconds_count 1",
             "mptcp_pmd_sample_period_seconds_count{wanted=\"0.02\"} 1",
             "mptcp_pmd_sample_period_seconds_count{wanted=\"1\"} 1",

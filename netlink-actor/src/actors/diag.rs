@@ -8,10 +8,12 @@
 //! - **Subflow samples**, for the connections whose policy reads them, each at its own period
 //!   ([`SampleConnection`]; the logic is [`super::sampler`]): batched exact lookups of their
 //!   subflows by 4-tuple, in ticks of at most [`SLICE_SUBFLOWS`], spaced so that sampling
-//!   takes at most half of this thread's time; each connection's samples go into its
-//!   [`SampleSlot`] and it is told ([`SamplesReady`]) when the slot turns fresh. The cost
-//!   follows the subflows sampled and their rate, not the host's socket count: no dump walks
-//!   the kernel's table for samples, except the rare discovery dumps of the sampler.
+//!   takes at most half of this thread's time. A tick's samples leave as one [`FreshSamples`]
+//!   for the registry, which hands each connection its own; while [`MAX_TICKS_IN_FLIGHT`]
+//!   ticks are not consumed yet, the next one waits (the event loop is behind: periods
+//!   stretch, nothing piles up). The cost follows the subflows sampled and their rate, not the
+//!   host's socket count: no dump walks the kernel's table for samples, except the rare
+//!   discovery dumps of the sampler.
 //!
 //! A failed dump or lookup is dropped (the next poll or tick tries again; an overrun only made
 //! that one incomplete) unless the socket itself is unusable: that is reported to
@@ -20,34 +22,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use actix::prelude::*;
-use mptcp_pmd_policies::{SubflowKey, SubflowSample};
 use slog::{debug, info, warn, Logger};
 
 use super::failure::{Failures, KernelSocket, SocketFailure};
-use super::messages::{DiagSnapshot, SampleConnection, SamplesReady, SetPolling, TakeSnapshot};
-use super::sampler::{Put, SampleSlot, Sampler, Sink, TickReport, SLICE_SUBFLOWS};
+use super::messages::{DiagSnapshot, FreshSamples, SampleConnection, SetPolling, TakeSnapshot};
+use super::sampler::{Sampled, Sampler, TickGuard, TickReport, SLICE_SUBFLOWS};
 use super::snapshot::MptcpSnapshot;
 use super::stats::Stats;
 use crate::sock_diag::{DiagSocket, LookupKey};
 use crate::{Error as DiagError, Severity};
 
-/// A watched connection's delivery: its slot and who to tell.
-#[derive(Debug)]
-struct Delivery {
-    slot: Arc<SampleSlot>,
-    ready: Recipient<SamplesReady>,
-}
+/// Sampling ticks whose samples may be unconsumed at once; the next tick waits for one of
+/// them (the event loop is behind).
+pub const MAX_TICKS_IN_FLIGHT: usize = 2;
 
-impl Sink for Delivery {
-    fn deliver(&self, samples: &[(SubflowKey, SubflowSample)]) -> Put {
-        let put = self.slot.put(samples);
-        if put == Put::Fresh {
-            self.ready.do_send(SamplesReady);
-        }
-        put
-    }
-}
+/// How long a tick held back by [`MAX_TICKS_IN_FLIGHT`] waits before it looks again.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 
 /// The achieved period above which sampling counts as behind: this many times the period
 /// asked for (plus one tick of scheduling slack).
@@ -57,9 +50,12 @@ const BEHIND_FACTOR: u32 = 2;
 pub struct DiagPoller {
     sock: DiagSocket,
     sink: Recipient<DiagSnapshot>,
+    fresh: Recipient<FreshSamples>,
     interval: Duration,
     handle: Option<SpawnHandle>,
-    sampler: Sampler<Delivery>,
+    sampler: Sampler,
+    /// The guards of the ticks sent, oldest first, until consumed.
+    in_flight: VecDeque<TickGuard>,
     /// The next sampling tick, if one is scheduled.
     tick: Option<(Instant, SpawnHandle)>,
     keys: Vec<LookupKey>,
@@ -72,10 +68,12 @@ pub struct DiagPoller {
 
 impl DiagPoller {
     /// A poller sending snapshots of the connections to `sink` every `interval` while
-    /// enabled, timing each poll into `stats`. A dead socket is reported to `failures`.
+    /// enabled and the subflow samples it is asked for to `fresh`, timing each poll into
+    /// `stats`. A dead socket is reported to `failures`.
     pub fn new(
         sock: DiagSocket,
         sink: Recipient<DiagSnapshot>,
+        fresh: Recipient<FreshSamples>,
         interval: Duration,
         stats: Arc<dyn Stats>,
         failures: Failures,
@@ -84,9 +82,11 @@ impl DiagPoller {
         DiagPoller {
             sock,
             sink,
+            fresh,
             interval,
             handle: None,
             sampler: Sampler::new(SLICE_SUBFLOWS),
+            in_flight: VecDeque::new(),
             tick: None,
             keys: Vec::new(),
             behind: false,
@@ -162,6 +162,14 @@ impl DiagPoller {
     /// need, deliver, and schedule the next tick.
     fn sample(&mut self, ctx: &mut Context<Self>) {
         let t0 = Instant::now();
+        while self.in_flight.front().is_some_and(|g| g.in_flight() == 0) {
+            self.in_flight.pop_front();
+        }
+        if self.in_flight.len() >= MAX_TICKS_IN_FLIGHT {
+            self.stats.sample_held_back();
+            self.schedule_sampling(ctx, t0 + HELD_BACK_RETRY);
+            return;
+        }
         let mut keys = std::mem::take(&mut self.keys);
         if !self.sampler.plan(t0, &mut keys) {
             self.keys = keys;
@@ -186,7 +194,16 @@ impl DiagPoller {
         let now = Instant::now();
         let took = now.saturating_duration_since(t0);
         self.stats.poll_duration(took);
-        let report = self.sampler.finish(now);
+        let mut samples: Vec<Sampled> = Vec::new();
+        let report = self.sampler.finish(now, &mut samples);
+        if !samples.is_empty() {
+            let guard = TickGuard::default();
+            self.fresh.do_send(FreshSamples {
+                samples,
+                guard: guard.clone(),
+            });
+            self.in_flight.push_back(guard);
+        }
         self.report(&report, took);
         // At most half of this thread's time goes to sampling.
         self.schedule_sampling(ctx, now + took);
@@ -245,14 +262,7 @@ impl Handler<SampleConnection> for DiagPoller {
     type Result = ();
 
     fn handle(&mut self, msg: SampleConnection, ctx: &mut Self::Context) {
-        let watch = msg.watch.map(|to| {
-            let sink = Delivery {
-                slot: to.slot,
-                ready: to.ready,
-            };
-            (to.watch, sink)
-        });
-        self.sampler.watch(Instant::now(), msg.token, watch);
+        self.sampler.watch(Instant::now(), msg.token, msg.watch);
         self.stats
             .sampled(self.sampler.len(), self.sampler.subflows());
         self.schedule_sampling(ctx, Instant::now());

@@ -10,7 +10,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use mptcp_pmd_policies::{LocalAddr, PmEvent, Token};
 
-use super::sampler::{SampleSlot, Watch};
+use super::sampler::{Sampled, TickGuard, Watch};
 use super::snapshot::MptcpSnapshot;
 
 /// A kernel PM event (events actor -> registry -> connection actor).
@@ -56,26 +56,21 @@ pub struct SetPolling(pub bool);
 pub struct SampleConnection {
     /// The connection.
     pub token: Token,
-    /// What to sample and where the samples go.
-    pub watch: Option<SampleTo>,
+    /// What to sample.
+    pub watch: Option<Watch>,
 }
 
-/// What [`SampleConnection`] asks for, and where the samples go.
-#[derive(Debug)]
-pub struct SampleTo {
-    /// The period and the subflows.
-    pub watch: Watch,
-    /// The connection's slot: its latest samples.
-    pub slot: Arc<SampleSlot>,
-    /// Told when the slot turns fresh.
-    pub ready: Recipient<SamplesReady>,
-}
-
-/// Fresh samples wait in the connection's [`SampleSlot`] (diag poller -> connection actor;
-/// one outstanding at most, see the slot).
-#[derive(Message, Debug, Clone, Copy)]
+/// One sampling tick's samples, grouped by connection (diag poller -> registry, which hands
+/// each connection its own). Whatever carries them holds a clone of `guard` until they are
+/// consumed: the poller starts no new tick while too many are in flight.
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct SamplesReady;
+pub struct FreshSamples {
+    /// (connection, subflow, sample), each connection's contiguous.
+    pub samples: Vec<Sampled>,
+    /// The tick's guard.
+    pub guard: TickGuard,
+}
 
 /// The usable local addresses changed (address monitor -> policy actor, registry, connections).
 #[derive(Message, Debug, Clone)]

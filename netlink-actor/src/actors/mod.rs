@@ -5,8 +5,8 @@
 //!   [`KernelEvent`], and a [`Resync`] when events were lost;
 //! - [`diag::DiagPoller`] owns the sock_diag socket: it polls the connections while some exist
 //!   ([`DiagSnapshot`] of an [`MptcpSnapshot`]), samples the subflows of the connections that
-//!   ask for it, each at its period ([`SampleConnection`], [`sampler`]), and answers
-//!   [`TakeSnapshot`];
+//!   ask for it, each at its period ([`SampleConnection`], [`sampler`]; the samples leave as
+//!   [`FreshSamples`]), and answers [`TakeSnapshot`];
 //! - [`addresses::AddressMonitor`] owns the rtnetlink sockets and keeps the usable local
 //!   addresses ([`addrset::AddrSet`], filtered by the `addresses:` config), sending
 //!   [`LocalsChanged`];
@@ -37,9 +37,9 @@ pub use diag::DiagPoller;
 pub use events::{EventActor, EventSinks};
 pub use failure::{Failures, KernelSocket, SocketFailure};
 pub use messages::{
-    DiagSnapshot, KernelEvent, LocalsChanged, Resync, SampleConnection, SampleTo, SamplesReady,
-    SetPolling, TakeSnapshot,
+    DiagSnapshot, FreshSamples, KernelEvent, LocalsChanged, Resync, SampleConnection, SetPolling,
+    TakeSnapshot,
 };
-pub use sampler::{SampleSlot, Watch, WatchedSubflow};
+pub use sampler::{Sampled, TickGuard, Watch, WatchedSubflow};
 pub use snapshot::{MptcpSnapshot, SnapshotConn};
 pub use stats::{EventTrace, Stats};

@@ -3,7 +3,7 @@
 //! their 4-tuples and bound interfaces, whether it waits for joins whose port it does not
 //! know yet) and a period; the [`Sampler`] says at each tick which subflows to look up
 //! (batched exact lookups, [`crate::sock_diag::lookup`]), assembles the answers per
-//! connection and hands each connection's samples to its [`Sink`].
+//! connection and hands them on, one list per tick.
 //!
 //! Why lookups and not dumps: a dump walks the kernel's whole TCP table whatever it returns,
 //! so the cost of a dump every 20 ms follows the host's socket count; a lookup costs one hash
@@ -25,14 +25,14 @@
 //! work exceeds that, every connection's achieved period stretches alike (oldest first); each
 //! tick reports the achieved periods ([`TickReport`]) for the metrics and the log.
 //!
-//! **Delivery.** A connection's samples go into its [`SampleSlot`], which holds only the
-//! latest ones: the consumer is told when the slot turns fresh, and a tick that finds the
-//! previous samples not yet taken replaces them (counted as conflated). However slow the
-//! consumer, one notification and one set of samples per connection are outstanding at most.
+//! **Delivery.** A tick's samples leave as one flat list, grouped by connection
+//! ([`Sampler::finish`]); the driver hands it to the event loop as one message and holds the
+//! next tick back while too many are unconsumed (its [`TickGuard`]s), so however slow the
+//! consumers, a bounded number of ticks is in flight and nothing piles up.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mptcp_pmd_policies::{SubflowKey, SubflowSample, Token};
@@ -72,63 +72,18 @@ pub struct Watch {
     pub discover: bool,
 }
 
-/// Where a connection's samples go.
-pub trait Sink {
-    /// One tick's samples of the connection; whether they replaced samples it had not taken.
-    fn deliver(&self, samples: &[(SubflowKey, SubflowSample)]) -> Put;
-}
+/// One subflow's sample of a tick, with its connection.
+pub type Sampled = (Token, SubflowKey, SubflowSample);
 
-/// The latest samples of one connection, shared between the sampler's thread (which puts
-/// them) and the connection's (which takes them).
-#[derive(Debug, Default)]
-pub struct SampleSlot {
-    state: Mutex<SlotState>,
-}
+/// Held by whatever carries a tick's samples until they are consumed: the driver counts the
+/// guards alive ([`TickGuard::in_flight`]) and starts no tick while too many are.
+#[derive(Debug, Clone, Default)]
+pub struct TickGuard(Arc<()>);
 
-#[derive(Debug, Default)]
-struct SlotState {
-    samples: Vec<(SubflowKey, SubflowSample)>,
-    fresh: bool,
-}
-
-/// What [`SampleSlot::put`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Put {
-    /// The previous samples had been taken: tell the consumer.
-    Fresh,
-    /// The previous samples were still there (the consumer is behind) and were replaced; it
-    /// has been told already.
-    Conflated,
-}
-
-impl SampleSlot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        // A poisoned lock only means a thread panicked mid-copy; the next put overwrites.
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// Replace the samples (reusing the slot's storage).
-    pub fn put(&self, samples: &[(SubflowKey, SubflowSample)]) -> Put {
-        let mut s = self.lock();
-        s.samples.clear();
-        s.samples.extend_from_slice(samples);
-        if std::mem::replace(&mut s.fresh, true) {
-            Put::Conflated
-        } else {
-            Put::Fresh
-        }
-    }
-
-    /// Hand the samples to `f` if they were not taken yet.
-    pub fn take<R>(&self, f: impl FnOnce(&[(SubflowKey, SubflowSample)]) -> R) -> Option<R> {
-        let mut s = self.lock();
-        if !std::mem::replace(&mut s.fresh, false) {
-            return None;
-        }
-        Some(f(&s.samples))
+impl TickGuard {
+    /// How many copies of this guard exist besides the driver's own.
+    pub fn in_flight(&self) -> usize {
+        Arc::strong_count(&self.0) - 1
     }
 }
 
@@ -155,7 +110,7 @@ impl Key {
 }
 
 #[derive(Debug)]
-struct Watched<S> {
+struct Watched {
     period: Duration,
     keys: Vec<Key>,
     discover: bool,
@@ -163,7 +118,6 @@ struct Watched<S> {
     last: Option<Instant>,
     /// Its place in the current tick.
     in_tick: Option<usize>,
-    sink: S,
 }
 
 /// One connection of the tick: its token and its keys' answers in `Sampler::answers`.
@@ -183,8 +137,6 @@ pub struct TickReport {
     /// For each period asked for among them: the longest time since a connection's previous
     /// sampling (only connections sampled before), i.e. the achieved period.
     pub achieved: Vec<(Duration, Duration)>,
-    /// Samples that replaced ones their connection had not taken yet.
-    pub conflated: usize,
 }
 
 /// The discovery dump a tick needs, if any.
@@ -208,8 +160,8 @@ impl Discovery {
 
 /// The watched connections and their schedule. See the module docs.
 #[derive(Debug)]
-pub struct Sampler<S> {
-    conns: HashMap<Token, Watched<S>>,
+pub struct Sampler {
+    conns: HashMap<Token, Watched>,
     due: BTreeSet<(Instant, Token)>,
     slice: usize,
     tick: Vec<Taken>,
@@ -217,13 +169,12 @@ pub struct Sampler<S> {
     /// that connection's keys; gone keys are not looked up).
     key_of: Vec<(usize, usize)>,
     answers: Vec<Option<(SubflowKey, SubflowSample)>>,
-    extra: Vec<(Token, SubflowKey, SubflowSample)>,
-    buf: Vec<(SubflowKey, SubflowSample)>,
+    extra: Vec<Sampled>,
     last_full: Option<Instant>,
     subflows: usize,
 }
 
-impl<S: Sink> Sampler<S> {
+impl Sampler {
     /// No connection watched; ticks of at most `slice` subflows.
     pub fn new(slice: usize) -> Self {
         Sampler {
@@ -234,7 +185,6 @@ impl<S: Sink> Sampler<S> {
             key_of: Vec::new(),
             answers: Vec::new(),
             extra: Vec::new(),
-            buf: Vec::new(),
             last_full: None,
             subflows: 0,
         }
@@ -260,11 +210,11 @@ impl<S: Sink> Sampler<S> {
         self.due.first().map(|(at, _)| *at)
     }
 
-    /// Sample `token` as `watch` says from now on, delivering to `sink`; `None` stops. A new
-    /// connection is due at once; a changed one keeps its schedule (a shorter period takes
-    /// effect from its next sampling) and what was learnt about subflows it still lists.
-    pub fn watch(&mut self, now: Instant, token: Token, watch: Option<(Watch, S)>) {
-        let Some((w, sink)) = watch else {
+    /// Sample `token` as `watch` says from now on; `None` stops. A new connection is due at
+    /// once; a changed one keeps its schedule (a shorter period takes effect from its next
+    /// sampling) and what was learnt about subflows it still lists.
+    pub fn watch(&mut self, now: Instant, token: Token, watch: Option<Watch>) {
+        let Some(w) = watch else {
             if let Some(old) = self.conns.remove(&token) {
                 self.due.remove(&(old.due, token));
                 self.subflows -= old.keys.len();
@@ -309,7 +259,6 @@ impl<S: Sink> Sampler<S> {
                 due,
                 last,
                 in_tick: None,
-                sink,
             },
         );
     }
@@ -447,9 +396,9 @@ impl<S: Sink> Sampler<S> {
         }
     }
 
-    /// End the tick at `now`: deliver each connection's samples (if it got any) and schedule
-    /// its next sampling.
-    pub fn finish(&mut self, now: Instant) -> TickReport {
+    /// End the tick at `now`: append each connection's samples to `out` (grouped by
+    /// connection, in tick order) and schedule its next sampling.
+    pub fn finish(&mut self, now: Instant, out: &mut Vec<Sampled>) -> TickReport {
         let mut report = TickReport::default();
         for t in std::mem::take(&mut self.tick) {
             let Some(c) = self.conns.get_mut(&t.token) else {
@@ -458,23 +407,15 @@ impl<S: Sink> Sampler<S> {
             c.in_tick = None;
             report.connections += 1;
             report.subflows += t.range.len();
-            self.buf.clear();
-            self.buf.extend(
+            out.extend(
                 self.answers
                     .get(t.range.clone())
                     .unwrap_or_default()
                     .iter()
-                    .flatten(),
+                    .flatten()
+                    .map(|(k, s)| (t.token, *k, *s)),
             );
-            self.buf.extend(
-                self.extra
-                    .iter()
-                    .filter(|(tok, _, _)| *tok == t.token)
-                    .map(|(_, k, s)| (*k, *s)),
-            );
-            if !self.buf.is_empty() && c.sink.deliver(&self.buf) == Put::Conflated {
-                report.conflated += 1;
-            }
+            out.extend(self.extra.iter().filter(|(tok, _, _)| *tok == t.token));
             if let Some(last) = c.last {
                 let took = now.saturating_duration_since(last);
                 match report.achieved.iter_mut().find(|(p, _)| *p == c.period) {
@@ -495,23 +436,8 @@ impl<S: Sink> Sampler<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::rc::Rc;
 
     use crate::actors::snapshot::tests::sub;
-
-    type Samples = Vec<(SubflowKey, SubflowSample)>;
-
-    /// Every delivery, in order.
-    #[derive(Debug, Clone, Default)]
-    struct Rec(Rc<RefCell<Vec<Samples>>>);
-
-    impl Sink for Rec {
-        fn deliver(&self, samples: &[(SubflowKey, SubflowSample)]) -> Put {
-            self.0.borrow_mut().push(samples.to_vec());
-            Put::Fresh
-        }
-    }
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
@@ -527,30 +453,39 @@ mod tests {
             .collect()
     }
 
-    fn watch(period: u64, subflows: Vec<WatchedSubflow>, discover: bool) -> Watch {
-        Watch {
+    fn watch(period: u64, subflows: Vec<WatchedSubflow>, discover: bool) -> Option<Watch> {
+        Some(Watch {
             period: ms(period),
             subflows,
             discover,
-        }
+        })
     }
 
-    /// Answers every lookup of the tick with the subflow `found` says (by key), or ENOENT.
+    /// The local ports of `token`'s samples in a tick's output.
+    fn ports(out: &[Sampled], token: u32) -> Vec<u16> {
+        out.iter()
+            .filter(|(t, _, _)| *t == Token(token))
+            .map(|(_, k, _)| k.local.port())
+            .collect()
+    }
+
+    /// One tick at `now` answering every lookup with the subflow `found` says, or ENOENT.
     fn run(
-        s: &mut Sampler<Rec>,
+        s: &mut Sampler,
         now: Instant,
         found: impl Fn(&LookupKey) -> Option<SubflowDiag>,
-    ) -> (Vec<LookupKey>, TickReport) {
+    ) -> (Vec<LookupKey>, Vec<Sampled>, TickReport) {
         let mut keys = Vec::new();
+        let mut out = Vec::new();
         if !s.plan(now, &mut keys) {
-            return (keys, TickReport::default());
+            return (keys, out, TickReport::default());
         }
         for (i, k) in keys.iter().enumerate() {
             let a = found(k).map_or(Answer::Missing(libc::ENOENT), Answer::Found);
             s.answer(i, &a);
         }
-        let r = s.finish(now);
-        (keys, r)
+        let r = s.finish(now, &mut out);
+        (keys, out, r)
     }
 
     fn diag_of(token: u32, k: &LookupKey) -> SubflowDiag {
@@ -564,36 +499,28 @@ mod tests {
     fn each_connection_is_sampled_at_its_own_period_and_gets_its_own_samples() {
         let t0 = Instant::now();
         let mut s = Sampler::new(SLICE_SUBFLOWS);
-        let (fast, slow) = (Rec::default(), Rec::default());
-        s.watch(
-            t0,
-            Token(1),
-            Some((watch(20, watched(1, &[1000, 1001]), false), fast.clone())),
-        );
-        s.watch(
-            t0,
-            Token(2),
-            Some((watch(1000, watched(2, &[2000]), false), slow.clone())),
-        );
+        s.watch(t0, Token(1), watch(20, watched(1, &[1000, 1001]), false));
+        s.watch(t0, Token(2), watch(1000, watched(2, &[2000]), false));
         assert_eq!((s.len(), s.subflows()), (2, 3));
         let token_of = |k: &LookupKey| if k.key.local.port() < 2000 { 1 } else { 2 };
-        let mut looked = 0;
+        let (mut looked, mut fast, mut slow) = (0, 0, 0);
         for step in 0..=50u64 {
-            let (keys, _) = run(&mut s, t0 + ms(step * 20), |k| {
+            let (keys, out, _) = run(&mut s, t0 + ms(step * 20), |k| {
                 Some(diag_of(token_of(k), k))
             });
             looked += keys.len();
+            if step == 0 {
+                assert_eq!(ports(&out, 1), [1000, 1001]);
+            }
+            fast += usize::from(!ports(&out, 1).is_empty());
+            slow += usize::from(!ports(&out, 2).is_empty());
+            if let Some((_, _, smp)) = out.iter().find(|(t, _, _)| *t == Token(2)) {
+                assert_eq!(smp.srtt_us, 2000);
+            }
         }
         // 51 ticks of the fast connection (2 subflows), 2 of the slow one (at 0 and 1000 ms).
-        assert_eq!(fast.0.borrow().len(), 51);
-        assert_eq!(slow.0.borrow().len(), 2);
+        assert_eq!((fast, slow), (51, 2));
         assert_eq!(looked, 51 * 2 + 2);
-        let ports: Vec<u16> = fast.0.borrow()[0]
-            .iter()
-            .map(|(k, _)| k.local.port())
-            .collect();
-        assert_eq!(ports, [1000, 1001]);
-        assert_eq!(slow.0.borrow()[1][0].1.srtt_us, 2000);
         assert_eq!(s.next_due(), Some(t0 + ms(1020)));
         // Stopped: never again.
         s.watch(t0, Token(1), None);
@@ -605,72 +532,51 @@ mod tests {
     fn a_large_set_is_taken_in_slices_oldest_first_and_the_period_stretches() {
         let t0 = Instant::now();
         let mut s = Sampler::new(10);
-        let sinks: Vec<Rec> = (0..20).map(|_| Rec::default()).collect();
-        for (i, sink) in sinks.iter().enumerate() {
-            let t = i as u32;
-            let w = watch(
-                20,
-                watched(t, &[1000 + 2 * t as u16, 1001 + 2 * t as u16]),
-                false,
-            );
-            s.watch(t0, Token(t), Some((w, sink.clone())));
+        for t in 0..20u32 {
+            let p = 1000 + 2 * t as u16;
+            s.watch(t0, Token(t), watch(20, watched(t, &[p, p + 1]), false));
         }
         // 20 connections x 2 subflows, 10 subflows per tick: four ticks per round. Ticks every
         // 10 ms (as a driver that is behind would run them): each connection is sampled every
-        // 40 ms, not 20, and never twice in a row while others wait.
+        // 40 ms, not 20, and never twice while others wait.
         let mut worst = Duration::ZERO;
+        let mut times = [0usize; 20];
         for step in 0..12u64 {
-            let (keys, r) = run(&mut s, t0 + ms(step * 10), |k| {
+            let (keys, out, r) = run(&mut s, t0 + ms(step * 10), |k| {
                 Some(diag_of(u32::from((k.key.local.port() - 1000) / 2), k))
             });
             assert_eq!(keys.len(), 10, "step {step}");
             assert_eq!(r.connections, 5);
+            for (t, _, _) in out.iter().step_by(2) {
+                times[t.0 as usize] += 1;
+            }
             if let Some((p, a)) = r.achieved.first() {
                 assert_eq!(*p, ms(20));
                 worst = worst.max(*a);
             }
         }
         assert_eq!(worst, ms(40), "achieved period");
-        assert!(
-            sinks.iter().all(|k| k.0.borrow().len() == 3),
-            "each sampled 3 times in 12 ticks"
-        );
-        // Caught up (ticks every 40 ms, room for all): back to 20 ms? No: each is due at most
-        // once, so there is no burst to catch up, just the next sampling.
-        assert!(s.due.len() == 20);
+        assert_eq!(times, [3; 20], "each sampled 3 times in 12 ticks");
+        // Each connection is owed one sampling at most: no burst to catch up.
+        assert_eq!(s.due.len(), 20);
     }
 
     #[test]
-    fn samples_are_conflated_when_the_consumer_is_behind() {
-        let slot = SampleSlot::default();
-        let k = sub(1, 1000).key;
-        let a = SubflowSample {
-            srtt_us: 1,
-            ..SubflowSample::default()
-        };
-        let b = SubflowSample { srtt_us: 2, ..a };
-        assert_eq!(slot.put(&[(k, a)]), Put::Fresh);
-        assert_eq!(slot.put(&[(k, b)]), Put::Conflated);
-        assert_eq!(slot.take(|s| s[0].1.srtt_us), Some(2), "the latest");
-        assert_eq!(slot.take(|s| s.len()), None, "taken once");
-        assert_eq!(slot.put(&[]), Put::Fresh);
+    fn a_tick_guard_counts_what_is_in_flight() {
+        let g = TickGuard::default();
+        assert_eq!(g.in_flight(), 0);
+        let carried = (g.clone(), g.clone());
+        assert_eq!(g.in_flight(), 2);
+        drop(carried);
+        assert_eq!(g.in_flight(), 0);
     }
 
     #[test]
     fn syn_sent_joins_are_discovered_for_connections_that_wait_for_them() {
         let t0 = Instant::now();
         let mut s = Sampler::new(SLICE_SUBFLOWS);
-        let (waiting, other) = (Rec::default(), Rec::default());
-        s.watch(
-            t0,
-            Token(1),
-            Some((watch(20, watched(1, &[1000]), true), waiting.clone())),
-        );
-        s.watch(
-            t0,
-            Token(2),
-            Some((watch(20, watched(2, &[2000]), false), other.clone())),
-        );
+        s.watch(t0, Token(1), watch(20, watched(1, &[1000]), true));
+        s.watch(t0, Token(2), watch(20, watched(2, &[2000]), false));
         let mut keys = Vec::new();
         assert!(s.plan(t0, &mut keys));
         for (i, k) in keys.iter().enumerate() {
@@ -683,23 +589,21 @@ mod tests {
         let strangers = sub(2, 2500);
         let unwatched = sub(9, 9000);
         s.discovered(t0, Discovery::SynSent, &[probe, strangers, unwatched]);
-        s.finish(t0);
-        let got: Vec<u16> = waiting.0.borrow()[0]
-            .iter()
-            .map(|(k, _)| k.local.port())
-            .collect();
-        assert_eq!(got, [1000, 1500], "its subflow and its SYN_SENT join");
-        let got: Vec<u16> = other.0.borrow()[0]
-            .iter()
-            .map(|(k, _)| k.local.port())
-            .collect();
-        assert_eq!(got, [2000], "a connection that waits for no join gets none");
-        // Nobody waits: no dump.
-        s.watch(
-            t0,
-            Token(1),
-            Some((watch(20, watched(1, &[1000, 1500]), false), waiting)),
+        let mut out = Vec::new();
+        s.finish(t0, &mut out);
+        assert_eq!(
+            ports(&out, 1),
+            [1000, 1500],
+            "its subflow and its SYN_SENT join"
         );
+        assert_eq!(
+            ports(&out, 2),
+            [2000],
+            "a connection that waits for no join gets none"
+        );
+        assert!(ports(&out, 9).is_empty());
+        // Nobody waits: no dump.
+        s.watch(t0, Token(1), watch(20, watched(1, &[1000, 1500]), false));
         assert!(s.plan(t0 + ms(20), &mut keys));
         assert_eq!(s.discovery(t0 + ms(20)), None);
     }
@@ -708,22 +612,18 @@ mod tests {
     fn a_subflow_the_lookups_keep_missing_is_looked_for_by_a_full_dump_then_given_up() {
         let t0 = Instant::now();
         let mut s = Sampler::new(SLICE_SUBFLOWS);
-        let rec = Rec::default();
         s.watch(
             t0,
             Token(1),
-            Some((
-                watch(20, watched(1, &[1000, 1001, 1002]), false),
-                rec.clone(),
-            )),
+            watch(20, watched(1, &[1000, 1001, 1002]), false),
         );
         // Port 1001 is bound to interface 5 (the connection did not know), 1002 is gone.
         let kernel = |k: &LookupKey| match (k.key.local.port(), k.if_index) {
             (1000, _) | (1001, 5) => Some(diag_of(1, k)),
             _ => None,
         };
-        let mut keys = Vec::new();
-        let mut tick = |s: &mut Sampler<Rec>, at: Instant| {
+        let tick = |s: &mut Sampler, at: Instant| {
+            let mut keys = Vec::new();
             assert!(s.plan(at, &mut keys));
             for (i, k) in keys.iter().enumerate() {
                 s.answer(
@@ -743,61 +643,40 @@ mod tests {
                 bound.if_index = 5;
                 s.discovered(at, Discovery::Full, &[diag_of(1, &keys[0]), bound]);
             }
-            s.finish(at);
-            (keys.clone(), d)
+            let mut out = Vec::new();
+            s.finish(at, &mut out);
+            (keys, d, ports(&out, 1))
         };
         // First miss: no dump yet (a subflow that just closed is usually dropped by then).
-        let (_, d) = tick(&mut s, t0);
-        assert_eq!(d, None);
+        let (_, d, got) = tick(&mut s, t0);
+        assert_eq!((d, got), (None, vec![1000]));
         // Second miss: one full dump; it learns 1001's interface and that 1002 is gone.
-        let (_, d) = tick(&mut s, t0 + ms(20));
-        assert_eq!(d, Some(Discovery::Full));
-        let last: Vec<u16> = rec
-            .0
-            .borrow()
-            .last()
-            .unwrap()
-            .iter()
-            .map(|(k, _)| k.local.port())
-            .collect();
-        assert_eq!(last, [1000, 1001]);
-        let (keys, d) = tick(&mut s, t0 + ms(40));
-        assert_eq!(d, None);
+        let (_, d, got) = tick(&mut s, t0 + ms(20));
+        assert_eq!((d, got), (Some(Discovery::Full), vec![1000, 1001]));
+        let (keys, d, got) = tick(&mut s, t0 + ms(40));
+        assert_eq!((d, got), (None, vec![1000, 1001]));
         let asked: Vec<(u16, u32)> = keys
             .iter()
             .map(|k| (k.key.local.port(), k.if_index))
             .collect();
         assert_eq!(asked, [(1000, 0), (1001, 5)], "1002 no longer looked up");
-        let last: Vec<u16> = rec
-            .0
-            .borrow()
-            .last()
-            .unwrap()
-            .iter()
-            .map(|(k, _)| k.local.port())
-            .collect();
-        assert_eq!(last, [1000, 1001]);
-        // The connection lists it again (e.g. with its interface now): looked up again.
+        // The connection lists it again (e.g. with its interface now): looked up again, and
+        // what was learnt about the others is kept.
         let mut w = watched(1, &[1000, 1001, 1002]);
         w[2].if_index = 7;
-        s.watch(t0 + ms(50), Token(1), Some((watch(20, w, false), rec)));
+        s.watch(t0 + ms(50), Token(1), watch(20, w, false));
         let mut keys = Vec::new();
         assert!(s.plan(t0 + ms(60), &mut keys));
         assert_eq!(keys.len(), 3);
-        assert_eq!(keys[1].if_index, 5, "what was learnt is kept");
+        assert_eq!(keys[1].if_index, 5);
     }
 
     #[test]
     fn another_connections_socket_on_a_reused_tuple_is_not_a_sample() {
         let t0 = Instant::now();
         let mut s = Sampler::new(SLICE_SUBFLOWS);
-        let rec = Rec::default();
-        s.watch(
-            t0,
-            Token(1),
-            Some((watch(20, watched(1, &[1000]), false), rec.clone())),
-        );
-        run(&mut s, t0, |k| Some(diag_of(2, k)));
-        assert!(rec.0.borrow().is_empty());
+        s.watch(t0, Token(1), watch(20, watched(1, &[1000]), false));
+        let (_, out, _) = run(&mut s, t0, |k| Some(diag_of(2, k)));
+        assert!(out.is_empty());
     }
 }

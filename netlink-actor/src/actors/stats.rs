@@ -54,6 +54,8 @@ pub trait Stats: Send + Sync {
     fn sample_tick(&self, _report: &TickReport, _took: Duration) {}
     /// The connections and subflows being sampled now.
     fn sampled(&self, _connections: usize, _subflows: usize) {}
+    /// A sampling tick was postponed: the event loop had not consumed the previous ones yet.
+    fn sample_held_back(&self) {}
 }
 
 /// Counts nothing.

@@ -1,6 +1,9 @@
 //! c. Scale (mptcp-pmd): 10 000 connections held open against the daemon: the time to open
-//! and mesh them, its RSS, the sock_diag polls it runs (fullmesh, and rtt-based after a
-//! SIGHUP), its idle CPU and wake-ups, and what reading it costs ([`crate::scrape`]).
+//! and mesh them, its RSS, the sock_diag polls it runs (fullmesh, and rtt-based and
+//! active-standby after a SIGHUP: their subflows sampled every second and every 20 ms, with
+//! the daemon's CPU, RSS and achieved sampling period), its idle CPU and wake-ups, its RSS once
+//! all are closed, the same fast sampling with 10 connections, and what reading it costs
+//! ([`crate::scrape`]).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -48,8 +51,112 @@ struct ScaleRow {
     rtt_rss_kb: u64,
     rtt_hwm_kb: u64,
     rtt_cpu_pct: f64,
+    /// rtt-based's achieved sampling period (asked: `poll.interval_ms`, 1 s).
+    rtt_period: Option<Periods>,
+    /// The daemon on active-standby (SIGHUP) with all the connections, and later with 10.
+    fast_big: Option<Fast>,
+    fast_small: Option<Fast>,
     /// Reading the daemon (metrics, status) with the connections tracked, back on fullmesh.
     readings: Option<Readings>,
+}
+
+/// The daemon's achieved sampling period over a stretch of time, from its
+/// `sample_period_seconds{wanted}` histogram: ticks observed, mean, median and 90th
+/// percentile (the upper bound of the bucket holding it), ms.
+#[derive(Debug, Clone, Copy)]
+struct Periods {
+    ticks: f64,
+    mean_ms: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+}
+
+/// The daemon sampling a set of connections fast (active-standby, 20 ms): its CPU and RSS over
+/// 5 s, the connections and subflows it samples, the achieved period, samples it replaced
+/// before their connection took them.
+#[derive(Debug, Clone, Copy)]
+struct Fast {
+    conns: usize,
+    cpu_pct: f64,
+    rss_kb: u64,
+    sampled: (f64, f64),
+    periods: Option<Periods>,
+    conflated: f64,
+}
+
+/// The daemon's metric samples.
+fn metrics(ns: &Netns) -> std::collections::BTreeMap<String, f64> {
+    integration::metrics::samples(&integration::metrics::scrape(ns, METRICS_PORT))
+}
+
+/// The achieved period for `wanted` (seconds, as the label prints it) between two readings of
+/// the metrics.
+fn periods(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    wanted: &str,
+) -> Option<Periods> {
+    let name = "mptcp_pmd_sample_period_seconds";
+    let delta =
+        |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    let ticks = delta(&format!("{name}_count{{wanted=\"{wanted}\"}}"));
+    if ticks <= 0.0 {
+        return None;
+    }
+    let sum = delta(&format!("{name}_sum{{wanted=\"{wanted}\"}}"));
+    let suffix = format!("\",wanted=\"{wanted}\"}}");
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = after
+        .keys()
+        .filter_map(|k| {
+            let le = k.strip_prefix(&prefix)?.strip_suffix(&suffix)?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, delta(k)))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let q = |f: f64| {
+        buckets
+            .iter()
+            .find(|(_, n)| *n >= f * ticks)
+            .map_or(f64::NAN, |(b, _)| b * 1e3)
+    };
+    Some(Periods {
+        ticks,
+        mean_ms: sum / ticks * 1e3,
+        p50_ms: q(0.5),
+        p90_ms: q(0.9),
+    })
+}
+
+/// The daemon (already sampling the connections at 20 ms) over 5 s.
+fn fast_reading(ns: &Netns, p: &integration::daemon::Daemon, conns: usize) -> Fast {
+    // CPU between the scrapes (a scrape builds the daemon's status, see the rtt-based row).
+    let m0 = metrics(ns);
+    let c0 = p.cpu_s();
+    std::thread::sleep(Duration::from_secs(5));
+    let cpu_pct = (p.cpu_s() - c0) / 5.0 * 100.0;
+    let m1 = metrics(ns);
+    let get = |k: &str| m1.get(k).copied().unwrap_or(0.0);
+    let conflated = get("mptcp_pmd_samples_conflated_total")
+        - m0.get("mptcp_pmd_samples_conflated_total")
+            .copied()
+            .unwrap_or(0.0);
+    Fast {
+        conns,
+        cpu_pct,
+        rss_kb: p.status_kb("VmRSS"),
+        sampled: (
+            get("mptcp_pmd_sampled_connections"),
+            get("mptcp_pmd_sampled_subflows"),
+        ),
+        periods: periods(&m0, &m1, "0.02"),
+        conflated,
+    }
 }
 
 /// One sampling round as the daemon's poller runs it when a policy reads samples (rtt-based):
@@ -244,10 +351,14 @@ fn measure(quick: bool) -> ScaleRow {
     };
     // The daemon itself switched to rtt-based: its own polls, RSS and CPU.
     reload("rtt-based");
-    let (polls0, c0) = (daemon_polls(&b.t.client), p.cpu_s());
+    // The CPU is read between the scrapes: a scrape of /metrics makes the daemon build its
+    // status (hundreds of ms at this size), which is not the cost of sampling.
+    let (polls0, m0) = (daemon_polls(&b.t.client), metrics(&b.t.client));
+    let c0 = p.cpu_s();
     std::thread::sleep(Duration::from_secs(5));
-    let polls1 = daemon_polls(&b.t.client);
     row.rtt_cpu_pct = (p.cpu_s() - c0) / 5.0 * 100.0;
+    let polls1 = daemon_polls(&b.t.client);
+    row.rtt_period = periods(&m0, &metrics(&b.t.client), "1");
     row.rtt_rss_kb = p.status_kb("VmRSS");
     let n_polls = polls1.0 - polls0.0;
     row.rtt_polls = (
@@ -256,6 +367,12 @@ fn measure(quick: bool) -> ScaleRow {
         n_polls - (polls1.2 - polls0.2),
     );
     row.rtt_hwm_kb = p.status_kb("VmHWM");
+    // active-standby: every connection's subflows sampled every 20 ms (as many as the daemon
+    // manages: the period stretches).
+    reload("active-standby");
+    let f = fast_reading(&b.t.client, p, n);
+    eprintln!("scale: active-standby with {n}: {f:?}");
+    row.fast_big = Some(f);
     // What reading the daemon costs with the connections tracked, on the default policy
     // (fullmesh), after the peaks above are read so that the readers' memory is not in them;
     // then rtt-based again, as the closes and the idle readings below have always run.
@@ -278,8 +395,38 @@ fn measure(quick: bool) -> ScaleRow {
     std::thread::sleep(Duration::from_secs(5));
     row.idle_switches = p.ctxt_switches() - s0;
     row.idle_cpu_s = p.cpu_s() - c0;
+    // Ten connections on active-standby (the daemon is back to rtt-based: switch again).
+    row.fast_small = Some(fast_few(&b, p, 10));
     eprintln!("scale: done");
     row
+}
+
+/// `k` connections to the echo server, meshed, the daemon switched to active-standby: its
+/// fast sampling over 5 s.
+fn fast_few(b: &crate::bed::Bed, p: &integration::daemon::Daemon, k: usize) -> Fast {
+    let dst = b.dst(crate::bed::ECHO_PORT);
+    let conns: Vec<TcpStream> = (0..k)
+        .filter_map(|_| {
+            b.t.client
+                .exec(move || {
+                    let mut s = mptcp::connect(dst, None)?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    mptcp::ping(&mut s, b"x")?;
+                    Ok::<_, std::io::Error>(s)
+                })
+                .ok()?
+                .ok()
+        })
+        .collect();
+    wait_for(Duration::from_secs(30), || {
+        (count_meshed(&b.t.client, 2).1 >= conns.len()).then_some(())
+    });
+    std::fs::write(p.config_path(), pmd_config("active-standby", "")).unwrap();
+    p.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_secs(3));
+    let f = fast_reading(&b.t.client, p, conns.len());
+    eprintln!("scale: active-standby with {k}: {f:?}");
+    f
 }
 
 /// Where the time of one snapshot goes: each dump alone, and user vs system CPU of the thread
@@ -349,6 +496,31 @@ fn smaps_summary(pid: u32) {
     }
 }
 
+/// The rows of one fast-sampling reading.
+fn render_fast(md: &mut String, f: &Fast) {
+    let _ = writeln!(
+        md,
+        "| daemon on active-standby (SIGHUP), {} connections ({:.0} connections, {:.0} subflows sampled, asked every 20 ms): CPU, RSS | {:.1} %, {:.1} MiB | | |",
+        f.conns,
+        f.sampled.0,
+        f.sampled.1,
+        f.cpu_pct,
+        f.rss_kb as f64 / 1024.0
+    );
+    match &f.periods {
+        Some(pr) => {
+            let _ = writeln!(md, "| achieved sampling period, {} connections (asked 20 ms; per tick, the longest since a connection's previous sampling; its histogram over 5 s): mean, median, p90; samples replaced before taken | {:.1} ms, {:.1} ms, {:.1} ms ({:.0} ticks); {:.0} replaced | | |", f.conns, pr.mean_ms, pr.p50_ms, pr.p90_ms, pr.ticks, f.conflated);
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "| achieved sampling period, {} connections (asked 20 ms) | no tick observed | | |",
+                f.conns
+            );
+        }
+    }
+}
+
 fn render(s: &ScaleRow) -> String {
     let mut md = String::new();
     let poll = pct(&s.poll_ms, 0.5);
@@ -399,14 +571,22 @@ fn render(s: &ScaleRow) -> String {
     let _ = writeln!(md, "| one sampling round (every subflow once, spread over the period), all its polls, median of 3 | {:.1} ms of polls | | |", pct(&totals, 0.5));
     let (n_polls, mean_ms, over) = s.rtt_polls;
     let _ = writeln!(md, "| the daemon itself on rtt-based (SIGHUP): its polls over 5 s, their mean, how many took over 25.6 ms (its histogram) | {n_polls:.0} polls, mean {mean_ms:.1} ms, {over:.0} over | | |");
+    let rtt_rss = s.rtt_rss_kb as f64 / 1024.0;
     let _ = writeln!(
         md,
-        "| daemon RSS and CPU on rtt-based, {} tracked | {:.1} MiB (peak {:.1}), {:.1} % | | |",
+        "| daemon RSS and CPU on rtt-based (every subflow sampled each second), {} tracked | {:.1} MiB (peak {:.1}), {:.1} % | <= 40 MiB, <= 8 % | {} |",
         s.conns,
-        s.rtt_rss_kb as f64 / 1024.0,
+        rtt_rss,
         s.rtt_hwm_kb as f64 / 1024.0,
         s.rtt_cpu_pct,
+        verdict(rtt_rss <= 40.0 && s.rtt_cpu_pct <= 8.0),
     );
+    if let Some(pr) = &s.rtt_period {
+        let _ = writeln!(md, "| rtt-based's achieved sampling period (asked 1 s; per tick, the longest since a connection's previous sampling; its histogram over 5 s): mean, median, p90 | {:.0} ms, {:.0} ms, {:.0} ms ({:.0} ticks) | | |", pr.mean_ms, pr.p50_ms, pr.p90_ms, pr.ticks);
+    }
+    for f in [&s.fast_big, &s.fast_small].into_iter().flatten() {
+        render_fast(&mut md, f);
+    }
     let _ = writeln!(md, "| one full snapshot (MPTCP dumps, then every subflow at once: adoption, resync, status), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | | |", poll, s.poll_ms.first().unwrap_or(&f64::NAN), s.poll_ms.last().unwrap_or(&f64::NAN));
     let _ = writeln!(
         md,
@@ -418,10 +598,13 @@ fn render(s: &ScaleRow) -> String {
         "| daemon CPU with {} idle connections (fullmesh, 1 s poll) | {:.1} % | | |",
         s.conns, s.busy_cpu_pct
     );
+    let after = s.rss_after_kb as f64 / 1024.0;
+    let start = s.baseline_rss_kb as f64 / 1024.0;
     let _ = writeln!(
         md,
-        "| daemon RSS after all closed | {:.1} MiB | | |",
-        s.rss_after_kb as f64 / 1024.0
+        "| daemon RSS 4 s after all closed (on rtt-based) | {after:.1} MiB | <= {:.1} MiB (start + 2) | {} |",
+        start + 2.0,
+        verdict(after <= start + 2.0)
     );
     let _ = writeln!(
         md,
