@@ -186,7 +186,10 @@ impl ConnectionActor {
 
     /// [`Self::pump`], for commands that a kernel event led to (`cause`).
     fn pump_after(&mut self, ctx: &mut Context<Self>, cause: Option<Cause>) {
-        while let Some(cmd) = self.conn_mut().poll_command() {
+        // While the policy shares the state machine nothing changed it since its commands
+        // were drained (any change goes through `conn_mut`, which makes it ours again): no
+        // command can be waiting, and looking must not copy it.
+        while let Some(cmd) = Arc::get_mut(&mut self.conn).and_then(Connection::poll_command) {
             debug!(self.log(), "command"; "token" => %self.conn.token(), "cmd" => ?cmd);
             let res = self.peers.cmds.execute(&cmd, cause);
             let refused = res.is_err();

@@ -11,14 +11,13 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use integration::{mptcp, wait_for, Netns};
-use netlink_actor::sock_diag::{
-    port_windows, Answer, DiagSocket, LookupKey, PortPair, WINDOW_SUBFLOWS,
-};
+use netlink_actor::actors::sampler::SLICE_SUBFLOWS;
+use netlink_actor::sock_diag::{Answer, DiagSocket, LookupKey};
 
 use crate::bed::{bed, count_meshed, pmd_config, Mode, HOLD_PORT, METRICS_PORT};
 use crate::report::Section;
 use crate::scrape::{self, Readings};
-use crate::stats::{list, ms, pct, sorted, verdict};
+use crate::stats::{ms, pct, sorted, verdict};
 
 pub const SECTION: Section = Section::new("scale", "## c.", "c. Scale", |quick| {
     render(&measure(quick))
@@ -41,13 +40,12 @@ struct ScaleRow {
     idle_cpu_s: f64,
     baseline_rss_kb: u64,
     empty_poll_ms: Vec<f64>,
-    /// Sampling rounds as the daemon runs them with rtt-based: each round's polls, ms.
-    rounds_ms: Vec<Vec<f64>>,
     /// Every subflow looked up by 4-tuple: (wall, user, sys ms, found), three times.
     lookup_rounds: Vec<(f64, f64, f64, usize)>,
-    /// The daemon itself on rtt-based: its polls over 5 s (count, mean ms, how many took over
-    /// 25.6 ms by its histogram), RSS and CPU meanwhile.
-    rtt_polls: (f64, f64, f64),
+    /// The daemon's sampling ticks on rtt-based and active-standby (they are read once, after
+    /// both): count, mean ms, ticks held back.
+    ticks: (f64, f64, f64),
+    /// The daemon itself on rtt-based: RSS and CPU.
     rtt_rss_kb: u64,
     rtt_hwm_kb: u64,
     rtt_cpu_pct: f64,
@@ -72,16 +70,16 @@ struct Periods {
 }
 
 /// The daemon sampling a set of connections fast (active-standby, 20 ms): its CPU and RSS over
-/// 5 s, the connections and subflows it samples, the achieved period, samples it replaced
-/// before their connection took them.
-#[derive(Debug, Clone, Copy)]
+/// 5 s, the connections and subflows it samples, the achieved period, the ticks it held back
+/// because the event loop had not consumed the previous ones.
+#[derive(Debug, Clone, Copy, Default)]
 struct Fast {
     conns: usize,
     cpu_pct: f64,
     rss_kb: u64,
     sampled: (f64, f64),
     periods: Option<Periods>,
-    conflated: f64,
+    held_back: f64,
 }
 
 /// The daemon's metric samples.
@@ -133,64 +131,40 @@ fn periods(
     })
 }
 
-/// The daemon (already sampling the connections at 20 ms) over 5 s.
-fn fast_reading(ns: &Netns, p: &integration::daemon::Daemon, conns: usize) -> Fast {
-    // CPU between the scrapes (a scrape builds the daemon's status, see the rtt-based row).
-    let m0 = metrics(ns);
+/// The daemon's CPU over 5 s and then its RSS. No /metrics scrape in between: a scrape
+/// makes the daemon build its whole status (at 10 000 connections a sock_diag snapshot of
+/// every subflow and a copy of every connection, ~25 MB allocated for a moment), whose cost
+/// and heap fragmentation are not those of sampling.
+fn cpu_and_rss(p: &integration::daemon::Daemon) -> (f64, u64) {
     let c0 = p.cpu_s();
     std::thread::sleep(Duration::from_secs(5));
-    let cpu_pct = (p.cpu_s() - c0) / 5.0 * 100.0;
-    let m1 = metrics(ns);
-    let get = |k: &str| m1.get(k).copied().unwrap_or(0.0);
-    let conflated = get("mptcp_pmd_samples_conflated_total")
-        - m0.get("mptcp_pmd_samples_conflated_total")
-            .copied()
-            .unwrap_or(0.0);
+    let cpu = (p.cpu_s() - c0) / 5.0 * 100.0;
+    (cpu, p.status_kb("VmRSS"))
+}
+
+/// The fast-sampling figures of the metrics `m1` (since `m0`, if given).
+fn fast_of(
+    conns: usize,
+    (cpu_pct, rss_kb): (f64, u64),
+    m0: Option<&std::collections::BTreeMap<String, f64>>,
+    m1: &std::collections::BTreeMap<String, f64>,
+) -> Fast {
+    let empty = std::collections::BTreeMap::new();
+    let m0 = m0.unwrap_or(&empty);
+    let get =
+        |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
     Fast {
         conns,
         cpu_pct,
-        rss_kb: p.status_kb("VmRSS"),
+        rss_kb,
         sampled: (
-            get("mptcp_pmd_sampled_connections"),
-            get("mptcp_pmd_sampled_subflows"),
+            get(m1, "mptcp_pmd_sampled_connections"),
+            get(m1, "mptcp_pmd_sampled_subflows"),
         ),
-        periods: periods(&m0, &m1, "0.02"),
-        conflated,
+        periods: periods(m0, m1, "0.02"),
+        held_back: get(m1, "mptcp_pmd_sample_ticks_held_back_total")
+            - get(m0, "mptcp_pmd_sample_ticks_held_back_total"),
     }
-}
-
-/// One sampling round as the daemon's poller runs it when a policy reads samples (rtt-based):
-/// the connections, then the subflows in windows of `WINDOW_SUBFLOWS` cut from the last
-/// dump's pairs; each poll's time in ms (connections first).
-fn sampling_round(ns: &Netns) -> Vec<f64> {
-    ns.exec(|| {
-        let mut d = DiagSocket::open().expect("sock_diag");
-        let mut pairs: Vec<PortPair> = d
-            .subflows()
-            .expect("subflows")
-            .items
-            .iter()
-            .map(|s| (s.key.local.port(), s.key.remote.port()))
-            .collect();
-        let windows = port_windows(&mut pairs, WINDOW_SUBFLOWS);
-        let mut out = Vec::new();
-        let t0 = Instant::now();
-        let (_, v6) = d.mptcp_connections_v6().expect("connections");
-        out.push(ms(t0.elapsed()));
-        if windows.len() <= 1 {
-            // One window: the daemon takes a whole snapshot instead (connections included).
-            let t0 = Instant::now();
-            std::hint::black_box(d.snapshot().expect("snapshot").conns.len());
-            return vec![ms(t0.elapsed())];
-        }
-        for w in &windows {
-            let t0 = Instant::now();
-            std::hint::black_box(d.subflows_in(w, v6).expect("window").items.len());
-            out.push(ms(t0.elapsed()));
-        }
-        out
-    })
-    .unwrap()
 }
 
 /// One lookup round as the daemon's fast sampling runs it: every subflow of the namespace
@@ -230,19 +204,6 @@ fn thread_cpu_ms() -> (f64, f64) {
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
     let t = |v: libc::timeval| v.tv_sec as f64 * 1e3 + v.tv_usec as f64 / 1e3;
     (t(u.ru_utime), t(u.ru_stime))
-}
-
-/// The daemon's sock_diag polls so far: (count, sum s, polls of at most 25.6 ms) from its
-/// `sock_diag_poll_seconds` histogram.
-fn daemon_polls(ns: &Netns) -> (f64, f64, f64) {
-    let body = integration::metrics::scrape(ns, METRICS_PORT);
-    let m = integration::metrics::samples(&body);
-    let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
-    (
-        get("mptcp_pmd_sock_diag_poll_seconds_count"),
-        get("mptcp_pmd_sock_diag_poll_seconds_sum"),
-        get("mptcp_pmd_sock_diag_poll_seconds_bucket{le=\"0.0256\"}"),
-    )
 }
 
 /// Time of the daemon's periodic poll when no policy reads samples (fullmesh, ndiffports): the
@@ -331,11 +292,6 @@ fn measure(quick: bool) -> ScaleRow {
     std::thread::sleep(Duration::from_secs(5));
     row.busy_cpu_pct = (p.cpu_s() - c0) / 5.0 * 100.0;
     for _ in 0..3 {
-        let r = sampling_round(&b.t.client);
-        eprintln!("scale: sampling round polls (ms): {r:.1?}");
-        row.rounds_ms.push(r);
-    }
-    for _ in 0..3 {
         let l = lookup_round(&b.t.client);
         eprintln!(
             "scale: lookup round: {:.1} ms wall, {:.1} ms user, {:.1} ms sys, {} found",
@@ -349,30 +305,32 @@ fn measure(quick: bool) -> ScaleRow {
         p.signal(libc::SIGHUP);
         std::thread::sleep(Duration::from_secs(3));
     };
-    // The daemon itself switched to rtt-based: its own polls, RSS and CPU.
+    // The daemon itself switched to rtt-based (every subflow sampled each second), then to
+    // active-standby (every 20 ms, as far as it manages: the period stretches): CPU and RSS of
+    // each, then one scrape for what its metrics say of both (see `cpu_and_rss`).
     reload("rtt-based");
-    // The CPU is read between the scrapes: a scrape of /metrics makes the daemon build its
-    // status (hundreds of ms at this size), which is not the cost of sampling.
-    let (polls0, m0) = (daemon_polls(&b.t.client), metrics(&b.t.client));
-    let c0 = p.cpu_s();
-    std::thread::sleep(Duration::from_secs(5));
-    row.rtt_cpu_pct = (p.cpu_s() - c0) / 5.0 * 100.0;
-    let polls1 = daemon_polls(&b.t.client);
-    row.rtt_period = periods(&m0, &metrics(&b.t.client), "1");
-    row.rtt_rss_kb = p.status_kb("VmRSS");
-    let n_polls = polls1.0 - polls0.0;
-    row.rtt_polls = (
-        n_polls,
-        (polls1.1 - polls0.1) / n_polls.max(1.0) * 1e3,
-        n_polls - (polls1.2 - polls0.2),
-    );
+    (row.rtt_cpu_pct, row.rtt_rss_kb) = cpu_and_rss(p);
     row.rtt_hwm_kb = p.status_kb("VmHWM");
-    // active-standby: every connection's subflows sampled every 20 ms (as many as the daemon
-    // manages: the period stretches).
     reload("active-standby");
-    let f = fast_reading(&b.t.client, p, n);
+    let fast = cpu_and_rss(p);
+    let m = metrics(&b.t.client);
+    row.rtt_period = periods(&std::collections::BTreeMap::new(), &m, "1");
+    let f = fast_of(n, fast, None, &m);
     eprintln!("scale: active-standby with {n}: {f:?}");
     row.fast_big = Some(f);
+    let ticks = m
+        .get("mptcp_pmd_sample_tick_seconds_count")
+        .copied()
+        .unwrap_or(0.0);
+    row.ticks = (
+        ticks,
+        m.get("mptcp_pmd_sample_tick_seconds_sum")
+            .copied()
+            .unwrap_or(0.0)
+            / ticks.max(1.0)
+            * 1e3,
+        f.held_back,
+    );
     // What reading the daemon costs with the connections tracked, on the default policy
     // (fullmesh), after the peaks above are read so that the readers' memory is not in them;
     // then rtt-based again, as the closes and the idle readings below have always run.
@@ -424,7 +382,10 @@ fn fast_few(b: &crate::bed::Bed, p: &integration::daemon::Daemon, k: usize) -> F
     std::fs::write(p.config_path(), pmd_config("active-standby", "")).unwrap();
     p.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_secs(3));
-    let f = fast_reading(&b.t.client, p, conns.len());
+    // Ten connections: a scrape costs little, the readings are taken between two.
+    let m0 = metrics(&b.t.client);
+    let cr = cpu_and_rss(p);
+    let f = fast_of(conns.len(), cr, Some(&m0), &metrics(&b.t.client));
     eprintln!("scale: active-standby with {k}: {f:?}");
     f
 }
@@ -509,7 +470,7 @@ fn render_fast(md: &mut String, f: &Fast) {
     );
     match &f.periods {
         Some(pr) => {
-            let _ = writeln!(md, "| achieved sampling period, {} connections (asked 20 ms; per tick, the longest since a connection's previous sampling; its histogram over 5 s): mean, median, p90; samples replaced before taken | {:.1} ms, {:.1} ms, {:.1} ms ({:.0} ticks); {:.0} replaced | | |", f.conns, pr.mean_ms, pr.p50_ms, pr.p90_ms, pr.ticks, f.conflated);
+            let _ = writeln!(md, "| achieved sampling period, {} connections (asked 20 ms; per tick, the longest since a connection's previous sampling; its histogram since the switch): mean, median, p90 (bucket bounds); ticks held back (event loop behind) | {:.1} ms, {:.1} ms, {:.1} ms ({:.0} ticks); {:.0} held back | | |", f.conns, pr.mean_ms, pr.p50_ms, pr.p90_ms, pr.ticks, f.held_back);
         }
         None => {
             let _ = writeln!(
@@ -553,28 +514,17 @@ fn render(s: &ScaleRow) -> String {
     );
     let light = pct(&s.light_poll_ms, 0.5);
     let _ = writeln!(md, "| one periodic poll, fullmesh/ndiffports (MPTCP dumps only), median of 7 | {:.1} ms (min {:.1}, max {:.1}) | <= 25 ms | {} |", light, s.light_poll_ms.first().unwrap_or(&f64::NAN), s.light_poll_ms.last().unwrap_or(&f64::NAN), verdict(light <= 25.0));
-    let slowest: Vec<f64> = sorted(
-        &s.rounds_ms
-            .iter()
-            .map(|r| r.iter().copied().fold(0.0, f64::max))
-            .collect::<Vec<_>>(),
-    );
-    let totals: Vec<f64> = sorted(
-        &s.rounds_ms
-            .iter()
-            .map(|r| r.iter().sum())
-            .collect::<Vec<_>>(),
-    );
-    let polls = s.rounds_ms.first().map_or(0, Vec::len);
-    let worst = pct(&slowest, 0.5);
-    let _ = writeln!(md, "| one poll with rtt-based: slowest poll of a sampling round ({polls} polls: the connections, then {} subflow windows of <= {WINDOW_SUBFLOWS}), median of 3 rounds | {worst:.1} ms (rounds {}) | <= 25 ms | {} |", polls.saturating_sub(1), list(&slowest, 1), verdict(worst <= 25.0));
-    let _ = writeln!(md, "| one sampling round (every subflow once, spread over the period), all its polls, median of 3 | {:.1} ms of polls | | |", pct(&totals, 0.5));
-    let (n_polls, mean_ms, over) = s.rtt_polls;
-    let _ = writeln!(md, "| the daemon itself on rtt-based (SIGHUP): its polls over 5 s, their mean, how many took over 25.6 ms (its histogram) | {n_polls:.0} polls, mean {mean_ms:.1} ms, {over:.0} over | | |");
+    let walls: Vec<f64> = sorted(&s.lookup_rounds.iter().map(|l| l.0).collect::<Vec<_>>());
+    let sys: Vec<f64> = sorted(&s.lookup_rounds.iter().map(|l| l.2).collect::<Vec<_>>());
+    let found = s.lookup_rounds.first().map_or(0, |l| l.3);
+    let per_us = pct(&sys, 0.5) * 1e3 / found.max(1) as f64;
+    let _ = writeln!(md, "| every subflow looked up by 4-tuple (the sampler's batched exact lookups, {found} found; no walk of the kernel's table), median of 3: wall, kernel time, kernel time per subflow | {:.1} ms, {:.1} ms, {per_us:.2} µs | | |", pct(&walls, 0.5), pct(&sys, 0.5));
+    let (ticks, tick_ms, held) = s.ticks;
+    let _ = writeln!(md, "| one sampling tick of the daemon (<= {SLICE_SUBFLOWS} lookups), on rtt-based and active-standby: mean of its sample_tick_seconds; ticks held back because the event loop had not consumed the previous ones | {tick_ms:.1} ms ({ticks:.0} ticks); {held:.0} held back | <= 25 ms | {} |", verdict(ticks > 0.0 && tick_ms <= 25.0));
     let rtt_rss = s.rtt_rss_kb as f64 / 1024.0;
     let _ = writeln!(
         md,
-        "| daemon RSS and CPU on rtt-based (every subflow sampled each second), {} tracked | {:.1} MiB (peak {:.1}), {:.1} % | <= 40 MiB, <= 8 % | {} |",
+        "| daemon RSS and CPU on rtt-based (SIGHUP; every subflow sampled each second), {} tracked, over 5 s from 3 s after the switch | {:.1} MiB (peak {:.1}), {:.1} % | <= 40 MiB, <= 8 % | {} |",
         s.conns,
         rtt_rss,
         s.rtt_hwm_kb as f64 / 1024.0,
@@ -582,7 +532,7 @@ fn render(s: &ScaleRow) -> String {
         verdict(rtt_rss <= 40.0 && s.rtt_cpu_pct <= 8.0),
     );
     if let Some(pr) = &s.rtt_period {
-        let _ = writeln!(md, "| rtt-based's achieved sampling period (asked 1 s; per tick, the longest since a connection's previous sampling; its histogram over 5 s): mean, median, p90 | {:.0} ms, {:.0} ms, {:.0} ms ({:.0} ticks) | | |", pr.mean_ms, pr.p50_ms, pr.p90_ms, pr.ticks);
+        let _ = writeln!(md, "| rtt-based's achieved sampling period (asked 1 s; per tick, the longest since a connection's previous sampling; its histogram over the phase): mean, median, p90 (bucket bounds) | {:.0} ms, {:.0} ms, {:.0} ms ({:.0} ticks) | | |", pr.mean_ms, pr.p50_ms, pr.p90_ms, pr.ticks);
     }
     for f in [&s.fast_big, &s.fast_small].into_iter().flatten() {
         render_fast(&mut md, f);
