@@ -14,14 +14,14 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::PmEvent;
 use mptcp_pmd_policies::{SubflowKey, SubflowSample};
 use netlink_actor::actors::{
-    Cause, CommandPath, DiagPoller, KernelEvent, LocalsChanged, SampleConnection,
+    Cause, CommandPath, DiagPoller, KernelEvent, LocalsChanged, Pace, SampleConnection,
 };
 use slog::{debug, info, Logger};
 
@@ -54,9 +54,9 @@ pub struct Peers {
     pub diag: Addr<DiagPoller>,
 }
 
-/// A connection's sampling: its period and what the sampler was last told.
+/// A connection's sampling: its pace and what the sampler was last told.
 struct Sampling {
-    period: Duration,
+    pace: Pace,
     told: Option<u64>,
 }
 
@@ -106,23 +106,23 @@ impl ConnectionActor {
         Arc::make_mut(&mut self.conn)
     }
 
-    /// Follow the period the policy asked for (`None`: stop sampling).
-    fn set_sample_period(&mut self, period: Option<Duration>) {
-        match (period, self.sampling.as_mut()) {
+    /// Follow the pace the policy asked for (`None`: stop sampling).
+    fn set_sample_pace(&mut self, pace: Option<Pace>) {
+        match (pace, self.sampling.as_mut()) {
             (None, None) => {}
             (None, Some(_)) => {
                 self.sampling = None;
                 self.unwatch();
             }
             (Some(p), Some(s)) => {
-                if s.period != p {
-                    s.period = p;
+                if s.pace != p {
+                    s.pace = p;
                     s.told = None;
                 }
             }
             (Some(p), None) => {
                 self.sampling = Some(Sampling {
-                    period: p,
+                    pace: p,
                     told: None,
                 });
             }
@@ -143,14 +143,14 @@ impl ConnectionActor {
         if self.conn.is_closed() {
             return;
         }
-        let print = watch::fingerprint(&self.conn, s.period);
+        let print = watch::fingerprint(&self.conn, s.pace);
         if s.told == Some(print) {
             return;
         }
         s.told = Some(print);
         self.peers.diag.do_send(SampleConnection {
             token: self.conn.token(),
-            watch: Some(watch::watch_of(&self.conn, s.period)),
+            watch: Some(watch::watch_of(&self.conn, s.pace)),
         });
     }
 
@@ -305,13 +305,11 @@ impl Handler<Samples> for ConnectionActor {
 
     fn handle(&mut self, msg: Samples, ctx: &mut Self::Context) {
         if self.deciding {
-            // A newer set replaces one still waiting (whose guard goes with it).
+            // A newer set replaces one still waiting (releasing its tick).
             self.waiting = Some(msg);
             return;
         }
-        let Samples(samples, guard) = msg;
-        self.feed_samples(&samples);
-        drop(guard);
+        self.feed_samples(msg.0.as_slice());
         self.pump(ctx);
     }
 }
@@ -346,11 +344,10 @@ impl Handler<Decided> for ConnectionActor {
             }
             debug!(self.log(), "policy decided"; "token" => %self.conn.token(), "decisions" => ?msg.0);
         }
-        self.set_sample_period(msg.1);
+        self.set_sample_pace(msg.1);
         self.conn_mut().handle_decisions(now, msg.0);
-        if let Some(Samples(samples, guard)) = self.waiting.take() {
-            self.feed_samples(&samples);
-            drop(guard);
+        if let Some(Samples(samples)) = self.waiting.take() {
+            self.feed_samples(samples.as_slice());
         }
         self.pump_after(ctx, cause);
     }

@@ -3,20 +3,19 @@
 //! boundary.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Decision;
-use mptcp_pmd_policies::{PmEvent, SubflowKey, SubflowSample, Token};
-use netlink_actor::actors::TickGuard;
+use mptcp_pmd_policies::{PmEvent, Token};
+use netlink_actor::actors::{Pace, SampleSet};
 
-/// Health samples of one connection's subflows (registry -> connection actor), and the guard
-/// of the sampling tick they come from, if any (held until they are consumed, see
-/// `netlink_actor::actors::FreshSamples`).
+/// Health samples of one connection's subflows (registry -> connection actor): its share of a
+/// sampling tick (held until consumed, see `netlink_actor::actors::FreshSamples`; empty for
+/// an idle connection, due again) or of a snapshot.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct Samples(pub Vec<(SubflowKey, SubflowSample)>, pub Option<TickGuard>);
+pub struct Samples(pub SampleSet);
 
 /// Which policy hook a decision request is for.
 #[derive(Debug, Clone)]
@@ -45,11 +44,11 @@ pub struct Decide {
     pub reply: Recipient<Decided>,
 }
 
-/// The policy's answer (policy actor -> connection actor), and how often the connection's
-/// subflows are to be sampled for its policy (`None`: not at all; it changes on a reload).
+/// The policy's answer (policy actor -> connection actor), and how the connection's subflows
+/// are to be sampled for its policy (`None`: not at all; it changes on a reload).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct Decided(pub Vec<Decision>, pub Option<Duration>);
+pub struct Decided(pub Vec<Decision>, pub Option<Pace>);
 
 /// A connection is gone (connection actor -> policy actor, registry).
 #[derive(Message, Debug, Clone, Copy)]

@@ -131,7 +131,7 @@ impl Handler<Decide> for PolicyActor {
                 "why" => %d.reason.detail);
         }
         self.metrics.set_policy_objects(self.book.objects());
-        msg.reply.do_send(Decided(served.out, served.sample_period));
+        msg.reply.do_send(Decided(served.out, served.sample_pace));
     }
 }
 

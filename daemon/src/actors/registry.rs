@@ -12,7 +12,7 @@ use mptcp_pmd_policies::conn::{ConnTimers, Connection};
 use mptcp_pmd_policies::{PmEvent, Token};
 use netlink_actor::actors::{
     CommandPath, DiagPoller, DiagSnapshot, FreshSamples, KernelEvent, LocalsChanged, MptcpSnapshot,
-    Resync, SetPolling, TakeSnapshot,
+    Resync, SampleSet, SetPolling, TakeSnapshot,
 };
 use slog::{debug, info, warn, Logger};
 
@@ -119,7 +119,7 @@ impl Registry {
                 }
                 Output::Samples { token, samples } => {
                     if let Some(a) = self.core.get(token) {
-                        a.do_send(Samples(samples, None));
+                        a.do_send(Samples(SampleSet::owned(samples)));
                     }
                 }
                 Output::Reconcile { taken_at, conn } => {
@@ -290,16 +290,11 @@ impl Handler<DiagSnapshot> for Registry {
 impl Handler<FreshSamples> for Registry {
     type Result = ();
 
-    /// A sampling tick: each connection gets its own samples (contiguous in the list), with
-    /// the tick's guard, which its message holds until consumed.
+    /// A sampling tick: each connection gets its share of the tick's list.
     fn handle(&mut self, msg: FreshSamples, _ctx: &mut Self::Context) {
-        for group in msg.samples.chunk_by(|a, b| a.0 == b.0) {
-            let Some((token, _, _)) = group.first() else {
-                continue;
-            };
-            if let Some(a) = self.core.get(*token) {
-                let samples = group.iter().map(|(_, k, s)| (*k, *s)).collect();
-                a.do_send(Samples(samples, Some(msg.guard.clone())));
+        for (token, range) in msg.conns {
+            if let Some(a) = self.core.get(token) {
+                a.do_send(Samples(SampleSet::shared(&msg.samples, range)));
             }
         }
     }

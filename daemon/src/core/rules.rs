@@ -19,6 +19,7 @@ use mptcp_pmd_config::{PolicySpec, Rule, RuleTarget, Side};
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::{Ctx, Policy, Reason};
 use mptcp_pmd_policies::{LocalAddr, Token};
+use netlink_actor::actors::Pace;
 
 /// A connection's policy object and the entry that built it.
 #[derive(Debug)]
@@ -41,12 +42,22 @@ pub struct PolicyBook {
 /// Index 0 is the default policy, i + 1 is rule i.
 const DEFAULT: usize = 0;
 
-/// How often the subflows of a connection served by `spec` are sampled: its own
-/// `sample_period` (active-standby: tens of ms, for fast failure detection), else every `poll`
-/// if it reads samples (rtt-based), else never.
-fn period_of(spec: &PolicySpec, poll: Duration) -> Option<Duration> {
-    spec.sample_period()
-        .or_else(|| spec.wants_samples().then_some(poll))
+/// How the subflows of a connection served by `spec` are sampled: at its own `sample_period`
+/// (active-standby: tens of ms, for fast failure detection), every time; else, if it reads
+/// samples (rtt-based), every `poll`, skipped while the connection is idle (nothing moved
+/// since the last sampling, nothing outstanding: its subflows cannot show anything new);
+/// else never.
+fn pace_of(spec: &PolicySpec, poll: Duration) -> Option<Pace> {
+    match spec.sample_period() {
+        Some(period) => Some(Pace {
+            period,
+            skip_idle: false,
+        }),
+        None => spec.wants_samples().then_some(Pace {
+            period: poll,
+            skip_idle: true,
+        }),
+    }
 }
 
 fn spec_of<'a>(default: &'a PolicySpec, rules: &'a [Rule], entry: usize) -> &'a PolicySpec {
@@ -65,9 +76,9 @@ pub struct Served<T> {
     pub name: &'static str,
     /// Which entry chose it: "default" or "rule N".
     pub label: String,
-    /// How often the connection's subflows are to be sampled (`None`: not at all), see
-    /// [`PolicyBook::sample_period`].
-    pub sample_period: Option<Duration>,
+    /// How the connection's subflows are to be sampled (`None`: not at all), see
+    /// `pace_of`.
+    pub sample_pace: Option<Pace>,
 }
 
 impl PolicyBook {
@@ -143,11 +154,11 @@ impl PolicyBook {
                 out: hook(self.default.build().as_mut()),
                 name: self.default.name(),
                 label: Self::label(DEFAULT),
-                sample_period: None,
+                sample_pace: None,
             };
         };
         let spec = spec_of(&self.default, &self.rules, entry);
-        let sample_period = period_of(spec, self.poll);
+        let sample_pace = pace_of(spec, self.poll);
         let c = self.chosen.entry(conn.token()).or_insert_with(|| Chosen {
             entry,
             policy: spec.build(),
@@ -156,7 +167,7 @@ impl PolicyBook {
             out: hook(c.policy.as_mut()),
             name: spec.name(),
             label: Self::label(entry),
-            sample_period,
+            sample_pace,
         }
     }
 
@@ -367,16 +378,22 @@ rules:
         for p in plugin::all() {
             let spec = p.default_spec();
             let want = match (spec.sample_period(), spec.wants_samples()) {
-                (Some(own), _) => Some(own),
-                (None, true) => Some(poll),
+                (Some(own), _) => Some(Pace {
+                    period: own,
+                    skip_idle: false,
+                }),
+                (None, true) => Some(Pace {
+                    period: poll,
+                    skip_idle: true,
+                }),
                 (None, false) => None,
             };
             let mut b = book(&format!("policy: {}\npoll: {{interval_ms: 700}}\n", p.name));
             let c = conn(1, "192.0.2.1:40000", "203.0.113.1:80");
-            assert_eq!(b.serve_name(&c, &l).sample_period, want, "{}", p.name);
+            assert_eq!(b.serve_name(&c, &l).sample_pace, want, "{}", p.name);
             // Before the initial subflow is known nothing is sampled.
             let unknown = Connection::new(Token(2), ConnTimers::default());
-            assert_eq!(b.serve_name(&unknown, &l).sample_period, None);
+            assert_eq!(b.serve_name(&unknown, &l).sample_pace, None);
         }
         // Some compiled-in policy has its own period, another reads samples at the poll's.
         assert!(plugin::all()

@@ -5,10 +5,9 @@
 //! [`Watch`] when this changes, which it tells by a [`fingerprint`] (no allocation per pump).
 
 use std::hash::{Hash, Hasher};
-use std::time::Duration;
 
 use mptcp_pmd_policies::conn::{Connection, Subflow, SubflowState};
-use netlink_actor::actors::{Watch, WatchedSubflow};
+use netlink_actor::actors::{Pace, Watch, WatchedSubflow};
 
 /// The subflows worth sampling: established and not being closed by us.
 fn sampled(s: &Subflow) -> Option<WatchedSubflow> {
@@ -27,22 +26,22 @@ fn waiting_probe(s: &Subflow) -> bool {
         && !s.closing
 }
 
-/// What `conn` asks to be sampled every `period`.
-pub fn watch_of(conn: &Connection, period: Duration) -> Watch {
+/// What `conn` asks to be sampled at `pace`.
+pub fn watch_of(conn: &Connection, pace: Pace) -> Watch {
     Watch {
-        period,
+        pace,
         subflows: conn.subflows().iter().filter_map(sampled).collect(),
         discover: conn.subflows().iter().any(waiting_probe),
     }
 }
 
-/// A hash of [`watch_of`]`(conn, period)`, computed without building it. It runs after
+/// A hash of [`watch_of`]`(conn, pace)`, computed without building it. It runs after
 /// every message a connection handles, so it is a multiply-rotate fold (FxHash's), not
 /// SipHash: nothing here is chosen by an attacker, and a collision only delays an update of
 /// the watch until the next change.
-pub fn fingerprint(conn: &Connection, period: Duration) -> u64 {
+pub fn fingerprint(conn: &Connection, pace: Pace) -> u64 {
     let mut h = Fold(0);
-    period.hash(&mut h);
+    pace.hash(&mut h);
     for w in conn.subflows().iter().filter_map(sampled) {
         w.hash(&mut h);
     }
@@ -77,7 +76,7 @@ mod tests {
     use mptcp_pmd_policies::conn::ConnTimers;
     use mptcp_pmd_policies::policy::{Action, Decision, Reason};
     use mptcp_pmd_policies::{ConnFlags, ConnInfo, PmEvent, SubflowInfo, Token};
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     fn established(t0: Instant) -> Connection {
         let mut c = Connection::new(Token(1), ConnTimers::default());
@@ -111,15 +110,22 @@ mod tests {
     #[test]
     fn established_subflows_are_watched_and_a_portless_probe_asks_for_discovery() {
         let t0 = Instant::now();
-        let period = Duration::from_millis(20);
+        let period = Pace {
+            period: Duration::from_millis(20),
+            skip_idle: false,
+        };
         let mut c = established(t0);
         let w = watch_of(&c, period);
-        assert_eq!(w.period, period);
+        assert_eq!(w.pace, period);
         assert_eq!(w.subflows.len(), 1);
         assert_eq!(w.subflows[0].key.local, "10.0.1.2:40000".parse().unwrap());
         assert!(!w.discover);
         let before = fingerprint(&c, period);
-        assert_ne!(before, fingerprint(&c, Duration::from_millis(50)));
+        let skip = Pace {
+            skip_idle: true,
+            ..period
+        };
+        assert_ne!(before, fingerprint(&c, skip));
 
         // A plain join in flight changes nothing; a probe in flight asks for discovery.
         c.handle_decisions(t0, vec![open(false)]);

@@ -130,6 +130,7 @@ struct SamplingMetrics {
     period: Family<Labels, Histogram>,
     tick: Histogram,
     held_back: Counter,
+    idle: Counter,
 }
 
 /// Buckets from 5 ms, each 1.5 x the previous, up to ~11 s: sampling periods from the
@@ -167,6 +168,12 @@ impl SamplingMetrics {
                 "One sampling tick: the lookups of up to 2048 subflows and the discovery dump it needed",
                 latency_histogram(),
             ),
+            idle: registered(
+                registry,
+                "samples_skipped_idle",
+                "Samplings skipped because the connection was idle (policies sampled at poll.interval_ms: nothing sent, received or outstanding since its last sampling, by its MPTCP counters)",
+                Counter::default(),
+            ),
             held_back: registered(
                 registry,
                 "sample_ticks_held_back",
@@ -183,6 +190,7 @@ impl SamplingMetrics {
                 .get_or_create(&vec![("wanted", wanted.as_secs_f64().to_string())])
                 .observe(achieved.as_secs_f64());
         }
+        self.idle.inc_by(r.idle as u64);
     }
 
     fn set(&self, connections: usize, subflows: usize) {
@@ -687,6 +695,7 @@ mod tests {
                 (Duration::from_millis(20), Duration::from_millis(21)),
                 (Duration::from_secs(1), Duration::from_millis(1500)),
             ],
+            idle: 4,
         };
         Stats::sample_tick(&m, &report, Duration::from_micros(80));
         Stats::sample_held_back(&m);
@@ -695,6 +704,7 @@ mod tests {
             "mptcp_pmd_sampled_connections 10",
             "mptcp_pmd_sampled_subflows 20",
             "mptcp_pmd_sample_ticks_held_back_total 1",
+            "mptcp_pmd_samples_skipped_idle_total 4",
             "mptcp_pmd_sample_tick_seconds_count 1",
             "mptcp_pmd_sample_period_seconds_count{wanted=\"0.02\"} 1",
             "mptcp_pmd_sample_period_seconds_count{wanted=\"1\"} 1",

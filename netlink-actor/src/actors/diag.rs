@@ -29,7 +29,7 @@ use slog::{debug, info, warn, Logger};
 
 use super::failure::{Failures, KernelSocket, SocketFailure};
 use super::messages::{DiagSnapshot, FreshSamples, SampleConnection, SetPolling, TakeSnapshot};
-use super::sampler::{Sampled, Sampler, TickGuard, TickReport, SLICE_SUBFLOWS};
+use super::sampler::{Activity, Sample, Sampler, TickOut, TickReport, SLICE_SUBFLOWS};
 use super::snapshot::MptcpSnapshot;
 use super::stats::Stats;
 use crate::sock_diag::{DiagSocket, LookupKey};
@@ -54,8 +54,8 @@ pub struct DiagPoller {
     interval: Duration,
     handle: Option<SpawnHandle>,
     sampler: Sampler,
-    /// The guards of the ticks sent, oldest first, until consumed.
-    in_flight: VecDeque<TickGuard>,
+    /// The sample lists of the ticks sent, oldest first, until consumed (no longer shared).
+    in_flight: VecDeque<Arc<Vec<Sample>>>,
     /// The next sampling tick, if one is scheduled.
     tick: Option<(Instant, SpawnHandle)>,
     keys: Vec<LookupKey>,
@@ -127,9 +127,16 @@ impl DiagPoller {
         }
     }
 
-    /// A period's poll: the connections.
+    /// A period's poll: the connections. Their data counters tell the sampler which are idle.
     fn tick(&mut self) {
         if let Some(s) = self.timed("connections", DiagSocket::connections_snapshot) {
+            if !self.sampler.is_empty() {
+                for c in s.conns.iter().filter(|c| !c.conn.is_listener()) {
+                    let d = &c.conn;
+                    let a = Activity::of(d.bytes_sent, d.bytes_received, d.bytes_acked);
+                    self.sampler.activity(d.token, a);
+                }
+            }
             self.sink.do_send(DiagSnapshot(s.into()));
         }
     }
@@ -162,7 +169,11 @@ impl DiagPoller {
     /// need, deliver, and schedule the next tick.
     fn sample(&mut self, ctx: &mut Context<Self>) {
         let t0 = Instant::now();
-        while self.in_flight.front().is_some_and(|g| g.in_flight() == 0) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|t| Arc::strong_count(t) == 1)
+        {
             self.in_flight.pop_front();
         }
         if self.in_flight.len() >= MAX_TICKS_IN_FLIGHT {
@@ -194,15 +205,15 @@ impl DiagPoller {
         let now = Instant::now();
         let took = now.saturating_duration_since(t0);
         self.stats.poll_duration(took);
-        let mut samples: Vec<Sampled> = Vec::new();
-        let report = self.sampler.finish(now, &mut samples);
-        if !samples.is_empty() {
-            let guard = TickGuard::default();
+        let mut out = TickOut::default();
+        let report = self.sampler.finish(now, &mut out);
+        if !out.conns.is_empty() {
+            let samples = Arc::new(out.samples);
             self.fresh.do_send(FreshSamples {
-                samples,
-                guard: guard.clone(),
+                samples: samples.clone(),
+                conns: out.conns,
             });
-            self.in_flight.push_back(guard);
+            self.in_flight.push_back(samples);
         }
         self.report(&report, took);
         // At most half of this thread's time goes to sampling.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use mptcp_pmd_policies::{LocalAddr, PmEvent, Token};
 
-use super::sampler::{Sampled, TickGuard, Watch};
+use super::sampler::{Sample, Watch};
 use super::snapshot::MptcpSnapshot;
 
 /// A kernel PM event (events actor -> registry -> connection actor).
@@ -60,16 +60,16 @@ pub struct SampleConnection {
     pub watch: Option<Watch>,
 }
 
-/// One sampling tick's samples, grouped by connection (diag poller -> registry, which hands
-/// each connection its own). Whatever carries them holds a clone of `guard` until they are
+/// One sampling tick's samples (diag poller -> registry, which hands each connection its
+/// share as a [`super::sampler::SampleSet`]). The list stays shared until every share is
 /// consumed: the poller starts no new tick while too many are in flight.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct FreshSamples {
-    /// (connection, subflow, sample), each connection's contiguous.
-    pub samples: Vec<Sampled>,
-    /// The tick's guard.
-    pub guard: TickGuard,
+    /// Every sample of the tick.
+    pub samples: Arc<Vec<Sample>>,
+    /// Each connection and its range in `samples` (empty: an idle connection, due again).
+    pub conns: Vec<(Token, std::ops::Range<usize>)>,
 }
 
 /// The usable local addresses changed (address monitor -> policy actor, registry, connections).

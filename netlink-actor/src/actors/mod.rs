@@ -40,6 +40,6 @@ pub use messages::{
     DiagSnapshot, FreshSamples, KernelEvent, LocalsChanged, Resync, SampleConnection, SetPolling,
     TakeSnapshot,
 };
-pub use sampler::{Sampled, TickGuard, Watch, WatchedSubflow};
+pub use sampler::{Pace, Sample, SampleSet, Watch, WatchedSubflow};
 pub use snapshot::{MptcpSnapshot, SnapshotConn};
 pub use stats::{EventTrace, Stats};

@@ -25,12 +25,19 @@
 //! work exceeds that, every connection's achieved period stretches alike (oldest first); each
 //! tick reports the achieved periods ([`TickReport`]) for the metrics and the log.
 //!
-//! **Delivery.** A tick's samples leave as one flat list, grouped by connection
-//! ([`Sampler::finish`]); the driver hands it to the event loop as one message and holds the
-//! next tick back while too many are unconsumed (its [`TickGuard`]s), so however slow the
-//! consumers, a bounded number of ticks is in flight and nothing piles up.
+//! **Idle connections.** A connection sampled at `poll.interval_ms` ([`Pace::skip_idle`]) whose
+//! MPTCP counters show nothing sent, received or outstanding since its last sampling cannot
+//! show anything new in its subflows: it is delivered again without being looked up (its
+//! policy still runs on time, with the samples it has).
+//!
+//! **Delivery.** A tick's samples leave as one shared list with each connection's share
+//! ([`TickOut`], [`SampleSet`]); the driver hands it to the event loop as one message and holds
+//! the next tick back while too many are unconsumed (the list is shared until every share is
+//! dropped), so however slow the consumers, a bounded number of ticks is in flight and
+//! nothing piles up.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +58,28 @@ pub const FULL_DISCOVERY_EVERY: Duration = Duration::from_secs(1);
 /// usually a subflow that just closed, whose connection has not updated its watch yet).
 const MISSES_BEFORE_DISCOVERY: u8 = 2;
 
+/// Hashes a token (a 32-bit value the kernel draws at random) with one multiplication
+/// (Fibonacci hashing) instead of SipHash: the table is looked up once per subflow per tick,
+/// and tokens are not chosen by an attacker who could aim at one bucket.
+#[derive(Debug, Default)]
+struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
 /// One subflow to sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WatchedSubflow {
@@ -60,30 +89,97 @@ pub struct WatchedSubflow {
     pub if_index: u32,
 }
 
-/// What a connection asks to be sampled: its period, its subflows, and whether it waits for
+/// How often a connection is sampled, and whether it is skipped while idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pace {
+    /// The period.
+    pub period: Duration,
+    /// Skip a sampling when the connection moved no data since the last one and has nothing
+    /// outstanding (see [`Activity`]): its subflows cannot show anything new.
+    pub skip_idle: bool,
+}
+
+/// What a connection asks to be sampled: its pace, its subflows, and whether it waits for
 /// joins whose port it does not know (found among the SYN_SENT sockets).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Watch {
-    /// How often.
-    pub period: Duration,
+    /// How often, and whether idle samplings are skipped.
+    pub pace: Pace,
     /// The subflows to look up.
     pub subflows: Vec<WatchedSubflow>,
     /// Look for its joins in SYN_SENT too.
     pub discover: bool,
 }
 
+/// A connection's data counters as the periodic connections poll reads them (`mptcp_info`:
+/// bytes sent, received and acknowledged at the MPTCP level, Linux 6.5+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    /// The counters, folded.
+    pub moved: u64,
+    /// Data sent and not acknowledged yet.
+    pub outstanding: bool,
+}
+
+impl Activity {
+    /// From the three counters (`None` if the kernel does not report them: never idle).
+    pub fn of(sent: Option<u64>, received: Option<u64>, acked: Option<u64>) -> Option<Self> {
+        let (sent, received, acked) = (sent?, received?, acked?);
+        let moved = sent.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(21)
+            ^ received.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+            ^ acked.rotate_left(42);
+        Some(Activity {
+            moved,
+            outstanding: sent > acked,
+        })
+    }
+}
+
 /// One subflow's sample of a tick, with its connection.
 pub type Sampled = (Token, SubflowKey, SubflowSample);
 
-/// Held by whatever carries a tick's samples until they are consumed: the driver counts the
-/// guards alive ([`TickGuard::in_flight`]) and starts no tick while too many are.
-#[derive(Debug, Clone, Default)]
-pub struct TickGuard(Arc<()>);
+/// A subflow's sample.
+pub type Sample = (SubflowKey, SubflowSample);
 
-impl TickGuard {
-    /// How many copies of this guard exist besides the driver's own.
-    pub fn in_flight(&self) -> usize {
-        Arc::strong_count(&self.0) - 1
+/// One tick's samples: all of them, and each connection's share (an idle connection
+/// delivered again has an empty one).
+#[derive(Debug, Default)]
+pub struct TickOut {
+    /// Every sample of the tick, each connection's contiguous.
+    pub samples: Vec<Sample>,
+    /// Each connection of the tick and its range in `samples`.
+    pub conns: Vec<(Token, Range<usize>)>,
+}
+
+/// One connection's samples: its share of a tick's list (shared, not copied), or a list of its
+/// own.
+#[derive(Debug, Clone)]
+pub struct SampleSet {
+    all: Arc<Vec<Sample>>,
+    range: Range<usize>,
+}
+
+impl SampleSet {
+    /// Samples of its own.
+    pub fn owned(samples: Vec<Sample>) -> Self {
+        let range = 0..samples.len();
+        SampleSet {
+            all: Arc::new(samples),
+            range,
+        }
+    }
+
+    /// `range` of a tick's list.
+    pub fn shared(all: &Arc<Vec<Sample>>, range: Range<usize>) -> Self {
+        SampleSet {
+            all: all.clone(),
+            range,
+        }
+    }
+
+    /// The samples.
+    pub fn as_slice(&self) -> &[Sample] {
+        self.all.get(self.range.clone()).unwrap_or_default()
     }
 }
 
@@ -112,6 +208,11 @@ impl Key {
 #[derive(Debug)]
 struct Watched {
     period: Duration,
+    skip_idle: bool,
+    /// The latest counters of the connections poll.
+    activity: Option<Activity>,
+    /// The counters when it was last sampled.
+    sampled_at: Option<u64>,
     keys: Vec<Key>,
     discover: bool,
     due: Instant,
@@ -137,6 +238,8 @@ pub struct TickReport {
     /// For each period asked for among them: the longest time since a connection's previous
     /// sampling (only connections sampled before), i.e. the achieved period.
     pub achieved: Vec<(Duration, Duration)>,
+    /// Connections due but skipped because they were idle.
+    pub idle: usize,
 }
 
 /// The discovery dump a tick needs, if any.
@@ -161,7 +264,7 @@ impl Discovery {
 /// The watched connections and their schedule. See the module docs.
 #[derive(Debug)]
 pub struct Sampler {
-    conns: HashMap<Token, Watched>,
+    conns: HashMap<Token, Watched, BuildHasherDefault<TokenHasher>>,
     due: BTreeSet<(Instant, Token)>,
     slice: usize,
     tick: Vec<Taken>,
@@ -170,6 +273,8 @@ pub struct Sampler {
     key_of: Vec<(usize, usize)>,
     answers: Vec<Option<(SubflowKey, SubflowSample)>>,
     extra: Vec<Sampled>,
+    /// Idle connections the current tick delivers again without lookups.
+    idle: Vec<Token>,
     last_full: Option<Instant>,
     subflows: usize,
 }
@@ -178,13 +283,14 @@ impl Sampler {
     /// No connection watched; ticks of at most `slice` subflows.
     pub fn new(slice: usize) -> Self {
         Sampler {
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             due: BTreeSet::new(),
             slice: slice.max(1),
             tick: Vec::new(),
             key_of: Vec::new(),
             answers: Vec::new(),
             extra: Vec::new(),
+            idle: Vec::new(),
             last_full: None,
             subflows: 0,
         }
@@ -210,9 +316,17 @@ impl Sampler {
         self.due.first().map(|(at, _)| *at)
     }
 
+    /// The connections poll read `token`'s counters (`None`: not reported, so never idle).
+    pub fn activity(&mut self, token: Token, activity: Option<Activity>) {
+        if let Some(c) = self.conns.get_mut(&token) {
+            c.activity = activity;
+        }
+    }
+
     /// Sample `token` as `watch` says from now on; `None` stops. A new connection is due at
     /// once; a changed one keeps its schedule (a shorter period takes effect from its next
-    /// sampling) and what was learnt about subflows it still lists.
+    /// sampling) and what was learnt about subflows it still lists, and is sampled at its next
+    /// due time even if idle.
     pub fn watch(&mut self, now: Instant, token: Token, watch: Option<Watch>) {
         let Some(w) = watch else {
             if let Some(old) = self.conns.remove(&token) {
@@ -239,21 +353,25 @@ impl Sampler {
                 })
             })
             .collect();
-        let (due, last) = match &old {
+        let period = w.pace.period;
+        let (due, last, activity) = match &old {
             Some(o) => {
                 self.due.remove(&(o.due, token));
                 self.subflows -= o.keys.len();
-                let sooner = o.last.map_or(now, |l| l + w.period);
-                (o.due.min(sooner.max(now)), o.last)
+                let sooner = o.last.map_or(now, |l| l + period);
+                (o.due.min(sooner.max(now)), o.last, o.activity)
             }
-            None => (now, None),
+            None => (now, None, None),
         };
         self.subflows += keys.len();
         self.due.insert((due, token));
         self.conns.insert(
             token,
             Watched {
-                period: w.period,
+                period,
+                skip_idle: w.pace.skip_idle,
+                activity,
+                sampled_at: None,
                 keys,
                 discover: w.discover,
                 due,
@@ -264,13 +382,16 @@ impl Sampler {
     }
 
     /// Start a tick at `now`: the connections due, oldest first, up to the slice; their
-    /// subflows to look up go into `keys` (cleared first). `false`: nothing is due.
+    /// subflows to look up go into `keys` (cleared first). Due connections that are idle (and
+    /// may be skipped) are rescheduled instead, counted in the tick's report. `false`: nothing
+    /// was due.
     pub fn plan(&mut self, now: Instant, keys: &mut Vec<LookupKey>) -> bool {
         keys.clear();
         self.tick.clear();
         self.key_of.clear();
         self.answers.clear();
         self.extra.clear();
+        self.idle.clear();
         while let Some(&(due, token)) = self.due.first() {
             if due > now {
                 break;
@@ -279,11 +400,22 @@ impl Sampler {
                 self.due.pop_first();
                 continue;
             };
+            let idle = c.skip_idle
+                && c.activity
+                    .is_some_and(|a| !a.outstanding && c.sampled_at == Some(a.moved));
+            if idle {
+                self.due.pop_first();
+                c.due = (c.due + c.period).max(now);
+                self.due.insert((c.due, token));
+                self.idle.push(token);
+                continue;
+            }
             let live = c.keys.iter().filter(|k| !k.gone).count();
             if !self.tick.is_empty() && keys.len() + live > self.slice {
                 break;
             }
             self.due.pop_first();
+            c.sampled_at = c.activity.map(|a| a.moved);
             let start = keys.len();
             let ti = self.tick.len();
             for (ki, k) in c.keys.iter().enumerate().filter(|(_, k)| !k.gone) {
@@ -297,7 +429,7 @@ impl Sampler {
             });
         }
         self.answers.resize(keys.len(), None);
-        !self.tick.is_empty()
+        !self.tick.is_empty() || !self.idle.is_empty()
     }
 
     /// The kernel's answer to lookup `i` of the tick.
@@ -396,10 +528,17 @@ impl Sampler {
         }
     }
 
-    /// End the tick at `now`: append each connection's samples to `out` (grouped by
-    /// connection, in tick order) and schedule its next sampling.
-    pub fn finish(&mut self, now: Instant, out: &mut Vec<Sampled>) -> TickReport {
-        let mut report = TickReport::default();
+    /// End the tick at `now`: each connection's samples into `out` (appended, in tick order;
+    /// the idle ones delivered again with none) and its next sampling scheduled.
+    pub fn finish(&mut self, now: Instant, out: &mut TickOut) -> TickReport {
+        let mut report = TickReport {
+            idle: self.idle.len(),
+            ..TickReport::default()
+        };
+        for token in self.idle.drain(..) {
+            let at = out.samples.len();
+            out.conns.push((token, at..at));
+        }
         for t in std::mem::take(&mut self.tick) {
             let Some(c) = self.conns.get_mut(&t.token) else {
                 continue;
@@ -407,15 +546,23 @@ impl Sampler {
             c.in_tick = None;
             report.connections += 1;
             report.subflows += t.range.len();
-            out.extend(
+            let start = out.samples.len();
+            out.samples.extend(
                 self.answers
                     .get(t.range.clone())
                     .unwrap_or_default()
                     .iter()
-                    .flatten()
-                    .map(|(k, s)| (t.token, *k, *s)),
+                    .flatten(),
             );
-            out.extend(self.extra.iter().filter(|(tok, _, _)| *tok == t.token));
+            out.samples.extend(
+                self.extra
+                    .iter()
+                    .filter(|(tok, _, _)| *tok == t.token)
+                    .map(|(_, k, s)| (*k, *s)),
+            );
+            if out.samples.len() > start {
+                out.conns.push((t.token, start..out.samples.len()));
+            }
             if let Some(last) = c.last {
                 let took = now.saturating_duration_since(last);
                 match report.achieved.iter_mut().find(|(p, _)| *p == c.period) {
@@ -455,18 +602,27 @@ mod tests {
 
     fn watch(period: u64, subflows: Vec<WatchedSubflow>, discover: bool) -> Option<Watch> {
         Some(Watch {
-            period: ms(period),
+            pace: Pace {
+                period: ms(period),
+                skip_idle: false,
+            },
             subflows,
             discover,
         })
     }
 
     /// The local ports of `token`'s samples in a tick's output.
-    fn ports(out: &[Sampled], token: u32) -> Vec<u16> {
-        out.iter()
-            .filter(|(t, _, _)| *t == Token(token))
-            .map(|(_, k, _)| k.local.port())
+    fn ports(out: &TickOut, token: u32) -> Vec<u16> {
+        out.conns
+            .iter()
+            .filter(|(t, _)| *t == Token(token))
+            .flat_map(|(_, r)| out.samples[r.clone()].iter().map(|(k, _)| k.local.port()))
             .collect()
+    }
+
+    /// Whether `token` is delivered in a tick's output (with samples or, idle, without).
+    fn delivered(out: &TickOut, token: u32) -> bool {
+        out.conns.iter().any(|(t, _)| *t == Token(token))
     }
 
     /// One tick at `now` answering every lookup with the subflow `found` says, or ENOENT.
@@ -474,9 +630,9 @@ mod tests {
         s: &mut Sampler,
         now: Instant,
         found: impl Fn(&LookupKey) -> Option<SubflowDiag>,
-    ) -> (Vec<LookupKey>, Vec<Sampled>, TickReport) {
+    ) -> (Vec<LookupKey>, TickOut, TickReport) {
         let mut keys = Vec::new();
-        let mut out = Vec::new();
+        let mut out = TickOut::default();
         if !s.plan(now, &mut keys) {
             return (keys, out, TickReport::default());
         }
@@ -514,8 +670,8 @@ mod tests {
             }
             fast += usize::from(!ports(&out, 1).is_empty());
             slow += usize::from(!ports(&out, 2).is_empty());
-            if let Some((_, _, smp)) = out.iter().find(|(t, _, _)| *t == Token(2)) {
-                assert_eq!(smp.srtt_us, 2000);
+            if let Some((_, r)) = out.conns.iter().find(|(t, _)| *t == Token(2)) {
+                assert_eq!(out.samples[r.start].1.srtt_us, 2000);
             }
         }
         // 51 ticks of the fast connection (2 subflows), 2 of the slow one (at 0 and 1000 ms).
@@ -547,7 +703,8 @@ mod tests {
             });
             assert_eq!(keys.len(), 10, "step {step}");
             assert_eq!(r.connections, 5);
-            for (t, _, _) in out.iter().step_by(2) {
+            for (t, r) in &out.conns {
+                assert_eq!(r.len(), 2);
                 times[t.0 as usize] += 1;
             }
             if let Some((p, a)) = r.achieved.first() {
@@ -562,13 +719,26 @@ mod tests {
     }
 
     #[test]
-    fn a_tick_guard_counts_what_is_in_flight() {
-        let g = TickGuard::default();
-        assert_eq!(g.in_flight(), 0);
-        let carried = (g.clone(), g.clone());
-        assert_eq!(g.in_flight(), 2);
-        drop(carried);
-        assert_eq!(g.in_flight(), 0);
+    fn a_sample_set_is_its_share_of_the_ticks_list() {
+        let k = sub(1, 1000).key;
+        let smp = |v| {
+            (
+                k,
+                SubflowSample {
+                    srtt_us: v,
+                    ..SubflowSample::default()
+                },
+            )
+        };
+        let all = Arc::new(vec![smp(1), smp(2), smp(3)]);
+        let share = SampleSet::shared(&all, 1..3);
+        let got: Vec<u32> = share.as_slice().iter().map(|s| s.1.srtt_us).collect();
+        assert_eq!(got, [2, 3]);
+        assert_eq!(Arc::strong_count(&all), 2, "shared, not copied");
+        drop(share);
+        assert_eq!(Arc::strong_count(&all), 1);
+        assert_eq!(SampleSet::owned(vec![smp(7)]).as_slice()[0].1.srtt_us, 7);
+        assert!(SampleSet::shared(&all, 5..9).as_slice().is_empty());
     }
 
     #[test]
@@ -589,7 +759,7 @@ mod tests {
         let strangers = sub(2, 2500);
         let unwatched = sub(9, 9000);
         s.discovered(t0, Discovery::SynSent, &[probe, strangers, unwatched]);
-        let mut out = Vec::new();
+        let mut out = TickOut::default();
         s.finish(t0, &mut out);
         assert_eq!(
             ports(&out, 1),
@@ -643,7 +813,7 @@ mod tests {
                 bound.if_index = 5;
                 s.discovered(at, Discovery::Full, &[diag_of(1, &keys[0]), bound]);
             }
-            let mut out = Vec::new();
+            let mut out = TickOut::default();
             s.finish(at, &mut out);
             (keys, d, ports(&out, 1))
         };
@@ -677,6 +847,76 @@ mod tests {
         let mut s = Sampler::new(SLICE_SUBFLOWS);
         s.watch(t0, Token(1), watch(20, watched(1, &[1000]), false));
         let (_, out, _) = run(&mut s, t0, |k| Some(diag_of(2, k)));
-        assert!(out.is_empty());
+        assert!(out.samples.is_empty() && !delivered(&out, 1));
+    }
+
+    #[test]
+    fn an_idle_connection_is_skipped_only_if_it_may_be_and_nothing_moved_or_waits() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(SLICE_SUBFLOWS);
+        let pace = |skip_idle| Pace {
+            period: ms(1000),
+            skip_idle,
+        };
+        for (t, skip) in [(1u32, true), (2, false)] {
+            let w = Watch {
+                pace: pace(skip),
+                subflows: watched(t, &[1000 + t as u16]),
+                discover: false,
+            };
+            s.watch(t0, Token(t), Some(w));
+        }
+        let quiet = Activity::of(Some(100), Some(50), Some(100));
+        for t in [1, 2] {
+            s.activity(Token(t), quiet);
+        }
+        let all = |k: &LookupKey| Some(diag_of(u32::from(k.key.local.port() - 1000), k));
+        // First sampling: both (nothing sampled yet).
+        let (_, out, r) = run(&mut s, t0, all);
+        assert_eq!(
+            (ports(&out, 1).len(), ports(&out, 2).len(), r.idle),
+            (1, 1, 0)
+        );
+        // A period later, nothing moved: only the one that may not skip is looked up; the
+        // other is delivered again, with no new samples.
+        let (keys, out, r) = run(&mut s, t0 + ms(1000), all);
+        assert_eq!(
+            (ports(&out, 1).len(), ports(&out, 2).len(), r.idle),
+            (0, 1, 1)
+        );
+        assert_eq!(keys.len(), 1);
+        assert!(delivered(&out, 1));
+        // Data moved: sampled again.
+        s.activity(Token(1), Activity::of(Some(200), Some(50), Some(200)));
+        let (_, out, _) = run(&mut s, t0 + ms(2000), all);
+        assert_eq!(ports(&out, 1).len(), 1);
+        // Nothing moved since, but data is outstanding: sampled every period.
+        s.activity(Token(1), Activity::of(Some(300), Some(50), Some(200)));
+        for k in 3..6u64 {
+            let (_, out, _) = run(&mut s, t0 + ms(k * 1000), all);
+            assert_eq!(ports(&out, 1).len(), 1, "period {k}");
+        }
+        // Counters the kernel does not report: never idle.
+        s.activity(Token(1), Activity::of(None, Some(50), Some(200)));
+        let (_, out, _) = run(&mut s, t0 + ms(6000), all);
+        assert_eq!(ports(&out, 1).len(), 1);
+        // A new watch (e.g. a subflow joined) is sampled at its next due time even if idle.
+        s.activity(Token(1), quiet);
+        let (_, out, _) = run(&mut s, t0 + ms(7000), all);
+        assert_eq!(ports(&out, 1).len(), 1, "the first look at these counters");
+        let (_, out, _) = run(&mut s, t0 + ms(8000), all);
+        assert!(ports(&out, 1).is_empty());
+        let w = Watch {
+            pace: pace(true),
+            subflows: watched(1, &[1001, 1500]),
+            discover: false,
+        };
+        s.watch(t0 + ms(8500), Token(1), Some(w));
+        let (_, out, _) = run(&mut s, t0 + ms(9000), all);
+        assert_eq!(
+            ports(&out, 1).len(),
+            1,
+            "1500 is another connection's port here"
+        );
     }
 }
