@@ -74,6 +74,8 @@ pub struct ConnectionActor {
     decision_cause: Option<Instant>,
     /// While the policy reads samples.
     sampling: Option<Sampling>,
+    /// Its own address for the policy's answers, made when it starts.
+    reply: Option<Arc<Recipient<Decided>>>,
     /// Samples that arrived while a decision was in flight (the latest, with their tick's
     /// guard: not consumed yet), fed when it returns.
     waiting: Option<Samples>,
@@ -97,6 +99,7 @@ impl ConnectionActor {
             event_at: received,
             decision_cause: None,
             sampling: None,
+            reply: None,
             waiting: None,
         }
     }
@@ -211,10 +214,14 @@ impl ConnectionActor {
                 if matches!(hook, Hook::Event(_)) {
                     self.decision_cause = self.event_at.take();
                 }
+                let reply = self
+                    .reply
+                    .get_or_insert_with(|| Arc::new(ctx.address().recipient()))
+                    .clone();
                 self.peers.policy.do_send(Decide {
                     hook,
                     conn: self.conn.clone(),
-                    reply: ctx.address().recipient(),
+                    reply,
                 });
             }
         }

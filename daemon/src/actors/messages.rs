@@ -40,8 +40,9 @@ pub struct Decide {
     /// copies it only if it must change it while the policy still holds it
     /// (`Arc::make_mut`), which one outstanding decision per connection makes rare.
     pub conn: Arc<Connection>,
-    /// Where the decisions go.
-    pub reply: Recipient<Decided>,
+    /// Where the decisions go: the connection actor's, made once (making a `Recipient` from
+    /// an actor's address allocates three times).
+    pub reply: Arc<Recipient<Decided>>,
 }
 
 /// The policy's answer (policy actor -> connection actor), and how the connection's subflows

@@ -153,6 +153,15 @@ impl Registry {
                 Output::Trim => {
                     debug!(self.log, "returning freed heap to the kernel"; "tracked" => self.core.len());
                     crate::process::trim::release_free_memory();
+                    if self.core.len() == 0 {
+                        // Once more when the other actors have dropped what the last closes
+                        // freed (one timer, not a periodic one).
+                        ctx.run_later(crate::process::trim::SETTLE, |act, _| {
+                            if act.core.len() == 0 {
+                                crate::process::trim::release_free_memory();
+                            }
+                        });
+                    }
                 }
             }
         }

@@ -183,9 +183,13 @@ impl PolicyBook {
         (self.spec(entry).name(), Self::label(entry))
     }
 
-    /// The connection is gone: drop its policy object and forget the choice.
+    /// The connection is gone: drop its policy object and forget the choice (and the table
+    /// a burst grew, once empty).
     pub fn closed(&mut self, token: Token) {
         self.chosen.remove(&token);
+        if self.chosen.is_empty() {
+            self.chosen.shrink_to_fit();
+        }
     }
 
     /// Policy objects alive (one per connection that has one).

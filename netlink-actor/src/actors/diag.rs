@@ -274,6 +274,12 @@ impl Handler<SampleConnection> for DiagPoller {
 
     fn handle(&mut self, msg: SampleConnection, ctx: &mut Self::Context) {
         self.sampler.watch(Instant::now(), msg.token, msg.watch);
+        if self.sampler.is_empty() {
+            // Nothing left to sample: give back the buffers a large set grew.
+            self.keys = Vec::new();
+            self.in_flight = VecDeque::new();
+            self.sock.release_lookup_buffers();
+        }
         self.stats
             .sampled(self.sampler.len(), self.sampler.subflows());
         self.schedule_sampling(ctx, Instant::now());

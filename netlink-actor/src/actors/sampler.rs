@@ -333,6 +333,15 @@ impl Sampler {
                 self.due.remove(&(old.due, token));
                 self.subflows -= old.keys.len();
             }
+            if self.conns.is_empty() {
+                // Give back what a burst grew.
+                self.conns.shrink_to_fit();
+                self.tick = Vec::new();
+                self.key_of = Vec::new();
+                self.answers = Vec::new();
+                self.extra = Vec::new();
+                self.idle = Vec::new();
+            }
             return;
         };
         let old = self.conns.remove(&token);

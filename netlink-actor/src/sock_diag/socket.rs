@@ -219,6 +219,11 @@ impl DiagSocket {
         res
     }
 
+    /// Drop the buffers of [`DiagSocket::lookup_subflows`] (made again on the next lookup).
+    pub fn release_lookup_buffers(&mut self) {
+        self.lookup = None;
+    }
+
     /// `n` consecutive sequence numbers (none of them 0); the first is returned.
     fn consecutive_seqs(&mut self, n: usize) -> u32 {
         loop {
