@@ -30,7 +30,7 @@ use mptcp_pmd_config::{Config, KernelConfig};
 use netlink_actor::actors::addresses;
 use netlink_actor::actors::{
     AddressMonitor, CommandPath, DiagPoller, EventActor, EventSinks, Failures, LocalsChanged,
-    RtnlSockets, SetFilter, SetSampling, SocketFailure, Stats,
+    RtnlSockets, SetFilter, SocketFailure, Stats,
 };
 use netlink_actor::genl::{PmClient, PmEventSocket};
 use netlink_actor::rtnl::RtnlSocket;
@@ -399,20 +399,21 @@ fn start_actors(
     let timers = wiring::timers(config);
     let interval = wiring::poll_interval(config);
     info!(log, "sock_diag polling"; "interval_ms" => interval.as_millis() as u64,
-        "subflow_samples" => if sampling { "on (a policy or a metered budget reads them)" } else { "off (nothing reads them)" });
+        "subflow_samples" => if sampling { "on (a policy or a metered budget reads them; a policy's connections only, each at its period)" } else { "off (nothing reads them)" });
     // The registry and the poller need each other's address: make the registry's mailbox
     // first, start the poller on its own thread with it, then run the registry.
     let reg_ctx = Context::<Registry>::new();
     let reg_addr = reg_ctx.address();
     let sink = reg_addr.clone().recipient();
+    let fresh = reg_addr.clone().recipient();
     let (diag_stats, diag_failures) = (stats.clone(), failures.clone());
     let diag_log = log.new(slog::o!("actor" => "diag"));
     let diag = DiagPoller::start_in_arbiter(&diag_arbiter.handle(), move |_| {
         DiagPoller::new(
             diag,
             sink,
+            fresh,
             interval,
-            sampling,
             diag_stats,
             diag_failures,
             diag_log,
@@ -426,6 +427,7 @@ fn start_actors(
         metrics: metrics.clone(),
         stream: stream.clone(),
         dry_run,
+        diag: diag.clone(),
     };
     let registry = reg_ctx.run(Registry::new(peers, diag.clone(), timers));
     let sinks: Vec<Recipient<LocalsChanged>> =
@@ -613,14 +615,11 @@ fn keep_control_socket(
     }
 }
 
-/// Apply a reloaded configuration: the policies, whether subflows are sampled, the
-/// per-interface limits (budgets, caps), the address filters. (The log level is the caller's:
-/// it owns the logger.)
+/// Apply a reloaded configuration: the policies (and with them which connections are sampled
+/// how often: each connection learns it at its next decision), the per-interface limits
+/// (budgets, caps), the address filters. (The log level is the caller's: it owns the logger.)
 fn apply(config: &Config, actors: &Actors) {
     let book = wiring::build_book(config);
-    actors
-        .diag
-        .do_send(SetSampling(wiring::sampling(config, &book)));
     actors.policy.do_send(SetPolicy(book));
     actors.policy.do_send(SetLimits(Box::new(config.clone())));
     actors.monitor.do_send(SetFilter(config.addresses.clone()));

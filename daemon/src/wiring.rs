@@ -8,9 +8,14 @@ use mptcp_pmd_policies::conn::ConnTimers;
 
 use crate::core::rules::PolicyBook;
 
-/// The default policy and one policy per rule.
+/// The default policy and one policy per rule; sampling policies without a period of their
+/// own are sampled every `poll.interval_ms`.
 pub fn build_book(config: &Config) -> PolicyBook {
-    PolicyBook::new(config.default_spec(), config.rules.clone())
+    PolicyBook::new(
+        config.default_spec(),
+        config.rules.clone(),
+        poll_interval(config),
+    )
 }
 
 /// Subflow request timers from the `subflow:` section.

@@ -2,7 +2,8 @@
 //! the in-kernel path manager (the client has a `subflow` endpoint on its second link, so the
 //! kernel opens a join by itself), the snapshot shows each MPTCP connection with all its
 //! subflows, their tokens agree across both dumps and both hosts, and the RTTs are plausible;
-//! the port-window filters split the subflow dump exactly.
+//! the port-window filters split the subflow dump exactly; exact lookups find each subflow by
+//! its 4-tuple.
 
 // Test helpers outside #[test] functions may unwrap/panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,9 +13,10 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use integration::{kernel_tests_enabled, mptcp, wait_for, Pm, TopoOpts, Topology};
-use mptcp_pmd_policies::Token;
+use mptcp_pmd_policies::{SubflowKey, Token};
 use netlink_actor::sock_diag::{
-    port_windows, tcpf, ConnSnapshot, DiagSocket, PortPair, PortWindow, Snapshot, TcpState,
+    port_windows, tcpf, Answer, ConnSnapshot, DiagSocket, LookupKey, PortPair, PortWindow,
+    Snapshot, TcpState,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -328,4 +330,86 @@ fn an_ipv6_connection_keeps_the_ipv6_subflow_dump() {
         .iter()
         .flat_map(|c| c.subflows.iter())
         .all(|s| s.key.local.is_ipv6()));
+}
+
+/// Exact lookups as the kernel answers them: every subflow of many connections (more than one
+/// batch) is found by its 4-tuple and bound interface with the same token and state as the
+/// dump shows, a 4-tuple nobody uses is missing (ENOENT), and a join bound to its interface
+/// is found only with that interface's index.
+#[test]
+fn lookups_find_each_subflow_by_its_4_tuple() {
+    if !kernel_tests_enabled("lookups_find_each_subflow_by_its_4_tuple") {
+        return;
+    }
+    const N: usize = 100;
+    let (_topo, mut streams, mut diag) = many_connections(N);
+    let all = wait_for(WAIT, || {
+        for s in &mut streams {
+            mptcp::ping(s, b"x").unwrap();
+        }
+        let subs = diag.subflows().unwrap();
+        (subs.items.len() == 2 * N).then_some(subs)
+    })
+    .unwrap_or_else(|| panic!("not all {N} connections reached 2 subflows"));
+    let mut keys: Vec<LookupKey> = all
+        .items
+        .iter()
+        .map(|s| LookupKey {
+            key: s.key,
+            if_index: s.if_index,
+        })
+        .collect();
+    let bound = all.items.iter().filter(|s| s.if_index != 0).count();
+    assert_eq!(
+        bound, N,
+        "the kernel PM binds each join to its endpoint's device"
+    );
+    let nobody = LookupKey {
+        key: SubflowKey {
+            local: "198.18.0.2:1".parse().unwrap(),
+            remote: "198.19.0.2:1".parse().unwrap(),
+        },
+        if_index: 0,
+    };
+    keys.insert(N / 2, nobody);
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    diag.lookup_subflows(&keys, |i, a| match a {
+        Answer::Found(s) => found.push((i, *s)),
+        Answer::Missing(e) => missing.push((i, *e)),
+        other => panic!("key {i}: {other:?}"),
+    })
+    .unwrap();
+    assert_eq!(missing, vec![(N / 2, libc::ENOENT)]);
+    assert_eq!(found.len(), 2 * N);
+    for (i, s) in &found {
+        let want = all.items.iter().find(|d| d.key == s.key).unwrap();
+        assert_eq!(keys[*i].key, s.key, "answers come back in request order");
+        assert_eq!(
+            (s.token, s.state, s.if_index),
+            (want.token, want.state, want.if_index)
+        );
+        assert_eq!(s.loc_id, want.loc_id);
+        assert!(s.sample.snd_cwnd > 0);
+    }
+    // A bound join without its interface index is not found; the unbound initial subflow is
+    // found with or without one.
+    let join = all.items.iter().find(|s| s.if_index != 0).unwrap();
+    let initial = all.items.iter().find(|s| s.if_index == 0).unwrap();
+    let mut answers = Vec::new();
+    diag.lookup_subflows(
+        &[
+            LookupKey {
+                key: join.key,
+                if_index: 0,
+            },
+            LookupKey {
+                key: initial.key,
+                if_index: join.if_index,
+            },
+        ],
+        |_, a| answers.push(matches!(a, Answer::Found(_))),
+    )
+    .unwrap();
+    assert_eq!(answers, [false, true]);
 }

@@ -41,7 +41,8 @@ use neli::utils::Groups;
 
 use crate::error::{DecodeError, Error};
 use crate::wire::{
-    done_verdict, error_verdict, messages, Message, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE,
+    done_verdict, error_verdict, messages, Message, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
+    NLMSG_MIN_TYPE,
 };
 
 /// Size of the receive buffer of every socket. The kernel's dump datagrams are at most 32 KiB
@@ -552,10 +553,17 @@ impl std::fmt::Debug for RecvSlots {
 impl RecvSlots {
     /// Room for `capacity` (at least 1) datagrams.
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        Self::with_size(capacity, RECV_BUF)
+    }
+
+    /// Room for `capacity` (at least 1) datagrams of up to `size` bytes each (a larger one is
+    /// reported as [`Error::Truncated`]): for replies known to be small, such as sock_diag
+    /// lookups.
+    pub fn with_size(capacity: usize, size: usize) -> Self {
+        let (capacity, size) = (capacity.max(1), size.max(NLMSG_HDRLEN));
         RecvSlots {
-            bufs: vec![0; capacity * RECV_BUF],
-            size: RECV_BUF,
+            bufs: vec![0; capacity * size],
+            size,
             from: vec![sockaddr_nl(0); capacity],
             lens: vec![0; capacity],
             foreign: vec![false; capacity],
@@ -716,7 +724,6 @@ impl Replies {
 mod tests {
     use super::*;
     use crate::wire::test_message as msg;
-    use crate::wire::NLMSG_HDRLEN;
 
     const NLM_F_MULTI: u16 = libc::NLM_F_MULTI as u16;
     const NLM_F_CAPPED: u16 = libc::NLM_F_CAPPED as u16;

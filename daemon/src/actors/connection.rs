@@ -1,31 +1,43 @@
 //! The connection actor: one per MPTCP connection (token). A thin driver around the pure
 //! [`Connection`] state machine: it feeds inputs (events, samples, address changes, command
 //! results, timers, operator commands), then drains outputs in a fixed order — kernel commands
-//! first, then at most one outstanding policy request, then the next timer. One policy request
-//! at a time per connection means a decision is never computed from a snapshot that misses our
-//! own requests; a held connection sends none. Every command it sends is published to the
-//! monitor with the kernel's answer; with `--dry-run` it sends none (the policy actor then
-//! hands it no decision to apply, and operator commands are refused).
+//! first, then at most one outstanding policy request, then the next timer, then what it asks
+//! the sock_diag poller to sample. One policy request at a time per connection means a
+//! decision is never computed from a snapshot that misses our own requests; a held connection
+//! sends none. Every command it sends is published to the monitor with the kernel's answer;
+//! with `--dry-run` it sends none (the policy actor then hands it no decision to apply, and
+//! operator commands are refused).
 //!
 //! It also keeps the metrics gauges current: every input ends in [`ConnectionActor::pump`]
 //! (or in the actor stopping), which publishes the connection's [`Census`] (itself, its
 //! subflows and announcements by state) as a difference from the last one published; the
 //! `stopped` hook withdraws it. A new handler that changes the state machine must end in a
 //! pump too.
+//!
+//! **Sampling.** Each decision says how often the connection's policy wants its subflows
+//! sampled ([`Decided`]); while it does, the actor keeps the poller's sampler told which
+//! subflows to look up ([`crate::core::watch`], sent again only when that changes). Samples
+//! that arrive while a decision is in flight wait for its answer (the latest only): the policy
+//! still shares the state machine then, which would have to be copied to change it.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Reason;
 use mptcp_pmd_policies::{KernelRefusal, Manual, ManualRefusal, PmCommand, PmEvent};
-use netlink_actor::actors::{Cause, CommandPath, KernelEvent, LocalsChanged};
+use mptcp_pmd_policies::{SubflowKey, SubflowSample};
+use netlink_actor::actors::{
+    Cause, CommandPath, DiagPoller, KernelEvent, LocalsChanged, Pace, SampleConnection,
+};
 use slog::{debug, info, warn, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook, Reconcile, Samples};
 use super::policy::PolicyActor;
+use crate::core::watch;
 use crate::endpoints::metrics::{Census, Metrics};
 use crate::endpoints::monitor::Monitor;
 use crate::endpoints::protocol::{self, Kind, Origin};
@@ -94,11 +106,20 @@ pub struct Peers {
     pub stream: Monitor,
     /// `--dry-run`: no command is sent.
     pub dry_run: bool,
+    /// The sock_diag poller, which samples the connections whose policy reads samples.
+    pub diag: Addr<DiagPoller>,
+}
+
+/// A connection's sampling: its pace and what the sampler was last told.
+struct Sampling {
+    pace: Pace,
+    told: Option<u64>,
 }
 
 /// Drives one connection.
 pub struct ConnectionActor {
-    conn: Connection,
+    /// Shared with the policy actor while it decides (see [`Decide`]).
+    conn: Arc<Connection>,
     peers: Rc<Peers>,
     hooks: VecDeque<Hook>,
     deciding: bool,
@@ -109,6 +130,13 @@ pub struct ConnectionActor {
     decision_cause: Option<Instant>,
     /// What this connection last added to the gauges.
     published: Census,
+    /// While the policy reads samples.
+    sampling: Option<Sampling>,
+    /// Its own address for the policy's answers, made when it starts.
+    reply: Option<Arc<Recipient<Decided>>>,
+    /// Samples that arrived while a decision was in flight (the latest, with their tick's
+    /// guard: not consumed yet), fed when it returns.
+    waiting: Option<Samples>,
 }
 
 impl ConnectionActor {
@@ -121,7 +149,7 @@ impl ConnectionActor {
         received: Option<Instant>,
     ) -> Self {
         ConnectionActor {
-            conn,
+            conn: Arc::new(conn),
             peers,
             hooks: initial.into_iter().collect(),
             deciding: false,
@@ -129,7 +157,71 @@ impl ConnectionActor {
             event_at: received,
             decision_cause: None,
             published: Census::default(),
+            sampling: None,
+            reply: None,
+            waiting: None,
         }
+    }
+
+    /// The state machine, to change it (copied only if the policy still holds it).
+    fn conn_mut(&mut self) -> &mut Connection {
+        Arc::make_mut(&mut self.conn)
+    }
+
+    /// Follow the pace the policy asked for (`None`: stop sampling).
+    fn set_sample_pace(&mut self, pace: Option<Pace>) {
+        match (pace, self.sampling.as_mut()) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                self.sampling = None;
+                self.unwatch();
+            }
+            (Some(p), Some(s)) => {
+                if s.pace != p {
+                    s.pace = p;
+                    s.told = None;
+                }
+            }
+            (Some(p), None) => {
+                self.sampling = Some(Sampling {
+                    pace: p,
+                    told: None,
+                });
+            }
+        }
+    }
+
+    /// Feed samples to the state machine and queue the policy's samples hook.
+    fn feed_samples(&mut self, samples: &[(SubflowKey, SubflowSample)]) {
+        self.conn_mut().handle_samples(Instant::now(), samples);
+        self.push_hook(Hook::Samples);
+    }
+
+    /// Tell the poller what to sample if that changed.
+    fn watch(&mut self) {
+        let Some(s) = self.sampling.as_mut() else {
+            return;
+        };
+        if self.conn.is_closed() {
+            return;
+        }
+        let print = watch::fingerprint(&self.conn, s.pace);
+        if s.told == Some(print) {
+            return;
+        }
+        s.told = Some(print);
+        self.peers.diag.do_send(SampleConnection {
+            token: self.conn.token(),
+            watch: Some(watch::watch_of(&self.conn, s.pace)),
+        });
+    }
+
+    /// Tell the poller to stop sampling this connection.
+    fn unwatch(&self) {
+        self.peers.diag.do_send(SampleConnection {
+            token: self.conn.token(),
+            watch: None,
+        });
     }
 
     fn log(&self) -> &Logger {
@@ -175,7 +267,10 @@ impl ConnectionActor {
         operator: Option<(&PmCommand, (u32, u32))>,
     ) -> Option<Result<(), KernelRefusal>> {
         let mut answer = None;
-        while let Some(cmd) = self.conn.poll_command() {
+        // While the policy shares the state machine nothing changed it since its commands
+        // were drained (any change goes through `conn_mut`, which makes it ours again): no
+        // command can be waiting, and looking must not copy it.
+        while let Some(cmd) = Arc::get_mut(&mut self.conn).and_then(Connection::poll_command) {
             debug!(self.log(), "command"; "token" => %self.conn.token(), "cmd" => ?cmd);
             if self.peers.dry_run {
                 // Nothing queues commands in a dry run (no decision is applied, operator
@@ -201,7 +296,8 @@ impl ConnectionActor {
                 answer = Some(res.clone());
             }
             let refused = res.is_err();
-            self.conn.handle_command_result(Instant::now(), &cmd, res);
+            self.conn_mut()
+                .handle_command_result(Instant::now(), &cmd, res);
             if self.conn.is_gone_in_kernel() {
                 // The kernel no longer knows the token: retired at once, as by CLOSED (whose
                 // event was lost, or which came before an adoption from an older snapshot).
@@ -235,15 +331,20 @@ impl ConnectionActor {
                 if matches!(hook, Hook::Event(_)) {
                     self.decision_cause = self.event_at.take();
                 }
+                let reply = self
+                    .reply
+                    .get_or_insert_with(|| Arc::new(ctx.address().recipient()))
+                    .clone();
                 self.peers.policy.do_send(Decide {
                     hook,
-                    conn: Box::new(self.conn.clone()),
-                    reply: ctx.address().recipient(),
+                    conn: self.conn.clone(),
+                    reply,
                 });
             }
         }
         self.arm_timer(ctx);
         self.publish();
+        self.watch();
     }
 
     /// Bring the gauges in line with the state machine: the census now, less the one published
@@ -268,7 +369,7 @@ impl ConnectionActor {
             let delay = at.saturating_duration_since(Instant::now());
             let h = ctx.run_later(delay, |act, ctx| {
                 act.timer = None;
-                act.conn.handle_timeout(Instant::now());
+                act.conn_mut().handle_timeout(Instant::now());
                 act.push_hook(Hook::Tick);
                 act.pump(ctx);
             });
@@ -289,6 +390,9 @@ impl Actor for ConnectionActor {
             .metrics
             .shift(&self.published, &Census::default());
         self.published = Census::default();
+        if self.sampling.take().is_some() {
+            self.unwatch();
+        }
         let token = self.conn.token();
         self.peers.policy.do_send(ConnectionGone(token));
         self.peers.gone.do_send(ConnectionGone(token));
@@ -300,7 +404,7 @@ impl Handler<KernelEvent> for ConnectionActor {
 
     fn handle(&mut self, msg: KernelEvent, ctx: &mut Self::Context) {
         let ev = msg.event;
-        self.conn.handle_event(Instant::now(), &ev);
+        self.conn_mut().handle_event(Instant::now(), &ev);
         if matches!(ev, PmEvent::Closed { .. }) {
             info!(self.log(), "connection closed"; "token" => %self.conn.token());
             ctx.stop();
@@ -320,7 +424,7 @@ impl Handler<Reconcile> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconcile, ctx: &mut Self::Context) {
-        let changed = self.conn.reconcile(
+        let changed = self.conn_mut().reconcile(
             Instant::now(),
             msg.taken_at,
             msg.local,
@@ -339,8 +443,12 @@ impl Handler<Samples> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Samples, ctx: &mut Self::Context) {
-        self.conn.handle_samples(Instant::now(), &msg.0);
-        self.push_hook(Hook::Samples);
+        if self.deciding {
+            // A newer set replaces one still waiting (releasing its tick).
+            self.waiting = Some(msg);
+            return;
+        }
+        self.feed_samples(msg.0.as_slice());
         self.pump(ctx);
     }
 }
@@ -350,7 +458,7 @@ impl Handler<LocalsChanged> for ConnectionActor {
 
     fn handle(&mut self, msg: LocalsChanged, ctx: &mut Self::Context) {
         for a in &msg.added {
-            self.conn.local_addr_returned(*a);
+            self.conn_mut().local_addr_returned(*a);
         }
         self.push_hook(Hook::Locals);
         self.pump(ctx);
@@ -375,7 +483,11 @@ impl Handler<Decided> for ConnectionActor {
             }
             debug!(self.log(), "policy decided"; "token" => %self.conn.token(), "decisions" => ?msg.0);
         }
-        self.conn.handle_decisions(now, msg.0);
+        self.set_sample_pace(msg.1);
+        self.conn_mut().handle_decisions(now, msg.0);
+        if let Some(Samples(samples)) = self.waiting.take() {
+            self.feed_samples(samples.as_slice());
+        }
         self.pump_after(ctx, cause);
     }
 }
@@ -387,7 +499,7 @@ impl Handler<Operate> for ConnectionActor {
         let token = self.conn.token();
         let out = match msg.op {
             Operation::Hold(on) => {
-                let changed = self.conn.set_held(on);
+                let changed = self.conn_mut().set_held(on);
                 if changed && !on {
                     // Released: the policy looks at the connection afresh.
                     self.push_hook(Hook::Tick);
@@ -403,7 +515,7 @@ impl Handler<Operate> for ConnectionActor {
             Operation::Manual(_) if self.peers.dry_run => Operated::DryRun,
             Operation::Manual(m) => {
                 let reason = Reason::new("operator", format!("uid {} pid {}", msg.uid, msg.pid));
-                match self.conn.handle_manual(Instant::now(), &m, reason) {
+                match self.conn_mut().handle_manual(Instant::now(), &m, reason) {
                     Err(r) => Operated::Refused(r),
                     Ok(cmd) => {
                         match self.send_commands(ctx, None, Some((&cmd, (msg.uid, msg.pid)))) {
@@ -434,6 +546,6 @@ impl Handler<GetConnection> for ConnectionActor {
     type Result = MessageResult<GetConnection>;
 
     fn handle(&mut self, _msg: GetConnection, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(Box::new(self.conn.clone()))
+        MessageResult(Box::new((*self.conn).clone()))
     }
 }

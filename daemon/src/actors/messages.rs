@@ -2,15 +2,20 @@
 //! `netlink_actor::actors::messages`). Domain types only: no netlink type crosses an actor
 //! boundary.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use mptcp_pmd_policies::conn::Connection;
 use mptcp_pmd_policies::policy::Decision;
-use mptcp_pmd_policies::{PmEvent, SubflowKey, SubflowSample, Token};
+use mptcp_pmd_policies::{PmEvent, Token};
+use netlink_actor::actors::{Pace, SampleSet};
 
-/// Health samples of one connection's subflows (registry -> connection actor).
+/// Health samples of one connection's subflows (registry -> connection actor): its share of a
+/// sampling tick (held until consumed, see `netlink_actor::actors::FreshSamples`; empty for
+/// an idle connection, due again) or of a snapshot.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct Samples(pub Vec<(SubflowKey, SubflowSample)>);
+pub struct Samples(pub SampleSet);
 
 /// Which policy hook a decision request is for.
 #[derive(Debug, Clone)]
@@ -31,16 +36,20 @@ pub enum Hook {
 pub struct Decide {
     /// The hook to call.
     pub hook: Hook,
-    /// A snapshot of the connection's state machine.
-    pub conn: Box<Connection>,
-    /// Where the decisions go.
-    pub reply: Recipient<Decided>,
+    /// The connection's state machine as it is now. Shared, not copied: the connection actor
+    /// copies it only if it must change it while the policy still holds it
+    /// (`Arc::make_mut`), which one outstanding decision per connection makes rare.
+    pub conn: Arc<Connection>,
+    /// Where the decisions go: the connection actor's, made once (making a `Recipient` from
+    /// an actor's address allocates three times).
+    pub reply: Arc<Recipient<Decided>>,
 }
 
-/// The policy's answer (policy actor -> connection actor).
+/// The policy's answer (policy actor -> connection actor), and how the connection's subflows
+/// are to be sampled for its policy (`None`: not at all; it changes on a reload).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct Decided(pub Vec<Decision>);
+pub struct Decided(pub Vec<Decision>, pub Option<Pace>);
 
 /// A connection is gone (connection actor -> policy actor, registry).
 #[derive(Message, Debug, Clone, Copy)]

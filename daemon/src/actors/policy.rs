@@ -17,7 +17,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use mptcp_pmd_policies::policy::Ctx;
 use mptcp_pmd_policies::LocalAddr;
-use netlink_actor::actors::LocalsChanged;
+use netlink_actor::actors::{LocalsChanged, Pace};
 use slog::{debug, info, warn, Logger};
 
 use super::messages::{ConnectionGone, Decide, Decided, Hook};
@@ -56,10 +56,10 @@ pub struct GetListeners;
 #[rtype(result = "()")]
 pub struct SetPolicy(pub PolicyBook);
 
-/// Which policy serves each of these connections: (policy name, "default" or "rule N"),
-/// in the same order (status).
+/// Which policy serves each of these connections, and what it says about it, in the same
+/// order (status).
 #[derive(Message)]
-#[rtype(result = "Vec<(&'static str, String)>")]
+#[rtype(result = "Vec<Described>")]
 pub struct Describe(pub Vec<mptcp_pmd_policies::conn::Connection>);
 
 /// Replace the per-interface limits (SIGHUP reload): budgets, caps, state directory.
@@ -76,6 +76,17 @@ pub struct GetBudgets;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SaveState;
+
+/// A connection as its policy describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    /// The policy's name.
+    pub policy: &'static str,
+    /// Which entry chose it: "default" or "rule N".
+    pub rule: String,
+    /// The policy's note on the connection as a whole (`code: detail`), if it has one.
+    pub note: Option<String>,
+}
 
 /// Holder of the policies.
 pub struct PolicyActor {
@@ -197,8 +208,17 @@ impl Handler<Decide> for PolicyActor {
             });
         }
         self.metrics.set_policy_objects(self.book.objects());
+        // A metered budget counts bytes from the samples: while one is active, connections
+        // whose policy reads none are sampled at the poll interval too (skipped while idle:
+        // an idle connection's counters do not move).
+        let pace = served.sample_pace.or_else(|| {
+            self.metering.is_active().then_some(Pace {
+                period: self.book.poll(),
+                skip_idle: true,
+            })
+        });
         let out = if self.dry_run { Vec::new() } else { served.out };
-        msg.reply.do_send(Decided(out));
+        msg.reply.do_send(Decided(out, pace));
     }
 }
 
@@ -251,10 +271,24 @@ impl Handler<Describe> for PolicyActor {
     type Result = MessageResult<Describe>;
 
     fn handle(&mut self, msg: Describe, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
         let out = msg
             .0
             .iter()
-            .map(|c| self.book.describe(c, &self.locals))
+            .map(|c| {
+                let (policy, rule) = self.book.describe(c, &self.locals);
+                let ctx = Ctx {
+                    now,
+                    conn: c,
+                    locals: &self.locals,
+                    listeners: self.listeners.all(),
+                };
+                Described {
+                    policy,
+                    rule,
+                    note: self.book.note(&ctx).map(|r| r.to_string()),
+                }
+            })
             .collect();
         MessageResult(out)
     }

@@ -12,8 +12,8 @@ use actix::prelude::*;
 use mptcp_pmd_policies::conn::{ConnTimers, Connection};
 use mptcp_pmd_policies::{PmEvent, Token};
 use netlink_actor::actors::{
-    DiagPoller, DiagSnapshot, KernelEvent, LocalsChanged, MptcpSnapshot, Resync, SetPolling,
-    TakeSnapshot,
+    DiagPoller, DiagSnapshot, FreshSamples, KernelEvent, LocalsChanged, MptcpSnapshot, Resync,
+    SampleSet, SetPolling, TakeSnapshot,
 };
 use slog::{debug, info, warn, Logger};
 
@@ -117,7 +117,7 @@ impl Registry {
                 }
                 Output::Samples { token, samples } => {
                     if let Some(a) = self.core.get(token) {
-                        a.do_send(Samples(samples));
+                        a.do_send(Samples(SampleSet::owned(samples)));
                     }
                 }
                 Output::Reconcile { taken_at, conn } => {
@@ -151,6 +151,15 @@ impl Registry {
                 Output::Trim => {
                     debug!(self.log, "returning freed heap to the kernel"; "tracked" => self.core.len());
                     crate::process::trim::release_free_memory();
+                    if self.core.len() == 0 {
+                        // Once more when the other actors have dropped what the last closes
+                        // freed (one timer, not a periodic one).
+                        ctx.run_later(crate::process::trim::SETTLE, |act, _| {
+                            if act.core.len() == 0 {
+                                crate::process::trim::release_free_memory();
+                            }
+                        });
+                    }
                 }
             }
         }
@@ -288,6 +297,19 @@ impl Handler<DiagSnapshot> for Registry {
     fn handle(&mut self, msg: DiagSnapshot, ctx: &mut Self::Context) {
         self.core.handle_snapshot(&msg.0);
         self.drain(ctx);
+    }
+}
+
+impl Handler<FreshSamples> for Registry {
+    type Result = ();
+
+    /// A sampling tick: each connection gets its share of the tick's list.
+    fn handle(&mut self, msg: FreshSamples, _ctx: &mut Self::Context) {
+        for (token, range) in msg.conns {
+            if let Some(a) = self.core.get(token) {
+                a.do_send(Samples(SampleSet::shared(&msg.samples, range)));
+            }
+        }
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`rules`]: the configured policies and the one policy object per connection;
 //! - [`budget`]: the meter of metered interfaces (byte budgets, periods, the saved state);
 //! - [`interface_limits`]: spent budgets and per-interface subflow caps over every policy's
-//!   decisions.
+//!   decisions;
+//! - [`watch`]: what a connection asks the sock_diag poller to sample.
 
 pub mod adopt;
 pub mod budget;
@@ -16,3 +17,4 @@ pub mod interface_limits;
 pub mod listeners;
 pub mod registry_core;
 pub mod rules;
+pub mod watch;

@@ -378,6 +378,10 @@ impl<H> RegistryCore<H> {
             return;
         }
         self.note_ended(token, now);
+        if self.conns.is_empty() {
+            // Give back the table a burst grew.
+            self.conns.shrink_to_fit();
+        }
         if self.trim.observe(self.conns.len()) {
             self.out.push_back(Output::Trim);
         }
@@ -951,5 +955,14 @@ mod tests {
                 .count();
         }
         assert_eq!(trims, 1, "one trim when half of the 2000 are gone");
+        for t in 1001..=2000 {
+            core.gone(now, Token(t));
+            trims += drain(&mut core)
+                .iter()
+                .filter(|o| **o == Output::Trim)
+                .count();
+        }
+        assert_eq!(trims, 3, "at 500 left, and when the last is gone");
+        assert_eq!(core.conns.capacity(), 0, "the table is given back");
     }
 }

@@ -13,11 +13,13 @@
 //! connections after churn and resync).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use mptcp_pmd_config::{PolicySpec, Rule, RuleTarget, Side};
 use mptcp_pmd_policies::conn::Connection;
-use mptcp_pmd_policies::policy::Policy;
+use mptcp_pmd_policies::policy::{Ctx, Policy, Reason};
 use mptcp_pmd_policies::{LocalAddr, Token};
+use netlink_actor::actors::Pace;
 
 /// A connection's policy object and the entry that built it.
 #[derive(Debug)]
@@ -32,10 +34,31 @@ pub struct PolicyBook {
     default: PolicySpec,
     rules: Vec<Rule>,
     chosen: HashMap<Token, Chosen>,
+    /// How often a policy that reads samples without a period of its own gets them
+    /// (`poll.interval_ms`).
+    poll: Duration,
 }
 
 /// Index 0 is the default policy, i + 1 is rule i.
 const DEFAULT: usize = 0;
+
+/// How the subflows of a connection served by `spec` are sampled: at its own `sample_period`
+/// (active-standby: tens of ms, for fast failure detection), every time; else, if it reads
+/// samples (rtt-based), every `poll`, skipped while the connection is idle (nothing moved
+/// since the last sampling, nothing outstanding: its subflows cannot show anything new);
+/// else never.
+fn pace_of(spec: &PolicySpec, poll: Duration) -> Option<Pace> {
+    match spec.sample_period() {
+        Some(period) => Some(Pace {
+            period,
+            skip_idle: false,
+        }),
+        None => spec.wants_samples().then_some(Pace {
+            period: poll,
+            skip_idle: true,
+        }),
+    }
+}
 
 fn spec_of<'a>(default: &'a PolicySpec, rules: &'a [Rule], entry: usize) -> &'a PolicySpec {
     match entry.checked_sub(1).and_then(|r| rules.get(r)) {
@@ -53,15 +76,26 @@ pub struct Served<T> {
     pub name: &'static str,
     /// Which entry chose it: "default" or "rule N".
     pub label: String,
+    /// How the connection's subflows are to be sampled (`None`: not at all), see
+    /// `pace_of`.
+    pub sample_pace: Option<Pace>,
 }
 
 impl PolicyBook {
-    /// A book with a default policy and the rules (in config order).
-    pub fn new(default: PolicySpec, rules: Vec<Rule>) -> Self {
+    /// The poll interval (`poll.interval_ms`): the sampling period of policies that read
+    /// samples without a period of their own.
+    pub fn poll(&self) -> Duration {
+        self.poll
+    }
+
+    /// A book with a default policy and the rules (in config order); policies that read
+    /// samples without a period of their own get them every `poll` (`poll.interval_ms`).
+    pub fn new(default: PolicySpec, rules: Vec<Rule>, poll: Duration) -> Self {
         PolicyBook {
             default,
             rules,
             chosen: HashMap::new(),
+            poll,
         }
     }
 
@@ -126,9 +160,11 @@ impl PolicyBook {
                 out: hook(self.default.build().as_mut()),
                 name: self.default.name(),
                 label: Self::label(DEFAULT),
+                sample_pace: None,
             };
         };
         let spec = spec_of(&self.default, &self.rules, entry);
+        let sample_pace = pace_of(spec, self.poll);
         let c = self.chosen.entry(conn.token()).or_insert_with(|| Chosen {
             entry,
             policy: spec.build(),
@@ -137,7 +173,14 @@ impl PolicyBook {
             out: hook(c.policy.as_mut()),
             name: spec.name(),
             label: Self::label(entry),
+            sample_pace,
         }
+    }
+
+    /// What the policy object of `ctx.conn` says about the connection as a whole
+    /// ([`Policy::note`]), if it has an object and something to say (status).
+    pub fn note(&self, ctx: &Ctx<'_>) -> Option<Reason> {
+        self.chosen.get(&ctx.conn.token())?.policy.note(ctx)
     }
 
     /// (policy name, label) for `conn`, as [`PolicyBook::serve`] would choose (status).
@@ -146,9 +189,13 @@ impl PolicyBook {
         (self.spec(entry).name(), Self::label(entry))
     }
 
-    /// The connection is gone: drop its policy object and forget the choice.
+    /// The connection is gone: drop its policy object and forget the choice (and the table
+    /// a burst grew, once empty).
     pub fn closed(&mut self, token: Token) {
         self.chosen.remove(&token);
+        if self.chosen.is_empty() {
+            self.chosen.shrink_to_fit();
+        }
     }
 
     /// Policy objects alive (one per connection that has one).
@@ -332,6 +379,40 @@ rules:
         let c = Connection::new(Token(9), ConnTimers::default());
         assert_eq!(b.serve_name(&c, &locals()).label, "default");
         assert!(b.chosen.is_empty());
+    }
+
+    #[test]
+    fn sampled_at_the_policys_own_period_else_the_poll_interval_if_it_reads_samples() {
+        let poll = Duration::from_millis(700);
+        let l = locals();
+        for p in plugin::all() {
+            let spec = p.default_spec();
+            let want = match (spec.sample_period(), spec.wants_samples()) {
+                (Some(own), _) => Some(Pace {
+                    period: own,
+                    skip_idle: false,
+                }),
+                (None, true) => Some(Pace {
+                    period: poll,
+                    skip_idle: true,
+                }),
+                (None, false) => None,
+            };
+            let mut b = book(&format!("policy: {}\npoll: {{interval_ms: 700}}\n", p.name));
+            let c = conn(1, "192.0.2.1:40000", "203.0.113.1:80");
+            assert_eq!(b.serve_name(&c, &l).sample_pace, want, "{}", p.name);
+            // Before the initial subflow is known nothing is sampled.
+            let unknown = Connection::new(Token(2), ConnTimers::default());
+            assert_eq!(b.serve_name(&unknown, &l).sample_pace, None);
+        }
+        // Some compiled-in policy has its own period, another reads samples at the poll's.
+        assert!(plugin::all()
+            .iter()
+            .any(|p| p.default_spec().sample_period().is_some()));
+        assert!(plugin::all().iter().any(|p| {
+            let s = p.default_spec();
+            s.wants_samples() && s.sample_period().is_none()
+        }));
     }
 
     #[test]

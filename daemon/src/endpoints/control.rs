@@ -32,7 +32,7 @@ use super::protocol::{
     self, authorize, parse_request, token_text, Done, ErrorCode, MonitorFilter, Op, Peer, Reply,
     Request, RequestError, Subscribed, REQUEST_LIMIT,
 };
-use super::status::{self, Addresses, Status};
+use super::status::{self, Addresses, ConnStatus, Status};
 use crate::actors::connection::{GetConnection, Operate, Operated, Operation};
 use crate::actors::policy::{Describe, GetBudgets, GetListeners, PolicyActor};
 use crate::actors::registry::{GetConnectionActor, ListConnections, Registry};
@@ -79,12 +79,15 @@ impl Views {
                 }
             }
         }
-        let labels = self.policy.send(Describe(conns.clone())).await?;
+        let described = self.policy.send(Describe(conns.clone())).await?;
         let now = Instant::now();
         let connections: Vec<_> = conns
             .iter()
-            .zip(labels)
-            .map(|(c, (p, r))| status::connection(now, c, p, &r))
+            .zip(described)
+            .map(|(c, d)| ConnStatus {
+                note: d.note,
+                ..status::connection(now, c, d.policy, &d.rule)
+            })
             .collect();
         let budgets = self.policy.send(GetBudgets).await?;
         Ok(Status {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mptcp_pmd_policies::conn::{AnnounceState, Connection, SubflowState};
+use netlink_actor::actors::sampler::TickReport;
 use netlink_actor::actors::{EventTrace, Stats};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -127,6 +128,7 @@ pub struct Metrics {
     announced: Arc<[Gauge; ANNOUNCE_STATES.len()]>,
     metered: MeteredGauges,
     operator: Family<Labels, Counter>,
+    sampling: SamplingMetrics,
 }
 
 /// The metered budgets' gauges (`metered.budgets`), set from the budgets' use at each scrape.
@@ -177,6 +179,87 @@ impl MeteredGauges {
                 self.used.get_or_create(&l).set(gauge(*n));
             }
         }
+    }
+}
+
+/// Subflow sampling by the sock_diag poller's sampler (`netlink_actor::actors::sampler`): the
+/// set being sampled, the period each tick achieved against the one asked for, the time of
+/// the ticks, and ticks held back because the event loop had not consumed the previous ones.
+#[derive(Clone)]
+struct SamplingMetrics {
+    connections: Gauge,
+    subflows: Gauge,
+    period: Family<Labels, Histogram>,
+    tick: Histogram,
+    held_back: Counter,
+    idle: Counter,
+}
+
+/// Buckets from 5 ms, each 1.5 x the previous, up to ~11 s: sampling periods from the
+/// active-standby policy's tens of ms to a slow `poll.interval_ms`.
+fn period_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 1.5, 20))
+}
+
+impl SamplingMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        SamplingMetrics {
+            connections: registered(
+                registry,
+                "sampled_connections",
+                "Connections whose subflows are sampled (their policy reads samples)",
+                Gauge::default(),
+            ),
+            subflows: registered(
+                registry,
+                "sampled_subflows",
+                "Subflows sampled (looked up by 4-tuple each period)",
+                Gauge::default(),
+            ),
+            period: registered(
+                registry,
+                "sample_period_seconds",
+                "Achieved sampling period: per sampling tick and period asked for (label wanted, seconds), the longest time since one of its connections was sampled before; above wanted when sampling cannot keep up",
+                Family::<Labels, Histogram>::new_with_constructor(
+                    period_histogram as fn() -> Histogram,
+                ),
+            ),
+            tick: registered(
+                registry,
+                "sample_tick_seconds",
+                "One sampling tick: the lookups of up to 2048 subflows and the discovery dump it needed",
+                latency_histogram(),
+            ),
+            idle: registered(
+                registry,
+                "samples_skipped_idle",
+                "Samplings skipped because the connection was idle (policies sampled at poll.interval_ms: nothing sent, received or outstanding since its last sampling, by its MPTCP counters)",
+                Counter::default(),
+            ),
+            held_back: registered(
+                registry,
+                "sample_ticks_held_back",
+                "Sampling ticks postponed because the event loop had not consumed the samples of the previous ones yet (it is behind; periods stretch)",
+                Counter::default(),
+            ),
+        }
+    }
+
+    fn tick(&self, r: &TickReport, took: Duration) {
+        self.tick.observe(took.as_secs_f64());
+        for (wanted, achieved) in &r.achieved {
+            self.period
+                .get_or_create(&vec![("wanted", wanted.as_secs_f64().to_string())])
+                .observe(achieved.as_secs_f64());
+        }
+        self.idle.inc_by(r.idle as u64);
+    }
+
+    fn set(&self, connections: usize, subflows: usize) {
+        self.connections
+            .set(i64::try_from(connections).unwrap_or(i64::MAX));
+        self.subflows
+            .set(i64::try_from(subflows).unwrap_or(i64::MAX));
     }
 }
 
@@ -420,6 +503,7 @@ impl Default for Metrics {
                 .get_or_create(&vec![("state", state.to_string())])
                 .clone()
         }));
+        let sampling = SamplingMetrics::register(&mut registry);
         registry.register(
             "log_lines_dropped",
             "Log lines dropped: the log writer's queue was full (stderr not read fast enough) or the write failed",
@@ -444,6 +528,7 @@ impl Default for Metrics {
             decisions,
             policy_objects,
             announced,
+            sampling,
             inner: Arc::default(),
             registry: Arc::new(registry),
             events,
@@ -628,6 +713,15 @@ impl Stats for Metrics {
     }
     fn last_event_trace(&self, trace: &EventTrace) {
         Metrics::last_event_trace(self, trace);
+    }
+    fn sample_tick(&self, report: &TickReport, took: Duration) {
+        self.sampling.tick(report, took);
+    }
+    fn sampled(&self, connections: usize, subflows: usize) {
+        self.sampling.set(connections, subflows);
+    }
+    fn sample_held_back(&self) {
+        self.sampling.held_back.inc();
     }
 }
 
@@ -1011,6 +1105,38 @@ mod tests {
                 ANNOUNCE_STATES.get(announce_slot(&s)),
                 Some(&announce_state_name(&s))
             );
+        }
+    }
+
+    #[test]
+    fn sampling_block_shows_the_set_and_the_achieved_period_per_wanted_period() {
+        let m = Metrics::default();
+        Stats::sampled(&m, 10, 20);
+        let report = TickReport {
+            connections: 10,
+            subflows: 20,
+            achieved: vec![
+                (Duration::from_millis(20), Duration::from_millis(21)),
+                (Duration::from_secs(1), Duration::from_millis(1500)),
+            ],
+            idle: 4,
+        };
+        Stats::sample_tick(&m, &report, Duration::from_micros(80));
+        Stats::sample_held_back(&m);
+        let t = m.encode().unwrap();
+        for line in [
+            "mptcp_pmd_sampled_connections 10",
+            "mptcp_pmd_sampled_subflows 20",
+            "mptcp_pmd_sample_ticks_held_back_total 1",
+            "mptcp_pmd_samples_skipped_idle_total 4",
+            "mptcp_pmd_sample_tick_seconds_count 1",
+            "mptcp_pmd_sample_period_seconds_count{wanted=\"0.02\"} 1",
+            "mptcp_pmd_sample_period_seconds_count{wanted=\"1\"} 1",
+            // 21 ms: above 0.005 x 1.5^3 = 16.9 ms, within 0.005 x 1.5^4 = 25.3 ms.
+            "mptcp_pmd_sample_period_seconds_bucket{le=\"0.016875\",wanted=\"0.02\"} 0",
+            "mptcp_pmd_sample_period_seconds_bucket{le=\"0.0253125\",wanted=\"0.02\"} 1",
+        ] {
+            assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
         }
     }
 }

@@ -46,6 +46,11 @@ pub struct ConnStatus {
     pub policy: String,
     /// Which entry chose it: "default" or "rule N" (N = index in `rules:`).
     pub rule: String,
+    /// What the policy says about the connection as a whole (`code: detail`), if anything:
+    /// e.g. active-standby's state (active, failover, stalled) with every path that is down
+    /// or held.
+    #[serde(default)]
+    pub note: Option<String>,
     /// Its subflows, as the state machine knows them (dead ones kept for a while).
     pub subflows: Vec<SubflowStatus>,
     /// Local addresses announced to the peer (active and withdrawn), in announce order.
@@ -224,6 +229,7 @@ pub fn connection(now: Instant, conn: &Connection, policy: &str, rule: &str) -> 
         held: conn.is_held(),
         policy: policy.to_string(),
         rule: rule.to_string(),
+        note: None,
         subflows: conn.subflows().iter().map(|s| subflow(now, s)).collect(),
         announced: conn
             .announcements()
@@ -450,6 +456,9 @@ pub fn render_status(s: &Status) -> String {
                 ""
             },
         );
+        if let Some(n) = &c.note {
+            let _ = writeln!(out, "  note: {n}");
+        }
         let rows: Vec<Vec<String>> = c
             .subflows
             .iter()
@@ -588,7 +597,9 @@ mod tests {
             flags: ConnFlags::default(),
         };
         c.handle_event(Instant::now(), &PmEvent::Established(info));
-        let v = connection(Instant::now(), &c, "mesh-x", "default");
+        let mut v = connection(Instant::now(), &c, "mesh-x", "default");
+        assert_eq!(v.note, None);
+        v.note = Some("active: path 192.0.2.1 -> 198.51.100.7:443 carries the traffic".into());
         assert_eq!(v.token, "000000ab");
         assert_eq!(v.remote.as_deref(), Some("198.51.100.7:443"));
         let s = Status {
@@ -600,6 +611,12 @@ mod tests {
         let text = render_status(&s);
         assert!(text.contains("connection 000000ab"), "{text}");
         assert!(text.contains("policy mesh-x (default)"), "{text}");
+        assert!(
+            text.contains("\n  note: active: path 192.0.2.1 -> 198.51.100.7:443 carries"),
+            "{text}"
+        );
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"note\":\"active: path"), "{json}");
         let back: Status = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
         for f in &v.subflows {

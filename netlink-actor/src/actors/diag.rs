@@ -1,126 +1,80 @@
-//! The sock_diag poller: owns the NETLINK_SOCK_DIAG socket. While connections exist it takes one
-//! snapshot per period and hands it to the registry, which notices connections that vanished and
-//! routes per-subflow samples to the connection actors. The periodic snapshot includes the
-//! subflows (`tcp_info` of every subflow socket, the expensive part) only while sampling is on,
-//! i.e. while some configured policy reads samples; otherwise it lists the connections alone.
-//! On-demand snapshots ([`TakeSnapshot`]: adoption, resync, status) are always complete. With no
-//! connections it does not wake up at all. It runs on its own arbiter thread so a large dump
-//! never stalls the event loop. A failed dump is dropped (the next poll or the caller tries
-//! again; an overrun only made that dump incomplete) unless the socket itself is unusable:
-//! that is reported to [`Failures`]. Every snapshot leaves as domain data ([`MptcpSnapshot`]).
+//! The sock_diag poller: owns the NETLINK_SOCK_DIAG socket, on its own arbiter thread so that
+//! no dump or lookup stalls the event loop. Two jobs:
 //!
-//! **Sampling rounds.** The kernel builds `tcp_info` for every subflow a dump returns, so with
-//! tens of thousands of subflows one dump would hold this thread (and a CPU) for most of a
-//! 100 ms. When the last snapshot had more than [`WINDOW_SUBFLOWS`] subflows, a sampling period
-//! is a round of bounded polls spread evenly over it: first the connections (the MPTCP dumps),
-//! then the subflows in [`PortWindow`]s of about [`WINDOW_SUBFLOWS`] each, cut from the last
-//! round's port pairs (the kernel filters, so each poll only pays for its share). At the end of
-//! the round the parts are joined into one snapshot, as if taken at once: every subflow is
-//! still sampled once per period and the registry and the policies see what they saw before,
-//! each sample at most one period old. Below that size a period is one snapshot, as before.
-//! Either way the IPv6 subflow dump is skipped while no IPv6 connection exists.
+//! - **Connections.** While connections exist it lists them once per period (the MPTCP dumps
+//!   alone) and hands the snapshot to the registry, which notices connections that vanished.
+//!   With no connections it does not wake up at all. On-demand snapshots ([`TakeSnapshot`]:
+//!   adoption, resync, status) are complete: every subflow with its `tcp_info`.
+//! - **Subflow samples**, for the connections whose policy reads them, each at its own period
+//!   ([`SampleConnection`]; the logic is [`super::sampler`]): batched exact lookups of their
+//!   subflows by 4-tuple, in ticks of at most [`SLICE_SUBFLOWS`], spaced so that sampling
+//!   takes at most half of this thread's time. A tick's samples leave as one [`FreshSamples`]
+//!   for the registry, which hands each connection its own; while [`MAX_TICKS_IN_FLIGHT`]
+//!   ticks are not consumed yet, the next one waits (the event loop is behind: periods
+//!   stretch, nothing piles up). The cost follows the subflows sampled and their rate, not the
+//!   host's socket count: no dump walks the kernel's table for samples, except the rare
+//!   discovery dumps of the sampler.
+//!
+//! A failed dump or lookup is dropped (the next poll or tick tries again; an overrun only made
+//! that one incomplete) unless the socket itself is unusable: that is reported to
+//! [`Failures`]. Every snapshot leaves as domain data ([`MptcpSnapshot`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use actix::prelude::*;
-use slog::{debug, warn, Logger};
+use slog::{debug, info, warn, Logger};
 
 use super::failure::{Failures, KernelSocket, SocketFailure};
-use super::messages::{DiagSnapshot, SetPolling, SetSampling, TakeSnapshot};
+use super::messages::{DiagSnapshot, FreshSamples, SampleConnection, SetPolling, TakeSnapshot};
+use super::sampler::{Activity, Sample, Sampler, TickOut, TickReport, SLICE_SUBFLOWS};
 use super::snapshot::MptcpSnapshot;
 use super::stats::Stats;
-use crate::dump::Dump;
-use crate::sock_diag::{
-    join, port_windows, DiagSocket, MptcpConnDiag, PortPair, PortWindow, Snapshot, SubflowDiag,
-    WINDOW_SUBFLOWS,
-};
+use crate::sock_diag::{DiagSocket, LookupKey};
 use crate::{Error as DiagError, Severity};
 
-/// One sampling round in progress: the connections dumped at its start and the subflows of the
-/// windows dumped so far (pure; the poller drives it).
-#[derive(Debug)]
-struct Round {
-    id: u64,
-    started: Instant,
-    conns: Dump<MptcpConnDiag>,
-    v6: bool,
-    windows: Vec<PortWindow>,
-    subflows: Dump<SubflowDiag>,
-    next: usize,
-}
+/// Sampling ticks whose samples may be unconsumed at once; the next tick waits for one of
+/// them (the event loop is behind).
+pub const MAX_TICKS_IN_FLIGHT: usize = 2;
 
-impl Round {
-    /// When the next window is due: the round's polls (connections, then each window) spread
-    /// evenly over `interval`.
-    fn due(&self, interval: Duration) -> Instant {
-        let parts = u32::try_from(self.windows.len() + 1).unwrap_or(u32::MAX);
-        let k = u32::try_from(self.next + 1).unwrap_or(u32::MAX);
-        self.started + interval / parts * k
-    }
+/// How long a tick held back by [`MAX_TICKS_IN_FLIGHT`] waits before it looks again.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 
-    /// The window to dump next, if any is left.
-    fn window(&self) -> Option<PortWindow> {
-        self.windows.get(self.next).copied()
-    }
-
-    /// One more window's subflows.
-    fn add(&mut self, part: Dump<SubflowDiag>) {
-        self.subflows.skipped += part.skipped;
-        self.subflows.last_error = part.last_error.or(self.subflows.last_error.take());
-        self.subflows.items.extend(part.items);
-        self.next += 1;
-    }
-
-    /// The round as one snapshot.
-    fn finish(self) -> Snapshot {
-        let mut snap = join(self.conns.items, self.subflows.items);
-        snap.skipped = self.conns.skipped + self.subflows.skipped;
-        snap.last_error = self.subflows.last_error.or(self.conns.last_error);
-        snap
-    }
-}
-
-/// The windows for the next round, from the subflows of a complete snapshot.
-fn windows_after(snap: &Snapshot) -> Vec<PortWindow> {
-    if !snap.has_subflows {
-        return vec![PortWindow::ALL];
-    }
-    let mut pairs: Vec<PortPair> = snap
-        .conns
-        .iter()
-        .flat_map(|c| c.subflows.iter())
-        .chain(snap.orphans.iter())
-        .map(|s| (s.key.local.port(), s.key.remote.port()))
-        .collect();
-    port_windows(&mut pairs, WINDOW_SUBFLOWS)
-}
+/// The achieved period above which sampling counts as behind: this many times the period
+/// asked for (plus one tick of scheduling slack).
+const BEHIND_FACTOR: u32 = 2;
 
 /// Owner of the sock_diag socket.
 pub struct DiagPoller {
     sock: DiagSocket,
     sink: Recipient<DiagSnapshot>,
+    fresh: Recipient<FreshSamples>,
     interval: Duration,
-    sampling: bool,
     handle: Option<SpawnHandle>,
-    /// The windows of the next sampling round (one: no round, a plain snapshot).
-    windows: Vec<PortWindow>,
-    round: Option<Round>,
-    rounds: u64,
+    sampler: Sampler,
+    /// The sample lists of the ticks sent, oldest first, until consumed (no longer shared).
+    in_flight: VecDeque<Arc<Vec<Sample>>>,
+    /// The next sampling tick, if one is scheduled.
+    tick: Option<(Instant, SpawnHandle)>,
+    keys: Vec<LookupKey>,
+    /// Whether the last ticks were behind (for the log: said once per episode).
+    behind: bool,
     stats: Arc<dyn Stats>,
     failures: Failures,
     log: Logger,
 }
 
 impl DiagPoller {
-    /// A poller sending snapshots to `sink` every `interval` while enabled, with the subflows'
-    /// samples if `sampling`, timing each poll into `stats`. A dead socket is reported to
-    /// `failures`.
+    /// A poller sending snapshots of the connections to `sink` every `interval` while
+    /// enabled and the subflow samples it is asked for to `fresh`, timing each poll into
+    /// `stats`. A dead socket is reported to `failures`.
     pub fn new(
         sock: DiagSocket,
         sink: Recipient<DiagSnapshot>,
+        fresh: Recipient<FreshSamples>,
         interval: Duration,
-        sampling: bool,
         stats: Arc<dyn Stats>,
         failures: Failures,
         log: Logger,
@@ -128,12 +82,14 @@ impl DiagPoller {
         DiagPoller {
             sock,
             sink,
+            fresh,
             interval,
-            sampling,
             handle: None,
-            windows: vec![PortWindow::ALL],
-            round: None,
-            rounds: 0,
+            sampler: Sampler::new(SLICE_SUBFLOWS),
+            in_flight: VecDeque::new(),
+            tick: None,
+            keys: Vec::new(),
+            behind: false,
             stats,
             failures,
             log,
@@ -171,85 +127,121 @@ impl DiagPoller {
         }
     }
 
-    /// A period's poll: the connections alone, a complete snapshot, or the start of a round.
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        if !self.sampling {
-            if let Some(s) = self.timed("connections", DiagSocket::connections_snapshot) {
-                self.sink.do_send(DiagSnapshot(s.into()));
+    /// A period's poll: the connections. Their data counters tell the sampler which are idle.
+    fn tick(&mut self) {
+        if let Some(s) = self.timed("connections", DiagSocket::connections_snapshot) {
+            if !self.sampler.is_empty() {
+                for c in s.conns.iter().filter(|c| !c.conn.is_listener()) {
+                    let d = &c.conn;
+                    let a = Activity::of(d.bytes_sent, d.bytes_received, d.bytes_acked);
+                    self.sampler.activity(d.token, a);
+                }
             }
-            return;
+            self.sink.do_send(DiagSnapshot(s.into()));
         }
-        if self.round.is_some() {
-            // The last round is still running (a slow machine): it delivers first.
-            return;
-        }
-        if self.windows.len() <= 1 {
-            if let Some(s) = self.timed("snapshot", DiagSocket::snapshot) {
-                self.windows = windows_after(&s);
-                self.sink.do_send(DiagSnapshot(s.into()));
+    }
+
+    /// Schedule the next sampling tick: when the next connection is due, but not before
+    /// `not_before` (the spacing that keeps sampling to half of this thread).
+    fn schedule_sampling(&mut self, ctx: &mut Context<Self>, not_before: Instant) {
+        let Some(due) = self.sampler.next_due() else {
+            if let Some((_, h)) = self.tick.take() {
+                ctx.cancel_future(h);
             }
-            return;
-        }
-        let Some((conns, v6)) = self.timed("connections", DiagSocket::mptcp_connections_v6) else {
             return;
         };
-        self.rounds += 1;
-        self.round = Some(Round {
-            id: self.rounds,
-            started: Instant::now(),
-            conns,
-            v6,
-            windows: self.windows.clone(),
-            subflows: Dump::default(),
-            next: 0,
+        let at = due.max(not_before);
+        if let Some((when, h)) = self.tick {
+            if when <= at {
+                return;
+            }
+            ctx.cancel_future(h);
+        }
+        let wait = at.saturating_duration_since(Instant::now());
+        let h = ctx.run_later(wait, |act, ctx| {
+            act.tick = None;
+            act.sample(ctx);
         });
-        self.schedule_window(ctx);
+        self.tick = Some((at, h));
     }
 
-    /// Queue the round's next window at its due time.
-    fn schedule_window(&mut self, ctx: &mut Context<Self>) {
-        let Some(r) = &self.round else { return };
-        let (id, wait) = (
-            r.id,
-            r.due(self.interval)
-                .saturating_duration_since(Instant::now()),
-        );
-        ctx.run_later(wait, move |act, ctx| act.window_poll(id, ctx));
-    }
-
-    /// Dump the next window of round `id` (unless that round was abandoned); deliver the
-    /// snapshot after the last one.
-    fn window_poll(&mut self, id: u64, ctx: &mut Context<Self>) {
-        let Some((window, v6)) = self
-            .round
-            .as_ref()
-            .filter(|r| r.id == id)
-            .and_then(|r| Some((r.window()?, r.v6)))
-        else {
-            return;
-        };
-        let Some(part) = self.timed("subflow window", |s| s.subflows_in(&window, v6)) else {
-            // A window missing would look like subflows gone: drop the round, the next
-            // period starts a new one.
-            self.round = None;
-            return;
-        };
-        let done = match self.round.as_mut() {
-            Some(r) => {
-                r.add(part);
-                r.window().is_none()
-            }
-            None => return,
-        };
-        if !done {
-            self.schedule_window(ctx);
+    /// One sampling tick: look up the due connections' subflows, run the discovery dump they
+    /// need, deliver, and schedule the next tick.
+    fn sample(&mut self, ctx: &mut Context<Self>) {
+        let t0 = Instant::now();
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|t| Arc::strong_count(t) == 1)
+        {
+            self.in_flight.pop_front();
+        }
+        if self.in_flight.len() >= MAX_TICKS_IN_FLIGHT {
+            self.stats.sample_held_back();
+            self.schedule_sampling(ctx, t0 + HELD_BACK_RETRY);
             return;
         }
-        if let Some(r) = self.round.take() {
-            let snap = r.finish();
-            self.windows = windows_after(&snap);
-            debug!(self.log, "sampling round done"; "conns" => snap.conns.len(), "windows" => self.windows.len());
-            self.sink.do_send(DiagSnapshot(snap.into()));
+        let mut keys = std::mem::take(&mut self.keys);
+        if !self.sampler.plan(t0, &mut keys) {
+            self.keys = keys;
+            self.schedule_sampling(ctx, t0);
+            return;
+        }
+        let sampler = &mut self.sampler;
+        let res = self
+            .sock
+            .lookup_subflows(&keys, |i, a| sampler.answer(i, a));
+        self.keys = keys;
+        if let Err(e) = res {
+            warn!(self.log, "sock_diag lookups failed"; "error" => %e);
+            self.check(&e);
+        }
+        if let Some(d) = self.sampler.discovery(Instant::now()) {
+            let found = self.timed("subflow discovery", |s| s.subflows_in_states(d.states()));
+            if let Some(found) = found {
+                self.sampler.discovered(Instant::now(), d, &found.items);
+            }
+        }
+        let now = Instant::now();
+        let took = now.saturating_duration_since(t0);
+        self.stats.poll_duration(took);
+        let mut out = TickOut::default();
+        let report = self.sampler.finish(now, &mut out);
+        if !out.conns.is_empty() {
+            let samples = Arc::new(out.samples);
+            self.fresh.do_send(FreshSamples {
+                samples: samples.clone(),
+                conns: out.conns,
+            });
+            self.in_flight.push_back(samples);
+        }
+        self.report(&report, took);
+        // At most half of this thread's time goes to sampling.
+        self.schedule_sampling(ctx, now + took);
+    }
+
+    /// Count a tick, and say when sampling falls behind the periods asked for (once per
+    /// episode) and when it is back.
+    fn report(&mut self, r: &TickReport, took: Duration) {
+        self.stats.sample_tick(r, took);
+        let behind = r
+            .achieved
+            .iter()
+            .find(|(want, got)| *got > *want * BEHIND_FACTOR + took);
+        match (behind, self.behind) {
+            (Some((want, got)), false) => {
+                self.behind = true;
+                warn!(self.log, "subflow sampling falls behind: periods stretch";
+                    "wanted_ms" => want.as_millis() as u64, "achieved_ms" => got.as_millis() as u64,
+                    "connections" => self.sampler.len(), "subflows" => self.sampler.subflows(),
+                    "tick_subflows" => r.subflows, "tick_ms" => took.as_secs_f64() * 1e3);
+            }
+            (None, true) if !r.achieved.is_empty() => {
+                self.behind = false;
+                info!(self.log, "subflow sampling keeps up again";
+                    "connections" => self.sampler.len(), "subflows" => self.sampler.subflows());
+            }
+            _ => {}
         }
     }
 }
@@ -264,31 +256,33 @@ impl Handler<SetPolling> for DiagPoller {
     fn handle(&mut self, msg: SetPolling, ctx: &mut Self::Context) {
         match (msg.0, self.handle.is_some()) {
             (true, false) => {
-                let h = ctx.run_interval(self.interval, |act, ctx| act.tick(ctx));
+                let h = ctx.run_interval(self.interval, |act, _ctx| act.tick());
                 self.handle = Some(h);
             }
             (false, true) => {
                 if let Some(h) = self.handle.take() {
                     ctx.cancel_future(h);
                 }
-                self.round = None;
             }
             _ => {}
         }
     }
 }
 
-impl Handler<SetSampling> for DiagPoller {
+impl Handler<SampleConnection> for DiagPoller {
     type Result = ();
 
-    fn handle(&mut self, msg: SetSampling, _ctx: &mut Self::Context) {
-        if self.sampling != msg.0 {
-            debug!(self.log, "subflow sampling"; "on" => msg.0);
+    fn handle(&mut self, msg: SampleConnection, ctx: &mut Self::Context) {
+        self.sampler.watch(Instant::now(), msg.token, msg.watch);
+        if self.sampler.is_empty() {
+            // Nothing left to sample: give back the buffers a large set grew.
+            self.keys = Vec::new();
+            self.in_flight = VecDeque::new();
+            self.sock.release_lookup_buffers();
         }
-        self.sampling = msg.0;
-        if !self.sampling {
-            self.round = None;
-        }
+        self.stats
+            .sampled(self.sampler.len(), self.sampler.subflows());
+        self.schedule_sampling(ctx, Instant::now());
     }
 }
 
@@ -300,102 +294,11 @@ impl Handler<TakeSnapshot> for DiagPoller {
         let res = self.sock.snapshot();
         self.stats.poll_duration(t0.elapsed());
         match res {
-            Ok(s) => {
-                // Adoption at start-up sees every connection first: the first round already
-                // knows how to split them.
-                self.windows = windows_after(&s);
-                Ok(s.into())
-            }
+            Ok(s) => Ok(s.into()),
             Err(e) => {
                 self.check(&e);
                 Err(e.to_string())
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::actors::snapshot::tests::{diag, sub};
-    use crate::sock_diag::TcpState;
-    use mptcp_pmd_policies::Token;
-
-    fn conn(token: u32) -> MptcpConnDiag {
-        diag(token, TcpState::Established, "10.0.0.1:40000")
-    }
-
-    fn dump<T>(items: Vec<T>) -> Dump<T> {
-        Dump {
-            items,
-            ..Dump::default()
-        }
-    }
-
-    #[test]
-    fn a_round_spreads_its_polls_over_the_period_and_joins_them_as_one_snapshot() {
-        let t0 = Instant::now();
-        let windows = vec![
-            PortWindow {
-                from: (0, 0),
-                to: Some((30_000, 0)),
-            },
-            PortWindow {
-                from: (30_000, 0),
-                to: None,
-            },
-        ];
-        let mut r = Round {
-            id: 1,
-            started: t0,
-            conns: dump(vec![conn(1), conn(2)]),
-            v6: false,
-            windows,
-            subflows: Dump::default(),
-            next: 0,
-        };
-        let period = Duration::from_millis(900);
-        // Connections at the start, then each window a third of the period later.
-        assert_eq!(r.due(period), t0 + Duration::from_millis(300));
-        assert_eq!(r.window().map(|w| w.to), Some(Some((30_000, 0))));
-        r.add(dump(vec![sub(1, 20_000), sub(2, 25_000)]));
-        assert_eq!(r.due(period), t0 + Duration::from_millis(600));
-        r.add(dump(vec![sub(1, 50_000), sub(3, 60_000)]));
-        assert_eq!(r.window(), None, "done after the last window");
-        let snap = r.finish();
-        assert!(snap.has_subflows);
-        let ports = |t: u32| -> Vec<u16> {
-            snap.conns
-                .iter()
-                .find(|c| c.conn.token == Token(t))
-                .map(|c| c.subflows.iter().map(|s| s.key.local.port()).collect())
-                .unwrap_or_default()
-        };
-        assert_eq!(
-            ports(1),
-            [20_000, 50_000],
-            "both windows' subflows of one connection"
-        );
-        assert_eq!(ports(2), [25_000]);
-        assert_eq!(
-            snap.orphans.len(),
-            1,
-            "a subflow of a connection not listed"
-        );
-    }
-
-    #[test]
-    fn the_next_round_is_cut_from_the_subflows_seen() {
-        let few = join(vec![conn(1)], vec![sub(1, 20_000), sub(1, 20_001)]);
-        assert_eq!(windows_after(&few), vec![PortWindow::ALL]);
-        let many: Vec<SubflowDiag> = (0..10_000u32)
-            .map(|i| sub(i / 2, 10_000 + (i * 5) as u16))
-            .collect();
-        let snap = join((0..5_000).map(conn).collect(), many);
-        let w = windows_after(&snap);
-        assert_eq!(w.len(), 10_000usize.div_ceil(WINDOW_SUBFLOWS));
-        let mut connections_only = snap.clone();
-        connections_only.has_subflows = false;
-        assert_eq!(windows_after(&connections_only), vec![PortWindow::ALL]);
     }
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use mptcp_pmd_policies::{LocalAddr, PmEvent};
+use mptcp_pmd_policies::{LocalAddr, PmEvent, Token};
 
+use super::sampler::{Sample, Watch};
 use super::snapshot::MptcpSnapshot;
 
 /// A kernel PM event (events actor -> registry -> connection actor).
@@ -47,10 +48,29 @@ pub struct TakeSnapshot;
 #[rtype(result = "()")]
 pub struct SetPolling(pub bool);
 
-/// Include the subflows' samples in the periodic snapshots, or not (a policy reads them).
-#[derive(Message)]
+/// Sample one connection's subflows at its period from now on, or stop (`watch: None`; also
+/// when the connection is gone). Connection actor -> diag poller, whenever what it asks
+/// changes.
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct SetSampling(pub bool);
+pub struct SampleConnection {
+    /// The connection.
+    pub token: Token,
+    /// What to sample.
+    pub watch: Option<Watch>,
+}
+
+/// One sampling tick's samples (diag poller -> registry, which hands each connection its
+/// share as a [`super::sampler::SampleSet`]). The list stays shared until every share is
+/// consumed: the poller starts no new tick while too many are in flight.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct FreshSamples {
+    /// Every sample of the tick.
+    pub samples: Arc<Vec<Sample>>,
+    /// Each connection and its range in `samples` (empty: an idle connection, due again).
+    pub conns: Vec<(Token, std::ops::Range<usize>)>,
+}
 
 /// The usable local addresses changed (address monitor -> policy actor, registry, connections).
 #[derive(Message, Debug, Clone)]

@@ -3,8 +3,10 @@
 //!
 //! - [`events::EventActor`] owns the `mptcp_pm_events` socket and sends each decoded event as a
 //!   [`KernelEvent`], and a [`Resync`] when events were lost;
-//! - [`diag::DiagPoller`] owns the sock_diag socket and polls subflow health while connections
-//!   exist ([`DiagSnapshot`] of an [`MptcpSnapshot`]); it answers [`TakeSnapshot`];
+//! - [`diag::DiagPoller`] owns the sock_diag socket: it polls the connections while some exist
+//!   ([`DiagSnapshot`] of an [`MptcpSnapshot`]), samples the subflows of the connections that
+//!   ask for it, each at its period ([`SampleConnection`], [`sampler`]; the samples leave as
+//!   [`FreshSamples`]), and answers [`TakeSnapshot`];
 //! - [`addresses::AddressMonitor`] owns the rtnetlink sockets and keeps the usable local
 //!   addresses ([`addrset::AddrSet`], filtered by the `addresses:` config), sending
 //!   [`LocalsChanged`];
@@ -24,6 +26,7 @@ pub mod events;
 pub mod failure;
 pub mod messages;
 mod reader;
+pub mod sampler;
 pub mod snapshot;
 pub mod stats;
 
@@ -34,7 +37,9 @@ pub use diag::DiagPoller;
 pub use events::{EventActor, EventSinks};
 pub use failure::{Failures, KernelSocket, SocketFailure};
 pub use messages::{
-    DiagSnapshot, KernelEvent, LocalsChanged, Resync, SetPolling, SetSampling, TakeSnapshot,
+    DiagSnapshot, FreshSamples, KernelEvent, LocalsChanged, Resync, SampleConnection, SetPolling,
+    TakeSnapshot,
 };
+pub use sampler::{Pace, Sample, SampleSet, Watch, WatchedSubflow};
 pub use snapshot::{MptcpSnapshot, SnapshotConn};
 pub use stats::{EventTrace, Stats};

@@ -141,6 +141,7 @@ pub(crate) mod tests {
                 local: addr(&format!("10.0.0.1:{sport}")),
                 remote: addr("10.0.9.1:5201"),
             },
+            if_index: 0,
             state: 1,
             loc_id: 0,
             rem_id: 0,

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::sampler::TickReport;
+
 /// The last kernel event that caused commands, as the command path traces it (see
 /// [`Stats::last_event_trace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,13 @@ pub trait Stats: Send + Sync {
     fn refusal(&self, name: &str, errno: i32);
     /// The trace of the last event that caused commands, updated after each of its commands.
     fn last_event_trace(&self, trace: &EventTrace);
+    /// One tick of subflow sampling ([`super::sampler`]): what it did (connections, subflows,
+    /// the achieved period per period asked for), and the time of its sock_diag polls.
+    fn sample_tick(&self, _report: &TickReport, _took: Duration) {}
+    /// The connections and subflows being sampled now.
+    fn sampled(&self, _connections: usize, _subflows: usize) {}
+    /// A sampling tick was postponed: the event loop had not consumed the previous ones yet.
+    fn sample_held_back(&self) {}
 }
 
 /// Counts nothing.

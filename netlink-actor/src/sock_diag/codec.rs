@@ -294,7 +294,8 @@ struct InetDiagReqV2 {
     idiag_ext: u8,
     pad: u8,
     idiag_states: u32,
-    /// `struct inet_diag_sockid`, all zero: no filter on addresses, ports, interface, cookie.
+    /// `struct inet_diag_sockid`: all zero in a dump (no filter on addresses, ports,
+    /// interface, cookie); the socket's 4-tuple in a lookup.
     id: [u8; INET_DIAG_REQ_V2_LEN - 8],
     attrs: RtBuffer<u16, Buffer>,
 }
@@ -328,6 +329,32 @@ fn dump_request(
         WHAT,
         SOCK_DIAG_BY_FAMILY,
         NlmF::REQUEST | NlmF::DUMP,
+        seq,
+        req,
+    )
+}
+
+/// An exact-lookup request (no `NLM_F_DUMP`, no ACK asked for: exactly one reply or error per
+/// request) for the TCP socket whose `struct inet_diag_sockid` is `sockid`, with
+/// `INET_DIAG_INFO` (see [`super::lookup`]).
+pub fn lookup_request(
+    family: IpFamily,
+    sockid: [u8; INET_DIAG_REQ_V2_LEN - 8],
+    seq: u32,
+) -> Result<Vec<u8>, EncodeError> {
+    let req = InetDiagReqV2 {
+        sdiag_family: family.af(),
+        sdiag_protocol: IPPROTO_TCP,
+        idiag_ext: 1 << (INET_DIAG_INFO - 1),
+        pad: 0,
+        idiag_states: u32::MAX,
+        id: sockid,
+        attrs: RtAttrs::new(),
+    };
+    request(
+        "SOCK_DIAG_BY_FAMILY lookup",
+        SOCK_DIAG_BY_FAMILY,
+        NlmF::REQUEST,
         seq,
         req,
     )
@@ -575,6 +602,8 @@ pub struct SubflowDiag {
     pub remote_token: Token,
     /// Its 4-tuple.
     pub key: SubflowKey,
+    /// The interface it is bound to (`idiag_if`, 0: none): an exact lookup must name it.
+    pub if_index: u32,
     /// TCP state (raw `TCP_*` value).
     pub state: u8,
     /// Local address id.
@@ -644,6 +673,7 @@ pub fn parse_subflow(payload: &[u8]) -> Result<Option<SubflowDiag>, DecodeError>
             local: msg.local,
             remote: msg.remote,
         },
+        if_index: msg.if_index,
         state: u8::from(msg.state),
         loc_id,
         rem_id,

@@ -1,24 +1,31 @@
 //! The sock_diag socket: a [`Transport`] of protocol `NETLINK_SOCK_DIAG` that runs the MPTCP
 //! and subflow dumps of [`super::codec`] (the subflow dump whole or one [`PortWindow`] of it)
-//! and joins them into a [`Snapshot`].
+//! and joins them into a [`Snapshot`], and the batched exact lookups of [`super::lookup`].
 
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::dump::{self, Dump};
 use crate::error::Error;
-use crate::transport::Transport;
+use crate::transport::{RecvSlots, Transport};
 
 use super::codec::{
     join, mptcp_dump_request, parse_mptcp_reply, parse_subflow_reply, tcp_window_request, tcpf,
     IpFamily, MptcpConnDiag, Snapshot, SubflowDiag, NETLINK_SOCK_DIAG,
 };
 use super::filter::PortWindow;
+use super::lookup::{push_lookup, Answer, LookupBatch, LookupKey, LOOKUP_BATCH, LOOKUP_RCVBUF};
 
 const WHAT_SOCKET: &str = "NETLINK_SOCK_DIAG socket";
 const WHAT_MPTCP4: &str = "MPTCP IPv4 sock_diag dump";
 const WHAT_MPTCP6: &str = "MPTCP IPv6 sock_diag dump";
 const WHAT_TCP4: &str = "TCP IPv4 subflow sock_diag dump";
 const WHAT_TCP6: &str = "TCP IPv6 subflow sock_diag dump";
+const WHAT_LOOKUP: &str = "sock_diag subflow lookup";
+
+/// The largest lookup reply (an `inet_diag_msg` with `tcp_info`, the ULP info and the other
+/// attributes is ~600 bytes on Linux 6.18); a larger one is reported truncated and its
+/// subflow counts as not answered.
+const LOOKUP_REPLY_MAX: usize = 4096;
 
 /// A NETLINK_SOCK_DIAG socket that runs the MPTCP and subflow dumps, with one receive buffer
 /// reused for every dump.
@@ -26,6 +33,9 @@ const WHAT_TCP6: &str = "TCP IPv6 subflow sock_diag dump";
 pub struct DiagSocket {
     t: Transport,
     mptcp_states: u32,
+    /// Receive slots and the request buffer of [`DiagSocket::lookup_subflows`], made on first
+    /// use (a poller that never looks up does not pay for them).
+    lookup: Option<(RecvSlots, Vec<u8>)>,
 }
 
 impl DiagSocket {
@@ -34,6 +44,7 @@ impl DiagSocket {
         Ok(DiagSocket {
             t: Transport::open(NETLINK_SOCK_DIAG, WHAT_SOCKET)?,
             mptcp_states: tcpf::MPTCP_DEFAULT,
+            lookup: None,
         })
     }
 
@@ -129,6 +140,101 @@ impl DiagSocket {
         snap.skipped = conns.skipped + subs.skipped;
         snap.last_error = subs.last_error.or(conns.last_error);
         Ok(snap)
+    }
+
+    /// The subflows in `states` (see [`tcpf`]) of both families, all of them (one walk of the
+    /// kernel's table; `tcp_info` only for those in `states`). With [`tcpf::SYN_SENT`] alone:
+    /// the joins still waiting for their SYN-ACK, whose ports nobody else reports.
+    pub fn subflows_in_states(&mut self, states: u32) -> Result<Dump<SubflowDiag>, Error> {
+        let mut out = Dump::default();
+        for (fam, what) in [(IpFamily::V4, WHAT_TCP4), (IpFamily::V6, WHAT_TCP6)] {
+            let seq = self.t.next_seq();
+            let req = tcp_window_request(fam, states, &PortWindow::ALL, seq)?;
+            dump::run(&mut self.t, what, seq, &req, parse_subflow_reply, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Look each of `keys` up by its 4-tuple (batched exact lookups, see [`super::lookup`]:
+    /// no walk of the kernel's table, one reply per subflow) and call `answer(i, a)` for key
+    /// `i` with what the kernel said: [`Answer::Found`], [`Answer::Missing`] (no such
+    /// subflow), [`Answer::Undecodable`], or [`Answer::Waiting`] when its answer was lost (an
+    /// overrun of the receive buffer; the next lookup may find it).
+    ///
+    /// Errors: the socket's (a failed send or receive); the answers of the batches before the
+    /// failure have been given.
+    pub fn lookup_subflows(
+        &mut self,
+        keys: &[LookupKey],
+        mut answer: impl FnMut(usize, &Answer),
+    ) -> Result<(), Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (mut slots, mut req) = match self.lookup.take() {
+            Some(l) => l,
+            None => {
+                // A failure leaves the default buffer, which holds one batch: not fatal.
+                let _ = self.t.set_recv_buffer(LOOKUP_RCVBUF);
+                (
+                    RecvSlots::with_size(LOOKUP_BATCH, LOOKUP_REPLY_MAX),
+                    Vec::with_capacity(LOOKUP_BATCH * 72),
+                )
+            }
+        };
+        let res = (|| {
+            for (c, chunk) in keys.chunks(LOOKUP_BATCH).enumerate() {
+                let first = self.consecutive_seqs(chunk.len());
+                req.clear();
+                for (i, k) in chunk.iter().enumerate() {
+                    push_lookup(&mut req, k, first.wrapping_add(i as u32))?;
+                }
+                self.t.send(WHAT_LOOKUP, &req)?;
+                let mut batch = LookupBatch::new(first, chunk.len());
+                // The kernel answers inside the send: every answer is queued by now, and a
+                // receive that returns fewer than it could take has emptied the queue.
+                while !batch.complete() {
+                    match self.t.recv_datagrams(&mut slots, true) {
+                        Ok(()) => {}
+                        Err(Error::WouldBlock) => break,
+                        // Some answers were lost; those still queued are read on.
+                        Err(Error::Overrun) => continue,
+                        Err(e) => return Err(e),
+                    }
+                    for d in slots.datagrams(WHAT_LOOKUP).flatten() {
+                        batch.feed(d);
+                    }
+                    if slots.filled() < slots.capacity() {
+                        break;
+                    }
+                }
+                for (i, a) in batch.answers().iter().enumerate() {
+                    answer(c * LOOKUP_BATCH + i, a);
+                }
+            }
+            Ok(())
+        })();
+        self.lookup = Some((slots, req));
+        res
+    }
+
+    /// Drop the buffers of [`DiagSocket::lookup_subflows`] (made again on the next lookup).
+    pub fn release_lookup_buffers(&mut self) {
+        self.lookup = None;
+    }
+
+    /// `n` consecutive sequence numbers (none of them 0); the first is returned.
+    fn consecutive_seqs(&mut self, n: usize) -> u32 {
+        loop {
+            let first = self.t.next_seq();
+            let mut last = first;
+            for _ in 1..n {
+                last = self.t.next_seq();
+            }
+            if last.wrapping_sub(first) as usize == n.saturating_sub(1) {
+                return first;
+            }
+        }
     }
 
     /// The MPTCP dumps alone (v4/v6), without subflows ([`Snapshot::has_subflows`] is false).
