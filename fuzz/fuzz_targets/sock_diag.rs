@@ -1,10 +1,12 @@
 //! Fuzz the sock_diag parsers: the input is used both as one reply payload
 //! (`parse_mptcp_conn`, `parse_subflow`, `parse_inet_diag_msg`) and as a dump datagram fed
-//! through `dump::feed` with both reply parsers, the way `DiagSocket` does, then joined.
+//! through `dump::feed` with both reply parsers, the way `DiagSocket` does, then joined; and
+//! as the answers to a batch of exact lookups (`LookupBatch::feed`, the sampler's path).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use netlink_actor::dump::{feed, Dump};
+use netlink_actor::sock_diag::lookup::LookupBatch;
 use netlink_actor::sock_diag::{
     join, parse_inet_diag_msg, parse_mptcp_conn, parse_mptcp_reply, parse_subflow,
     parse_subflow_reply,
@@ -26,4 +28,11 @@ fuzz_target!(|data: &[u8]| {
     let mut subs = Dump::default();
     let _ = feed(data, seq, "fuzz tcp", parse_subflow_reply, &mut subs);
     let _ = join(conns.items, subs.items);
+    // A batch whose sequence numbers start at the first message's (and wrap past u32::MAX).
+    for first in [seq, seq.wrapping_sub(1), u32::MAX] {
+        let mut batch = LookupBatch::new(first, 4);
+        batch.feed(data);
+        batch.feed(data);
+        let _ = (batch.complete(), batch.answers().len());
+    }
 });
