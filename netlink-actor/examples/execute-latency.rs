@@ -1,5 +1,5 @@
 //! How long `PmClient::execute` and a GET_ADDR dump take on this kernel: the measurement behind
-//! the transport's reply timeout (`transport::REPLY_TIMEOUT`, docs/ARCHITECTURE.md).
+//! the transport's reply timeout (`transport::REPLY_TIMEOUT`; BENCHMARKS.md, "History", "The reply timeout").
 //!
 //! ```text
 //! sudo cargo run --release -p mptcp-pmd-netlink --example execute-latency [-- N]

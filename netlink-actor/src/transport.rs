@@ -54,7 +54,7 @@ pub const RECV_BUF: usize = 64 * 1024;
 /// The kernel answers every request we send (mptcp_pm, sock_diag, rtnetlink) inside the
 /// `sendmsg` that carries it: the ACK is queued before `send` returns. Measured on Linux 6.18
 /// (`examples/execute-latency.rs`, 10 000 SUBFLOW_CREATE, 10 000 SUBFLOW_DESTROY and 10 000
-/// GET_ADDR dumps): see docs/ARCHITECTURE.md, "Netlink transport", for the distribution; the
+/// GET_ADDR dumps): see BENCHMARKS.md, "History", "The reply timeout", for the distribution; the
 /// bound is far above its tail, so that only a kernel that does not answer at all hits it, and
 /// the daemon's event loop (which executes commands synchronously) stalls at most this long.
 pub const REPLY_TIMEOUT: Duration = Duration::from_millis(100);

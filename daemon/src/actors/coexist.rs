@@ -14,7 +14,7 @@
 //! `mptcp_pm_cmds` multicast group exists (`net/mptcp/pm_netlink.c` registers it), but nothing
 //! is ever sent on it; checked on Linux 6.18 with a socket joined to both `mptcp_pm` groups
 //! while `ip mptcp endpoint add` and `flush` ran: no datagram. A check (socket, family lookup,
-//! dump of a few µs: docs/ARCHITECTURE.md, the command path's table) every 30 s costs nothing
+//! dump of a few µs: BENCHMARKS.md, "History", "The reply timeout") every 30 s costs nothing
 //! worth counting; what the period costs is up to 30 s before a new endpoint is reported.
 
 use std::time::Duration;

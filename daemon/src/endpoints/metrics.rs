@@ -444,7 +444,7 @@ impl Default for Metrics {
             "Per-connection policy objects alive (one per tracked connection with a policy)",
             Gauge::default(),
         );
-        // The path from a kernel event to the commands it causes (docs/ARCHITECTURE.md,
+        // The path from a kernel event to the commands it causes (BENCHMARKS.md, "History",
         // "Where a join's time goes"), fine-grained enough to read a median off the buckets.
         let event_to_decision = registered(
             &mut registry,

@@ -6,8 +6,8 @@
 //! every socket is in exactly one of them whatever changed since.
 //!
 //! Why: the kernel builds `tcp_info` and the ULP info for every socket a dump returns (~2 µs
-//! per subflow on Linux 6.18, see [`WINDOW_SUBFLOWS`] and docs/ARCHITECTURE.md "sock_diag at
-//! scale"), so one dump of 20 000 subflows holds the poller's thread 60-80 ms; a window bounds
+//! per subflow on Linux 6.18, see [`WINDOW_SUBFLOWS`] and BENCHMARKS.md, "History", "sock_diag
+//! at scale"), so one dump of 20 000 subflows holds the poller's thread 60-80 ms; a window bounds
 //! that, and a filtered-out socket costs the kernel a few comparisons only. Pairs rather than local ports alone because on a server every
 //! accepted subflow has the listener's port.
 //!

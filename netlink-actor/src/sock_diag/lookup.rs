@@ -5,7 +5,7 @@
 //! with an error (ENOENT when no such socket exists).
 //!
 //! Why: a dump walks the kernel's whole TCP hash table whatever its filter (11–18 ms with
-//! 40 000 sockets in it on Linux 6.18, see docs/ARCHITECTURE.md "sock_diag at scale"), so a
+//! 40 000 sockets in it on Linux 6.18, see BENCHMARKS.md, "History", "sock_diag at scale"), so a
 //! dump every few tens of ms for a handful of connections would cost as much as the host's
 //! socket count, not as much as those connections. A lookup costs one hash lookup and one
 //! reply: the fast sampling of a set of connections costs in proportion to their subflows.
