@@ -15,8 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The crates whose modules must not import each other (paths from the workspace root).
-/// `netlink-actor` joins once its framing is rewritten onto neli (today `dump` and `transport`
-/// import each other).
 const CHECKED: [&str; 4] = ["daemon", "policies", "config", "netlink-actor"];
 
 /// A module path inside its crate: `[]` is the crate root, `["actors", "registry"]` is

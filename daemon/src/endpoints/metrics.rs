@@ -429,7 +429,7 @@ impl Default for Metrics {
         let poll = registered(
             &mut registry,
             "sock_diag_poll_seconds",
-            "Duration of one sock_diag snapshot (two dumps)",
+            "Duration of one sock_diag request burst: a poll of the connections, a sampling tick (lookups and the discovery dump it needed), or a whole snapshot",
             Histogram::new(exponential_buckets(0.000_05, 2.0, 15)),
         );
         let decisions = registered(
