@@ -711,7 +711,7 @@ fn a_silent_primary_failure_fails_over_and_the_healed_primary_gets_the_traffic_b
     );
     let join = b.events.try_wait(Duration::from_secs(1), |ev| {
         matches!(ev, PmEvent::SubEstablished(s)
-            if link_of_ip(s.local.ip()) == Some(0))
+            if link_of(&b.t, s.local.ip()) == Some(0))
     });
     if join.is_none() {
         b.fail("no SUB_ESTABLISHED of a join on the primary after the heal");
@@ -754,11 +754,6 @@ fn a_silent_primary_failure_fails_over_and_the_healed_primary_gets_the_traffic_b
         b.got.bytes.load(Ordering::Relaxed)
     );
     assert_eq!(b.got.wrong.load(Ordering::Relaxed), 0, "bytes not as sent");
-}
-
-/// Which client link an address belongs to (the topology's addressing, without a Topology).
-fn link_of_ip(ip: IpAddr) -> Option<usize> {
-    (0..2).find(|&i| IpAddr::V4(integration::topo::client_v4(i)) == ip.to_canonical())
 }
 
 /// 4. A primary that is merely slow (a deep queue: tens of ms of RTT under load) keeps the
