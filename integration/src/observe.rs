@@ -24,6 +24,24 @@ pub struct SsSubflow {
     pub remote: SocketAddr,
     /// The `flags:` of tcp-ulp-mptcp (e.g. `Jjec`; a `b`/`B` marks backup).
     pub flags: String,
+    /// tcp_info `bytes_acked` (0 when ss omits it).
+    pub bytes_acked: u64,
+    /// tcp_info smoothed RTT, µs (ss prints ms with three decimals).
+    pub srtt_us: Option<u64>,
+    /// tcp_info `unacked` segments (0 when ss omits it).
+    pub unacked: u64,
+}
+
+impl SsSubflow {
+    /// Whether this host asked for the backup flag (`b` in the flags).
+    pub fn backup(&self) -> bool {
+        self.flags.contains('b')
+    }
+
+    /// The smoothed RTT in ms.
+    pub fn srtt_ms(&self) -> Option<f64> {
+        self.srtt_us.map(|us| us as f64 / 1000.0)
+    }
 }
 
 fn parse_addr(s: &str) -> Option<SocketAddr> {
@@ -54,11 +72,31 @@ pub fn parse_ss(out: &str) -> BTreeMap<String, Vec<SsSubflow>> {
         let Some(ulp) = line.split("tcp-ulp-mptcp").nth(1) else {
             continue;
         };
-        let mut flags = String::new();
+        let mut sf = SsSubflow {
+            local,
+            remote,
+            flags: String::new(),
+            bytes_acked: 0,
+            srtt_us: None,
+            unacked: 0,
+        };
+        for w in line.split_whitespace() {
+            if let Some(v) = w.strip_prefix("bytes_acked:") {
+                sf.bytes_acked = v.parse().unwrap_or(0);
+            } else if let Some(v) = w.strip_prefix("rtt:") {
+                sf.srtt_us = v
+                    .split('/')
+                    .next()
+                    .and_then(|x| x.parse::<f64>().ok())
+                    .map(|ms| (ms * 1000.0).round() as u64);
+            } else if let Some(v) = w.strip_prefix("unacked:") {
+                sf.unacked = v.parse().unwrap_or(0);
+            }
+        }
         let mut token = None;
         for w in ulp.split_whitespace() {
             if let Some(v) = w.strip_prefix("flags:") {
-                flags = v.to_string();
+                sf.flags = v.to_string();
             }
             if let Some(v) = w.strip_prefix("token:") {
                 // token:REM(id:x)/LOC(id:y)
@@ -70,11 +108,7 @@ pub fn parse_ss(out: &str) -> BTreeMap<String, Vec<SsSubflow>> {
             }
         }
         if let Some(t) = token {
-            map.entry(t).or_default().push(SsSubflow {
-                local,
-                remote,
-                flags,
-            });
+            map.entry(t).or_default().push(sf);
         }
     }
     for v in map.values_mut() {
@@ -296,5 +330,21 @@ mod tests {
             m["11223344"][0].local,
             "[2001:db8:1::2]:44554".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn parses_tcp_info_fields_and_the_backup_flag() {
+        let out = "0 0 198.18.0.2:41000 198.19.0.2:5490\n\t cubic wscale:7,7 rto:204 rtt:3.5/1.25 mss:1448 bytes_sent:2000 bytes_acked:1449 unacked:3 minrtt:0.1 tcp-ulp-mptcp flags:Mmec token:0000(id:0)/1a2b(id:0) seq:1\n0 0 198.18.1.2%c1:42000 198.19.0.2:5490\n\t cubic rtt:1/0.5 tcp-ulp-mptcp flags:Jjecb token:0000(id:0)/1a2b(id:1) seq:1\n0 0 10.0.0.1:22 10.0.0.2:5555\n\t cubic rtt:1/1\n";
+        let m = parse_ss(out);
+        assert_eq!(m.len(), 1);
+        let sfs = &m["1a2b"];
+        assert_eq!(sfs.len(), 2);
+        assert_eq!(sfs[0].bytes_acked, 1449);
+        assert_eq!(sfs[0].srtt_ms(), Some(3.5));
+        assert_eq!(sfs[0].unacked, 3);
+        assert!(!sfs[0].backup() && sfs[1].backup());
+        assert_eq!(sfs[1].local, "198.18.1.2:42000".parse().unwrap());
+        assert_eq!(sfs[1].bytes_acked, 0);
+        assert_eq!(sfs[1].srtt_ms(), Some(1.0));
     }
 }

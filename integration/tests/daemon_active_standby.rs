@@ -26,6 +26,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use integration::daemon::{daemon_bin, Daemon};
 use integration::nft::PathCut;
-use integration::observe::{mib, EventLog};
+use integration::observe::{self, mib, EventLog, SsSubflow};
 use integration::{kernel_tests_enabled, metrics, mptcp, wait_for, Pm, Tbf, TopoOpts, Topology};
 use mptcp_pmd_policies::PmEvent;
 
@@ -72,103 +73,19 @@ fn config() -> String {
 // What the kernel shows.
 
 /// One established subflow of the connection, as `ss -tni` shows it.
-#[derive(Debug, Clone)]
-struct Sf {
-    local: SocketAddr,
-    remote: SocketAddr,
-    /// tcp-ulp-mptcp `flags:` (`b`: this host asked for the backup flag).
-    flags: String,
-    /// tcp_info `bytes_acked` (0 when ss omits it).
-    bytes_acked: u64,
-    /// tcp_info smoothed RTT in ms.
-    srtt_ms: Option<f64>,
-    /// tcp_info `unacked` segments.
-    unacked: u64,
-}
+type Sf = SsSubflow;
 
-impl Sf {
-    fn backup(&self) -> bool {
-        self.flags.contains('b')
-    }
-}
-
-/// The connections' subflows towards PORT: (local token as hex, subflows).
-type View = Vec<(String, Vec<Sf>)>;
-
-fn parse_addr(s: &str) -> Option<SocketAddr> {
-    let (host, port) = s.rsplit_once(':')?;
-    let host = host.split('%').next()?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some(SocketAddr::new(host.parse().ok()?, port.parse().ok()?))
-}
-
-/// Parse `ss -tniH state established`: the MPTCP subflows towards `port`, by local token.
-fn parse_view(out: &str, port: u16) -> View {
-    let mut view: View = Vec::new();
-    let mut cur: Option<(SocketAddr, SocketAddr)> = None;
-    for line in out.lines() {
-        if !line.starts_with(char::is_whitespace) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            cur = match f.as_slice() {
-                [_, _, l, r, ..] => parse_addr(l).zip(parse_addr(r)),
-                _ => None,
-            };
-            continue;
-        }
-        let Some((local, remote)) = cur.take() else {
-            continue;
-        };
-        if remote.port() != port || !line.contains("tcp-ulp-mptcp") {
-            continue;
-        }
-        let mut sf = Sf {
-            local,
-            remote,
-            flags: String::new(),
-            bytes_acked: 0,
-            srtt_ms: None,
-            unacked: 0,
-        };
-        let mut token = None;
-        for w in line.split_whitespace() {
-            if let Some(v) = w.strip_prefix("flags:") {
-                sf.flags = v.to_string();
-            } else if let Some(v) = w.strip_prefix("bytes_acked:") {
-                sf.bytes_acked = v.parse().unwrap_or(0);
-            } else if let Some(v) = w.strip_prefix("rtt:") {
-                sf.srtt_ms = v.split('/').next().and_then(|x| x.parse().ok());
-            } else if let Some(v) = w.strip_prefix("unacked:") {
-                sf.unacked = v.parse().unwrap_or(0);
-            } else if let Some(v) = w.strip_prefix("token:") {
-                // token:REM(id:x)/LOC(id:y)
-                token = v
-                    .split('/')
-                    .nth(1)
-                    .and_then(|t| t.split('(').next())
-                    .map(str::to_string);
-            }
-        }
-        let Some(token) = token else { continue };
-        match view.iter_mut().find(|(t, _)| *t == token) {
-            Some((_, v)) => v.push(sf),
-            None => view.push((token, vec![sf])),
-        }
-    }
-    view
-}
+/// The connections' subflows towards PORT, by local token (hex).
+type View = BTreeMap<String, Vec<Sf>>;
 
 fn kernel_view(t: &Topology) -> View {
-    let out = t
-        .client
-        .run(&["ss", "-tniH", "state", "established"])
-        .unwrap_or_default();
-    parse_view(&out, PORT)
+    observe::subflows(&t.client, PORT)
 }
 
 /// The subflows of the one connection (panics if the kernel shows several).
 fn the_subflows(view: &View) -> Vec<Sf> {
     assert!(view.len() <= 1, "one connection expected: {view:#?}");
-    view.first().map(|(_, v)| v.clone()).unwrap_or_default()
+    view.values().next().cloned().unwrap_or_default()
 }
 
 /// One line per subflow: `c0 198.18.0.2:41000 flags Mmec bytes_acked 123 rtt 1.2 unacked 3`.
@@ -179,7 +96,11 @@ fn describe(t: &Topology, sfs: &[Sf]) -> String {
         let _ = write!(
             s,
             "[{link} {} flags {} bytes_acked {} rtt {:?} unacked {}] ",
-            f.local, f.flags, f.bytes_acked, f.srtt_ms, f.unacked
+            f.local,
+            f.flags,
+            f.bytes_acked,
+            f.srtt_ms(),
+            f.unacked
         );
     }
     if s.is_empty() {
@@ -460,7 +381,7 @@ fn bed(shaping: [Tbf; 2]) -> (Bed, String, Vec<Sf>) {
         b.fail("no steady state (one subflow per link, the standby's backup) within 15 s");
     };
     let view = kernel_view(&b.t);
-    let Some(token) = view.first().map(|(t, _)| t.clone()) else {
+    let Some(token) = view.keys().next().cloned() else {
         b.fail("the connection is gone");
     };
     (b, token, sfs)
@@ -788,7 +709,7 @@ fn a_slow_primary_is_not_failed_over() {
         let kept = p.iter().find(|f| f.local == primary.local);
         match (kept, s.as_slice()) {
             (Some(k), [sb]) if !k.backup() && sb.backup() => {
-                max_rtt = max_rtt.max(k.srtt_ms.unwrap_or(0.0));
+                max_rtt = max_rtt.max(k.srtt_ms().unwrap_or(0.0));
                 primary_bytes.1 = k.bytes_acked;
             }
             _ => b.fail(&format!(
@@ -825,20 +746,4 @@ fn a_slow_primary_is_not_failed_over() {
         "a close for a failure signal in /metrics"
     );
     b.up.stop();
-}
-
-#[test]
-fn ss_lines_are_parsed() {
-    let out = "0 0 198.18.0.2:41000 198.19.0.2:5490\n\t cubic wscale:7,7 rto:204 rtt:3.5/1.25 mss:1448 bytes_sent:2000 bytes_acked:1449 unacked:3 minrtt:0.1 tcp-ulp-mptcp flags:Mmec token:0000(id:0)/1a2b(id:0) seq:1\n0 0 198.18.1.2%c1:42000 198.19.0.2:5490\n\t cubic rtt:1/0.5 tcp-ulp-mptcp flags:Jjecb token:0000(id:0)/1a2b(id:1) seq:1\n0 0 10.0.0.1:22 10.0.0.2:5555\n\t cubic rtt:1/1\n";
-    let v = parse_view(out, PORT);
-    assert_eq!(v.len(), 1);
-    let (tok, sfs) = &v[0];
-    assert_eq!(tok, "1a2b");
-    assert_eq!(sfs.len(), 2);
-    assert_eq!(sfs[0].bytes_acked, 1449);
-    assert_eq!(sfs[0].srtt_ms, Some(3.5));
-    assert_eq!(sfs[0].unacked, 3);
-    assert!(!sfs[0].backup() && sfs[1].backup());
-    assert_eq!(sfs[1].local, "198.18.1.2:42000".parse().unwrap());
-    assert_eq!(sfs[1].bytes_acked, 0);
 }
