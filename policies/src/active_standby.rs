@@ -116,7 +116,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::addrmatch::InterfaceGlob;
 use crate::conn::{Path, Subflow, SubflowState};
@@ -137,6 +137,23 @@ pub static PLUGIN: Plugin = Plugin::new::<ActiveStandbyParams>(
 pub const RTO_LIMIT: u8 = 2;
 /// Two unanswered zero-window or keepalive probes fail a path (see the module docs).
 pub const PROBES_LIMIT: u8 = 2;
+/// Linux's least retransmission timeout (TCP_RTO_MIN), which its tail-loss probe adds to
+/// `2 x srtt` when a single segment is outstanding (the receiver may delay that ACK).
+pub const TCP_RTO_MIN: Duration = Duration::from_millis(200);
+/// What Linux's tail-loss probe adds to `2 x srtt` otherwise (TCP_TIMEOUT_MIN, 2 jiffies).
+pub const TCP_TIMEOUT_MIN: Duration = Duration::from_millis(2);
+/// The period of a join SYN's retransmissions while they are linear: the kernel's initial
+/// retransmission timeout for a SYN (TCP_TIMEOUT_INIT, 1 s).
+pub const SYN_RTO: Duration = Duration::from_secs(1);
+/// How long a probe's SYN counts as in flight at most: with the kernel's default
+/// `net.ipv4.tcp_syn_linear_timeouts = 4` a join SYN is sent at 0, 1, 2, 3, 4 and 5 s, then
+/// backs off (7, 11, 19 s, ...). Verified on Linux 6.18 (`integration/tests/kernel_probe.rs`).
+/// A sample of the probe's SYN_SENT socket that shows the backoff (`tcpi_backoff > 0`, from
+/// the SYN at 5 s) ends it first, on any kernel.
+pub const PROBE_LIFE: Duration = Duration::from_secs(5);
+/// Stale probes (their SYN in exponential backoff) a path keeps, in trains, before they are
+/// closed together.
+pub const LINGER_TRAINS: usize = 2;
 
 /// The `active_standby:` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,10 +172,6 @@ pub struct ActiveStandbyParams {
     /// 10..=60000 and at least `sample_ms`, default 100.
     #[serde(deserialize_with = "params::int::<_, _, 10, 60_000>")]
     pub stall_floor_ms: u32,
-    /// The stall threshold is `max(floor, factor x srtt + 4 x rttvar)`. 1 <= x <= 16,
-    /// default 2.0.
-    #[serde(deserialize_with = "stall_rtt_factor")]
-    pub stall_rtt_factor: f64,
     /// A failed path gets a fresh join every this many ms, each abandoned after as long.
     /// 20..=60000, default 200.
     #[serde(deserialize_with = "params::int::<_, _, 20, 60_000>")]
@@ -177,10 +190,6 @@ pub struct ActiveStandbyParams {
     pub flap_window_s: u32,
 }
 
-fn stall_rtt_factor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    params::float(d, |x| (1.0..=16.0).contains(&x), "between 1 and 16")
-}
-
 impl Default for ActiveStandbyParams {
     fn default() -> Self {
         ActiveStandbyParams {
@@ -188,7 +197,6 @@ impl Default for ActiveStandbyParams {
             max_subflows: 8,
             sample_ms: 20,
             stall_floor_ms: 100,
-            stall_rtt_factor: 2.0,
             probe_ms: 200,
             hold_ms: 400,
             hold_max_ms: 60_000,
@@ -204,7 +212,6 @@ impl ActiveStandbyParams {
         Tunables {
             max_subflows: self.max_subflows.into(),
             stall_floor: ms(self.stall_floor_ms),
-            stall_rtt_factor: self.stall_rtt_factor,
             probe: ms(self.probe_ms),
             hold: ms(self.hold_ms),
             hold_max: ms(self.hold_max_ms),
@@ -265,8 +272,6 @@ pub struct Tunables {
     pub max_subflows: usize,
     /// The least stall that fails a path.
     pub stall_floor: Duration,
-    /// The srtt factor of the stall threshold.
-    pub stall_rtt_factor: f64,
     /// Probe period and timeout.
     pub probe: Duration,
     /// The hold after the first failure within the window.
@@ -284,22 +289,49 @@ impl Default for Tunables {
 }
 
 impl Tunables {
-    /// `max(stall_floor, stall_rtt_factor x srtt + 4 x rttvar)` for this sample, with how it
-    /// was reached (for the reason).
+    /// The stall threshold for this sample, with how it was reached (for the reason): the
+    /// longest a working path leaves data unacknowledged before TCP itself would have had an
+    /// answer, `max(stall_floor, min(pto, rto) + srtt + 4 x rttvar)`. `pto` is Linux's
+    /// tail-loss probe timer, `2 x srtt` (plus TCP_RTO_MIN, 200 ms, when a single segment
+    /// is outstanding: the receiver may delay its ACK that long; else plus 2 ms,
+    /// TCP_TIMEOUT_MIN); `rto` the socket's retransmission timeout (`tcpi_rto`), which
+    /// fires instead when it is the shorter; the probe's answer then takes one round trip,
+    /// bounded as RFC 6298 bounds an RTT sample, `srtt + 4 x rttvar`.
     pub fn stall_threshold(&self, s: &SubflowSample) -> (Duration, String) {
         let srtt = Duration::from_micros(s.srtt_us.into());
         let rttvar = Duration::from_micros(s.rttvar_us.into());
-        let by_rtt = srtt.mul_f64(self.stall_rtt_factor) + rttvar * 4;
-        let threshold = by_rtt.max(self.stall_floor);
+        let rto = Duration::from_micros(s.rto_us.into());
+        let pto = srtt * 2
+            + if s.unacked == 1 {
+                TCP_RTO_MIN
+            } else {
+                TCP_TIMEOUT_MIN
+            };
+        let timer = if rto.is_zero() { pto } else { pto.min(rto) };
+        let (timer_name, timer) = if timer == pto {
+            ("pto", pto)
+        } else {
+            ("rto", rto)
+        };
+        let by_tcp = timer + srtt + rttvar * 4;
+        let threshold = by_tcp.max(self.stall_floor);
         let how = format!(
-            "threshold {} = max(floor {}, {} x srtt {} + 4 x rttvar {})",
+            "threshold {} = max(floor {}, {timer_name} {} + srtt {} + 4 x rttvar {})",
             fmt_dur(threshold),
             fmt_dur(self.stall_floor),
-            self.stall_rtt_factor,
+            fmt_dur(timer),
             fmt_dur(srtt),
             fmt_dur(rttvar)
         );
         (threshold, how)
+    }
+
+    /// How many probes in flight give the path a SYN every `probe`: the SYN is retransmitted
+    /// every [`SYN_RTO`] while linear, so `ceil(SYN_RTO / probe)` started `probe` apart.
+    pub fn train(&self) -> usize {
+        let probe = self.probe.as_micros().max(1);
+        let n = SYN_RTO.as_micros().div_ceil(probe);
+        usize::try_from(n).unwrap_or(usize::MAX).max(1)
     }
 
     /// The hold of a path with `failures` failures within the window:
@@ -678,7 +710,7 @@ impl ActiveStandby {
                 ));
             }
         }
-        self.held_probe_failures(conn.subflows(), &live, &mut failing);
+        self.held_probe_failures(now, &live, &mut failing);
         let measured = self.measured(&live, &failing, &mut out);
         failing.extend(measured);
         let mut once: Vec<Path> = Vec::new();
@@ -692,7 +724,7 @@ impl ActiveStandby {
             self.fail(path, code, why, now, &live, &joinable, &mut out);
         }
 
-        // Down paths: recovery evidence, probes; held paths: verification, hand-back.
+        // Down paths: recovery evidence, the probe train; held paths: verification, hand-back.
         let mut budget = mesh::budget(conn, self.t.max_subflows, &out.close);
         let mut handed_back: Vec<(Path, String)> = Vec::new();
         let paths: Vec<Path> = self.paths.keys().copied().collect();
@@ -702,14 +734,7 @@ impl ActiveStandby {
                 .filter(|l| l.path == path && !out.closing.contains(&l.key))
                 .copied()
                 .collect();
-            let in_flight = conn.subflows().iter().any(|sf| {
-                sf.path == path
-                    && !sf.closing
-                    && matches!(
-                        sf.state,
-                        SubflowState::Pending { .. } | SubflowState::Requested { .. }
-                    )
-            });
+            let probes = Probes::of(conn.subflows(), &path);
             let Some(mem) = self.paths.get_mut(&path) else {
                 continue;
             };
@@ -725,21 +750,58 @@ impl ActiveStandby {
                                     .get(&l.key)
                                     .is_some_and(|m| m.watch.progressed_since(since))
                         })
-                        .map(|l| l.since.max(since))
-                        .max();
-                    if let Some(joined) = proof {
+                        .max_by_key(|l| l.since)
+                        .copied();
+                    if let Some(p) = proof {
                         let hold = self.t.hold_for(mem.failures.len());
+                        let joined = p.since.max(since);
                         mem.state = PathState::Holding {
                             since: joined,
                             hold,
                         };
+                        // The hold's own verification probes come from here on.
+                        mem.probe_at = None;
+                        // Everything else of the outage goes now, in one batch: the kernel
+                        // sends its retransmit queue again once per batch of destroys.
+                        let detail = format!(
+                            "path {} joined again after {} down: the other probes of its outage are closed together (one batch: the kernel sends its retransmit queue again once per batch)",
+                            PathFmt(&path),
+                            fmt_dur(joined.saturating_duration_since(since))
+                        );
+                        let keys: Vec<SubflowKey> = on_path
+                            .iter()
+                            .filter(|l| l.key != p.key)
+                            .map(|l| l.key)
+                            .chain(probes.all_keys())
+                            .collect();
+                        for key in keys {
+                            self.close_as(key, "probe-batch", detail.clone(), &mut out);
+                        }
                         continue;
                     }
-                    let due = mem.probe_at.unwrap_or(since) + self.t.probe;
+                    // Stale probes (their SYN in exponential backoff) linger at no cost
+                    // until they are too many: then they go together.
+                    if probes.lingering.len() > LINGER_TRAINS * self.t.train() {
+                        let detail = format!(
+                            "path {} down for {}: {} stale probes (their SYNs in exponential backoff) closed together",
+                            PathFmt(&path),
+                            fmt_dur(now.saturating_duration_since(since)),
+                            probes.lingering.len()
+                        );
+                        for key in probes.lingering.clone() {
+                            self.close_as(key, "stale-probes", detail.clone(), &mut out);
+                        }
+                    }
+                    let Some(mem) = self.paths.get_mut(&path) else {
+                        continue;
+                    };
+                    // The train: a new probe every `probe_ms` while fewer than a train's
+                    // worth have their SYN retransmitted every second. Each is left to its
+                    // SYN retries, never destroyed while the path is down.
+                    let due = mem.probe_at.map_or(since, |t| t + self.t.probe);
                     if usable(path.local)
                         && joinable.contains(&path.remote)
-                        && on_path.is_empty()
-                        && !in_flight
+                        && probes.in_flight < self.t.train()
                         && now >= due
                         && budget > 0
                     {
@@ -747,59 +809,77 @@ impl ActiveStandby {
                         mem.probes += 1;
                         budget -= 1;
                         let detail = format!(
-                            "path {} down for {} ({code}: {why}); probe {} every {}",
+                            "path {} down for {} ({code}: {why}); probe {}, {} in flight: a SYN on the path every {}",
                             PathFmt(&path),
                             fmt_dur(now.saturating_duration_since(since)),
                             mem.probes,
+                            probes.in_flight + 1,
                             fmt_dur(self.t.probe)
                         );
-                        out.open.push(probe_open(ctx, path, self.t.probe, detail));
+                        out.open.push(probe_open(ctx, path, detail));
                     }
                 }
                 PathState::Holding { since, hold } => {
-                    // The newest join is the proof; older probe subflows go.
-                    let newest = on_path.iter().max_by_key(|l| l.since).copied();
-                    for l in &on_path {
-                        if Some(l.key) != newest.map(|n| n.key) {
-                            out.close(
-                                l.key,
-                                Reason::new(
-                                    "reprobe",
-                                    format!(
-                                        "path {} held: replaced by a fresh probe that joined {} later",
-                                        PathFmt(&path),
-                                        fmt_dur(newest.map_or(Duration::ZERO, |n| n
-                                            .since
-                                            .saturating_duration_since(l.since)))
-                                    ),
-                                ),
-                            );
-                            if let Some(m) = self.subs.get_mut(&l.key) {
-                                m.closed_by_us = true;
-                            }
-                        }
-                    }
+                    // The newest join is the proof; at most one older one is kept (a spare
+                    // for the peer's subflow limit), the rest close.
+                    let mut joined = on_path.clone();
+                    joined.sort_by_key(|l| std::cmp::Reverse(l.since));
+                    let newest = joined.first().copied();
                     let held = now.saturating_duration_since(since);
                     if held >= hold && newest.is_some() {
                         mem.state = PathState::Up;
                         let n = mem.failures.len();
-                        handed_back.push((
-                            path,
-                            format!(
-                                "path {} healthy for {} since a probe joined (hold {}: {n} failure{} in the last {}); active again",
-                                PathFmt(&path),
-                                fmt_dur(held),
-                                fmt_dur(hold),
-                                if n == 1 { "" } else { "s" },
-                                fmt_dur(self.t.flap_window)
-                            ),
-                        ));
+                        let detail = format!(
+                            "path {} healthy for {} since a probe joined (hold {}: {n} failure{} in the last {}); active again",
+                            PathFmt(&path),
+                            fmt_dur(held),
+                            fmt_dur(hold),
+                            if n == 1 { "" } else { "s" },
+                            fmt_dur(self.t.flap_window)
+                        );
+                        // The other joins and probes go with the hand-back, in one batch.
+                        let keys: Vec<SubflowKey> = joined
+                            .iter()
+                            .skip(1)
+                            .map(|l| l.key)
+                            .chain(probes.all_keys())
+                            .collect();
+                        for key in keys {
+                            self.close_as(
+                                key,
+                                "probe-batch",
+                                format!(
+                                    "path {} handed back: its other probes are closed with the hand-back, in one batch",
+                                    PathFmt(&path)
+                                ),
+                                &mut out,
+                            );
+                        }
+                        handed_back.push((path, detail));
                         continue;
                     }
-                    let due = mem.probe_at.unwrap_or(since) + self.t.probe;
+                    for l in joined.iter().skip(2) {
+                        let newer = newest.map_or(Duration::ZERO, |n| {
+                            n.since.saturating_duration_since(l.since)
+                        });
+                        self.close_as(
+                            l.key,
+                            "reprobe",
+                            format!(
+                                "path {} held: replaced by a fresh probe that joined {} later",
+                                PathFmt(&path),
+                                fmt_dur(newer)
+                            ),
+                            &mut out,
+                        );
+                    }
+                    let Some(mem) = self.paths.get_mut(&path) else {
+                        continue;
+                    };
+                    let due = mem.probe_at.filter(|t| *t > since).unwrap_or(since) + self.t.probe;
                     if usable(path.local)
                         && joinable.contains(&path.remote)
-                        && !in_flight
+                        && probes.in_flight == 0
                         && now >= due
                         && budget > 0
                     {
@@ -813,7 +893,7 @@ impl ActiveStandby {
                             fmt_dur(hold),
                             fmt_dur(self.t.probe)
                         );
-                        out.open.push(probe_open(ctx, path, self.t.probe, detail));
+                        out.open.push(probe_open(ctx, path, detail));
                     }
                 }
             }
@@ -955,11 +1035,12 @@ impl ActiveStandby {
         gone
     }
 
-    /// Held paths whose verification probe (opened after the hold began) neither established
-    /// nor is still in flight: a new failure.
+    /// Held paths whose verification probe (opened after the hold began) has not joined within
+    /// `probe_ms`: a new failure. (The probe itself is left to its SYN retries: it is the
+    /// first of the path's new train.)
     fn held_probe_failures(
         &self,
-        subflows: &[Subflow],
+        now: Instant,
         live: &[Live],
         failing: &mut Vec<(Path, &'static str, String)>,
     ) {
@@ -970,15 +1051,8 @@ impl ActiveStandby {
             let Some(probe_at) = mem.probe_at.filter(|t| *t > since) else {
                 continue;
             };
-            let in_flight = subflows.iter().any(|sf| {
-                sf.path == *path
-                    && matches!(
-                        sf.state,
-                        SubflowState::Pending { .. } | SubflowState::Requested { .. }
-                    )
-            });
             let joined = live.iter().any(|l| l.path == *path && l.since >= probe_at);
-            if !in_flight && !joined {
+            if !joined && now >= probe_at + self.t.probe {
                 failing.push((
                     *path,
                     "probe-failed",
@@ -989,6 +1063,14 @@ impl ActiveStandby {
                     ),
                 ));
             }
+        }
+    }
+
+    /// Close `key` (an established subflow or a probe in flight) with this reason, once.
+    fn close_as(&mut self, key: SubflowKey, code: &'static str, detail: String, out: &mut Out) {
+        out.close(key, Reason::new(code, detail));
+        if let Some(m) = self.subs.get_mut(&key) {
+            m.closed_by_us = true;
         }
     }
 
@@ -1080,11 +1162,17 @@ impl ActiveStandby {
             if others == 0 {
                 continue;
             }
-            let then = if l.want_backup {
-                "closed: it carried nothing, and the path is probed afresh"
-            } else {
-                "closed so that its unacknowledged data is sent again at once"
-            };
+            let idle = self
+                .subs
+                .get(&l.key)
+                .and_then(|m| m.watch.last)
+                .is_none_or(|(_, s)| s.unacked == 0);
+            if l.want_backup && idle {
+                // It carries nothing: closing it would only make the kernel send its
+                // retransmit queue again. It goes with the path's next batch (module docs).
+                continue;
+            }
+            let then = "closed so that its unacknowledged data is sent again at once";
             out.close(
                 l.key,
                 Reason::new(
@@ -1221,8 +1309,8 @@ impl ActiveStandby {
     }
 }
 
-/// A probe of `path`: backup, abandoned after `timeout`.
-fn probe_open(ctx: &Ctx<'_>, path: Path, timeout: Duration, detail: String) -> Decision {
+/// A probe of `path`: backup, in flight for [`PROBE_LIFE`] at most (see the module docs).
+fn probe_open(ctx: &Ctx<'_>, path: Path, detail: String) -> Decision {
     let if_index = ctx
         .locals
         .iter()
@@ -1234,10 +1322,41 @@ fn probe_open(ctx: &Ctx<'_>, path: Path, timeout: Duration, detail: String) -> D
             if_index,
             remote: path.remote,
             backup: true,
-            timeout: Some(timeout),
+            timeout: Some(PROBE_LIFE),
         },
         Reason::new("probe", detail),
     )
+}
+
+/// The probes of one path that have not established: how many are in flight, and the keys
+/// of those whose port is known (in flight or stale; only those can be closed).
+struct Probes {
+    in_flight: usize,
+    in_flight_keys: Vec<SubflowKey>,
+    lingering: Vec<SubflowKey>,
+}
+
+impl Probes {
+    fn of(subflows: &[Subflow], path: &Path) -> Probes {
+        let mut p = Probes {
+            in_flight: 0,
+            in_flight_keys: Vec::new(),
+            lingering: Vec::new(),
+        };
+        for sf in subflows.iter().filter(|sf| sf.path == *path) {
+            if sf.is_probe_in_flight() {
+                p.in_flight += 1;
+                p.in_flight_keys.extend(sf.key());
+            } else if sf.is_lingering_probe() {
+                p.lingering.extend(sf.key());
+            }
+        }
+        p
+    }
+
+    fn all_keys(&self) -> impl Iterator<Item = SubflowKey> + '_ {
+        self.in_flight_keys.iter().chain(&self.lingering).copied()
+    }
 }
 
 impl Policy for ActiveStandby {

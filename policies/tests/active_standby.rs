@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::{info, ip, key, sa, sub, INIT_LOCAL, INIT_REMOTE, T};
 use mptcp_pmd_policies::active_standby::{
-    ActiveStandby, ActiveStandbyParams, PathState, Tunables, Watch, PLUGIN,
+    ActiveStandby, ActiveStandbyParams, PathState, Tunables, Watch, PLUGIN, PROBE_LIFE,
 };
 use mptcp_pmd_policies::addrmatch::InterfaceGlob;
 use mptcp_pmd_policies::params::{Key, Keys, Node, ParamError, Pos, Value};
 use mptcp_pmd_policies::{
     Action, ConnTimers, Connection, Ctx, Decision, LocalAddr, Path, PmCommand, PmEvent, Policy,
-    PolicyParams, SubflowKey, SubflowSample, SubflowState,
+    PolicyParams, SubflowKey, SubflowSample,
 };
 
 fn ms(n: u64) -> Duration {
@@ -74,13 +74,13 @@ fn a_bulk_stall_is_detected_at_the_threshold_not_before() {
         }
     };
     let (at, code, detail) = first_failure(&mut w, &t, t0, (0, 3000, 10), bulk).expect("a failure");
-    // Floor 100 ms (2 x 3 ms + 4 x 1 ms is less): no ACK for 100 ms is not yet a failure,
-    // the next sample is.
+    // Floor 100 ms (TCP's own tail-loss probe, 2 x 3 ms + 2 ms, then an RTT, 3 ms + 4 x
+    // 1 ms, is less): no ACK for 100 ms is not yet a failure, the next sample is.
     assert_eq!(at, 1110, "{detail}");
     assert_eq!(code, "stalled");
     assert_eq!(
         detail,
-        "no ack for 110 ms with 40 segments outstanding (threshold 100 ms = max(floor 100 ms, 2 x srtt 3.0 ms + 4 x rttvar 1.0 ms))"
+        "no ack for 110 ms with 40 segments outstanding (threshold 100 ms = max(floor 100 ms, pto 8.0 ms + srtt 3.0 ms + 4 x rttvar 1.0 ms))"
     );
     assert_eq!(w.stalled_for(t0 + ms(1110)), Some(ms(110)));
 }
@@ -125,6 +125,7 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
     let queued = |at: u64| SubflowSample {
         srtt_us: 300_000,
         rttvar_us: 50_000,
+        rto_us: 500_000,
         unacked: 120,
         bytes_acked: at * 2_500,
         last_ack_recv_ms: 2,
@@ -133,7 +134,9 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
     };
     assert_eq!(first_failure(&mut w, &t, t0, (0, 10_000, 20), queued), None);
     // After an idle minute, one segment sent into the empty 300 ms path: its ACK takes one
-    // RTT, far below the threshold of 2 x 300 + 4 x 50 = 800 ms.
+    // RTT, far below the threshold: TCP would retransmit it at its RTO (500 ms, shorter than
+    // the tail-loss probe's 2 x 300 + 200 ms for a single segment), then wait one RTT
+    // (300 + 4 x 50 ms): 1 s.
     let mut w = Watch::default();
     let restart = |at: u64| {
         let (unacked, acked) = if (100..410).contains(&at) {
@@ -146,6 +149,7 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
         SubflowSample {
             srtt_us: 300_000,
             rttvar_us: 50_000,
+            rto_us: 500_000,
             unacked,
             bytes_acked: acked,
             last_ack_recv_ms: if at < 410 { 60_000 } else { 1 },
@@ -155,10 +159,22 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
     };
     assert_eq!(first_failure(&mut w, &t, t0, (0, 2000, 20), restart), None);
     let (threshold, how) = t.stall_threshold(&restart(200));
-    assert_eq!(threshold, ms(800));
+    assert_eq!(threshold, ms(1000));
     assert_eq!(
         how,
-        "threshold 800 ms = max(floor 100 ms, 2 x srtt 300 ms + 4 x rttvar 50 ms)"
+        "threshold 1000 ms = max(floor 100 ms, rto 500 ms + srtt 300 ms + 4 x rttvar 50 ms)"
+    );
+    // With two segments outstanding and a longer RTO (backed off once), the tail-loss probe
+    // comes first (2 x 300 + 2 ms).
+    let (threshold, how) = t.stall_threshold(&SubflowSample {
+        unacked: 2,
+        rto_us: 1_000_000,
+        ..restart(200)
+    });
+    assert_eq!(threshold, ms(1102));
+    assert_eq!(
+        how,
+        "threshold 1102 ms = max(floor 100 ms, pto 602 ms + srtt 300 ms + 4 x rttvar 50 ms)"
     );
 }
 
@@ -353,6 +369,28 @@ struct Flow {
     stuck: bool,
 }
 
+/// The SYN times of a join, ms after its first, as Linux 6.18 sends them with the default
+/// `tcp_syn_linear_timeouts = 4` (verified, `integration/tests/kernel_probe.rs`): every second
+/// up to 5 s, then backing off.
+const SYN_TIMES: [u64; 11] = [0, 1000, 2000, 3000, 4000, 5000, 7000, 11_000, 19_000, 35_000, 67_000];
+
+/// A join whose SYN is not answered yet: the kernel's SYN_SENT socket.
+#[derive(Debug, Clone, Copy)]
+struct Syn {
+    key: SubflowKey,
+    local_id: u8,
+    backup: bool,
+    opened: Instant,
+}
+
+impl Syn {
+    /// The SYNs sent so far after the first (`tcpi_retransmits`) at `now`.
+    fn retransmits(&self, now: Instant) -> u64 {
+        let age = u64::try_from(now.duration_since(self.opened).as_millis()).unwrap();
+        SYN_TIMES.iter().filter(|t| **t > 0 && **t <= age).count() as u64
+    }
+}
+
 /// A connection (initial subflow on the primary), the policy, and the network: paths whose
 /// local address is in `dead` drop everything silently; an interactive flow sends on every
 /// subflow that is not backup.
@@ -365,6 +403,10 @@ struct Sim {
     port: u16,
     dead: HashSet<IpAddr>,
     flows: HashMap<SubflowKey, Flow>,
+    /// Joins in SYN_SENT.
+    syns: Vec<Syn>,
+    /// When a SYN went out on a path that dropped it (ms after `t0`).
+    syn_log: Vec<u64>,
     /// Every decision, with its time in ms after `t0`.
     log: Vec<(u64, Decision)>,
     /// Every command the kernel got, with its time.
@@ -391,6 +433,8 @@ impl Sim {
             port: 50000,
             dead: HashSet::new(),
             flows: HashMap::new(),
+            syns: Vec::new(),
+            syn_log: Vec::new(),
             log: Vec::new(),
             cmds: Vec::new(),
         };
@@ -444,8 +488,22 @@ impl Sim {
         self.apply(ds);
     }
 
-    /// The kernel: a create joins at once unless its path is dead (then its SYN is lost and
-    /// the request waits for its timeout); a destroy closes.
+    fn alive(&self, local: IpAddr) -> bool {
+        !self.dead.contains(&local) && self.locals.iter().any(|l| l.addr == local)
+    }
+
+    /// The join of `syn` established: its SUB_ESTABLISHED (the event's BACKUP is the peer's
+    /// flag: false).
+    fn join(&mut self, syn: Syn) {
+        let mut s = sub("0.0.0.0:1", "0.0.0.0:1", syn.local_id, 0, false);
+        s.local = syn.key.local;
+        s.remote = syn.key.remote;
+        let _ = syn.backup;
+        self.event(PmEvent::SubEstablished(s));
+    }
+
+    /// The kernel: a create sends its SYN at once, which joins unless its path is dead (then
+    /// it is retransmitted, see [`SYN_TIMES`]); a destroy closes.
     fn kernel(&mut self) {
         let cmds: Vec<PmCommand> = std::iter::from_fn(|| self.c.poll_command()).collect();
         for cmd in cmds {
@@ -458,22 +516,77 @@ impl Sim {
                     remote,
                     backup,
                     ..
-                } if !self.dead.contains(&local) && self.locals.iter().any(|l| l.addr == local) => {
-                    let mut s = sub("0.0.0.0:1", "0.0.0.0:1", local_id, 0, backup);
-                    s.local = std::net::SocketAddr::new(local, self.port);
-                    s.remote = remote;
+                } => {
+                    let syn = Syn {
+                        key: SubflowKey {
+                            local: std::net::SocketAddr::new(local, self.port),
+                            remote,
+                        },
+                        local_id,
+                        backup,
+                        opened: self.now,
+                    };
                     self.port += 1;
-                    self.event(PmEvent::SubEstablished(s));
+                    if self.alive(local) {
+                        self.join(syn);
+                    } else {
+                        self.syn_log.push(self.t());
+                        self.syns.push(syn);
+                    }
                 }
                 PmCommand::DestroySubflow { key, .. } => {
                     let mut s = sub("0.0.0.0:1", "0.0.0.0:1", 0, 0, false);
                     s.local = key.local;
                     s.remote = key.remote;
+                    if let Some(i) = self.syns.iter().position(|y| y.key == key) {
+                        // A SYN_SENT socket is reported closed with remote port 0.
+                        self.syns.remove(i);
+                        s.remote.set_port(0);
+                        s.error = Some(104);
+                    }
                     self.event(PmEvent::SubClosed(s));
                 }
                 _ => {}
             }
         }
+    }
+
+    /// The SYNs due in `(from, to]` whose path works now join; the others are logged.
+    fn retransmit_syns(&mut self, from: Instant, to: Instant) {
+        for y in &self.syns {
+            for t in SYN_TIMES {
+                let at = y.opened + ms(t);
+                if at > from && at <= to && !self.alive(y.key.local.ip()) {
+                    self.syn_log
+                        .push(u64::try_from(at.duration_since(self.t0).as_millis()).unwrap());
+                }
+            }
+        }
+        let due: Vec<Syn> = self
+            .syns
+            .iter()
+            .filter(|y| self.alive(y.key.local.ip()))
+            .filter(|y| {
+                SYN_TIMES.iter().any(|t| {
+                    let at = y.opened + ms(*t);
+                    at > from && at <= to
+                })
+            })
+            .copied()
+            .collect();
+        for y in due {
+            self.syns.retain(|x| x.key != y.key);
+            self.join(y);
+        }
+    }
+
+    /// Destroys (SUBFLOW_DESTROY) sent in `from..to` ms, with their times.
+    fn destroys(&self, from: u64, to: u64) -> Vec<u64> {
+        self.cmds
+            .iter()
+            .filter(|(t, c)| (from..to).contains(t) && c.name() == "subflow_destroy")
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     /// What sock_diag would say about `sf` now.
@@ -501,14 +614,18 @@ impl Sim {
             bytes_acked: f.acked,
             last_ack_recv_ms: u32::try_from(now.duration_since(f.last_ack).as_millis()).unwrap(),
             last_data_sent_ms: if backup { 60_000 } else { 5 },
+            backup,
+            fully_established: true,
             ..healthy(0)
         }
     }
 
-    /// One sample period: the connection's timers, then a sock_diag sample of every
-    /// established subflow.
+    /// One sample period: the kernel's SYN retransmissions, the connection's timers, then a
+    /// sock_diag sample of every established subflow and of every SYN_SENT socket.
     fn step(&mut self) {
+        let before = self.now;
         self.now += ms(STEP);
+        self.retransmit_syns(before, self.now);
         if self.c.poll_timeout().is_some_and(|due| due <= self.now) {
             self.c.handle_timeout(self.now);
             self.kernel();
@@ -522,11 +639,28 @@ impl Sim {
             .filter(|sf| sf.is_established() && !sf.closing)
             .filter_map(|sf| Some((sf.key()?, sf.backup)))
             .collect();
-        let samples: Vec<_> = subs
+        let mut samples: Vec<_> = subs
             .into_iter()
             .map(|(k, b)| (k, self.sample(k, b)))
             .collect();
+        let now = self.now;
+        samples.extend(self.syns.iter().map(|y| {
+            let r = y.retransmits(now);
+            (
+                y.key,
+                SubflowSample {
+                    tcp_state: mptcp_pmd_policies::model::TCP_SYN_SENT,
+                    retransmits: u8::try_from(r).unwrap(),
+                    backoff: u8::try_from(r.saturating_sub(4)).unwrap(),
+                    rto_us: 1_000_000 << r.saturating_sub(4),
+                    unacked: 1,
+                    backup: y.backup,
+                    ..SubflowSample::default()
+                },
+            )
+        }));
         self.c.handle_samples(self.now, &samples);
+        self.kernel();
         let ds = self.hook(|p, ctx| p.on_samples(ctx));
         self.apply(ds);
     }
@@ -639,8 +773,12 @@ fn a_silent_primary_outage_fails_over_and_closes_the_stuck_subflow_at_the_thresh
     let ds = s.decisions(at, at + 1);
     assert_eq!(
         codes(&ds),
-        vec![("set_backup", "failover"), ("close", "stalled")],
-        "the flag first, then the close: {ds:?}"
+        vec![
+            ("set_backup", "failover"),
+            ("close", "stalled"),
+            ("open", "probe")
+        ],
+        "the flag first, then the close, and the first probe at once: {ds:?}"
     );
     assert_eq!(
         ds[0].1.action,
@@ -658,7 +796,7 @@ fn a_silent_primary_outage_fails_over_and_closes_the_stuck_subflow_at_the_thresh
     );
     let why = &ds[1].1.reason.detail;
     assert!(
-        why.contains("no ack for 105 ms with 3 segments outstanding (threshold 100 ms = max(floor 100 ms, 2 x srtt 3.0 ms + 4 x rttvar 1.0 ms))"),
+        why.contains("no ack for 105 ms with 3 segments outstanding (threshold 100 ms = max(floor 100 ms, pto 8.0 ms + srtt 3.0 ms + 4 x rttvar 1.0 ms))"),
         "{why}"
     );
     assert!(why.contains("1 failure in the last 60.0 s"), "{why}");
@@ -674,7 +812,7 @@ fn a_silent_primary_outage_fails_over_and_closes_the_stuck_subflow_at_the_thresh
         .filter(|(t, _)| *t == at)
         .map(|(_, c)| c.name())
         .collect();
-    assert_eq!(cmds, vec!["set_flags", "subflow_destroy"]);
+    assert_eq!(cmds, vec!["set_flags", "subflow_destroy", "subflow_create"]);
     assert_eq!(s.established(), vec![(ip(STANDBY), false)]);
     assert!(matches!(
         s.p.path_state(&primary_path()),
@@ -689,47 +827,88 @@ fn a_silent_primary_outage_fails_over_and_closes_the_stuck_subflow_at_the_thresh
 }
 
 #[test]
-fn a_failed_path_is_probed_at_the_fixed_period_one_probe_at_a_time() {
+fn a_failed_path_gets_a_train_of_probes_left_to_their_syns_and_no_destroy_while_down() {
     let (mut s, at) = silent_outage();
-    s.run_until(6000);
-    // A probe every 200 ms from the failure on: each abandoned after 200 ms (the
-    // connection's own timer) and replaced at once, never the general backoff.
-    let creates = s.primary_creates(at, 6000);
-    let expected: Vec<u64> = (1..=9).map(|k| at + 200 * k).collect();
-    assert_eq!(creates, expected);
+    s.run_until(at + 12_000);
+    // Five probes 200 ms apart from the failure on (a SYN every 200 ms: each SYN is sent
+    // again every second), then nothing until the first one's SYN backs off (its sixth SYN,
+    // at 5 s, is its last one a second apart), when the next of the train replaces it.
+    let creates = s.primary_creates(at, at + 12_000);
+    assert_eq!(&creates[..5], &[at, at + 200, at + 400, at + 600, at + 800]);
+    assert_eq!(creates[5], at + 5000, "{creates:?}");
+    assert!(creates[5..].windows(2).all(|w| w[1] - w[0] >= 200), "{creates:?}");
     let probes: Vec<_> = s
         .log
         .iter()
-        .filter(|(t, d)| *t > at && d.reason.code == "probe")
+        .filter(|(t, d)| *t >= at && d.reason.code == "probe")
         .collect();
-    assert_eq!(probes.len(), 9);
     assert!(matches!(
         probes[0].1.action,
         Action::Open {
             backup: true,
             timeout: Some(t),
             ..
-        } if t == ms(200)
+        } if t == PROBE_LIFE
     ));
     assert!(
-        probes[2].1.reason.detail.contains("probe 3 every 200 ms"),
+        probes[2]
+            .1
+            .reason
+            .detail
+            .contains("probe 3, 3 in flight: a SYN on the path every 200 ms"),
         "{}",
         probes[2].1.reason.detail
     );
-    // One in flight at a time; the abandoned ones are failed entries, no path backoff.
-    let in_flight =
-        s.c.subflows()
-            .iter()
-            .filter(|sf| matches!(sf.state, SubflowState::Requested { .. }))
-            .count();
-    assert_eq!(in_flight, 1);
+    // A SYN on the path every 200 ms (one sample period of slack), from the first probe on.
+    let mut syns: Vec<u64> = s.syn_log.iter().copied().filter(|t| *t >= at).collect();
+    syns.sort_unstable();
+    let gap = syns.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(gap <= 200 + STEP, "largest gap between SYNs {gap} ms: {syns:?}");
+    // Not one destroy after the stuck subflow's close: each would make the kernel send its
+    // retransmit queue again on the standby. The stale probes are still the kernel's.
+    assert_eq!(s.destroys(at, at + 12_000), vec![at]);
+    let stale = s.c.subflows().iter().filter(|sf| sf.is_lingering_probe()).count();
+    assert!(stale >= 5, "{stale} stale probes");
+    let in_flight = s.c.subflows().iter().filter(|sf| sf.is_probe_in_flight()).count();
+    assert_eq!(in_flight, 5);
     assert_eq!(s.c.failures(&primary_path()), 0);
     assert_eq!(s.established(), vec![(ip(STANDBY), false)]);
+    let note = s.p.note(&s.ctx()).unwrap();
+    assert!(note.detail.contains("probes so far"), "{}", note.detail);
+}
+
+#[test]
+fn a_long_outage_closes_its_stale_probes_in_batches() {
+    let (mut s, at) = silent_outage();
+    s.run_until(at + 60_000);
+    // One probe goes stale every ~1.2 s; past two trains' worth (10) they go together.
+    let destroys = s.destroys(at + 1, at + 60_000);
+    let mut batches = destroys.clone();
+    batches.dedup();
+    assert!(
+        destroys.len() >= 3 * batches.len() && batches.len() <= 5,
+        "destroys {destroys:?}"
+    );
+    assert!(
+        s.log
+            .iter()
+            .any(|(_, d)| d.reason.code == "stale-probes"
+                && d.reason.detail.contains("stale probes (their SYNs in exponential backoff) closed together")),
+        "{:?}",
+        codes(&s.log)
+    );
+    let stale = s.c.subflows().iter().filter(|sf| sf.is_lingering_probe()).count();
+    assert!(stale <= 2 * 5, "{stale}");
+    // Still a SYN every 200 ms.
+    let mut syns: Vec<u64> = s.syn_log.iter().copied().filter(|t| *t >= at).collect();
+    syns.sort_unstable();
+    let gap = syns.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(gap <= 200 + STEP, "largest gap between SYNs {gap} ms");
 }
 
 #[test]
 fn the_primary_gets_the_traffic_back_after_the_hold() {
-    let (mut s, _) = silent_outage();
+    let (mut s, at) = silent_outage();
     s.run_until(9000);
     s.heal(PRIMARY);
     s.run_until(10_000);
@@ -739,21 +918,19 @@ fn the_primary_gets_the_traffic_back_after_the_hold() {
         .find(|(_, d)| d.reason.code == "handback")
         .map(|(t, _)| *t)
         .expect("a hand-back");
-    let joined = s
-        .cmds
+    // The first SYN after the heal joins: the train's next one, within 200 ms.
+    let first_join = s
+        .log
         .iter()
-        .find(|(t, c)| {
-            *t >= 9000
-                && matches!(c, PmCommand::CreateSubflow { local, .. } if *local == ip(PRIMARY))
-        })
+        .find(|(t, d)| *t >= 9000 && d.reason.code == "probe-batch")
         .map(|(t, _)| *t)
-        .unwrap();
-    // The first probe after the heal joins; the hold (400 ms, one failure) passes; then the
-    // primary is active and the standby backup again, in that order, in one batch.
-    assert!(joined < 9000 + 200 + STEP, "joined at {joined}");
+        .expect("the batch at the first join");
+    assert!(first_join <= 9000 + 200 + STEP, "joined at {first_join}");
+    // The hold (400 ms, one failure) passes; then the primary is active and the standby
+    // backup again, in that order, in one batch.
     assert!(
-        back >= joined + 400 && back <= joined + 400 + STEP,
-        "back at {back}, joined at {joined}"
+        back >= first_join + 400 && back <= first_join + 400 + STEP,
+        "back at {back}, joined at {first_join}"
     );
     assert!(
         back - 9000 <= 700,
@@ -763,7 +940,12 @@ fn the_primary_gets_the_traffic_back_after_the_hold() {
     let ds = s.decisions(back, back + 1);
     assert_eq!(
         codes(&ds),
-        vec![("set_backup", "handback"), ("set_backup", "standby")]
+        vec![
+            ("set_backup", "handback"),
+            ("close", "probe-batch"),
+            ("set_backup", "standby")
+        ],
+        "{ds:?}"
     );
     assert!(
         ds[0]
@@ -774,19 +956,25 @@ fn the_primary_gets_the_traffic_back_after_the_hold() {
         "{}",
         ds[0].1.reason.detail
     );
-    // While held, a fresh join every 200 ms re-proved the path; the older probe went.
-    let held = s.decisions(joined + 1, back);
-    assert!(codes(&held).contains(&("open", "probe")), "{held:?}");
-    assert!(codes(&held).contains(&("close", "reprobe")), "{held:?}");
+    // While held, a fresh join re-proved the path (kept: at most two joins on the path).
+    let held = s.decisions(first_join + 1, back);
+    assert_eq!(codes(&held), vec![("open", "probe")], "{held:?}");
+    // Destroys: the stuck subflow at the failure, then one batch at the first join (the rest
+    // of the train) and one with the hand-back (the older join). Nothing while it was down.
+    let mut batches = s.destroys(at, 10_000);
+    batches.dedup();
+    assert_eq!(batches, vec![at, first_join, back]);
+    assert_eq!(s.destroys(first_join, first_join + 1).len(), 4);
     assert_eq!(
         s.established(),
         vec![(ip(PRIMARY), false), (ip(STANDBY), true)]
     );
     assert_eq!(s.p.path_state(&primary_path()), PathState::Up);
-    // And it stays so.
+    // And it stays so: no late join of a probe, nothing else.
     let quiet = s.t();
     s.run_until(12_000);
     assert_eq!(codes(&s.decisions(quiet, 12_000)), vec![]);
+    assert!(s.syns.is_empty());
 }
 
 #[test]
@@ -890,7 +1078,10 @@ fn a_subflow_closed_by_the_kernel_fails_over_at_once() {
     closed.error = Some(104);
     s.event(PmEvent::SubClosed(closed));
     let ds = s.decisions(1000, 1001);
-    assert_eq!(codes(&ds), vec![("set_backup", "failover")]);
+    assert_eq!(
+        codes(&ds),
+        vec![("set_backup", "failover"), ("open", "probe")]
+    );
     assert!(
         ds[0]
             .1
@@ -904,9 +1095,9 @@ fn a_subflow_closed_by_the_kernel_fails_over_at_once() {
         s.p.path_state(&primary_path()),
         PathState::Down { code: "closed", .. }
     ));
-    // The first probe comes one period later.
+    // The first probe goes at once, the next one a period later.
     s.run_until(1300);
-    assert_eq!(s.primary_creates(1000, 1300), vec![1200]);
+    assert_eq!(s.primary_creates(1000, 1300), vec![1000, 1200]);
 }
 
 #[test]
@@ -1111,7 +1302,6 @@ fn params_defaults_ranges_and_cross_checks() {
             }]),
         ),
         ("sample_ms", Value::Int(50)),
-        ("stall_rtt_factor", Value::Float(3.5)),
         ("hold_ms", Value::Int(1000)),
     ])
     .unwrap();
@@ -1129,11 +1319,6 @@ fn params_defaults_ranges_and_cross_checks() {
             "probe_ms",
             Value::Int(10),
             "active_standby.probe_ms must be an integer between 20 and 60000, got 10",
-        ),
-        (
-            "stall_rtt_factor",
-            Value::Float(0.5),
-            "active_standby.stall_rtt_factor must be a number between 1 and 16, got 0.5",
         ),
         (
             "max_subflows",
@@ -1167,6 +1352,11 @@ fn params_defaults_ranges_and_cross_checks() {
     assert!(msg(bad_glob)
         .starts_with("active_standby.standby_interfaces[0] must be an interface name or glob"));
     assert!(msg(parse(&[("nope", Value::Int(1))]).unwrap_err()).contains("unknown field `nope`"));
+    // The stall threshold is TCP's own now (see `stall_threshold`): the factor is gone.
+    assert!(
+        msg(parse(&[("stall_rtt_factor", Value::Float(2.0))]).unwrap_err())
+            .contains("unknown field `stall_rtt_factor`")
+    );
 }
 
 #[test]
