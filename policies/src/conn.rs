@@ -23,14 +23,24 @@
 //!   in SUB_CLOSED becomes `Failed`/`Closed`: the policy decides whether to open again, and the
 //!   backoff applies to that new attempt.
 //! - A *probe* (an `Open` with its own `timeout`) is the exception: it is sent at once whatever
-//!   the path's backoff or given-up state, abandoned (`Failed`, ETIMEDOUT) when it has not
-//!   established within its timeout, never retried by the state machine, and none of its
-//!   failures count against the path: the policy that asked re-probes at its own fixed pace,
-//!   so a join SYN never sits in the kernel's exponential SYN backoff while the path may have
-//!   healed. The kernel's socket of an abandoned probe is destroyed when its port is known: a
-//!   sock_diag sample of a SYN_SENT subflow on a path with a requested entry tells it
-//!   ([`Connection::handle_samples`]). Otherwise it lingers until its own SYN retries end, and
-//!   should it establish later it is learnt like any unknown subflow.
+//!   the path's backoff or given-up state, never retried by the state machine, and none of its
+//!   failures count against the path: the policy that asked re-probes at its own pace. Its
+//!   kernel socket is never destroyed by the state machine either: every SUBFLOW_DESTROY, even
+//!   of a socket still in SYN_SENT, makes the kernel send the connection's whole MPTCP-level
+//!   retransmit queue again. Once its SYN is in exponential backoff (a sample of its SYN_SENT
+//!   socket shows `tcpi_backoff > 0`) or its `timeout` passed, it is *stale*: no longer live,
+//!   left to the kernel, closed when the policy says so ([`Action::Close`] of its key, known
+//!   from the sample; typically many at once, which costs the kernel's resend once). A stale
+//!   probe that establishes later is the same entry, with its intent (backup flag, reason).
+//! - The BACKUP field of SUB_ESTABLISHED and SUB_PRIORITY is the flag the *peer* sent (verified
+//!   on Linux 6.18), kept as [`Subflow::peer_backup`]; our own flag ([`Subflow::backup`]) is
+//!   the one the SUBFLOW_CREATE carried, which the kernel applies to the join, then each
+//!   acknowledged SET_FLAGS. So a join established as requested needs no SET_FLAGS. One that
+//!   does (the wish changed meanwhile) waits until the join is fully established: the kernel
+//!   refuses SET_FLAGS for a join one round trip younger than that (EINVAL "subflow not
+//!   found", [`RefusalMeaning::SubflowNotReady`]); a refused one is sent again when a sample
+//!   shows the join fully established, or after [`FLAG_RETRY_AFTER`], at most
+//!   [`MAX_FLAG_RETRIES`] times.
 //! - The kernel's SUB_ESTABLISHED for a path we asked for is matched to the request whose port
 //!   it has (learnt from a sample), else to the *oldest* waiting request on that path (a
 //!   policy may ask for several per path).
@@ -1960,9 +1970,7 @@ impl Connection {
             remote: i.remote,
         });
         let abandoned = self.subflows.iter().position(|sf| {
-            sf.abandoned
-                && sf.key() == Some(key)
-                && matches!(sf.state, SubflowState::Failed { .. })
+            sf.abandoned && sf.key() == Some(key) && matches!(sf.state, SubflowState::Failed { .. })
         });
         let (i, ours) = match (waiting, abandoned) {
             (Some(i), _) => (i, true),
@@ -1992,6 +2000,11 @@ impl Connection {
         sf.if_index = if_index.or(sf.if_index);
         sf.acked = true;
         sf.stale = false;
+        // A sample of its SYN_SENT socket is not one of the established subflow (whose
+        // `last_ack_recv` would go back to the epoch).
+        if sf.sample.is_some_and(|x| x.tcp_state == TCP_SYN_SENT) {
+            sf.sample = None;
+        }
         // Our create carried the flag we wanted then (`backup`); the event's BACKUP is the
         // peer's. Only a wish that changed while the join was in flight needs SET_FLAGS, and
         // the kernel refuses it until the join is fully established, one round trip after

@@ -255,7 +255,13 @@ fn set_flags_refused_before_the_join_is_fully_established_is_sent_again_once_it_
     );
     // The policy wants it active at once: refused, the join is one round trip from fully
     // established (kernel_pm.rs, `set_flags_waits_for_the_join_to_be_fully_established`).
-    c.handle_decisions(t0 + ms(1), vec![d(Action::SetBackup { key: k, backup: false })]);
+    c.handle_decisions(
+        t0 + ms(1),
+        vec![d(Action::SetBackup {
+            key: k,
+            backup: false,
+        })],
+    );
     let cmds = drain(&mut c);
     assert_eq!(
         cmds,
@@ -293,7 +299,13 @@ fn set_flags_refused_before_the_join_is_fully_established_is_sent_again_once_it_
     assert_eq!(drain(&mut c), vec![]);
     assert_eq!(c.poll_timeout(), None);
     // A refusal that does not mean "not ready" is not retried.
-    c.handle_decisions(t0 + ms(50), vec![d(Action::SetBackup { key: k, backup: true })]);
+    c.handle_decisions(
+        t0 + ms(50),
+        vec![d(Action::SetBackup {
+            key: k,
+            backup: true,
+        })],
+    );
     let cmds = drain(&mut c);
     let other = KernelRefusal {
         errno: 22,
@@ -316,7 +328,13 @@ fn without_samples_a_refused_set_flags_is_retried_after_the_least_rto_a_few_time
         t0,
         &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
     );
-    c.handle_decisions(t0, vec![d(Action::SetBackup { key: k, backup: true })]);
+    c.handle_decisions(
+        t0,
+        vec![d(Action::SetBackup {
+            key: k,
+            backup: true,
+        })],
+    );
     let mut now = t0;
     let mut sent = 0;
     loop {
@@ -1699,7 +1717,10 @@ fn a_probe_turns_stale_at_its_own_timeout_and_is_left_to_the_kernel() {
     assert_eq!(c.poll_timeout(), None);
     assert!(drain(&mut c).is_empty());
     // The next probe goes out at once.
-    c.handle_decisions(t0 + ms(5000), vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
+    c.handle_decisions(
+        t0 + ms(5000),
+        vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))],
+    );
     assert_eq!(drain(&mut c).len(), 1);
     assert!(c.subflows()[2].is_probe_in_flight());
 }
@@ -1750,11 +1771,42 @@ fn a_stale_probe_that_joins_later_is_adopted_with_its_request_intent() {
         &PmEvent::SubEstablished(sub("10.0.2.1:50123", INIT_REMOTE, 1, 0, false)),
     );
     let sf = &c.subflows()[1];
-    assert_eq!(sf.state, SubflowState::Established { since: t0 + ms(7000) });
+    assert_eq!(
+        sf.state,
+        SubflowState::Established {
+            since: t0 + ms(7000)
+        }
+    );
     assert!(sf.want_backup && sf.backup && !sf.stale && sf.is_live());
     assert_eq!(sf.reason.as_ref().map(|r| r.code), Some("test"));
     assert_eq!(c.subflows().len(), 2, "no unknown subflow learnt");
     assert_eq!(drain(&mut c), vec![]);
+}
+
+#[test]
+fn a_probes_syn_sent_sample_is_not_kept_once_it_establishes() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
+    drain(&mut c);
+    let k = key("10.0.2.1:50001", INIT_REMOTE);
+    // A SYN_SENT socket's tcp_info: no ACK ever (last_ack_recv counts from boot), one
+    // segment outstanding. Kept on the request while it is one...
+    let syn = SubflowSample {
+        unacked: 1,
+        last_ack_recv_ms: 14_076_000,
+        rttvar_us: 250_000,
+        ..syn_sent()
+    };
+    c.handle_samples(t0 + ms(20), &[(k, syn)]);
+    assert_eq!(c.subflows()[1].sample, Some(syn));
+    // ...never taken for the established subflow's (a failure detector would read it as a
+    // silence of hours).
+    c.handle_event(
+        t0 + ms(30),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.subflows()[1].sample, None);
 }
 
 #[test]
@@ -1854,8 +1906,14 @@ fn a_probe_closed_by_the_policy_is_destroyed_without_failing_its_path() {
         panic!("expected the probe failed: {:?}", state_of(&c, 1));
     };
     assert_eq!(errno, 125);
-    assert_eq!(message.as_deref(), Some("probe closed before it established"));
-    assert_eq!(c.subflows()[1].reason.as_ref().map(|r| r.code), Some("test"));
+    assert_eq!(
+        message.as_deref(),
+        Some("probe closed before it established")
+    );
+    assert_eq!(
+        c.subflows()[1].reason.as_ref().map(|r| r.code),
+        Some("test")
+    );
     assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 0);
     // The kernel reports a SYN_SENT socket's close with remote port 0: nothing else fails,
     // and a newer probe on the path is left alone.
@@ -1950,7 +2008,10 @@ fn a_closed_probe_that_establishes_before_its_destroy_is_closing_with_its_intent
     assert_eq!(c.subflows().len(), 2);
     let sf = &c.subflows()[1];
     assert!(sf.is_established() && sf.closing && !sf.is_live());
-    assert!(sf.want_backup, "the request's intent, not the event's backup=0");
+    assert!(
+        sf.want_backup,
+        "the request's intent, not the event's backup=0"
+    );
     assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 0);
     assert_eq!(drain(&mut c), vec![], "no SET_FLAGS for what is closing");
     // Its SUB_CLOSED (from our destroy) is no failure of the path.
