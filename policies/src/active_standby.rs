@@ -3,8 +3,9 @@
 //! *active* path (the fixed line) carries the traffic. When the active path fails, the standby
 //! subflows lose the backup flag and the failed path's subflows are closed at once, so the
 //! kernel sends their unacknowledged data again on the standby; the failed path is probed with
-//! fresh joins at a short fixed period and handed the traffic back once it has been healthy for
-//! a hold time that grows with every recent failure (a flapping path is not trusted again soon).
+//! a train of joins whose SYNs reach it at a short fixed period, none of them destroyed while
+//! it is down, and handed the traffic back once it has been healthy for a hold time that
+//! grows with every recent failure (a flapping path is not trusted again soon).
 //!
 //! # Why closing, not only the flag
 //! Measured on Linux 6.18 (docs/POLICIES.md, `active-standby`; the kernel facts of the
@@ -21,16 +22,24 @@
 //! each subflow's `tcp_info` sampled every `sample_ms` ([`Watch`]):
 //! - **stalled** (the fast one): data outstanding (`tcpi_unacked > 0`), no acknowledgment
 //!   progress (`tcpi_bytes_acked` unchanged) and no ACK received at all, not even a
-//!   duplicate or a SACK (`tcpi_last_ack_recv`), for longer than
-//!   `max(stall_floor_ms, stall_rtt_factor x srtt + 4 x rttvar)`. This is "no ACK progress
-//!   while data is outstanding", not "the RTT is high": a path that is merely slow or queued
-//!   (a bulk upload through a full tbf queue, srtt hundreds of ms) still has its ACKs flowing
-//!   every few segments and is never judged, whatever its RTT. The threshold is what a healthy
-//!   path may legitimately take to acknowledge data sent into an empty pipe: one RTT, plus the
-//!   receiver's delayed-ACK timer, which Linux bounds by max(40 ms, its RTT estimate) (hence
-//!   the factor 2 on srtt and the floor well above 40 ms on short paths), plus RFC 6298's
-//!   4 x rttvar for jitter. On a 20 Mbit/s line with a healthy srtt of a few ms the floor
-//!   (100 ms) decides: detection 100 ms after the last ACK, plus at most two sample periods.
+//!   duplicate or a SACK (`tcpi_last_ack_recv`), for longer than TCP itself would wait
+//!   for an answer ([`Tunables::stall_threshold`]): `max(stall_floor_ms, min(pto, rto) +
+//!   srtt + 4 x rttvar)`. This is "no ACK progress while data is outstanding", not "the RTT
+//!   is high": a path that is merely slow or queued (a bulk upload through a full tbf queue,
+//!   srtt hundreds of ms) still has its ACKs flowing every few segments and is never judged,
+//!   whatever its RTT. The threshold is TCP's own: with data outstanding and nothing
+//!   acknowledged, Linux sends a tail-loss probe after `pto = 2 x srtt` (+ TCP_RTO_MIN,
+//!   200 ms, when a single segment is outstanding: the receiver may delay that ACK), or
+//!   retransmits at its RTO (`tcpi_rto`) if that comes first; a working path answers the
+//!   probe one round trip later, which RFC 6298 bounds by `srtt + 4 x rttvar`. Silence
+//!   beyond that is what a dead path looks like. (The former `2 x srtt + 4 x rttvar` failed a
+//!   healthy bulk upload 0.6 s into slow start behind a full queue: no ACK for 120 ms at srtt
+//!   44 ms, 2.7 x srtt, within the tail-loss probe's own time. Real sample series in
+//!   `policies/tests/fixtures/active_standby/` test both sides.) On a 20 Mbit/s line with a
+//!   healthy srtt of a few ms the floor (100 ms) decides: detection 100 ms after the last ACK,
+//!   plus at most two sample periods; at srtt 40 ms behind a full queue, ~135 ms. A silence
+//!   longer than TCP's own timers on a path that then resumes (seen once on a loaded test
+//!   machine: 244 ms at srtt 43 ms) cannot be told from a cut and is judged one.
 //!   The stall's start is estimated conservatively (never earlier than it can have been):
 //!   `tcpi_last_ack_recv` and `tcpi_last_data_sent` bound it from one sample
 //!   (the oldest unacknowledged data cannot have waited less than the smaller of the two), and
@@ -56,26 +65,46 @@
 //! # On failure, at once (one decision batch, in this order)
 //! 1. every standby subflow loses the backup flag (`failover`), unless another active path
 //!    still carries traffic;
-//! 2. every subflow of the failed path is closed (reason: the signal, with the numbers), so
-//!    that the kernel reinjects its unacknowledged data. Never the connection's last
-//!    established subflow. A path towards the peer's initial address when the peer set
+//! 2. every subflow of the failed path that carries data is closed (reason: the signal, with
+//!    the numbers), so that the kernel reinjects its unacknowledged data (an idle backup one
+//!    goes with the path's next batch, see below). Never the connection's last established
+//!    subflow. A path towards the peer's initial address when the peer set
 //!    `deny_join_id0` cannot be re-joined, so its subflow is kept as backup instead (it counts
 //!    as healed when its data is acknowledged again).
 //!
 //! # Failback
-//! The failed path is probed with a fresh join (`Action::Open` with a timeout: a *probe* in the
-//! connection state machine), one at a time, every `probe_ms`: a probe that has not
-//! established within `probe_ms` is abandoned (its SYN socket destroyed once its port is
-//! known) and the next one sent at once, so a SYN never sits in the kernel's exponential SYN
-//! backoff (1 s, 2 s, ...) while the path may have healed, and no path backoff applies. A join
-//! proves the path works: the path is then *held*, its subflow kept backup, for
+//! A join proves the path works. While it is down, the path gets a *train* of probes
+//! (`Action::Open` with a timeout: a *probe* in the connection state machine): one opened
+//! every `probe_ms` while fewer than `ceil(1 s / probe_ms)` are in flight (five with the
+//! default 200 ms), each left to the kernel, which sends its SYN again every second
+//! ([`SYN_RTO`]) for 5 s (Linux 6.18 with the default `net.ipv4.tcp_syn_linear_timeouts = 4`;
+//! verified, `integration/tests/kernel_probe.rs`). So a SYN goes out on the path every
+//! `probe_ms`, and a healed path is joined within `probe_ms` plus a round trip, while no
+//! probe is destroyed: every SUBFLOW_DESTROY, even of a socket still in SYN_SENT, makes the
+//! kernel send the connection's whole MPTCP-level retransmit queue again
+//! (`__mptcp_close_ssk` -> `__mptcp_retransmit_pending_data`), which costs the standby a
+//! window of duplicate data each time; a batch of destroys sent back to back costs about
+//! what one does (measured, docs/POLICIES.md). A probe whose SYN backs off exponentially
+//! (a sample of its SYN_SENT socket shows `tcpi_backoff > 0`, or [`PROBE_LIFE`] passed) is
+//! *stale*: no longer counted in flight, replaced by the next of the train, and left to
+//! linger; past [`LINGER_TRAINS`] trains' worth on a path, the stale probes are closed
+//! together (`stale-probes`). No path backoff applies, and a SYN never sits in its own
+//! exponential backoff while the path may have healed.
+//!
+//! The first join ends the outage: the path is *held*, its subflow kept backup, for
 //! `hold_ms x 2^(n-1)` (at most `hold_max_ms`), n = its failures within the last
-//! `flap_window_s`. An idle backup subflow gives no measurement, so while held the path is
-//! re-verified with a fresh join every `probe_ms` (the previous probe subflow is closed when
-//! the new one joins); one that does not establish is a new failure. When the hold is over,
-//! the path's subflow is made active (`handback`) and then the standby subflows backup again
-//! (`standby`). Failures older than the window are forgotten, so the hold decays back to
-//! `hold_ms` on a path that stays stable.
+//! `flap_window_s`, and in the same round everything else of the outage on the path (the
+//! other probes, stale or in flight, and idle subflows left from an earlier hold) is closed
+//! in one batch (`probe-batch`). An idle backup subflow gives no measurement, so while held
+//! the path is re-verified with a fresh join every `probe_ms`; the two newest joins are kept
+//! (a spare within the peer's subflow limit), an older one closes (`reprobe`); a
+//! verification probe that has not joined within `probe_ms` is a new failure
+//! (`probe-failed`; it stays, as the first of the next train). When the hold is over, the
+//! newest join is made active (`handback`), the path's other probes close in the same batch
+//! (`probe-batch`), and the standby subflows are made backup again (`standby`). Failures
+//! older than the window are forgotten, so the hold decays back to `hold_ms` on a path that
+//! stays stable. A failed path's idle backup subflows are not closed at the failure (that
+//! would only resend the retransmit queue): they go with its next batch.
 //!
 //! Invariant: whenever the connection has an established subflow, at least one of them is not
 //! backup (`last-active` restores one if nothing else would carry the traffic).
@@ -88,7 +117,9 @@
 //! # The daemon's part
 //! The policy's clock is its samples: the daemon samples the connections of this policy every
 //! [`PolicyParams::sample_period`] (`sample_ms`) and feeds them through `on_samples`, as it does
-//! for every sampling policy. Probe timeouts are the connection's own timers (its `on_tick`).
+//! for every sampling policy, and those of its probes' SYN_SENT sockets, which give the
+//! probes their ports (to close them) and their backoff. Probe timeouts are the connection's
+//! own timers (its `on_tick`).
 //!
 //! Config section `active_standby:` ([`ActiveStandbyParams`]; defaults in brackets):
 //! - `standby_interfaces` [[]]: interface globs of the standby links. Empty: the interfaces
@@ -99,17 +130,17 @@
 //!   included.
 //! - `sample_ms` (10..=1000) [20]: how often the daemon samples these connections; the
 //!   detection granularity.
-//! - `stall_floor_ms` (10..=60000, >= `sample_ms`) [100] and `stall_rtt_factor`
-//!   (1 <= x <= 16) [2.0]: the stall threshold above.
-//! - `probe_ms` (20..=60000) [200]: one probe at a time per failed path, each abandoned after
-//!   this long and replaced at once.
+//! - `stall_floor_ms` (10..=60000, >= `sample_ms`) [100]: the least stall threshold (above).
+//! - `probe_ms` (20..=60000) [200]: a failed path gets a SYN this often (the train above),
+//!   and a held one a fresh join.
 //! - `hold_ms` (0..=3600000) [400], `hold_max_ms` (>= `hold_ms`, ..=86400000) [60000],
 //!   `flap_window_s` (1..=86400) [60]: the hold before hand-back, doubled per failure within
 //!   the window, capped.
 //!
 //! With the defaults, traffic is back on a healed primary within `probe_ms + RTT + hold_ms +
-//! sample_ms` (~620 ms), and a path flapping every second is no longer handed back after its
-//! second or third failure.
+//! sample_ms` (~620 ms), and a path flapping every second (1 s dropped, 1 s open) is handed
+//! back after its first two failures (holds 400 and 800 ms, the second hand-back landing
+//! just before the next drop) and not after the third (1.6 s outlasts the open second).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -121,7 +152,7 @@ use serde::{Deserialize, Serialize};
 use crate::addrmatch::InterfaceGlob;
 use crate::conn::{Path, Subflow, SubflowState};
 use crate::mesh;
-use crate::model::{LocalAddr, PmEvent, SubflowKey, SubflowSample};
+use crate::model::{LocalAddr, PmEvent, SubflowKey, SubflowSample, TCP_SYN_SENT};
 use crate::params::{self, Keys, ParamError};
 use crate::plugin::{Plugin, PolicyParams};
 use crate::policy::{Action, Ctx, Decision, Policy, Reason};
@@ -633,7 +664,7 @@ impl ActiveStandby {
                 return false;
             };
             live += 1;
-            if let Some(s) = sf.sample {
+            if let Some(s) = sf.sample.filter(|s| s.tcp_state != TCP_SYN_SENT) {
                 m.verdict = m.watch.observe(&self.t, ctx.now, &s);
             }
             if m.verdict.is_some() {
@@ -992,7 +1023,7 @@ impl ActiveStandby {
                 closed_by_us: false,
             });
             if sampled {
-                if let Some(s) = sf.sample {
+                if let Some(s) = sf.sample.filter(|s| s.tcp_state != TCP_SYN_SENT) {
                     m.verdict = m.watch.observe(&self.t, now, &s);
                 }
             }

@@ -1,7 +1,7 @@
 //! The active-standby policy: its failure detector over synthetic sample series, then the
 //! policy driving a real `Connection` against a simulated network (paths that die silently,
 //! heal, flap) and kernel (creates that establish only on live paths, destroys that close).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -332,6 +332,155 @@ fn the_hold_doubles_per_failure_and_is_capped() {
 
 // ---- the policy against a simulated network and kernel ----
 
+// ---- the detector on real sample series ----
+
+/// A series of `tcp_info` samples from `fixtures/active_standby/NAME` (see each file's header
+/// for where it comes from): (ms, sample).
+fn series(name: &str) -> Vec<(i64, SubflowSample)> {
+    let path = format!(
+        "{}/tests/fixtures/active_standby/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let t: i64 = it.next().unwrap().parse().unwrap();
+            let mut s = SubflowSample {
+                tcp_state: 1,
+                ..SubflowSample::default()
+            };
+            for kv in it {
+                let (k, v) = kv.split_once('=').unwrap();
+                let v: u64 = v.parse().unwrap();
+                let u32v = u32::try_from(v).unwrap();
+                match k {
+                    "unacked" => s.unacked = u32v,
+                    "bytes_acked" => s.bytes_acked = v,
+                    "last_ack_recv_ms" => s.last_ack_recv_ms = u32v,
+                    "last_data_sent_ms" => s.last_data_sent_ms = u32v,
+                    "srtt_us" => s.srtt_us = u32v,
+                    "rttvar_us" => s.rttvar_us = u32v,
+                    "rto_us" => s.rto_us = u32v,
+                    "retransmits" => s.retransmits = u8::try_from(v).unwrap(),
+                    "backoff" => s.backoff = u8::try_from(v).unwrap(),
+                    "probes" => s.probes = u8::try_from(v).unwrap(),
+                    other => panic!("unknown field {other} in {path}"),
+                }
+            }
+            (t, s)
+        })
+        .collect()
+}
+
+/// Replays a series through a fresh detector: the first failure (ms, code, detail), and the
+/// largest stall seen as a share of its threshold before it.
+fn replay(name: &str) -> (Option<(i64, &'static str, String)>, f64) {
+    let t = Tunables::default();
+    let t0 = Instant::now() + Duration::from_secs(10);
+    let mut w = Watch::default();
+    let mut worst: f64 = 0.0;
+    for (at, sample) in series(name) {
+        let now = t0.checked_add_signed(at).unwrap();
+        if let Some(f) = w.observe(&t, now, &sample) {
+            return (Some((at, f.code, f.detail)), worst);
+        }
+        if let Some(stalled) = w.stalled_for(now) {
+            let (threshold, _) = t.stall_threshold(&sample);
+            worst = worst.max(stalled.as_secs_f64() / threshold.as_secs_f64());
+        }
+    }
+    (None, worst)
+}
+
+/// `Instant + signed ms`.
+trait AddSigned {
+    fn checked_add_signed(self, ms: i64) -> Option<Instant>;
+}
+
+impl AddSigned for Instant {
+    fn checked_add_signed(self, ms: i64) -> Option<Instant> {
+        let d = Duration::from_millis(ms.unsigned_abs());
+        if ms >= 0 {
+            self.checked_add(d)
+        } else {
+            self.checked_sub(d)
+        }
+    }
+}
+
+#[test]
+fn real_healthy_cold_start_through_a_full_queue_is_never_judged() {
+    // Slow start into a full 20 Mbit/s tbf queue: srtt climbs from 0.3 to 46 ms, up to 171
+    // segments outstanding, losses; the ACKs keep coming.
+    let (failure, worst) = replay("healthy_cold_start.txt");
+    assert_eq!(failure, None);
+    assert!(
+        worst < 0.5,
+        "largest stall {:.0} % of its threshold",
+        worst * 100.0
+    );
+}
+
+#[test]
+fn real_cut_of_a_queued_bulk_path_is_detected_when_tcp_would_have_had_an_answer() {
+    // srtt 41 ms behind the full queue: TCP's tail-loss probe would go at 2 x 41 ms and its
+    // answer come one RTT later, 133 ms in all; the stall fails the path then, at the first
+    // sample past it (this series was sampled every ~50 ms: 128 ms without an ACK at the
+    // sample of 155 ms after the cut, 180 ms at 208). The old threshold, 2 x srtt + 4 x
+    // rttvar (100 ms here), failed healthy queued paths that were silent for 2.7 x srtt.
+    let (failure, _) = replay("cut_queued_bulk.txt");
+    let (at, code, detail) = failure.expect("the cut is a failure");
+    assert_eq!(code, "stalled");
+    assert_eq!(at, 208, "{detail}");
+    assert_eq!(
+        detail,
+        "no ack for 180 ms with 133 segments outstanding (threshold 133 ms = max(floor 100 ms, pto 83 ms + srtt 40 ms + 4 x rttvar 2.3 ms))"
+    );
+    let t = Tunables::default();
+    let before = series("cut_queued_bulk.txt")
+        .into_iter()
+        .rfind(|(ms, _)| *ms < 208)
+        .unwrap();
+    assert_eq!((before.0, before.1.last_ack_recv_ms), (155, 128));
+    assert_eq!(
+        t.stall_threshold(&before.1).0,
+        Duration::from_micros(133_239)
+    );
+}
+
+#[test]
+fn real_interactive_cut_is_detected_at_the_floor() {
+    // srtt 38 us: the floor decides, as before; the interactive target (<= 250 ms
+    // one-way, <= 5 messages over 200 ms) needs it.
+    let (failure, worst) = replay("cut_interactive.txt");
+    let (at, code, detail) = failure.expect("the cut is a failure");
+    assert_eq!(code, "stalled");
+    assert!(
+        (100..=125).contains(&at),
+        "failed {at} ms after the cut: {detail}"
+    );
+    assert!(
+        detail.contains("(threshold 100 ms = max(floor 100 ms,"),
+        "{detail}"
+    );
+    assert!(worst < 1.0);
+}
+
+#[test]
+fn a_silence_longer_than_tcps_own_timers_fails_even_a_path_that_was_healthy() {
+    // The limit of any detector that is faster than TCP's RTO: on a loaded machine a
+    // healthy upload once heard no ACK for 244 ms (srtt 43 ms, 173 segments outstanding),
+    // longer than TCP's own tail-loss probe and its answer would take. At that point it is
+    // indistinguishable from a cut, and is judged one: the standby takes over, the path is
+    // probed and handed back.
+    let (failure, _) = replay("healthy_freeze.txt");
+    let (at, code, detail) = failure.expect("judged a failure");
+    assert_eq!(code, "stalled");
+    assert!((380..=420).contains(&at), "failed at {at} ms: {detail}");
+}
+
 const PRIMARY: &str = "10.0.1.1";
 const STANDBY: &str = "10.0.2.1";
 const STEP: u64 = 20;
@@ -372,7 +521,9 @@ struct Flow {
 /// The SYN times of a join, ms after its first, as Linux 6.18 sends them with the default
 /// `tcp_syn_linear_timeouts = 4` (verified, `integration/tests/kernel_probe.rs`): every second
 /// up to 5 s, then backing off.
-const SYN_TIMES: [u64; 11] = [0, 1000, 2000, 3000, 4000, 5000, 7000, 11_000, 19_000, 35_000, 67_000];
+const SYN_TIMES: [u64; 11] = [
+    0, 1000, 2000, 3000, 4000, 5000, 7000, 11_000, 19_000, 35_000, 67_000,
+];
 
 /// A join whose SYN is not answered yet: the kernel's SYN_SENT socket.
 #[derive(Debug, Clone, Copy)]
@@ -836,7 +987,10 @@ fn a_failed_path_gets_a_train_of_probes_left_to_their_syns_and_no_destroy_while_
     let creates = s.primary_creates(at, at + 12_000);
     assert_eq!(&creates[..5], &[at, at + 200, at + 400, at + 600, at + 800]);
     assert_eq!(creates[5], at + 5000, "{creates:?}");
-    assert!(creates[5..].windows(2).all(|w| w[1] - w[0] >= 200), "{creates:?}");
+    assert!(
+        creates[5..].windows(2).all(|w| w[1] - w[0] >= 200),
+        "{creates:?}"
+    );
     let probes: Vec<_> = s
         .log
         .iter()
@@ -863,13 +1017,24 @@ fn a_failed_path_gets_a_train_of_probes_left_to_their_syns_and_no_destroy_while_
     let mut syns: Vec<u64> = s.syn_log.iter().copied().filter(|t| *t >= at).collect();
     syns.sort_unstable();
     let gap = syns.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(gap <= 200 + STEP, "largest gap between SYNs {gap} ms: {syns:?}");
+    assert!(
+        gap <= 200 + STEP,
+        "largest gap between SYNs {gap} ms: {syns:?}"
+    );
     // Not one destroy after the stuck subflow's close: each would make the kernel send its
     // retransmit queue again on the standby. The stale probes are still the kernel's.
     assert_eq!(s.destroys(at, at + 12_000), vec![at]);
-    let stale = s.c.subflows().iter().filter(|sf| sf.is_lingering_probe()).count();
+    let stale =
+        s.c.subflows()
+            .iter()
+            .filter(|sf| sf.is_lingering_probe())
+            .count();
     assert!(stale >= 5, "{stale} stale probes");
-    let in_flight = s.c.subflows().iter().filter(|sf| sf.is_probe_in_flight()).count();
+    let in_flight =
+        s.c.subflows()
+            .iter()
+            .filter(|sf| sf.is_probe_in_flight())
+            .count();
     assert_eq!(in_flight, 5);
     assert_eq!(s.c.failures(&primary_path()), 0);
     assert_eq!(s.established(), vec![(ip(STANDBY), false)]);
@@ -890,14 +1055,18 @@ fn a_long_outage_closes_its_stale_probes_in_batches() {
         "destroys {destroys:?}"
     );
     assert!(
-        s.log
-            .iter()
-            .any(|(_, d)| d.reason.code == "stale-probes"
-                && d.reason.detail.contains("stale probes (their SYNs in exponential backoff) closed together")),
+        s.log.iter().any(|(_, d)| d.reason.code == "stale-probes"
+            && d.reason
+                .detail
+                .contains("stale probes (their SYNs in exponential backoff) closed together")),
         "{:?}",
         codes(&s.log)
     );
-    let stale = s.c.subflows().iter().filter(|sf| sf.is_lingering_probe()).count();
+    let stale =
+        s.c.subflows()
+            .iter()
+            .filter(|sf| sf.is_lingering_probe())
+            .count();
     assert!(stale <= 2 * 5, "{stale}");
     // Still a SYN every 200 ms.
     let mut syns: Vec<u64> = s.syn_log.iter().copied().filter(|t| *t >= at).collect();
