@@ -1,186 +1,80 @@
-//! Experiments (exploratory, ignored): what probing a dead path costs on this kernel.
+//! What probing a dead path costs on the real kernel, the facts `active-standby`'s probe
+//! train stands on (`policies/src/active_standby.rs`, "Failback"): a join SYN left alone is
+//! sent again every second for 5 s, then backs off, and sock_diag shows which
+//! (`tcpi_backoff`); destroying a probe still in SYN_SENT makes the kernel resend the
+//! connection's retransmit queue, once per batch of destroys, and leaving it costs nothing.
+//!
+//! Two measurements run by hand (ignored; they print numbers, they assert nothing about
+//! timing, see docs/POLICIES.md, `active-standby`, "Measured"):
+//! - `destroy_cost`: during a bulk upload on the standby, what destroying SYN_SENT probes
+//!   costs: one at a time every 200 ms against all at once (every SUBFLOW_DESTROY makes the
+//!   kernel send the whole MPTCP-level retransmit queue again, `__mptcp_close_ssk` ->
+//!   `__mptcp_retransmit_pending_data`);
+//!   `cargo test --release -p integration --test kernel_probe -- --ignored --nocapture destroy_cost`
+//! - `healthy_series`: sock_diag samples of healthy bulk uploads from a cold start through a
+//!   20 Mbit/s tbf, the raw material of `policies/tests/fixtures/active_standby/`:
+//!   `SERIES_OUT=/tmp/series cargo test --release -p integration --test kernel_probe --
+//!   --ignored --nocapture healthy_series`.
+
+// Test helpers outside #[test] functions may unwrap/panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration::nft::PathCut;
 use integration::observe::{mib, EventLog};
-use integration::{mptcp, Pm, Tbf, TopoOpts, Topology};
+use integration::{kernel_tests_enabled, mptcp, Pm, Tbf, TopoOpts, Topology};
 use mptcp_pmd_policies::{PmCommand, PmEvent, SubflowKey, Token};
 use netlink_actor::genl::PmClient;
-use netlink_actor::sock_diag::DiagSocket;
-use netlink_actor::Error as GenlError;
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
 
+const WAIT: Duration = Duration::from_secs(5);
+/// The hybrid bench's links.
 const LINK: Tbf = Tbf {
     rate_kbit: 20_000,
     burst_bytes: 64 * 1024,
     latency_ms: 20,
 };
 
-fn syn_sent(diag: &mut DiagSocket, local: IpAddr) -> Vec<(SubflowKey, netlink_actor::sock_diag::SubflowDiag)> {
+/// The client's SYN_SENT subflows from `local`.
+fn syn_sent(diag: &mut DiagSocket, local: IpAddr) -> Vec<SubflowDiag> {
     diag.subflows()
         .unwrap()
         .items
         .into_iter()
         .filter(|s| s.state == 2 && s.key.local.ip() == local)
-        .map(|s| (s.key, s))
         .collect()
 }
 
-#[test]
-#[ignore]
-fn experiment_destroy_cost() {
-    let t = Topology::build(TopoOpts {
-        client_links: 2,
-        server_links: 2,
-        client_pm: Pm::Userspace,
-        server_pm: Pm::Kernel,
-        shaping: vec![Some(LINK); 2],
-    })
-    .unwrap();
-    t.steer_client_link(0, 0).unwrap();
-    t.steer_client_link(1, 1).unwrap();
-    let mut cut = PathCut::install(&t.router).unwrap();
-    let mut ev = EventLog::open(&t.client, "client");
-    let mut cpm = t.client.exec(PmClient::open).unwrap().unwrap();
-    let mut diag = t.client.exec(DiagSocket::open).unwrap().unwrap();
-    let srv = SocketAddr::new(t.server_addr(0), 5300);
-    let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 5300);
-    let l = t.server.exec(move || mptcp::listen(any)).unwrap().unwrap();
-    let read = Arc::new(Mutex::new(0u64));
-    let r2 = read.clone();
-    t.server
-        .exec_bg(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut buf = vec![0u8; 256 * 1024];
-            while let Ok(n) = std::io::Read::read(&mut s, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                *r2.lock().unwrap() += n as u64;
-            }
-        })
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let st = stop.clone();
-    let (p0, p1) = (t.client_addr(0), t.client_addr(1));
-    let _client = t
-        .client
-        .exec_bg(move || {
-            let mut s = mptcp::connect(srv, Some(p0)).unwrap();
-            let buf = vec![0x5au8; 64 * 1024];
-            while !st.load(Ordering::Relaxed) {
-                let _ = s.write(&buf);
-            }
-        })
-        .unwrap();
-    let est = ev.wait("ESTABLISHED", Duration::from_secs(5), |e| {
+fn established(ev: &mut EventLog) -> (Token, SubflowKey) {
+    let est = ev.wait("ESTABLISHED", WAIT, |e| {
         matches!(e, PmEvent::Established(_))
     });
     let PmEvent::Established(c) = est.event else {
         unreachable!()
     };
-    let token: Token = c.token;
-    cpm.execute(&PmCommand::CreateSubflow {
-        token,
-        local: p1,
-        local_id: 1,
-        if_index: None,
-        remote: srv,
-        backup: false,
-    })
-    .unwrap();
-    ev.wait("SUB_ESTABLISHED", Duration::from_secs(5), |e| {
-        matches!(e, PmEvent::SubEstablished(s) if s.local.ip() == p1)
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    cut.cut("rc0").unwrap();
-    let initial = SubflowKey {
-        local: c.local,
-        remote: c.remote,
-    };
-    std::thread::sleep(Duration::from_millis(150));
-    cpm.execute(&PmCommand::DestroySubflow { token, key: initial })
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let dup = || mib(&t.server, "MPTcpExt", "DuplicateData").unwrap_or(0);
-    let rtx = || mib(&t.client, "MPTcpExt", "RetransSegs").unwrap_or(0);
-    let mut id = 2u8;
-    let mut window = |what: &str, cpm: &mut PmClient, diag: &mut DiagSocket, n: usize, how: &str| {
-        // n probes on the dead primary path.
-        let mut refused = 0;
-        for _ in 0..n {
-            match cpm.execute(&PmCommand::CreateSubflow {
-                token,
-                local: p0,
-                local_id: 10,
-                if_index: None,
-                remote: srv,
-                backup: true,
-            }) {
-                Ok(()) => {}
-                Err(GenlError::Kernel { errno, message, .. }) => {
-                    refused += 1;
-                    eprintln!("create refused {errno} {message:?}");
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-        id += 1;
-        std::thread::sleep(Duration::from_millis(300));
-        let probes = syn_sent(diag, p0);
-        let (d0, r0, b0, t0) = (dup(), rtx(), *read.lock().unwrap(), Instant::now());
-        match how {
-            "spread" => {
-                for (k, _) in &probes {
-                    cpm.execute(&PmCommand::DestroySubflow { token, key: *k }).unwrap();
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-            "batch" => {
-                for (k, _) in &probes {
-                    cpm.execute(&PmCommand::DestroySubflow { token, key: *k }).unwrap();
-                }
-            }
-            _ => {}
-        }
-        let left = Duration::from_secs(3).saturating_sub(t0.elapsed());
-        std::thread::sleep(left);
-        if how == "none" {
-            for (k, _) in &probes {
-                cpm.execute(&PmCommand::DestroySubflow { token, key: *k }).unwrap();
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        let b = *read.lock().unwrap() - b0;
-        eprintln!(
-            "{what}: {n} probes ({} SYN_SENT, {refused} refused), destroy {how}: dup {} segs, client rtx {} segs, goodput {:.1} Mbit/s over {secs:.1} s",
-            probes.len(),
-            dup() - d0,
-            rtx() - r0,
-            b as f64 * 8.0 / secs / 1e6
-        );
-    };
-    window("base", &mut cpm, &mut diag, 0, "none");
-    window("none", &mut cpm, &mut diag, 5, "none-keep");
-    window("spread", &mut cpm, &mut diag, 5, "spread");
-    window("batch", &mut cpm, &mut diag, 5, "batch");
-    window("spread", &mut cpm, &mut diag, 5, "spread");
-    window("batch", &mut cpm, &mut diag, 5, "batch");
-    window("one", &mut cpm, &mut diag, 1, "batch");
-    window("batch12", &mut cpm, &mut diag, 12, "batch");
-    window("base", &mut cpm, &mut diag, 0, "none");
-    stop.store(true, Ordering::Relaxed);
+    (
+        c.token,
+        SubflowKey {
+            local: c.local,
+            remote: c.remote,
+        },
+    )
 }
 
+/// A join whose SYNs are dropped: with the default `net.ipv4.tcp_syn_linear_timeouts = 4`
+/// its SYN is sent again 1, 2, 3, 4 and 5 s after the first (`tcpi_backoff` 0 until the
+/// fifth retransmission, then 1 with a 2 s timeout: the next one at 7 s). The subflow dump
+/// lists it in SYN_SENT under its connection's token from the start.
 #[test]
-#[ignore]
-fn experiment_syn_schedule() {
+fn a_join_syn_is_sent_every_second_for_five_seconds_then_backs_off() {
+    if !kernel_tests_enabled("a_join_syn_is_sent_every_second_for_five_seconds_then_backs_off") {
+        return;
+    }
     let t = Topology::build(TopoOpts {
         client_links: 2,
         server_links: 1,
@@ -189,25 +83,32 @@ fn experiment_syn_schedule() {
         ..Default::default()
     })
     .unwrap();
+    let linear = t
+        .client
+        .run(&["sysctl", "-n", "net.ipv4.tcp_syn_linear_timeouts"])
+        .unwrap();
+    assert_eq!(
+        linear.trim(),
+        "4",
+        "the kernel default the probe train is sized for"
+    );
     let mut cut = PathCut::install(&t.router).unwrap();
     let mut ev = EventLog::open(&t.client, "client");
     let mut cpm = t.client.exec(PmClient::open).unwrap().unwrap();
     let mut diag = t.client.exec(DiagSocket::open).unwrap().unwrap();
-    let srv = SocketAddr::new(t.server_addr(0), 5301);
     t.serve_echo(5301).unwrap();
+    let srv = SocketAddr::new(t.server_addr(0), 5301);
     let (p0, p1) = (t.client_addr(0), t.client_addr(1));
-    let mut s = t.client.exec(move || mptcp::connect(srv, Some(p0))).unwrap().unwrap();
-    mptcp::ping(&mut s, b"hi").unwrap();
-    let est = ev.wait("ESTABLISHED", Duration::from_secs(5), |e| {
-        matches!(e, PmEvent::Established(_))
-    });
-    let PmEvent::Established(c) = est.event else {
-        unreachable!()
-    };
+    let mut s = t
+        .client
+        .exec(move || mptcp::connect(srv, Some(p0)))
+        .unwrap()
+        .unwrap();
+    mptcp::ping(&mut s, b"hello").unwrap();
+    let (token, _) = established(&mut ev);
     cut.cut("rc1").unwrap();
-    let before = Instant::now();
     cpm.execute(&PmCommand::CreateSubflow {
-        token: c.token,
+        token,
         local: p1,
         local_id: 1,
         if_index: None,
@@ -215,167 +116,266 @@ fn experiment_syn_schedule() {
         backup: true,
     })
     .unwrap();
-    eprintln!("create took {:?}", before.elapsed());
     let t0 = Instant::now();
-    let mut last = None;
-    let mut lastall = String::new();
-    for _ in 0..5 {
-        let a = Instant::now();
-        let n = diag.subflows().unwrap().items.len();
-        let b = a.elapsed();
-        let c = Instant::now();
-        let m = diag.mptcp_connections().unwrap().items.len();
-        eprintln!("{:6.0} ms: subflow dump {n} in {b:?}, mptcp dump {m} in {:?}", t0.elapsed().as_secs_f64() * 1e3, c.elapsed());
-    }
-    while t0.elapsed() < Duration::from_millis(1500) {
-        let all: Vec<_> = diag.subflows().unwrap().items.into_iter().filter(|s| s.key.local.ip() == p1).map(|s| (s.key.local.port(), s.state, s.token, s.flags.0)).collect();
-        let raw = t.client.run(&["ss", "-tinHO", "state", "syn-sent"]).unwrap_or_default();
-        let txt = format!("{all:?} ss={raw}");
-        if txt != lastall {
-            eprintln!("{:6.0} ms {txt}", t0.elapsed().as_secs_f64() * 1e3);
-            lastall = txt;
+    // (retransmits, backoff, rto) and when each was first seen.
+    let mut seen: Vec<(u8, u8, u32, Duration)> = Vec::new();
+    while t0.elapsed() < Duration::from_millis(5600) {
+        let socks = syn_sent(&mut diag, p1);
+        assert_eq!(socks.len(), 1, "{socks:?}");
+        let d = socks[0];
+        assert_eq!(d.token, token);
+        let s = d.sample;
+        if seen.last().map(|x| (x.0, x.1, x.2)) != Some((s.retransmits, s.backoff, s.rto_us)) {
+            seen.push((s.retransmits, s.backoff, s.rto_us, t0.elapsed()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    while t0.elapsed() < Duration::from_secs(6) {
-        let p = syn_sent(&mut diag, p1);
-        let v = p.first().map(|(_, d)| (d.sample.retransmits, d.sample.backoff, d.sample.rto_us, d.sample.total_retrans, d.sample.segs_out, d.flags.0));
-        if v != last {
-            eprintln!("{:6.0} ms {:?}", t0.elapsed().as_secs_f64() * 1e3, v);
-            last = v;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let states: Vec<(u8, u8, u32)> = seen.iter().map(|x| (x.0, x.1, x.2)).collect();
+    assert_eq!(
+        states,
+        vec![
+            (0, 0, 1_000_000),
+            (1, 0, 1_000_000),
+            (2, 0, 1_000_000),
+            (3, 0, 1_000_000),
+            (4, 0, 1_000_000),
+            (5, 1, 2_000_000)
+        ],
+        "{seen:?}"
+    );
+    for (k, x) in seen.iter().enumerate().skip(1) {
+        let at = x.3.as_millis();
+        let k = u128::try_from(k).unwrap();
+        assert!(
+            (k * 1000..k * 1000 + 400).contains(&at),
+            "retransmission {k} seen at {at} ms: {seen:?}"
+        );
     }
 }
 
-#[test]
-#[ignore]
-fn experiment_set_flags_after_join() {
-    let t = Topology::build(TopoOpts {
-        client_links: 2,
-        server_links: 1,
-        client_pm: Pm::Userspace,
-        server_pm: Pm::Kernel,
-        ..Default::default()
-    })
-    .unwrap();
-    let srv = SocketAddr::new(t.server_addr(0), 5302);
-    t.serve_echo(5302).unwrap();
-    let (p0, p1) = (t.client_addr(0), t.client_addr(1));
-    let results: Arc<Mutex<Vec<String>>> = Arc::default();
-    let r2 = results.clone();
-    let react_pm = Mutex::new(t.client.exec(PmClient::open).unwrap().unwrap());
-    let react_diag = Mutex::new(t.client.exec(DiagSocket::open).unwrap().unwrap());
-    let mut ev = EventLog::open_reacting(&t.client, "client", move |s| {
-        if let PmEvent::SubEstablished(sub) = &s.event {
-            let mut pm = react_pm.lock().unwrap();
-            let mut d = react_diag.lock().unwrap();
-            let fe = |d: &mut DiagSocket| {
-                d.subflows()
-                    .unwrap()
-                    .items
-                    .iter()
-                    .find(|x| x.key == sub.key())
-                    .map(|x| (x.sample.fully_established, x.flags.0))
-            };
-            let r = pm.execute(&PmCommand::SetBackup {
-                token: sub.token,
-                key: sub.key(),
-                backup: false,
-            });
-            let took = s.at.elapsed();
-            let after = fe(&mut d);
-            let r2b = pm.execute(&PmCommand::SetBackup {
-                token: sub.token,
-                key: sub.key(),
-                backup: false,
-            });
-            r2.lock().unwrap().push(format!(
-                "{took:?} after event: {r:?} (fully established after: {after:?}; again: {r2b:?})"
-            ));
-        }
-    });
-    let mut cpm = t.client.exec(PmClient::open).unwrap().unwrap();
-    let mut diag = t.client.exec(DiagSocket::open).unwrap().unwrap();
-    let mut s = t.client.exec(move || mptcp::connect(srv, Some(p0))).unwrap().unwrap();
-    mptcp::ping(&mut s, b"hi").unwrap();
-    let est = ev.wait("ESTABLISHED", Duration::from_secs(5), |e| {
-        matches!(e, PmEvent::Established(_))
-    });
-    let PmEvent::Established(c) = est.event else {
-        unreachable!()
-    };
-    let hold_fourth = std::env::var_os("HOLD4").is_some();
-    if hold_fourth {
-        // Drop what the server sends to the client's second address without SYN: the join's
-        // SYN-ACK passes, its fourth ACK does not.
-        t.router.run(&["nft", "add", "table", "inet", "h4"]).unwrap();
-        t.router.run(&["nft", "add chain inet h4 f { type filter hook forward priority 0; policy accept; }"]).unwrap();
-        t.router.run(&["nft", &format!("add rule inet h4 f ip daddr {p1} tcp flags & syn == 0 counter drop")]).unwrap();
-    }
-    for id in [1u8, 1, 1] {
-        cpm.execute(&PmCommand::CreateSubflow {
-            token: c.token,
-            local: p1,
-            local_id: id,
-            if_index: None,
-            remote: srv,
-            backup: true,
+/// A bulk upload carried by the standby alone (the primary cut, its initial subflow
+/// destroyed), and SYN_SENT probes on the primary whose destroy costs are counted in data
+/// the server received twice (`MPTcpExtDuplicateData`) and goodput, per 3 s window.
+struct StandbyUpload {
+    t: Topology,
+    _cut: PathCut,
+    cpm: PmClient,
+    diag: DiagSocket,
+    token: Token,
+    srv: SocketAddr,
+    p0: IpAddr,
+    read: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StandbyUpload {
+    fn start(port: u16) -> StandbyUpload {
+        let t = Topology::build(TopoOpts {
+            client_links: 2,
+            server_links: 2,
+            client_pm: Pm::Userspace,
+            server_pm: Pm::Kernel,
+            shaping: vec![Some(LINK); 2],
         })
         .unwrap();
-        let e = ev.wait("SUB_ESTABLISHED", Duration::from_secs(5), |e| {
-            matches!(e, PmEvent::SubEstablished(x) if x.local.ip() == p1)
-        });
-        let mut t0 = Instant::now();
-        let PmEvent::SubEstablished(sub) = e.event else {
-            unreachable!()
-        };
-        let mut hold_fourth_done = false;
-        loop {
-            let hold_fourth = hold_fourth && !hold_fourth_done;
-            let f = diag
-                .subflows()
-                .unwrap()
-                .items
-                .iter()
-                .find(|x| x.key == sub.key())
-                .map(|x| (x.sample.fully_established, x.flags.0, x.sample.backup));
-            if hold_fourth && t0.elapsed() > Duration::from_millis(500) {
-                let r = cpm.execute(&PmCommand::SetBackup {
-                    token: c.token,
-                    key: sub.key(),
-                    backup: true,
-                });
-                eprintln!("held 4th ack, {f:?}: SET_FLAGS {r:?}");
-                t.router.run(&["nft", "flush chain inet h4 f"]).unwrap();
-                t0 = Instant::now();
-                hold_fourth_done = true;
-            }
-            if f.is_some_and(|f| f.0) || t0.elapsed() > Duration::from_secs(3) {
-                eprintln!("fully established after {:?}: {f:?}", t0.elapsed());
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        t.steer_client_link(0, 0).unwrap();
+        t.steer_client_link(1, 1).unwrap();
+        let mut cut = PathCut::install(&t.router).unwrap();
+        let mut ev = EventLog::open(&t.client, "client");
+        let mut cpm = t.client.exec(PmClient::open).unwrap().unwrap();
+        let diag = t.client.exec(DiagSocket::open).unwrap().unwrap();
+        let srv = SocketAddr::new(t.server_addr(0), port);
+        let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
+        let l = t.server.exec(move || mptcp::listen(any)).unwrap().unwrap();
+        let read = Arc::new(AtomicU64::new(0));
+        let r2 = read.clone();
+        t.server
+            .exec_bg(move || {
+                let (mut s, _) = l.accept().unwrap();
+                let mut buf = vec![0u8; 256 * 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    r2.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            })
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let (p0, p1) = (t.client_addr(0), t.client_addr(1));
+        t.client
+            .exec_bg(move || {
+                let mut s = mptcp::connect(srv, Some(p0)).unwrap();
+                s.set_write_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let buf = vec![0x5au8; 64 * 1024];
+                while !st.load(Ordering::Relaxed) {
+                    let _ = s.write(&buf);
+                }
+            })
+            .unwrap();
+        let (token, initial) = established(&mut ev);
+        cpm.execute(&PmCommand::CreateSubflow {
+            token,
+            local: p1,
+            local_id: 1,
+            if_index: None,
+            remote: srv,
+            backup: false,
+        })
+        .unwrap();
+        ev.wait(
+            "SUB_ESTABLISHED",
+            WAIT,
+            |e| matches!(e, PmEvent::SubEstablished(s) if s.local.ip() == p1),
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        cut.cut("rc0").unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        cpm.execute(&PmCommand::DestroySubflow {
+            token,
+            key: initial,
+        })
+        .unwrap();
+        // The destroy's own resend, then the standby alone at its pace.
+        std::thread::sleep(Duration::from_secs(2));
+        StandbyUpload {
+            t,
+            _cut: cut,
+            cpm,
+            diag,
+            token,
+            srv,
+            p0,
+            read,
+            stop,
         }
-        let r = cpm.execute(&PmCommand::SetBackup {
-            token: c.token,
-            key: sub.key(),
-            backup: true,
-        });
-        eprintln!("later SET_FLAGS: {r:?}; event backup field {}", sub.backup);
     }
-    for r in results.lock().unwrap().iter() {
-        eprintln!("{r}");
+
+    fn dup(&self) -> u64 {
+        mib(&self.t.server, "MPTcpExt", "DuplicateData").unwrap_or(0)
+    }
+
+    /// Opens `n` probes on the cut primary, then over a 3 s window destroys them as `how`
+    /// says ("none", "spread": 200 ms apart, "batch": back to back); returns (segments the
+    /// server received twice, goodput in Mbit/s). Probes left ("none") are destroyed after the
+    /// window, outside it.
+    fn window(&mut self, n: usize, how: &str) -> (u64, f64) {
+        for _ in 0..n {
+            self.cpm
+                .execute(&PmCommand::CreateSubflow {
+                    token: self.token,
+                    local: self.p0,
+                    local_id: 10,
+                    if_index: None,
+                    remote: self.srv,
+                    backup: true,
+                })
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let probes = syn_sent(&mut self.diag, self.p0);
+        assert_eq!(probes.len(), n, "{probes:?}");
+        let (d0, b0, t0) = (
+            self.dup(),
+            self.read.load(Ordering::Relaxed),
+            Instant::now(),
+        );
+        for (i, p) in probes.iter().enumerate() {
+            if how == "spread" && i > 0 {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if how != "none" {
+                self.cpm
+                    .execute(&PmCommand::DestroySubflow {
+                        token: self.token,
+                        key: p.key,
+                    })
+                    .unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_secs(3).saturating_sub(t0.elapsed()));
+        let secs = t0.elapsed().as_secs_f64();
+        let bytes = self.read.load(Ordering::Relaxed) - b0;
+        let dup = self.dup() - d0;
+        let goodput = bytes as f64 * 8.0 / secs / 1e6;
+        eprintln!(
+            "{n:2} SYN_SENT probes, destroyed {how:>6}: data sent twice {dup:4} segments, goodput {goodput:.1} Mbit/s over {secs:.1} s"
+        );
+        if how == "none" {
+            for p in &probes {
+                self.cpm
+                    .execute(&PmCommand::DestroySubflow {
+                        token: self.token,
+                        key: p.key,
+                    })
+                    .unwrap();
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        (dup, goodput)
     }
 }
 
-/// Healthy bulk uploads from a cold start over a 20 Mbit/s tbf link: the client's subflow
-/// sampled with sock_diag as fast as it goes, written to $SERIES_OUT (one file per run).
+impl Drop for StandbyUpload {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The fact the probe train stands on: destroying a join still in SYN_SENT, which never
+/// carried a byte, makes the kernel send the connection's whole MPTCP-level retransmit queue
+/// again (`__mptcp_close_ssk` -> `__mptcp_retransmit_pending_data`): with a bulk upload on
+/// the standby, the server receives a window of data twice, where probes left alone cost
+/// nothing. Destroys sent back to back cost one resend, not one each. (Counts, not timing:
+/// the resend is a window of tens of segments, 80-150 in the runs of `destroy_cost`.)
+#[test]
+fn destroying_a_syn_sent_probe_resends_the_retransmit_queue_once_per_batch() {
+    if !kernel_tests_enabled(
+        "destroying_a_syn_sent_probe_resends_the_retransmit_queue_once_per_batch",
+    ) {
+        return;
+    }
+    let mut up = StandbyUpload::start(5304);
+    let (left, _) = up.window(4, "none");
+    assert_eq!(left, 0, "probes left alone resend nothing");
+    let (one, _) = up.window(1, "batch");
+    assert!(one >= 20, "one destroy: {one} segments received twice");
+    let (eight, _) = up.window(8, "batch");
+    assert!(
+        eight >= 20 && eight < 3 * one,
+        "eight destroys back to back: {eight} segments received twice, one alone {one}"
+    );
+}
+
+/// What SUBFLOW_DESTROY of SYN_SENT probes costs, one at a time every 200 ms against all at
+/// once. Prints numbers.
 #[test]
 #[ignore]
-fn experiment_healthy_series() {
+fn destroy_cost() {
+    let mut up = StandbyUpload::start(5300);
+    up.window(0, "none");
+    for _ in 0..2 {
+        up.window(5, "none");
+        up.window(5, "spread");
+        up.window(5, "batch");
+        up.window(1, "batch");
+        up.window(12, "batch");
+    }
+}
+
+/// Healthy bulk uploads from a cold start through a 20 Mbit/s tbf, single path: the client's
+/// subflow sampled with sock_diag as fast as it goes (a few ms), one file per run in
+/// `$SERIES_OUT` (default /tmp/series), `$SERIES_RUNS` runs (default 10).
+#[test]
+#[ignore]
+fn healthy_series() {
     let out = std::env::var("SERIES_OUT").unwrap_or_else(|_| "/tmp/series".into());
-    let runs: usize = std::env::var("SERIES_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let runs: usize = std::env::var("SERIES_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     std::fs::create_dir_all(&out).unwrap();
     let t = Topology::build(TopoOpts {
         client_links: 1,
@@ -388,21 +388,7 @@ fn experiment_healthy_series() {
     let srv = SocketAddr::new(t.server_addr(0), 5303);
     let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 5303);
     let l = t.server.exec(move || mptcp::listen(any)).unwrap().unwrap();
-    t.server
-        .exec_bg(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { break };
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    while let Ok(n) = std::io::Read::read(&mut s, &mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                    }
-                });
-            }
-        })
-        .unwrap();
+    t.server.exec_bg(move || mptcp::sink_server(l)).unwrap();
     let p0 = t.client_addr(0);
     for run in 0..runs {
         let stop = Arc::new(AtomicBool::new(false));
@@ -419,8 +405,8 @@ fn experiment_healthy_series() {
                         for s in subs.items.iter().filter(|s| s.key.remote.port() == 5303) {
                             let x = &s.sample;
                             v.push_str(&format!(
-                                "{at:.1} state={} unacked={} bytes_acked={} last_ack_recv_ms={} last_data_sent_ms={} srtt_us={} rttvar_us={} rto_us={} retransmits={} probes={} backoff={} lost={} total_retrans={}\n",
-                                s.state, x.unacked, x.bytes_acked, x.last_ack_recv_ms, x.last_data_sent_ms, x.srtt_us, x.rttvar_us, x.rto_us, x.retransmits, x.probes, x.backoff, x.lost, x.total_retrans
+                                "{at:.1} state={} unacked={} bytes_acked={} last_ack_recv_ms={} last_data_sent_ms={} srtt_us={} rttvar_us={} rto_us={} retransmits={} probes={} backoff={} lost={}\n",
+                                s.state, x.unacked, x.bytes_acked, x.last_ack_recv_ms, x.last_data_sent_ms, x.srtt_us, x.rttvar_us, x.rto_us, x.retransmits, x.probes, x.backoff, x.lost
                             ));
                         }
                     }
@@ -429,10 +415,15 @@ fn experiment_healthy_series() {
                 v
             })
             .unwrap();
-        let mut s = t.client.exec(move || mptcp::connect(srv, Some(p0))).unwrap().unwrap();
+        let mut s = t
+            .client
+            .exec(move || mptcp::connect(srv, Some(p0)))
+            .unwrap()
+            .unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let buf = vec![0x5au8; 64 * 1024];
         let t0 = Instant::now();
-        s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
         while t0.elapsed() < Duration::from_secs(3) {
             let _ = s.write(&buf);
         }
