@@ -92,8 +92,11 @@
 //! exponential backoff while the path may have healed.
 //!
 //! The first join ends the outage: the path is *held*, its subflow kept backup, for
-//! `hold_ms x 2^(n-1)` (at most `hold_max_ms`), n = its failures within the last
-//! `flap_window_s`, and in the same round everything else of the outage on the path (the
+//! `max(hold_ms x 2^(n-1), s + hold_ms)` (at most `hold_max_ms`), n = its failures within
+//! the last `flap_window_s`, s the longest *spell* it stayed up within that window, from a
+//! join that ended an outage to its next failure ([`Tunables::hold_after`]: a path that
+//! came back, stayed up for a while and failed again is not trusted for as long again),
+//! and in the same round everything else of the outage on the path (the
 //! other probes, stale or in flight, and idle subflows left from an earlier hold) is closed
 //! in one batch (`probe-batch`). An idle backup subflow gives no measurement, so while held
 //! the path is re-verified with a fresh join every `probe_ms`; the two newest joins are kept
@@ -139,8 +142,10 @@
 //!
 //! With the defaults, traffic is back on a healed primary within `probe_ms + RTT + hold_ms +
 //! sample_ms` (~620 ms), and a path flapping every second (1 s dropped, 1 s open) is handed
-//! back after its first two failures (holds 400 and 800 ms, the second hand-back landing
-//! just before the next drop) and not after the third (1.6 s outlasts the open second).
+//! back after its first failure only (hold 400 ms): it then stays up ~0.9 s from its join
+//! and fails again, so its second hold is ~1.3 s (the doubling alone, 800 ms, would end
+//! just before the next drop and hand the traffic back into it), the third 1.6 s, each
+//! longer than the open second.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -376,6 +381,18 @@ impl Tunables {
             .unwrap_or(self.hold_max)
             .min(self.hold_max)
     }
+
+    /// The hold of a path with `failures` failures within the window whose longest
+    /// remembered healthy *spell* (from a join that ended an outage to its next failure,
+    /// within the window) was `spell`: `max(hold_for(failures), spell + hold)`, at most
+    /// `hold_max`. A path that came back, stayed up for a while and failed again has shown
+    /// that staying up that long proves nothing: its next hold outlasts that spell (a path
+    /// flapping 1 s down / 1 s up is not handed back at its second recovery, when the
+    /// doubling alone, 800 ms, would end its hold just before the next drop).
+    pub fn hold_after(&self, failures: usize, spell: Option<Duration>) -> Duration {
+        let by_spell = spell.map_or(Duration::ZERO, |s| s.saturating_add(self.hold));
+        self.hold_for(failures).max(by_spell).min(self.hold_max)
+    }
 }
 
 /// What the samples say about a path: a failure, with the rule (`stalled`, `rto`,
@@ -519,6 +536,11 @@ struct PathMem {
     state: PathState,
     /// Failure times within the flap window, oldest first.
     failures: VecDeque<Instant>,
+    /// Healthy spells that ended in a failure within the flap window: (failure time, how
+    /// long the path had been up since a join ended its previous outage), oldest first.
+    spells: VecDeque<(Instant, Duration)>,
+    /// When a join last ended an outage of this path (the start of its current spell).
+    rejoined: Option<Instant>,
     /// When the last probe was opened.
     probe_at: Option<Instant>,
     /// Probes opened since the path last went down.
@@ -526,10 +548,17 @@ struct PathMem {
 }
 
 impl PathMem {
+    /// The longest healthy spell within the window that ended in a failure.
+    fn longest_spell(&self) -> Option<Duration> {
+        self.spells.iter().map(|(_, d)| *d).max()
+    }
+
     fn new() -> Self {
         PathMem {
             state: PathState::Up,
             failures: VecDeque::new(),
+            spells: VecDeque::new(),
+            rejoined: None,
             probe_at: None,
             probes: 0,
         }
@@ -699,6 +728,19 @@ impl ActiveStandby {
             {
                 m.failures.pop_front();
             }
+            while m
+                .spells
+                .front()
+                .is_some_and(|(f, _)| now.saturating_duration_since(*f) > self.t.flap_window)
+            {
+                m.spells.pop_front();
+            }
+            if m.rejoined
+                .is_some_and(|r| now.saturating_duration_since(r) > self.t.flap_window)
+            {
+                // A spell longer than the window is no flapping.
+                m.rejoined = None;
+            }
         }
         // Forget paths the peer removed, and trusted ones with nothing to remember.
         self.paths.retain(|p, m| {
@@ -784,8 +826,9 @@ impl ActiveStandby {
                         .max_by_key(|l| l.since)
                         .copied();
                     if let Some(p) = proof {
-                        let hold = self.t.hold_for(mem.failures.len());
+                        let hold = self.t.hold_after(mem.failures.len(), mem.longest_spell());
                         let joined = p.since.max(since);
+                        mem.rejoined = Some(joined);
                         mem.state = PathState::Holding {
                             since: joined,
                             hold,
@@ -860,8 +903,11 @@ impl ActiveStandby {
                     if held >= hold && newest.is_some() {
                         mem.state = PathState::Up;
                         let n = mem.failures.len();
+                        let spell = mem.longest_spell().map_or(String::new(), |d| {
+                            format!(", up for at most {} between them", fmt_dur(d))
+                        });
                         let detail = format!(
-                            "path {} healthy for {} since a probe joined (hold {}: {n} failure{} in the last {}); active again",
+                            "path {} healthy for {} since a probe joined (hold {}: {n} failure{} in the last {}{spell}); active again",
                             PathFmt(&path),
                             fmt_dur(held),
                             fmt_dur(hold),
@@ -1172,6 +1218,10 @@ impl ActiveStandby {
     ) {
         let mem = self.paths.entry(path).or_insert_with(PathMem::new);
         mem.failures.push_back(now);
+        if let Some(r) = mem.rejoined.take() {
+            mem.spells
+                .push_back((now, now.saturating_duration_since(r)));
+        }
         mem.state = PathState::Down {
             since: now,
             code,

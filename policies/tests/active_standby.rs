@@ -330,6 +330,23 @@ fn the_hold_doubles_per_failure_and_is_capped() {
     assert_eq!(t.hold_for(usize::MAX), ms(3000));
 }
 
+#[test]
+fn the_hold_outlasts_the_longest_recent_spell_that_ended_in_a_failure() {
+    let t = Tunables {
+        hold: ms(400),
+        hold_max: ms(3000),
+        ..Tunables::default()
+    };
+    // No spell remembered: the doubling alone.
+    assert_eq!(t.hold_after(2, None), ms(800));
+    // Up 0.9 s after its first outage, then failed again: the second hold outlasts that.
+    assert_eq!(t.hold_after(2, Some(ms(900))), ms(1300));
+    // A short spell never shortens the doubling.
+    assert_eq!(t.hold_after(3, Some(ms(100))), ms(1600));
+    // Capped.
+    assert_eq!(t.hold_after(2, Some(ms(10_000))), ms(3000));
+}
+
 // ---- the policy against a simulated network and kernel ----
 
 // ---- the detector on real sample series ----
@@ -1170,15 +1187,18 @@ fn a_flapping_primary_is_not_handed_back_until_it_stays_healthy_for_the_longer_h
         .filter(|(_, d)| d.reason.code == "failover")
         .map(|(t, _)| *t)
         .collect();
-    // Handed back after the first outage (hold 400 ms) and the second (800 ms) only: from the
-    // third failure on the hold (1.6 s and more) outlasts every open second, and the
-    // re-verifying probes catch each drop while held.
-    assert_eq!(handbacks.len(), 2, "hand-backs at {handbacks:?}");
-    assert_eq!(failovers.len(), 3, "failovers at {failovers:?}");
+    // Handed back after the first outage only (hold 400 ms): the path then stayed up for
+    // under a second and failed again, so from its second recovery on the hold outlasts
+    // that spell (and the doubling the third one), longer than every open second; the
+    // re-verifying probes catch each drop while held. Without the spell the second hold
+    // (800 ms) would end just before the next drop and hand the traffic back into it.
+    assert_eq!(handbacks.len(), 1, "hand-backs at {handbacks:?}");
+    assert_eq!(failovers.len(), 2, "failovers at {failovers:?}");
     assert!(
-        handbacks.iter().all(|t| *t < 4000 + 3 * 2000),
+        handbacks.iter().all(|t| *t < 4000 + 2 * 2000),
         "{handbacks:?}"
     );
+
     // The traffic stayed on the standby through the rest of the flapping.
     assert_eq!(s.established().iter().filter(|(_, b)| !b).count(), 1);
     assert!(s.established().contains(&(ip(STANDBY), false)));
