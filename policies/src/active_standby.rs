@@ -99,7 +99,8 @@
 //! and in the same round everything else of the outage on the path (the
 //! other probes, stale or in flight, and idle subflows left from an earlier hold) is closed
 //! in one batch (`probe-batch`). An idle backup subflow gives no measurement, so while held
-//! the path is re-verified with a fresh join every `probe_ms`; the two newest joins are kept
+//! the path is re-verified with a fresh join every `max(probe_ms, hold / 4)` (each that joins
+//! replaces an older one, a close, which costs a resend); the two newest joins are kept
 //! (a spare within the peer's subflow limit), an older one closes (`reprobe`); a
 //! verification probe that has not joined within `probe_ms` is a new failure
 //! (`probe-failed`; it stays, as the first of the next train). When the hold is over, the
@@ -380,6 +381,15 @@ impl Tunables {
             .checked_mul(1 << doublings)
             .unwrap_or(self.hold_max)
             .min(self.hold_max)
+    }
+
+    /// How often a held path is re-verified with a fresh join: every `probe`, or every
+    /// quarter of its hold when that is longer. Each verification that joins replaces an
+    /// older join, and that close makes the kernel resend its retransmit queue (see the
+    /// module docs): a long hold (a flapping path's) is verified a few times, not every
+    /// `probe`.
+    pub fn verify_every(&self, hold: Duration) -> Duration {
+        self.probe.max(hold / 4)
     }
 
     /// The hold of a path with `failures` failures within the window whose longest
@@ -953,7 +963,8 @@ impl ActiveStandby {
                     let Some(mem) = self.paths.get_mut(&path) else {
                         continue;
                     };
-                    let due = mem.probe_at.filter(|t| *t > since).unwrap_or(since) + self.t.probe;
+                    let due = mem.probe_at.filter(|t| *t > since).unwrap_or(since)
+                        + self.t.verify_every(hold);
                     if usable(path.local)
                         && joinable.contains(&path.remote)
                         && probes.in_flight == 0
@@ -968,7 +979,7 @@ impl ActiveStandby {
                             PathFmt(&path),
                             fmt_dur(held),
                             fmt_dur(hold),
-                            fmt_dur(self.t.probe)
+                            fmt_dur(self.t.verify_every(hold))
                         );
                         out.open.push(probe_open(ctx, path, detail));
                     }

@@ -347,6 +347,15 @@ fn the_hold_outlasts_the_longest_recent_spell_that_ended_in_a_failure() {
     assert_eq!(t.hold_after(2, Some(ms(10_000))), ms(3000));
 }
 
+#[test]
+fn a_long_hold_is_verified_a_few_times_not_every_probe_period() {
+    let t = Tunables::default();
+    assert_eq!(t.probe, ms(200));
+    assert_eq!(t.verify_every(ms(400)), ms(200));
+    assert_eq!(t.verify_every(ms(1300)), ms(325));
+    assert_eq!(t.verify_every(ms(12_800)), ms(3200));
+}
+
 // ---- the policy against a simulated network and kernel ----
 
 // ---- the detector on real sample series ----
@@ -1221,6 +1230,18 @@ fn a_flapping_primary_is_not_handed_back_until_it_stays_healthy_for_the_longer_h
         late[0].0 - stable_from > 10_000,
         "hand-back {} ms after it stabilised",
         late[0].0 - stable_from
+    );
+    // That long hold was verified a few times (every quarter of it), not every 200 ms: each
+    // verification that joins closes an older join, and every close costs a resend.
+    let verifications: Vec<u64> = s
+        .decisions(stable_from, late[0].0)
+        .into_iter()
+        .filter(|(_, d)| d.reason.code == "probe" && d.reason.detail.contains(" held for "))
+        .map(|(t, _)| t)
+        .collect();
+    assert!(
+        (1..=5).contains(&verifications.len()),
+        "verifications at {verifications:?}"
     );
     assert_eq!(
         s.established(),
