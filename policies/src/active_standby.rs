@@ -23,23 +23,24 @@
 //! - **stalled** (the fast one): data outstanding (`tcpi_unacked > 0`), no acknowledgment
 //!   progress (`tcpi_bytes_acked` unchanged) and no ACK received at all, not even a
 //!   duplicate or a SACK (`tcpi_last_ack_recv`), for longer than TCP itself would wait
-//!   for an answer ([`Tunables::stall_threshold`]): `max(stall_floor_ms, min(pto, rto) +
-//!   srtt + 4 x rttvar)`. This is "no ACK progress while data is outstanding", not "the RTT
+//!   for an answer ([`Tunables::stall_threshold`]): `max(stall_floor_ms, timer + srtt +
+//!   4 x rttvar)`. This is "no ACK progress while data is outstanding", not "the RTT
 //!   is high": a path that is merely slow or queued (a bulk upload through a full tbf queue,
 //!   srtt hundreds of ms) still has its ACKs flowing every few segments and is never judged,
 //!   whatever its RTT. The threshold is TCP's own: with data outstanding and nothing
 //!   acknowledged, Linux sends a tail-loss probe after `pto = 2 x srtt` (+ TCP_RTO_MIN,
 //!   200 ms, when a single segment is outstanding: the receiver may delay that ACK), or
-//!   retransmits at its RTO (`tcpi_rto`) if that comes first; a working path answers the
-//!   probe one round trip later, which RFC 6298 bounds by `srtt + 4 x rttvar`. Silence
-//!   beyond that is what a dead path looks like. (The former `2 x srtt + 4 x rttvar` failed a
-//!   healthy bulk upload 0.6 s into slow start behind a full queue: no ACK for 120 ms at srtt
-//!   44 ms, 2.7 x srtt, within the tail-loss probe's own time. Real sample series in
-//!   `policies/tests/fixtures/active_standby/` test both sides.) On a 20 Mbit/s line with a
-//!   healthy srtt of a few ms the floor (100 ms) decides: detection 100 ms after the last ACK,
-//!   plus at most two sample periods; at srtt 40 ms behind a full queue, ~135 ms. A silence
-//!   longer than TCP's own timers on a path that then resumes (seen once on a loaded test
-//!   machine: 244 ms at srtt 43 ms) cannot be told from a cut and is judged one.
+//!   retransmits at its RTO (`tcpi_rto`, before its backoff) if that comes first, and in
+//!   loss recovery (`tcpi_lost > 0`) only at its RTO: Linux sends no tail-loss probe there;
+//!   a working path answers one round trip later, which RFC 6298 bounds by `srtt + 4 x
+//!   rttvar`. Silence beyond that is what a dead path looks like. Real sample series in
+//!   `policies/tests/fixtures/active_standby/` test both sides: the former `2 x srtt + 4 x
+//!   rttvar` failed a healthy bulk upload 0.6 s into slow start behind a full queue (no ACK
+//!   for 120 ms at srtt 44 ms, 2.7 x srtt, within the tail-loss probe's own time), and a
+//!   healthy upload in loss recovery was silent for 244 ms at srtt 43 ms, until its RTO.
+//!   On a 20 Mbit/s line with a healthy srtt of a few ms the floor (100 ms) decides:
+//!   detection 100 ms after the last ACK, plus at most two sample periods; at srtt 40 ms
+//!   behind a full queue, ~135 ms, or ~295 ms when the cut finds the path in loss recovery.
 //!   The stall's start is estimated conservatively (never earlier than it can have been):
 //!   `tcpi_last_ack_recv` and `tcpi_last_data_sent` bound it from one sample
 //!   (the oldest unacknowledged data cannot have waited less than the smaller of the two), and
@@ -328,24 +329,43 @@ impl Default for Tunables {
 impl Tunables {
     /// The stall threshold for this sample, with how it was reached (for the reason): the
     /// longest a working path leaves data unacknowledged before TCP itself would have had an
-    /// answer, `max(stall_floor, min(pto, rto) + srtt + 4 x rttvar)`. `pto` is Linux's
-    /// tail-loss probe timer, `2 x srtt` (plus TCP_RTO_MIN, 200 ms, when a single segment
-    /// is outstanding: the receiver may delay its ACK that long; else plus 2 ms,
-    /// TCP_TIMEOUT_MIN); `rto` the socket's retransmission timeout (`tcpi_rto`), which
-    /// fires instead when it is the shorter; the probe's answer then takes one round trip,
+    /// answer, `max(stall_floor, timer + srtt + 4 x rttvar)`, `timer` being what TCP sends
+    /// first into the silence:
+    /// - outside loss recovery (`tcpi_lost == 0`), `min(pto, rto)`: `pto` is Linux's
+    ///   tail-loss probe timer, `2 x srtt` (plus TCP_RTO_MIN, 200 ms, when a single segment
+    ///   is outstanding: the receiver may delay its ACK that long; else plus 2 ms,
+    ///   TCP_TIMEOUT_MIN), `rto` the retransmission timeout, which fires instead when it is
+    ///   the shorter;
+    /// - in loss recovery (segments marked lost), `rto`: Linux sends no tail-loss probe
+    ///   outside the Open and CWR states, and a path whose retransmissions were lost too (a
+    ///   full queue's tail drop) is silent until its RTO. Seen on a healthy bulk upload
+    ///   (`fixtures/active_standby/healthy_recovery_rto.txt`): 244 ms without an ACK at srtt
+    ///   43 ms, 107 segments lost, ended by the RTO (244 ms).
+    ///
+    /// `rto` is the timer before its exponential backoff (`tcpi_rto >> tcpi_backoff`): once
+    /// it has fired, the answer to that first retransmission was due one round trip later,
+    /// and the backed-off timer is no reason to wait longer. The answer takes a round trip,
     /// bounded as RFC 6298 bounds an RTT sample, `srtt + 4 x rttvar`.
     pub fn stall_threshold(&self, s: &SubflowSample) -> (Duration, String) {
         let srtt = Duration::from_micros(s.srtt_us.into());
         let rttvar = Duration::from_micros(s.rttvar_us.into());
-        let rto = Duration::from_micros(s.rto_us.into());
+        let rto = Duration::from_micros(
+            s.rto_us
+                .checked_shr(u32::from(s.backoff))
+                .unwrap_or(0)
+                .into(),
+        );
         let pto = srtt * 2
             + if s.unacked == 1 {
                 TCP_RTO_MIN
             } else {
                 TCP_TIMEOUT_MIN
             };
-        let timer = if rto.is_zero() { pto } else { pto.min(rto) };
-        let (timer_name, timer) = if timer == pto {
+        let (timer_name, timer) = if rto.is_zero() {
+            ("pto", pto)
+        } else if s.lost > 0 {
+            ("in loss recovery: rto", rto)
+        } else if pto <= rto {
             ("pto", pto)
         } else {
             ("rto", rto)
