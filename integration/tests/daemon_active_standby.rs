@@ -17,8 +17,7 @@
 //!   the primary, and after the hold a primary subflow that is not backup, the standby's
 //!   backup again, the traffic back on the primary;
 //! - a primary that is merely slow (a deep tbf queue: tens of ms more RTT under load) is
-//!   not failed over: the standby stays backup and the primary's subflow stays (ignored on
-//!   main for a false failover it found: see the test).
+//!   not failed over: the standby stays backup and the primary's subflow stays.
 //!
 //! The waits are functional bounds (seconds), not performance assertions: BENCHMARKS.md,
 //! section g, measures how fast. On a failure the message shows what the kernel showed,
@@ -473,11 +472,10 @@ fn steady_state_the_standby_is_backup_and_carries_almost_nothing() {
 /// over and the stuck subflow is closed, the data keeps arriving; healed, the primary is
 /// probed with a fresh join and gets the traffic back, the standby is backup again.
 ///
-/// On main (64b5859) this failed once in about 30 runs, after the hand-back: the healed
-/// primary, its new subflow in slow start behind the 20 Mbit/s queue, got no ACK for 120 ms
-/// at srtt 44 ms and the stall threshold `2 x srtt + 4 x rttvar` (floor 100 ms) failed it
-/// over again: the false failover the ignored slow-primary test below shows, not a flake of
-/// this test. Branch wt/astune changes that threshold.
+/// Before the stall threshold came from TCP's timers (64b5859) this failed once in about 30
+/// runs after the hand-back: the healed primary, its new subflow in loss recovery behind the
+/// 20 Mbit/s queue, got no ACK for 120 ms at srtt 44 ms and the threshold
+/// `2 x srtt + 4 x rttvar` failed it over again.
 #[test]
 fn a_silent_primary_failure_fails_over_and_the_healed_primary_gets_the_traffic_back() {
     if !kernel_tests_enabled(
@@ -680,15 +678,12 @@ fn a_silent_primary_failure_fails_over_and_the_healed_primary_gets_the_traffic_b
 /// 4. A primary that is merely slow (a deep queue: tens of ms of RTT under load) keeps the
 ///    traffic: no failover, its subflow kept.
 ///
-/// Ignored on main (64b5859), where it failed in 2 of 34 runs (both with the other tests of
-/// this file running alongside): ~1 s into the upload, in slow start behind the full queue,
-/// the primary got no ACK for 180 ms at srtt 81 ms (most likely the tail of a flight dropped
-/// at the full queue: nothing comes back until TCP's own loss probe), and the stall
-/// threshold `2 x srtt + 4 x rttvar` (178 ms) failed it over: a false failover of a healthy
-/// path, which issue 17 rules out. Branch wt/astune derives the threshold from TCP's timers
-/// instead; run this with `--ignored`, and drop the `ignore` once that is merged and it holds.
+/// With the old stall threshold `2 x srtt + 4 x rttvar` (64b5859) it failed in 2 of 34 runs:
+/// ~1 s into the upload, in slow start behind the full queue, the primary got no ACK for
+/// 180 ms at srtt 81 ms (the tail of a flight dropped at the full queue: nothing comes back
+/// until TCP's own loss probe or RTO) and was failed over: a false failover of a healthy path,
+/// which issue 17 rules out. The threshold now comes from TCP's timers.
 #[test]
-#[ignore = "false failover of a slow primary on main's stall threshold (2 x srtt + 4 x rttvar), 2 of 34 runs; see the doc comment"]
 fn a_slow_primary_is_not_failed_over() {
     if !kernel_tests_enabled("a_slow_primary_is_not_failed_over") {
         return;

@@ -17,11 +17,12 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use integration::{kernel_tests_enabled, mptcp, Netns, Pm, TopoOpts, Topology};
+use integration::{kernel_tests_enabled, mptcp, wait_for, Netns, Pm, TopoOpts, Topology};
 use mptcp_pmd_policies::conn::{KernelRefusal, RefusalMeaning};
 use mptcp_pmd_policies::{ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, Token};
 use netlink_actor::genl::{PmClient, PmEventSocket, RawEvent, Traced};
 use netlink_actor::mptcp_pm::Limits;
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
 use netlink_actor::Error as GenlError;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -509,6 +510,115 @@ fn same_pair_three_times_gives_three_subflows() {
     assert_eq!(joined.len(), 1, "{addrs:?}");
     assert_eq!(joined[0].addr, t.client_addr(1));
     assert!(cev.pending.is_empty() || cev.pending.iter().all(|e| e.decoded.is_ok()));
+}
+
+/// The client's subflow `key` as the subflow dump shows it.
+fn diag_subflow(diag: &mut DiagSocket, key: SubflowKey) -> Option<SubflowDiag> {
+    diag.subflows()
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|s| s.key == key)
+}
+
+/// SET_FLAGS on a join we created, right after its SUB_ESTABLISHED (verified on 6.18): the
+/// kernel reports the join established on the SYN-ACK, but takes it as usable only once the
+/// peer's fourth ACK made it fully established, and refuses SET_FLAGS until then with EINVAL
+/// "subflow not found". The subflow dump shows which: no FULLY_ESTABLISHED flag before, the
+/// flag after, when SET_FLAGS is accepted. The router holds the fourth ACK back (it drops
+/// what the server sends to that address without SYN) to make the window as wide as needed;
+/// without it the window is one round trip, which a daemon that answers SUB_ESTABLISHED at
+/// once falls into. Also: the BACKUP flag of the create is the subflow's own at once (the
+/// dump's BKUP_LOC), while SUB_ESTABLISHED's BACKUP field says what the peer sent (nothing).
+#[test]
+fn set_flags_waits_for_the_join_to_be_fully_established() {
+    if !kernel_tests_enabled("set_flags_waits_for_the_join_to_be_fully_established") {
+        return;
+    }
+    let t = topo(2, 1);
+    let mut cev = Monitor::open(&t.client, "client", false);
+    // The userspace PM on the server accepts joins only while someone listens to its events.
+    let _sev = Monitor::open(&t.server, "server", false);
+    let mut cpm = client(&t.client);
+    let mut diag = t.client.exec(DiagSocket::open).unwrap().unwrap();
+    let srv = SocketAddr::new(t.server_addr(0), 4252);
+    let _l = serve_one(&t.server, srv);
+    let _stream = connect(&t.client, srv, t.client_addr(0));
+    let c = is_conn(
+        &cev.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
+        true,
+        None,
+    )
+    .unwrap();
+    let second = t.client_addr(1);
+    t.router
+        .run(&["nft", "add", "table", "inet", "hold4"])
+        .unwrap();
+    t.router
+        .run(&[
+            "nft",
+            "add chain inet hold4 held { type filter hook forward priority 0; policy accept; }",
+        ])
+        .unwrap();
+    t.router
+        .run(&[
+            "nft",
+            &format!("add rule inet hold4 held ip daddr {second} tcp flags & syn == 0 drop"),
+        ])
+        .unwrap();
+    cpm.execute(&PmCommand::CreateSubflow {
+        token: c.token,
+        local: second,
+        local_id: 1,
+        if_index: None,
+        remote: srv,
+        backup: true,
+    })
+    .unwrap();
+    let sub = sub_established(&cev.wait("SUB_ESTABLISHED", |e| {
+        sub_established(e).is_some_and(|s| s.local.ip() == second)
+    }))
+    .unwrap();
+    assert!(
+        !sub.backup,
+        "the event's BACKUP is the peer's flag: {sub:?}"
+    );
+    let d = diag_subflow(&mut diag, sub.key()).expect("the join in the subflow dump");
+    assert!(
+        d.flags.backup_local(),
+        "the create's flag is the subflow's: {d:?}"
+    );
+    assert!(!d.sample.fully_established, "{d:?}");
+    let set = PmCommand::SetBackup {
+        token: c.token,
+        key: sub.key(),
+        backup: false,
+    };
+    let refusal = match cpm.execute(&set) {
+        Err(GenlError::Kernel { errno, message, .. }) => KernelRefusal { errno, message },
+        other => panic!("SET_FLAGS before the fourth ACK: {other:?}"),
+    };
+    assert_eq!(
+        (refusal.errno, refusal.message.as_deref()),
+        (22, Some("subflow not found"))
+    );
+    assert_eq!(refusal.meaning(&set), RefusalMeaning::SubflowNotReady);
+    // Still not fully established while the fourth ACK is held back.
+    std::thread::sleep(Duration::from_millis(300));
+    let d = diag_subflow(&mut diag, sub.key()).unwrap();
+    assert!(!d.sample.fully_established && d.state == 1, "{d:?}");
+    t.router
+        .run(&["nft", "flush chain inet hold4 held"])
+        .unwrap();
+    // Our kernel retransmits its third ACK; the answer makes the join fully established.
+    let d = wait_for(WAIT, || {
+        diag_subflow(&mut diag, sub.key()).filter(|d| d.sample.fully_established)
+    })
+    .expect("fully established once the fourth ACK passes");
+    assert!(d.flags.backup_local());
+    cpm.execute(&set).unwrap();
+    let d = diag_subflow(&mut diag, sub.key()).unwrap();
+    assert!(!d.flags.backup_local(), "{d:?}");
 }
 
 /// SUBFLOW_CREATE from the address the connection already uses (ndiffports on a single-homed

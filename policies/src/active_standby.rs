@@ -3,8 +3,9 @@
 //! *active* path (the fixed line) carries the traffic. When the active path fails, the standby
 //! subflows lose the backup flag and the failed path's subflows are closed at once, so the
 //! kernel sends their unacknowledged data again on the standby; the failed path is probed with
-//! fresh joins at a short fixed period and handed the traffic back once it has been healthy for
-//! a hold time that grows with every recent failure (a flapping path is not trusted again soon).
+//! a train of joins whose SYNs reach it at a short fixed period, none of them destroyed while
+//! it is down, and handed the traffic back once it has been healthy for a hold time that
+//! grows with every recent failure (a flapping path is not trusted again soon).
 //!
 //! # Why closing, not only the flag
 //! Measured on Linux 6.18 (docs/POLICIES.md, `active-standby`; the kernel facts of the
@@ -21,16 +22,25 @@
 //! each subflow's `tcp_info` sampled every `sample_ms` ([`Watch`]):
 //! - **stalled** (the fast one): data outstanding (`tcpi_unacked > 0`), no acknowledgment
 //!   progress (`tcpi_bytes_acked` unchanged) and no ACK received at all, not even a
-//!   duplicate or a SACK (`tcpi_last_ack_recv`), for longer than
-//!   `max(stall_floor_ms, stall_rtt_factor x srtt + 4 x rttvar)`. This is "no ACK progress
-//!   while data is outstanding", not "the RTT is high": a path that is merely slow or queued
-//!   (a bulk upload through a full tbf queue, srtt hundreds of ms) still has its ACKs flowing
-//!   every few segments and is never judged, whatever its RTT. The threshold is what a healthy
-//!   path may legitimately take to acknowledge data sent into an empty pipe: one RTT, plus the
-//!   receiver's delayed-ACK timer, which Linux bounds by max(40 ms, its RTT estimate) (hence
-//!   the factor 2 on srtt and the floor well above 40 ms on short paths), plus RFC 6298's
-//!   4 x rttvar for jitter. On a 20 Mbit/s line with a healthy srtt of a few ms the floor
-//!   (100 ms) decides: detection 100 ms after the last ACK, plus at most two sample periods.
+//!   duplicate or a SACK (`tcpi_last_ack_recv`), for longer than TCP itself would wait
+//!   for an answer ([`Tunables::stall_threshold`]): `max(stall_floor_ms, timer + srtt +
+//!   4 x rttvar)`. This is "no ACK progress while data is outstanding", not "the RTT
+//!   is high": a path that is merely slow or queued (a bulk upload through a full tbf queue,
+//!   srtt hundreds of ms) still has its ACKs flowing every few segments and is never judged,
+//!   whatever its RTT. The threshold is TCP's own: with data outstanding and nothing
+//!   acknowledged, Linux sends a tail-loss probe after `pto = 2 x srtt` (+ TCP_RTO_MIN,
+//!   200 ms, when a single segment is outstanding: the receiver may delay that ACK), or
+//!   retransmits at its RTO (`tcpi_rto`, before its backoff) if that comes first, and in
+//!   loss recovery (`tcpi_lost > 0`) only at its RTO: Linux sends no tail-loss probe there;
+//!   a working path answers one round trip later, which RFC 6298 bounds by `srtt + 4 x
+//!   rttvar`. Silence beyond that is what a dead path looks like. Real sample series in
+//!   `policies/tests/fixtures/active_standby/` test both sides: the former `2 x srtt + 4 x
+//!   rttvar` failed a healthy bulk upload 0.6 s into slow start behind a full queue (no ACK
+//!   for 120 ms at srtt 44 ms, 2.7 x srtt, within the tail-loss probe's own time), and a
+//!   healthy upload in loss recovery was silent for 244 ms at srtt 43 ms, until its RTO.
+//!   On a 20 Mbit/s line with a healthy srtt of a few ms the floor (100 ms) decides:
+//!   detection 100 ms after the last ACK, plus at most two sample periods; at srtt 40 ms
+//!   behind a full queue, ~135 ms, or ~295 ms when the cut finds the path in loss recovery.
 //!   The stall's start is estimated conservatively (never earlier than it can have been):
 //!   `tcpi_last_ack_recv` and `tcpi_last_data_sent` bound it from one sample
 //!   (the oldest unacknowledged data cannot have waited less than the smaller of the two), and
@@ -56,26 +66,50 @@
 //! # On failure, at once (one decision batch, in this order)
 //! 1. every standby subflow loses the backup flag (`failover`), unless another active path
 //!    still carries traffic;
-//! 2. every subflow of the failed path is closed (reason: the signal, with the numbers), so
-//!    that the kernel reinjects its unacknowledged data. Never the connection's last
-//!    established subflow. A path towards the peer's initial address when the peer set
+//! 2. every subflow of the failed path that carries data is closed (reason: the signal, with
+//!    the numbers), so that the kernel reinjects its unacknowledged data (an idle backup one
+//!    goes with the path's next batch, see below). Never the connection's last established
+//!    subflow. A path towards the peer's initial address when the peer set
 //!    `deny_join_id0` cannot be re-joined, so its subflow is kept as backup instead (it counts
 //!    as healed when its data is acknowledged again).
 //!
 //! # Failback
-//! The failed path is probed with a fresh join (`Action::Open` with a timeout: a *probe* in the
-//! connection state machine), one at a time, every `probe_ms`: a probe that has not
-//! established within `probe_ms` is abandoned (its SYN socket destroyed once its port is
-//! known) and the next one sent at once, so a SYN never sits in the kernel's exponential SYN
-//! backoff (1 s, 2 s, ...) while the path may have healed, and no path backoff applies. A join
-//! proves the path works: the path is then *held*, its subflow kept backup, for
-//! `hold_ms x 2^(n-1)` (at most `hold_max_ms`), n = its failures within the last
-//! `flap_window_s`. An idle backup subflow gives no measurement, so while held the path is
-//! re-verified with a fresh join every `probe_ms` (the previous probe subflow is closed when
-//! the new one joins); one that does not establish is a new failure. When the hold is over,
-//! the path's subflow is made active (`handback`) and then the standby subflows backup again
-//! (`standby`). Failures older than the window are forgotten, so the hold decays back to
-//! `hold_ms` on a path that stays stable.
+//! A join proves the path works. While it is down, the path gets a *train* of probes
+//! (`Action::Open` with a timeout: a *probe* in the connection state machine): one opened
+//! every `probe_ms` while fewer than `ceil(1 s / probe_ms)` are in flight (five with the
+//! default 200 ms), each left to the kernel, which sends its SYN again every second
+//! ([`SYN_RTO`]) for 5 s (Linux 6.18 with the default `net.ipv4.tcp_syn_linear_timeouts = 4`;
+//! verified, `integration/tests/kernel_probe.rs`). So a SYN goes out on the path every
+//! `probe_ms`, and a healed path is joined within `probe_ms` plus a round trip, while no
+//! probe is destroyed: every SUBFLOW_DESTROY, even of a socket still in SYN_SENT, makes the
+//! kernel send the connection's whole MPTCP-level retransmit queue again
+//! (`__mptcp_close_ssk` -> `__mptcp_retransmit_pending_data`), which costs the standby a
+//! window of duplicate data each time; a batch of destroys sent back to back costs about
+//! what one does (measured, docs/POLICIES.md). A probe whose SYN backs off exponentially
+//! (a sample of its SYN_SENT socket shows `tcpi_backoff > 0`, or [`PROBE_LIFE`] passed) is
+//! *stale*: no longer counted in flight, replaced by the next of the train, and left to
+//! linger; past [`LINGER_TRAINS`] trains' worth on a path, the stale probes are closed
+//! together (`stale-probes`). No path backoff applies, and a SYN never sits in its own
+//! exponential backoff while the path may have healed.
+//!
+//! The first join ends the outage: the path is *held*, its subflow kept backup, for
+//! `max(hold_ms x 2^(n-1), s + hold_ms)` (at most `hold_max_ms`), n = its failures within
+//! the last `flap_window_s`, s the longest *spell* it stayed up within that window, from a
+//! join that ended an outage to its next failure ([`Tunables::hold_after`]: a path that
+//! came back, stayed up for a while and failed again is not trusted for as long again),
+//! and in the same round everything else of the outage on the path (the
+//! other probes, stale or in flight, and idle subflows left from an earlier hold) is closed
+//! in one batch (`probe-batch`). An idle backup subflow gives no measurement, so while held
+//! the path is re-verified with a fresh join every `max(probe_ms, hold / 4)` (each that joins
+//! replaces an older one, a close, which costs a resend); the two newest joins are kept
+//! (a spare within the peer's subflow limit), an older one closes (`reprobe`); a
+//! verification probe that has not joined within `probe_ms` is a new failure
+//! (`probe-failed`; it stays, as the first of the next train). When the hold is over, the
+//! newest join is made active (`handback`), the path's other probes close in the same batch
+//! (`probe-batch`), and the standby subflows are made backup again (`standby`). Failures
+//! older than the window are forgotten, so the hold decays back to `hold_ms` on a path that
+//! stays stable. A failed path's idle backup subflows are not closed at the failure (that
+//! would only resend the retransmit queue): they go with its next batch.
 //!
 //! Invariant: whenever the connection has an established subflow, at least one of them is not
 //! backup (`last-active` restores one if nothing else would carry the traffic).
@@ -88,7 +122,9 @@
 //! # The daemon's part
 //! The policy's clock is its samples: the daemon samples the connections of this policy every
 //! [`PolicyParams::sample_period`] (`sample_ms`) and feeds them through `on_samples`, as it does
-//! for every sampling policy. Probe timeouts are the connection's own timers (its `on_tick`).
+//! for every sampling policy, and those of its probes' SYN_SENT sockets, which give the
+//! probes their ports (to close them) and their backoff. Probe timeouts are the connection's
+//! own timers (its `on_tick`).
 //!
 //! Config section `active_standby:` ([`ActiveStandbyParams`]; defaults in brackets):
 //! - `standby_interfaces` [[]]: interface globs of the standby links. Empty: the interfaces
@@ -99,29 +135,31 @@
 //!   included.
 //! - `sample_ms` (10..=1000) [20]: how often the daemon samples these connections; the
 //!   detection granularity.
-//! - `stall_floor_ms` (10..=60000, >= `sample_ms`) [100] and `stall_rtt_factor`
-//!   (1 <= x <= 16) [2.0]: the stall threshold above.
-//! - `probe_ms` (20..=60000) [200]: one probe at a time per failed path, each abandoned after
-//!   this long and replaced at once.
+//! - `stall_floor_ms` (10..=60000, >= `sample_ms`) [100]: the least stall threshold (above).
+//! - `probe_ms` (20..=60000) [200]: a failed path gets a SYN this often (the train above),
+//!   and a held one a fresh join.
 //! - `hold_ms` (0..=3600000) [400], `hold_max_ms` (>= `hold_ms`, ..=86400000) [60000],
 //!   `flap_window_s` (1..=86400) [60]: the hold before hand-back, doubled per failure within
 //!   the window, capped.
 //!
 //! With the defaults, traffic is back on a healed primary within `probe_ms + RTT + hold_ms +
-//! sample_ms` (~620 ms), and a path flapping every second is no longer handed back after its
-//! second or third failure.
+//! sample_ms` (~620 ms), and a path flapping every second (1 s dropped, 1 s open) is handed
+//! back after its first failure only (hold 400 ms): it then stays up ~0.9 s from its join
+//! and fails again, so its second hold is ~1.3 s (the doubling alone, 800 ms, would end
+//! just before the next drop and hand the traffic back into it), the third 1.6 s, each
+//! longer than the open second.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::addrmatch::InterfaceGlob;
 use crate::conn::{Path, Subflow, SubflowState};
 use crate::mesh;
-use crate::model::{LocalAddr, PmEvent, SubflowKey, SubflowSample};
+use crate::model::{LocalAddr, PmEvent, SubflowKey, SubflowSample, TCP_SYN_SENT};
 use crate::params::{self, Keys, ParamError};
 use crate::plugin::{Plugin, PolicyParams};
 use crate::policy::{Action, Ctx, Decision, Policy, Reason};
@@ -137,6 +175,23 @@ pub static PLUGIN: Plugin = Plugin::new::<ActiveStandbyParams>(
 pub const RTO_LIMIT: u8 = 2;
 /// Two unanswered zero-window or keepalive probes fail a path (see the module docs).
 pub const PROBES_LIMIT: u8 = 2;
+/// Linux's least retransmission timeout (TCP_RTO_MIN), which its tail-loss probe adds to
+/// `2 x srtt` when a single segment is outstanding (the receiver may delay that ACK).
+pub const TCP_RTO_MIN: Duration = Duration::from_millis(200);
+/// What Linux's tail-loss probe adds to `2 x srtt` otherwise (TCP_TIMEOUT_MIN, 2 jiffies).
+pub const TCP_TIMEOUT_MIN: Duration = Duration::from_millis(2);
+/// The period of a join SYN's retransmissions while they are linear: the kernel's initial
+/// retransmission timeout for a SYN (TCP_TIMEOUT_INIT, 1 s).
+pub const SYN_RTO: Duration = Duration::from_secs(1);
+/// How long a probe's SYN counts as in flight at most: with the kernel's default
+/// `net.ipv4.tcp_syn_linear_timeouts = 4` a join SYN is sent at 0, 1, 2, 3, 4 and 5 s, then
+/// backs off (7, 11, 19 s, ...). Verified on Linux 6.18 (`integration/tests/kernel_probe.rs`).
+/// A sample of the probe's SYN_SENT socket that shows the backoff (`tcpi_backoff > 0`, from
+/// the SYN at 5 s) ends it first, on any kernel.
+pub const PROBE_LIFE: Duration = Duration::from_secs(5);
+/// Stale probes (their SYN in exponential backoff) a path keeps, in trains, before they are
+/// closed together.
+pub const LINGER_TRAINS: usize = 2;
 
 /// The `active_standby:` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,10 +210,6 @@ pub struct ActiveStandbyParams {
     /// 10..=60000 and at least `sample_ms`, default 100.
     #[serde(deserialize_with = "params::int::<_, _, 10, 60_000>")]
     pub stall_floor_ms: u32,
-    /// The stall threshold is `max(floor, factor x srtt + 4 x rttvar)`. 1 <= x <= 16,
-    /// default 2.0.
-    #[serde(deserialize_with = "stall_rtt_factor")]
-    pub stall_rtt_factor: f64,
     /// A failed path gets a fresh join every this many ms, each abandoned after as long.
     /// 20..=60000, default 200.
     #[serde(deserialize_with = "params::int::<_, _, 20, 60_000>")]
@@ -177,10 +228,6 @@ pub struct ActiveStandbyParams {
     pub flap_window_s: u32,
 }
 
-fn stall_rtt_factor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    params::float(d, |x| (1.0..=16.0).contains(&x), "between 1 and 16")
-}
-
 impl Default for ActiveStandbyParams {
     fn default() -> Self {
         ActiveStandbyParams {
@@ -188,7 +235,6 @@ impl Default for ActiveStandbyParams {
             max_subflows: 8,
             sample_ms: 20,
             stall_floor_ms: 100,
-            stall_rtt_factor: 2.0,
             probe_ms: 200,
             hold_ms: 400,
             hold_max_ms: 60_000,
@@ -204,7 +250,6 @@ impl ActiveStandbyParams {
         Tunables {
             max_subflows: self.max_subflows.into(),
             stall_floor: ms(self.stall_floor_ms),
-            stall_rtt_factor: self.stall_rtt_factor,
             probe: ms(self.probe_ms),
             hold: ms(self.hold_ms),
             hold_max: ms(self.hold_max_ms),
@@ -265,8 +310,6 @@ pub struct Tunables {
     pub max_subflows: usize,
     /// The least stall that fails a path.
     pub stall_floor: Duration,
-    /// The srtt factor of the stall threshold.
-    pub stall_rtt_factor: f64,
     /// Probe period and timeout.
     pub probe: Duration,
     /// The hold after the first failure within the window.
@@ -284,22 +327,68 @@ impl Default for Tunables {
 }
 
 impl Tunables {
-    /// `max(stall_floor, stall_rtt_factor x srtt + 4 x rttvar)` for this sample, with how it
-    /// was reached (for the reason).
+    /// The stall threshold for this sample, with how it was reached (for the reason): the
+    /// longest a working path leaves data unacknowledged before TCP itself would have had an
+    /// answer, `max(stall_floor, timer + srtt + 4 x rttvar)`, `timer` being what TCP sends
+    /// first into the silence:
+    /// - outside loss recovery (`tcpi_lost == 0`), `min(pto, rto)`: `pto` is Linux's
+    ///   tail-loss probe timer, `2 x srtt` (plus TCP_RTO_MIN, 200 ms, when a single segment
+    ///   is outstanding: the receiver may delay its ACK that long; else plus 2 ms,
+    ///   TCP_TIMEOUT_MIN), `rto` the retransmission timeout, which fires instead when it is
+    ///   the shorter;
+    /// - in loss recovery (segments marked lost), `rto`: Linux sends no tail-loss probe
+    ///   outside the Open and CWR states, and a path whose retransmissions were lost too (a
+    ///   full queue's tail drop) is silent until its RTO. Seen on a healthy bulk upload
+    ///   (`fixtures/active_standby/healthy_recovery_rto.txt`): 244 ms without an ACK at srtt
+    ///   43 ms, 107 segments lost, ended by the RTO (244 ms).
+    ///
+    /// `rto` is the timer before its exponential backoff (`tcpi_rto >> tcpi_backoff`): once
+    /// it has fired, the answer to that first retransmission was due one round trip later,
+    /// and the backed-off timer is no reason to wait longer. The answer takes a round trip,
+    /// bounded as RFC 6298 bounds an RTT sample, `srtt + 4 x rttvar`.
     pub fn stall_threshold(&self, s: &SubflowSample) -> (Duration, String) {
         let srtt = Duration::from_micros(s.srtt_us.into());
         let rttvar = Duration::from_micros(s.rttvar_us.into());
-        let by_rtt = srtt.mul_f64(self.stall_rtt_factor) + rttvar * 4;
-        let threshold = by_rtt.max(self.stall_floor);
+        let rto = Duration::from_micros(
+            s.rto_us
+                .checked_shr(u32::from(s.backoff))
+                .unwrap_or(0)
+                .into(),
+        );
+        let pto = srtt * 2
+            + if s.unacked == 1 {
+                TCP_RTO_MIN
+            } else {
+                TCP_TIMEOUT_MIN
+            };
+        let (timer_name, timer) = if rto.is_zero() {
+            ("pto", pto)
+        } else if s.lost > 0 {
+            ("in loss recovery: rto", rto)
+        } else if pto <= rto {
+            ("pto", pto)
+        } else {
+            ("rto", rto)
+        };
+        let by_tcp = timer + srtt + rttvar * 4;
+        let threshold = by_tcp.max(self.stall_floor);
         let how = format!(
-            "threshold {} = max(floor {}, {} x srtt {} + 4 x rttvar {})",
+            "threshold {} = max(floor {}, {timer_name} {} + srtt {} + 4 x rttvar {})",
             fmt_dur(threshold),
             fmt_dur(self.stall_floor),
-            self.stall_rtt_factor,
+            fmt_dur(timer),
             fmt_dur(srtt),
             fmt_dur(rttvar)
         );
         (threshold, how)
+    }
+
+    /// How many probes in flight give the path a SYN every `probe`: the SYN is retransmitted
+    /// every [`SYN_RTO`] while linear, so `ceil(SYN_RTO / probe)` started `probe` apart.
+    pub fn train(&self) -> usize {
+        let probe = self.probe.as_micros().max(1);
+        let n = SYN_RTO.as_micros().div_ceil(probe);
+        usize::try_from(n).unwrap_or(usize::MAX).max(1)
     }
 
     /// The hold of a path with `failures` failures within the window:
@@ -312,6 +401,27 @@ impl Tunables {
             .checked_mul(1 << doublings)
             .unwrap_or(self.hold_max)
             .min(self.hold_max)
+    }
+
+    /// How often a held path is re-verified with a fresh join: every `probe`, or every
+    /// quarter of its hold when that is longer. Each verification that joins replaces an
+    /// older join, and that close makes the kernel resend its retransmit queue (see the
+    /// module docs): a long hold (a flapping path's) is verified a few times, not every
+    /// `probe`.
+    pub fn verify_every(&self, hold: Duration) -> Duration {
+        self.probe.max(hold / 4)
+    }
+
+    /// The hold of a path with `failures` failures within the window whose longest
+    /// remembered healthy *spell* (from a join that ended an outage to its next failure,
+    /// within the window) was `spell`: `max(hold_for(failures), spell + hold)`, at most
+    /// `hold_max`. A path that came back, stayed up for a while and failed again has shown
+    /// that staying up that long proves nothing: its next hold outlasts that spell (a path
+    /// flapping 1 s down / 1 s up is not handed back at its second recovery, when the
+    /// doubling alone, 800 ms, would end its hold just before the next drop).
+    pub fn hold_after(&self, failures: usize, spell: Option<Duration>) -> Duration {
+        let by_spell = spell.map_or(Duration::ZERO, |s| s.saturating_add(self.hold));
+        self.hold_for(failures).max(by_spell).min(self.hold_max)
     }
 }
 
@@ -456,6 +566,11 @@ struct PathMem {
     state: PathState,
     /// Failure times within the flap window, oldest first.
     failures: VecDeque<Instant>,
+    /// Healthy spells that ended in a failure within the flap window: (failure time, how
+    /// long the path had been up since a join ended its previous outage), oldest first.
+    spells: VecDeque<(Instant, Duration)>,
+    /// When a join last ended an outage of this path (the start of its current spell).
+    rejoined: Option<Instant>,
     /// When the last probe was opened.
     probe_at: Option<Instant>,
     /// Probes opened since the path last went down.
@@ -463,10 +578,17 @@ struct PathMem {
 }
 
 impl PathMem {
+    /// The longest healthy spell within the window that ended in a failure.
+    fn longest_spell(&self) -> Option<Duration> {
+        self.spells.iter().map(|(_, d)| *d).max()
+    }
+
     fn new() -> Self {
         PathMem {
             state: PathState::Up,
             failures: VecDeque::new(),
+            spells: VecDeque::new(),
+            rejoined: None,
             probe_at: None,
             probes: 0,
         }
@@ -601,7 +723,7 @@ impl ActiveStandby {
                 return false;
             };
             live += 1;
-            if let Some(s) = sf.sample {
+            if let Some(s) = sf.sample.filter(|s| s.tcp_state != TCP_SYN_SENT) {
                 m.verdict = m.watch.observe(&self.t, ctx.now, &s);
             }
             if m.verdict.is_some() {
@@ -635,6 +757,19 @@ impl ActiveStandby {
                 .is_some_and(|f| now.saturating_duration_since(*f) > self.t.flap_window)
             {
                 m.failures.pop_front();
+            }
+            while m
+                .spells
+                .front()
+                .is_some_and(|(f, _)| now.saturating_duration_since(*f) > self.t.flap_window)
+            {
+                m.spells.pop_front();
+            }
+            if m.rejoined
+                .is_some_and(|r| now.saturating_duration_since(r) > self.t.flap_window)
+            {
+                // A spell longer than the window is no flapping.
+                m.rejoined = None;
             }
         }
         // Forget paths the peer removed, and trusted ones with nothing to remember.
@@ -678,7 +813,7 @@ impl ActiveStandby {
                 ));
             }
         }
-        self.held_probe_failures(conn.subflows(), &live, &mut failing);
+        self.held_probe_failures(now, &live, &mut failing);
         let measured = self.measured(&live, &failing, &mut out);
         failing.extend(measured);
         let mut once: Vec<Path> = Vec::new();
@@ -692,7 +827,7 @@ impl ActiveStandby {
             self.fail(path, code, why, now, &live, &joinable, &mut out);
         }
 
-        // Down paths: recovery evidence, probes; held paths: verification, hand-back.
+        // Down paths: recovery evidence, the probe train; held paths: verification, hand-back.
         let mut budget = mesh::budget(conn, self.t.max_subflows, &out.close);
         let mut handed_back: Vec<(Path, String)> = Vec::new();
         let paths: Vec<Path> = self.paths.keys().copied().collect();
@@ -702,14 +837,7 @@ impl ActiveStandby {
                 .filter(|l| l.path == path && !out.closing.contains(&l.key))
                 .copied()
                 .collect();
-            let in_flight = conn.subflows().iter().any(|sf| {
-                sf.path == path
-                    && !sf.closing
-                    && matches!(
-                        sf.state,
-                        SubflowState::Pending { .. } | SubflowState::Requested { .. }
-                    )
-            });
+            let probes = Probes::of(conn.subflows(), &path);
             let Some(mem) = self.paths.get_mut(&path) else {
                 continue;
             };
@@ -725,21 +853,59 @@ impl ActiveStandby {
                                     .get(&l.key)
                                     .is_some_and(|m| m.watch.progressed_since(since))
                         })
-                        .map(|l| l.since.max(since))
-                        .max();
-                    if let Some(joined) = proof {
-                        let hold = self.t.hold_for(mem.failures.len());
+                        .max_by_key(|l| l.since)
+                        .copied();
+                    if let Some(p) = proof {
+                        let hold = self.t.hold_after(mem.failures.len(), mem.longest_spell());
+                        let joined = p.since.max(since);
+                        mem.rejoined = Some(joined);
                         mem.state = PathState::Holding {
                             since: joined,
                             hold,
                         };
+                        // The hold's own verification probes come from here on.
+                        mem.probe_at = None;
+                        // Everything else of the outage goes now, in one batch: the kernel
+                        // sends its retransmit queue again once per batch of destroys.
+                        let detail = format!(
+                            "path {} joined again after {} down: the other probes of its outage are closed together (one batch: the kernel sends its retransmit queue again once per batch)",
+                            PathFmt(&path),
+                            fmt_dur(joined.saturating_duration_since(since))
+                        );
+                        let keys: Vec<SubflowKey> = on_path
+                            .iter()
+                            .filter(|l| l.key != p.key)
+                            .map(|l| l.key)
+                            .chain(probes.all_keys())
+                            .collect();
+                        for key in keys {
+                            self.close_as(key, "probe-batch", detail.clone(), &mut out);
+                        }
                         continue;
                     }
-                    let due = mem.probe_at.unwrap_or(since) + self.t.probe;
+                    // Stale probes (their SYN in exponential backoff) linger at no cost
+                    // until they are too many: then they go together.
+                    if probes.lingering.len() > LINGER_TRAINS * self.t.train() {
+                        let detail = format!(
+                            "path {} down for {}: {} stale probes (their SYNs in exponential backoff) closed together",
+                            PathFmt(&path),
+                            fmt_dur(now.saturating_duration_since(since)),
+                            probes.lingering.len()
+                        );
+                        for key in probes.lingering.clone() {
+                            self.close_as(key, "stale-probes", detail.clone(), &mut out);
+                        }
+                    }
+                    let Some(mem) = self.paths.get_mut(&path) else {
+                        continue;
+                    };
+                    // The train: a new probe every `probe_ms` while fewer than a train's
+                    // worth have their SYN retransmitted every second. Each is left to its
+                    // SYN retries, never destroyed while the path is down.
+                    let due = mem.probe_at.map_or(since, |t| t + self.t.probe);
                     if usable(path.local)
                         && joinable.contains(&path.remote)
-                        && on_path.is_empty()
-                        && !in_flight
+                        && probes.in_flight < self.t.train()
                         && now >= due
                         && budget > 0
                     {
@@ -747,59 +913,81 @@ impl ActiveStandby {
                         mem.probes += 1;
                         budget -= 1;
                         let detail = format!(
-                            "path {} down for {} ({code}: {why}); probe {} every {}",
+                            "path {} down for {} ({code}: {why}); probe {}, {} in flight: a SYN on the path every {}",
                             PathFmt(&path),
                             fmt_dur(now.saturating_duration_since(since)),
                             mem.probes,
+                            probes.in_flight + 1,
                             fmt_dur(self.t.probe)
                         );
-                        out.open.push(probe_open(ctx, path, self.t.probe, detail));
+                        out.open.push(probe_open(ctx, path, detail));
                     }
                 }
                 PathState::Holding { since, hold } => {
-                    // The newest join is the proof; older probe subflows go.
-                    let newest = on_path.iter().max_by_key(|l| l.since).copied();
-                    for l in &on_path {
-                        if Some(l.key) != newest.map(|n| n.key) {
-                            out.close(
-                                l.key,
-                                Reason::new(
-                                    "reprobe",
-                                    format!(
-                                        "path {} held: replaced by a fresh probe that joined {} later",
-                                        PathFmt(&path),
-                                        fmt_dur(newest.map_or(Duration::ZERO, |n| n
-                                            .since
-                                            .saturating_duration_since(l.since)))
-                                    ),
-                                ),
-                            );
-                            if let Some(m) = self.subs.get_mut(&l.key) {
-                                m.closed_by_us = true;
-                            }
-                        }
-                    }
+                    // The newest join is the proof; at most one older one is kept (a spare
+                    // for the peer's subflow limit), the rest close.
+                    let mut joined = on_path.clone();
+                    joined.sort_by_key(|l| std::cmp::Reverse(l.since));
+                    let newest = joined.first().copied();
                     let held = now.saturating_duration_since(since);
                     if held >= hold && newest.is_some() {
                         mem.state = PathState::Up;
                         let n = mem.failures.len();
-                        handed_back.push((
-                            path,
-                            format!(
-                                "path {} healthy for {} since a probe joined (hold {}: {n} failure{} in the last {}); active again",
-                                PathFmt(&path),
-                                fmt_dur(held),
-                                fmt_dur(hold),
-                                if n == 1 { "" } else { "s" },
-                                fmt_dur(self.t.flap_window)
-                            ),
-                        ));
+                        let spell = mem.longest_spell().map_or(String::new(), |d| {
+                            format!(", up for at most {} between them", fmt_dur(d))
+                        });
+                        let detail = format!(
+                            "path {} healthy for {} since a probe joined (hold {}: {n} failure{} in the last {}{spell}); active again",
+                            PathFmt(&path),
+                            fmt_dur(held),
+                            fmt_dur(hold),
+                            if n == 1 { "" } else { "s" },
+                            fmt_dur(self.t.flap_window)
+                        );
+                        // The other joins and probes go with the hand-back, in one batch.
+                        let keys: Vec<SubflowKey> = joined
+                            .iter()
+                            .skip(1)
+                            .map(|l| l.key)
+                            .chain(probes.all_keys())
+                            .collect();
+                        for key in keys {
+                            self.close_as(
+                                key,
+                                "probe-batch",
+                                format!(
+                                    "path {} handed back: its other probes are closed with the hand-back, in one batch",
+                                    PathFmt(&path)
+                                ),
+                                &mut out,
+                            );
+                        }
+                        handed_back.push((path, detail));
                         continue;
                     }
-                    let due = mem.probe_at.unwrap_or(since) + self.t.probe;
+                    for l in joined.iter().skip(2) {
+                        let newer = newest.map_or(Duration::ZERO, |n| {
+                            n.since.saturating_duration_since(l.since)
+                        });
+                        self.close_as(
+                            l.key,
+                            "reprobe",
+                            format!(
+                                "path {} held: replaced by a fresh probe that joined {} later",
+                                PathFmt(&path),
+                                fmt_dur(newer)
+                            ),
+                            &mut out,
+                        );
+                    }
+                    let Some(mem) = self.paths.get_mut(&path) else {
+                        continue;
+                    };
+                    let due = mem.probe_at.filter(|t| *t > since).unwrap_or(since)
+                        + self.t.verify_every(hold);
                     if usable(path.local)
                         && joinable.contains(&path.remote)
-                        && !in_flight
+                        && probes.in_flight == 0
                         && now >= due
                         && budget > 0
                     {
@@ -811,9 +999,9 @@ impl ActiveStandby {
                             PathFmt(&path),
                             fmt_dur(held),
                             fmt_dur(hold),
-                            fmt_dur(self.t.probe)
+                            fmt_dur(self.t.verify_every(hold))
                         );
-                        out.open.push(probe_open(ctx, path, self.t.probe, detail));
+                        out.open.push(probe_open(ctx, path, detail));
                     }
                 }
             }
@@ -912,7 +1100,7 @@ impl ActiveStandby {
                 closed_by_us: false,
             });
             if sampled {
-                if let Some(s) = sf.sample {
+                if let Some(s) = sf.sample.filter(|s| s.tcp_state != TCP_SYN_SENT) {
                     m.verdict = m.watch.observe(&self.t, now, &s);
                 }
             }
@@ -955,11 +1143,12 @@ impl ActiveStandby {
         gone
     }
 
-    /// Held paths whose verification probe (opened after the hold began) neither established
-    /// nor is still in flight: a new failure.
+    /// Held paths whose verification probe (opened after the hold began) has not joined within
+    /// `probe_ms`: a new failure. (The probe itself is left to its SYN retries: it is the
+    /// first of the path's new train.)
     fn held_probe_failures(
         &self,
-        subflows: &[Subflow],
+        now: Instant,
         live: &[Live],
         failing: &mut Vec<(Path, &'static str, String)>,
     ) {
@@ -970,15 +1159,8 @@ impl ActiveStandby {
             let Some(probe_at) = mem.probe_at.filter(|t| *t > since) else {
                 continue;
             };
-            let in_flight = subflows.iter().any(|sf| {
-                sf.path == *path
-                    && matches!(
-                        sf.state,
-                        SubflowState::Pending { .. } | SubflowState::Requested { .. }
-                    )
-            });
             let joined = live.iter().any(|l| l.path == *path && l.since >= probe_at);
-            if !in_flight && !joined {
+            if !joined && now >= probe_at + self.t.probe {
                 failing.push((
                     *path,
                     "probe-failed",
@@ -989,6 +1171,14 @@ impl ActiveStandby {
                     ),
                 ));
             }
+        }
+    }
+
+    /// Close `key` (an established subflow or a probe in flight) with this reason, once.
+    fn close_as(&mut self, key: SubflowKey, code: &'static str, detail: String, out: &mut Out) {
+        out.close(key, Reason::new(code, detail));
+        if let Some(m) = self.subs.get_mut(&key) {
+            m.closed_by_us = true;
         }
     }
 
@@ -1059,6 +1249,10 @@ impl ActiveStandby {
     ) {
         let mem = self.paths.entry(path).or_insert_with(PathMem::new);
         mem.failures.push_back(now);
+        if let Some(r) = mem.rejoined.take() {
+            mem.spells
+                .push_back((now, now.saturating_duration_since(r)));
+        }
         mem.state = PathState::Down {
             since: now,
             code,
@@ -1080,11 +1274,17 @@ impl ActiveStandby {
             if others == 0 {
                 continue;
             }
-            let then = if l.want_backup {
-                "closed: it carried nothing, and the path is probed afresh"
-            } else {
-                "closed so that its unacknowledged data is sent again at once"
-            };
+            let idle = self
+                .subs
+                .get(&l.key)
+                .and_then(|m| m.watch.last)
+                .is_none_or(|(_, s)| s.unacked == 0);
+            if l.want_backup && idle {
+                // It carries nothing: closing it would only make the kernel send its
+                // retransmit queue again. It goes with the path's next batch (module docs).
+                continue;
+            }
+            let then = "closed so that its unacknowledged data is sent again at once";
             out.close(
                 l.key,
                 Reason::new(
@@ -1221,8 +1421,8 @@ impl ActiveStandby {
     }
 }
 
-/// A probe of `path`: backup, abandoned after `timeout`.
-fn probe_open(ctx: &Ctx<'_>, path: Path, timeout: Duration, detail: String) -> Decision {
+/// A probe of `path`: backup, in flight for [`PROBE_LIFE`] at most (see the module docs).
+fn probe_open(ctx: &Ctx<'_>, path: Path, detail: String) -> Decision {
     let if_index = ctx
         .locals
         .iter()
@@ -1234,10 +1434,41 @@ fn probe_open(ctx: &Ctx<'_>, path: Path, timeout: Duration, detail: String) -> D
             if_index,
             remote: path.remote,
             backup: true,
-            timeout: Some(timeout),
+            timeout: Some(PROBE_LIFE),
         },
         Reason::new("probe", detail),
     )
+}
+
+/// The probes of one path that have not established: how many are in flight, and the keys
+/// of those whose port is known (in flight or stale; only those can be closed).
+struct Probes {
+    in_flight: usize,
+    in_flight_keys: Vec<SubflowKey>,
+    lingering: Vec<SubflowKey>,
+}
+
+impl Probes {
+    fn of(subflows: &[Subflow], path: &Path) -> Probes {
+        let mut p = Probes {
+            in_flight: 0,
+            in_flight_keys: Vec::new(),
+            lingering: Vec::new(),
+        };
+        for sf in subflows.iter().filter(|sf| sf.path == *path) {
+            if sf.is_probe_in_flight() {
+                p.in_flight += 1;
+                p.in_flight_keys.extend(sf.key());
+            } else if sf.is_lingering_probe() {
+                p.lingering.extend(sf.key());
+            }
+        }
+        p
+    }
+
+    fn all_keys(&self) -> impl Iterator<Item = SubflowKey> + '_ {
+        self.in_flight_keys.iter().chain(&self.lingering).copied()
+    }
 }
 
 impl Policy for ActiveStandby {

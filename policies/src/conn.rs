@@ -23,14 +23,24 @@
 //!   in SUB_CLOSED becomes `Failed`/`Closed`: the policy decides whether to open again, and the
 //!   backoff applies to that new attempt.
 //! - A *probe* (an `Open` with its own `timeout`) is the exception: it is sent at once whatever
-//!   the path's backoff or given-up state, abandoned (`Failed`, ETIMEDOUT) when it has not
-//!   established within its timeout, never retried by the state machine, and none of its
-//!   failures count against the path: the policy that asked re-probes at its own fixed pace,
-//!   so a join SYN never sits in the kernel's exponential SYN backoff while the path may have
-//!   healed. The kernel's socket of an abandoned probe is destroyed when its port is known: a
-//!   sock_diag sample of a SYN_SENT subflow on a path with a requested entry tells it
-//!   ([`Connection::handle_samples`]). Otherwise it lingers until its own SYN retries end, and
-//!   should it establish later it is learnt like any unknown subflow.
+//!   the path's backoff or given-up state, never retried by the state machine, and none of its
+//!   failures count against the path: the policy that asked re-probes at its own pace. Its
+//!   kernel socket is never destroyed by the state machine either: every SUBFLOW_DESTROY, even
+//!   of a socket still in SYN_SENT, makes the kernel send the connection's whole MPTCP-level
+//!   retransmit queue again. Once its SYN is in exponential backoff (a sample of its SYN_SENT
+//!   socket shows `tcpi_backoff > 0`) or its `timeout` passed, it is *stale*: no longer live,
+//!   left to the kernel, closed when the policy says so ([`Action::Close`] of its key, known
+//!   from the sample; typically many at once, which costs the kernel's resend once). A stale
+//!   probe that establishes later is the same entry, with its intent (backup flag, reason).
+//! - The BACKUP field of SUB_ESTABLISHED and SUB_PRIORITY is the flag the *peer* sent (verified
+//!   on Linux 6.18), kept as [`Subflow::peer_backup`]; our own flag ([`Subflow::backup`]) is
+//!   the one the SUBFLOW_CREATE carried, which the kernel applies to the join, then each
+//!   acknowledged SET_FLAGS. So a join established as requested needs no SET_FLAGS. One that
+//!   does (the wish changed meanwhile) waits until the join is fully established: the kernel
+//!   refuses SET_FLAGS for a join one round trip younger than that (EINVAL "subflow not
+//!   found", [`RefusalMeaning::SubflowNotReady`]); a refused one is sent again when a sample
+//!   shows the join fully established, or after [`FLAG_RETRY_AFTER`], at most
+//!   [`MAX_FLAG_RETRIES`] times.
 //! - The kernel's SUB_ESTABLISHED for a path we asked for is matched to the request whose port
 //!   it has (learnt from a sample), else to the *oldest* waiting request on that path (a
 //!   policy may ask for several per path).
@@ -87,6 +97,20 @@ const ENOTCONN: i32 = 107;
 /// The kernel's extended-ACK text when no connection has the token (`pm_userspace.c`,
 /// `mptcp_userspace_pm_get_sock`), for every userspace-PM command.
 const INVALID_TOKEN: &str = "invalid token";
+/// The kernel's extended-ACK text when SET_FLAGS finds no usable subflow with the 4-tuple
+/// (`mptcp_userspace_pm_set_flags`): on Linux 6.18 also a join not yet fully established.
+const SUBFLOW_NOT_FOUND: &str = "subflow not found";
+/// Linux ECANCELED: recorded in `Failed` for a probe the policy closed before it established.
+const ECANCELED: i32 = 125;
+
+/// How long a SET_FLAGS refused for a join that was not fully established waits, at most,
+/// before it is sent again when no sample shows the join fully established first: the
+/// kernel's least retransmission timeout (TCP_RTO_MIN), within which the peer's fourth ACK
+/// (or our retransmitted third ACK's answer) has come on a working path.
+pub const FLAG_RETRY_AFTER: Duration = Duration::from_millis(200);
+/// SET_FLAGS sent again at most this many times for one wish (the kernel's refusals of a
+/// subflow that never becomes usable repeat).
+pub const MAX_FLAG_RETRIES: u32 = 3;
 
 /// Which local address id a SUBFLOW_CREATE from the connection's *initial* local address carries.
 ///
@@ -217,8 +241,16 @@ pub struct Subflow {
     pub local_port: Option<u16>,
     /// Where it is in its life.
     pub state: SubflowState,
-    /// Backup flag as the kernel last reported it.
+    /// Our backup flag as the kernel has it: the one the SUBFLOW_CREATE carried (the kernel
+    /// sends it in the join's SYN), then each SET_FLAGS it acknowledged. For a subflow we did
+    /// not create, what the peer asked for (as `peer_backup`), since the kernel never reports
+    /// our side of it in an event.
     pub backup: bool,
+    /// The backup flag the peer asked for: the BACKUP field of SUB_ESTABLISHED and
+    /// SUB_PRIORITY. Verified on Linux 6.18 (`integration/tests/kernel_pm.rs`): the kernel
+    /// reports there the flag it *received* (the peer's MP_JOIN or MP_PRIO), never the one we
+    /// sent, so a join we requested as backup is reported `backup=0` by our own kernel.
+    pub peer_backup: bool,
     /// Backup flag we want (from the decision that opened it, or the last SetBackup).
     pub want_backup: bool,
     /// Local address id (ours when requested, the kernel's once established).
@@ -235,15 +267,27 @@ pub struct Subflow {
     pub closing: bool,
     /// Why the policy last acted on this subflow (opened it, changed its flag, closed it).
     pub reason: Option<Reason>,
-    /// The request's own timeout, for a probe (see `Action::Open::timeout`): abandoned after
-    /// it, never retried, its failures not counted against the path. `None`: the
-    /// connection's `request_timeout` with retries and backoff.
+    /// For a probe (see `Action::Open::timeout`), how long its SYN counts as in flight: it
+    /// turns `stale` after it, never retried, its failures not counted against the path.
+    /// `None`: the connection's `request_timeout` with retries and backoff.
     pub timeout: Option<Duration>,
+    /// A probe no longer in flight for the policy, its socket left to the kernel: a sample
+    /// showed its SYN in exponential backoff (`tcpi_backoff > 0`), or its `timeout` passed.
+    /// It may still establish (a late SYN answered); it is not live (it takes no place in a
+    /// policy's subflow budget) and the policy closes it when it chooses.
+    pub stale: bool,
     /// An operator created it by hand (`mptcp-pmd subflow create`).
     pub manual: bool,
     /// The kernel acknowledged the SUBFLOW_CREATE (matches answers to the several requests
     /// one path can have).
     acked: bool,
+    /// A probe the policy closed before it established (`Action::Close` of its key): its
+    /// socket was destroyed.
+    abandoned: bool,
+    /// SET_FLAGS to send again (see [`Connection::handle_samples`]): the kernel refused it
+    /// because the join was not fully established yet, or the wish changed while the join was
+    /// in flight. (When to send it at the latest, attempts so far.)
+    flag_retry: Option<(Instant, u32)>,
 }
 
 impl Subflow {
@@ -255,9 +299,10 @@ impl Subflow {
         })
     }
 
-    /// Pending, requested or established, and not being closed by us.
+    /// Pending, requested (and not a stale probe) or established, and not being closed by us.
     pub fn is_live(&self) -> bool {
         !self.closing
+            && !self.stale
             && matches!(
                 self.state,
                 SubflowState::Pending { .. }
@@ -292,6 +337,7 @@ impl Subflow {
             local_port: None,
             state,
             backup: false,
+            peer_backup: false,
             want_backup: false,
             loc_id: 0,
             rem_id: 0,
@@ -301,9 +347,25 @@ impl Subflow {
             closing: false,
             reason: None,
             timeout: None,
+            stale: false,
             manual: false,
             acked: false,
+            abandoned: false,
+            flag_retry: None,
         }
+    }
+
+    /// A probe still in flight for the policy: requested, not stale, not closed.
+    pub fn is_probe_in_flight(&self) -> bool {
+        self.timeout.is_some()
+            && !self.stale
+            && !self.closing
+            && matches!(self.state, SubflowState::Requested { .. })
+    }
+
+    /// A stale probe whose socket is still the kernel's (see `stale`): requested, not closed.
+    pub fn is_lingering_probe(&self) -> bool {
+        self.timeout.is_some() && self.stale && matches!(self.state, SubflowState::Requested { .. })
     }
 }
 
@@ -420,6 +482,14 @@ pub enum RefusalMeaning {
     NotJoinable,
     /// SUBFLOW_DESTROY of a subflow that is already gone.
     SubflowGone,
+    /// SET_FLAGS for a subflow the kernel does not list as usable: EINVAL "subflow not
+    /// found". Verified on Linux 6.18 (`integration/tests/kernel_pm.rs`,
+    /// `set_flags_waits_for_the_join_to_be_fully_established`): a join we requested is
+    /// reported established (SUB_ESTABLISHED, on the SYN-ACK) one round trip before it is
+    /// fully established (the peer's fourth ACK), and SET_FLAGS in between is refused so; it
+    /// is accepted once the subflow dump shows the join fully established. Also the answer
+    /// for a subflow that is gone.
+    SubflowNotReady,
     /// About this command only (a port conflict, an id rule, a timeout, ...).
     Command,
 }
@@ -444,6 +514,15 @@ impl KernelRefusal {
             _ if errno == EINVAL && invalid_token => RefusalMeaning::ConnectionGone,
             PmCommand::CreateSubflow { .. } if errno == ENOTCONN => RefusalMeaning::NotJoinable,
             PmCommand::DestroySubflow { .. } if errno == ESRCH => RefusalMeaning::SubflowGone,
+            PmCommand::SetBackup { .. }
+                if errno == EINVAL
+                    && self
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.trim() == SUBFLOW_NOT_FOUND) =>
+            {
+                RefusalMeaning::SubflowNotReady
+            }
             _ => RefusalMeaning::Command,
         }
     }
@@ -880,9 +959,10 @@ impl Connection {
             }
             PmEvent::SubClosed(s) => self.on_sub_closed(now, s),
             PmEvent::SubPriority(s) => {
+                // The peer's MP_PRIO (the kernel never reports our own SET_FLAGS so).
                 let key = s.key();
                 match self.established_mut(key) {
-                    Some(sf) => sf.backup = s.backup,
+                    Some(sf) => sf.peer_backup = s.backup,
                     None => self.ignored += 1,
                 }
             }
@@ -917,11 +997,13 @@ impl Connection {
                         // What an operator made is not the policy's to close or re-flag.
                         Some(sf) if !sf.closing && !sf.manual => {
                             sf.closing = true;
+                            sf.flag_retry = None;
                             sf.reason = Some(reason);
                             self.commands
                                 .push_back(PmCommand::DestroySubflow { token, key });
                         }
-                        _ => self.ignored += 1,
+                        Some(_) => self.ignored += 1,
+                        None => self.close_probe(now, key, reason),
                     }
                 }
                 Action::SetBackup { key, backup } => {
@@ -934,6 +1016,7 @@ impl Connection {
                             if sf.want_backup != backup {
                                 sf.want_backup = backup;
                                 sf.reason = Some(reason);
+                                sf.flag_retry = None;
                                 self.commands.push_back(PmCommand::SetBackup {
                                     token,
                                     key,
@@ -1156,6 +1239,9 @@ impl Connection {
                 if let PmCommand::SetBackup { key, backup, .. } = cmd {
                     if let Some(sf) = self.established_mut(*key) {
                         sf.backup = *backup;
+                        if sf.want_backup == *backup {
+                            sf.flag_retry = None;
+                        }
                     }
                 }
                 if let PmCommand::Announce { addr, .. } = cmd {
@@ -1201,6 +1287,21 @@ impl Connection {
                 self.last_refusal = Some((cmd.name(), refusal));
                 self.prune();
                 return;
+            }
+            RefusalMeaning::SubflowNotReady => {
+                // A join not yet fully established (or a subflow on its way out): the wish
+                // stays, and is sent again once a sample shows the join fully established, or
+                // after FLAG_RETRY_AFTER at the latest, a bounded number of times.
+                if let PmCommand::SetBackup { key, .. } = cmd {
+                    if let Some(sf) = self.established_mut(*key) {
+                        let tries = sf.flag_retry.map_or(0, |(_, n)| n);
+                        if !sf.closing && tries < MAX_FLAG_RETRIES {
+                            sf.flag_retry = Some((now + FLAG_RETRY_AFTER, tries + 1));
+                        } else {
+                            sf.flag_retry = None;
+                        }
+                    }
+                }
             }
             RefusalMeaning::SubflowGone | RefusalMeaning::Command => {}
         }
@@ -1266,21 +1367,45 @@ impl Connection {
     }
 
     /// Fresh health samples from sock_diag; each is stored on the established subflow it names.
+    /// A sample that shows a join fully established sends the SET_FLAGS it was waiting for
+    /// (see [`RefusalMeaning::SubflowNotReady`]).
+    ///
     /// A sample of a socket still in SYN_SENT on a path with a requested entry whose port is
     /// not known yet gives that entry its port (the oldest such entry; several on one path are
-    /// told apart only by their order): an abandoned probe can then be destroyed.
+    /// told apart only by their order), so that the policy can close it, and is kept on it; a
+    /// probe's sample that shows its SYN in exponential backoff (`backoff > 0`: on Linux 6.18
+    /// from the fifth retransmission, 5 s after the first SYN with the default
+    /// `net.ipv4.tcp_syn_linear_timeouts = 4`, before which the SYN is sent every second)
+    /// makes it `stale`.
     pub fn handle_samples(&mut self, now: Instant, samples: &[(SubflowKey, SubflowSample)]) {
         if self.closed {
             return;
         }
         self.touch(now);
+        let token = self.token;
         for (key, sample) in samples {
             if let Some(sf) = self.established_mut(*key) {
                 sf.sample = Some(*sample);
+                if sample.fully_established && sf.flag_retry.is_some() && !sf.closing {
+                    sf.flag_retry = sf.flag_retry.map(|(_, n)| (now + FLAG_RETRY_AFTER, n));
+                    let backup = sf.want_backup;
+                    self.commands.push_back(PmCommand::SetBackup {
+                        token,
+                        key: *key,
+                        backup,
+                    });
+                }
                 continue;
             }
-            if sample.tcp_state == TCP_SYN_SENT && self.learn_request_port(*key) {
-                continue;
+            if sample.tcp_state == TCP_SYN_SENT {
+                if let Some(i) = self.learn_request_port(*key) {
+                    let sf = &mut self.subflows[i];
+                    sf.sample = Some(*sample);
+                    if sf.timeout.is_some() && sample.backoff > 0 {
+                        sf.stale = true;
+                    }
+                    continue;
+                }
             }
             self.ignored += 1;
         }
@@ -1321,7 +1446,8 @@ impl Connection {
                         .timeout
                         .is_some_and(|t| now.saturating_duration_since(since) >= t) =>
                 {
-                    self.abandon(i, now);
+                    // A probe past its time in flight: left to the kernel (see `stale`).
+                    self.subflows[i].stale = true;
                 }
                 SubflowState::Requested { since, attempt }
                     if self.subflows[i].timeout.is_none()
@@ -1344,6 +1470,19 @@ impl Connection {
                     if let Some(at) = self.stable_deadline(i) {
                         if at <= now {
                             self.health.remove(&path);
+                        }
+                    }
+                    let sf = &mut self.subflows[i];
+                    if let (Some((due, n)), Some(key)) = (sf.flag_retry, sf.key()) {
+                        if due <= now && !sf.closing {
+                            // No sample showed the join fully established in time (a
+                            // connection that is not sampled): try again.
+                            sf.flag_retry = Some((now + FLAG_RETRY_AFTER, n));
+                            self.commands.push_back(PmCommand::SetBackup {
+                                token: self.token,
+                                key,
+                                backup: sf.want_backup,
+                            });
                         }
                     }
                 }
@@ -1389,13 +1528,21 @@ impl Connection {
         (0..self.subflows.len())
             .filter_map(|i| match self.subflows[i].state {
                 SubflowState::Pending { due } => Some(due),
+                // A stale probe has no deadline left: it is the kernel's and the policy's.
+                SubflowState::Requested { .. } if self.subflows[i].stale => None,
                 SubflowState::Requested { since, .. } => Some(
                     since
                         + self.subflows[i]
                             .timeout
                             .unwrap_or(self.timers.request_timeout),
                 ),
-                SubflowState::Established { .. } => self.stable_deadline(i),
+                SubflowState::Established { .. } => {
+                    let retry = self.subflows[i].flag_retry.map(|(due, _)| due);
+                    match (self.stable_deadline(i), retry) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
                 _ => None,
             })
             .chain(announcements)
@@ -1604,11 +1751,16 @@ impl Connection {
             .position(|s| matches!(s.state, SubflowState::Requested { .. }) && s.key() == Some(key))
     }
 
-    /// A SYN_SENT socket named `key` is the kernel's socket of the oldest requested entry on
-    /// its path that has no port yet; returns whether one took it.
-    fn learn_request_port(&mut self, key: SubflowKey) -> bool {
+    /// A SYN_SENT socket named `key` is the kernel's socket of the requested entry with that
+    /// port, else of the oldest requested entry on its path that has no port yet; returns
+    /// which entry it is.
+    fn learn_request_port(&mut self, key: SubflowKey) -> Option<usize> {
+        if let Some(i) = self.requested_with_key(key) {
+            return Some(i);
+        }
         if self.subflows.iter().any(|s| s.key() == Some(key)) {
-            return true;
+            // Another entry's (a closed probe's): not a request.
+            return None;
         }
         let path = Path {
             local: key.local.ip(),
@@ -1625,35 +1777,35 @@ impl Connection {
             })
             .min()
             .map(|(_, i)| i);
-        match oldest {
-            Some(i) => {
-                self.subflows[i].local_port = Some(key.local.port());
-                true
-            }
-            None => false,
-        }
+        let i = oldest?;
+        self.subflows[i].local_port = Some(key.local.port());
+        Some(i)
     }
 
-    /// A probe that did not establish within its own timeout: it fails without counting
-    /// against its path, and its kernel socket (if its port is known) is destroyed so that its
-    /// SYN stops being retransmitted and cannot establish a stray subflow later.
-    fn abandon(&mut self, i: usize, now: Instant) {
+    /// `Action::Close` of a probe that has not established (its port known from a sample of
+    /// its SYN_SENT socket): its socket is destroyed, the entry fails (ECANCELED) without
+    /// counting against the path. Anything else with that key is ignored.
+    fn close_probe(&mut self, now: Instant, key: SubflowKey, reason: Reason) {
+        let Some(i) = self
+            .requested_with_key(key)
+            .filter(|&i| self.subflows[i].timeout.is_some() && !self.subflows[i].manual)
+        else {
+            self.ignored += 1;
+            return;
+        };
         let sf = &mut self.subflows[i];
-        let waited = sf.timeout.unwrap_or_default();
         sf.state = SubflowState::Failed {
             at: now,
-            errno: ETIMEDOUT,
-            message: Some(format!(
-                "probe not established within {} ms: abandoned",
-                waited.as_millis()
-            )),
+            errno: ECANCELED,
+            message: Some("probe closed before it established".to_owned()),
         };
-        if let Some(key) = sf.key() {
-            self.commands.push_back(PmCommand::DestroySubflow {
-                token: self.token,
-                key,
-            });
-        }
+        sf.abandoned = true;
+        sf.reason = Some(reason);
+        self.commands.push_back(PmCommand::DestroySubflow {
+            token: self.token,
+            key,
+        });
+        self.prune();
     }
 
     /// Turns entry `i` into a `Requested` one and queues its create.
@@ -1667,6 +1819,9 @@ impl Connection {
         sf.acked = false;
         // A new create is a new socket: a port learnt for an earlier attempt is not its own.
         sf.local_port = None;
+        // The create carries the flag: the kernel sends it in the join's SYN and keeps it as
+        // the subflow's own (the subflow dump's BKUP_LOC).
+        sf.backup = sf.want_backup;
         self.commands.push_back(PmCommand::CreateSubflow {
             token: self.token,
             local: sf.path.local,
@@ -1796,7 +1951,7 @@ impl Connection {
         let if_index = s.if_idx.and_then(|i| u32::try_from(i).ok());
         if let Some(sf) = self.established_mut(key) {
             // A repeated report: refresh what the kernel says.
-            sf.backup = s.backup;
+            sf.peer_backup = s.backup;
             sf.loc_id = s.loc_id;
             sf.rem_id = s.rem_id;
             sf.if_index = if_index.or(sf.if_index);
@@ -1814,39 +1969,48 @@ impl Connection {
             local: i.local,
             remote: i.remote,
         });
-        let i = match waiting {
-            Some(i) => i,
-            None => {
-                // Not ours: peer-initiated, or one we lost track of. Or an abandoned probe
-                // that established before its destroy (queued when it was abandoned) took
-                // effect: that destroy is on its way, so it is closing already.
-                let abandoned = self.subflows.iter().any(|sf| {
-                    sf.key() == Some(key)
-                        && sf.timeout.is_some()
-                        && matches!(sf.state, SubflowState::Failed { .. })
-                });
+        let abandoned = self.subflows.iter().position(|sf| {
+            sf.abandoned && sf.key() == Some(key) && matches!(sf.state, SubflowState::Failed { .. })
+        });
+        let (i, ours) = match (waiting, abandoned) {
+            (Some(i), _) => (i, true),
+            // A probe the policy closed before it established, whose SYN was answered before
+            // the destroy took effect: the same entry, with its intent, closing already (the
+            // destroy is on its way).
+            (None, Some(i)) => {
+                self.subflows[i].closing = true;
+                (i, true)
+            }
+            (None, None) => {
+                // Not ours: peer-initiated, or one we lost track of. Our side of its flag is
+                // not in the event: mirror the peer's, and do not fight it.
                 let mut sf = Subflow::new(path, SubflowState::Established { since: now });
                 sf.want_backup = s.backup;
+                sf.backup = s.backup;
                 sf.initial = initial_key == Some(key);
-                sf.closing = abandoned;
-                self.push_subflow(sf)
+                (self.push_subflow(sf), false)
             }
         };
-        let token = self.token;
         let sf = &mut self.subflows[i];
         sf.state = SubflowState::Established { since: now };
         sf.local_port = Some(key.local.port());
         sf.loc_id = s.loc_id;
         sf.rem_id = s.rem_id;
-        sf.backup = s.backup;
+        sf.peer_backup = s.backup;
         sf.if_index = if_index.or(sf.if_index);
         sf.acked = true;
-        if sf.want_backup != sf.backup {
-            self.commands.push_back(PmCommand::SetBackup {
-                token,
-                key,
-                backup: sf.want_backup,
-            });
+        sf.stale = false;
+        // A sample of its SYN_SENT socket is not one of the established subflow (whose
+        // `last_ack_recv` would go back to the epoch).
+        if sf.sample.is_some_and(|x| x.tcp_state == TCP_SYN_SENT) {
+            sf.sample = None;
+        }
+        // Our create carried the flag we wanted then (`backup`); the event's BACKUP is the
+        // peer's. Only a wish that changed while the join was in flight needs SET_FLAGS, and
+        // the kernel refuses it until the join is fully established, one round trip after
+        // this event: it is sent when a sample shows that (or after FLAG_RETRY_AFTER).
+        if ours && !sf.closing && sf.want_backup != sf.backup {
+            sf.flag_retry = Some((now + FLAG_RETRY_AFTER, 0));
         }
         self.learn_local_id(path.local, s.loc_id);
         let local = path.local.to_canonical();
@@ -1887,7 +2051,16 @@ impl Connection {
             }
             return;
         }
-        let requested = self.requested_with_key(key);
+        // A join that never connected may be reported with remote port 0: its local address
+        // and port name it.
+        let requested = self.requested_with_key(key).or_else(|| {
+            self.subflows.iter().position(|sf| {
+                matches!(sf.state, SubflowState::Requested { .. })
+                    && sf.path.local == key.local.ip()
+                    && sf.path.remote.ip() == key.remote.ip()
+                    && sf.local_port == Some(key.local.port())
+            })
+        });
         if requested.is_none() && self.subflows.iter().any(|sf| sf.key() == Some(key)) {
             // Already closed (repeated event, or ESRCH answered first), or an abandoned probe.
             return;

@@ -26,11 +26,12 @@ pub enum Action {
         backup: bool,
         /// `None`: the connection's usual request handling (`ConnTimers::request_timeout`,
         /// retried with the path's backoff, given up after `max_retries`). `Some(t)`: a
-        /// *probe*: sent at once whatever the path's backoff, and abandoned if it has not
-        /// established within `t` (the entry fails with ETIMEDOUT and the kernel's socket is
-        /// destroyed once its port is known); none of its failures count against the path.
-        /// The policy re-opens at its own pace, so a join SYN never sits in its own
-        /// exponential backoff on a path that may have healed.
+        /// *probe*: sent at once whatever the path's backoff, never retried, none of its
+        /// failures counted against the path; it counts as in flight for at most `t` (less
+        /// once its SYN backs off exponentially), then is *stale*, its socket left to the
+        /// kernel until the policy closes it (see [`crate::conn`]). The policy re-opens at
+        /// its own pace, so a join SYN never sits in its own exponential backoff on a path
+        /// that may have healed.
         timeout: Option<Duration>,
     },
     /// Close one subflow.

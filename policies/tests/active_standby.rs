@@ -1,7 +1,7 @@
 //! The active-standby policy: its failure detector over synthetic sample series, then the
 //! policy driving a real `Connection` against a simulated network (paths that die silently,
 //! heal, flap) and kernel (creates that establish only on live paths, destroys that close).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::{info, ip, key, sa, sub, INIT_LOCAL, INIT_REMOTE, T};
 use mptcp_pmd_policies::active_standby::{
-    ActiveStandby, ActiveStandbyParams, PathState, Tunables, Watch, PLUGIN,
+    ActiveStandby, ActiveStandbyParams, PathState, Tunables, Watch, PLUGIN, PROBE_LIFE,
 };
 use mptcp_pmd_policies::addrmatch::InterfaceGlob;
 use mptcp_pmd_policies::params::{Key, Keys, Node, ParamError, Pos, Value};
 use mptcp_pmd_policies::{
     Action, ConnTimers, Connection, Ctx, Decision, LocalAddr, Path, PmCommand, PmEvent, Policy,
-    PolicyParams, SubflowKey, SubflowSample, SubflowState,
+    PolicyParams, SubflowKey, SubflowSample,
 };
 
 fn ms(n: u64) -> Duration {
@@ -74,13 +74,13 @@ fn a_bulk_stall_is_detected_at_the_threshold_not_before() {
         }
     };
     let (at, code, detail) = first_failure(&mut w, &t, t0, (0, 3000, 10), bulk).expect("a failure");
-    // Floor 100 ms (2 x 3 ms + 4 x 1 ms is less): no ACK for 100 ms is not yet a failure,
-    // the next sample is.
+    // Floor 100 ms (TCP's own tail-loss probe, 2 x 3 ms + 2 ms, then an RTT, 3 ms + 4 x
+    // 1 ms, is less): no ACK for 100 ms is not yet a failure, the next sample is.
     assert_eq!(at, 1110, "{detail}");
     assert_eq!(code, "stalled");
     assert_eq!(
         detail,
-        "no ack for 110 ms with 40 segments outstanding (threshold 100 ms = max(floor 100 ms, 2 x srtt 3.0 ms + 4 x rttvar 1.0 ms))"
+        "no ack for 110 ms with 40 segments outstanding (threshold 100 ms = max(floor 100 ms, pto 8.0 ms + srtt 3.0 ms + 4 x rttvar 1.0 ms))"
     );
     assert_eq!(w.stalled_for(t0 + ms(1110)), Some(ms(110)));
 }
@@ -125,6 +125,7 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
     let queued = |at: u64| SubflowSample {
         srtt_us: 300_000,
         rttvar_us: 50_000,
+        rto_us: 500_000,
         unacked: 120,
         bytes_acked: at * 2_500,
         last_ack_recv_ms: 2,
@@ -133,7 +134,9 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
     };
     assert_eq!(first_failure(&mut w, &t, t0, (0, 10_000, 20), queued), None);
     // After an idle minute, one segment sent into the empty 300 ms path: its ACK takes one
-    // RTT, far below the threshold of 2 x 300 + 4 x 50 = 800 ms.
+    // RTT, far below the threshold: TCP would retransmit it at its RTO (500 ms, shorter than
+    // the tail-loss probe's 2 x 300 + 200 ms for a single segment), then wait one RTT
+    // (300 + 4 x 50 ms): 1 s.
     let mut w = Watch::default();
     let restart = |at: u64| {
         let (unacked, acked) = if (100..410).contains(&at) {
@@ -146,6 +149,7 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
         SubflowSample {
             srtt_us: 300_000,
             rttvar_us: 50_000,
+            rto_us: 500_000,
             unacked,
             bytes_acked: acked,
             last_ack_recv_ms: if at < 410 { 60_000 } else { 1 },
@@ -155,10 +159,22 @@ fn a_slow_or_queued_path_that_progresses_is_never_judged() {
     };
     assert_eq!(first_failure(&mut w, &t, t0, (0, 2000, 20), restart), None);
     let (threshold, how) = t.stall_threshold(&restart(200));
-    assert_eq!(threshold, ms(800));
+    assert_eq!(threshold, ms(1000));
     assert_eq!(
         how,
-        "threshold 800 ms = max(floor 100 ms, 2 x srtt 300 ms + 4 x rttvar 50 ms)"
+        "threshold 1000 ms = max(floor 100 ms, rto 500 ms + srtt 300 ms + 4 x rttvar 50 ms)"
+    );
+    // With two segments outstanding and a longer RTO (backed off once), the tail-loss probe
+    // comes first (2 x 300 + 2 ms).
+    let (threshold, how) = t.stall_threshold(&SubflowSample {
+        unacked: 2,
+        rto_us: 1_000_000,
+        ..restart(200)
+    });
+    assert_eq!(threshold, ms(1102));
+    assert_eq!(
+        how,
+        "threshold 1102 ms = max(floor 100 ms, pto 602 ms + srtt 300 ms + 4 x rttvar 50 ms)"
     );
 }
 
@@ -314,7 +330,193 @@ fn the_hold_doubles_per_failure_and_is_capped() {
     assert_eq!(t.hold_for(usize::MAX), ms(3000));
 }
 
+#[test]
+fn the_hold_outlasts_the_longest_recent_spell_that_ended_in_a_failure() {
+    let t = Tunables {
+        hold: ms(400),
+        hold_max: ms(3000),
+        ..Tunables::default()
+    };
+    // No spell remembered: the doubling alone.
+    assert_eq!(t.hold_after(2, None), ms(800));
+    // Up 0.9 s after its first outage, then failed again: the second hold outlasts that.
+    assert_eq!(t.hold_after(2, Some(ms(900))), ms(1300));
+    // A short spell never shortens the doubling.
+    assert_eq!(t.hold_after(3, Some(ms(100))), ms(1600));
+    // Capped.
+    assert_eq!(t.hold_after(2, Some(ms(10_000))), ms(3000));
+}
+
+#[test]
+fn a_long_hold_is_verified_a_few_times_not_every_probe_period() {
+    let t = Tunables::default();
+    assert_eq!(t.probe, ms(200));
+    assert_eq!(t.verify_every(ms(400)), ms(200));
+    assert_eq!(t.verify_every(ms(1300)), ms(325));
+    assert_eq!(t.verify_every(ms(12_800)), ms(3200));
+}
+
 // ---- the policy against a simulated network and kernel ----
+
+// ---- the detector on real sample series ----
+
+/// A series of `tcp_info` samples from `fixtures/active_standby/NAME` (see each file's header
+/// for where it comes from): (ms, sample).
+fn series(name: &str) -> Vec<(i64, SubflowSample)> {
+    let path = format!(
+        "{}/tests/fixtures/active_standby/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let t: i64 = it.next().unwrap().parse().unwrap();
+            let mut s = SubflowSample {
+                tcp_state: 1,
+                ..SubflowSample::default()
+            };
+            for kv in it {
+                let (k, v) = kv.split_once('=').unwrap();
+                let v: u64 = v.parse().unwrap();
+                let u32v = u32::try_from(v).unwrap();
+                match k {
+                    "unacked" => s.unacked = u32v,
+                    "bytes_acked" => s.bytes_acked = v,
+                    "last_ack_recv_ms" => s.last_ack_recv_ms = u32v,
+                    "last_data_sent_ms" => s.last_data_sent_ms = u32v,
+                    "srtt_us" => s.srtt_us = u32v,
+                    "rttvar_us" => s.rttvar_us = u32v,
+                    "rto_us" => s.rto_us = u32v,
+                    "retransmits" => s.retransmits = u8::try_from(v).unwrap(),
+                    "backoff" => s.backoff = u8::try_from(v).unwrap(),
+                    "probes" => s.probes = u8::try_from(v).unwrap(),
+                    "lost" => s.lost = u32v,
+                    other => panic!("unknown field {other} in {path}"),
+                }
+            }
+            (t, s)
+        })
+        .collect()
+}
+
+/// Replays a series through a fresh detector: the first failure (ms, code, detail), and the
+/// largest stall seen as a share of its threshold before it.
+fn replay(name: &str) -> (Option<(i64, &'static str, String)>, f64) {
+    let t = Tunables::default();
+    let t0 = Instant::now() + Duration::from_secs(10);
+    let mut w = Watch::default();
+    let mut worst: f64 = 0.0;
+    for (at, sample) in series(name) {
+        let now = t0.checked_add_signed(at).unwrap();
+        if let Some(f) = w.observe(&t, now, &sample) {
+            return (Some((at, f.code, f.detail)), worst);
+        }
+        if let Some(stalled) = w.stalled_for(now) {
+            let (threshold, _) = t.stall_threshold(&sample);
+            worst = worst.max(stalled.as_secs_f64() / threshold.as_secs_f64());
+        }
+    }
+    (None, worst)
+}
+
+/// `Instant + signed ms`.
+trait AddSigned {
+    fn checked_add_signed(self, ms: i64) -> Option<Instant>;
+}
+
+impl AddSigned for Instant {
+    fn checked_add_signed(self, ms: i64) -> Option<Instant> {
+        let d = Duration::from_millis(ms.unsigned_abs());
+        if ms >= 0 {
+            self.checked_add(d)
+        } else {
+            self.checked_sub(d)
+        }
+    }
+}
+
+#[test]
+fn real_healthy_cold_start_through_a_full_queue_is_never_judged() {
+    // Slow start into a full 20 Mbit/s tbf queue: srtt climbs from 0.3 to 46 ms, up to 171
+    // segments outstanding, losses; the ACKs keep coming.
+    let (failure, worst) = replay("healthy_cold_start.txt");
+    assert_eq!(failure, None);
+    assert!(
+        worst < 0.5,
+        "largest stall {:.0} % of its threshold",
+        worst * 100.0
+    );
+}
+
+#[test]
+fn real_cut_of_a_queued_bulk_path_is_detected_when_tcp_would_have_had_an_answer() {
+    // srtt 41 ms behind the full queue, in loss recovery (43 segments marked lost) when the
+    // cut comes: TCP's next move is its RTO (244 ms; no tail-loss probe in recovery), whose
+    // answer would be due a round trip later, 294 ms in all. The first sample past it
+    // (sampled every ~60 ms here: 240 ms without an ACK at 275 ms, 304 ms at 341) fails the
+    // path, by the RTO before its backoff (the RTO fired at 244 ms: tcpi_rto shows 488 ms
+    // then, backoff 1).
+    let (failure, _) = replay("cut_queued_bulk.txt");
+    let (at, code, detail) = failure.expect("the cut is a failure");
+    assert_eq!(code, "stalled");
+    assert_eq!(at, 341, "{detail}");
+    assert_eq!(
+        detail,
+        "no ack for 304 ms with 133 segments outstanding (threshold 293 ms = max(floor 100 ms, in loss recovery: rto 244 ms + srtt 40 ms + 4 x rttvar 2.3 ms))"
+    );
+    let t = Tunables::default();
+    let before = series("cut_queued_bulk.txt")
+        .into_iter()
+        .rfind(|(ms, _)| *ms < 341)
+        .unwrap();
+    assert_eq!((before.0, before.1.last_ack_recv_ms), (275, 240));
+    assert_eq!(
+        t.stall_threshold(&before.1).0,
+        Duration::from_micros(293_957)
+    );
+    // Outside loss recovery the same path would have been judged by the tail-loss probe
+    // (2 x srtt) instead: 133 ms.
+    let open = SubflowSample {
+        lost: 0,
+        ..before.1
+    };
+    assert_eq!(t.stall_threshold(&open).0, Duration::from_micros(133_239));
+}
+
+#[test]
+fn real_interactive_cut_is_detected_at_the_floor() {
+    // srtt 38 us: the floor decides, as before; the interactive target (<= 250 ms
+    // one-way, <= 5 messages over 200 ms) needs it.
+    let (failure, worst) = replay("cut_interactive.txt");
+    let (at, code, detail) = failure.expect("the cut is a failure");
+    assert_eq!(code, "stalled");
+    assert!(
+        (100..=125).contains(&at),
+        "failed {at} ms after the cut: {detail}"
+    );
+    assert!(
+        detail.contains("(threshold 100 ms = max(floor 100 ms,"),
+        "{detail}"
+    );
+    assert!(worst < 1.0);
+}
+
+#[test]
+fn real_healthy_path_silent_in_loss_recovery_until_its_rto_is_never_judged() {
+    // A healthy upload in loss recovery (107 of 173 segments marked lost: the full queue
+    // dropped the retransmissions too) heard no ACK for 244 ms at srtt 43 ms, until its RTO
+    // (244 ms) fired and the ACKs resumed. The tail-loss probe's 2 x srtt (87 ms) does not
+    // apply in recovery (Linux sends none there): the RTO does, and the path is not failed.
+    let (failure, worst) = replay("healthy_recovery_rto.txt");
+    assert_eq!(failure, None);
+    assert!(
+        (0.7..1.0).contains(&worst),
+        "largest stall {:.0} % of its threshold",
+        worst * 100.0
+    );
+}
 
 const PRIMARY: &str = "10.0.1.1";
 const STANDBY: &str = "10.0.2.1";
@@ -353,6 +555,30 @@ struct Flow {
     stuck: bool,
 }
 
+/// The SYN times of a join, ms after its first, as Linux 6.18 sends them with the default
+/// `tcp_syn_linear_timeouts = 4` (verified, `integration/tests/kernel_probe.rs`): every second
+/// up to 5 s, then backing off.
+const SYN_TIMES: [u64; 11] = [
+    0, 1000, 2000, 3000, 4000, 5000, 7000, 11_000, 19_000, 35_000, 67_000,
+];
+
+/// A join whose SYN is not answered yet: the kernel's SYN_SENT socket.
+#[derive(Debug, Clone, Copy)]
+struct Syn {
+    key: SubflowKey,
+    local_id: u8,
+    backup: bool,
+    opened: Instant,
+}
+
+impl Syn {
+    /// The SYNs sent so far after the first (`tcpi_retransmits`) at `now`.
+    fn retransmits(&self, now: Instant) -> u64 {
+        let age = u64::try_from(now.duration_since(self.opened).as_millis()).unwrap();
+        SYN_TIMES.iter().filter(|t| **t > 0 && **t <= age).count() as u64
+    }
+}
+
 /// A connection (initial subflow on the primary), the policy, and the network: paths whose
 /// local address is in `dead` drop everything silently; an interactive flow sends on every
 /// subflow that is not backup.
@@ -365,6 +591,10 @@ struct Sim {
     port: u16,
     dead: HashSet<IpAddr>,
     flows: HashMap<SubflowKey, Flow>,
+    /// Joins in SYN_SENT.
+    syns: Vec<Syn>,
+    /// When a SYN went out on a path that dropped it (ms after `t0`).
+    syn_log: Vec<u64>,
     /// Every decision, with its time in ms after `t0`.
     log: Vec<(u64, Decision)>,
     /// Every command the kernel got, with its time.
@@ -391,6 +621,8 @@ impl Sim {
             port: 50000,
             dead: HashSet::new(),
             flows: HashMap::new(),
+            syns: Vec::new(),
+            syn_log: Vec::new(),
             log: Vec::new(),
             cmds: Vec::new(),
         };
@@ -444,8 +676,22 @@ impl Sim {
         self.apply(ds);
     }
 
-    /// The kernel: a create joins at once unless its path is dead (then its SYN is lost and
-    /// the request waits for its timeout); a destroy closes.
+    fn alive(&self, local: IpAddr) -> bool {
+        !self.dead.contains(&local) && self.locals.iter().any(|l| l.addr == local)
+    }
+
+    /// The join of `syn` established: its SUB_ESTABLISHED (the event's BACKUP is the peer's
+    /// flag: false).
+    fn join(&mut self, syn: Syn) {
+        let mut s = sub("0.0.0.0:1", "0.0.0.0:1", syn.local_id, 0, false);
+        s.local = syn.key.local;
+        s.remote = syn.key.remote;
+        let _ = syn.backup;
+        self.event(PmEvent::SubEstablished(s));
+    }
+
+    /// The kernel: a create sends its SYN at once, which joins unless its path is dead (then
+    /// it is retransmitted, see [`SYN_TIMES`]); a destroy closes.
     fn kernel(&mut self) {
         let cmds: Vec<PmCommand> = std::iter::from_fn(|| self.c.poll_command()).collect();
         for cmd in cmds {
@@ -458,22 +704,77 @@ impl Sim {
                     remote,
                     backup,
                     ..
-                } if !self.dead.contains(&local) && self.locals.iter().any(|l| l.addr == local) => {
-                    let mut s = sub("0.0.0.0:1", "0.0.0.0:1", local_id, 0, backup);
-                    s.local = std::net::SocketAddr::new(local, self.port);
-                    s.remote = remote;
+                } => {
+                    let syn = Syn {
+                        key: SubflowKey {
+                            local: std::net::SocketAddr::new(local, self.port),
+                            remote,
+                        },
+                        local_id,
+                        backup,
+                        opened: self.now,
+                    };
                     self.port += 1;
-                    self.event(PmEvent::SubEstablished(s));
+                    if self.alive(local) {
+                        self.join(syn);
+                    } else {
+                        self.syn_log.push(self.t());
+                        self.syns.push(syn);
+                    }
                 }
                 PmCommand::DestroySubflow { key, .. } => {
                     let mut s = sub("0.0.0.0:1", "0.0.0.0:1", 0, 0, false);
                     s.local = key.local;
                     s.remote = key.remote;
+                    if let Some(i) = self.syns.iter().position(|y| y.key == key) {
+                        // A SYN_SENT socket is reported closed with remote port 0.
+                        self.syns.remove(i);
+                        s.remote.set_port(0);
+                        s.error = Some(104);
+                    }
                     self.event(PmEvent::SubClosed(s));
                 }
                 _ => {}
             }
         }
+    }
+
+    /// The SYNs due in `(from, to]` whose path works now join; the others are logged.
+    fn retransmit_syns(&mut self, from: Instant, to: Instant) {
+        for y in &self.syns {
+            for t in SYN_TIMES {
+                let at = y.opened + ms(t);
+                if at > from && at <= to && !self.alive(y.key.local.ip()) {
+                    self.syn_log
+                        .push(u64::try_from(at.duration_since(self.t0).as_millis()).unwrap());
+                }
+            }
+        }
+        let due: Vec<Syn> = self
+            .syns
+            .iter()
+            .filter(|y| self.alive(y.key.local.ip()))
+            .filter(|y| {
+                SYN_TIMES.iter().any(|t| {
+                    let at = y.opened + ms(*t);
+                    at > from && at <= to
+                })
+            })
+            .copied()
+            .collect();
+        for y in due {
+            self.syns.retain(|x| x.key != y.key);
+            self.join(y);
+        }
+    }
+
+    /// Destroys (SUBFLOW_DESTROY) sent in `from..to` ms, with their times.
+    fn destroys(&self, from: u64, to: u64) -> Vec<u64> {
+        self.cmds
+            .iter()
+            .filter(|(t, c)| (from..to).contains(t) && c.name() == "subflow_destroy")
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     /// What sock_diag would say about `sf` now.
@@ -501,14 +802,18 @@ impl Sim {
             bytes_acked: f.acked,
             last_ack_recv_ms: u32::try_from(now.duration_since(f.last_ack).as_millis()).unwrap(),
             last_data_sent_ms: if backup { 60_000 } else { 5 },
+            backup,
+            fully_established: true,
             ..healthy(0)
         }
     }
 
-    /// One sample period: the connection's timers, then a sock_diag sample of every
-    /// established subflow.
+    /// One sample period: the kernel's SYN retransmissions, the connection's timers, then a
+    /// sock_diag sample of every established subflow and of every SYN_SENT socket.
     fn step(&mut self) {
+        let before = self.now;
         self.now += ms(STEP);
+        self.retransmit_syns(before, self.now);
         if self.c.poll_timeout().is_some_and(|due| due <= self.now) {
             self.c.handle_timeout(self.now);
             self.kernel();
@@ -522,11 +827,28 @@ impl Sim {
             .filter(|sf| sf.is_established() && !sf.closing)
             .filter_map(|sf| Some((sf.key()?, sf.backup)))
             .collect();
-        let samples: Vec<_> = subs
+        let mut samples: Vec<_> = subs
             .into_iter()
             .map(|(k, b)| (k, self.sample(k, b)))
             .collect();
+        let now = self.now;
+        samples.extend(self.syns.iter().map(|y| {
+            let r = y.retransmits(now);
+            (
+                y.key,
+                SubflowSample {
+                    tcp_state: mptcp_pmd_policies::model::TCP_SYN_SENT,
+                    retransmits: u8::try_from(r).unwrap(),
+                    backoff: u8::try_from(r.saturating_sub(4)).unwrap(),
+                    rto_us: 1_000_000 << r.saturating_sub(4),
+                    unacked: 1,
+                    backup: y.backup,
+                    ..SubflowSample::default()
+                },
+            )
+        }));
         self.c.handle_samples(self.now, &samples);
+        self.kernel();
         let ds = self.hook(|p, ctx| p.on_samples(ctx));
         self.apply(ds);
     }
@@ -639,8 +961,12 @@ fn a_silent_primary_outage_fails_over_and_closes_the_stuck_subflow_at_the_thresh
     let ds = s.decisions(at, at + 1);
     assert_eq!(
         codes(&ds),
-        vec![("set_backup", "failover"), ("close", "stalled")],
-        "the flag first, then the close: {ds:?}"
+        vec![
+            ("set_backup", "failover"),
+            ("close", "stalled"),
+            ("open", "probe")
+        ],
+        "the flag first, then the close, and the first probe at once: {ds:?}"
     );
     assert_eq!(
         ds[0].1.action,
@@ -658,7 +984,7 @@ fn a_silent_primary_outage_fails_over_and_closes_the_stuck_subflow_at_the_thresh
     );
     let why = &ds[1].1.reason.detail;
     assert!(
-        why.contains("no ack for 105 ms with 3 segments outstanding (threshold 100 ms = max(floor 100 ms, 2 x srtt 3.0 ms + 4 x rttvar 1.0 ms))"),
+        why.contains("no ack for 105 ms with 3 segments outstanding (threshold 100 ms = max(floor 100 ms, pto 8.0 ms + srtt 3.0 ms + 4 x rttvar 1.0 ms))"),
         "{why}"
     );
     assert!(why.contains("1 failure in the last 60.0 s"), "{why}");
@@ -674,7 +1000,7 @@ fn a_silent_primary_outage_fails_over_and_closes_the_stuck_subflow_at_the_thresh
         .filter(|(t, _)| *t == at)
         .map(|(_, c)| c.name())
         .collect();
-    assert_eq!(cmds, vec!["set_flags", "subflow_destroy"]);
+    assert_eq!(cmds, vec!["set_flags", "subflow_destroy", "subflow_create"]);
     assert_eq!(s.established(), vec![(ip(STANDBY), false)]);
     assert!(matches!(
         s.p.path_state(&primary_path()),
@@ -689,47 +1015,106 @@ fn a_silent_primary_outage_fails_over_and_closes_the_stuck_subflow_at_the_thresh
 }
 
 #[test]
-fn a_failed_path_is_probed_at_the_fixed_period_one_probe_at_a_time() {
+fn a_failed_path_gets_a_train_of_probes_left_to_their_syns_and_no_destroy_while_down() {
     let (mut s, at) = silent_outage();
-    s.run_until(6000);
-    // A probe every 200 ms from the failure on: each abandoned after 200 ms (the
-    // connection's own timer) and replaced at once, never the general backoff.
-    let creates = s.primary_creates(at, 6000);
-    let expected: Vec<u64> = (1..=9).map(|k| at + 200 * k).collect();
-    assert_eq!(creates, expected);
+    s.run_until(at + 12_000);
+    // Five probes 200 ms apart from the failure on (a SYN every 200 ms: each SYN is sent
+    // again every second), then nothing until the first one's SYN backs off (its sixth SYN,
+    // at 5 s, is its last one a second apart), when the next of the train replaces it.
+    let creates = s.primary_creates(at, at + 12_000);
+    assert_eq!(&creates[..5], &[at, at + 200, at + 400, at + 600, at + 800]);
+    assert_eq!(creates[5], at + 5000, "{creates:?}");
+    assert!(
+        creates[5..].windows(2).all(|w| w[1] - w[0] >= 200),
+        "{creates:?}"
+    );
     let probes: Vec<_> = s
         .log
         .iter()
-        .filter(|(t, d)| *t > at && d.reason.code == "probe")
+        .filter(|(t, d)| *t >= at && d.reason.code == "probe")
         .collect();
-    assert_eq!(probes.len(), 9);
     assert!(matches!(
         probes[0].1.action,
         Action::Open {
             backup: true,
             timeout: Some(t),
             ..
-        } if t == ms(200)
+        } if t == PROBE_LIFE
     ));
     assert!(
-        probes[2].1.reason.detail.contains("probe 3 every 200 ms"),
+        probes[2]
+            .1
+            .reason
+            .detail
+            .contains("probe 3, 3 in flight: a SYN on the path every 200 ms"),
         "{}",
         probes[2].1.reason.detail
     );
-    // One in flight at a time; the abandoned ones are failed entries, no path backoff.
+    // A SYN on the path every 200 ms (one sample period of slack), from the first probe on.
+    let mut syns: Vec<u64> = s.syn_log.iter().copied().filter(|t| *t >= at).collect();
+    syns.sort_unstable();
+    let gap = syns.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        gap <= 200 + STEP,
+        "largest gap between SYNs {gap} ms: {syns:?}"
+    );
+    // Not one destroy after the stuck subflow's close: each would make the kernel send its
+    // retransmit queue again on the standby. The stale probes are still the kernel's.
+    assert_eq!(s.destroys(at, at + 12_000), vec![at]);
+    let stale =
+        s.c.subflows()
+            .iter()
+            .filter(|sf| sf.is_lingering_probe())
+            .count();
+    assert!(stale >= 5, "{stale} stale probes");
     let in_flight =
         s.c.subflows()
             .iter()
-            .filter(|sf| matches!(sf.state, SubflowState::Requested { .. }))
+            .filter(|sf| sf.is_probe_in_flight())
             .count();
-    assert_eq!(in_flight, 1);
+    assert_eq!(in_flight, 5);
     assert_eq!(s.c.failures(&primary_path()), 0);
     assert_eq!(s.established(), vec![(ip(STANDBY), false)]);
+    let note = s.p.note(&s.ctx()).unwrap();
+    assert!(note.detail.contains("probes so far"), "{}", note.detail);
+}
+
+#[test]
+fn a_long_outage_closes_its_stale_probes_in_batches() {
+    let (mut s, at) = silent_outage();
+    s.run_until(at + 60_000);
+    // One probe goes stale every ~1.2 s; past two trains' worth (10) they go together.
+    let destroys = s.destroys(at + 1, at + 60_000);
+    let mut batches = destroys.clone();
+    batches.dedup();
+    assert!(
+        destroys.len() >= 3 * batches.len() && batches.len() <= 5,
+        "destroys {destroys:?}"
+    );
+    assert!(
+        s.log.iter().any(|(_, d)| d.reason.code == "stale-probes"
+            && d.reason
+                .detail
+                .contains("stale probes (their SYNs in exponential backoff) closed together")),
+        "{:?}",
+        codes(&s.log)
+    );
+    let stale =
+        s.c.subflows()
+            .iter()
+            .filter(|sf| sf.is_lingering_probe())
+            .count();
+    assert!(stale <= 2 * 5, "{stale}");
+    // Still a SYN every 200 ms.
+    let mut syns: Vec<u64> = s.syn_log.iter().copied().filter(|t| *t >= at).collect();
+    syns.sort_unstable();
+    let gap = syns.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(gap <= 200 + STEP, "largest gap between SYNs {gap} ms");
 }
 
 #[test]
 fn the_primary_gets_the_traffic_back_after_the_hold() {
-    let (mut s, _) = silent_outage();
+    let (mut s, at) = silent_outage();
     s.run_until(9000);
     s.heal(PRIMARY);
     s.run_until(10_000);
@@ -739,21 +1124,19 @@ fn the_primary_gets_the_traffic_back_after_the_hold() {
         .find(|(_, d)| d.reason.code == "handback")
         .map(|(t, _)| *t)
         .expect("a hand-back");
-    let joined = s
-        .cmds
+    // The first SYN after the heal joins: the train's next one, within 200 ms.
+    let first_join = s
+        .log
         .iter()
-        .find(|(t, c)| {
-            *t >= 9000
-                && matches!(c, PmCommand::CreateSubflow { local, .. } if *local == ip(PRIMARY))
-        })
+        .find(|(t, d)| *t >= 9000 && d.reason.code == "probe-batch")
         .map(|(t, _)| *t)
-        .unwrap();
-    // The first probe after the heal joins; the hold (400 ms, one failure) passes; then the
-    // primary is active and the standby backup again, in that order, in one batch.
-    assert!(joined < 9000 + 200 + STEP, "joined at {joined}");
+        .expect("the batch at the first join");
+    assert!(first_join <= 9000 + 200 + STEP, "joined at {first_join}");
+    // The hold (400 ms, one failure) passes; then the primary is active and the standby
+    // backup again, in that order, in one batch.
     assert!(
-        back >= joined + 400 && back <= joined + 400 + STEP,
-        "back at {back}, joined at {joined}"
+        back >= first_join + 400 && back <= first_join + 400 + STEP,
+        "back at {back}, joined at {first_join}"
     );
     assert!(
         back - 9000 <= 700,
@@ -763,7 +1146,12 @@ fn the_primary_gets_the_traffic_back_after_the_hold() {
     let ds = s.decisions(back, back + 1);
     assert_eq!(
         codes(&ds),
-        vec![("set_backup", "handback"), ("set_backup", "standby")]
+        vec![
+            ("set_backup", "handback"),
+            ("close", "probe-batch"),
+            ("set_backup", "standby")
+        ],
+        "{ds:?}"
     );
     assert!(
         ds[0]
@@ -774,19 +1162,25 @@ fn the_primary_gets_the_traffic_back_after_the_hold() {
         "{}",
         ds[0].1.reason.detail
     );
-    // While held, a fresh join every 200 ms re-proved the path; the older probe went.
-    let held = s.decisions(joined + 1, back);
-    assert!(codes(&held).contains(&("open", "probe")), "{held:?}");
-    assert!(codes(&held).contains(&("close", "reprobe")), "{held:?}");
+    // While held, a fresh join re-proved the path (kept: at most two joins on the path).
+    let held = s.decisions(first_join + 1, back);
+    assert_eq!(codes(&held), vec![("open", "probe")], "{held:?}");
+    // Destroys: the stuck subflow at the failure, then one batch at the first join (the rest
+    // of the train) and one with the hand-back (the older join). Nothing while it was down.
+    let mut batches = s.destroys(at, 10_000);
+    batches.dedup();
+    assert_eq!(batches, vec![at, first_join, back]);
+    assert_eq!(s.destroys(first_join, first_join + 1).len(), 4);
     assert_eq!(
         s.established(),
         vec![(ip(PRIMARY), false), (ip(STANDBY), true)]
     );
     assert_eq!(s.p.path_state(&primary_path()), PathState::Up);
-    // And it stays so.
+    // And it stays so: no late join of a probe, nothing else.
     let quiet = s.t();
     s.run_until(12_000);
     assert_eq!(codes(&s.decisions(quiet, 12_000)), vec![]);
+    assert!(s.syns.is_empty());
 }
 
 #[test]
@@ -813,15 +1207,18 @@ fn a_flapping_primary_is_not_handed_back_until_it_stays_healthy_for_the_longer_h
         .filter(|(_, d)| d.reason.code == "failover")
         .map(|(t, _)| *t)
         .collect();
-    // Handed back after the first outage (hold 400 ms) and the second (800 ms) only: from the
-    // third failure on the hold (1.6 s and more) outlasts every open second, and the
-    // re-verifying probes catch each drop while held.
-    assert_eq!(handbacks.len(), 2, "hand-backs at {handbacks:?}");
-    assert_eq!(failovers.len(), 3, "failovers at {failovers:?}");
+    // Handed back after the first outage only (hold 400 ms): the path then stayed up for
+    // under a second and failed again, so from its second recovery on the hold outlasts
+    // that spell (and the doubling the third one), longer than every open second; the
+    // re-verifying probes catch each drop while held. Without the spell the second hold
+    // (800 ms) would end just before the next drop and hand the traffic back into it.
+    assert_eq!(handbacks.len(), 1, "hand-backs at {handbacks:?}");
+    assert_eq!(failovers.len(), 2, "failovers at {failovers:?}");
     assert!(
-        handbacks.iter().all(|t| *t < 4000 + 3 * 2000),
+        handbacks.iter().all(|t| *t < 4000 + 2 * 2000),
         "{handbacks:?}"
     );
+
     // The traffic stayed on the standby through the rest of the flapping.
     assert_eq!(s.established().iter().filter(|(_, b)| !b).count(), 1);
     assert!(s.established().contains(&(ip(STANDBY), false)));
@@ -844,6 +1241,18 @@ fn a_flapping_primary_is_not_handed_back_until_it_stays_healthy_for_the_longer_h
         late[0].0 - stable_from > 10_000,
         "hand-back {} ms after it stabilised",
         late[0].0 - stable_from
+    );
+    // That long hold was verified a few times (every quarter of it), not every 200 ms: each
+    // verification that joins closes an older join, and every close costs a resend.
+    let verifications: Vec<u64> = s
+        .decisions(stable_from, late[0].0)
+        .into_iter()
+        .filter(|(_, d)| d.reason.code == "probe" && d.reason.detail.contains(" held for "))
+        .map(|(t, _)| t)
+        .collect();
+    assert!(
+        (1..=5).contains(&verifications.len()),
+        "verifications at {verifications:?}"
     );
     assert_eq!(
         s.established(),
@@ -890,7 +1299,10 @@ fn a_subflow_closed_by_the_kernel_fails_over_at_once() {
     closed.error = Some(104);
     s.event(PmEvent::SubClosed(closed));
     let ds = s.decisions(1000, 1001);
-    assert_eq!(codes(&ds), vec![("set_backup", "failover")]);
+    assert_eq!(
+        codes(&ds),
+        vec![("set_backup", "failover"), ("open", "probe")]
+    );
     assert!(
         ds[0]
             .1
@@ -904,9 +1316,9 @@ fn a_subflow_closed_by_the_kernel_fails_over_at_once() {
         s.p.path_state(&primary_path()),
         PathState::Down { code: "closed", .. }
     ));
-    // The first probe comes one period later.
+    // The first probe goes at once, the next one a period later.
     s.run_until(1300);
-    assert_eq!(s.primary_creates(1000, 1300), vec![1200]);
+    assert_eq!(s.primary_creates(1000, 1300), vec![1000, 1200]);
 }
 
 #[test]
@@ -1111,7 +1523,6 @@ fn params_defaults_ranges_and_cross_checks() {
             }]),
         ),
         ("sample_ms", Value::Int(50)),
-        ("stall_rtt_factor", Value::Float(3.5)),
         ("hold_ms", Value::Int(1000)),
     ])
     .unwrap();
@@ -1129,11 +1540,6 @@ fn params_defaults_ranges_and_cross_checks() {
             "probe_ms",
             Value::Int(10),
             "active_standby.probe_ms must be an integer between 20 and 60000, got 10",
-        ),
-        (
-            "stall_rtt_factor",
-            Value::Float(0.5),
-            "active_standby.stall_rtt_factor must be a number between 1 and 16, got 0.5",
         ),
         (
             "max_subflows",
@@ -1167,6 +1573,11 @@ fn params_defaults_ranges_and_cross_checks() {
     assert!(msg(bad_glob)
         .starts_with("active_standby.standby_interfaces[0] must be an interface name or glob"));
     assert!(msg(parse(&[("nope", Value::Int(1))]).unwrap_err()).contains("unknown field `nope`"));
+    // The stall threshold is TCP's own now (see `stall_threshold`): the factor is gone.
+    assert!(
+        msg(parse(&[("stall_rtt_factor", Value::Float(2.0))]).unwrap_err())
+            .contains("unknown field `stall_rtt_factor`")
+    );
 }
 
 #[test]

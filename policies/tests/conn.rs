@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use mptcp_pmd_policies::conn::{FLAG_RETRY_AFTER, MAX_FLAG_RETRIES};
 use mptcp_pmd_policies::{
     Action, AnnounceState, ConnTimers, Connection, Decision, KernelRefusal, KernelSubflow, Path,
     PmCommand, PmEvent, RefusalMeaning, SubflowSample, SubflowState, Token,
@@ -180,39 +181,177 @@ fn sub_established_fills_the_requested_entry() {
 }
 
 #[test]
-fn backup_not_applied_by_create_is_corrected_with_set_backup() {
+fn the_events_backup_is_the_peers_and_a_create_that_carried_the_flag_needs_no_set_flags() {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
     c.handle_decisions(
         t0,
         vec![
             open("10.0.2.1", INIT_REMOTE, true),
-            open("10.0.3.1", INIT_REMOTE, true),
+            open("10.0.3.1", INIT_REMOTE, false),
         ],
     );
+    let cmds = drain(&mut c);
+    assert!(matches!(
+        cmds.as_slice(),
+        [
+            PmCommand::CreateSubflow { backup: true, .. },
+            PmCommand::CreateSubflow { backup: false, .. }
+        ]
+    ));
+    // Linux 6.18 reports in SUB_ESTABLISHED the flag the *peer* sent (none here), never the
+    // one our create carried (kernel_pm.rs, `same_pair_three_times_gives_three_subflows`):
+    // no SET_FLAGS, which the kernel would refuse anyway until the join is fully
+    // established.
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.3.1:50001", INIT_REMOTE, 2, 0, true)),
+    );
+    assert_eq!(drain(&mut c), vec![]);
+    assert_eq!(c.poll_timeout(), None);
+    let (ours, other) = (&c.subflows()[1], &c.subflows()[2]);
+    assert!(ours.backup && ours.want_backup && !ours.peer_backup);
+    assert!(!other.backup && !other.want_backup && other.peer_backup);
+    // SUB_PRIORITY is the peer's MP_PRIO: its flag, not ours.
+    c.handle_event(
+        t0,
+        &PmEvent::SubPriority(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, true)),
+    );
+    assert!(c.subflows()[1].peer_backup && c.subflows()[1].backup);
+    assert_eq!(drain(&mut c), vec![]);
+}
+
+/// The kernel's refusal of SET_FLAGS for a join that is not fully established yet.
+fn not_ready() -> KernelRefusal {
+    KernelRefusal {
+        errno: 22,
+        message: Some("subflow not found".into()),
+    }
+}
+
+fn fully(backup: bool) -> SubflowSample {
+    SubflowSample {
+        tcp_state: 1,
+        backup,
+        fully_established: true,
+        ..SubflowSample::default()
+    }
+}
+
+#[test]
+fn set_flags_refused_before_the_join_is_fully_established_is_sent_again_once_it_is() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, true)]);
     drain(&mut c);
-    // The kernel honoured the flag on one and not on the other.
+    let k = key("10.0.2.1:50000", INIT_REMOTE);
     c.handle_event(
-        t0,
-        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, true)),
+        t0 + ms(1),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
     );
-    c.handle_event(
-        t0,
-        &PmEvent::SubEstablished(sub("10.0.3.1:50001", INIT_REMOTE, 2, 0, false)),
+    // The policy wants it active at once: refused, the join is one round trip from fully
+    // established (kernel_pm.rs, `set_flags_waits_for_the_join_to_be_fully_established`).
+    c.handle_decisions(
+        t0 + ms(1),
+        vec![d(Action::SetBackup {
+            key: k,
+            backup: false,
+        })],
     );
+    let cmds = drain(&mut c);
     assert_eq!(
-        drain(&mut c),
+        cmds,
         vec![PmCommand::SetBackup {
             token: T,
-            key: key("10.0.3.1:50001", INIT_REMOTE),
-            backup: true
+            key: k,
+            backup: false
         }]
     );
+    let refusal = not_ready();
+    assert_eq!(refusal.meaning(&cmds[0]), RefusalMeaning::SubflowNotReady);
+    assert!(refusal.meaning(&cmds[0]).is_race());
+    c.handle_command_result(t0 + ms(1), &cmds[0], Err(refusal));
+    assert!(c.subflows()[1].backup, "still backup in the kernel");
+    // A sample that does not show it fully established changes nothing; one that does sends
+    // the wish again, at once.
+    c.handle_samples(
+        t0 + ms(10),
+        &[(
+            k,
+            SubflowSample {
+                fully_established: false,
+                ..fully(true)
+            },
+        )],
+    );
+    assert_eq!(drain(&mut c), vec![]);
+    c.handle_samples(t0 + ms(20), &[(k, fully(true))]);
+    let cmds = drain(&mut c);
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    c.handle_command_result(t0 + ms(20), &cmds[0], Ok(()));
+    assert!(!c.subflows()[1].backup);
+    // Done: no more samples or timers send it again.
+    c.handle_samples(t0 + ms(40), &[(k, fully(false))]);
+    assert_eq!(drain(&mut c), vec![]);
+    assert_eq!(c.poll_timeout(), None);
+    // A refusal that does not mean "not ready" is not retried.
+    c.handle_decisions(
+        t0 + ms(50),
+        vec![d(Action::SetBackup {
+            key: k,
+            backup: true,
+        })],
+    );
+    let cmds = drain(&mut c);
+    let other = KernelRefusal {
+        errno: 22,
+        message: Some("invalid addr flags".into()),
+    };
+    assert_eq!(other.meaning(&cmds[0]), RefusalMeaning::Command);
+    c.handle_command_result(t0 + ms(50), &cmds[0], Err(other));
+    c.handle_samples(t0 + ms(60), &[(k, fully(false))]);
+    assert_eq!(drain(&mut c), vec![]);
+}
+
+#[test]
+fn without_samples_a_refused_set_flags_is_retried_after_the_least_rto_a_few_times() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    drain(&mut c);
+    let k = key("10.0.2.1:50000", INIT_REMOTE);
     c.handle_event(
         t0,
-        &PmEvent::SubPriority(sub("10.0.3.1:50001", INIT_REMOTE, 2, 0, true)),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
     );
-    assert!(c.subflows()[2].backup);
+    c.handle_decisions(
+        t0,
+        vec![d(Action::SetBackup {
+            key: k,
+            backup: true,
+        })],
+    );
+    let mut now = t0;
+    let mut sent = 0;
+    loop {
+        let cmds = drain(&mut c);
+        if cmds.is_empty() {
+            break;
+        }
+        sent += 1;
+        c.handle_command_result(now, &cmds[0], Err(not_ready()));
+        let Some(due) = c.poll_timeout() else { break };
+        assert_eq!(due, now + FLAG_RETRY_AFTER);
+        now = due;
+        c.handle_timeout(now);
+    }
+    assert_eq!(sent, 1 + MAX_FLAG_RETRIES, "the first and the retries");
+    assert!(!c.subflows()[1].backup);
+    assert_eq!(c.poll_timeout(), None);
 }
 
 #[test]
@@ -1550,46 +1689,124 @@ fn syn_sent() -> SubflowSample {
 }
 
 #[test]
-fn a_probe_is_abandoned_at_its_own_timeout_without_backoff_or_failure() {
+fn a_probe_turns_stale_at_its_own_timeout_and_is_left_to_the_kernel() {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
     let p = path("10.0.2.1", INIT_REMOTE);
-    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
     let cmds = drain(&mut c);
     assert!(matches!(
         cmds.as_slice(),
         [PmCommand::CreateSubflow { backup: true, .. }]
     ));
-    assert_eq!(c.subflows()[1].timeout, Some(ms(150)));
-    // Its own deadline, not the connection's 5 s request timeout.
-    assert_eq!(c.poll_timeout(), Some(t0 + ms(150)));
-    c.handle_timeout(t0 + ms(149));
-    assert!(matches!(state_of(&c, 1), SubflowState::Requested { .. }));
-    c.handle_timeout(t0 + ms(150));
-    let SubflowState::Failed { errno, message, .. } = state_of(&c, 1) else {
-        panic!("expected the probe abandoned: {:?}", state_of(&c, 1));
-    };
-    assert_eq!(errno, 110);
-    assert!(message.unwrap().contains("within 150 ms"));
-    assert_eq!(
-        c.failures(&p),
-        0,
-        "an abandoned probe is no failure of its path"
-    );
-    assert_eq!(c.poll_timeout(), None, "never retried by the state machine");
-    assert!(
-        drain(&mut c).is_empty(),
-        "no port known: nothing to destroy"
-    );
+    assert_eq!(c.subflows()[1].timeout, Some(ms(5000)));
+    assert!(c.subflows()[1].is_probe_in_flight());
+    // Its own deadline, not the connection's 5 s request timeout (equal here by chance).
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(5000)));
+    c.handle_timeout(t0 + ms(4999));
+    assert!(c.subflows()[1].is_probe_in_flight());
+    c.handle_timeout(t0 + ms(5000));
+    let sf = &c.subflows()[1];
+    // Still the kernel's (its SYN goes on backing off): requested, stale, no longer live,
+    // never destroyed or retried by the state machine, and no failure of its path.
+    assert!(matches!(sf.state, SubflowState::Requested { .. }));
+    assert!(sf.stale && sf.is_lingering_probe() && !sf.is_probe_in_flight());
+    assert!(!sf.is_live());
     assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 0);
-
+    assert_eq!(c.failures(&p), 0);
+    assert_eq!(c.poll_timeout(), None);
+    assert!(drain(&mut c).is_empty());
     // The next probe goes out at once.
-    c.handle_decisions(t0 + ms(200), vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    c.handle_decisions(
+        t0 + ms(5000),
+        vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))],
+    );
     assert_eq!(drain(&mut c).len(), 1);
-    assert!(matches!(
-        state_of(&c, 2),
-        SubflowState::Requested { since, attempt: 1 } if since == t0 + ms(200)
-    ));
+    assert!(c.subflows()[2].is_probe_in_flight());
+}
+
+#[test]
+fn a_probe_whose_syn_backs_off_is_stale_at_once() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(6000))]);
+    drain(&mut c);
+    // Linux 6.18 (kernel_probe.rs): the SYN is sent again every second while
+    // `tcpi_backoff` is 0, then at 7 s, 11 s...: the fifth retransmission shows backoff 1.
+    let k = key("10.0.2.1:50001", INIT_REMOTE);
+    let syn = |retransmits: u8, backoff: u8| SubflowSample {
+        retransmits,
+        backoff,
+        ..syn_sent()
+    };
+    c.handle_samples(t0 + ms(4100), &[(k, syn(4, 0))]);
+    assert!(c.subflows()[1].is_probe_in_flight());
+    assert_eq!(c.subflows()[1].key(), Some(k), "its port, from the sample");
+    assert_eq!(c.subflows()[1].sample.map(|s| s.retransmits), Some(4));
+    c.handle_samples(t0 + ms(5100), &[(k, syn(5, 1))]);
+    assert!(c.subflows()[1].is_lingering_probe());
+    assert_eq!(c.poll_timeout(), None);
+    // An ordinary request is never stale, whatever its SYN does.
+    c.handle_decisions(t0, vec![open("10.0.3.1", INIT_REMOTE, false)]);
+    drain(&mut c);
+    c.handle_samples(
+        t0 + ms(5200),
+        &[(key("10.0.3.1:50002", INIT_REMOTE), syn(5, 1))],
+    );
+    assert!(!c.subflows()[2].stale && c.subflows()[2].is_live());
+}
+
+#[test]
+fn a_stale_probe_that_joins_later_is_adopted_with_its_request_intent() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
+    drain(&mut c);
+    c.handle_timeout(t0 + ms(5000));
+    assert!(c.subflows()[1].stale);
+    // Its SYN at 7 s is answered (the path healed): the same entry establishes, backup as it
+    // was requested, although the event says backup=0 (the peer's flag); no SET_FLAGS.
+    c.handle_event(
+        t0 + ms(7000),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50123", INIT_REMOTE, 1, 0, false)),
+    );
+    let sf = &c.subflows()[1];
+    assert_eq!(
+        sf.state,
+        SubflowState::Established {
+            since: t0 + ms(7000)
+        }
+    );
+    assert!(sf.want_backup && sf.backup && !sf.stale && sf.is_live());
+    assert_eq!(sf.reason.as_ref().map(|r| r.code), Some("test"));
+    assert_eq!(c.subflows().len(), 2, "no unknown subflow learnt");
+    assert_eq!(drain(&mut c), vec![]);
+}
+
+#[test]
+fn a_probes_syn_sent_sample_is_not_kept_once_it_establishes() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
+    drain(&mut c);
+    let k = key("10.0.2.1:50001", INIT_REMOTE);
+    // A SYN_SENT socket's tcp_info: no ACK ever (last_ack_recv counts from boot), one
+    // segment outstanding. Kept on the request while it is one...
+    let syn = SubflowSample {
+        unacked: 1,
+        last_ack_recv_ms: 14_076_000,
+        rttvar_us: 250_000,
+        ..syn_sent()
+    };
+    c.handle_samples(t0 + ms(20), &[(k, syn)]);
+    assert_eq!(c.subflows()[1].sample, Some(syn));
+    // ...never taken for the established subflow's (a failure detector would read it as a
+    // silence of hours).
+    c.handle_event(
+        t0 + ms(30),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, false)),
+    );
+    assert_eq!(c.subflows()[1].sample, None);
 }
 
 #[test]
@@ -1661,10 +1878,10 @@ fn a_probe_ignores_the_paths_backoff_and_given_up_state_and_its_failures_do_not_
 }
 
 #[test]
-fn an_abandoned_probe_whose_syn_was_sampled_is_destroyed() {
+fn a_probe_closed_by_the_policy_is_destroyed_without_failing_its_path() {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
-    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
     assert_eq!(drain(&mut c).len(), 1);
     // sock_diag lists the join's socket in SYN_SENT: the request learns its port. An
     // established socket the connection does not know teaches nothing.
@@ -1677,29 +1894,66 @@ fn an_abandoned_probe_whose_syn_was_sampled_is_destroyed() {
         ],
     );
     assert_eq!(c.ignored(), before + 1);
-    assert_eq!(
-        c.subflows()[1].key(),
-        Some(key("10.0.2.1:50001", INIT_REMOTE))
-    );
+    let k = key("10.0.2.1:50001", INIT_REMOTE);
+    assert_eq!(c.subflows()[1].key(), Some(k));
     assert!(matches!(state_of(&c, 1), SubflowState::Requested { .. }));
-    assert!(!c.subflows()[1].is_live() || !c.subflows()[1].is_established());
-    c.handle_timeout(t0 + ms(150));
+    c.handle_decisions(t0 + ms(30), vec![d(Action::Close { key: k })]);
     assert_eq!(
         drain(&mut c),
-        vec![PmCommand::DestroySubflow {
-            token: T,
-            key: key("10.0.2.1:50001", INIT_REMOTE)
-        }]
+        vec![PmCommand::DestroySubflow { token: T, key: k }]
     );
-    // The kernel's SUB_CLOSED for it fails nothing else, and a newer probe on the path is
-    // left alone.
-    c.handle_decisions(t0 + ms(200), vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    let SubflowState::Failed { errno, message, .. } = state_of(&c, 1) else {
+        panic!("expected the probe failed: {:?}", state_of(&c, 1));
+    };
+    assert_eq!(errno, 125);
+    assert_eq!(
+        message.as_deref(),
+        Some("probe closed before it established")
+    );
+    assert_eq!(
+        c.subflows()[1].reason.as_ref().map(|r| r.code),
+        Some("test")
+    );
+    assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 0);
+    // The kernel reports a SYN_SENT socket's close with remote port 0: nothing else fails,
+    // and a newer probe on the path is left alone.
+    c.handle_decisions(t0 + ms(200), vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
     assert_eq!(drain(&mut c).len(), 1);
     c.handle_event(
         t0 + ms(201),
-        &PmEvent::SubClosed(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, true)),
+        &PmEvent::SubClosed(sub("10.0.2.1:50001", "10.0.9.1:0", 1, 0, true)),
     );
     assert!(matches!(state_of(&c, 2), SubflowState::Requested { .. }));
+    // Closing a probe whose port is unknown, or one twice, does nothing.
+    let before = c.ignored();
+    c.handle_decisions(t0 + ms(210), vec![d(Action::Close { key: k })]);
+    assert_eq!(c.ignored(), before + 1);
+    assert_eq!(drain(&mut c), vec![]);
+}
+
+#[test]
+fn a_probe_whose_syn_gives_up_is_failed_by_its_local_port() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
+    c.handle_decisions(t0 + ms(200), vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
+    drain(&mut c);
+    c.handle_samples(
+        t0 + ms(20),
+        &[(key("10.0.2.1:50001", INIT_REMOTE), syn_sent())],
+    );
+    c.handle_samples(
+        t0 + ms(220),
+        &[(key("10.0.2.1:50002", INIT_REMOTE), syn_sent())],
+    );
+    // The kernel gave up on the second one's SYNs (remote port 0 in the event).
+    c.handle_event(
+        t0 + ms(300),
+        &PmEvent::SubClosed(sub("10.0.2.1:50002", "10.0.9.1:0", 1, 0, true)),
+    );
+    assert!(matches!(state_of(&c, 1), SubflowState::Requested { .. }));
+    assert!(matches!(state_of(&c, 2), SubflowState::Failed { .. }));
+    assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 0);
 }
 
 #[test]
@@ -1737,29 +1991,35 @@ fn a_join_is_matched_to_the_request_whose_port_it_has() {
 }
 
 #[test]
-fn an_abandoned_probe_that_establishes_before_its_destroy_is_closing() {
+fn a_closed_probe_that_establishes_before_its_destroy_is_closing_with_its_intent() {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
-    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(150))]);
+    c.handle_decisions(t0, vec![probe("10.0.2.1", INIT_REMOTE, ms(5000))]);
     drain(&mut c);
-    c.handle_samples(
-        t0 + ms(20),
-        &[(key("10.0.2.1:50001", INIT_REMOTE), syn_sent())],
-    );
-    c.handle_timeout(t0 + ms(150));
+    let k = key("10.0.2.1:50001", INIT_REMOTE);
+    c.handle_samples(t0 + ms(20), &[(k, syn_sent())]);
+    c.handle_decisions(t0 + ms(150), vec![d(Action::Close { key: k })]);
     assert_eq!(drain(&mut c).len(), 1, "the destroy");
     c.handle_event(
         t0 + ms(151),
-        &PmEvent::SubEstablished(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, true)),
+        &PmEvent::SubEstablished(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, false)),
     );
-    let sf = c.subflows().last().unwrap();
+    // The same entry (no unknown subflow learnt), closing: the destroy is on its way.
+    assert_eq!(c.subflows().len(), 2);
+    let sf = &c.subflows()[1];
     assert!(sf.is_established() && sf.closing && !sf.is_live());
+    assert!(
+        sf.want_backup,
+        "the request's intent, not the event's backup=0"
+    );
     assert_eq!(c.live_on(ip("10.0.2.1"), sa(INIT_REMOTE)), 0);
+    assert_eq!(drain(&mut c), vec![], "no SET_FLAGS for what is closing");
     // Its SUB_CLOSED (from our destroy) is no failure of the path.
     c.handle_event(
         t0 + ms(152),
         &PmEvent::SubClosed(sub("10.0.2.1:50001", INIT_REMOTE, 1, 0, true)),
     );
+    assert!(matches!(state_of(&c, 1), SubflowState::Closed { .. }));
     assert_eq!(c.failures(&path("10.0.2.1", INIT_REMOTE)), 0);
 }
 

@@ -61,11 +61,10 @@ fn manual_create_is_queued_at_once_and_learnt_like_a_policy_subflow() {
     assert_eq!(c.subflows().len(), 2);
     let sf = &c.subflows()[1];
     assert!(sf.manual && sf.is_established());
-    // It asked for backup: the state machine asks the kernel for the flag, as for its own.
-    assert!(matches!(
-        drain(&mut c).as_slice(),
-        [PmCommand::SetBackup { backup: true, .. }]
-    ));
+    // It asked for backup, and its create carried the flag, which the kernel gives the join
+    // itself: the event's BACKUP (false) is the peer's, so no SET_FLAGS follows.
+    assert!(sf.backup && !sf.peer_backup);
+    assert_eq!(drain(&mut c), vec![]);
 
     // fullmesh counts it: with two locals and one remote there is nothing left to open.
     let mut policy = FullmeshParams::default().build();

@@ -35,6 +35,7 @@ use integration::daemon::{Daemon, DaemonOpts};
 use integration::nft::PathCut;
 use integration::observe::mib;
 use integration::{mptcp, netdev, Pm, Tbf, TopoOpts, Topology};
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
 
 use crate::bed::{pmd_config, pmd_opts};
 use crate::report::Section;
@@ -73,6 +74,8 @@ const BACK_WINDOW_MS: f64 = 50.0;
 const BACK_MIN_BYTES: u64 = 16 * 1024;
 /// The server's interface counters are sampled this often.
 const DEV_EVERY: Duration = Duration::from_millis(10);
+/// `BENCH_HYBRID_DUMP`: the client's subflows are sampled with sock_diag this often.
+const DIAG_EVERY: Duration = Duration::from_millis(10);
 
 // ------------------------------------------------------------------------------------------
 // Setups.
@@ -284,6 +287,14 @@ struct Record {
     /// Data the server's MPTCP received twice (`MPTcpExtDuplicateData`, segments): what the
     /// client sent again at the MPTCP level.
     dup: u64,
+    /// Subflows the client's kernel removed on a SUBFLOW_DESTROY (`MPTcpExtRmSubflow`) while
+    /// the primary was cut (summed over the cuts), and how long the cuts lasted, ms.
+    destroys_cut: u64,
+    cut_ms: f64,
+    /// `BENCH_HYBRID_DUMP` only: the daemon's log lines of the run, and the client's subflows
+    /// sampled with sock_diag every [`DIAG_EVERY`] (what the daemon's detector sees).
+    log: Vec<(f64, String)>,
+    samples: Vec<(f64, String)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -310,7 +321,9 @@ fn run(b: &mut HBed, flow: Flow, sched: &Schedule) -> Record {
         b.t.client_addr(0),
     );
     let dup_mib = |t: &Topology| mib(&t.server, "MPTcpExt", "DuplicateData").unwrap_or(0);
+    let rm_mib = |t: &Topology| mib(&t.client, "MPTcpExt", "RmSubflow").unwrap_or(0);
     let dup_before = dup_mib(&b.t);
+    let dumping = std::env::var_os("BENCH_HYBRID_DUMP").is_some();
     let listener = match flow {
         Flow::Interactive => b.interactive.try_clone(),
         Flow::Bulk => b.bulk.try_clone(),
@@ -335,6 +348,27 @@ fn run(b: &mut HBed, flow: Flow, sched: &Schedule) -> Record {
                 v
             })
             .unwrap();
+    // BENCH_HYBRID_DUMP: the client's subflows as sock_diag shows them.
+    let st = stop.clone();
+    let diag = dumping.then(|| {
+        b.t.client
+            .exec_bg(move || {
+                let mut v = Vec::new();
+                let Ok(mut d) = DiagSocket::open() else {
+                    return v;
+                };
+                while !st.load(Ordering::Relaxed) {
+                    if let Ok(subs) = d.subflows() {
+                        for s in subs.items {
+                            v.push((Instant::now(), sample_line(&s)));
+                        }
+                    }
+                    std::thread::sleep(DIAG_EVERY);
+                }
+                v
+            })
+            .unwrap()
+    });
     // The client: connect, report the start, send until the end.
     let (tx, rx) = mpsc::channel();
     let client =
@@ -351,11 +385,16 @@ fn run(b: &mut HBed, flow: Flow, sched: &Schedule) -> Record {
         let (sent, applied) = b.cut.timed(Some(PRIMARY_RIF)).unwrap();
         rec.cmd_ms.push(ms(applied - sent));
         let cut_at = since(t0, sent);
+        // Read after the cut (a process start): what came before it is not counted.
+        let rm_cut = rm_mib(&b.t);
         sleep_until(t0 + heal);
         rec.dropped += b.cut.dropped_packets().unwrap_or(0);
+        let rm_heal = rm_mib(&b.t);
         let (sent, applied) = b.cut.timed(None).unwrap();
         rec.cmd_ms.push(ms(applied - sent));
         rec.cuts.push((cut_at, since(t0, sent)));
+        rec.destroys_cut += rm_heal.saturating_sub(rm_cut);
+        rec.cut_ms += since(t0, sent) - cut_at;
     }
     let sent = client.join().expect("client thread");
     let got = server.join().expect("server thread");
@@ -377,17 +416,59 @@ fn run(b: &mut HBed, flow: Flow, sched: &Schedule) -> Record {
         .map(|(t, a, b)| (since(t0, t), a, b))
         .collect();
     if let Some(d) = &b.pmd {
-        rec.decisions = d
+        let lines: Vec<(f64, String)> = d
             .stamped_lines()
             .into_iter()
             .skip(lines_before)
-            .filter_map(|(t, l)| Some((since(t0, t), decision_reason(&l)?)))
+            .map(|(t, l)| (since(t0, t), l))
+            .collect();
+        rec.decisions = lines
+            .iter()
+            .filter_map(|(t, l)| Some((*t, decision_reason(l)?)))
+            .collect();
+        if dumping {
+            rec.log = lines;
+        }
+    }
+    if let Some(diag) = diag {
+        rec.samples = diag
+            .join()
+            .expect("sock_diag thread")
+            .into_iter()
+            .map(|(t, l)| (since(t0, t), l))
             .collect();
     }
     rec.dup = dup_mib(&b.t).saturating_sub(dup_before);
     // Let the queues drain and the connection go before the next run.
     std::thread::sleep(Duration::from_millis(500));
     rec
+}
+
+/// One subflow as the dump shows it: the fields the active-standby detector reads, in the
+/// order of `SubflowSample` (a line per subflow and sample, `key=value`).
+fn sample_line(d: &SubflowDiag) -> String {
+    let s = &d.sample;
+    format!(
+        "{} -> {} state={} flags={:#x} unacked={} bytes_acked={} last_ack_recv_ms={} last_data_sent_ms={} srtt_us={} rttvar_us={} rto_us={} retransmits={} backoff={} probes={} snd_cwnd={} total_retrans={} lost={} snd_wnd={}",
+        d.key.local,
+        d.key.remote,
+        d.state,
+        d.flags.0,
+        s.unacked,
+        s.bytes_acked,
+        s.last_ack_recv_ms,
+        s.last_data_sent_ms,
+        s.srtt_us,
+        s.rttvar_us,
+        s.rto_us,
+        s.retransmits,
+        s.backoff,
+        s.probes,
+        s.snd_cwnd,
+        s.total_retrans,
+        s.lost,
+        s.snd_wnd
+    )
 }
 
 fn sleep_until(t: Instant) {
@@ -560,6 +641,15 @@ fn standby_share(dev: &[(f64, u64, u64)], from: f64, to: f64) -> Option<f64> {
     (p + s > 0).then(|| s as f64 / (p + s) as f64)
 }
 
+/// Mbit/s the standby link received in `[from, to]`, from the counter samples `(t, primary,
+/// standby)` nearest inside the window (None without two samples).
+fn standby_mbit(dev: &[(f64, u64, u64)], from: f64, to: f64) -> Option<f64> {
+    let first = dev.iter().find(|d| d.0 >= from)?;
+    let last = dev.iter().rev().find(|d| d.0 <= to)?;
+    let bytes = last.2.checked_sub(first.2)?;
+    (last.0 > first.0).then(|| bytes as f64 * 8.0 / ((last.0 - first.0) / 1e3) / 1e6)
+}
+
 /// How long after `heal` the primary carries the traffic again: the end of the first window
 /// of [`BACK_WINDOW_MS`] starting at a counter sample after `heal` in which the primary link
 /// received more than half of the bytes, and the two links at least [`BACK_MIN_BYTES`]
@@ -608,6 +698,11 @@ struct Summary {
     dropped: u64,
     /// Bulk: segments the server's MPTCP received twice.
     dup: u64,
+    /// Bulk: what the standby link carried from the first cut to the last heal (its interface
+    /// counter at the server: IP packets, headers included), Mbit/s.
+    link: Option<f64>,
+    /// Bulk: subflows destroyed per second while the primary was cut.
+    destroys: f64,
 }
 
 fn summarize(i: &Record, b: &Record, sched: &Schedule) -> Summary {
@@ -638,6 +733,8 @@ fn summarize(i: &Record, b: &Record, sched: &Schedule) -> Summary {
         cmd_ms: i.cmd_ms.iter().chain(&b.cmd_ms).copied().collect(),
         dropped: i.dropped + b.dropped,
         dup: b.dup,
+        link: standby_mbit(&b.dev, first_cut(b), last_heal(b)),
+        destroys: b.destroys_cut as f64 / (b.cut_ms / 1e3),
     }
 }
 
@@ -755,6 +852,12 @@ fn dump(dir: &std::path::Path, case: &str, setup: Setup, r: &[Record; 2]) {
         for (at, p, s) in &rec.dev {
             let _ = writeln!(t, "dev {at:.1} {p} {s}");
         }
+        for (at, l) in &rec.log {
+            let _ = writeln!(t, "log {at:.1} {l}");
+        }
+        for (at, l) in &rec.samples {
+            let _ = writeln!(t, "sample {at:.1} {l}");
+        }
         let _ = std::fs::write(dir.join(format!("{case}-{flow}-{name}.txt")), t);
     }
 }
@@ -816,7 +919,12 @@ fn render(r: &Results) -> String {
          and count over 200 ms among the messages sent from the first cut to the end of the run \
          (4 s after the last heal); *lost*: sent but never received;\n\
          - **bulk** upload into a sink that time-stamps every read: the standby's share of the \
-         bytes from 1 s to the first cut; goodput from the first cut to the last heal; *back on \
+         bytes from 1 s to the first cut; goodput from the first cut to the last heal, next to \
+         what the standby link carried meanwhile (its counter at the server, headers included; \
+         in the single outage all the goodput crosses it, so the difference is headers and data \
+         sent twice) and the subflows the client destroyed per second \
+         while the primary was cut (`MPTcpExtRmSubflow`: each destroy makes the kernel resend \
+         its whole MPTCP-level retransmit queue); *back on \
          primary*: from the last heal to the end of the first 50 ms window in which the \
          primary's link received more than half of the bytes (and both together at least \
          16 KiB); *longest stall*: the longest time without a read from the first cut to the \
@@ -832,13 +940,13 @@ fn render(r: &Results) -> String {
         let _ = writeln!(md, "### {}\n", c.title);
         let _ = writeln!(
             md,
-            "| setup | max delay before the cut (ms) | max delay (ms) | messages > 200 ms | lost | standby share while healthy | goodput, cut to heal (Mbit/s) | back on primary after the {}heal (ms) | longest stall (ms) | data sent twice (segments) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| setup | max delay before the cut (ms) | max delay (ms) | messages > 200 ms | lost | standby share while healthy | goodput, cut to heal (Mbit/s) | standby link, cut to heal (Mbit/s) | destroys per s while cut | back on primary after the {}heal (ms) | longest stall (ms) | data sent twice (segments) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             if c.sched.cuts.len() > 1 { "last " } else { "" }
         );
         for (setup, s) in &c.rows {
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.0} | {} | {} | {} | {:.1} | {} | {:.0} | {} |",
+                "| {} | {:.0} | {:.0} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {:.0} | {} |",
                 setup.name(),
                 s.calm_delay,
                 s.max_delay,
@@ -847,6 +955,8 @@ fn render(r: &Results) -> String {
                 s.share
                     .map_or_else(|| "?".into(), |v| format!("{:.1} %", v * 100.0)),
                 s.goodput,
+                s.link.map_or_else(|| "?".into(), |v| format!("{v:.1}")),
+                s.destroys,
                 opt_ms(s.back, s.tail),
                 s.stall,
                 s.dup
@@ -1026,6 +1136,10 @@ mod tests {
             .map(|k| ((k * 10) as f64, 7, k * 25_000))
             .collect();
         assert_eq!(back_on_primary(&stuck, 0.0), None);
+        // The standby link: 2500 bytes per ms until 1000 ms (and 1 per ms) = 20 Mbit/s.
+        let mbit = standby_mbit(&dev, 100.0, 900.0).unwrap();
+        assert!((mbit - 20.008).abs() < 0.001, "{mbit}");
+        assert_eq!(standby_mbit(&dev, 5000.0, 6000.0), None);
         // Too little traffic in a window does not count.
         let idle: Vec<(f64, u64, u64)> = (0..100u64).map(|k| ((k * 10) as f64, k, 0)).collect();
         assert_eq!(back_on_primary(&idle, 0.0), None);
