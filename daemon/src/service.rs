@@ -48,6 +48,7 @@ use crate::endpoints::ctlsock::{self, Check, ControlSocket};
 use crate::endpoints::http;
 use crate::endpoints::metrics::Metrics;
 use crate::endpoints::monitor::Monitor;
+use crate::process::dirwatch::{Change, DirWatch};
 use crate::process::failure::{self, FailureWatch};
 use crate::process::nslock::{self, NsLock};
 use crate::process::{exit, logging, notify, privs, startup};
@@ -537,21 +538,71 @@ async fn serve(
 
     tokio::pin!(shutdown);
     let mut reloading = true;
-    let mut watch = tokio::time::interval(ctlsock::WATCH_EVERY);
-    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The control socket's file is checked when its directory changes (inotify: no wake-up
+    // while nothing happens); while the directory cannot be watched (gone, or inotify
+    // unavailable) or a re-creation failed, every WATCH_EVERY too, and the directory is
+    // watched again as soon as it can be.
+    let mut dir_watch = watch_socket_dir(control_sock.path(), &control_log);
+    let mut poll = dir_watch.is_none().then(ctlsock_poll);
     let mut occupied = None;
     let res = loop {
-        tokio::select! {
+        let look = tokio::select! {
             () = &mut shutdown => break Ok(()),
             f = failed.first() => break Err(RunError::from(f)),
-            new = reloads.recv(), if reloading => match new {
-                Some(new) => apply(&new, actors),
-                None => reloading = false,
-            },
-            _ = watch.tick() => {
-                let check = control_sock.check();
-                keep_control_socket(check, &mut control_server, &mut occupied, &control, &control_log);
+            new = reloads.recv(), if reloading => {
+                match new {
+                    Some(new) => apply(&new, actors),
+                    None => reloading = false,
+                }
+                false
             }
+            change = async {
+                match &dir_watch {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match change {
+                    Ok(Change::Entries) => {}
+                    Ok(Change::Lost) => dir_watch = None,
+                    Err(e) => {
+                        warn!(control_log, "cannot read the control socket directory's watch: checking every second instead"; "error" => %e);
+                        dir_watch = None;
+                    }
+                }
+                true
+            }
+            _ = async {
+                match poll.as_mut() {
+                    Some(p) => { p.tick().await; }
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        if look {
+            let check = control_sock.check();
+            // A socket that could not be re-created, or a path another process's live socket
+            // holds, is looked at again every second even while the directory is watched:
+            // nothing in it changes when that process exits and leaves a stale file.
+            let retry = matches!(
+                check,
+                Check::Failed(_) | Check::Occupied(ctlsock::ClaimError::AlreadyRunning(_))
+            );
+            keep_control_socket(
+                check,
+                &mut control_server,
+                &mut occupied,
+                &control,
+                &control_log,
+            );
+            if dir_watch.is_none() {
+                dir_watch = DirWatch::of_parent(control_sock.path()).ok();
+            }
+            poll = match (dir_watch.is_none() || retry, poll.take()) {
+                (true, Some(p)) => Some(p),
+                (true, None) => Some(ctlsock_poll()),
+                (false, _) => None,
+            };
         }
     };
     if let Err(e) = notify::notify("STOPPING=1") {
@@ -565,6 +616,24 @@ async fn serve(
     drop(control_sock);
     drop(lock);
     res
+}
+
+/// The watch of the control socket's directory, or `None` (logged) when it cannot be had.
+fn watch_socket_dir(path: &std::path::Path, log: &Logger) -> Option<DirWatch> {
+    match DirWatch::of_parent(path) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(log, "cannot watch the control socket's directory (inotify): checking the file every second instead"; "error" => %e);
+            None
+        }
+    }
+}
+
+/// The fallback check of the control socket file, every [`ctlsock::WATCH_EVERY`].
+fn ctlsock_poll() -> tokio::time::Interval {
+    let mut i = tokio::time::interval(ctlsock::WATCH_EVERY);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
 }
 
 /// Act on what the watch of the control socket file found: serve a re-created socket (ending
@@ -600,7 +669,7 @@ fn keep_control_socket(
             let text = e.to_string();
             if reported.as_deref() != Some(text.as_str()) {
                 warn!(log, "the control socket path is taken by something else: left alone; this daemon \
-                    is unreachable there until the path is free again (checked every second)"; "error" => &text);
+                    is unreachable there until the path is free again (checked when its directory changes, and every second while another process's socket holds it)"; "error" => &text);
                 *reported = Some(text);
             }
         }

@@ -264,9 +264,12 @@ fn a_deleted_control_socket_is_recreated_and_a_taken_path_left_alone() {
         d.log()
     );
 
-    // Something else takes the path: a regular file. Left alone, logged once.
-    std::fs::remove_file(&sock).unwrap();
-    std::fs::write(&sock, "not yours").unwrap();
+    // Something else takes the path: a regular file, renamed over the socket (a remove and a
+    // write would race the daemon, which re-creates its socket as soon as the file is gone).
+    // Left alone, logged once.
+    let tmp_file = dir.join("other.tmp");
+    std::fs::write(&tmp_file, "not yours").unwrap();
+    std::fs::rename(&tmp_file, &sock).unwrap();
     assert!(
         d.wait_log(
             "the control socket path is taken by something else",
@@ -291,8 +294,9 @@ fn a_deleted_control_socket_is_recreated_and_a_taken_path_left_alone() {
 
     // Another process's live socket: left alone; once that process is gone (a stale file),
     // taken over.
-    std::fs::remove_file(&sock).unwrap();
-    let other = UnixListener::bind(&sock).unwrap();
+    let other_path = dir.join("other.sock");
+    let other = UnixListener::bind(&other_path).unwrap();
+    std::fs::rename(&other_path, &sock).unwrap();
     assert!(
         wait_for(Duration::from_secs(5), || {
             (d.count("the control socket path is taken by something else") == 2).then_some(())

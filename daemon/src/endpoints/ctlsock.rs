@@ -1,7 +1,8 @@
 //! The control socket's file at `control.socket`: claiming it at start (a stale file left by a
 //! crashed daemon is replaced, a live daemon on it makes the start fail, anything that is not a
-//! socket is refused), keeping it there while the daemon runs ([`ControlSocket::check`], every
-//! [`WATCH_EVERY`]: a file deleted by a tmp cleaner is re-created, a path that something else
+//! socket is refused), keeping it there while the daemon runs ([`ControlSocket::check`], when
+//! its directory changes (`process::dirwatch`), or every [`WATCH_EVERY`] while the directory
+//! cannot be watched: a file deleted by a tmp cleaner is re-created, a path that something else
 //! took meanwhile is left alone and logged once), and removing it on a clean stop — only while
 //! it is still ours. The requests served on it are `control`'s.
 
@@ -10,8 +11,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How often the daemon checks that its control socket file is still there: the bound on how
-/// long `mptcp-pmd status` stays unreachable after the file is deleted. One `lstat` each.
+/// How often the daemon checks that its control socket file is still there while its directory
+/// cannot be watched (deleted, or inotify unavailable). One `lstat` each.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Claiming the control socket failed.
@@ -76,6 +77,11 @@ impl ControlSocket {
     pub fn share_with_group(&mut self, gid: u32) -> Result<(), ClaimError> {
         self.group = Some(gid);
         share(&self.path, gid)
+    }
+
+    /// The path of the socket file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Take the listener (to serve it); the file is still removed when `self` drops.
