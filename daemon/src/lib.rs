@@ -21,4 +21,4 @@ mod wiring;
 /// The metrics endpoint's request parser, public for its fuzz target.
 pub use endpoints::http_request;
 pub use endpoints::{client, protocol};
-pub use process::{exit, failure, logging, signals, startup};
+pub use process::{exit, failure, logging, signals, startup, trim};

@@ -3,7 +3,7 @@
 //! [`service::run`]; every failure maps to a documented exit code (README.md).
 
 use clap::Parser;
-use mptcp_pmd::{cli, client, exit, logging, service, signals, startup};
+use mptcp_pmd::{cli, client, exit, logging, service, signals, startup, trim};
 
 fn main() {
     std::process::exit(real_main());
@@ -25,6 +25,8 @@ fn real_main() -> i32 {
     if let Some(command) = &cli.command {
         return client::run(&cli, command);
     }
+    // Before the first thread (the log writer) is started.
+    let tuned = trim::tune_allocator();
     let config = match mptcp_pmd_config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -47,7 +49,7 @@ fn real_main() -> i32 {
         eprintln!("mptcp-pmd: {}", e.message);
         return e.code;
     }
-    slog::info!(log, "mptcp-pmd starting"; "version" => cli::VERSION, "config" => %cli.config.display());
+    slog::info!(log, "mptcp-pmd starting"; "version" => cli::VERSION, "config" => %cli.config.display(), "allocator_tuned" => tuned);
     // A current-thread runtime: no thread exists before the privilege drop in `run`.
     let res = actix::System::new().block_on(async {
         // Installed before anything can announce the daemon (`started`, READY=1): a signal

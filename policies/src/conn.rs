@@ -76,6 +76,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::decision::{Action, Decision, Reason};
@@ -541,7 +542,8 @@ struct PathHealth {
 #[derive(Debug, Clone)]
 pub struct Connection {
     token: Token,
-    timers: ConnTimers,
+    /// Shared by every connection of the daemon (one copy, not ~100 bytes each).
+    timers: Arc<ConnTimers>,
     info: Option<ConnInfo>,
     established: bool,
     server_side: bool,
@@ -573,10 +575,10 @@ pub struct Connection {
 
 impl Connection {
     /// A connection known only by its token (its events will fill it in).
-    pub fn new(token: Token, timers: ConnTimers) -> Self {
+    pub fn new(token: Token, timers: impl Into<Arc<ConnTimers>>) -> Self {
         Connection {
             token,
-            timers,
+            timers: timers.into(),
             info: None,
             established: false,
             server_side: false,
@@ -738,8 +740,8 @@ impl Connection {
     }
 
     /// Replaces the timers (for adopted connections).
-    pub fn with_timers(mut self, timers: ConnTimers) -> Self {
-        self.timers = timers;
+    pub fn with_timers(mut self, timers: impl Into<Arc<ConnTimers>>) -> Self {
+        self.timers = timers.into();
         self
     }
 

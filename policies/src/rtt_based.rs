@@ -67,6 +67,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -169,6 +170,20 @@ impl RttBasedParams {
     }
 }
 
+/// The judge's tunables for every connection, one copy while they do not change: a one-entry
+/// cache by value (a reload with other values replaces it). At 10 000 connections a copy of
+/// their own in each connection's policy and judge was ~2 MB.
+fn shared_params(p: RttParams) -> Arc<RttParams> {
+    static SHARED: Mutex<Option<Arc<RttParams>>> = Mutex::new(None);
+    let mut cached = SHARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match cached.as_ref() {
+        Some(a) if **a == p => a.clone(),
+        _ => cached.insert(Arc::new(p)).clone(),
+    }
+}
+
 impl PolicyParams for RttBasedParams {
     /// Every field was checked on its own while it was read; what is left is the hysteresis.
     fn validate(&self, keys: &Keys) -> Result<(), ParamError> {
@@ -188,7 +203,7 @@ impl PolicyParams for RttBasedParams {
     }
 
     fn build(&self) -> Box<dyn Policy> {
-        Box::new(RttBased::new(self.judge_params()))
+        Box::new(RttBased::shared(shared_params(self.judge_params())))
     }
 
     fn wants_samples(&self) -> bool {
@@ -512,7 +527,7 @@ impl SubStates {
 /// [`RttJudge::evaluate`]; it answers with the [`Verdict`]s to carry out.
 #[derive(Debug, Clone)]
 pub struct RttJudge {
-    params: RttParams,
+    params: Arc<RttParams>,
     subflows: SubStates,
     /// Paths closed for loss, by (local address, remote): ordered for reproducible output.
     cooldowns: BTreeMap<(IpAddr, SocketAddr), Cooldown>,
@@ -540,6 +555,11 @@ fn secs(d: Duration) -> String {
 impl RttJudge {
     /// A judge with no memory yet.
     pub fn new(params: RttParams) -> Self {
+        RttJudge::shared(Arc::new(params))
+    }
+
+    /// A judge with no memory yet, on tunables shared with other connections.
+    pub fn shared(params: Arc<RttParams>) -> Self {
         RttJudge {
             params,
             subflows: SubStates::default(),
@@ -797,7 +817,7 @@ impl RttJudge {
         out: &mut Vec<Verdict>,
     ) {
         let mut round = RttRound {
-            params: self.params,
+            params: *self.params,
             now,
             best: self.best(subflows),
             active: self.active_count(subflows),
@@ -1045,7 +1065,7 @@ fn ms_dur(d: Duration) -> String {
 /// re-open the path.
 #[derive(Debug)]
 pub struct RttBased {
-    params: RttParams,
+    params: Arc<RttParams>,
     /// Created with the first samples (it needs to know the connection's side).
     judge: Option<RttJudge>,
 }
@@ -1053,6 +1073,11 @@ pub struct RttBased {
 impl RttBased {
     /// The policy with these parameters.
     pub fn new(params: RttParams) -> Self {
+        RttBased::shared(Arc::new(params))
+    }
+
+    /// The policy on tunables shared with other connections.
+    pub fn shared(params: Arc<RttParams>) -> Self {
         RttBased {
             params,
             judge: None,
@@ -1070,11 +1095,17 @@ impl RttBased {
     }
 
     fn judge_mut(&mut self, server_side: bool) -> &mut RttJudge {
-        let params = RttParams {
-            close_on_loss: self.params.close_on_loss && !server_side,
-            ..self.params
-        };
-        self.judge.get_or_insert_with(|| RttJudge::new(params))
+        let params = &self.params;
+        self.judge.get_or_insert_with(|| {
+            if params.close_on_loss && server_side {
+                RttJudge::new(RttParams {
+                    close_on_loss: false,
+                    ..**params
+                })
+            } else {
+                RttJudge::shared(params.clone())
+            }
+        })
     }
 
     fn mesh(&mut self, ctx: &Ctx<'_>) -> Vec<Decision> {

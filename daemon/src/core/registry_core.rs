@@ -13,6 +13,7 @@
 //! refuse: issue 15, item 5).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mptcp_pmd_policies::conn::{ConnTimers, Connection};
@@ -121,7 +122,8 @@ struct Tracked<H> {
 #[derive(Debug)]
 pub struct RegistryCore<H> {
     conns: HashMap<Token, Tracked<H>>,
-    timers: ConnTimers,
+    /// Shared by every connection it starts.
+    timers: Arc<ConnTimers>,
     resync: Resync,
     /// Snapshots asked for (start-up adoption, resyncs) and not handed back yet.
     in_flight: u32,
@@ -137,7 +139,7 @@ impl<H> RegistryCore<H> {
     pub fn new(timers: ConnTimers) -> Self {
         RegistryCore {
             conns: HashMap::new(),
-            timers,
+            timers: Arc::new(timers),
             resync: Resync::Idle,
             in_flight: 0,
             ended: HashMap::new(),
@@ -207,7 +209,7 @@ impl<H> RegistryCore<H> {
         match event {
             PmEvent::Closed { .. } | PmEvent::Unknown { .. } => EventRoute::Untracked,
             PmEvent::Created(_) | PmEvent::Established(_) => {
-                let mut conn = Connection::new(token, self.timers);
+                let mut conn = Connection::new(token, self.timers.clone());
                 conn.handle_event(now, &event);
                 let handle = start(conn, Hook::Event(event));
                 self.track(token, handle);
@@ -288,7 +290,7 @@ impl<H> RegistryCore<H> {
                 continue;
             }
             let conn = Connection::adopt(now, c.token, c.local, c.remote, c.subflows.clone())
-                .with_timers(self.timers)
+                .with_timers(self.timers.clone())
                 .with_server_side(c.server_side);
             let handle = start(conn, &c);
             self.track(c.token, handle);

@@ -8,6 +8,9 @@
 //! static musl binary, whose allocator returns whole free groups on its own). The registry
 //! trims again [`SETTLE`] after the last connection is gone, once the other actors (the policy
 //! objects, the sampler's tables) have let go of theirs.
+//!
+//! [`tune_allocator`] sets glibc's malloc up for a long-running daemon before any thread
+//! exists: one arena, and fixed mmap/trim thresholds (see its docs for the measurements).
 
 /// Connections below which trimming is never worth a system call.
 const MIN_PEAK: usize = 1000;
@@ -38,6 +41,53 @@ impl TrimGate {
             self.peak = n;
             return true;
         }
+        false
+    }
+}
+
+/// Allocations of at least this many bytes get their own mapping (glibc `M_MMAP_THRESHOLD`).
+pub const MMAP_THRESHOLD: i32 = 64 * 1024;
+
+/// Free memory above this much at the top of the heap is returned at once
+/// (glibc `M_TRIM_THRESHOLD`).
+pub const TRIM_THRESHOLD: i32 = 128 * 1024;
+
+/// Tune glibc's malloc for the daemon; call it before any thread is started. Three settings:
+///
+/// - one arena (`M_ARENA_MAX` 1): the helper threads (sock_diag, the log writer, the reload
+///   reader) would otherwise each get an arena of their own whose freed pages mostly stay
+///   mapped; the event loop does nearly all allocation, so the shared lock costs nothing
+///   measurable;
+/// - a fixed mmap threshold of [`MMAP_THRESHOLD`]: glibc raises it on its own (up to 32 MiB)
+///   each time a large mapped block is freed, after which the large tables of 10 000
+///   connections (hash maps, sampling buffers) land in the heap, where they fragment it and
+///   cannot be returned; with it fixed they are mapped and unmapped whole;
+/// - a fixed trim threshold of [`TRIM_THRESHOLD`] (glibc's default, kept from moving along
+///   with the mmap threshold).
+///
+/// Measured with `mptcp-pm-bench --only scale` (glibc, 10 000 connections): fullmesh RSS 38.8
+/// -> 29.7 MiB, rtt-based 52.1 -> 43.2 MiB, 4 s after all closed 12.4 -> 8.4 MiB.
+///
+/// An operator's own `GLIBC_TUNABLES` malloc settings win: when that variable names any
+/// `glibc.malloc.` tunable nothing is changed. A no-op on other C libraries (the static musl
+/// binary's allocator returns freed groups on its own). Returns whether the settings were made.
+pub fn tune_allocator() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        let operator = std::env::var_os("GLIBC_TUNABLES")
+            .is_some_and(|v| v.to_string_lossy().contains("glibc.malloc."));
+        if operator {
+            return false;
+        }
+        // SAFETY: mallopt only sets the allocator's parameters; called before threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1) == 1
+                && libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
         false
     }
 }
