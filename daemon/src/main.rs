@@ -25,7 +25,9 @@ fn real_main() -> i32 {
     if let Some(command) = &cli.command {
         return client::run(&cli, command);
     }
-    // Before the first thread (the log writer) is started.
+    // Before the first thread (the log writer) is started. Returns only when it did not
+    // re-execute the daemon.
+    let reexec_failed = trim::reexec_without_tcache();
     let tuned = trim::tune_allocator();
     let config = match mptcp_pmd_config::load(&cli.config) {
         Ok(c) => c,
@@ -50,6 +52,9 @@ fn real_main() -> i32 {
         return e.code;
     }
     slog::info!(log, "mptcp-pmd starting"; "version" => cli::VERSION, "config" => %cli.config.display(), "allocator_tuned" => tuned);
+    if let Some(e) = reexec_failed {
+        slog::warn!(log, "could not restart with glibc's per-thread malloc cache off; running with it (more memory stays resident after a burst of connections)"; "error" => %e);
+    }
     // A current-thread runtime: no thread exists before the privilege drop in `run`.
     let res = actix::System::new().block_on(async {
         // Installed before anything can announce the daemon (`started`, READY=1): a signal
