@@ -22,6 +22,7 @@ pub mod model;
 pub mod params;
 pub mod plugin;
 pub mod policy;
+pub mod stamp;
 
 pub mod active_standby;
 pub mod announce;

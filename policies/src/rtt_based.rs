@@ -78,6 +78,7 @@ use crate::model::{PmEvent, SubflowKey, SubflowSample};
 use crate::params::{self, Keys, ParamError};
 use crate::plugin::{Plugin, PolicyParams};
 use crate::policy::{Action, Ctx, Decision, Policy, Reason};
+use crate::stamp::Stamp;
 
 /// The registry entry.
 pub static PLUGIN: Plugin = Plugin::new::<RttBasedParams>(
@@ -368,29 +369,30 @@ impl LossObs {
     }
 }
 
-/// Per-subflow memory of the judge.
+/// Per-subflow memory of the judge. Its times are [`Stamp`]s (8 bytes where an
+/// `Option<Instant>` takes 16): 20 000 subflows keep 2.2 MB instead of 3.4 MB.
 #[derive(Debug, Clone, Default)]
 struct SubState {
     /// This judge set the backup flag (and so may clear it).
     demoted_by_us: bool,
     /// A backup-flag change was requested and not yet observed: (wanted, when).
-    pending: Option<(bool, Instant)>,
+    pending: Option<(bool, Stamp)>,
     /// Since when the demote condition holds.
-    slow_since: Option<Instant>,
+    slow_since: Option<Stamp>,
     /// Since when the restore condition holds.
-    fast_since: Option<Instant>,
+    fast_since: Option<Stamp>,
     /// Since when the loss condition holds.
-    lossy_since: Option<Instant>,
+    lossy_since: Option<Stamp>,
     /// (total_retrans, segs_out) of the previous sample.
     counters: Option<(u32, u32)>,
     /// A close was requested at this time (the subflow may linger until SUB_CLOSED).
-    closing: Option<Instant>,
+    closing: Option<Stamp>,
     /// When the judge last asked for a backup-flag change: the probe clock.
-    flag_changed: Option<Instant>,
+    flag_changed: Option<Stamp>,
     /// `bytes_acked` of the previous sample.
     acked: Option<u64>,
     /// When `bytes_acked` last grew.
-    acked_moved: Option<Instant>,
+    acked_moved: Option<Stamp>,
     /// Set by a probe: `bytes_acked` at that time. Until a sample shows more, the subflow's
     /// srtt is the stale one from before its demotion and is not judged.
     probe_acked: Option<u64>,
@@ -399,8 +401,8 @@ struct SubState {
 impl SubState {
     /// Record a backup-flag change requested now.
     fn request(&mut self, backup: bool, now: Instant) {
-        self.pending = Some((backup, now));
-        self.flag_changed = Some(now);
+        self.pending = Some((backup, Stamp::of(now)));
+        self.flag_changed = Some(Stamp::of(now));
         self.stop_rtt_timers();
     }
 
@@ -438,8 +440,8 @@ impl SubState {
 }
 
 /// How long a condition has held on every sample, starting its timer now if it was not running.
-fn held(since: &mut Option<Instant>, now: Instant) -> Duration {
-    now.saturating_duration_since(*since.get_or_insert(now))
+fn held(since: &mut Option<Stamp>, now: Instant) -> Duration {
+    now.saturating_duration_since(since.get_or_insert(Stamp::of(now)).instant())
 }
 
 /// What the RTT rules share in one round, computed once by `RttJudge::judge_rtt`.
@@ -621,7 +623,7 @@ impl RttJudge {
             if let Some((want, at)) = st.pending {
                 if want == *observed_backup {
                     st.pending = None;
-                } else if now.saturating_duration_since(at) >= pending_timeout {
+                } else if now.saturating_duration_since(at.instant()) >= pending_timeout {
                     // The change never showed up: the flag is still what it was before, and so
                     // is its ownership (a failed restore leaves the subflow ours to restore).
                     st.pending = None;
@@ -634,13 +636,13 @@ impl RttJudge {
             }
             if st
                 .closing
-                .is_some_and(|at| now.saturating_duration_since(at) >= cooldown)
+                .is_some_and(|at| now.saturating_duration_since(at.instant()) >= cooldown)
             {
                 // The close did not take (the subflow is still here): judge it afresh.
                 st.closing = None;
             }
             if st.acked.is_some_and(|prev| sample.bytes_acked > prev) {
-                st.acked_moved = Some(now);
+                st.acked_moved = Some(Stamp::of(now));
             }
             st.acked = Some(sample.bytes_acked);
             loss.push(LossObs::between(st.counters, sample));
@@ -778,7 +780,7 @@ impl RttJudge {
                 remote: key.remote,
                 backup: *observed_backup && !st.demoted_by_us,
             };
-            st.closing = Some(now);
+            st.closing = Some(Stamp::of(now));
             st.lossy_since = None;
             st.stop_rtt_timers();
             active = remaining;
@@ -870,8 +872,13 @@ impl RttJudge {
             return None;
         }
         // Stale since the later of our last flag change and the last acked data.
-        let changed = *st.flag_changed.get_or_insert(round.now);
-        let base = st.acked_moved.map_or(changed, |moved| moved.max(changed));
+        let changed = st
+            .flag_changed
+            .get_or_insert(Stamp::of(round.now))
+            .instant();
+        let base = st
+            .acked_moved
+            .map_or(changed, |moved| moved.instant().max(changed));
         let stale = round.now.saturating_duration_since(base);
         if stale < probe {
             return None;

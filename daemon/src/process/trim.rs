@@ -137,8 +137,16 @@ pub fn tune_allocator() -> bool {
         let mut all = true;
         for (name, param, value) in [
             ("glibc.malloc.arena_max", libc::M_ARENA_MAX, 1),
-            ("glibc.malloc.mmap_threshold", libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-            ("glibc.malloc.trim_threshold", libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (
+                "glibc.malloc.mmap_threshold",
+                libc::M_MMAP_THRESHOLD,
+                MMAP_THRESHOLD,
+            ),
+            (
+                "glibc.malloc.trim_threshold",
+                libc::M_TRIM_THRESHOLD,
+                TRIM_THRESHOLD,
+            ),
         ] {
             if tunables.contains(name) {
                 all = false;
