@@ -65,7 +65,7 @@ fn operator_tunables() -> String {
         .unwrap_or_default()
 }
 
-/// Start this program again, same PID and arguments, with glibc's per-thread cache of freed
+/// Start this program again, same PID, name and arguments, with glibc's per-thread cache of freed
 /// chunks (tcache) turned off; call it before any thread exists. Returns only when it did not
 /// re-execute: `None` when there is nothing to do (not glibc; `GLIBC_TUNABLES` already names
 /// `glibc.malloc.tcache_count`, the operator's or ours after the re-exec; a set-id or
@@ -97,7 +97,10 @@ pub fn reexec_without_tcache() -> Option<std::io::Error> {
             format!("{tunables}:{TCACHE_OFF}")
         };
         let mut args = std::env::args_os();
-        let mut cmd = std::process::Command::new("/proc/self/exe");
+        // The binary's own path (the link /proc/self/exe points to), not the link: the
+        // process name (`ps`, `pgrep`, `killall`) is taken from the file name exec'd.
+        let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        let mut cmd = std::process::Command::new(exe);
         if let Some(arg0) = args.next() {
             cmd.arg0(arg0);
         }
