@@ -26,8 +26,12 @@ fn real_main() -> i32 {
         return client::run(&cli, command);
     }
     // Before the first thread (the log writer) is started. Returns only when it did not
-    // re-execute the daemon.
-    let reexec_failed = trim::reexec_without_tcache();
+    // re-execute the daemon (a configuration check runs too briefly to need it).
+    let reexec_failed = if cli.check_config {
+        None
+    } else {
+        trim::reexec_without_tcache()
+    };
     let tuned = trim::tune_allocator();
     let config = match mptcp_pmd_config::load(&cli.config) {
         Ok(c) => c,

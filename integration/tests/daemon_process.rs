@@ -520,3 +520,62 @@ fn a_metrics_address_that_cannot_be_bound_exits_73_before_touching_the_kernel() 
         "refused before selecting the userspace PM"
     );
 }
+
+/// `GLIBC_TUNABLES` of a running process.
+fn tunables_of(pid: u32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    env.split(|&b| b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix("GLIBC_TUNABLES=").map(String::from))
+}
+
+/// A glibc build restarts itself once, before anything else, with glibc's per-thread malloc
+/// cache off (`glibc.malloc.tcache_count=0`; daemon/src/process/trim.rs says why): same
+/// process name (what `pgrep`/`killall` match), one start-up, and the malloc settings made.
+/// When the operator set `GLIBC_TUNABLES`, malloc is theirs: no restart, no setting made.
+#[test]
+fn a_glibc_build_restarts_with_the_malloc_cache_off_and_keeps_an_operators_settings() {
+    if !kernel_tests_enabled(
+        "a_glibc_build_restarts_with_the_malloc_cache_off_and_keeps_an_operators_settings",
+    ) {
+        return;
+    }
+    if !cfg!(target_env = "gnu") {
+        eprintln!("skipped: not a glibc build (the re-exec is glibc's only)");
+        return;
+    }
+    let ns = Netns::new("reexec").unwrap();
+    let mut d = Daemon::start(&ns, FULLMESH);
+    d.wait_ready();
+    let pid = d.pid().unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "mptcp-pmd");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        daemon_bin().canonicalize().unwrap()
+    );
+    assert_eq!(
+        tunables_of(pid).as_deref(),
+        Some("glibc.malloc.tcache_count=0")
+    );
+    assert_eq!(d.count("mptcp-pmd starting"), 1, "{}", d.log());
+    assert_eq!(d.count("allocator_tuned: true"), 1, "{}", d.log());
+    assert_eq!(d.stop(Duration::from_secs(10)), Some(0), "{}", d.log());
+
+    let own = "glibc.malloc.tcache_count=3:glibc.malloc.arena_max=2";
+    let mut d = Daemon::spawn(
+        &ns,
+        FULLMESH,
+        DaemonOpts {
+            wrapper: vec!["env".into(), format!("GLIBC_TUNABLES={own}")],
+            ..DaemonOpts::default()
+        },
+    );
+    d.wait_ready();
+    let pid = d.pid().unwrap();
+    // glibc itself cuts the variable after the first tunable it read (it read them all).
+    let seen = tunables_of(pid).unwrap();
+    assert!(own.starts_with(&seen) && !seen.is_empty(), "{seen}");
+    assert_eq!(d.count("allocator_tuned: false"), 1, "{}", d.log());
+    assert_eq!(d.stop(Duration::from_secs(10)), Some(0), "{}", d.log());
+}

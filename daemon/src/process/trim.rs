@@ -57,20 +57,23 @@ pub const TRIM_THRESHOLD: i32 = 128 * 1024;
 /// [`reexec_without_tcache`]).
 const TCACHE_OFF: &str = "glibc.malloc.tcache_count=0";
 
-/// The operator's `GLIBC_TUNABLES`, if set.
+/// The operator's `GLIBC_TUNABLES`: `None` when unset, empty, or exactly what
+/// [`reexec_without_tcache`] set. (glibc cuts the variable after its first tunable once it
+/// has read them all, so the rest of an operator's list cannot be seen from here: any setting
+/// of theirs means their malloc settings, all of them, are left alone.)
 #[cfg(target_env = "gnu")]
-fn operator_tunables() -> String {
-    std::env::var_os("GLIBC_TUNABLES")
-        .map(|v| v.to_string_lossy().into_owned())
-        .unwrap_or_default()
+fn operator_tunables() -> Option<String> {
+    let v = std::env::var_os("GLIBC_TUNABLES")?;
+    let v = v.to_string_lossy();
+    (!v.is_empty() && v != TCACHE_OFF).then(|| v.into_owned())
 }
 
 /// Start this program again, same PID, name and arguments, with glibc's per-thread cache of freed
 /// chunks (tcache) turned off; call it before any thread exists. Returns only when it did not
-/// re-execute: `None` when there is nothing to do (not glibc; `GLIBC_TUNABLES` already names
-/// `glibc.malloc.tcache_count`, the operator's or ours after the re-exec; a set-id or
-/// file-capability start, where glibc may drop tunables), `Some(error)` when the exec failed
-/// (the daemon then runs with the cache on; only the memory after a burst is larger).
+/// re-execute: `None` when there is nothing to do (not glibc; `GLIBC_TUNABLES` is set, by
+/// the operator or by this re-exec; a set-id or file-capability start, where glibc may drop
+/// tunables), `Some(error)` when the exec failed (the daemon then runs with the cache on; only
+/// the memory after a burst is larger).
 ///
 /// Why: each thread's cache keeps up to 7 freed chunks of each of 64 sizes (up to ~450
 /// chunks) that malloc counts as in use, so `malloc_trim` cannot return the pages they sit
@@ -83,19 +86,13 @@ pub fn reexec_without_tcache() -> Option<std::io::Error> {
     #[cfg(target_env = "gnu")]
     {
         use std::os::unix::process::CommandExt;
-        let tunables = operator_tunables();
-        if tunables.contains("glibc.malloc.tcache_count") {
+        if std::env::var_os("GLIBC_TUNABLES").is_some_and(|v| !v.is_empty()) {
             return None;
         }
         // SAFETY: getauxval only reads the process's auxiliary vector.
         if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
             return None;
         }
-        let value = if tunables.is_empty() {
-            TCACHE_OFF.to_string()
-        } else {
-            format!("{tunables}:{TCACHE_OFF}")
-        };
         let mut args = std::env::args_os();
         // The binary's own path (the link /proc/self/exe points to), not the link: the
         // process name (`ps`, `pgrep`, `killall`) is taken from the file name exec'd.
@@ -104,7 +101,7 @@ pub fn reexec_without_tcache() -> Option<std::io::Error> {
         if let Some(arg0) = args.next() {
             cmd.arg0(arg0);
         }
-        Some(cmd.args(args).env("GLIBC_TUNABLES", value).exec())
+        Some(cmd.args(args).env("GLIBC_TUNABLES", TCACHE_OFF).exec())
     }
     #[cfg(not(target_env = "gnu"))]
     {
@@ -129,37 +126,23 @@ pub fn reexec_without_tcache() -> Option<std::io::Error> {
 /// Measured with `mptcp-pm-bench --only scale` (glibc, 10 000 connections): fullmesh RSS 38.8
 /// -> 29.7 MiB, rtt-based 52.1 -> 43.5 MiB, 4 s after all closed 12.4 -> 8.4 MiB.
 ///
-/// A setting the operator's own `GLIBC_TUNABLES` names (`glibc.malloc.arena_max`,
-/// `.mmap_threshold`, `.trim_threshold`) is left as they set it. A no-op on other C libraries
-/// (the static musl binary's allocator returns freed groups on its own). Returns whether all
-/// three settings were made.
+/// Nothing is changed when the operator set `GLIBC_TUNABLES` (their malloc settings win), nor
+/// on other C libraries (the static musl binary's allocator returns freed groups on its own).
+/// Returns whether the settings were made.
 pub fn tune_allocator() -> bool {
     #[cfg(target_env = "gnu")]
     {
-        let tunables = operator_tunables();
-        let mut all = true;
-        for (name, param, value) in [
-            ("glibc.malloc.arena_max", libc::M_ARENA_MAX, 1),
-            (
-                "glibc.malloc.mmap_threshold",
-                libc::M_MMAP_THRESHOLD,
-                MMAP_THRESHOLD,
-            ),
-            (
-                "glibc.malloc.trim_threshold",
-                libc::M_TRIM_THRESHOLD,
-                TRIM_THRESHOLD,
-            ),
-        ] {
-            if tunables.contains(name) {
-                all = false;
-                continue;
-            }
-            // SAFETY: mallopt only sets the allocator's parameters; called before threads
-            // start.
-            all &= unsafe { libc::mallopt(param, value) } == 1;
+        if operator_tunables().is_some() {
+            return false;
         }
-        all
+        [
+            (libc::M_ARENA_MAX, 1),
+            (libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            (libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        ]
+        .into_iter()
+        // SAFETY: mallopt only sets the allocator's parameters; called before threads start.
+        .all(|(param, value)| unsafe { libc::mallopt(param, value) } == 1)
     }
     #[cfg(not(target_env = "gnu"))]
     {
