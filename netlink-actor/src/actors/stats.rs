@@ -38,7 +38,7 @@ pub trait Stats: Send + Sync {
     fn event(&self, name: &str);
     /// The events socket overran (ENOBUFS): events were lost.
     fn overrun(&self);
-    /// One sock_diag poll (a snapshot, the connections, or a window of subflows) took `took`.
+    /// One sock_diag poll (a snapshot, the connections, or a sampling tick's lookups) took `took`.
     fn poll_duration(&self, took: Duration);
     /// A command caused by a kernel event is being sent, `since_event` after the event was read.
     fn event_to_command(&self, since_event: Duration);

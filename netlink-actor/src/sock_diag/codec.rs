@@ -23,7 +23,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use mptcp_pmd_policies::model::{SubflowKey, SubflowSample, Token};
 
-use super::filter::PortWindow;
 use crate::dump::payload_of;
 use crate::error::DecodeError;
 use crate::error::EncodeError;
@@ -305,14 +304,10 @@ fn dump_request(
     proto: u8,
     proto_attr: Option<u32>,
     states: u32,
-    filter: Option<&[u8]>,
     seq: u32,
 ) -> Result<Vec<u8>, EncodeError> {
     const WHAT: &str = "SOCK_DIAG_BY_FAMILY dump";
     let mut attrs = RtAttrs::new();
-    if let Some(bc) = filter {
-        attrs.push(rtattr(WHAT, super::filter::INET_DIAG_REQ_BYTECODE, bc)?);
-    }
     if let Some(p) = proto_attr {
         attrs.push(rtattr(WHAT, INET_DIAG_REQ_PROTOCOL, p)?);
     }
@@ -364,25 +359,13 @@ pub fn lookup_request(
 /// (`struct mptcp_info`), in the states of `states` (see [`tcpf`]).
 pub fn mptcp_dump_request(family: IpFamily, states: u32, seq: u32) -> Result<Vec<u8>, EncodeError> {
     // sdiag_protocol must be 0 here: the real protocol is the INET_DIAG_REQ_PROTOCOL attribute.
-    dump_request(family, 0, Some(IPPROTO_MPTCP), states, None, seq)
+    dump_request(family, 0, Some(IPPROTO_MPTCP), states, seq)
 }
 
 /// A dump request for the TCP sockets of one family in `states`, with `INET_DIAG_INFO`
 /// (`struct tcp_info`; the kernel adds `INET_DIAG_ULP_INFO` by itself for ULP sockets).
 pub fn tcp_dump_request(family: IpFamily, states: u32, seq: u32) -> Result<Vec<u8>, EncodeError> {
-    dump_request(family, IPPROTO_TCP, None, states, None, seq)
-}
-
-/// [`tcp_dump_request`] for the sockets of one [`PortWindow`] only (an
-/// `INET_DIAG_REQ_BYTECODE` filter the kernel runs on each socket before building its reply).
-pub fn tcp_window_request(
-    family: IpFamily,
-    states: u32,
-    window: &PortWindow,
-    seq: u32,
-) -> Result<Vec<u8>, EncodeError> {
-    let bc = window.bytecode();
-    dump_request(family, IPPROTO_TCP, None, states, bc.as_deref(), seq)
+    dump_request(family, IPPROTO_TCP, None, states, seq)
 }
 
 /// `mptcpi_flags` of `struct mptcp_info`.
@@ -906,33 +889,6 @@ mod tests {
             u32::from_ne_bytes(r[NLMSG_HDRLEN + 4..NLMSG_HDRLEN + 8].try_into().unwrap()),
             0b1011_0011_0110
         );
-    }
-
-    #[test]
-    fn a_window_request_is_the_dump_request_plus_its_program() {
-        let whole = tcp_window_request(IpFamily::V4, tcpf::CONNECTED, &PortWindow::ALL, 9).unwrap();
-        assert_eq!(
-            whole,
-            tcp_dump_request(IpFamily::V4, tcpf::CONNECTED, 9).unwrap()
-        );
-        let w = PortWindow {
-            from: (10_000, 0),
-            to: Some((20_001, 0)),
-        };
-        let r = tcp_window_request(IpFamily::V4, tcpf::CONNECTED, &w, 9).unwrap();
-        let bc = w.bytecode().unwrap();
-        assert_eq!(r.len(), whole.len() + 4 + bc.len());
-        assert_eq!(
-            u32::from_ne_bytes(r[..4].try_into().unwrap()) as usize,
-            r.len(),
-            "nlmsg_len covers the attribute"
-        );
-        let a: Vec<_> = rtattrs(&r[NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN..])
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(a.len(), 1);
-        assert_eq!(a[0].ty(), super::super::filter::INET_DIAG_REQ_BYTECODE);
-        assert_eq!(a[0].payload(), &bc[..]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The sock_diag socket: a [`Transport`] of protocol `NETLINK_SOCK_DIAG` that runs the MPTCP
-//! and subflow dumps of [`super::codec`] (the subflow dump whole or one [`PortWindow`] of it)
-//! and joins them into a [`Snapshot`], and the batched exact lookups of [`super::lookup`].
+//! and subflow dumps of [`super::codec`] and joins them into a [`Snapshot`], and the batched
+//! exact lookups of [`super::lookup`].
 
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -9,10 +9,9 @@ use crate::error::Error;
 use crate::transport::{RecvSlots, Transport};
 
 use super::codec::{
-    join, mptcp_dump_request, parse_mptcp_reply, parse_subflow_reply, tcp_window_request, tcpf,
+    join, mptcp_dump_request, parse_mptcp_reply, parse_subflow_reply, tcp_dump_request, tcpf,
     IpFamily, MptcpConnDiag, Snapshot, SubflowDiag, NETLINK_SOCK_DIAG,
 };
-use super::filter::PortWindow;
 use super::lookup::{push_lookup, Answer, LookupBatch, LookupKey, LOOKUP_BATCH, LOOKUP_RCVBUF};
 
 const WHAT_SOCKET: &str = "NETLINK_SOCK_DIAG socket";
@@ -77,19 +76,14 @@ impl DiagSocket {
         Ok(v6_conns)
     }
 
-    /// The subflows of `window` (IPv4, then IPv6 if `v6`) into `out`.
-    fn subflows_into(
-        &mut self,
-        out: &mut Dump<SubflowDiag>,
-        window: &PortWindow,
-        v6: bool,
-    ) -> Result<(), Error> {
+    /// The subflows (IPv4, then IPv6 if `v6`) into `out`.
+    fn subflows_into(&mut self, out: &mut Dump<SubflowDiag>, v6: bool) -> Result<(), Error> {
         for (fam, what) in [(IpFamily::V4, WHAT_TCP4), (IpFamily::V6, WHAT_TCP6)] {
             if fam == IpFamily::V6 && !v6 {
                 continue;
             }
             let seq = self.t.next_seq();
-            let req = tcp_window_request(fam, tcpf::CONNECTED, window, seq)?;
+            let req = tcp_dump_request(fam, tcpf::CONNECTED, seq)?;
             dump::run(&mut self.t, what, seq, &req, parse_subflow_reply, out)?;
         }
         Ok(())
@@ -103,7 +97,7 @@ impl DiagSocket {
     }
 
     /// [`DiagSocket::mptcp_connections`], and whether any of them is an IPv6 connection (else
-    /// there are no IPv6 subflows to dump, see [`DiagSocket::subflows_in`]).
+    /// there are no IPv6 subflows to dump, see [`DiagSocket::snapshot`]).
     pub fn mptcp_connections_v6(&mut self) -> Result<(Dump<MptcpConnDiag>, bool), Error> {
         let mut out = Dump::default();
         let v6 = self.mptcp_into(&mut out)?;
@@ -114,19 +108,7 @@ impl DiagSocket {
     /// [`tcpf::CONNECTED`]; IPv4 then IPv6).
     pub fn subflows(&mut self) -> Result<Dump<SubflowDiag>, Error> {
         let mut out = Dump::default();
-        self.subflows_into(&mut out, &PortWindow::ALL, true)?;
-        Ok(out)
-    }
-
-    /// The subflows whose port pair is in `window` (the kernel filters, so the others cost it
-    /// no `tcp_info`), IPv4 and, if `v6`, IPv6.
-    pub fn subflows_in(
-        &mut self,
-        window: &PortWindow,
-        v6: bool,
-    ) -> Result<Dump<SubflowDiag>, Error> {
-        let mut out = Dump::default();
-        self.subflows_into(&mut out, window, v6)?;
+        self.subflows_into(&mut out, true)?;
         Ok(out)
     }
 
@@ -135,7 +117,8 @@ impl DiagSocket {
     /// table to find nothing).
     pub fn snapshot(&mut self) -> Result<Snapshot, Error> {
         let (conns, v6) = self.mptcp_connections_v6()?;
-        let subs = self.subflows_in(&PortWindow::ALL, v6)?;
+        let mut subs = Dump::default();
+        self.subflows_into(&mut subs, v6)?;
         let mut snap = join(conns.items, subs.items);
         snap.skipped = conns.skipped + subs.skipped;
         snap.last_error = subs.last_error.or(conns.last_error);
@@ -149,7 +132,7 @@ impl DiagSocket {
         let mut out = Dump::default();
         for (fam, what) in [(IpFamily::V4, WHAT_TCP4), (IpFamily::V6, WHAT_TCP6)] {
             let seq = self.t.next_seq();
-            let req = tcp_window_request(fam, states, &PortWindow::ALL, seq)?;
+            let req = tcp_dump_request(fam, states, seq)?;
             dump::run(&mut self.t, what, seq, &req, parse_subflow_reply, &mut out)?;
         }
         Ok(out)
