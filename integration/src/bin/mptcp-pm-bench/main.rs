@@ -14,7 +14,10 @@
 //! [--out FILE] [--only join,churn,scale,tput,startup,server,hybrid]` (`--only` keeps the file's other
 //! sections).
 //!
-//! Environment: `BENCH_DAEMON_WRAPPER` runs the daemon under a tool (e.g. `heaptrack -o F`);
+//! Environment: `BENCH_DAEMON_WRAPPER` runs the daemon under a tool (e.g. `heaptrack -o F`; a
+//! glibc daemon restarts itself once at start, which such a tool does not follow: add
+//! `GLIBC_TUNABLES=glibc.malloc.tcache_count=0` to the bench's environment, the same settings
+//! without the restart, docs/OPERATIONS.md "Memory");
 //! `BENCH_PMD_CONFIG` appends YAML to the daemon's config (A/B runs, e.g. `kernel: {nice: 0}`);
 //! `BENCH_BASELINE_BIN` adds a bed running another daemon binary (e.g. a build of main) to the
 //! join and churn sections, interleaved with the others (before/after in one run);
