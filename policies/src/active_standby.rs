@@ -326,6 +326,15 @@ impl Default for Tunables {
     }
 }
 
+/// The terms of a stall threshold (see [`Tunables::stall_threshold`]).
+struct StallParts {
+    threshold: Duration,
+    timer_name: &'static str,
+    timer: Duration,
+    srtt: Duration,
+    rttvar: Duration,
+}
+
 impl Tunables {
     /// The stall threshold for this sample, with how it was reached (for the reason): the
     /// longest a working path leaves data unacknowledged before TCP itself would have had an
@@ -347,6 +356,26 @@ impl Tunables {
     /// and the backed-off timer is no reason to wait longer. The answer takes a round trip,
     /// bounded as RFC 6298 bounds an RTT sample, `srtt + 4 x rttvar`.
     pub fn stall_threshold(&self, s: &SubflowSample) -> (Duration, String) {
+        let p = self.stall_parts(s);
+        let how = format!(
+            "threshold {} = max(floor {}, {} {} + srtt {} + 4 x rttvar {})",
+            fmt_dur(p.threshold),
+            fmt_dur(self.stall_floor),
+            p.timer_name,
+            fmt_dur(p.timer),
+            fmt_dur(p.srtt),
+            fmt_dur(p.rttvar)
+        );
+        (p.threshold, how)
+    }
+
+    /// [`Tunables::stall_threshold`] without its explanation: it allocates nothing, for the
+    /// check every sample with data outstanding makes.
+    pub fn stall_limit(&self, s: &SubflowSample) -> Duration {
+        self.stall_parts(s).threshold
+    }
+
+    fn stall_parts(&self, s: &SubflowSample) -> StallParts {
         let srtt = Duration::from_micros(s.srtt_us.into());
         let rttvar = Duration::from_micros(s.rttvar_us.into());
         let rto = Duration::from_micros(
@@ -371,16 +400,13 @@ impl Tunables {
             ("rto", rto)
         };
         let by_tcp = timer + srtt + rttvar * 4;
-        let threshold = by_tcp.max(self.stall_floor);
-        let how = format!(
-            "threshold {} = max(floor {}, {timer_name} {} + srtt {} + 4 x rttvar {})",
-            fmt_dur(threshold),
-            fmt_dur(self.stall_floor),
-            fmt_dur(timer),
-            fmt_dur(srtt),
-            fmt_dur(rttvar)
-        );
-        (threshold, how)
+        StallParts {
+            threshold: by_tcp.max(self.stall_floor),
+            timer_name,
+            timer,
+            srtt,
+            rttvar,
+        }
     }
 
     /// How many probes in flight give the path a SYN every `probe`: the SYN is retransmitted
@@ -497,8 +523,8 @@ impl Watch {
 
     fn judge(&self, t: &Tunables, now: Instant, s: &SubflowSample) -> Option<Failure> {
         if let Some(stalled) = self.stalled_for(now) {
-            let (threshold, how) = t.stall_threshold(s);
-            if stalled > threshold {
+            if stalled > t.stall_limit(s) {
+                let (_, how) = t.stall_threshold(s);
                 return Some(Failure {
                     code: "stalled",
                     detail: format!(
