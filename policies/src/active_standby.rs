@@ -590,11 +590,10 @@ pub enum PathState {
 #[derive(Debug, Clone)]
 struct PathMem {
     state: PathState,
-    /// Failure times within the flap window, oldest first.
-    failures: VecDeque<Instant>,
-    /// Healthy spells that ended in a failure within the flap window: (failure time, how
-    /// long the path had been up since a join ended its previous outage), oldest first.
-    spells: VecDeque<(Instant, Duration)>,
+    /// Failures within the flap window, oldest first: when, and the healthy spell it ended
+    /// (how long the path had been up since a join ended its previous outage), if a join
+    /// had.
+    failures: VecDeque<(Instant, Option<Duration>)>,
     /// When a join last ended an outage of this path (the start of its current spell).
     rejoined: Option<Instant>,
     /// When the last probe was opened.
@@ -606,14 +605,13 @@ struct PathMem {
 impl PathMem {
     /// The longest healthy spell within the window that ended in a failure.
     fn longest_spell(&self) -> Option<Duration> {
-        self.spells.iter().map(|(_, d)| *d).max()
+        self.failures.iter().filter_map(|(_, spell)| *spell).max()
     }
 
     fn new() -> Self {
         PathMem {
             state: PathState::Up,
             failures: VecDeque::new(),
-            spells: VecDeque::new(),
             rejoined: None,
             probe_at: None,
             probes: 0,
@@ -780,16 +778,9 @@ impl ActiveStandby {
             while m
                 .failures
                 .front()
-                .is_some_and(|f| now.saturating_duration_since(*f) > self.t.flap_window)
-            {
-                m.failures.pop_front();
-            }
-            while m
-                .spells
-                .front()
                 .is_some_and(|(f, _)| now.saturating_duration_since(*f) > self.t.flap_window)
             {
-                m.spells.pop_front();
+                m.failures.pop_front();
             }
             if m.rejoined
                 .is_some_and(|r| now.saturating_duration_since(r) > self.t.flap_window)
@@ -1274,11 +1265,8 @@ impl ActiveStandby {
         out: &mut Out,
     ) {
         let mem = self.paths.entry(path).or_insert_with(PathMem::new);
-        mem.failures.push_back(now);
-        if let Some(r) = mem.rejoined.take() {
-            mem.spells
-                .push_back((now, now.saturating_duration_since(r)));
-        }
+        let spell = mem.rejoined.take().map(|r| now.saturating_duration_since(r));
+        mem.failures.push_back((now, spell));
         mem.state = PathState::Down {
             since: now,
             code,
