@@ -1265,7 +1265,10 @@ impl ActiveStandby {
         out: &mut Out,
     ) {
         let mem = self.paths.entry(path).or_insert_with(PathMem::new);
-        let spell = mem.rejoined.take().map(|r| now.saturating_duration_since(r));
+        let spell = mem
+            .rejoined
+            .take()
+            .map(|r| now.saturating_duration_since(r));
         mem.failures.push_back((now, spell));
         mem.state = PathState::Down {
             since: now,

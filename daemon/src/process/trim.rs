@@ -57,15 +57,21 @@ pub const TRIM_THRESHOLD: i32 = 128 * 1024;
 /// [`reexec_without_tcache`]).
 const TCACHE_OFF: &str = "glibc.malloc.tcache_count=0";
 
-/// The operator's `GLIBC_TUNABLES`: `None` when unset, empty, or exactly what
-/// [`reexec_without_tcache`] set. (glibc cuts the variable after its first tunable once it
-/// has read them all, so the rest of an operator's list cannot be seen from here: any setting
-/// of theirs means their malloc settings, all of them, are left alone.)
+/// `GLIBC_TUNABLES`, when set and not empty.
+#[cfg(target_env = "gnu")]
+fn tunables() -> Option<String> {
+    let v = std::env::var_os("GLIBC_TUNABLES")?;
+    (!v.is_empty()).then(|| v.to_string_lossy().into_owned())
+}
+
+/// The operator's `GLIBC_TUNABLES`: [`tunables`] unless it is exactly what
+/// [`reexec_without_tcache`] set. Any setting of theirs means their malloc settings, all of
+/// them, are left alone (a simple rule: theirs and ours are never merged). glibc 2.36 leaves
+/// only the first tunable visible in `/proc/PID/environ` once it has read them; the process
+/// itself still sees the whole list.
 #[cfg(target_env = "gnu")]
 fn operator_tunables() -> Option<String> {
-    let v = std::env::var_os("GLIBC_TUNABLES")?;
-    let v = v.to_string_lossy();
-    (!v.is_empty() && v != TCACHE_OFF).then(|| v.into_owned())
+    tunables().filter(|v| v != TCACHE_OFF)
 }
 
 /// Start this program again, same PID, name and arguments, with glibc's per-thread cache of freed
@@ -86,7 +92,7 @@ pub fn reexec_without_tcache() -> Option<std::io::Error> {
     #[cfg(target_env = "gnu")]
     {
         use std::os::unix::process::CommandExt;
-        if std::env::var_os("GLIBC_TUNABLES").is_some_and(|v| !v.is_empty()) {
+        if tunables().is_some() {
             return None;
         }
         // SAFETY: getauxval only reads the process's auxiliary vector.
@@ -101,7 +107,15 @@ pub fn reexec_without_tcache() -> Option<std::io::Error> {
         if let Some(arg0) = args.next() {
             cmd.arg0(arg0);
         }
-        Some(cmd.args(args).env("GLIBC_TUNABLES", TCACHE_OFF).exec())
+        let failed = cmd.args(args).env("GLIBC_TUNABLES", TCACHE_OFF).exec();
+        // Before its execve, std set SIGPIPE back to the default (kill) in this process, for
+        // the new image; the exec failed, so ignore it again as Rust programs do, or a broken
+        // stderr would kill the daemon instead of failing a write.
+        // SAFETY: setting a signal's disposition to SIG_IGN; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        Some(failed)
     }
     #[cfg(not(target_env = "gnu"))]
     {
