@@ -541,12 +541,14 @@ async fn serve(
     // The control socket's file is checked when its directory changes (inotify: no wake-up
     // while nothing happens); while the directory cannot be watched (gone, or inotify
     // unavailable) or a re-creation failed, every WATCH_EVERY too, and the directory is
-    // watched again as soon as it can be.
+    // watched again at the next of those checks. The first check is at once: the file may
+    // have gone while the daemon was starting, before the directory was watched.
     let mut dir_watch = watch_socket_dir(control_sock.path(), &control_log);
-    let mut poll = dir_watch.is_none().then(ctlsock_poll);
+    let mut poll = Some(ctlsock_poll(tokio::time::Instant::now()));
     let mut occupied = None;
     let res = loop {
-        let look = tokio::select! {
+        // (check the file, try to watch the directory again if it is not watched)
+        let (look, rewatch) = tokio::select! {
             () = &mut shutdown => break Ok(()),
             f = failed.first() => break Err(RunError::from(f)),
             new = reloads.recv(), if reloading => {
@@ -554,7 +556,7 @@ async fn serve(
                     Some(new) => apply(&new, actors),
                     None => reloading = false,
                 }
-                false
+                (false, false)
             }
             change = async {
                 match &dir_watch {
@@ -563,21 +565,26 @@ async fn serve(
                 }
             } => {
                 match change {
-                    Ok(Change::Entries) => {}
-                    Ok(Change::Lost) => dir_watch = None,
+                    Ok(Change::Entries) => (true, false),
+                    Ok(Change::Lost) => {
+                        dir_watch = None;
+                        (true, true)
+                    }
                     Err(e) => {
+                        // Watched again at the next check, a second later: a read that
+                        // keeps failing must not spin.
                         warn!(control_log, "cannot read the control socket directory's watch: checking every second instead"; "error" => %e);
                         dir_watch = None;
+                        (true, false)
                     }
                 }
-                true
             }
             _ = async {
                 match poll.as_mut() {
                     Some(p) => { p.tick().await; }
                     None => std::future::pending().await,
                 }
-            } => true,
+            } => (true, true),
         };
         if look {
             let check = control_sock.check();
@@ -595,12 +602,15 @@ async fn serve(
                 &control,
                 &control_log,
             );
-            if dir_watch.is_none() {
+            if dir_watch.is_none() && rewatch {
                 dir_watch = DirWatch::of_parent(control_sock.path()).ok();
             }
             poll = match (dir_watch.is_none() || retry, poll.take()) {
                 (true, Some(p)) => Some(p),
-                (true, None) => Some(ctlsock_poll()),
+                // Just checked: the next check a period from now.
+                (true, None) => Some(ctlsock_poll(
+                    tokio::time::Instant::now() + ctlsock::WATCH_EVERY,
+                )),
                 (false, _) => None,
             };
         }
@@ -629,9 +639,10 @@ fn watch_socket_dir(path: &std::path::Path, log: &Logger) -> Option<DirWatch> {
     }
 }
 
-/// The fallback check of the control socket file, every [`ctlsock::WATCH_EVERY`].
-fn ctlsock_poll() -> tokio::time::Interval {
-    let mut i = tokio::time::interval(ctlsock::WATCH_EVERY);
+/// The fallback check of the control socket file, every [`ctlsock::WATCH_EVERY`] from
+/// `first`.
+fn ctlsock_poll(first: tokio::time::Instant) -> tokio::time::Interval {
+    let mut i = tokio::time::interval_at(first, ctlsock::WATCH_EVERY);
     i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     i
 }
