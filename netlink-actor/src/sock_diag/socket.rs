@@ -76,14 +76,19 @@ impl DiagSocket {
         Ok(v6_conns)
     }
 
-    /// The subflows (IPv4, then IPv6 if `v6`) into `out`.
-    fn subflows_into(&mut self, out: &mut Dump<SubflowDiag>, v6: bool) -> Result<(), Error> {
+    /// The subflows in `states` (see [`tcpf`]; IPv4, then IPv6 if `v6`) into `out`.
+    fn subflows_into(
+        &mut self,
+        out: &mut Dump<SubflowDiag>,
+        states: u32,
+        v6: bool,
+    ) -> Result<(), Error> {
         for (fam, what) in [(IpFamily::V4, WHAT_TCP4), (IpFamily::V6, WHAT_TCP6)] {
             if fam == IpFamily::V6 && !v6 {
                 continue;
             }
             let seq = self.t.next_seq();
-            let req = tcp_dump_request(fam, tcpf::CONNECTED, seq)?;
+            let req = tcp_dump_request(fam, states, seq)?;
             dump::run(&mut self.t, what, seq, &req, parse_subflow_reply, out)?;
         }
         Ok(())
@@ -108,7 +113,7 @@ impl DiagSocket {
     /// [`tcpf::CONNECTED`]; IPv4 then IPv6).
     pub fn subflows(&mut self) -> Result<Dump<SubflowDiag>, Error> {
         let mut out = Dump::default();
-        self.subflows_into(&mut out, true)?;
+        self.subflows_into(&mut out, tcpf::CONNECTED, true)?;
         Ok(out)
     }
 
@@ -118,7 +123,7 @@ impl DiagSocket {
     pub fn snapshot(&mut self) -> Result<Snapshot, Error> {
         let (conns, v6) = self.mptcp_connections_v6()?;
         let mut subs = Dump::default();
-        self.subflows_into(&mut subs, v6)?;
+        self.subflows_into(&mut subs, tcpf::CONNECTED, v6)?;
         let mut snap = join(conns.items, subs.items);
         snap.skipped = conns.skipped + subs.skipped;
         snap.last_error = subs.last_error.or(conns.last_error);
@@ -130,11 +135,7 @@ impl DiagSocket {
     /// the joins still waiting for their SYN-ACK, whose ports nobody else reports.
     pub fn subflows_in_states(&mut self, states: u32) -> Result<Dump<SubflowDiag>, Error> {
         let mut out = Dump::default();
-        for (fam, what) in [(IpFamily::V4, WHAT_TCP4), (IpFamily::V6, WHAT_TCP6)] {
-            let seq = self.t.next_seq();
-            let req = tcp_dump_request(fam, states, seq)?;
-            dump::run(&mut self.t, what, seq, &req, parse_subflow_reply, &mut out)?;
-        }
+        self.subflows_into(&mut out, states, true)?;
         Ok(out)
     }
 
