@@ -292,6 +292,19 @@ pub struct Subflow {
 }
 
 impl Subflow {
+    /// The SET_FLAGS of a pending flag retry (see `flag_retry`), its next deadline moved to
+    /// [`FLAG_RETRY_AFTER`] from `now`, the attempts unchanged; `None` when none is pending.
+    fn resend_flag(&mut self, token: Token, now: Instant) -> Option<PmCommand> {
+        let (_, tries) = self.flag_retry?;
+        let key = self.key()?;
+        self.flag_retry = Some((now + FLAG_RETRY_AFTER, tries));
+        Some(PmCommand::SetBackup {
+            token,
+            key,
+            backup: self.want_backup,
+        })
+    }
+
     /// The subflow's 4-tuple, once its local port is known.
     pub fn key(&self) -> Option<SubflowKey> {
         self.local_port.map(|port| SubflowKey {
@@ -1305,7 +1318,15 @@ impl Connection {
                     }
                 }
             }
-            RefusalMeaning::SubflowGone | RefusalMeaning::Command => {}
+            RefusalMeaning::SubflowGone | RefusalMeaning::Command => {
+                // Not "not ready": a SET_FLAGS is not sent again (a resend refused so would
+                // otherwise be resent at every sample).
+                if let PmCommand::SetBackup { key, .. } = cmd {
+                    if let Some(sf) = self.established_mut(*key) {
+                        sf.flag_retry = None;
+                    }
+                }
+            }
         }
         match cmd {
             // No answer in time (ETIMEDOUT from the command path): the kernel may still have
@@ -1388,14 +1409,10 @@ impl Connection {
         for (key, sample) in samples {
             if let Some(sf) = self.established_mut(*key) {
                 sf.sample = Some(*sample);
-                if sample.fully_established && sf.flag_retry.is_some() && !sf.closing {
-                    sf.flag_retry = sf.flag_retry.map(|(_, n)| (now + FLAG_RETRY_AFTER, n));
-                    let backup = sf.want_backup;
-                    self.commands.push_back(PmCommand::SetBackup {
-                        token,
-                        key: *key,
-                        backup,
-                    });
+                if sample.fully_established && !sf.closing {
+                    if let Some(c) = sf.resend_flag(token, now) {
+                        self.commands.push_back(c);
+                    }
                 }
                 continue;
             }
@@ -1474,17 +1491,12 @@ impl Connection {
                             self.health.remove(&path);
                         }
                     }
-                    let sf = &mut self.subflows[i];
-                    if let (Some((due, n)), Some(key)) = (sf.flag_retry, sf.key()) {
-                        if due <= now && !sf.closing {
-                            // No sample showed the join fully established in time (a
-                            // connection that is not sampled): try again.
-                            sf.flag_retry = Some((now + FLAG_RETRY_AFTER, n));
-                            self.commands.push_back(PmCommand::SetBackup {
-                                token: self.token,
-                                key,
-                                backup: sf.want_backup,
-                            });
+                    let (token, sf) = (self.token, &mut self.subflows[i]);
+                    if sf.flag_retry.is_some_and(|(due, _)| due <= now) && !sf.closing {
+                        // No sample showed the join fully established in time (a connection
+                        // that is not sampled): try again.
+                        if let Some(c) = sf.resend_flag(token, now) {
+                            self.commands.push_back(c);
                         }
                     }
                 }

@@ -318,6 +318,43 @@ fn set_flags_refused_before_the_join_is_fully_established_is_sent_again_once_it_
 }
 
 #[test]
+fn a_resent_set_flags_refused_for_another_reason_is_not_sent_again() {
+    let t0 = Instant::now();
+    let mut c = established(t0, ConnTimers::default());
+    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
+    drain(&mut c);
+    let k = key("10.0.2.1:50000", INIT_REMOTE);
+    c.handle_event(
+        t0,
+        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
+    );
+    c.handle_decisions(
+        t0,
+        vec![d(Action::SetBackup {
+            key: k,
+            backup: true,
+        })],
+    );
+    let cmds = drain(&mut c);
+    c.handle_command_result(t0, &cmds[0], Err(not_ready()));
+    // Fully established: sent again, and refused with a meaning other than "not ready".
+    c.handle_samples(t0 + ms(20), &[(k, fully(false))]);
+    let cmds = drain(&mut c);
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    let other = KernelRefusal {
+        errno: 22,
+        message: Some("invalid addr flags".into()),
+    };
+    assert_eq!(other.meaning(&cmds[0]), RefusalMeaning::Command);
+    c.handle_command_result(t0 + ms(20), &cmds[0], Err(other));
+    // Neither the next samples nor the retry timer send it again.
+    c.handle_samples(t0 + ms(40), &[(k, fully(false))]);
+    assert_eq!(drain(&mut c), vec![]);
+    c.handle_timeout(t0 + ms(20) + FLAG_RETRY_AFTER);
+    assert_eq!(drain(&mut c), vec![]);
+}
+
+#[test]
 fn without_samples_a_refused_set_flags_is_retried_after_the_least_rto_a_few_times() {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
