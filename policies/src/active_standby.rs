@@ -1043,20 +1043,12 @@ impl ActiveStandby {
             }
             on_path.sort_by_key(|l| (!l.initial, l.want_backup, l.since));
             for l in &on_path[1..] {
-                out.close(
-                    l.key,
-                    Reason::new(
-                        "duplicate",
-                        format!(
-                            "a second subflow on active path {} (a probe that joined late); {} carries it",
-                            PathFmt(&path),
-                            on_path[0].key
-                        ),
-                    ),
+                let detail = format!(
+                    "a second subflow on active path {} (a probe that joined late); {} carries it",
+                    PathFmt(&path),
+                    on_path[0].key
                 );
-                if let Some(m) = self.subs.get_mut(&l.key) {
-                    m.closed_by_us = true;
-                }
+                self.close_as(l.key, "duplicate", detail, &mut out);
             }
         }
 
@@ -1225,13 +1217,12 @@ impl ActiveStandby {
             });
             if l.standby {
                 if !l.want_backup && target {
-                    out.close(
+                    self.close_as(
                         l.key,
-                        Reason::new(f.code, format!("standby subflow failed: {}", f.detail)),
+                        f.code,
+                        format!("standby subflow failed: {}", f.detail),
+                        out,
                     );
-                    if let Some(m) = self.subs.get_mut(&l.key) {
-                        m.closed_by_us = true;
-                    }
                 }
                 continue;
             }
@@ -1302,21 +1293,17 @@ impl ActiveStandby {
                 continue;
             }
             let then = "closed so that its unacknowledged data is sent again at once";
-            out.close(
+            self.close_as(
                 l.key,
-                Reason::new(
-                    code,
-                    format!(
-                        "path {} failed ({n} failure{} in the last {}): {why}; {then}",
-                        PathFmt(&path),
-                        if n == 1 { "" } else { "s" },
-                        fmt_dur(self.t.flap_window)
-                    ),
+                code,
+                format!(
+                    "path {} failed ({n} failure{} in the last {}): {why}; {then}",
+                    PathFmt(&path),
+                    if n == 1 { "" } else { "s" },
+                    fmt_dur(self.t.flap_window)
                 ),
+                out,
             );
-            if let Some(m) = self.subs.get_mut(&l.key) {
-                m.closed_by_us = true;
-            }
         }
     }
 
