@@ -175,9 +175,9 @@ pub static PLUGIN: Plugin = Plugin::new::<ActiveStandbyParams>(
 pub const RTO_LIMIT: u8 = 2;
 /// Two unanswered zero-window or keepalive probes fail a path (see the module docs).
 pub const PROBES_LIMIT: u8 = 2;
-/// Linux's least retransmission timeout (TCP_RTO_MIN), which its tail-loss probe adds to
-/// `2 x srtt` when a single segment is outstanding (the receiver may delay that ACK).
-pub const TCP_RTO_MIN: Duration = Duration::from_millis(200);
+/// Linux's least retransmission timeout, which its tail-loss probe adds to `2 x srtt` when a
+/// single segment is outstanding (the receiver may delay that ACK).
+pub use crate::model::TCP_RTO_MIN;
 /// What Linux's tail-loss probe adds to `2 x srtt` otherwise (TCP_TIMEOUT_MIN, 2 jiffies).
 pub const TCP_TIMEOUT_MIN: Duration = Duration::from_millis(2);
 /// The period of a join SYN's retransmissions while they are linear: the kernel's initial

@@ -108,7 +108,7 @@ const ECANCELED: i32 = 125;
 /// before it is sent again when no sample shows the join fully established first: the
 /// kernel's least retransmission timeout (TCP_RTO_MIN), within which the peer's fourth ACK
 /// (or our retransmitted third ACK's answer) has come on a working path.
-pub const FLAG_RETRY_AFTER: Duration = Duration::from_millis(200);
+pub const FLAG_RETRY_AFTER: Duration = crate::model::TCP_RTO_MIN;
 /// SET_FLAGS sent again at most this many times for one wish (the kernel's refusals of a
 /// subflow that never becomes usable repeat).
 pub const MAX_FLAG_RETRIES: u32 = 3;

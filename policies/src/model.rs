@@ -255,6 +255,9 @@ pub struct SubflowSample {
     pub fully_established: bool,
 }
 
+/// Linux's least retransmission timeout (TCP_RTO_MIN).
+pub const TCP_RTO_MIN: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// `tcpi_state` of a socket whose join SYN is still unanswered (TCP_SYN_SENT).
 pub const TCP_SYN_SENT: u8 = 2;
 
