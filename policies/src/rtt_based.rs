@@ -530,6 +530,9 @@ impl SubStates {
 #[derive(Debug, Clone)]
 pub struct RttJudge {
     params: Arc<RttParams>,
+    /// `params.close_on_loss`, unless this judge is a server side's (which never closes for
+    /// loss): kept here so that every connection shares one copy of `params`.
+    close_on_loss: bool,
     subflows: SubStates,
     /// Paths closed for loss, by (local address, remote): ordered for reproducible output.
     cooldowns: BTreeMap<(IpAddr, SocketAddr), Cooldown>,
@@ -563,6 +566,7 @@ impl RttJudge {
     /// A judge with no memory yet, on tunables shared with other connections.
     pub fn shared(params: Arc<RttParams>) -> Self {
         RttJudge {
+            close_on_loss: params.close_on_loss,
             params,
             subflows: SubStates::default(),
             cooldowns: BTreeMap::new(),
@@ -651,7 +655,7 @@ impl RttJudge {
 
         let mut out = Vec::new();
         self.rescue_zero_active(now, subflows, &mut out);
-        if self.params.close_on_loss {
+        if self.close_on_loss {
             self.judge_loss(now, subflows, &loss, &mut out);
         } else {
             for st in self.subflows.values_mut() {
@@ -1104,14 +1108,10 @@ impl RttBased {
     fn judge_mut(&mut self, server_side: bool) -> &mut RttJudge {
         let params = &self.params;
         self.judge.get_or_insert_with(|| {
-            if params.close_on_loss && server_side {
-                RttJudge::new(RttParams {
-                    close_on_loss: false,
-                    ..**params
-                })
-            } else {
-                RttJudge::shared(params.clone())
-            }
+            let mut judge = RttJudge::shared(params.clone());
+            // The server side never closes for loss (the client's to decide).
+            judge.close_on_loss &= !server_side;
+            judge
         })
     }
 
