@@ -19,7 +19,7 @@
 // Test helpers outside #[test] functions may unwrap/panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -190,16 +190,7 @@ impl StandbyUpload {
         let read = Arc::new(AtomicU64::new(0));
         let r2 = read.clone();
         t.server
-            .exec_bg(move || {
-                let (mut s, _) = l.accept().unwrap();
-                let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    r2.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            })
+            .exec_bg(move || mptcp::counting_server(l, r2))
             .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
