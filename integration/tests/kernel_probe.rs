@@ -33,12 +33,6 @@ use netlink_actor::genl::PmClient;
 use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
 
 const WAIT: Duration = Duration::from_secs(5);
-/// The hybrid bench's links.
-const LINK: Tbf = Tbf {
-    rate_kbit: 20_000,
-    burst_bytes: 64 * 1024,
-    latency_ms: 20,
-};
 
 /// The client's SYN_SENT subflows from `local`.
 fn syn_sent(diag: &mut DiagSocket, local: IpAddr) -> Vec<SubflowDiag> {
@@ -175,7 +169,7 @@ impl StandbyUpload {
             server_links: 2,
             client_pm: Pm::Userspace,
             server_pm: Pm::Kernel,
-            shaping: vec![Some(LINK); 2],
+            shaping: vec![Some(Tbf::HYBRID); 2],
         })
         .unwrap();
         t.steer_client_link(0, 0).unwrap();
@@ -373,7 +367,7 @@ fn healthy_series() {
         server_links: 1,
         client_pm: Pm::Kernel,
         server_pm: Pm::Kernel,
-        shaping: vec![Some(LINK)],
+        shaping: vec![Some(Tbf::HYBRID)],
     })
     .unwrap();
     let srv = SocketAddr::new(t.server_addr(0), 5303);

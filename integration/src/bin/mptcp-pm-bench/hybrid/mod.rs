@@ -61,12 +61,6 @@ pub const SECTION: Section = Section::new(
     |quick| render(&measure(quick)),
 );
 
-/// Both client links: tbf 20 mbit, burst 64 KiB, latency 20 ms.
-const LINK: Tbf = Tbf {
-    rate_kbit: 20_000,
-    burst_bytes: 64 * 1024,
-    latency_ms: 20,
-};
 const INTERACTIVE_PORT: u16 = 5210;
 const BULK_PORT: u16 = 5211;
 /// The interactive flow: a message this long every [`MSG_EVERY`].

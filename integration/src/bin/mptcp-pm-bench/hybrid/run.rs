@@ -23,7 +23,7 @@ pub(super) fn hbed(setup: Setup) -> HBed {
             Pm::Userspace
         },
         server_pm: Pm::Kernel,
-        shaping: vec![Some(LINK); 2],
+        shaping: vec![Some(Tbf::HYBRID); 2],
     })
     .expect("topology");
     t.steer_client_link(0, 0).unwrap();
