@@ -22,7 +22,7 @@ use mptcp_pmd_policies::conn::{KernelRefusal, RefusalMeaning};
 use mptcp_pmd_policies::{ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, Token};
 use netlink_actor::genl::{PmClient, PmEventSocket, RawEvent, Traced};
 use netlink_actor::mptcp_pm::Limits;
-use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag, TcpState};
 use netlink_actor::Error as GenlError;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -607,7 +607,10 @@ fn set_flags_waits_for_the_join_to_be_fully_established() {
     // Still not fully established while the fourth ACK is held back.
     std::thread::sleep(Duration::from_millis(300));
     let d = diag_subflow(&mut diag, sub.key()).unwrap();
-    assert!(!d.sample.fully_established && d.state == 1, "{d:?}");
+    assert!(
+        !d.sample.fully_established && TcpState::from(d.state) == TcpState::Established,
+        "{d:?}"
+    );
     t.router
         .run(&["nft", "flush chain inet hold4 held"])
         .unwrap();

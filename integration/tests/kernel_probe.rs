@@ -30,7 +30,7 @@ use integration::observe::{mib, EventLog};
 use integration::{kernel_tests_enabled, mptcp, Pm, Tbf, TopoOpts, Topology};
 use mptcp_pmd_policies::{PmCommand, PmEvent, SubflowKey, Token};
 use netlink_actor::genl::PmClient;
-use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag, TcpState};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -40,7 +40,7 @@ fn syn_sent(diag: &mut DiagSocket, local: IpAddr) -> Vec<SubflowDiag> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|s| s.state == 2 && s.key.local.ip() == local)
+        .filter(|s| TcpState::from(s.state) == TcpState::SynSent && s.key.local.ip() == local)
         .collect()
 }
 
