@@ -30,17 +30,10 @@
 //! targets; this module holds the setups and runs the cases.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use integration::daemon::{Daemon, DaemonOpts};
 use integration::nft::PathCut;
-use integration::observe::mib;
-use integration::{mptcp, netdev, Pm, Tbf, TopoOpts, Topology};
-use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
+use integration::Topology;
 
 mod numbers;
 mod run;
@@ -50,7 +43,7 @@ use numbers::*;
 use run::*;
 use table::*;
 
-use crate::bed::{pmd_config, pmd_opts};
+use crate::bed::pmd_config;
 use crate::report::Section;
 use crate::stats::{ms, verdict};
 

@@ -2,7 +2,18 @@
 //! of cuts, the interactive or bulk flow, and the record of what happened (messages, reads,
 //! interface counters, the daemon's decisions, optional sock_diag samples).
 
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use integration::daemon::{Daemon, DaemonOpts};
+use integration::observe::mib;
+use integration::{mptcp, netdev, Pm, Tbf, TopoOpts};
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
+
 use super::*;
+use crate::bed::pmd_opts;
 
 pub(super) struct HBed {
     pub(super) setup: Setup,
