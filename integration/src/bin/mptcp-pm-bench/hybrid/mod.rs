@@ -23,7 +23,6 @@
 //! `BENCH_HYBRID_POLL_MS=N` adds a setup: `active-standby` with `poll.interval_ms: N` (a
 //! daemon that does not honour the policy's `sample_ms` samples every connection at that
 //! period). `BENCH_HYBRID_DUMP=DIR` writes every run's records there.
-
 //!
 //! The parts: [`run`] sets a run up and records it (the namespaces, the daemon, the flows, the
 //! cut), [`numbers`] turns records into the numbers (pure), [`table`] renders them and the
@@ -161,7 +160,8 @@ fn example_config() -> String {
 }
 
 // ------------------------------------------------------------------------------------------
-// The test bed of one setup.
+// The cases: measuring them, and dumping their records.
+
 /// A case: its title, its schedule, and each setup's summary.
 struct Case {
     title: String,

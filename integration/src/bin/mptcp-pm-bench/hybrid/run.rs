@@ -445,6 +445,3 @@ pub(super) fn stamp_ns(t: Instant) -> u64 {
 pub(super) fn clock_ms(t: Instant) -> f64 {
     stamp_ns(t) as f64 / 1e6
 }
-
-// ------------------------------------------------------------------------------------------
-// The numbers: pure functions of a run's records (ms from its start).
