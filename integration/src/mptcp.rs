@@ -1,8 +1,11 @@
 //! Real MPTCP sockets (`IPPROTO_MPTCP` = 262) as std `TcpListener`/`TcpStream`, plus small
-//! traffic helpers. Call these inside [`crate::Netns::exec`] to place them in a namespace.
+//! traffic helpers (an echo server, a sink, a sink that counts the bytes it reads, a ping).
+//! Call these inside [`crate::Netns::exec`] to place them in a namespace.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -75,6 +78,25 @@ pub fn sink_server(listener: TcpListener) {
                         }
                     }
                 }
+            }
+        });
+    }
+}
+
+/// Serve connections on `listener`: read and discard everything on a thread per connection,
+/// adding every byte read to `count` (a sink for throughput measurements). Runs until the
+/// listener fails (e.g. its namespace is deleted).
+pub fn counting_server(listener: TcpListener, count: Arc<AtomicU64>) {
+    for conn in listener.incoming() {
+        let Ok(mut s) = conn else { break };
+        let count = count.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                count.fetch_add(n as u64, Ordering::Relaxed);
             }
         });
     }

@@ -35,6 +35,16 @@ pub struct Tbf {
     pub latency_ms: u32,
 }
 
+impl Tbf {
+    /// The hybrid-access link of issue 17's scenario: 20 Mbit/s, a 64 KiB bucket, 20 ms of
+    /// queue. Used by the bench's hybrid section, `kernel_probe` and `daemon_active_standby`.
+    pub const HYBRID: Tbf = Tbf {
+        rate_kbit: 20_000,
+        burst_bytes: 64 * 1024,
+        latency_ms: 20,
+    };
+}
+
 /// Options of a [`Topology`].
 #[derive(Debug, Clone)]
 pub struct TopoOpts {

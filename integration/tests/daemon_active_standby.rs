@@ -46,13 +46,6 @@ const METRICS_PORT: u16 = 9465;
 /// The router's interface towards the primary (client link 0).
 const PRIMARY_RIF: &str = "rc0";
 
-/// Both links, as in issue 17's scenario: 20 Mbit/s, a 64 KiB bucket, 20 ms of queue.
-const LINK: Tbf = Tbf {
-    rate_kbit: 20_000,
-    burst_bytes: 64 * 1024,
-    latency_ms: 20,
-};
-
 /// A slow primary: 5 Mbit/s and a deep queue (60 ms at that rate), so that a bulk upload
 /// keeps tens of ms of data queued ahead of every segment, and its ACKs keep coming.
 const SLOW: Tbf = Tbf {
@@ -434,7 +427,7 @@ fn steady_state_the_standby_is_backup_and_carries_almost_nothing() {
     if !kernel_tests_enabled("steady_state_the_standby_is_backup_and_carries_almost_nothing") {
         return;
     }
-    let (mut b, token, _) = bed([LINK, LINK]);
+    let (mut b, token, _) = bed([Tbf::HYBRID, Tbf::HYBRID]);
     // The join and the flag have settled; then a window of the upload.
     std::thread::sleep(Duration::from_secs(1));
     let (primary, standby) = b.split(Duration::from_secs(4));
@@ -483,7 +476,7 @@ fn a_silent_primary_failure_fails_over_and_the_healed_primary_gets_the_traffic_b
     ) {
         return;
     }
-    let (mut b, token, _) = bed([LINK, LINK]);
+    let (mut b, token, _) = bed([Tbf::HYBRID, Tbf::HYBRID]);
     let mut cut = PathCut::install(&b.t.router).expect("nft in the router (package nftables)");
     std::thread::sleep(Duration::from_secs(1));
     let sfs = b.sfs();
@@ -689,7 +682,7 @@ fn a_slow_primary_is_not_failed_over() {
         return;
     }
     // From the first moment the steady state is seen: the primary's queue fills from there.
-    let (mut b, _token, sfs) = bed([SLOW, LINK]);
+    let (mut b, _token, sfs) = bed([SLOW, Tbf::HYBRID]);
     let primary = on_link(&b.t, &sfs, 0)[0].clone();
     let failovers = decisions(&b.t, "set_backup", &["failover"]);
     let closes = decisions(&b.t, "close", &FAILURE_CODES);

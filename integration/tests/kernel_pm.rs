@@ -22,7 +22,7 @@ use mptcp_pmd_policies::conn::{KernelRefusal, RefusalMeaning};
 use mptcp_pmd_policies::{ConnInfo, PmCommand, PmEvent, SubflowInfo, SubflowKey, Token};
 use netlink_actor::genl::{PmClient, PmEventSocket, RawEvent, Traced};
 use netlink_actor::mptcp_pm::Limits;
-use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag, TcpState};
 use netlink_actor::Error as GenlError;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -137,6 +137,17 @@ impl Monitor {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Wait for (and consume) the first ESTABLISHED event, of any token, and return its
+    /// connection.
+    fn established(&mut self) -> ConnInfo {
+        is_conn(
+            &self.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
+            true,
+            None,
+        )
+        .unwrap()
     }
 }
 
@@ -453,12 +464,7 @@ fn same_pair_three_times_gives_three_subflows() {
     let srv = SocketAddr::new(t.server_addr(0), 4243);
     let _l = serve_one(&t.server, srv);
     let mut stream = connect(&t.client, srv, t.client_addr(0));
-    let c = is_conn(
-        &cev.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
-        true,
-        None,
-    )
-    .unwrap();
+    let c = cev.established();
     let mut ports = HashSet::new();
     for _ in 0..3 {
         cpm.execute(&PmCommand::CreateSubflow {
@@ -544,12 +550,7 @@ fn set_flags_waits_for_the_join_to_be_fully_established() {
     let srv = SocketAddr::new(t.server_addr(0), 4252);
     let _l = serve_one(&t.server, srv);
     let _stream = connect(&t.client, srv, t.client_addr(0));
-    let c = is_conn(
-        &cev.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
-        true,
-        None,
-    )
-    .unwrap();
+    let c = cev.established();
     let second = t.client_addr(1);
     t.router
         .run(&["nft", "add", "table", "inet", "hold4"])
@@ -606,7 +607,10 @@ fn set_flags_waits_for_the_join_to_be_fully_established() {
     // Still not fully established while the fourth ACK is held back.
     std::thread::sleep(Duration::from_millis(300));
     let d = diag_subflow(&mut diag, sub.key()).unwrap();
-    assert!(!d.sample.fully_established && d.state == 1, "{d:?}");
+    assert!(
+        !d.sample.fully_established && TcpState::from(d.state) == TcpState::Established,
+        "{d:?}"
+    );
     t.router
         .run(&["nft", "flush chain inet hold4 held"])
         .unwrap();
@@ -636,12 +640,7 @@ fn subflow_create_id_rules_and_refusals() {
     let srv = SocketAddr::new(t.server_addr(0), 4244);
     let _l = serve_one(&t.server, srv);
     let _stream = connect(&t.client, srv, t.client_addr(0));
-    let c = is_conn(
-        &cev.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
-        true,
-        None,
-    )
-    .unwrap();
+    let c = cev.established();
     let create = |id| PmCommand::CreateSubflow {
         token: c.token,
         local: t.client_addr(0),
@@ -952,14 +951,6 @@ fn commands_on_closing_and_gone_connections() {
             assert_eq!(r.errno, 0, "{what}: {} is still accepted: {r:?}", c.name());
         }
     };
-    let established = |cev: &mut Monitor| {
-        is_conn(
-            &cev.wait("ESTABLISHED", |e| is_conn(e, true, None).is_some()),
-            true,
-            None,
-        )
-        .unwrap()
-    };
     let initial = |c: &ConnInfo| SubflowKey {
         local: c.local,
         remote: c.remote,
@@ -986,7 +977,7 @@ fn commands_on_closing_and_gone_connections() {
     // 2. The peer closed (CLOSE_WAIT here, the application still holds the socket), then 3.
     // we close too: CLOSED is emitted, and the token is gone.
     let s = connect(&t.client, srv, t.client_addr(0));
-    let c = established(&mut cev);
+    let c = cev.established();
     drop(rx.recv_timeout(WAIT).unwrap());
     wait_state(&t.client, c.local, "CLOSE-WAIT");
     not_joinable(&probe(&mut cpm, c.token, initial(&c)), "closed by the peer");
@@ -1002,7 +993,7 @@ fn commands_on_closing_and_gone_connections() {
     // 4. We close first: CLOSED is emitted at once, while the kernel still has the token (the
     // connection waits for the peer's DATA_FIN).
     let s = connect(&t.client, srv, t.client_addr(0));
-    let c = established(&mut cev);
+    let c = cev.established();
     let server_side = rx.recv_timeout(WAIT).unwrap();
     drop(s);
     cev.wait("CLOSED", |e| *e == PmEvent::Closed { token: c.token });
@@ -1012,7 +1003,7 @@ fn commands_on_closing_and_gone_connections() {
     // 5. Reset by the peer while the application still holds the socket: no CLOSED, and the
     // token is gone.
     let s = connect(&t.client, srv, t.client_addr(0));
-    let c = established(&mut cev);
+    let c = cev.established();
     let server_side = rx.recv_timeout(WAIT).unwrap();
     socket2::SockRef::from(&server_side)
         .set_linger(Some(Duration::ZERO))

@@ -19,7 +19,7 @@
 // Test helpers outside #[test] functions may unwrap/panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,15 +30,9 @@ use integration::observe::{mib, EventLog};
 use integration::{kernel_tests_enabled, mptcp, Pm, Tbf, TopoOpts, Topology};
 use mptcp_pmd_policies::{PmCommand, PmEvent, SubflowKey, Token};
 use netlink_actor::genl::PmClient;
-use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag, TcpState};
 
 const WAIT: Duration = Duration::from_secs(5);
-/// The hybrid bench's links.
-const LINK: Tbf = Tbf {
-    rate_kbit: 20_000,
-    burst_bytes: 64 * 1024,
-    latency_ms: 20,
-};
 
 /// The client's SYN_SENT subflows from `local`.
 fn syn_sent(diag: &mut DiagSocket, local: IpAddr) -> Vec<SubflowDiag> {
@@ -46,7 +40,7 @@ fn syn_sent(diag: &mut DiagSocket, local: IpAddr) -> Vec<SubflowDiag> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|s| s.state == 2 && s.key.local.ip() == local)
+        .filter(|s| TcpState::from(s.state) == TcpState::SynSent && s.key.local.ip() == local)
         .collect()
 }
 
@@ -175,7 +169,7 @@ impl StandbyUpload {
             server_links: 2,
             client_pm: Pm::Userspace,
             server_pm: Pm::Kernel,
-            shaping: vec![Some(LINK); 2],
+            shaping: vec![Some(Tbf::HYBRID); 2],
         })
         .unwrap();
         t.steer_client_link(0, 0).unwrap();
@@ -190,16 +184,7 @@ impl StandbyUpload {
         let read = Arc::new(AtomicU64::new(0));
         let r2 = read.clone();
         t.server
-            .exec_bg(move || {
-                let (mut s, _) = l.accept().unwrap();
-                let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    r2.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            })
+            .exec_bg(move || mptcp::counting_server(l, r2))
             .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
@@ -382,7 +367,7 @@ fn healthy_series() {
         server_links: 1,
         client_pm: Pm::Kernel,
         server_pm: Pm::Kernel,
-        shaping: vec![Some(LINK)],
+        shaping: vec![Some(Tbf::HYBRID)],
     })
     .unwrap();
     let srv = SocketAddr::new(t.server_addr(0), 5303);

@@ -12,8 +12,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a demo tool
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -136,23 +136,6 @@ fn find_daemon() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// Accept connections on `l`, adding every byte received to `count`.
-fn counting_sink(l: TcpListener, count: Arc<AtomicU64>) {
-    for conn in l.incoming() {
-        let Ok(mut s) = conn else { break };
-        let count = count.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 1 << 16];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                count.fetch_add(n as u64, Ordering::Relaxed);
-            }
-        });
-    }
-}
-
 /// Keep writing to `s` until `done` or an interrupt.
 fn blast(mut s: TcpStream, done: Arc<AtomicBool>) {
     let buf = vec![0x5au8; 1 << 16];
@@ -230,7 +213,7 @@ fn run(o: &Opts) -> Result<i32, String> {
             .map_err(|e| format!("listen: {e}"))?;
         let c = count.clone();
         t.server
-            .exec_bg(move || counting_sink(l, c))
+            .exec_bg(move || mptcp::counting_server(l, c))
             .map_err(|e| e.to_string())?;
     }
     let dir = TmpDir(std::env::temp_dir().join(format!("mptcp-pm-demo-{}", std::process::id())));

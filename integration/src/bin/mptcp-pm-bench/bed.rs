@@ -4,10 +4,10 @@
 //! MPTCP connections of a namespace by sock_diag, and the process set-up (descriptor limit,
 //! the hold server's process, which daemon binary).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -202,21 +202,7 @@ pub fn counting_sink(server: &Netns) -> Arc<AtomicU64> {
     let l = server.exec(move || mptcp::listen(any)).unwrap().unwrap();
     let sb = sink_bytes.clone();
     server
-        .exec_bg(move || {
-            for c in l.incoming() {
-                let Ok(mut s) = c else { break };
-                let sb = sb.clone();
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        sb.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                });
-            }
-        })
+        .exec_bg(move || mptcp::counting_server(l, sb))
         .unwrap();
     sink_bytes
 }

@@ -23,24 +23,16 @@
 //! `BENCH_HYBRID_POLL_MS=N` adds a setup: `active-standby` with `poll.interval_ms: N` (a
 //! daemon that does not honour the policy's `sample_ms` samples every connection at that
 //! period). `BENCH_HYBRID_DUMP=DIR` writes every run's records there.
-
 //!
 //! The parts: [`run`] sets a run up and records it (the namespaces, the daemon, the flows, the
 //! cut), [`numbers`] turns records into the numbers (pure), [`table`] renders them and the
 //! targets; this module holds the setups and runs the cases.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use integration::daemon::{Daemon, DaemonOpts};
 use integration::nft::PathCut;
-use integration::observe::mib;
-use integration::{mptcp, netdev, Pm, Tbf, TopoOpts, Topology};
-use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
+use integration::Topology;
 
 mod numbers;
 mod run;
@@ -50,7 +42,7 @@ use numbers::*;
 use run::*;
 use table::*;
 
-use crate::bed::{pmd_config, pmd_opts};
+use crate::bed::pmd_config;
 use crate::report::Section;
 use crate::stats::{ms, verdict};
 
@@ -61,12 +53,6 @@ pub const SECTION: Section = Section::new(
     |quick| render(&measure(quick)),
 );
 
-/// Both client links: tbf 20 mbit, burst 64 KiB, latency 20 ms.
-const LINK: Tbf = Tbf {
-    rate_kbit: 20_000,
-    burst_bytes: 64 * 1024,
-    latency_ms: 20,
-};
 const INTERACTIVE_PORT: u16 = 5210;
 const BULK_PORT: u16 = 5211;
 /// The interactive flow: a message this long every [`MSG_EVERY`].
@@ -174,7 +160,8 @@ fn example_config() -> String {
 }
 
 // ------------------------------------------------------------------------------------------
-// The test bed of one setup.
+// The cases: measuring them, and dumping their records.
+
 /// A case: its title, its schedule, and each setup's summary.
 struct Case {
     title: String,

@@ -95,7 +95,7 @@ pub(super) struct Summary {
     pub(super) tail: f64,
     /// The daemon's decisions in the interactive and the bulk run.
     pub(super) decisions: [Vec<(f64, String)>; 2],
-    /// Cut and heal instants of the bulk run.
+    /// Cut and heal instants of the interactive and the bulk run.
     pub(super) cuts: [Vec<(f64, f64)>; 2],
     /// Nft command times of both runs, ms.
     pub(super) cmd_ms: Vec<f64>,
@@ -142,6 +142,3 @@ pub(super) fn summarize(i: &Record, b: &Record, sched: &Schedule) -> Summary {
         destroys: b.destroys_cut as f64 / (b.cut_ms / 1e3),
     }
 }
-
-// ------------------------------------------------------------------------------------------
-// The section.

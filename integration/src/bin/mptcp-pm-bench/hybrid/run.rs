@@ -2,7 +2,18 @@
 //! of cuts, the interactive or bulk flow, and the record of what happened (messages, reads,
 //! interface counters, the daemon's decisions, optional sock_diag samples).
 
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use integration::daemon::{Daemon, DaemonOpts};
+use integration::observe::mib;
+use integration::{mptcp, netdev, Pm, Tbf, TopoOpts};
+use netlink_actor::sock_diag::{DiagSocket, SubflowDiag};
+
 use super::*;
+use crate::bed::pmd_opts;
 
 pub(super) struct HBed {
     pub(super) setup: Setup,
@@ -23,7 +34,7 @@ pub(super) fn hbed(setup: Setup) -> HBed {
             Pm::Userspace
         },
         server_pm: Pm::Kernel,
-        shaping: vec![Some(LINK); 2],
+        shaping: vec![Some(Tbf::HYBRID); 2],
     })
     .expect("topology");
     t.steer_client_link(0, 0).unwrap();
@@ -434,6 +445,3 @@ pub(super) fn stamp_ns(t: Instant) -> u64 {
 pub(super) fn clock_ms(t: Instant) -> f64 {
     stamp_ns(t) as f64 / 1e6
 }
-
-// ------------------------------------------------------------------------------------------
-// The numbers: pure functions of a run's records (ms from its start).
