@@ -317,8 +317,9 @@ fn set_flags_refused_before_the_join_is_fully_established_is_sent_again_once_it_
     assert_eq!(drain(&mut c), vec![]);
 }
 
-#[test]
-fn a_resent_set_flags_refused_for_another_reason_is_not_sent_again() {
+/// An established connection with a join on 10.0.2.1 that the policy then wants backup: its
+/// SET_FLAGS is queued (not drained yet).
+fn joined_then_made_backup() -> (Instant, Connection, mptcp_pmd_policies::SubflowKey) {
     let t0 = Instant::now();
     let mut c = established(t0, ConnTimers::default());
     c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
@@ -335,6 +336,12 @@ fn a_resent_set_flags_refused_for_another_reason_is_not_sent_again() {
             backup: true,
         })],
     );
+    (t0, c, k)
+}
+
+#[test]
+fn a_resent_set_flags_refused_for_another_reason_is_not_sent_again() {
+    let (t0, mut c, k) = joined_then_made_backup();
     let cmds = drain(&mut c);
     c.handle_command_result(t0, &cmds[0], Err(not_ready()));
     // Fully established: sent again, and refused with a meaning other than "not ready".
@@ -356,22 +363,7 @@ fn a_resent_set_flags_refused_for_another_reason_is_not_sent_again() {
 
 #[test]
 fn without_samples_a_refused_set_flags_is_retried_after_the_least_rto_a_few_times() {
-    let t0 = Instant::now();
-    let mut c = established(t0, ConnTimers::default());
-    c.handle_decisions(t0, vec![open("10.0.2.1", INIT_REMOTE, false)]);
-    drain(&mut c);
-    let k = key("10.0.2.1:50000", INIT_REMOTE);
-    c.handle_event(
-        t0,
-        &PmEvent::SubEstablished(sub("10.0.2.1:50000", INIT_REMOTE, 1, 0, false)),
-    );
-    c.handle_decisions(
-        t0,
-        vec![d(Action::SetBackup {
-            key: k,
-            backup: true,
-        })],
-    );
+    let (t0, mut c, _) = joined_then_made_backup();
     let mut now = t0;
     let mut sent = 0;
     loop {
